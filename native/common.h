@@ -1,0 +1,49 @@
+// Shared declarations of the Pagewise CPU backend: thread pool, ISA dispatch, dtype helpers.
+// Every kernel file includes this; nothing here depends on N-API.
+#pragma once
+#include <cstdint>
+#include <cstring>
+#include <functional>
+
+namespace pw {
+
+// Element types of weights / caches. Values are part of the JS contract (src/backend/native.ts).
+enum class DType : int { F32 = 0, F16 = 1, BF16 = 2 };
+
+// Kernel families, best first. Values are part of the JS contract.
+enum class Isa : int { Scalar = 0, Avx2 = 1, Avx512 = 2, Avx512Bf16 = 3 };
+
+// Best ISA this CPU supports (detected once).
+Isa detected_isa();
+// ISA the kernels currently dispatch on (<= detected_isa(); tests lower it to exercise every path).
+Isa active_isa();
+void set_active_isa(Isa isa);
+
+// Persistent thread pool. parallel_for splits [0, n) into at most num_threads() contiguous
+// chunks and runs fn(begin, end) on each, the calling thread taking one; it returns when all are
+// done. How the range is split must never change a result: kernels partition over independent
+// outputs (rows, columns, heads), never over a reduction.
+void parallel_for(int64_t n, const std::function<void(int64_t begin, int64_t end)>& fn);
+void set_num_threads(int n);
+int num_threads();
+
+inline float bf16_to_f32(uint16_t h) {
+  uint32_t u = static_cast<uint32_t>(h) << 16;
+  float f;
+  std::memcpy(&f, &u, 4);
+  return f;
+}
+
+// Round to nearest even; NaN stays NaN.
+inline uint16_t f32_to_bf16(float f) {
+  uint32_t u;
+  std::memcpy(&u, &f, 4);
+  if ((u & 0x7fffffffu) > 0x7f800000u) return static_cast<uint16_t>((u >> 16) | 0x40);
+  u += 0x7fffu + ((u >> 16) & 1u);
+  return static_cast<uint16_t>(u >> 16);
+}
+
+float f16_to_f32(uint16_t h);
+uint16_t f32_to_f16(float f);
+
+}  // namespace pw

@@ -1,0 +1,184 @@
+/**
+ * The native CPU backend (C++17, node-addon-api, built by node-gyp into build/Release/pagewise.node).
+ *
+ * All ops are synchronous: the engine calls them from its worker thread, so the main thread never
+ * waits on them. Every op writes into a caller-provided output (no allocation on the hot path) and
+ * computes each output row in an order that does not depend on the batch size or on how work is
+ * split over threads (batch invariance, see DESIGN.md).
+ *
+ * Shapes are row-major. "Weight" arrays hold raw element bits: Float32Array for F32,
+ * Uint16Array for F16 and BF16.
+ */
+import { createRequire } from 'node:module';
+import { existsSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+/** Element type of weights and KV caches; values match native/common.h. */
+export enum DType {
+  F32 = 0,
+  F16 = 1,
+  BF16 = 2,
+}
+
+/** Kernel families, best first; values match native/common.h. */
+export enum Isa {
+  Scalar = 0,
+  Avx2 = 1,
+  Avx512 = 2,
+  Avx512Bf16 = 3,
+}
+
+export type WeightArray = Float32Array | Uint16Array;
+
+/**
+ * How a linear layer multiplies. `F32`: weights of any dtype widened exactly to float32, float32
+ * activations, float32 accumulation. `BF16`: BF16 weights only; activations rounded to BF16
+ * (round-to-nearest-even), products accumulated in float32 (AVX512_BF16 `vdpbf16ps` where available).
+ */
+export enum MatmulPrecision {
+  F32 = 0,
+  BF16 = 1,
+}
+
+/** Opaque handle to a paged KV cache allocated in native memory. */
+export interface KvCacheHandle {
+  readonly __kvCache: unique symbol;
+}
+
+export interface CpuInfo {
+  avx2: boolean;
+  fma: boolean;
+  f16c: boolean;
+  avx512f: boolean;
+  avx512bw: boolean;
+  avx512bf16: boolean;
+  /** Best kernel family this CPU supports. */
+  detectedIsa: Isa;
+  /** Kernel family in use now. */
+  activeIsa: Isa;
+}
+
+export interface NativeBackend {
+  cpuInfo(): CpuInfo;
+  /** Select the kernel family (tests use this to run every path); throws if the CPU lacks it. */
+  setIsa(isa: Isa): void;
+  /** Resize the persistent thread pool (n >= 1, counting the calling thread). */
+  setThreads(n: number): void;
+  getThreads(): number;
+
+  /** Map a file read-only into memory; the mapping lives as long as the returned buffer. */
+  mmapFile(path: string): ArrayBuffer;
+  /** Zeroed, 64-byte-aligned native memory exposed without a copy. */
+  allocAligned(bytes: number): ArrayBuffer;
+
+  /** out[t, :] = table[ids[t], :] widened to float32. table is [vocab, hidden]. */
+  embedding(out: Float32Array, table: WeightArray, tableDtype: DType, ids: Int32Array, hidden: number): void;
+
+  /**
+   * out[m, n] = sum_k x[m, k] * w[n, k] (+ bias[n]).  x: [M, K] float32, w: [N, K] (Hugging Face
+   * layout), out: [M, N]. `precision` BF16 requires wDtype BF16.
+   */
+  linear(
+    out: Float32Array,
+    x: Float32Array,
+    w: WeightArray,
+    wDtype: DType,
+    bias: Float32Array | null,
+    M: number,
+    N: number,
+    K: number,
+    precision: MatmulPrecision,
+  ): void;
+
+  /** out[m, :] = x[m, :] / sqrt(mean(x[m, :]^2) + eps) * weight.  x, out: [M, H]; may alias. */
+  rmsnorm(out: Float32Array, x: Float32Array, weight: Float32Array, M: number, H: number, eps: number): void;
+
+  /**
+   * Rotary embedding in place, Hugging Face `rotate_half` convention, on q [T, nHeads*headDim] and
+   * k [T, nKvHeads*headDim]. invFreq has headDim/2 entries (rope_theta and rope_scaling already
+   * applied); angle = positions[t] * invFreq[i], evaluated in double precision.
+   */
+  rope(
+    q: Float32Array,
+    k: Float32Array,
+    positions: Int32Array,
+    T: number,
+    nHeads: number,
+    nKvHeads: number,
+    headDim: number,
+    invFreq: Float32Array,
+  ): void;
+
+  /** out[m, i] = silu(gate[m, i]) * up[m, i]; gate/up are [M, I] with row strides (elements). */
+  siluMul(out: Float32Array, gate: Float32Array, up: Float32Array, M: number, I: number, gateStride: number, upStride: number): void;
+
+  /** out[i] = a[i] + b[i] for i < n; out may alias a or b. */
+  add(out: Float32Array, a: Float32Array, b: Float32Array, n: number): void;
+
+  /**
+   * Allocate a paged KV cache: for each layer, K and V pools of numBlocks blocks of
+   * [blockSize, kvHeads, headDim] elements of `dtype` (F32 or BF16).
+   */
+  kvCacheCreate(numLayers: number, numBlocks: number, blockSize: number, kvHeads: number, headDim: number, dtype: DType): KvCacheHandle;
+  /** Bytes one block takes across all layers, K and V. */
+  kvCacheBlockBytes(numLayers: number, blockSize: number, kvHeads: number, headDim: number, dtype: DType): number;
+  /** Free the cache's memory now (the handle must not be used afterwards). */
+  kvCacheFree(cache: KvCacheHandle): void;
+  /**
+   * Store K/V rows of T new tokens: k, v are [T, kvHeads*headDim] float32; token t goes to slot
+   * slotMapping[t] = block * blockSize + offset of the given layer. Slot -1 means skip.
+   */
+  kvCacheWrite(cache: KvCacheHandle, layer: number, k: Float32Array, v: Float32Array, slotMapping: Int32Array, T: number): void;
+  /** For every layer copy block src[i] to block dst[i] (copy-on-write). */
+  kvCacheCopyBlocks(cache: KvCacheHandle, src: Int32Array, dst: Int32Array): void;
+  /** Read back [kvHeads*headDim] K or V values of one slot as float32 (tests, debugging). */
+  kvCacheReadSlot(cache: KvCacheHandle, layer: number, which: 'k' | 'v', slot: number): Float32Array;
+
+  /**
+   * PagedAttention for a flat varlen batch of numSeqs sequences. Sequence s has query tokens
+   * q[queryStartLoc[s] .. queryStartLoc[s+1]) (q: [totalTokens, nHeads*headDim]) which are its
+   * LAST qLen tokens of seqLens[s] tokens in total; their K/V are already in the cache. Query token
+   * at absolute position p attends causally to keys 0..p, read through
+   * blockTables[s * maxBlocksPerSeq + p / blockSize]. Query head h uses KV head
+   * h / (nHeads / nKvHeads). Softmax is online (numerically stable); each query row is computed in
+   * the same order whatever the batch, the chunking or the physical blocks.
+   * out: [totalTokens, nHeads*headDim].
+   */
+  pagedAttention(
+    out: Float32Array,
+    q: Float32Array,
+    cache: KvCacheHandle,
+    layer: number,
+    blockTables: Int32Array,
+    maxBlocksPerSeq: number,
+    queryStartLoc: Int32Array,
+    seqLens: Int32Array,
+    numSeqs: number,
+    nHeads: number,
+    nKvHeads: number,
+    headDim: number,
+    scale: number,
+  ): void;
+}
+
+function findAddon(): string {
+  // Works from src/backend (tsx) and dist/backend (compiled): walk up to the package root.
+  let dir = dirname(fileURLToPath(import.meta.url));
+  for (let i = 0; i < 4; i++) {
+    const candidate = join(dir, 'build', 'Release', 'pagewise.node');
+    if (existsSync(candidate)) return candidate;
+    dir = dirname(dir);
+  }
+  throw new Error(
+    'Pagewise native addon not found (build/Release/pagewise.node). Run `npm install` (or `npx node-gyp rebuild`) in the package directory to build it.',
+  );
+}
+
+let cached: NativeBackend | undefined;
+
+/** The loaded native backend (loaded once per thread). */
+export function native(): NativeBackend {
+  if (!cached) cached = createRequire(import.meta.url)(findAddon()) as NativeBackend;
+  return cached;
+}
