@@ -1,0 +1,117 @@
+/**
+ * ModelRunner: turns the scheduler's decision into one flat varlen batch (token ids, positions,
+ * slot mapping, block tables, query offsets), runs the model over it, and returns the logits of the
+ * rows that need them.
+ */
+import { native, type KvCacheHandle } from '../backend/native.js';
+import type { ScheduledSeq } from '../scheduler/scheduler.js';
+import type { ForwardBatch, LlamaModel } from './architectures/llama.js';
+
+export interface RunnerConfig {
+  blockSize: number;
+  /** Max tokens per step (the scheduler's budget). */
+  maxTokens: number;
+  /** Max sequences per step. */
+  maxSeqs: number;
+  /** Max blocks one sequence can hold (max model length / block size). */
+  maxBlocksPerSeq: number;
+}
+
+/** A batch row whose logits the caller asked for. */
+export interface LogitsRequest {
+  /** Index of the scheduled entry (into the `scheduled` array). */
+  entry: number;
+  /** Absolute position of the token whose logits are wanted. */
+  position: number;
+}
+
+export class ModelRunner {
+  private readonly batch: ForwardBatch;
+  private readonly rows: Int32Array;
+  private readonly hidden: Float32Array;
+  private readonly logitsBuf: Float32Array;
+  /** Rows per call of the output head (bounds the logits buffer for long prompt-logprob requests). */
+  readonly maxLogitsRows: number;
+
+  constructor(
+    readonly model: LlamaModel,
+    readonly cache: KvCacheHandle,
+    readonly cfg: RunnerConfig,
+  ) {
+    const T = cfg.maxTokens;
+    const S = cfg.maxSeqs;
+    this.batch = {
+      numTokens: 0,
+      tokenIds: new Int32Array(T),
+      positions: new Int32Array(T),
+      slotMapping: new Int32Array(T),
+      numSeqs: 0,
+      queryStartLoc: new Int32Array(S + 1),
+      seqLens: new Int32Array(S),
+      blockTables: new Int32Array(S * cfg.maxBlocksPerSeq),
+      maxBlocksPerSeq: cfg.maxBlocksPerSeq,
+    };
+    this.rows = new Int32Array(T);
+    this.hidden = new Float32Array(T * model.cfg.hiddenSize);
+    this.maxLogitsRows = Math.max(S, 64);
+    this.logitsBuf = new Float32Array(this.maxLogitsRows * model.cfg.vocabSize);
+  }
+
+  /**
+   * Run one step. `want` lists the rows whose logits are needed, in the order `onLogits` receives
+   * them: it is called with consecutive chunks (first index into `want`, row count, logits
+   * [count, vocab]); the buffer is reused after the callback returns.
+   */
+  execute(
+    scheduled: readonly ScheduledSeq[],
+    copies: ReadonlyArray<[number, number]>,
+    want: readonly LogitsRequest[],
+    onLogits: (first: number, count: number, logits: Float32Array) => void,
+  ): void {
+    const be = native();
+    if (copies.length > 0) {
+      be.kvCacheCopyBlocks(this.cache, Int32Array.from(copies, (c) => c[0]), Int32Array.from(copies, (c) => c[1]));
+    }
+    const b = this.batch;
+    const bs = this.cfg.blockSize;
+    const mb = this.cfg.maxBlocksPerSeq;
+    if (scheduled.length > this.cfg.maxSeqs) throw new Error(`step of ${scheduled.length} sequences exceeds maxSeqs ${this.cfg.maxSeqs}`);
+    let t = 0;
+    const starts: number[] = [];
+    for (let s = 0; s < scheduled.length; s++) {
+      const { seq, numNewTokens } = scheduled[s]!;
+      const start = seq.numComputedTokens;
+      const end = start + numNewTokens;
+      if (t + numNewTokens > this.cfg.maxTokens) throw new Error(`step of more than ${this.cfg.maxTokens} tokens`);
+      if (seq.blockTable.length > mb) throw new Error(`sequence holds ${seq.blockTable.length} blocks, more than ${mb}`);
+      b.queryStartLoc[s] = t;
+      starts.push(t);
+      for (let p = start; p < end; p++, t++) {
+        b.tokenIds[t] = seq.tokens[p]!;
+        b.positions[t] = p;
+        b.slotMapping[t] = seq.blockTable[Math.floor(p / bs)]! * bs + (p % bs);
+      }
+      b.seqLens[s] = end;
+      b.blockTables.set(seq.blockTable, s * mb);
+    }
+    b.queryStartLoc[scheduled.length] = t;
+    b.numTokens = t;
+    b.numSeqs = scheduled.length;
+
+    for (let r = 0; r < want.length; r++) {
+      const w = want[r]!;
+      const e = scheduled[w.entry]!;
+      this.rows[r] = starts[w.entry]! + (w.position - e.seq.numComputedTokens);
+    }
+    const R = want.length;
+    this.model.forward(b, this.cache, this.rows.subarray(0, R), this.hidden);
+    const H = this.model.cfg.hiddenSize;
+    const V = this.model.cfg.vocabSize;
+    for (let first = 0; first < R; first += this.maxLogitsRows) {
+      const count = Math.min(this.maxLogitsRows, R - first);
+      const logits = this.logitsBuf.subarray(0, count * V);
+      this.model.logits(this.hidden.subarray(first * H, (first + count) * H), count, logits);
+      onLogits(first, count, logits);
+    }
+  }
+}
