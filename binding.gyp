@@ -15,8 +15,8 @@
       "defines": ["NAPI_VERSION=8", "NODE_ADDON_API_DISABLE_CPP_EXCEPTIONS_ALL", "NAPI_DISABLE_CPP_EXCEPTIONS"],
       "cflags!": ["-fno-exceptions"],
       "cflags_cc!": ["-fno-exceptions"],
-      "cflags_cc": ["-std=c++17", "-O3", "-fno-math-errno", "-Wall", "-Wno-uninitialized", "-Wno-maybe-uninitialized"],
-      "cflags": ["-O3"]
+      "cflags_cc": ["-std=c++17", "-O3", "-fno-math-errno", "-Wall", "-Wno-uninitialized", "-Wno-maybe-uninitialized", "-ffp-contract=off"],
+      "cflags": ["-O3", "-ffp-contract=off"]
     }
   ]
 }

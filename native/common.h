@@ -1,6 +1,7 @@
 // Shared declarations of the Pagewise CPU backend: thread pool, ISA dispatch, dtype helpers.
 // Every kernel file includes this; nothing here depends on N-API.
 #pragma once
+#include <cstddef>
 #include <cstdint>
 #include <cstring>
 #include <functional>
@@ -13,6 +14,12 @@ enum class DType : int { F32 = 0, F16 = 1, BF16 = 2 };
 // Kernel families, best first. Values are part of the JS contract.
 enum class Isa : int { Scalar = 0, Avx2 = 1, Avx512 = 2, Avx512Bf16 = 3 };
 
+// CPU features found by detect (once, at first use).
+struct CpuFeatures {
+  bool avx2, fma, f16c, avx512f, avx512bw, avx512vl, avx512bf16;
+};
+const CpuFeatures& cpu_features();
+
 // Best ISA this CPU supports (detected once).
 Isa detected_isa();
 // ISA the kernels currently dispatch on (<= detected_isa(); tests lower it to exercise every path).
@@ -24,6 +31,10 @@ void set_active_isa(Isa isa);
 // done. How the range is split must never change a result: kernels partition over independent
 // outputs (rows, columns, heads), never over a reduction.
 void parallel_for(int64_t n, const std::function<void(int64_t begin, int64_t end)>& fn);
+// Runs fn(i) for every i in [0, n), items handed out one at a time to whichever thread is free
+// (load balancing for items of unequal cost, e.g. causal attention tiles). Same rule: the
+// assignment of items to threads must never change a result.
+void parallel_items(int64_t n, const std::function<void(int64_t item)>& fn);
 void set_num_threads(int n);
 int num_threads();
 
@@ -43,7 +54,14 @@ inline uint16_t f32_to_bf16(float f) {
   return static_cast<uint16_t>(u >> 16);
 }
 
+// IEEE binary16 <-> binary32, exact widening; narrowing rounds to nearest even. Subnormals,
+// infinities and NaN (quiet, payload kept where it fits) are handled.
 float f16_to_f32(uint16_t h);
 uint16_t f32_to_f16(float f);
+
+// Zeroed memory aligned to 64 bytes (page-aligned, lazily committed for large sizes).
+// Returns nullptr when the system cannot provide it. Free with aligned_free(p, bytes).
+void* aligned_alloc_zeroed(size_t bytes);
+void aligned_free(void* p, size_t bytes);
 
 }  // namespace pw

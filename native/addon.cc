@@ -1,0 +1,710 @@
+// N-API bindings of the Pagewise CPU backend (contract: src/backend/native.ts).
+//
+// Every binding validates its arguments before any kernel runs: types, dtype values, array
+// lengths against the given shapes, and index arrays (ids, slots, block tables) against their
+// ranges. A bad call throws a JS TypeError / RangeError; it never crashes or writes out of bounds.
+// Arrays that hold parameters (weights, bias, norm weight, invFreq) must have exactly the size of
+// their shape; activation and output arrays must have at least that size (callers may pass
+// preallocated workspaces; only the leading part is used).
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <napi.h>
+
+#include <cerrno>
+#include <cmath>
+#include <cstring>
+#include <initializer_list>
+#include <new>
+#include <stdexcept>
+#include <string>
+
+#include "common.h"
+#include "ops.h"
+
+namespace pw {
+namespace {
+
+// ---------------------------------------------------------------------------------------------
+// Errors: bindings throw these C++ exceptions; Guard turns them into JS exceptions.
+
+struct JsError : std::runtime_error {
+  enum Kind { Type, Range, Plain } kind;
+  JsError(Kind k, const std::string& m) : std::runtime_error(m), kind(k) {}
+};
+
+[[noreturn]] void type_error(const std::string& m) { throw JsError(JsError::Type, m); }
+[[noreturn]] void range_error(const std::string& m) { throw JsError(JsError::Range, m); }
+[[noreturn]] void plain_error(const std::string& m) { throw JsError(JsError::Plain, m); }
+
+using Binding = Napi::Value (*)(const Napi::CallbackInfo&);
+
+template <Binding F>
+Napi::Value Guard(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  try {
+    Napi::Value v = F(info);
+    return v;
+  } catch (const JsError& e) {
+    if (e.kind == JsError::Type) {
+      Napi::TypeError::New(env, e.what()).ThrowAsJavaScriptException();
+    } else if (e.kind == JsError::Range) {
+      Napi::RangeError::New(env, e.what()).ThrowAsJavaScriptException();
+    } else {
+      Napi::Error::New(env, e.what()).ThrowAsJavaScriptException();
+    }
+  } catch (const std::bad_alloc&) {
+    Napi::Error::New(env, "pagewise native: out of memory").ThrowAsJavaScriptException();
+  } catch (const std::exception& e) {
+    Napi::Error::New(env, std::string("pagewise native: ") + e.what()).ThrowAsJavaScriptException();
+  }
+  return env.Undefined();
+}
+
+std::string num(double v) {
+  if (v == std::floor(v) && std::fabs(v) < 1e18) return std::to_string(static_cast<long long>(v));
+  return std::to_string(v);
+}
+
+const char* isa_name(Isa i) {
+  switch (i) {
+    case Isa::Scalar: return "Scalar";
+    case Isa::Avx2: return "Avx2";
+    case Isa::Avx512: return "Avx512";
+    case Isa::Avx512Bf16: return "Avx512Bf16";
+  }
+  return "?";
+}
+
+const char* dtype_name(DType d) {
+  switch (d) {
+    case DType::F32: return "F32";
+    case DType::F16: return "F16";
+    case DType::BF16: return "BF16";
+  }
+  return "?";
+}
+
+template <typename T>
+struct View {
+  T* data = nullptr;
+  size_t len = 0;  // elements
+};
+
+// Element count of a shape, throwing RangeError on overflow past 2^53.
+size_t mul_checked(const char* op, const char* what, std::initializer_list<int64_t> dims) {
+  unsigned __int128 p = 1;
+  for (int64_t d : dims) {
+    p *= static_cast<uint64_t>(d);
+    if (p > (static_cast<unsigned __int128>(1) << 53)) range_error(std::string(op) + ": " + what + " is too large");
+  }
+  return static_cast<size_t>(p);
+}
+
+// Argument reader bound to one call; messages name the op and the argument.
+class Args {
+ public:
+  Args(const Napi::CallbackInfo& info, const char* op, size_t count) : info_(info), op_(op) {
+    if (info.Length() < count) {
+      type_error(std::string(op) + ": expected " + std::to_string(count) + " arguments, got " +
+                 std::to_string(info.Length()));
+    }
+  }
+
+  [[noreturn]] void type_fail(const char* name, const std::string& why) const {
+    type_error(std::string(op_) + ": " + name + " " + why);
+  }
+  [[noreturn]] void range_fail(const char* name, const std::string& why) const {
+    range_error(std::string(op_) + ": " + name + " " + why);
+  }
+
+  double number(size_t i, const char* name) const {
+    Napi::Value v = info_[i];
+    if (!v.IsNumber()) type_fail(name, "must be a number");
+    return v.As<Napi::Number>().DoubleValue();
+  }
+
+  int64_t integer(size_t i, const char* name, int64_t lo, int64_t hi) const {
+    const double d = number(i, name);
+    if (!std::isfinite(d) || d != std::floor(d)) type_fail(name, "must be an integer, got " + num(d));
+    if (d < static_cast<double>(lo) || d > static_cast<double>(hi)) {
+      range_fail(name, "must be in [" + std::to_string(lo) + ", " + std::to_string(hi) + "], got " + num(d));
+    }
+    return static_cast<int64_t>(d);
+  }
+
+  DType dtype(size_t i, const char* name) const {
+    const int64_t d = integer(i, name, -1000000, 1000000);
+    if (d < 0 || d > 2) range_fail(name, "is not a DType (F32=0, F16=1, BF16=2): " + std::to_string(d));
+    return static_cast<DType>(d);
+  }
+
+  template <typename T, napi_typedarray_type Kind>
+  View<T> typed(size_t i, const char* name, const char* type_name) const {
+    Napi::Value v = info_[i];
+    if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != Kind) {
+      type_fail(name, std::string("must be a ") + type_name);
+    }
+    Napi::TypedArray ta = v.As<Napi::TypedArray>();
+    View<T> out;
+    out.len = ta.ElementLength();
+    if (out.len > 0) {
+      Napi::ArrayBuffer ab = ta.ArrayBuffer();
+      uint8_t* base = static_cast<uint8_t*>(ab.Data());
+      if (base == nullptr) type_fail(name, "is detached");
+      out.data = reinterpret_cast<T*>(base + ta.ByteOffset());
+    }
+    return out;
+  }
+
+  View<float> f32(size_t i, const char* name) const {
+    return typed<float, napi_float32_array>(i, name, "Float32Array");
+  }
+  View<int32_t> i32(size_t i, const char* name) const {
+    return typed<int32_t, napi_int32_array>(i, name, "Int32Array");
+  }
+  View<uint16_t> u16(size_t i, const char* name) const {
+    return typed<uint16_t, napi_uint16_array>(i, name, "Uint16Array");
+  }
+
+  bool is_nullish(size_t i) const {
+    Napi::Value v = info_[i];
+    return v.IsNull() || v.IsUndefined();
+  }
+
+  // Weight array for a dtype: raw bits, Float32Array for F32 and Uint16Array for F16 / BF16.
+  View<const void> weights(size_t i, const char* name, DType d) const {
+    View<const void> w;
+    if (d == DType::F32) {
+      Napi::Value v = info_[i];
+      if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != napi_float32_array) {
+        type_fail(name, "must be a Float32Array for dtype F32");
+      }
+      auto f = f32(i, name);
+      w.data = f.data;
+      w.len = f.len;
+    } else {
+      Napi::Value v = info_[i];
+      if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != napi_uint16_array) {
+        type_fail(name, std::string("must be a Uint16Array for dtype ") + dtype_name(d));
+      }
+      auto u = u16(i, name);
+      w.data = u.data;
+      w.len = u.len;
+    }
+    return w;
+  }
+
+  template <typename T>
+  void need_at_least(const View<T>& v, const char* name, size_t n, const char* shape) const {
+    if (v.len < n) {
+      range_fail(name, "has " + std::to_string(v.len) + " elements, needs at least " + shape + " = " +
+                           std::to_string(n));
+    }
+  }
+  template <typename T>
+  void need_exactly(const View<T>& v, const char* name, size_t n, const char* shape) const {
+    if (v.len != n) {
+      range_fail(name, "has " + std::to_string(v.len) + " elements, expected " + shape + " = " + std::to_string(n));
+    }
+  }
+
+  const char* op() const { return op_; }
+
+ private:
+  const Napi::CallbackInfo& info_;
+  const char* op_;
+};
+
+// Byte ranges [a, a+na) and [b, b+nb) overlap?
+bool overlaps(const void* a, size_t na, const void* b, size_t nb) {
+  if (na == 0 || nb == 0) return false;
+  auto pa = reinterpret_cast<uintptr_t>(a), pb = reinterpret_cast<uintptr_t>(b);
+  return pa < pb + nb && pb < pa + na;
+}
+
+constexpr int64_t kMaxDim = (int64_t(1) << 31) - 1;
+
+// ---------------------------------------------------------------------------------------------
+// Runtime, threads, memory
+
+Napi::Value CpuInfo(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const CpuFeatures& f = cpu_features();
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("avx2", f.avx2);
+  o.Set("fma", f.fma);
+  o.Set("f16c", f.f16c);
+  o.Set("avx512f", f.avx512f);
+  o.Set("avx512bw", f.avx512bw);
+  o.Set("avx512bf16", f.avx512bf16);
+  o.Set("detectedIsa", static_cast<int>(detected_isa()));
+  o.Set("activeIsa", static_cast<int>(active_isa()));
+  return o;
+}
+
+Napi::Value SetIsa(const Napi::CallbackInfo& info) {
+  Args a(info, "setIsa", 1);
+  const int64_t v = a.integer(0, "isa", -1000000, 1000000);
+  if (v < 0 || v > 3) a.range_fail("isa", "is not an Isa (Scalar=0, Avx2=1, Avx512=2, Avx512Bf16=3): " + std::to_string(v));
+  const Isa isa = static_cast<Isa>(v);
+  if (static_cast<int>(isa) > static_cast<int>(detected_isa())) {
+    range_error(std::string("setIsa: this CPU does not support ") + isa_name(isa) + " (best: " +
+                isa_name(detected_isa()) + ")");
+  }
+  set_active_isa(isa);
+  return info.Env().Undefined();
+}
+
+Napi::Value SetThreads(const Napi::CallbackInfo& info) {
+  Args a(info, "setThreads", 1);
+  set_num_threads(static_cast<int>(a.integer(0, "n", 1, 1024)));
+  return info.Env().Undefined();
+}
+
+Napi::Value GetThreads(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), num_threads()); }
+
+Napi::Value MmapFile(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsString()) type_error("mmapFile: path must be a string");
+  const std::string path = info[0].As<Napi::String>().Utf8Value();
+  if (path.find('\0') != std::string::npos) type_error("mmapFile: path contains a NUL character");
+  const int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) plain_error("mmapFile: cannot open '" + path + "': " + std::strerror(errno));
+  struct stat st;
+  if (fstat(fd, &st) != 0) {
+    const int e = errno;
+    close(fd);
+    plain_error("mmapFile: cannot stat '" + path + "': " + std::strerror(e));
+  }
+  if (!S_ISREG(st.st_mode)) {
+    close(fd);
+    plain_error("mmapFile: '" + path + "' is not a regular file");
+  }
+  const size_t size = static_cast<size_t>(st.st_size);
+  if (size == 0) {
+    close(fd);
+    return Napi::ArrayBuffer::New(env, 0);
+  }
+  // Private mapping: the file is never modified. PROT_WRITE only makes an accidental write from
+  // JS land in a private copy-on-write page instead of killing the process with SIGSEGV; pages
+  // that are only read stay shared with the page cache.
+  void* p = mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_NORESERVE, fd, 0);
+  const int e = errno;
+  close(fd);
+  if (p == MAP_FAILED) plain_error("mmapFile: cannot map '" + path + "': " + std::strerror(e));
+  return Napi::ArrayBuffer::New(env, p, size, [size](Napi::Env, void* data) { munmap(data, size); });
+}
+
+Napi::Value AllocAligned(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Args a(info, "allocAligned", 1);
+  const int64_t bytes = a.integer(0, "bytes", 0, int64_t(1) << 48);
+  if (bytes == 0) return Napi::ArrayBuffer::New(env, 0);
+  const size_t n = static_cast<size_t>(bytes);
+  void* p = aligned_alloc_zeroed(n);
+  if (!p) plain_error("allocAligned: out of memory allocating " + std::to_string(n) + " bytes");
+  Napi::MemoryManagement::AdjustExternalMemory(env, static_cast<int64_t>(n));
+  return Napi::ArrayBuffer::New(env, p, n, [n](Napi::Env e, void* data) {
+    aligned_free(data, n);
+    Napi::MemoryManagement::AdjustExternalMemory(e, -static_cast<int64_t>(n));
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Elementwise ops
+
+Napi::Value Embedding(const Napi::CallbackInfo& info) {
+  // embedding(out, table, tableDtype, ids, hidden)
+  Args a(info, "embedding", 5);
+  auto out = a.f32(0, "out");
+  const DType dt = a.dtype(2, "tableDtype");
+  auto table = a.weights(1, "table", dt);
+  auto ids = a.i32(3, "ids");
+  const int64_t hidden = a.integer(4, "hidden", 1, kMaxDim);
+  if (table.len % static_cast<size_t>(hidden) != 0) {
+    a.range_fail("table", "has " + std::to_string(table.len) + " elements, not a multiple of hidden = " +
+                              std::to_string(hidden));
+  }
+  const int64_t vocab = static_cast<int64_t>(table.len / static_cast<size_t>(hidden));
+  const int64_t T = static_cast<int64_t>(ids.len);
+  a.need_at_least(out, "out", mul_checked(a.op(), "out", {T, hidden}), "ids.length*hidden");
+  for (int64_t t = 0; t < T; t++) {
+    if (ids.data[t] < 0 || ids.data[t] >= vocab) {
+      a.range_fail("ids", "[" + std::to_string(t) + "] = " + std::to_string(ids.data[t]) + " is out of range [0, " +
+                              std::to_string(vocab) + ")");
+    }
+  }
+  embedding(out.data, table.data, dt, ids.data, T, hidden);
+  return info.Env().Undefined();
+}
+
+Napi::Value Rmsnorm(const Napi::CallbackInfo& info) {
+  // rmsnorm(out, x, weight, M, H, eps)
+  Args a(info, "rmsnorm", 6);
+  auto out = a.f32(0, "out");
+  auto x = a.f32(1, "x");
+  auto w = a.f32(2, "weight");
+  const int64_t M = a.integer(3, "M", 0, kMaxDim);
+  const int64_t H = a.integer(4, "H", 1, kMaxDim);
+  const double eps = a.number(5, "eps");
+  if (!std::isfinite(eps) || eps < 0) a.range_fail("eps", "must be a finite number >= 0");
+  const size_t n = mul_checked(a.op(), "x", {M, H});
+  a.need_at_least(x, "x", n, "M*H");
+  a.need_at_least(out, "out", n, "M*H");
+  a.need_exactly(w, "weight", static_cast<size_t>(H), "H");
+  if (out.data != x.data && overlaps(out.data, n * 4, x.data, n * 4)) {
+    a.range_fail("out", "partly overlaps x (it may alias x exactly, or not at all)");
+  }
+  rmsnorm(out.data, x.data, w.data, M, H, static_cast<float>(eps));
+  return info.Env().Undefined();
+}
+
+Napi::Value Rope(const Napi::CallbackInfo& info) {
+  // rope(q, k, positions, T, nHeads, nKvHeads, headDim, invFreq)
+  Args a(info, "rope", 8);
+  auto q = a.f32(0, "q");
+  auto k = a.f32(1, "k");
+  auto pos = a.i32(2, "positions");
+  const int64_t T = a.integer(3, "T", 0, kMaxDim);
+  const int64_t nh = a.integer(4, "nHeads", 0, 1 << 20);
+  const int64_t nkv = a.integer(5, "nKvHeads", 0, 1 << 20);
+  const int64_t hd = a.integer(6, "headDim", 2, 1 << 20);
+  auto inv = a.f32(7, "invFreq");
+  if (hd % 2 != 0) a.range_fail("headDim", "must be even, got " + std::to_string(hd));
+  const size_t nq = mul_checked(a.op(), "q", {T, nh, hd});
+  const size_t nk = mul_checked(a.op(), "k", {T, nkv, hd});
+  a.need_at_least(q, "q", nq, "T*nHeads*headDim");
+  a.need_at_least(k, "k", nk, "T*nKvHeads*headDim");
+  a.need_at_least(pos, "positions", static_cast<size_t>(T), "T");
+  a.need_exactly(inv, "invFreq", static_cast<size_t>(hd / 2), "headDim/2");
+  if (overlaps(q.data, nq * 4, k.data, nk * 4)) a.range_fail("q", "overlaps k");
+  rope(q.data, k.data, pos.data, T, nh, nkv, hd, inv.data);
+  return info.Env().Undefined();
+}
+
+Napi::Value SiluMul(const Napi::CallbackInfo& info) {
+  // siluMul(out, gate, up, M, I, gateStride, upStride)
+  Args a(info, "siluMul", 7);
+  auto out = a.f32(0, "out");
+  auto gate = a.f32(1, "gate");
+  auto up = a.f32(2, "up");
+  const int64_t M = a.integer(3, "M", 0, kMaxDim);
+  const int64_t I = a.integer(4, "I", 0, kMaxDim);
+  const int64_t gs = a.integer(5, "gateStride", 0, int64_t(1) << 40);
+  const int64_t us = a.integer(6, "upStride", 0, int64_t(1) << 40);
+  if (M > 1 && gs < I) a.range_fail("gateStride", "must be >= I (" + std::to_string(I) + "), got " + std::to_string(gs));
+  if (M > 1 && us < I) a.range_fail("upStride", "must be >= I (" + std::to_string(I) + "), got " + std::to_string(us));
+  if (M > 0 && I > 0) {
+    a.need_at_least(out, "out", mul_checked(a.op(), "out", {M, I}), "M*I");
+    a.need_at_least(gate, "gate", mul_checked(a.op(), "gate", {M - 1, gs}) + static_cast<size_t>(I),
+                    "(M-1)*gateStride+I");
+    a.need_at_least(up, "up", mul_checked(a.op(), "up", {M - 1, us}) + static_cast<size_t>(I), "(M-1)*upStride+I");
+  }
+  silu_mul(out.data, gate.data, up.data, M, I, gs, us);
+  return info.Env().Undefined();
+}
+
+Napi::Value Add(const Napi::CallbackInfo& info) {
+  // add(out, a, b, n)
+  Args a(info, "add", 4);
+  auto out = a.f32(0, "out");
+  auto x = a.f32(1, "a");
+  auto y = a.f32(2, "b");
+  const int64_t n = a.integer(3, "n", 0, int64_t(1) << 48);
+  a.need_at_least(out, "out", static_cast<size_t>(n), "n");
+  a.need_at_least(x, "a", static_cast<size_t>(n), "n");
+  a.need_at_least(y, "b", static_cast<size_t>(n), "n");
+  add(out.data, x.data, y.data, n);
+  return info.Env().Undefined();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Linear
+
+Napi::Value Linear(const Napi::CallbackInfo& info) {
+  // linear(out, x, w, wDtype, bias, M, N, K, precision)
+  Args a(info, "linear", 9);
+  auto out = a.f32(0, "out");
+  auto x = a.f32(1, "x");
+  const DType dt = a.dtype(3, "wDtype");
+  auto w = a.weights(2, "w", dt);
+  View<float> bias;
+  const bool has_bias = !a.is_nullish(4);
+  if (has_bias) bias = a.f32(4, "bias");
+  const int64_t M = a.integer(5, "M", 0, kMaxDim);
+  const int64_t N = a.integer(6, "N", 1, kMaxDim);
+  const int64_t K = a.integer(7, "K", 1, kMaxDim);
+  const int64_t p = a.integer(8, "precision", -1000000, 1000000);
+  if (p != 0 && p != 1) a.range_fail("precision", "is not a MatmulPrecision (F32=0, BF16=1): " + std::to_string(p));
+  const auto prec = static_cast<MatmulPrecision>(p);
+  if (prec == MatmulPrecision::BF16 && dt != DType::BF16) {
+    a.range_fail("precision", std::string("BF16 requires BF16 weights, got ") + dtype_name(dt));
+  }
+  const size_t nx = mul_checked(a.op(), "x", {M, K});
+  const size_t no = mul_checked(a.op(), "out", {M, N});
+  a.need_at_least(x, "x", nx, "M*K");
+  a.need_at_least(out, "out", no, "M*N");
+  a.need_exactly(w, "w", mul_checked(a.op(), "w", {N, K}), "N*K");
+  if (has_bias) a.need_exactly(bias, "bias", static_cast<size_t>(N), "N");
+  if (overlaps(out.data, no * 4, x.data, nx * 4)) a.range_fail("out", "overlaps x");
+  if (overlaps(out.data, no * 4, w.data, w.len * dtype_bytes(dt))) a.range_fail("out", "overlaps w");
+  if (has_bias && overlaps(out.data, no * 4, bias.data, bias.len * 4)) a.range_fail("out", "overlaps bias");
+  linear(out.data, x.data, w.data, dt, has_bias ? bias.data : nullptr, M, N, K, prec);
+  return info.Env().Undefined();
+}
+
+// ---------------------------------------------------------------------------------------------
+// KV cache
+
+const napi_type_tag kKvCacheTag = {0x7061676577697365ull, 0x6b76636163686531ull};  // "pagewise" "kvcache1"
+
+KvCache& cache_arg(const Napi::CallbackInfo& info, size_t i, const char* op) {
+  Napi::Value v = info[i];
+  if (!v.IsExternal() || !v.As<Napi::External<KvCache>>().CheckTypeTag(&kKvCacheTag)) {
+    type_error(std::string(op) + ": cache must be a handle returned by kvCacheCreate");
+  }
+  KvCache* c = v.As<Napi::External<KvCache>>().Data();
+  if (c->freed) plain_error(std::string(op) + ": the KV cache has been freed");
+  return *c;
+}
+
+struct KvShape {
+  int64_t layers, blocks, block_size, kv_heads, head_dim;
+  DType dtype;
+};
+
+// Reads (numLayers, [numBlocks,] blockSize, kvHeads, headDim, dtype) starting at argument 0.
+KvShape kv_shape(const Args& a, bool with_blocks) {
+  KvShape s{};
+  size_t i = 0;
+  s.layers = a.integer(i++, "numLayers", 1, 1 << 20);
+  s.blocks = with_blocks ? a.integer(i++, "numBlocks", 1, kMaxDim) : 1;
+  s.block_size = a.integer(i++, "blockSize", 1, 1 << 20);
+  s.kv_heads = a.integer(i++, "kvHeads", 1, 1 << 20);
+  s.head_dim = a.integer(i++, "headDim", 1, 1 << 20);
+  s.dtype = a.dtype(i++, "dtype");
+  if (s.dtype == DType::F16) a.range_fail("dtype", "must be F32 or BF16 for a KV cache");
+  if (s.blocks * s.block_size > kMaxDim) {
+    a.range_fail("numBlocks", "* blockSize must fit in an Int32 slot index (< 2^31)");
+  }
+  return s;
+}
+
+Napi::Value KvCacheBlockBytes(const Napi::CallbackInfo& info) {
+  // kvCacheBlockBytes(numLayers, blockSize, kvHeads, headDim, dtype)
+  Args a(info, "kvCacheBlockBytes", 5);
+  KvShape s = kv_shape(a, false);
+  const size_t per = mul_checked(a.op(), "block", {s.layers, 2, s.block_size, s.kv_heads, s.head_dim,
+                                                   static_cast<int64_t>(dtype_bytes(s.dtype))});
+  return Napi::Number::New(info.Env(), static_cast<double>(per));
+}
+
+Napi::Value KvCacheCreate(const Napi::CallbackInfo& info) {
+  // kvCacheCreate(numLayers, numBlocks, blockSize, kvHeads, headDim, dtype)
+  Napi::Env env = info.Env();
+  Args a(info, "kvCacheCreate", 6);
+  KvShape s = kv_shape(a, true);
+  const size_t pool = mul_checked(a.op(), "cache", {s.blocks, s.block_size, s.kv_heads, s.head_dim,
+                                                    static_cast<int64_t>(dtype_bytes(s.dtype))});
+  mul_checked(a.op(), "cache", {static_cast<int64_t>(pool), s.layers, 2});
+  auto* c = new KvCache();
+  c->num_layers = s.layers;
+  c->num_blocks = s.blocks;
+  c->block_size = s.block_size;
+  c->kv_heads = s.kv_heads;
+  c->head_dim = s.head_dim;
+  c->dtype = s.dtype;
+  c->pool_bytes = pool;
+  if (!kv_cache_alloc(*c)) {
+    delete c;
+    plain_error("kvCacheCreate: out of memory allocating " + std::to_string(pool * 2 * s.layers) + " bytes");
+  }
+  Napi::External<KvCache> h = Napi::External<KvCache>::New(env, c, [](Napi::Env, KvCache* p) {
+    kv_cache_release(*p);
+    delete p;
+  });
+  h.TypeTag(&kKvCacheTag);
+  return h;
+}
+
+Napi::Value KvCacheFree(const Napi::CallbackInfo& info) {
+  Args a(info, "kvCacheFree", 1);
+  Napi::Value v = info[0];
+  if (!v.IsExternal() || !v.As<Napi::External<KvCache>>().CheckTypeTag(&kKvCacheTag)) {
+    type_error("kvCacheFree: cache must be a handle returned by kvCacheCreate");
+  }
+  kv_cache_release(*v.As<Napi::External<KvCache>>().Data());  // idempotent; the finalizer deletes
+  return info.Env().Undefined();
+}
+
+Napi::Value KvCacheWrite(const Napi::CallbackInfo& info) {
+  // kvCacheWrite(cache, layer, k, v, slotMapping, T)
+  Args a(info, "kvCacheWrite", 6);
+  KvCache& c = cache_arg(info, 0, a.op());
+  const int64_t layer = a.integer(1, "layer", 0, kMaxDim);
+  if (layer >= c.num_layers) a.range_fail("layer", "= " + std::to_string(layer) + " is out of range [0, " + std::to_string(c.num_layers) + ")");
+  auto k = a.f32(2, "k");
+  auto v = a.f32(3, "v");
+  auto slots = a.i32(4, "slotMapping");
+  const int64_t T = a.integer(5, "T", 0, kMaxDim);
+  const size_t n = mul_checked(a.op(), "k", {T, c.kv_heads, c.head_dim});
+  a.need_at_least(k, "k", n, "T*kvHeads*headDim");
+  a.need_at_least(v, "v", n, "T*kvHeads*headDim");
+  a.need_at_least(slots, "slotMapping", static_cast<size_t>(T), "T");
+  const int64_t ns = c.num_slots();
+  for (int64_t t = 0; t < T; t++) {
+    const int32_t s = slots.data[t];
+    if (s < -1 || s >= ns) {
+      a.range_fail("slotMapping", "[" + std::to_string(t) + "] = " + std::to_string(s) + " is out of range [-1, " +
+                                      std::to_string(ns) + ")");
+    }
+  }
+  kv_cache_write(c, layer, k.data, v.data, slots.data, T);
+  return info.Env().Undefined();
+}
+
+Napi::Value KvCacheCopyBlocks(const Napi::CallbackInfo& info) {
+  // kvCacheCopyBlocks(cache, src, dst)
+  Args a(info, "kvCacheCopyBlocks", 3);
+  KvCache& c = cache_arg(info, 0, a.op());
+  auto src = a.i32(1, "src");
+  auto dst = a.i32(2, "dst");
+  if (src.len != dst.len) {
+    a.range_fail("dst", "has " + std::to_string(dst.len) + " elements, src has " + std::to_string(src.len));
+  }
+  for (size_t i = 0; i < src.len; i++) {
+    if (src.data[i] < 0 || src.data[i] >= c.num_blocks) {
+      a.range_fail("src", "[" + std::to_string(i) + "] = " + std::to_string(src.data[i]) + " is not a block id in [0, " + std::to_string(c.num_blocks) + ")");
+    }
+    if (dst.data[i] < 0 || dst.data[i] >= c.num_blocks) {
+      a.range_fail("dst", "[" + std::to_string(i) + "] = " + std::to_string(dst.data[i]) + " is not a block id in [0, " + std::to_string(c.num_blocks) + ")");
+    }
+  }
+  kv_cache_copy_blocks(c, src.data, dst.data, static_cast<int64_t>(src.len));
+  return info.Env().Undefined();
+}
+
+Napi::Value KvCacheReadSlot(const Napi::CallbackInfo& info) {
+  // kvCacheReadSlot(cache, layer, which, slot)
+  Napi::Env env = info.Env();
+  Args a(info, "kvCacheReadSlot", 4);
+  KvCache& c = cache_arg(info, 0, a.op());
+  const int64_t layer = a.integer(1, "layer", 0, kMaxDim);
+  if (layer >= c.num_layers) a.range_fail("layer", "= " + std::to_string(layer) + " is out of range [0, " + std::to_string(c.num_layers) + ")");
+  if (!info[2].IsString()) a.type_fail("which", "must be 'k' or 'v'");
+  const std::string which = info[2].As<Napi::String>().Utf8Value();
+  if (which != "k" && which != "v") a.range_fail("which", "must be 'k' or 'v', got '" + which + "'");
+  const int64_t slot = a.integer(3, "slot", 0, kMaxDim);
+  if (slot >= c.num_slots()) a.range_fail("slot", "= " + std::to_string(slot) + " is out of range [0, " + std::to_string(c.num_slots()) + ")");
+  const size_t n = static_cast<size_t>(c.kv_heads * c.head_dim);
+  Napi::Float32Array out = Napi::Float32Array::New(env, n);
+  kv_cache_read_slot(c, layer, which == "v", slot, out.Data());
+  return out;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Attention
+
+Napi::Value PagedAttention(const Napi::CallbackInfo& info) {
+  // pagedAttention(out, q, cache, layer, blockTables, maxBlocksPerSeq, queryStartLoc, seqLens,
+  //                numSeqs, nHeads, nKvHeads, headDim, scale)
+  Args a(info, "pagedAttention", 13);
+  auto out = a.f32(0, "out");
+  auto q = a.f32(1, "q");
+  KvCache& c = cache_arg(info, 2, a.op());
+  const int64_t layer = a.integer(3, "layer", 0, kMaxDim);
+  if (layer >= c.num_layers) a.range_fail("layer", "= " + std::to_string(layer) + " is out of range [0, " + std::to_string(c.num_layers) + ")");
+  auto bt = a.i32(4, "blockTables");
+  const int64_t mb = a.integer(5, "maxBlocksPerSeq", 0, kMaxDim);
+  auto qsl = a.i32(6, "queryStartLoc");
+  auto sl = a.i32(7, "seqLens");
+  const int64_t S = a.integer(8, "numSeqs", 0, kMaxDim);
+  const int64_t nh = a.integer(9, "nHeads", 1, 1 << 20);
+  const int64_t nkv = a.integer(10, "nKvHeads", 1, 1 << 20);
+  const int64_t hd = a.integer(11, "headDim", 1, 1 << 20);
+  const double scale = a.number(12, "scale");
+  if (!std::isfinite(scale)) a.range_fail("scale", "must be finite");
+  if (nkv != c.kv_heads) a.range_fail("nKvHeads", "= " + std::to_string(nkv) + " does not match the cache's kvHeads = " + std::to_string(c.kv_heads));
+  if (hd != c.head_dim) a.range_fail("headDim", "= " + std::to_string(hd) + " does not match the cache's headDim = " + std::to_string(c.head_dim));
+  if (nh % nkv != 0) a.range_fail("nHeads", "= " + std::to_string(nh) + " is not a multiple of nKvHeads = " + std::to_string(nkv));
+  a.need_at_least(qsl, "queryStartLoc", static_cast<size_t>(S + 1), "numSeqs+1");
+  a.need_at_least(sl, "seqLens", static_cast<size_t>(S), "numSeqs");
+  a.need_at_least(bt, "blockTables", mul_checked(a.op(), "blockTables", {S, mb}), "numSeqs*maxBlocksPerSeq");
+  if (qsl.data[0] < 0) a.range_fail("queryStartLoc", "[0] must be >= 0");
+  for (int64_t s = 0; s < S; s++) {
+    const int64_t q0 = qsl.data[s], q1 = qsl.data[s + 1];
+    const int64_t len = sl.data[s];
+    if (q1 < q0) a.range_fail("queryStartLoc", "must be non-decreasing (at sequence " + std::to_string(s) + ")");
+    if (len < q1 - q0) {
+      a.range_fail("seqLens", "[" + std::to_string(s) + "] = " + std::to_string(len) + " is smaller than its " +
+                                  std::to_string(q1 - q0) + " query tokens");
+    }
+    if (q1 == q0) continue;  // nothing to compute; its table is not read
+    const int64_t nb = (len + c.block_size - 1) / c.block_size;
+    if (nb > mb) {
+      a.range_fail("seqLens", "[" + std::to_string(s) + "] = " + std::to_string(len) + " needs " + std::to_string(nb) +
+                                  " blocks, more than maxBlocksPerSeq = " + std::to_string(mb));
+    }
+    const int32_t* row = bt.data + s * mb;
+    for (int64_t b = 0; b < nb; b++) {
+      if (row[b] < 0 || row[b] >= c.num_blocks) {
+        a.range_fail("blockTables", "[" + std::to_string(s) + ", " + std::to_string(b) + "] = " + std::to_string(row[b]) +
+                                        " is not a block id in [0, " + std::to_string(c.num_blocks) + ")");
+      }
+    }
+  }
+  const int64_t total = qsl.data[S];
+  const size_t n = mul_checked(a.op(), "q", {total, nh, hd});
+  a.need_at_least(q, "q", n, "queryStartLoc[numSeqs]*nHeads*headDim");
+  a.need_at_least(out, "out", n, "queryStartLoc[numSeqs]*nHeads*headDim");
+  if (overlaps(out.data, n * 4, q.data, n * 4)) a.range_fail("out", "overlaps q");
+  AttentionArgs args{};
+  args.out = out.data;
+  args.q = q.data;
+  args.cache = &c;
+  args.layer = layer;
+  args.block_tables = bt.data;
+  args.max_blocks_per_seq = mb;
+  args.query_start_loc = qsl.data;
+  args.seq_lens = sl.data;
+  args.num_seqs = S;
+  args.n_heads = nh;
+  args.n_kv_heads = nkv;
+  args.head_dim = hd;
+  args.scale = static_cast<float>(scale);
+  paged_attention(args);
+  return info.Env().Undefined();
+}
+
+Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  exports.Set("cpuInfo", Napi::Function::New<Guard<CpuInfo>>(env, "cpuInfo"));
+  exports.Set("setIsa", Napi::Function::New<Guard<SetIsa>>(env, "setIsa"));
+  exports.Set("setThreads", Napi::Function::New<Guard<SetThreads>>(env, "setThreads"));
+  exports.Set("getThreads", Napi::Function::New<Guard<GetThreads>>(env, "getThreads"));
+  exports.Set("mmapFile", Napi::Function::New<Guard<MmapFile>>(env, "mmapFile"));
+  exports.Set("allocAligned", Napi::Function::New<Guard<AllocAligned>>(env, "allocAligned"));
+  exports.Set("embedding", Napi::Function::New<Guard<Embedding>>(env, "embedding"));
+  exports.Set("linear", Napi::Function::New<Guard<Linear>>(env, "linear"));
+  exports.Set("rmsnorm", Napi::Function::New<Guard<Rmsnorm>>(env, "rmsnorm"));
+  exports.Set("rope", Napi::Function::New<Guard<Rope>>(env, "rope"));
+  exports.Set("siluMul", Napi::Function::New<Guard<SiluMul>>(env, "siluMul"));
+  exports.Set("add", Napi::Function::New<Guard<Add>>(env, "add"));
+  exports.Set("kvCacheCreate", Napi::Function::New<Guard<KvCacheCreate>>(env, "kvCacheCreate"));
+  exports.Set("kvCacheBlockBytes", Napi::Function::New<Guard<KvCacheBlockBytes>>(env, "kvCacheBlockBytes"));
+  exports.Set("kvCacheFree", Napi::Function::New<Guard<KvCacheFree>>(env, "kvCacheFree"));
+  exports.Set("kvCacheWrite", Napi::Function::New<Guard<KvCacheWrite>>(env, "kvCacheWrite"));
+  exports.Set("kvCacheCopyBlocks", Napi::Function::New<Guard<KvCacheCopyBlocks>>(env, "kvCacheCopyBlocks"));
+  exports.Set("kvCacheReadSlot", Napi::Function::New<Guard<KvCacheReadSlot>>(env, "kvCacheReadSlot"));
+  exports.Set("pagedAttention", Napi::Function::New<Guard<PagedAttention>>(env, "pagedAttention"));
+  return exports;
+}
+
+}  // namespace
+}  // namespace pw
+
+static Napi::Object InitPagewise(Napi::Env env, Napi::Object exports) { return pw::Init(env, exports); }
+
+NODE_API_MODULE(pagewise, InitPagewise)

@@ -1,0 +1,130 @@
+// CPU feature detection, the active kernel family, and portable dtype / memory helpers.
+#include <sys/mman.h>
+
+#include <atomic>
+#include <cstdlib>
+
+#include "common.h"
+
+namespace pw {
+
+namespace {
+
+CpuFeatures detect() {
+  CpuFeatures f{};
+  __builtin_cpu_init();
+  f.avx2 = __builtin_cpu_supports("avx2");
+  f.fma = __builtin_cpu_supports("fma");
+  // GCC 12 has no "f16c" name for __builtin_cpu_supports; read CPUID.1:ECX bit 29 directly.
+  {
+    unsigned a, b, c, d;
+    __asm__ volatile("cpuid" : "=a"(a), "=b"(b), "=c"(c), "=d"(d) : "a"(1), "c"(0));
+    f.f16c = (c >> 29) & 1u;
+  }
+  f.avx512f = __builtin_cpu_supports("avx512f");
+  f.avx512bw = __builtin_cpu_supports("avx512bw");
+  f.avx512vl = __builtin_cpu_supports("avx512vl");
+  f.avx512bf16 = __builtin_cpu_supports("avx512bf16");
+  return f;
+}
+
+Isa best_isa(const CpuFeatures& f) {
+  // The AVX2 kernels also use FMA and F16C; the AVX-512 kernels use F, BW and VL.
+  if (!(f.avx2 && f.fma && f.f16c)) return Isa::Scalar;
+  if (!(f.avx512f && f.avx512bw && f.avx512vl)) return Isa::Avx2;
+  if (!f.avx512bf16) return Isa::Avx512;
+  return Isa::Avx512Bf16;
+}
+
+std::atomic<int>& active_slot() {
+  static std::atomic<int> slot{static_cast<int>(detected_isa())};
+  return slot;
+}
+
+// Below this size plain aligned heap memory; above it anonymous pages, which the kernel hands
+// out zeroed and commits only when touched (KV pools of several GiB cost nothing until used).
+constexpr size_t kMmapThreshold = size_t(1) << 20;
+
+}  // namespace
+
+const CpuFeatures& cpu_features() {
+  static const CpuFeatures f = detect();
+  return f;
+}
+
+Isa detected_isa() {
+  static const Isa isa = best_isa(cpu_features());
+  return isa;
+}
+
+Isa active_isa() { return static_cast<Isa>(active_slot().load(std::memory_order_relaxed)); }
+
+void set_active_isa(Isa isa) { active_slot().store(static_cast<int>(isa), std::memory_order_relaxed); }
+
+float f16_to_f32(uint16_t h) {
+  const uint32_t sign = static_cast<uint32_t>(h & 0x8000u) << 16;
+  const uint32_t exp = (h >> 10) & 0x1fu;
+  const uint32_t mant = h & 0x3ffu;
+  uint32_t bits;
+  if (exp == 0) {
+    // Zero or subnormal: mant * 2^-24 is exact in float32.
+    float v = static_cast<float>(mant) * 5.9604644775390625e-8f;
+    std::memcpy(&bits, &v, 4);
+    bits |= sign;
+  } else if (exp == 31) {
+    bits = sign | 0x7f800000u | (mant << 13);  // inf, or NaN with its payload
+  } else {
+    bits = sign | ((exp + 112u) << 23) | (mant << 13);
+  }
+  float f;
+  std::memcpy(&f, &bits, 4);
+  return f;
+}
+
+uint16_t f32_to_f16(float f) {
+  uint32_t u;
+  std::memcpy(&u, &f, 4);
+  const uint16_t sign = static_cast<uint16_t>((u >> 16) & 0x8000u);
+  const uint32_t a = u & 0x7fffffffu;
+  if (a > 0x7f800000u) return static_cast<uint16_t>(sign | 0x7e00u | ((a >> 13) & 0x3ffu));  // quiet NaN
+  if (a >= 0x477ff000u) return static_cast<uint16_t>(sign | 0x7c00u);  // rounds past 65504: inf
+  if (a >= 0x38800000u) {  // normal half
+    uint32_t r = a - 0x38000000u;  // rebias exponent 127 -> 15
+    r += 0xfffu + ((r >> 13) & 1u);
+    return static_cast<uint16_t>(sign | (r >> 13));
+  }
+  if (a <= 0x33000000u) return sign;  // <= 2^-25 rounds (ties to even) to zero
+  // Subnormal half: round(value * 2^24) with value = m * 2^(e - 150).
+  const uint32_t e = a >> 23;
+  const uint32_t m = (a & 0x7fffffu) | 0x800000u;
+  const uint32_t s = 126u - e;  // 14..24
+  uint32_t q = m >> s;
+  const uint32_t rem = m & ((1u << s) - 1u);
+  const uint32_t half = 1u << (s - 1u);
+  if (rem > half || (rem == half && (q & 1u))) q++;
+  return static_cast<uint16_t>(sign | q);
+}
+
+void* aligned_alloc_zeroed(size_t bytes) {
+  if (bytes == 0) bytes = 1;
+  if (bytes >= kMmapThreshold) {
+    void* p = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    return p == MAP_FAILED ? nullptr : p;
+  }
+  void* p = nullptr;
+  if (posix_memalign(&p, 64, bytes) != 0) return nullptr;
+  std::memset(p, 0, bytes);
+  return p;
+}
+
+void aligned_free(void* p, size_t bytes) {
+  if (!p) return;
+  if (bytes == 0) bytes = 1;
+  if (bytes >= kMmapThreshold) {
+    munmap(p, bytes);
+  } else {
+    std::free(p);
+  }
+}
+
+}  // namespace pw

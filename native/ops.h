@@ -1,0 +1,70 @@
+// Kernel entry points behind the N-API bindings (native/addon.cc validates every argument before
+// calling these, so kernels trust their inputs). Each entry dispatches on active_isa().
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
+#include "common.h"
+
+namespace pw {
+
+enum class MatmulPrecision : int { F32 = 0, BF16 = 1 };
+
+inline size_t dtype_bytes(DType d) { return d == DType::F32 ? 4 : 2; }
+
+// ---- elementwise (ops_elementwise.cc) ----
+void embedding(float* out, const void* table, DType dtype, const int32_t* ids, int64_t T, int64_t hidden);
+void rmsnorm(float* out, const float* x, const float* weight, int64_t M, int64_t H, float eps);
+void rope(float* q, float* k, const int32_t* positions, int64_t T, int64_t n_heads, int64_t n_kv_heads,
+          int64_t head_dim, const float* inv_freq);
+void silu_mul(float* out, const float* gate, const float* up, int64_t M, int64_t I, int64_t gate_stride,
+              int64_t up_stride);
+void add(float* out, const float* a, const float* b, int64_t n);
+
+// ---- linear (ops_linear.cc) ----
+// out[M,N] = x[M,K] . w[N,K]^T (+ bias). precision BF16 requires dtype BF16.
+void linear(float* out, const float* x, const void* w, DType dtype, const float* bias, int64_t M, int64_t N,
+            int64_t K, MatmulPrecision precision);
+
+// ---- paged KV cache (kv_cache.cc) ----
+// Pools are per layer, K and V apart. In-block layout is [kv_heads][block_size][head_dim], so one
+// head's keys of a block are contiguous for attention.
+struct KvCache {
+  int64_t num_layers = 0, num_blocks = 0, block_size = 0, kv_heads = 0, head_dim = 0;
+  DType dtype = DType::F32;
+  size_t pool_bytes = 0;  // bytes of one layer's K (or V) pool
+  std::vector<void*> k, v;
+  bool freed = false;
+
+  size_t elem_bytes() const { return dtype_bytes(dtype); }
+  int64_t num_slots() const { return num_blocks * block_size; }
+  // Element offset of (block, head, offset-in-block) inside a layer pool.
+  size_t index(int64_t block, int64_t head, int64_t off) const {
+    return ((static_cast<size_t>(block) * kv_heads + head) * block_size + off) * head_dim;
+  }
+};
+
+// Allocates the pools (zeroed); returns false (and leaves nothing allocated) when memory runs out.
+bool kv_cache_alloc(KvCache& c);
+void kv_cache_release(KvCache& c);  // idempotent
+void kv_cache_write(KvCache& c, int64_t layer, const float* k, const float* v, const int32_t* slots, int64_t T);
+void kv_cache_copy_blocks(KvCache& c, const int32_t* src, const int32_t* dst, int64_t n);
+void kv_cache_read_slot(const KvCache& c, int64_t layer, bool value, int64_t slot, float* out);
+
+// ---- attention (ops_attention.cc) ----
+struct AttentionArgs {
+  float* out;
+  const float* q;
+  const KvCache* cache;
+  int64_t layer;
+  const int32_t* block_tables;
+  int64_t max_blocks_per_seq;
+  const int32_t* query_start_loc;
+  const int32_t* seq_lens;
+  int64_t num_seqs, n_heads, n_kv_heads, head_dim;
+  float scale;
+};
+void paged_attention(const AttentionArgs& a);
+
+}  // namespace pw
