@@ -1,0 +1,344 @@
+/**
+ * Hugging Face `config.json` / `generation_config.json` → typed, validated model configuration.
+ *
+ * This is the one place that knows HF key names and their defaults; the rest of the engine reads
+ * only {@link ModelConfig}. Keys that transformers' config classes give a default are optional here
+ * with the same default (so any config transformers loads, we load); the shape keys without a
+ * meaningful default are required.
+ */
+import { ModelLoadError } from '../errors.js';
+
+export type Architecture = 'LlamaForCausalLM' | 'MistralForCausalLM' | 'Qwen2ForCausalLM';
+
+export const SUPPORTED_ARCHITECTURES: readonly Architecture[] = ['LlamaForCausalLM', 'MistralForCausalLM', 'Qwen2ForCausalLM'];
+
+/** RoPE frequency rule (transformers' `rope_scaling.rope_type`). */
+export type RopeScaling =
+  | { type: 'default' }
+  | {
+      type: 'llama3';
+      factor: number;
+      lowFreqFactor: number;
+      highFreqFactor: number;
+      originalMaxPositionEmbeddings: number;
+    };
+
+export type TorchDtype = 'float32' | 'float16' | 'bfloat16';
+
+export interface ModelConfig {
+  architecture: Architecture;
+  modelType: string;
+  hiddenSize: number;
+  intermediateSize: number;
+  numLayers: number;
+  numHeads: number;
+  numKvHeads: number;
+  /** Explicit `head_dim` when the config has one, else hiddenSize / numHeads. */
+  headDim: number;
+  vocabSize: number;
+  maxPositionEmbeddings: number;
+  rmsNormEps: number;
+  ropeTheta: number;
+  ropeScaling: RopeScaling;
+  /**
+   * Whether q/k/v projections carry a bias. Qwen2: always true. Llama: `attention_bias` (which in
+   * transformers also puts a bias on o_proj). Mistral: false.
+   */
+  attentionBias: boolean;
+  tieWordEmbeddings: boolean;
+  torchDtype: TorchDtype | null;
+  /**
+   * Attention window in tokens, or null for full attention. Qwen2 reports null unless
+   * `use_sliding_window` is true; engines that cannot honour a window must reject non-null values.
+   */
+  slidingWindow: number | null;
+  bosTokenId: number | null;
+  /** `eos_token_id` of config.json (int or list in HF); empty when absent. */
+  eosTokenIds: number[];
+}
+
+export interface GenerationConfig {
+  eosTokenIds: number[];
+  bosTokenId: number | null;
+  temperature?: number;
+  topP?: number;
+  topK?: number;
+  repetitionPenalty?: number;
+  doSample?: boolean;
+  maxNewTokens?: number;
+}
+
+type JsonObject = Record<string, unknown>;
+
+function isObject(v: unknown): v is JsonObject {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+/** Typed reads of one JSON object whose errors name the file and the key. */
+class Fields {
+  constructor(
+    private readonly obj: JsonObject,
+    readonly source: string,
+  ) {}
+
+  fail(key: string, problem: string): never {
+    throw new ModelLoadError(`${this.source}: ${problem} (key "${key}")`, { code: 'invalid_model_config' });
+  }
+
+  /** Present and not null. */
+  has(key: string): boolean {
+    return this.obj[key] !== undefined && this.obj[key] !== null;
+  }
+
+  raw(key: string): unknown {
+    return this.obj[key];
+  }
+
+  number(key: string): number;
+  number(key: string, fallback: number): number;
+  number(key: string, fallback?: number): number {
+    const v = this.obj[key];
+    if (v === undefined || v === null) {
+      if (fallback === undefined) this.fail(key, 'missing required value');
+      return fallback;
+    }
+    if (typeof v !== 'number' || !Number.isFinite(v)) this.fail(key, `expected a number, got ${JSON.stringify(v)}`);
+    return v;
+  }
+
+  positive(key: string, fallback?: number): number {
+    const v = fallback === undefined ? this.number(key) : this.number(key, fallback);
+    if (!(v > 0)) this.fail(key, `expected a positive number, got ${v}`);
+    return v;
+  }
+
+  /** A positive integer (dimensions, counts). */
+  dim(key: string, fallback?: number): number {
+    const v = this.positive(key, fallback);
+    if (!Number.isInteger(v)) this.fail(key, `expected a positive integer, got ${v}`);
+    return v;
+  }
+
+  boolean(key: string, fallback: boolean): boolean {
+    const v = this.obj[key];
+    if (v === undefined || v === null) return fallback;
+    if (typeof v !== 'boolean') this.fail(key, `expected true or false, got ${JSON.stringify(v)}`);
+    return v;
+  }
+
+  string(key: string): string | null {
+    const v = this.obj[key];
+    if (v === undefined || v === null) return null;
+    if (typeof v !== 'string') this.fail(key, `expected a string, got ${JSON.stringify(v)}`);
+    return v;
+  }
+
+  tokenId(key: string): number | null {
+    const v = this.obj[key];
+    if (v === undefined || v === null) return null;
+    if (!isTokenId(v)) this.fail(key, `expected a token id (non-negative integer), got ${JSON.stringify(v)}`);
+    return v;
+  }
+
+  /** HF writes `eos_token_id` as an int or a list of ints. */
+  tokenIds(key: string): number[] {
+    const v = this.obj[key];
+    if (v === undefined || v === null) return [];
+    if (isTokenId(v)) return [v];
+    if (Array.isArray(v) && v.every(isTokenId)) return [...new Set(v as number[])];
+    this.fail(key, `expected a token id or a list of token ids, got ${JSON.stringify(v)}`);
+  }
+}
+
+function isTokenId(v: unknown): v is number {
+  return typeof v === 'number' && Number.isInteger(v) && v >= 0;
+}
+
+/** Defaults of transformers' LlamaConfig / MistralConfig / Qwen2Config for keys a config may omit. */
+const DEFAULTS: Record<Architecture, { maxPositionEmbeddings: number; rmsNormEps: number; ropeTheta: number; slidingWindow: number | null }> = {
+  LlamaForCausalLM: { maxPositionEmbeddings: 2048, rmsNormEps: 1e-6, ropeTheta: 10000, slidingWindow: null },
+  MistralForCausalLM: { maxPositionEmbeddings: 4096 * 32, rmsNormEps: 1e-6, ropeTheta: 10000, slidingWindow: 4096 },
+  Qwen2ForCausalLM: { maxPositionEmbeddings: 32768, rmsNormEps: 1e-6, ropeTheta: 10000, slidingWindow: 4096 },
+};
+
+const MODEL_TYPES: Record<Architecture, string> = { LlamaForCausalLM: 'llama', MistralForCausalLM: 'mistral', Qwen2ForCausalLM: 'qwen2' };
+
+function parseArchitecture(f: Fields): Architecture {
+  const archs = f.raw('architectures');
+  const supported = SUPPORTED_ARCHITECTURES.join(', ');
+  if (!Array.isArray(archs) || archs.length === 0 || !archs.every((a) => typeof a === 'string')) {
+    f.fail('architectures', `expected a non-empty list of architecture names (supported: ${supported})`);
+  }
+  const found = (archs as string[]).find((a): a is Architecture => (SUPPORTED_ARCHITECTURES as readonly string[]).includes(a));
+  if (!found) {
+    throw new ModelLoadError(
+      `${f.source}: unsupported architecture ${(archs as string[]).join(', ')} (supported: ${supported})`,
+      { code: 'unsupported_architecture' },
+    );
+  }
+  return found;
+}
+
+/**
+ * RoPE settings. Older configs carry `rope_theta` + `rope_scaling` ({type|rope_type, ...});
+ * transformers v5 moved both into `rope_parameters` ({rope_type, rope_theta, ...}).
+ */
+function parseRope(f: Fields, fallbackTheta: number, source: string): { ropeTheta: number; ropeScaling: RopeScaling } {
+  const params = f.raw('rope_parameters');
+  const scalingKey = f.has('rope_scaling') ? 'rope_scaling' : isObject(params) ? 'rope_parameters' : null;
+  let ropeTheta = f.positive('rope_theta', fallbackTheta);
+  if (!f.has('rope_theta') && isObject(params) && params['rope_theta'] !== undefined) {
+    ropeTheta = new Fields(params, `${source} rope_parameters`).positive('rope_theta');
+  }
+  if (scalingKey === null) return { ropeTheta, ropeScaling: { type: 'default' } };
+  const scaling = f.raw(scalingKey);
+  if (!isObject(scaling)) f.fail(scalingKey, `expected an object or null, got ${JSON.stringify(scaling)}`);
+  const s = new Fields(scaling, `${source} ${scalingKey}`);
+  const type = s.string('rope_type') ?? s.string('type') ?? 'default';
+  if (type === 'default') return { ropeTheta, ropeScaling: { type: 'default' } };
+  if (type === 'llama3') {
+    const ropeScaling: RopeScaling = {
+      type: 'llama3',
+      factor: s.positive('factor'),
+      lowFreqFactor: s.positive('low_freq_factor'),
+      highFreqFactor: s.positive('high_freq_factor'),
+      originalMaxPositionEmbeddings: s.dim('original_max_position_embeddings'),
+    };
+    if (ropeScaling.highFreqFactor <= ropeScaling.lowFreqFactor) {
+      s.fail('high_freq_factor', 'must be greater than low_freq_factor');
+    }
+    return { ropeTheta, ropeScaling };
+  }
+  throw new ModelLoadError(`${source}: unsupported rope scaling type "${type}" (key "${scalingKey}"; supported: default, llama3)`, {
+    code: 'invalid_model_config',
+  });
+}
+
+function parseTorchDtype(f: Fields): TorchDtype | null {
+  // transformers v5 renamed `torch_dtype` to `dtype`.
+  const key = f.has('torch_dtype') ? 'torch_dtype' : 'dtype';
+  const v = f.string(key);
+  if (v === null) return null;
+  if (v === 'float32' || v === 'float16' || v === 'bfloat16') return v;
+  f.fail(key, `unsupported dtype "${v}" (supported: float32, float16, bfloat16)`);
+}
+
+/**
+ * Parse a Hugging Face `config.json` object. `source` names the file in error messages.
+ * Throws {@link ModelLoadError} naming the file and key for a missing or invalid value, and for an
+ * unsupported architecture (listing the supported ones).
+ */
+export function parseModelConfig(json: unknown, source: string): ModelConfig {
+  if (!isObject(json)) throw new ModelLoadError(`${source}: expected a JSON object`, { code: 'invalid_model_config' });
+  const f = new Fields(json, source);
+  const architecture = parseArchitecture(f);
+  const defaults = DEFAULTS[architecture];
+
+  const hiddenSize = f.dim('hidden_size');
+  const numHeads = f.dim('num_attention_heads');
+  const numKvHeads = f.dim('num_key_value_heads', numHeads);
+  if (numHeads % numKvHeads !== 0) {
+    f.fail('num_key_value_heads', `num_attention_heads (${numHeads}) must be a multiple of num_key_value_heads (${numKvHeads})`);
+  }
+  let headDim: number;
+  if (f.has('head_dim')) {
+    headDim = f.dim('head_dim');
+  } else {
+    if (hiddenSize % numHeads !== 0) {
+      f.fail('hidden_size', `hidden_size (${hiddenSize}) is not a multiple of num_attention_heads (${numHeads}) and no head_dim is given`);
+    }
+    headDim = hiddenSize / numHeads;
+  }
+  // rotate_half RoPE pairs element i with i + headDim/2.
+  if (headDim % 2 !== 0) f.fail('head_dim', `head dimension must be even for rotary embeddings, got ${headDim}`);
+
+  const { ropeTheta, ropeScaling } = parseRope(f, defaults.ropeTheta, source);
+
+  let attentionBias: boolean;
+  if (architecture === 'Qwen2ForCausalLM') attentionBias = true;
+  else if (architecture === 'LlamaForCausalLM') attentionBias = f.boolean('attention_bias', false);
+  else attentionBias = false;
+
+  // Mistral always applies `sliding_window` (null = full attention); Qwen2 only with
+  // `use_sliding_window: true`; an absent key takes the transformers default, an explicit null none.
+  const useSlidingWindow = architecture !== 'LlamaForCausalLM' && f.boolean('use_sliding_window', architecture === 'MistralForCausalLM');
+  let slidingWindow: number | null = null;
+  if (useSlidingWindow) {
+    const raw = f.raw('sliding_window');
+    slidingWindow = raw === undefined ? defaults.slidingWindow : raw === null ? null : f.dim('sliding_window');
+  }
+
+  return {
+    architecture,
+    modelType: f.string('model_type') ?? MODEL_TYPES[architecture],
+    hiddenSize,
+    intermediateSize: f.dim('intermediate_size'),
+    numLayers: f.dim('num_hidden_layers'),
+    numHeads,
+    numKvHeads,
+    headDim,
+    vocabSize: f.dim('vocab_size'),
+    maxPositionEmbeddings: f.dim('max_position_embeddings', defaults.maxPositionEmbeddings),
+    rmsNormEps: f.positive('rms_norm_eps', defaults.rmsNormEps),
+    ropeTheta,
+    ropeScaling,
+    attentionBias,
+    tieWordEmbeddings: f.boolean('tie_word_embeddings', false),
+    torchDtype: parseTorchDtype(f),
+    slidingWindow,
+    bosTokenId: f.tokenId('bos_token_id'),
+    eosTokenIds: f.tokenIds('eos_token_id'),
+  };
+}
+
+/**
+ * RoPE inverse frequencies, headDim/2 entries: inv_freq[i] = theta^(-2i/d), adjusted by the
+ * `llama3` rule of transformers' `_compute_llama3_parameters` when configured. Computed in float64
+ * so the float32 result is the correctly rounded value.
+ */
+export function ropeInvFreq(cfg: ModelConfig): Float32Array {
+  const d = cfg.headDim;
+  const half = d / 2;
+  const out = new Float32Array(half);
+  for (let i = 0; i < half; i++) out[i] = llama3Adjust(Math.pow(cfg.ropeTheta, -(2 * i) / d), cfg.ropeScaling);
+  return out;
+}
+
+function llama3Adjust(invFreq: number, s: RopeScaling): number {
+  if (s.type !== 'llama3') return invFreq;
+  // Long wavelengths (low frequencies) are slowed down by `factor`, short ones kept, and the band
+  // in between interpolated smoothly, so the model extrapolates beyond its original context.
+  const lowFreqWavelen = s.originalMaxPositionEmbeddings / s.lowFreqFactor;
+  const highFreqWavelen = s.originalMaxPositionEmbeddings / s.highFreqFactor;
+  const wavelen = (2 * Math.PI) / invFreq;
+  if (wavelen > lowFreqWavelen) return invFreq / s.factor;
+  if (wavelen < highFreqWavelen) return invFreq;
+  const smooth = (s.originalMaxPositionEmbeddings / wavelen - s.lowFreqFactor) / (s.highFreqFactor - s.lowFreqFactor);
+  return (1 - smooth) * (invFreq / s.factor) + smooth * invFreq;
+}
+
+/**
+ * Parse a Hugging Face `generation_config.json` object (sampling defaults and stop ids).
+ * `eos_token_id` may be an int or a list. Unknown keys are ignored.
+ */
+export function parseGenerationConfig(json: unknown, source: string): GenerationConfig {
+  if (!isObject(json)) throw new ModelLoadError(`${source}: expected a JSON object`, { code: 'invalid_model_config' });
+  const f = new Fields(json, source);
+  const out: GenerationConfig = { eosTokenIds: f.tokenIds('eos_token_id'), bosTokenId: f.tokenId('bos_token_id') };
+  if (f.has('temperature')) {
+    out.temperature = f.number('temperature');
+    if (out.temperature < 0) f.fail('temperature', `expected a non-negative number, got ${out.temperature}`);
+  }
+  if (f.has('top_p')) {
+    out.topP = f.number('top_p');
+    if (!(out.topP > 0 && out.topP <= 1)) f.fail('top_p', `expected a number in (0, 1], got ${out.topP}`);
+  }
+  if (f.has('top_k')) {
+    out.topK = f.number('top_k');
+    if (!Number.isInteger(out.topK) || out.topK < 0) f.fail('top_k', `expected a non-negative integer, got ${out.topK}`);
+  }
+  if (f.has('repetition_penalty')) out.repetitionPenalty = f.positive('repetition_penalty');
+  if (f.has('do_sample')) out.doSample = f.boolean('do_sample', false);
+  if (f.has('max_new_tokens')) out.maxNewTokens = f.dim('max_new_tokens');
+  return out;
+}
