@@ -3,6 +3,7 @@
  * place. Every command that runs the engine (generate, serve, bench) accepts these flags.
  */
 import { availableParallelism, freemem } from 'node:os';
+import { intFlag, strFlag } from '../cli/args.js';
 import { InvalidRequestError } from '../errors.js';
 
 export type ComputeDtype = 'auto' | 'float32' | 'bfloat16';
@@ -132,48 +133,37 @@ export const ENGINE_FLAGS_HELP = `Engine options:
  * Unknown flags are left for the command to handle.
  */
 export function engineConfigFromFlags(flags: Map<string, string | true>): Partial<EngineConfig> {
-  const str = (k: string): string | undefined => {
-    const v = flags.get(k);
-    if (v === undefined) return undefined;
-    if (v === true) throw new InvalidRequestError(`--${k} needs a value`);
-    return v;
-  };
-  const int = (k: string): number | undefined => {
-    const v = str(k);
-    if (v === undefined) return undefined;
-    const n = Number(v);
-    if (!Number.isInteger(n)) throw new InvalidRequestError(`--${k} must be an integer, got "${v}"`);
-    return n;
-  };
-  const kvMem = str('kv-cache-memory');
-  const maxLen = int('max-model-len');
+  const kvMem = strFlag(flags, 'kv-cache-memory');
   return {
-    model: str('model'),
-    threads: int('threads'),
-    dtype: str('dtype') as ComputeDtype | undefined,
-    kvCacheDtype: str('kv-cache-dtype') as KvCacheDtype | undefined,
+    model: strFlag(flags, 'model'),
+    threads: intFlag(flags, 'threads'),
+    dtype: strFlag(flags, 'dtype') as ComputeDtype | undefined,
+    kvCacheDtype: strFlag(flags, 'kv-cache-dtype') as KvCacheDtype | undefined,
     kvCacheMemory: kvMem === undefined ? undefined : parseByteSize(kvMem),
-    blockSize: int('block-size'),
-    maxNumBatchedTokens: int('max-num-batched-tokens'),
-    maxNumSeqs: int('max-num-seqs'),
-    maxModelLen: maxLen,
-    scheduler: str('scheduler') as SchedulerKind | undefined,
+    blockSize: intFlag(flags, 'block-size'),
+    maxNumBatchedTokens: intFlag(flags, 'max-num-batched-tokens'),
+    maxNumSeqs: intFlag(flags, 'max-num-seqs'),
+    maxModelLen: intFlag(flags, 'max-model-len'),
+    scheduler: strFlag(flags, 'scheduler') as SchedulerKind | undefined,
     enablePrefixCaching: flags.has('no-prefix-caching') ? false : undefined,
-    maxWaitingRequests: int('max-waiting-requests'),
+    maxWaitingRequests: intFlag(flags, 'max-waiting-requests'),
   };
 }
 
-export const ENGINE_FLAG_NAMES = [
-  'model',
-  'threads',
-  'dtype',
-  'kv-cache-dtype',
-  'kv-cache-memory',
-  'block-size',
-  'max-num-batched-tokens',
-  'max-num-seqs',
-  'max-model-len',
-  'scheduler',
-  'no-prefix-caching',
-  'max-waiting-requests',
-] as const;
+/** The engine flags for parseArgs. */
+export const ENGINE_FLAGS = {
+  values: [
+    'model',
+    'threads',
+    'dtype',
+    'kv-cache-dtype',
+    'kv-cache-memory',
+    'block-size',
+    'max-num-batched-tokens',
+    'max-num-seqs',
+    'max-model-len',
+    'scheduler',
+    'max-waiting-requests',
+  ],
+  booleans: ['no-prefix-caching'],
+} as const;

@@ -58,16 +58,10 @@ export class ModelRunner {
   }
 
   /**
-   * Run one step. `want` lists the rows whose logits are needed, in the order `onLogits` receives
-   * them: it is called with consecutive chunks (first index into `want`, row count, logits
-   * [count, vocab]); the buffer is reused after the callback returns.
+   * Run the model over one step's batch: write the new tokens' K/V and keep the final hidden states
+   * of the `want` rows for logits(). Block copies (copy-on-write) are performed first.
    */
-  execute(
-    scheduled: readonly ScheduledSeq[],
-    copies: ReadonlyArray<[number, number]>,
-    want: readonly LogitsRequest[],
-    onLogits: (first: number, count: number, logits: Float32Array) => void,
-  ): void {
+  forward(scheduled: readonly ScheduledSeq[], copies: ReadonlyArray<[number, number]>, want: readonly LogitsRequest[]): void {
     const be = native();
     if (copies.length > 0) {
       be.kvCacheCopyBlocks(this.cache, Int32Array.from(copies, (c) => c[0]), Int32Array.from(copies, (c) => c[1]));
@@ -76,6 +70,7 @@ export class ModelRunner {
     const bs = this.cfg.blockSize;
     const mb = this.cfg.maxBlocksPerSeq;
     if (scheduled.length > this.cfg.maxSeqs) throw new Error(`step of ${scheduled.length} sequences exceeds maxSeqs ${this.cfg.maxSeqs}`);
+    if (want.length > this.cfg.maxTokens) throw new Error(`asked for ${want.length} logits rows, more than the step's ${this.cfg.maxTokens} tokens`);
     let t = 0;
     const starts: number[] = [];
     for (let s = 0; s < scheduled.length; s++) {
@@ -103,15 +98,18 @@ export class ModelRunner {
       const e = scheduled[w.entry]!;
       this.rows[r] = starts[w.entry]! + (w.position - e.seq.numComputedTokens);
     }
-    const R = want.length;
-    this.model.forward(b, this.cache, this.rows.subarray(0, R), this.hidden);
+    this.model.forward(b, this.cache, this.rows.subarray(0, want.length), this.hidden);
+  }
+
+  /**
+   * Logits [count, vocab] of rows first..first+count-1 of the last forward's `want` list
+   * (count <= maxLogitsRows). The returned buffer is overwritten by the next call.
+   */
+  logits(first: number, count: number): Float32Array {
+    if (count > this.maxLogitsRows) throw new Error(`logits for ${count} rows at once, more than ${this.maxLogitsRows}`);
     const H = this.model.cfg.hiddenSize;
-    const V = this.model.cfg.vocabSize;
-    for (let first = 0; first < R; first += this.maxLogitsRows) {
-      const count = Math.min(this.maxLogitsRows, R - first);
-      const logits = this.logitsBuf.subarray(0, count * V);
-      this.model.logits(this.hidden.subarray(first * H, (first + count) * H), count, logits);
-      onLogits(first, count, logits);
-    }
+    const out = this.logitsBuf.subarray(0, count * this.model.cfg.vocabSize);
+    this.model.logits(this.hidden.subarray(first * H, (first + count) * H), count, out);
+    return out;
   }
 }

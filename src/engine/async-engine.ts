@@ -1,0 +1,262 @@
+/**
+ * AsyncEngine (main thread): starts the engine worker, sends it requests and aborts, and turns its
+ * per-step outputs into one async iterable per request. It never runs model code itself, so the
+ * event loop (HTTP, tokenization) stays responsive while the worker computes.
+ */
+import { randomUUID } from 'node:crypto';
+import { Worker } from 'node:worker_threads';
+import { makeEngineConfig, type EngineConfig } from '../config/engine-config.js';
+import { deserializeError, EngineDeadError, InvalidRequestError, PagewiseError, ServiceUnavailableError } from '../errors.js';
+import { resolveModel } from '../model/loader/resolve.js';
+import type { SamplingParams } from '../sampling/params.js';
+import { PagewiseTokenizer } from '../tokenizer/tokenizer.js';
+import { checkRequestFits } from './core.js';
+import { RequestTracker, type RequestOutput } from './output-processor.js';
+import type { EngineInfo, EngineStats, FromWorker, RequestDelta, ToWorker } from './protocol.js';
+
+export interface EngineStartOptions extends Partial<EngineConfig> {
+  /** Where progress and start-up facts are logged (default: stderr). */
+  log?: (line: string) => void;
+}
+
+export interface GenerateRequest {
+  requestId?: string;
+  promptTokenIds: number[];
+  params: SamplingParams;
+}
+
+/**
+ * A request's outputs as they come. Iterating yields cumulative snapshots; when the consumer is
+ * slower than the engine, intermediate snapshots are merged (the latest one carries everything).
+ */
+export class RequestStream implements AsyncIterable<RequestOutput> {
+  private dirty = false;
+  private error: PagewiseError | null = null;
+  private wake: (() => void) | null = null;
+
+  constructor(
+    readonly requestId: string,
+    readonly tracker: RequestTracker,
+    private readonly onAbort: (id: string) => void,
+  ) {}
+
+  get output(): RequestOutput {
+    return this.tracker.output;
+  }
+
+  /** Called by the engine when the tracker changed. */
+  notify(): void {
+    this.dirty = true;
+    this.wake?.();
+  }
+
+  fail(err: PagewiseError): void {
+    this.error = err;
+    this.wake?.();
+  }
+
+  /** Stop generating for this request and free its KV blocks. */
+  abort(): void {
+    this.onAbort(this.requestId);
+  }
+
+  /** Wait for the end and return the final output (throws if the request failed). */
+  async final(): Promise<RequestOutput> {
+    let last = this.output;
+    for await (const o of this) last = o;
+    return last;
+  }
+
+  async *[Symbol.asyncIterator](): AsyncIterator<RequestOutput> {
+    for (;;) {
+      if (this.error) throw this.error;
+      if (this.dirty) {
+        this.dirty = false;
+        yield this.output;
+        if (this.output.finished) return;
+        continue;
+      }
+      if (this.output.finished) return;
+      await new Promise<void>((resolve) => (this.wake = resolve));
+      this.wake = null;
+    }
+  }
+}
+
+function workerUrl(): URL {
+  // Under tsx the sources run as .ts; the published package runs compiled .js.
+  const ext = import.meta.url.endsWith('.ts') ? '.ts' : '.js';
+  return new URL(`./worker${ext}`, import.meta.url);
+}
+
+export class AsyncEngine {
+  /** Latest stats from the worker (null before the first step). */
+  lastStats: EngineStats | null = null;
+  /** Called after every engine step with its stats (metrics hook). */
+  onStats: ((s: EngineStats) => void) | null = null;
+  /** Called for every request that finishes (metrics hook). */
+  onFinished: ((o: RequestOutput) => void) | null = null;
+  private readonly streams = new Map<string, RequestStream>();
+  /** Requests sent but not yet scheduled (bounded by maxWaitingRequests). */
+  private readonly unscheduled = new Set<string>();
+  private dead: PagewiseError | null = null;
+  private closing = false;
+
+  private constructor(
+    private readonly worker: Worker,
+    readonly info: EngineInfo,
+    readonly tokenizer: PagewiseTokenizer,
+  ) {
+    worker.on('message', (m: FromWorker) => this.onMessage(m));
+    worker.on('error', (err) => this.die(new EngineDeadError(`engine worker crashed: ${err.message}`, { cause: err })));
+    worker.on('exit', (code) => {
+      if (!this.closing) this.die(new EngineDeadError(`engine worker exited unexpectedly (code ${code})`));
+    });
+  }
+
+  /** Resolve the model, load its tokenizer, start the worker and wait until the model is loaded. */
+  static async start(opts: EngineStartOptions = {}): Promise<AsyncEngine> {
+    const { log = (l: string) => process.stderr.write(`${l}\n`), ...rest } = opts;
+    const config = makeEngineConfig(rest);
+    const modelDir = await resolveModel(config.model);
+    const tokenizer = PagewiseTokenizer.fromDir(modelDir);
+    const worker = new Worker(workerUrl(), { workerData: { modelDir, config } });
+    const info = await new Promise<EngineInfo>((resolve, reject) => {
+      const onMsg = (m: FromWorker): void => {
+        if (m.type === 'ready') resolve(m.info);
+        else if (m.type === 'fatal') reject(deserializeError(m.error));
+      };
+      worker.once('message', onMsg);
+      worker.once('error', reject);
+      worker.once('exit', (code) => reject(new EngineDeadError(`engine worker exited during start-up (code ${code})`)));
+    });
+    worker.removeAllListeners();
+    const gib = (b: number): string => `${(b / 1024 ** 3).toFixed(2)} GiB`;
+    log(
+      `pagewise: model ${modelDir} (${info.model.architecture}, ${info.model.numLayers} layers, hidden ${info.model.hiddenSize}), ` +
+        `${info.precision} compute on ${info.threads} threads (${info.isa}); KV cache ${info.kvCacheDtype}: ` +
+        `${info.numBlocks} blocks × ${info.blockSize} tokens = ${info.numBlocks * info.blockSize} tokens in ${gib(info.kvCacheBytes)}; ` +
+        `max model len ${info.maxModelLen}`,
+    );
+    return new AsyncEngine(worker, info, tokenizer);
+  }
+
+  /** True while the worker is alive and accepting work. */
+  get healthy(): boolean {
+    return this.dead === null && !this.closing;
+  }
+
+  get numInFlight(): number {
+    return this.streams.size;
+  }
+
+  /**
+   * Submit a request (prompt already tokenized, params already validated). Throws at once if it can
+   * never run, if the waiting queue is full, or if the engine is dead or shutting down.
+   */
+  generate(req: GenerateRequest): RequestStream {
+    if (this.dead) throw new ServiceUnavailableError(`the engine is not running: ${this.dead.message}`);
+    if (this.closing) throw new ServiceUnavailableError('the server is shutting down');
+    if (this.unscheduled.size >= this.info.config.maxWaitingRequests) {
+      throw new ServiceUnavailableError(
+        `too many requests waiting (${this.unscheduled.size}, limit --max-waiting-requests ${this.info.config.maxWaitingRequests}); retry later`,
+      );
+    }
+    checkRequestFits(this.info, req.promptTokenIds, req.params);
+    const requestId = req.requestId ?? randomUUID();
+    if (this.streams.has(requestId)) throw new InvalidRequestError(`request id ${requestId} is already in use`);
+    const arrivalTime = performance.timeOrigin + performance.now();
+    const tracker = new RequestTracker(this.tokenizer, requestId, req.promptTokenIds.slice(), req.params, arrivalTime);
+    const stream = new RequestStream(requestId, tracker, (id) => this.abort(id));
+    this.streams.set(requestId, stream);
+    this.unscheduled.add(requestId);
+    this.send({ type: 'add', request: { requestId, promptTokenIds: req.promptTokenIds, params: req.params, arrivalTime } });
+    return stream;
+  }
+
+  /** Abort a request: the worker frees its blocks; its stream ends with finish reason `abort`. */
+  abort(requestId: string): void {
+    const s = this.streams.get(requestId);
+    if (!s || s.output.finished) return;
+    this.send({ type: 'abort', requestIds: [requestId] });
+  }
+
+  /**
+   * Stop accepting requests, give in-flight ones up to `graceMs` to finish, abort the rest, and stop
+   * the worker.
+   */
+  async shutdown(graceMs = 0): Promise<void> {
+    if (this.closing) return;
+    this.closing = true;
+    const deadline = Date.now() + graceMs;
+    while (this.streams.size > 0 && Date.now() < deadline && !this.dead) await new Promise((r) => setTimeout(r, 20));
+    if (this.streams.size > 0 && !this.dead) {
+      this.send({ type: 'abort', requestIds: [...this.streams.keys()] });
+      const until = Date.now() + 2000;
+      while (this.streams.size > 0 && Date.now() < until && !this.dead) await new Promise((r) => setTimeout(r, 10));
+    }
+    for (const s of this.streams.values()) {
+      s.tracker.finish(Date.now());
+      s.notify();
+    }
+    this.streams.clear();
+    if (!this.dead) this.send({ type: 'shutdown' });
+    await this.worker.terminate();
+  }
+
+  private send(m: ToWorker): void {
+    this.worker.postMessage(m);
+  }
+
+  private onMessage(m: FromWorker): void {
+    switch (m.type) {
+      case 'outputs': {
+        const now = performance.timeOrigin + performance.now();
+        for (const d of m.deltas) this.onDelta(d, now);
+        if (m.stats) {
+          this.lastStats = m.stats;
+          this.onStats?.(m.stats);
+        }
+        break;
+      }
+      case 'rejected': {
+        const s = this.streams.get(m.requestId);
+        this.streams.delete(m.requestId);
+        this.unscheduled.delete(m.requestId);
+        s?.fail(deserializeError(m.error));
+        break;
+      }
+      case 'fatal':
+        this.die(new EngineDeadError(`engine core failed: ${m.error.message}`));
+        if (m.stack) process.stderr.write(`pagewise: engine core failed:\n${m.stack}\n`);
+        break;
+      case 'ready':
+        break;
+    }
+  }
+
+  private onDelta(d: RequestDelta, now: number): void {
+    const s = this.streams.get(d.requestId);
+    if (!s) return;
+    if (d.firstScheduledTime !== null) this.unscheduled.delete(d.requestId);
+    const stopped = s.tracker.apply(d, now);
+    for (const index of stopped) this.send({ type: 'stopSeq', requestId: d.requestId, index });
+    if (d.finished || s.tracker.allSeqsDone) {
+      // All sequences done on our side (a stop string may end them before the worker hears of it).
+      if (!d.finished) s.tracker.finish(now);
+      this.streams.delete(d.requestId);
+      this.unscheduled.delete(d.requestId);
+      this.onFinished?.(s.output);
+    }
+    s.notify();
+  }
+
+  private die(err: PagewiseError): void {
+    if (this.dead) return;
+    this.dead = err;
+    process.stderr.write(`pagewise: ${err.message}\n`);
+    for (const s of this.streams.values()) s.fail(err);
+    this.streams.clear();
+    this.unscheduled.clear();
+  }
+}

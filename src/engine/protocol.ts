@@ -1,0 +1,102 @@
+/**
+ * What the main thread and the engine worker say to each other. Everything here is structured-
+ * clone friendly (plain objects, arrays, Maps).
+ */
+import type { EngineConfig } from '../config/engine-config.js';
+import type { ModelConfig } from '../config/model-config.js';
+import type { SerializedError } from '../errors.js';
+import type { SamplingParams } from '../sampling/params.js';
+import type { TokenLogprob } from '../sampling/sampler.js';
+import type { FinishReason } from './sequence.js';
+
+/** A request as the engine core sees it: token ids and validated sampling parameters. */
+export interface EngineRequest {
+  requestId: string;
+  promptTokenIds: number[];
+  params: SamplingParams;
+  /** Epoch milliseconds when the request arrived (for queue-time metrics). */
+  arrivalTime: number;
+}
+
+/** Per generated token: its logprob in the raw distribution, its rank, and the top alternatives. */
+export interface TokenLogprobs {
+  token: TokenLogprob;
+  top: TokenLogprob[] | null;
+}
+
+/** New work of one sequence of a request in one step. */
+export interface SeqDelta {
+  index: number;
+  newTokenIds: number[];
+  /** Present when the request asked for logprobs. */
+  newLogprobs: TokenLogprobs[] | null;
+  cumulativeLogprob: number;
+  finishReason: FinishReason | null;
+  /** Stop token id that finished the sequence, if any. */
+  stopReason: number | null;
+}
+
+/** One request's news from one step. */
+export interface RequestDelta {
+  requestId: string;
+  seqs: SeqDelta[];
+  /** Prompt logprobs (first entry null: the first prompt token has none), sent once, when complete. */
+  promptLogprobs: Array<TokenLogprobs | null> | null;
+  /** Epoch ms when the request was first scheduled (sent once). */
+  firstScheduledTime: number | null;
+  finished: boolean;
+  error: SerializedError | null;
+}
+
+/** Counters and gauges after a step (for logs, benchmarks and /metrics). */
+export interface EngineStats {
+  running: number;
+  waiting: number;
+  /** Preemptions in this step and since start. */
+  preemptedThisStep: number;
+  numPreemptionsTotal: number;
+  scheduledTokens: number;
+  /** Cumulative prompt tokens computed (prefill, incl. recomputation) and tokens generated. */
+  promptTokensTotal: number;
+  generationTokensTotal: number;
+  blocksTotal: number;
+  blocksUsed: number;
+  blocksFree: number;
+  /** Fraction of the pool in use, 0..1. */
+  kvUsage: number;
+  /** (allocated token slots − stored tokens) / allocated slots over used blocks. */
+  kvWaste: number;
+  /** Waste a contiguous reservation of (prompt + max_tokens) per running request would have. */
+  kvWasteContiguous: number;
+  prefixCacheQueries: number;
+  prefixCacheHits: number;
+  stepMs: number;
+}
+
+/** Facts about the loaded engine, sent once when the worker is ready. */
+export interface EngineInfo {
+  modelDir: string;
+  model: ModelConfig;
+  config: EngineConfig;
+  precision: 'float32' | 'bfloat16';
+  kvCacheDtype: 'float32' | 'bfloat16';
+  numBlocks: number;
+  blockSize: number;
+  kvCacheBytes: number;
+  maxModelLen: number;
+  eosTokenIds: number[];
+  threads: number;
+  isa: string;
+}
+
+export type ToWorker =
+  | { type: 'add'; request: EngineRequest }
+  | { type: 'abort'; requestIds: string[] }
+  | { type: 'stopSeq'; requestId: string; index: number }
+  | { type: 'shutdown' };
+
+export type FromWorker =
+  | { type: 'ready'; info: EngineInfo }
+  | { type: 'outputs'; deltas: RequestDelta[]; stats: EngineStats | null }
+  | { type: 'rejected'; requestId: string; error: SerializedError }
+  | { type: 'fatal'; error: SerializedError; stack: string | null };

@@ -1,0 +1,75 @@
+/**
+ * Engine worker thread: hosts the EngineCore and runs its step loop while there is work, so model
+ * execution never blocks the main thread. Between steps it yields to the event loop, which is when
+ * new requests and aborts arrive.
+ */
+import { parentPort, workerData } from 'node:worker_threads';
+import type { EngineConfig } from '../config/engine-config.js';
+import { serializeError } from '../errors.js';
+import { EngineCore } from './core.js';
+import type { FromWorker, ToWorker } from './protocol.js';
+
+const port = parentPort;
+if (!port) throw new Error('engine worker must run in a worker thread');
+const { modelDir, config } = workerData as { modelDir: string; config: EngineConfig };
+
+const post = (m: FromWorker): void => port.postMessage(m);
+
+function fatal(err: unknown): never {
+  post({ type: 'fatal', error: serializeError(err), stack: err instanceof Error ? (err.stack ?? null) : null });
+  process.exit(1);
+}
+
+let core: EngineCore;
+try {
+  core = new EngineCore(modelDir, config);
+} catch (err) {
+  fatal(err);
+}
+post({ type: 'ready', info: core.info });
+
+let looping = false;
+let closed = false;
+function loop(): void {
+  if (closed || !core.hasWork()) {
+    looping = false;
+    return;
+  }
+  try {
+    const { deltas, stats } = core.step();
+    post({ type: 'outputs', deltas, stats });
+  } catch (err) {
+    fatal(err);
+  }
+  setImmediate(loop);
+}
+
+function kick(): void {
+  if (looping) return;
+  looping = true;
+  setImmediate(loop);
+}
+
+port.on('message', (m: ToWorker) => {
+  switch (m.type) {
+    case 'add':
+      try {
+        core.addRequest(m.request);
+        kick();
+      } catch (err) {
+        post({ type: 'rejected', requestId: m.request.requestId, error: serializeError(err) });
+      }
+      break;
+    case 'abort':
+      post({ type: 'outputs', deltas: core.abort(m.requestIds), stats: core.stats() });
+      break;
+    case 'stopSeq':
+      post({ type: 'outputs', deltas: core.stopSequence(m.requestId, m.index), stats: null });
+      break;
+    case 'shutdown':
+      closed = true;
+      core.close();
+      port.close();
+      break;
+  }
+});
