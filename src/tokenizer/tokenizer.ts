@@ -1,0 +1,304 @@
+/**
+ * The model's tokenizer: `tokenizer.json` run by @huggingface/tokenizers, special-token facts from
+ * `tokenizer_config.json`, and the chat template rendered by @huggingface/jinja.
+ *
+ * Everything a request needs from the tokenizer goes through this class, so the server, the offline
+ * API and the detokenizer agree on one encoding and one decoding.
+ */
+import { readFileSync, existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { Tokenizer } from '@huggingface/tokenizers';
+import { Template } from '@huggingface/jinja';
+import { InvalidRequestError, ModelLoadError } from '../errors.js';
+
+/** One chat message as the OpenAI API sends it (text parts only). */
+export interface ChatMessage {
+  role: string;
+  content: string | Array<{ type: 'text'; text: string }>;
+  name?: string;
+}
+
+export interface EncodeOptions {
+  /** Add the special tokens of the post-processor (BOS for Llama-style tokenizers). Default true. */
+  addSpecialTokens?: boolean;
+}
+
+export interface DecodeOptions {
+  /** Drop special tokens (BOS, EOS, ...) from the text. Default false (as HF `decode`). */
+  skipSpecialTokens?: boolean;
+  /**
+   * Put a space between added tokens and the text around them, as HF slow tokenizers and vLLM's
+   * `spaces_between_special_tokens` do. Default false (plain `tokenizer.json` decoding).
+   */
+  spacesBetweenSpecialTokens?: boolean;
+}
+
+export interface ChatTemplateOptions {
+  /** Append the assistant header so the model answers next. Default true. */
+  addGenerationPrompt?: boolean;
+  /** OpenAI `tools`, passed to the template as `tools`. */
+  tools?: unknown;
+  /** Extra template variables (vLLM's `chat_template_kwargs`). */
+  extra?: Record<string, unknown>;
+}
+
+/** The JSON shapes we read; everything else in these files is passed through untouched. */
+type JsonObject = Record<string, unknown>;
+
+interface AddedTokenJson {
+  id: number;
+  content: string;
+  special?: boolean;
+}
+
+function isObject(v: unknown): v is JsonObject {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+function readJson(path: string, what: string): JsonObject {
+  if (!existsSync(path)) throw new ModelLoadError(`${what} not found: ${path}`);
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(readFileSync(path, 'utf8'));
+  } catch (err) {
+    throw new ModelLoadError(`${what} is not valid JSON: ${path}: ${(err as Error).message}`, { cause: err });
+  }
+  if (!isObject(parsed)) throw new ModelLoadError(`${what} must hold a JSON object: ${path}`);
+  return parsed;
+}
+
+/** `bos_token` and friends are either a string or an AddedToken dict `{content: ...}`. */
+function tokenContent(v: unknown): string | null {
+  if (typeof v === 'string') return v;
+  if (isObject(v) && typeof v['content'] === 'string') return v['content'];
+  return null;
+}
+
+/**
+ * Pick the template the way transformers does: a plain string, or a list of named templates where
+ * `tool_use` wins when tools are given and `default` otherwise.
+ */
+function selectTemplate(raw: unknown, wantTools: boolean): string | null {
+  if (typeof raw === 'string') return raw;
+  if (Array.isArray(raw)) {
+    const named = new Map<string, string>();
+    for (const t of raw) {
+      if (isObject(t) && typeof t['name'] === 'string' && typeof t['template'] === 'string') {
+        named.set(t['name'], t['template']);
+      }
+    }
+    if (wantTools && named.has('tool_use')) return named.get('tool_use') ?? null;
+    return named.get('default') ?? null;
+  }
+  if (isObject(raw)) return selectTemplate(Object.entries(raw).map(([name, template]) => ({ name, template })), wantTools);
+  return null;
+}
+
+export class PagewiseTokenizer {
+  /** Number of token ids (highest id + 1), added tokens included. */
+  readonly vocabSize: number;
+  readonly bosTokenId: number | null;
+  readonly eosTokenId: number | null;
+  /** Whether `encode(text)` (with special tokens) starts with BOS. */
+  readonly addBosToken: boolean;
+  readonly bosToken: string | null;
+  readonly eosToken: string | null;
+  /** The default chat template (`null` when the model has none). */
+  readonly chatTemplate: string | null;
+
+  private readonly tok: Tokenizer;
+  private readonly specialIds: Set<number>;
+  /** Added tokens (special or not): the units `spacesBetweenSpecialTokens` puts spaces around. */
+  private readonly addedIds: Set<number>;
+  private readonly rawChatTemplate: unknown;
+  private readonly templateCache = new Map<string, Template>();
+
+  /**
+   * @param tokenizerJson the parsed `tokenizer.json`
+   * @param tokenizerConfig the parsed `tokenizer_config.json`
+   * @param chatTemplate a template that overrides the config's (from `chat_template.jinja` / `.json`)
+   */
+  constructor(tokenizerJson: JsonObject, tokenizerConfig: JsonObject, chatTemplate?: unknown) {
+    if (!isObject(tokenizerJson['model'])) throw new ModelLoadError('tokenizer.json has no "model" object');
+    // The library wants `added_tokens` to exist; older files omit it.
+    const json: JsonObject = { ...tokenizerJson, added_tokens: Array.isArray(tokenizerJson['added_tokens']) ? tokenizerJson['added_tokens'] : [] };
+    try {
+      this.tok = new Tokenizer(json, tokenizerConfig);
+    } catch (err) {
+      throw new ModelLoadError(`tokenizer.json could not be loaded: ${(err as Error).message}`, { cause: err });
+    }
+
+    const added = (json['added_tokens'] as unknown[]).filter(
+      (t): t is AddedTokenJson => isObject(t) && typeof t['id'] === 'number' && typeof t['content'] === 'string',
+    );
+    this.addedIds = new Set(added.map((t) => t.id));
+    this.specialIds = new Set(added.filter((t) => t.special === true).map((t) => t.id));
+
+    this.vocabSize = Math.max(maxModelId(tokenizerJson['model'] as JsonObject), ...added.map((t) => t.id)) + 1;
+
+    this.bosToken = tokenContent(tokenizerConfig['bos_token']);
+    this.eosToken = tokenContent(tokenizerConfig['eos_token']);
+    this.bosTokenId = this.bosToken === null ? null : (this.tok.token_to_id(this.bosToken) ?? null);
+    this.eosTokenId = this.eosToken === null ? null : (this.tok.token_to_id(this.eosToken) ?? null);
+    // Config-declared special tokens are special even when tokenizer.json forgot the flag.
+    for (const key of ['bos_token', 'eos_token', 'unk_token', 'pad_token']) {
+      const c = tokenContent(tokenizerConfig[key]);
+      const id = c === null ? undefined : this.tok.token_to_id(c);
+      if (id !== undefined) this.specialIds.add(id);
+    }
+
+    // Probe rather than trust `add_bos_token`: the post-processor in tokenizer.json is what actually
+    // runs (Llama 3 adds BOS without declaring add_bos_token; Qwen2 adds none).
+    if (this.bosTokenId === null) {
+      this.addBosToken = false;
+    } else {
+      const withSpecial = this.tok.encode('a', { add_special_tokens: true }).ids;
+      const without = this.tok.encode('a', { add_special_tokens: false }).ids;
+      this.addBosToken = withSpecial[0] === this.bosTokenId && without[0] !== this.bosTokenId;
+    }
+
+    this.rawChatTemplate = chatTemplate ?? tokenizerConfig['chat_template'] ?? null;
+    this.chatTemplate = selectTemplate(this.rawChatTemplate, false);
+  }
+
+  /**
+   * Load `tokenizer.json` and `tokenizer_config.json` from a model directory. A separate
+   * `chat_template.jinja` (or `chat_template.json`) takes priority over the config's template, as in
+   * transformers.
+   */
+  static fromDir(dir: string): PagewiseTokenizer {
+    const tokenizerJson = readJson(join(dir, 'tokenizer.json'), 'tokenizer.json');
+    const config = readJson(join(dir, 'tokenizer_config.json'), 'tokenizer_config.json');
+    let template: unknown;
+    const jinjaPath = join(dir, 'chat_template.jinja');
+    const jsonPath = join(dir, 'chat_template.json');
+    if (existsSync(jinjaPath)) {
+      template = readFileSync(jinjaPath, 'utf8');
+    } else if (existsSync(jsonPath)) {
+      const t = readJson(jsonPath, 'chat_template.json')['chat_template'];
+      if (t === undefined) throw new ModelLoadError(`chat_template.json has no "chat_template" field: ${jsonPath}`);
+      template = t;
+    }
+    return new PagewiseTokenizer(tokenizerJson, config, template);
+  }
+
+  encode(text: string, opts: EncodeOptions = {}): number[] {
+    return this.tok.encode(text, { add_special_tokens: opts.addSpecialTokens ?? true }).ids;
+  }
+
+  /**
+   * Decode ids to text. Never applies `clean_up_tokenization_spaces`: vLLM's streamed output does
+   * not either, and the incremental detokenizer must reproduce this text exactly.
+   */
+  decode(ids: readonly number[], opts: DecodeOptions = {}): string {
+    const skip = opts.skipSpecialTokens ?? false;
+    if (ids.length === 0) return '';
+    if (!opts.spacesBetweenSpecialTokens) return this.decodeRun(ids, skip);
+
+    // vLLM / HF slow-tokenizer rule: added tokens stand alone, the runs between them are decoded
+    // separately, and all pieces are joined with one space.
+    const pieces: string[] = [];
+    let runStart = -1;
+    for (let i = 0; i < ids.length; i++) {
+      const id = ids[i]!;
+      if (skip && this.specialIds.has(id)) {
+        continue;
+      }
+      if (this.addedIds.has(id)) {
+        if (runStart >= 0) pieces.push(this.decodeRun(ids.slice(runStart, i), skip));
+        runStart = -1;
+        pieces.push(this.tok.id_to_token(id) ?? '');
+      } else if (runStart < 0) {
+        runStart = i;
+      }
+    }
+    if (runStart >= 0) pieces.push(this.decodeRun(ids.slice(runStart), skip));
+    return pieces.join(' ');
+  }
+
+  private decodeRun(ids: readonly number[], skip: boolean): string {
+    if (ids.length === 0) return '';
+    // The library throws on an empty list and when every id is skipped it still calls the decoder
+    // with no tokens, which is fine; we only guard the empty input.
+    return this.tok.decode(ids as number[], { skip_special_tokens: skip, clean_up_tokenization_spaces: false });
+  }
+
+  isSpecial(id: number): boolean {
+    return this.specialIds.has(id);
+  }
+
+  idToToken(id: number): string | null {
+    return this.tok.id_to_token(id) ?? null;
+  }
+
+  /** The id of a token string, or null when it is not in the vocabulary. */
+  tokenToId(token: string): number | null {
+    return this.tok.token_to_id(token) ?? null;
+  }
+
+  /**
+   * Render a chat with the model's template. Array contents are flattened to their text parts joined
+   * by "\n" (vLLM's "string" content format, which every text-only template understands).
+   * Template errors (including the template's own `raise_exception`) are request errors.
+   */
+  applyChatTemplate(messages: ChatMessage[], opts: ChatTemplateOptions = {}): string {
+    const wantTools = opts.tools !== undefined && opts.tools !== null;
+    const source = selectTemplate(this.rawChatTemplate, wantTools);
+    if (source === null) {
+      throw new InvalidRequestError(
+        'The model has no chat_template (tokenizer_config.json / chat_template.jinja); use the completions API or supply a template',
+        { param: 'messages' },
+      );
+    }
+    let template = this.templateCache.get(source);
+    if (template === undefined) {
+      try {
+        template = new Template(source);
+      } catch (err) {
+        throw new InvalidRequestError(`The model's chat_template could not be parsed: ${(err as Error).message}`, { param: 'messages', cause: err });
+      }
+      this.templateCache.set(source, template);
+    }
+    const flat = messages.map((m) => {
+      const content = typeof m.content === 'string' ? m.content : m.content.map((p) => p.text).join('\n');
+      const out: Record<string, unknown> = { role: m.role, content };
+      if (m.name !== undefined) out['name'] = m.name;
+      return out;
+    });
+    const vars: Record<string, unknown> = {
+      ...(opts.extra ?? {}),
+      messages: flat,
+      add_generation_prompt: opts.addGenerationPrompt ?? true,
+      bos_token: this.bosToken ?? '',
+      eos_token: this.eosToken ?? '',
+    };
+    if (wantTools) vars['tools'] = opts.tools;
+    try {
+      return template.render(vars);
+    } catch (err) {
+      throw new InvalidRequestError(`chat template error: ${(err as Error).message}`, { param: 'messages', cause: err });
+    }
+  }
+
+  /**
+   * Tokenize a rendered chat prompt. Templates write their own BOS (when the model wants one), so
+   * no special tokens are added here — as transformers' `apply_chat_template(tokenize=True)` and
+   * vLLM's chat endpoint do. A rendered prompt that starts with the BOS text therefore gets exactly
+   * one BOS (the text itself is parsed as the special token), and one that does not gets none.
+   */
+  encodeChatPrompt(rendered: string): number[] {
+    return this.encode(rendered, { addSpecialTokens: false });
+  }
+}
+
+/** Highest id in the model's own vocabulary (BPE/WordPiece: a token → id map; Unigram: a list). */
+function maxModelId(model: JsonObject): number {
+  const vocab = model['vocab'];
+  if (Array.isArray(vocab)) return vocab.length - 1;
+  if (isObject(vocab)) {
+    let max = -1;
+    for (const v of Object.values(vocab)) if (typeof v === 'number' && v > max) max = v;
+    return max;
+  }
+  return -1;
+}
