@@ -1,0 +1,130 @@
+/**
+ * Model spec → local model directory. A spec is `demo` (a generated random-weight model), a local
+ * directory, or a Hugging Face repo id `org/name` (found in the hub cache or downloaded into it).
+ */
+import { existsSync, statSync } from 'node:fs';
+import { chmod, mkdir, mkdtemp, rename, rm } from 'node:fs/promises';
+import { homedir } from 'node:os';
+import { dirname, join, resolve as resolvePath } from 'node:path';
+import { ModelLoadError } from '../../errors.js';
+import { writeFixture } from '../fixture/write-fixture.js';
+import { findCachedSnapshot, hfHubCacheDir, isRepoId } from './hf-cache.js';
+import { downloadToHubCache, stderrProgressBar, type DownloadProgress } from './hub-download.js';
+
+export type { DownloadProgress } from './hub-download.js';
+
+export interface ResolveOptions {
+  /** Hugging Face hub cache directory (default: HF_HUB_CACHE, HF_HOME/hub or ~/.cache/huggingface/hub). */
+  cacheDir?: string;
+  /** Hub branch, tag or commit hash (default "main"). */
+  revision?: string;
+  /** Download progress; without it a progress bar is drawn on stderr. */
+  onProgress?: (p: DownloadProgress) => void;
+  /** Never touch the network (default: true when HF_HUB_OFFLINE is set). */
+  offline?: boolean;
+}
+
+/**
+ * Version of the generated demo model. Bump it whenever the fixture generator's output changes,
+ * so caches built by older versions are not reused.
+ */
+export const DEMO_MODEL_VERSION = 'demo-v1';
+
+/** Pagewise's own cache: $PAGEWISE_CACHE, else ~/.cache/pagewise. */
+export function pagewiseCacheDir(): string {
+  return process.env['PAGEWISE_CACHE'] || join(process.env['XDG_CACHE_HOME'] || join(homedir(), '.cache'), 'pagewise');
+}
+
+export function demoModelDir(): string {
+  return join(pagewiseCacheDir(), 'models', DEMO_MODEL_VERSION);
+}
+
+let warnedDemo = false;
+
+/**
+ * Build the demo model once. It is generated into a private temp directory and renamed into place:
+ * the final directory appears complete or not at all, so concurrent processes are safe (the loser
+ * of the rename discards its copy; the contents are identical).
+ */
+export async function ensureDemoModel(): Promise<string> {
+  if (!warnedDemo) {
+    warnedDemo = true;
+    process.stderr.write('pagewise: the "demo" model has RANDOM weights and produces nonsense text; it exists to try the engine without a download.\n');
+  }
+  const dir = demoModelDir();
+  if (existsSync(join(dir, 'config.json'))) return dir;
+  await mkdir(dirname(dir), { recursive: true });
+  const tmp = await mkdtemp(join(dirname(dir), `.${DEMO_MODEL_VERSION}.tmp-`));
+  try {
+    await writeFixture('demo', tmp);
+    await chmod(tmp, 0o755); // mkdtemp makes it private; the model itself is not secret
+    try {
+      await rename(tmp, dir);
+    } catch (e) {
+      // Another process finished first (Linux reports ENOTEMPTY, others EEXIST): use its copy.
+      const code = (e as NodeJS.ErrnoException).code;
+      if (!((code === 'ENOTEMPTY' || code === 'EEXIST') && existsSync(join(dir, 'config.json')))) throw e;
+    }
+  } catch (e) {
+    throw new ModelLoadError(`could not build the demo model in ${dir} (${(e as Error).message})`, { cause: e });
+  } finally {
+    await rm(tmp, { recursive: true, force: true });
+  }
+  return dir;
+}
+
+function envFlag(name: string): boolean {
+  return ['1', 'true', 'yes', 'on'].includes((process.env[name] ?? '').toLowerCase());
+}
+
+/** A readable reason out of a fetch failure ("fetch failed" alone hides ECONNREFUSED & co.). */
+function describeCause(e: unknown): string {
+  const parts: string[] = [];
+  for (let cur: unknown = e, depth = 0; cur instanceof Error && depth < 4; cur = cur.cause, depth++) {
+    const code = (cur as NodeJS.ErrnoException).code;
+    const status = (cur as { statusCode?: unknown }).statusCode;
+    parts.push(`${typeof status === 'number' ? `HTTP ${status}: ` : ''}${cur.message}${code && !cur.message.includes(code) ? ` [${code}]` : ''}`);
+  }
+  return parts.length ? parts.join(': ') : String(e);
+}
+
+async function resolveHub(repoId: string, opts: ResolveOptions): Promise<string> {
+  const cacheDir = hfHubCacheDir(opts.cacheDir);
+  const revision = opts.revision ?? 'main';
+  const cached = findCachedSnapshot(cacheDir, repoId, revision);
+  if ('dir' in cached) return cached.dir;
+  const hint = `pass a local directory or pre-populate the HF cache (${cacheDir}: ${cached.missing})`;
+  if (opts.offline ?? (envFlag('HF_HUB_OFFLINE') || envFlag('TRANSFORMERS_OFFLINE'))) {
+    throw new ModelLoadError(`${repoId} is not in the Hugging Face cache and offline mode is on; ${hint}`, { code: 'model_not_cached' });
+  }
+  try {
+    return await downloadToHubCache(repoId, { cacheDir, revision, onProgress: opts.onProgress ?? stderrProgressBar() });
+  } catch (e) {
+    throw new ModelLoadError(`could not download ${repoId} from the Hugging Face Hub (${describeCause(e)}); ${hint}`, {
+      code: 'model_download_failed',
+      cause: e,
+    });
+  }
+}
+
+/**
+ * Turn a model spec into a local Hugging Face model directory:
+ * - `demo`: a small random-weight Llama built on first use into the Pagewise cache;
+ * - a path to an existing directory: used as is;
+ * - `org/name`: the Hugging Face cache's snapshot when complete, else downloaded into that cache.
+ */
+export async function resolveModel(spec: string, opts: ResolveOptions = {}): Promise<string> {
+  if (spec === 'demo') return ensureDemoModel();
+  if (existsSync(spec)) {
+    if (!statSync(spec).isDirectory()) throw new ModelLoadError(`model path ${spec} is a file; expected a model directory (with config.json)`, { code: 'model_file_missing' });
+    return resolvePath(spec);
+  }
+  const looksLikePath = /^(\.{0,2}\/|~|[A-Za-z]:\\)/.test(spec) || spec.split('/').length > 2;
+  if (!looksLikePath && isRepoId(spec)) return resolveHub(spec, opts);
+  throw new ModelLoadError(
+    looksLikePath
+      ? `model directory ${spec} does not exist`
+      : `cannot resolve model "${spec}": not "demo", an existing directory, or a Hugging Face repo id (org/name)`,
+    { code: 'model_not_found' },
+  );
+}
