@@ -160,6 +160,17 @@ export interface NativeBackend {
     headDim: number,
     scale: number,
   ): void;
+
+  /**
+   * Memory read bandwidth in GB/s: all pool threads stream a `bytes`-sized buffer, best of `iters`
+   * passes (the machine-limit microbenchmark the performance numbers are reported against).
+   */
+  benchMemoryBandwidth(bytes: number, iters: number): number;
+  /**
+   * Peak arithmetic throughput with all pool threads, in GFLOP/s: float32 FMA (2 flops per lane) and
+   * the BF16 dot product (`vdpbf16ps`, 2 flops per BF16 pair; 0 where the CPU lacks AVX512_BF16).
+   */
+  benchPeakFlops(): { f32Gflops: number; bf16Gflops: number };
 }
 
 function findAddon(): string {

@@ -245,6 +245,15 @@ export class EngineCore {
     };
   }
 
+  /** Bytes of weights one decode step reads (for bandwidth-bound reporting). */
+  weightBytesPerStep(): number {
+    return this.runner.model.weightBytesPerStep();
+  }
+
+  flopsPerToken(): number {
+    return this.runner.model.flopsPerToken();
+  }
+
   /** Free the KV cache's native memory. The core must not be used afterwards. */
   close(): void {
     native().kvCacheFree(this.cache);

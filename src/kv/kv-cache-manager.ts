@@ -63,7 +63,7 @@ export class KVCacheManager {
     const maxBlocks = Math.floor((n - 1) / this.blockSize);
     let parent: string | null = null;
     for (let i = 0; i < maxBlocks; i++) {
-      const h = seq.blockHashes[i] ?? blockHash(parent, seq.tokens, i * this.blockSize, (i + 1) * this.blockSize);
+      const h: string = seq.blockHashes[i] ?? blockHash(parent, seq.tokens, i * this.blockSize, (i + 1) * this.blockSize);
       seq.blockHashes[i] = h;
       const b = this.pool.lookup(h);
       if (b === undefined) break;

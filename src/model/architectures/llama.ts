@@ -9,6 +9,7 @@
 import { DType, MatmulPrecision, native, type KvCacheHandle, type NativeBackend, type WeightArray } from '../../backend/native.js';
 import { ropeInvFreq, type ModelConfig } from '../../config/model-config.js';
 import { ModelLoadError } from '../../errors.js';
+import { f32ToBf16, toFloat32 } from '../loader/dtype.js';
 import type { Tensor, WeightStore } from '../loader/weights.js';
 
 /** A weight matrix ready for the linear op. */
@@ -52,25 +53,12 @@ export interface ForwardBatch {
 
 export type Precision = 'float32' | 'bfloat16';
 
-/** Widen a tensor to float32 (norm weights, biases, and BF16 conversion of F32/F16 weights). */
-function toF32(t: Tensor): Float32Array {
-  const out = new Float32Array(t.data.length);
-  if (t.dtype === DType.F32) out.set(t.data as Float32Array);
-  // The embedding op widens one "row" exactly: treat the whole tensor as row 0 of a 1-row table.
-  else native().embedding(out, t.data, t.dtype, new Int32Array(1), t.data.length);
-  return out;
-}
-
+/** BF16 copy of an F32/F16 tensor (BF16 tensors are used as they are, e.g. straight from the mmap). */
 function toBf16(t: Tensor): Uint16Array {
   if (t.dtype === DType.BF16) return t.data as Uint16Array;
-  const f = toF32(t);
+  const f = toFloat32(t);
   const out = new Uint16Array(f.length);
-  const u = new Uint32Array(f.buffer, f.byteOffset, f.length);
-  for (let i = 0; i < f.length; i++) {
-    const x = u[i]!;
-    // Round to nearest even (NaN kept quiet).
-    out[i] = (x & 0x7fffffff) > 0x7f800000 ? (x >>> 16) | 0x40 : (x + 0x7fff + ((x >>> 16) & 1)) >>> 16;
-  }
+  for (let i = 0; i < f.length; i++) out[i] = f32ToBf16(f[i]!);
   return out;
 }
 
@@ -110,11 +98,11 @@ export class LlamaModel {
 
     const lin = (name: string, n: number, k: number, bias: boolean): LinearWeight => {
       const t = weights.get(`${name}.weight`, [n, k]);
-      const b = bias ? toF32(weights.get(`${name}.bias`, [n])) : null;
+      const b = bias ? toFloat32(weights.get(`${name}.bias`, [n])) : null;
       if (this.mp === MatmulPrecision.BF16) return { data: toBf16(t), dtype: DType.BF16, n, k, bias: b };
       return { data: t.data, dtype: t.dtype, n, k, bias: b };
     };
-    const norm = (name: string): Float32Array => toF32(weights.get(name, [H]));
+    const norm = (name: string): Float32Array => toFloat32(weights.get(name, [H]));
 
     const emb = weights.get('model.embed_tokens.weight', [cfg.vocabSize, H]);
     this.embed = { data: emb.data, dtype: emb.dtype };
@@ -220,6 +208,20 @@ export class LlamaModel {
     const sel = out.subarray(0, R * H);
     for (let r = 0; r < R; r++) sel.set(x.subarray(rows[r]! * H, rows[r]! * H + H), r * H);
     be.rmsnorm(sel, sel, this.finalNorm, R, H, cfg.rmsNormEps);
+  }
+
+  private linears(): LinearWeight[] {
+    return [...this.layers.flatMap((L) => [L.q, L.k, L.v, L.o, L.gate, L.up, L.down]), this.lmHead];
+  }
+
+  /** Bytes of weights a decode step reads (every linear layer and the output head once). */
+  weightBytesPerStep(): number {
+    return this.linears().reduce((a, w) => a + w.data.byteLength, 0);
+  }
+
+  /** Matmul FLOPs per token (2 per weight; attention's context-dependent share not included). */
+  flopsPerToken(): number {
+    return this.linears().reduce((a, w) => a + 2 * w.n * w.k, 0);
   }
 
   /** logits[r, :] = head(hidden[r, :]) for R rows. */

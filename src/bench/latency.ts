@@ -1,0 +1,87 @@
+/**
+ * `pagewise bench latency`: one batch of B requests run to completion in-process (no worker, so
+ * step times are exact), reporting prefill time and per-step decode time, next to the memory-
+ * bandwidth bound of a decode step (bytes of weights read / measured bandwidth).
+ */
+import { ENGINE_FLAGS, engineConfigFromFlags, makeEngineConfig } from '../config/engine-config.js';
+import { intFlag, parseArgs } from '../cli/args.js';
+import { EngineCore } from '../engine/core.js';
+import { resolveModel } from '../model/loader/resolve.js';
+import { makeSamplingParams } from '../sampling/params.js';
+import { benchHeader } from './header.js';
+import { makeWorkload } from './workload.js';
+import { measureMachinePeaks } from './peaks.js';
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+}
+
+export async function benchLatency(argv: string[]): Promise<void> {
+  const flags = parseArgs(argv, {
+    values: [...ENGINE_FLAGS.values, 'batch-size', 'input-len', 'output-len', 'iters', 'seed'],
+    booleans: [...ENGINE_FLAGS.booleans, 'json'],
+  });
+  const B = intFlag(flags, 'batch-size') ?? 1;
+  const inputLen = intFlag(flags, 'input-len') ?? 512;
+  const outputLen = intFlag(flags, 'output-len') ?? 128;
+  const iters = intFlag(flags, 'iters') ?? 3;
+  const cfg = makeEngineConfig({ maxNumBatchedTokens: Math.max(2048, B * inputLen), ...engineConfigFromFlags(flags) });
+  const dir = await resolveModel(cfg.model);
+  const core = new EngineCore(dir, cfg);
+  try {
+    const V = core.info.model.vocabSize;
+    const prefillMs: number[] = [];
+    const decodeMs: number[] = [];
+    for (let it = 0; it <= iters; it++) {
+      const work = makeWorkload({ numPrompts: B, dataset: 'fixed', inputLen, outputLen, seed: it, vocabSize: V });
+      work.forEach((w, i) =>
+        core.addRequest({
+          requestId: `lat-${it}-${i}`,
+          promptTokenIds: w.promptTokenIds,
+          params: makeSamplingParams({ temperature: 0, ignoreEos: true, maxTokens: w.outputLen }, { vocabSize: V }),
+          arrivalTime: Date.now(),
+        }),
+      );
+      let prefill = 0;
+      const decode: number[] = [];
+      while (core.hasWork()) {
+        const t0 = performance.now();
+        const { stats } = core.step();
+        const ms = performance.now() - t0;
+        // A step that computed only one token per running sequence is a pure decode step.
+        if (stats.scheduledTokens > stats.running) prefill += ms;
+        else decode.push(ms);
+      }
+      if (it === 0) continue; // warm-up: page in weights, size buffers
+      prefillMs.push(prefill);
+      decodeMs.push(median(decode));
+    }
+    const peaks = measureMachinePeaks();
+    const stepBytes = core.weightBytesPerStep();
+    const boundMs = (stepBytes / (peaks.memory_bandwidth_gbs * 1e9)) * 1000;
+    const dMs = median(decodeMs);
+    const out = {
+      bench: 'latency',
+      ...benchHeader(core.info),
+      batch_size: B,
+      input_len: inputLen,
+      output_len: outputLen,
+      iters,
+      prefill_ms: median(prefillMs),
+      prefill_tokens_per_s: (B * inputLen) / (median(prefillMs) / 1000),
+      decode_step_ms: dMs,
+      decode_tokens_per_s: B / (dMs / 1000),
+      weight_bytes_per_step: stepBytes,
+      machine_peaks: peaks,
+      decode_bandwidth_bound_ms: boundMs,
+      decode_bandwidth_bound_tokens_per_s: B / (boundMs / 1000),
+      decode_fraction_of_bandwidth_bound: boundMs / dMs,
+      prefill_gflops: (core.flopsPerToken() * B * inputLen) / (median(prefillMs) / 1000) / 1e9,
+    };
+    process.stdout.write(`${JSON.stringify(out, null, flags.has('json') ? undefined : 2)}\n`);
+  } finally {
+    core.close();
+  }
+}

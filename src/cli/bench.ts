@@ -1,0 +1,35 @@
+/**
+ * `pagewise bench <kind>`: benchmark programs that print JSON (never pass/fail on timings).
+ */
+import { InvalidRequestError } from '../errors.js';
+
+const KINDS: Record<string, { help: string; run: (argv: string[]) => Promise<void> }> = {
+  throughput: {
+    help: 'offline throughput: --model M --num-prompts N --input-len L --output-len O [--dataset random|FILE.jsonl] [--seed S] [--compare-static] [--json]',
+    run: async (a) => (await import('../bench/throughput.js')).benchThroughput(a),
+  },
+  latency: {
+    help: 'one batch: --model M --batch-size B --input-len L --output-len O [--iters N] [--json]',
+    run: async (a) => (await import('../bench/latency.js')).benchLatency(a),
+  },
+  serve: {
+    help: 'load generator against any OpenAI-compatible server: --base-url URL --model NAME [--num-prompts N] [--request-rate R|inf] [--max-concurrency C] [--input-len L --output-len O | --dataset FILE] [--json]',
+    run: async (a) => (await import('../bench/serve.js')).benchServe(a),
+  },
+};
+
+export async function benchCommand(argv: string[]): Promise<void> {
+  const [kind, ...rest] = argv;
+  const k = kind === undefined ? undefined : KINDS[kind];
+  if (!k) {
+    const list = Object.entries(KINDS)
+      .map(([n, v]) => `  pagewise bench ${n} ${v.help}`)
+      .join('\n');
+    if (kind === undefined || kind === '--help') {
+      process.stdout.write(`${list}\n`);
+      return;
+    }
+    throw new InvalidRequestError(`unknown bench "${kind}"; one of:\n${list}`);
+  }
+  await k.run(rest);
+}
