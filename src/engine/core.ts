@@ -149,7 +149,7 @@ export class EngineCore {
     const baseSeed = params.seed ?? Rng.randomSeed();
     const seqs: Sequence[] = [];
     for (let i = 0; i < n; i++) {
-      const rng = new Rng(n === 1 ? baseSeed : deriveSeed(baseSeed, i));
+      const rng = new Rng(deriveSeed(baseSeed, i));
       seqs.push(new Sequence(this.nextSeqId++, req.requestId, i, prompt, params, rng, this.info.eosTokenIds, req.arrivalTime));
     }
     this.requests.set(req.requestId, {
