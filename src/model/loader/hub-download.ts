@@ -8,7 +8,7 @@ import { mkdir, readFile, rename, rm, symlink, writeFile } from 'node:fs/promise
 import { dirname, join, relative } from 'node:path';
 import { Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { downloadFile, HUB_URL, listFiles, modelInfo, type ListFileEntry } from '@huggingface/hub';
+import { HUB_URL, listFiles, modelInfo, type ListFileEntry } from '@huggingface/hub';
 import { COMMIT_HASH, repoCacheDir } from './hf-cache.js';
 
 /** Byte progress of a download, across all files of the model. */
@@ -91,18 +91,24 @@ export async function downloadToHubCache(repoId: string, opts: HubDownloadOption
     await mkdir(dirname(blob), { recursive: true });
     await mkdir(dirname(pointer), { recursive: true });
     if (!existsSync(blob)) {
-      const data = await downloadFile({ repo: repoId, path, revision: commit, ...cred });
-      if (!data) throw new Error(`${path} is listed but could not be fetched`);
+      // A plain fetch of the resolve URL (the Hub redirects LFS/xet files to its CDN): the hub
+      // library's blob stream never ends when the server answers an error status.
+      const url = `${hubUrl}/${repoId}/resolve/${commit}/${path.split('/').map(encodeURIComponent).join('/')}`;
+      const resp = await fetch(url, accessToken ? { headers: { Authorization: `Bearer ${accessToken}` } } : {});
+      if (!resp.ok || !resp.body) throw new Error(`HTTP ${resp.status} ${resp.statusText} for ${url}`);
       // A per-process temp name: two processes fetching the same blob must not interleave writes.
       const partial = `${blob}.${process.pid}.incomplete`;
+      let received = 0;
       const counter = new Transform({
         transform(chunk: Buffer, _enc, cb) {
+          received += chunk.byteLength;
           onBytes(chunk.byteLength);
           cb(null, chunk);
         },
       });
       try {
-        await pipeline(Readable.fromWeb(data.stream() as Parameters<typeof Readable.fromWeb>[0]), counter, createWriteStream(partial));
+        await pipeline(Readable.fromWeb(resp.body as Parameters<typeof Readable.fromWeb>[0]), counter, createWriteStream(partial));
+        if (received !== entry.size) throw new Error(`${path}: received ${received} bytes, the Hub lists ${entry.size}`);
         await rename(partial, blob);
       } finally {
         await rm(partial, { force: true });
