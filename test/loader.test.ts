@@ -151,6 +151,8 @@ describe('model config', () => {
     throwsLoad(() => parseModelConfig({ ...base, rope_scaling: { rope_type: 'llama3', factor: 8 } }, '/m/config.json'), 'low_freq_factor');
     throwsLoad(() => parseModelConfig({ ...base, torch_dtype: 'float64' }, '/m/config.json'), 'torch_dtype', 'float64');
     throwsLoad(() => parseModelConfig([], '/m/config.json'), '/m/config.json');
+    throwsLoad(() => parseModelConfig({ ...base, hidden_act: 'gelu' }, '/m/config.json'), 'hidden_act', 'gelu');
+    throwsLoad(() => parseModelConfig({ ...base, mlp_bias: true }, '/m/config.json'), 'mlp_bias');
   });
 
   test('unsupported architecture lists the supported ones', () => {

@@ -254,6 +254,12 @@ export function parseModelConfig(json: unknown, source: string): ModelConfig {
 
   const { ropeTheta, ropeScaling } = parseRope(f, defaults.ropeTheta, source);
 
+  // ModelConfig has no field for these because the engine implements one value of each; a config
+  // asking for another must fail here rather than run and produce garbage.
+  const act = f.string('hidden_act') ?? 'silu';
+  if (act !== 'silu') f.fail('hidden_act', `unsupported activation "${act}" (supported: silu)`);
+  if (f.boolean('mlp_bias', false)) f.fail('mlp_bias', 'MLP biases are not supported');
+
   let attentionBias: boolean;
   if (architecture === 'Qwen2ForCausalLM') attentionBias = true;
   else if (architecture === 'LlamaForCausalLM') attentionBias = f.boolean('attention_bias', false);
