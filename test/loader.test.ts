@@ -359,6 +359,12 @@ describe('safetensors', () => {
     await rejectsLoad(writeSafetensors(join(dir, 'x.safetensors'), [{ name: 't', dtype: DType.F32, shape: [3], data: new Float32Array(2) }]), 't', '8 bytes');
     await rejectsLoad(writeSafetensors(join(dir, 'y.safetensors'), [{ name: 't', dtype: DType.BF16, shape: [2], data: new Float32Array(1) }]), 'Uint16Array');
     await rejectsLoad(writeSafetensors(join(dir, 'z.safetensors'), [{ name: 't', dtype: DType.F32, shape: [3], data: () => [new Float32Array(2)] }]), 't', 'chunks');
+    // A producer failing mid-stream fails the write cleanly (no unhandled in-flight write).
+    const failing = function* (): Iterable<Float32Array> {
+      yield new Float32Array(2);
+      throw new Error('generator failed');
+    };
+    await assert.rejects(writeSafetensors(join(dir, 'w.safetensors'), [{ name: 't', dtype: DType.F32, shape: [4], data: failing }]), /generator failed/);
   });
 
   /** A file whose header we write by hand (to produce what the writer never would). */

@@ -284,10 +284,10 @@ export async function writeSafetensors(path: string, tensors: TensorToWrite[], m
   head.write(json, 8, 'utf8');
 
   const fh = await open(path, 'w');
+  // At most one write in flight: the next chunk is produced while the previous one is written.
+  let pending: Promise<void> = writeAll(fh, head, 0);
   try {
-    let position = 0;
-    let pending: Promise<void> = writeAll(fh, head, 0);
-    position += head.byteLength;
+    let position = head.byteLength;
     for (const t of sorted) {
       const expected = (header[t.name] as { data_offsets: [number, number] }).data_offsets;
       let written = 0;
@@ -301,12 +301,13 @@ export async function writeSafetensors(path: string, tensors: TensorToWrite[], m
         written += bytes.byteLength;
       }
       if (written !== expected[1] - expected[0]) {
-        await pending.catch(() => undefined);
         fail(path, `tensor "${t.name}": chunks held ${written} bytes, shape needs ${expected[1] - expected[0]}`);
       }
     }
     await pending;
   } finally {
+    // On an error the in-flight write must settle before the handle closes (and must not go unhandled).
+    await pending.catch(() => undefined);
     await fh.close();
   }
 }
