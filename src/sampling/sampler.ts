@@ -44,9 +44,13 @@ export interface TokenLogprob {
 
 export interface SampleResult {
   tokenId: number;
-  /** Raw-logit log-probability of the chosen token; NaN when `params.logprobs` is null (not computed). */
+  /**
+   * Raw-logit log-probability of the chosen token. Computed when `params.logprobs` is not null or
+   * the request ranks sequences by it (best_of > n, beam search); otherwise NaN, which keeps
+   * greedy decoding a single argmax pass.
+   */
   logprob: number;
-  /** Rank of the chosen token among the raw logits (1 = largest); 0 when `params.logprobs` is null. */
+  /** Rank of the chosen token among the raw logits (1 = largest); 0 when `logprob` is NaN. */
   rank: number;
   /** The `params.logprobs` most likely tokens (raw), best first; [] for logprobs 0, null when not requested. */
   topLogprobs: TokenLogprob[] | null;
@@ -130,6 +134,18 @@ export class Sampler {
     return out;
   }
 
+  /**
+   * Apply only the logits processors (penalties, logit_bias, allowed_token_ids, min_tokens) to
+   * each row in place, without sampling: what `sample` feeds to its argmax / temperature stage.
+   */
+  process(logits: Float32Array, rows: readonly SamplerRow[]): void {
+    const V = this.V;
+    if (logits.length < rows.length * V) {
+      throw new RangeError(`logits has ${logits.length} values, expected ${rows.length} x ${V}`);
+    }
+    for (let r = 0; r < rows.length; r++) this.processRow(logits, r * V, rows[r]!);
+  }
+
   private sampleRow(L: Float32Array, off: number, row: SamplerRow): SampleResult {
     const V = this.V;
     const p = row.params;
@@ -137,24 +153,19 @@ export class Sampler {
     const penalties = p.repetitionPenalty !== 1 || p.frequencyPenalty !== 0 || p.presencePenalty !== 0;
     const processed = penalties || p.logitBias !== null || p.allowedTokenIds !== null || minTokensActive;
 
+    // best_of > n and beam search rank sequences by cumulative logprob, so they need the chosen
+    // token's logprob even when the client asked for none.
+    const wantLogprob = p.logprobs !== null || p.bestOf > p.n || p.useBeamSearch;
     // Logprobs are defined on the raw row; keep a copy before we change it in place.
     let rawArr = L;
     let rawOff = off;
-    if (p.logprobs !== null && processed) {
+    if (wantLogprob && processed) {
       this.raw.set(L.subarray(off, off + V));
       rawArr = this.raw;
       rawOff = 0;
     }
 
-    if (penalties) this.applyPenalties(L, off, row);
-    if (p.allowedTokenIds !== null) this.applyAllowed(L, off, p.allowedTokenIds);
-    if (p.logitBias !== null) {
-      for (const [id, b] of p.logitBias) if (id >= 0 && id < V) L[off + id] = L[off + id]! + b;
-    }
-    if (minTokensActive) {
-      for (const id of row.eosTokenIds) if (id >= 0 && id < V) L[off + id] = -Infinity;
-      for (const id of p.stopTokenIds) if (id >= 0 && id < V) L[off + id] = -Infinity;
-    }
+    if (processed) this.processRow(L, off, row);
 
     let tokenId: number;
     if (p.temperature < SAMPLING_EPS) {
@@ -168,9 +179,23 @@ export class Sampler {
       tokenId = p.allowedTokenIds?.[0] ?? row.eosTokenIds[0] ?? 0;
     }
 
-    if (p.logprobs === null) return { tokenId, logprob: NaN, rank: 0, topLogprobs: null };
-    const lp = this.logprobsOf(rawArr, rawOff, tokenId, p.logprobs);
-    return { tokenId, logprob: lp.token.logprob, rank: lp.token.rank, topLogprobs: lp.top };
+    if (!wantLogprob) return { tokenId, logprob: NaN, rank: 0, topLogprobs: null };
+    const lp = this.logprobsOf(rawArr, rawOff, tokenId, p.logprobs ?? 0);
+    return { tokenId, logprob: lp.token.logprob, rank: lp.token.rank, topLogprobs: p.logprobs === null ? null : lp.top };
+  }
+
+  private processRow(L: Float32Array, off: number, row: SamplerRow): void {
+    const V = this.V;
+    const p = row.params;
+    if (p.repetitionPenalty !== 1 || p.frequencyPenalty !== 0 || p.presencePenalty !== 0) this.applyPenalties(L, off, row);
+    if (p.allowedTokenIds !== null) this.applyAllowed(L, off, p.allowedTokenIds);
+    if (p.logitBias !== null) {
+      for (const [id, b] of p.logitBias) if (id >= 0 && id < V) L[off + id] = L[off + id]! + b;
+    }
+    if (row.outputTokenIds.length < p.minTokens) {
+      for (const id of row.eosTokenIds) if (id >= 0 && id < V) L[off + id] = -Infinity;
+      for (const id of p.stopTokenIds) if (id >= 0 && id < V) L[off + id] = -Infinity;
+    }
   }
 
   /** vLLM/HF rule: seen logits > 0 are divided by the penalty, <= 0 multiplied; then OpenAI's frequency/presence. */
