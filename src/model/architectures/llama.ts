@@ -113,7 +113,8 @@ export class LlamaModel {
         q: lin(`${p}.self_attn.q_proj`, qDim, H, cfg.attentionBias),
         k: lin(`${p}.self_attn.k_proj`, kvDim, H, cfg.attentionBias),
         v: lin(`${p}.self_attn.v_proj`, kvDim, H, cfg.attentionBias),
-        o: lin(`${p}.self_attn.o_proj`, H, qDim, false),
+        // Llama's attention_bias also covers o_proj; Qwen2 has q/k/v biases only.
+        o: lin(`${p}.self_attn.o_proj`, H, qDim, cfg.attentionBias && cfg.architecture !== 'Qwen2ForCausalLM'),
         postNorm: norm(`${p}.post_attention_layernorm.weight`),
         gate: lin(`${p}.mlp.gate_proj`, I, H, false),
         up: lin(`${p}.mlp.up_proj`, I, H, false),
