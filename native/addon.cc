@@ -403,6 +403,15 @@ Napi::Value SiluMul(const Napi::CallbackInfo& info) {
                     "(M-1)*gateStride+I");
     a.need_at_least(up, "up", mul_checked(a.op(), "up", {M - 1, us}) + static_cast<size_t>(I), "(M-1)*upStride+I");
   }
+  if (M > 0 && I > 0) {
+    // Rows run in parallel: out may alias gate or up only exactly (same start, stride I).
+    const size_t no = static_cast<size_t>(M * I) * 4;
+    const size_t ng = (static_cast<size_t>(M - 1) * gs + I) * 4, nu = (static_cast<size_t>(M - 1) * us + I) * 4;
+    const bool g_ok = !overlaps(out.data, no, gate.data, ng) || (out.data == gate.data && (gs == I || M == 1));
+    const bool u_ok = !overlaps(out.data, no, up.data, nu) || (out.data == up.data && (us == I || M == 1));
+    if (!g_ok) a.range_fail("out", "overlaps gate (only out === gate with gateStride === I is allowed)");
+    if (!u_ok) a.range_fail("out", "overlaps up (only out === up with upStride === I is allowed)");
+  }
   silu_mul(out.data, gate.data, up.data, M, I, gs, us);
   return info.Env().Undefined();
 }

@@ -1,5 +1,302 @@
-#include <stdexcept>
+// PagedAttention over the block-table KV cache, one kernel family for prefill and decode.
+//
+// Work items are (sequence, KV head, tile of up to kTileTokens query tokens); an item walks the
+// block table once and serves every query head of its KV head group (GQA / MQA / MHA) for every
+// token of its tile. Keys are consumed in chunks of kChunk at absolute positions [c*kChunk,
+// (c+1)*kChunk): each chunk is staged once per item (float32 pointers into the cache, or a bf16
+// -> f32 copy, both exact), then every query row whose causal window reaches it does one online
+// softmax step on it:
+//   s_j = dot(q, k_j) * scale            (the ISA's fixed dot order / reduction tree)
+//   m'  = max(m, max_j s_j);  alpha = exp(m - m');  p_j = exp(s_j - m')
+//   l   = l * alpha + sum_j p_j          (fixed tree)
+//   acc = acc * alpha;  acc += p_j * v_j for j in key order
+// and at the end out = acc / l. A row's operations depend only on its own q, its position and
+// the key/value contents: not on the tile, the other rows, the number of sequences, the thread
+// that runs it, the physical block ids or even the block size.
+#include <algorithm>
+#include <cmath>
+#include <vector>
+
 #include "ops.h"
+#include "simd.h"
+
 namespace pw {
-void paged_attention(const AttentionArgs&) { throw std::runtime_error("pagedAttention: not implemented"); }
+namespace {
+
+constexpr int kChunk = 32;           // keys per online-softmax step
+constexpr int64_t kTileTokens = 16;  // query tokens per work item
+
+struct Chunk {
+  const float* k[kChunk];
+  const float* v[kChunk];
+  int n;  // keys staged (<= kChunk); slots >= n repeat k[0] / v[0]
+};
+
+struct RowState {
+  float m, l;
+};
+
+// ---------------------------------------------------------------------------------------------
+// AVX-512
+
+// Scores of keys [16g, 16g + 16) of the chunk, scaled: lane j = dot(q, k_{16g+j}) * scale.
+PW_AVX512 PW_INLINE __m512 scores16(const float* q, const Chunk& ch, int g, int64_t hd, __m512 scale) {
+  __m512 acc[16];
+  for (int j = 0; j < 16; j++) acc[j] = _mm512_setzero_ps();
+  const float* const* kp = ch.k + 16 * g;
+  int64_t d = 0;
+  for (; d + 16 <= hd; d += 16) {
+    const __m512 qv = _mm512_loadu_ps(q + d);
+    for (int j = 0; j < 16; j++) acc[j] = _mm512_fmadd_ps(qv, _mm512_loadu_ps(kp[j] + d), acc[j]);
+  }
+  if (d < hd) {
+    const __mmask16 m = static_cast<__mmask16>((1u << (hd - d)) - 1u);
+    const __m512 qv = _mm512_maskz_loadu_ps(m, q + d);
+    for (int j = 0; j < 16; j++) acc[j] = _mm512_fmadd_ps(qv, _mm512_maskz_loadu_ps(m, kp[j] + d), acc[j]);
+  }
+  __m512 a[16];
+  for (int l = 0; l < 16; l++) a[4 * (l % 4) + l / 4] = acc[l];  // hsum16x16: a[4q + p] -> lane 4p + q
+  return _mm512_mul_ps(simd::hsum16x16(a), scale);
 }
+
+PW_AVX512 void row_step_avx512(const float* q, float* acc, RowState& st, const Chunk& ch, int nvalid, int64_t hd,
+                               float scale) {
+  const __m512 sc = _mm512_set1_ps(scale);
+  const __m512 ninf = _mm512_set1_ps(-__builtin_inff());
+  const __mmask16 m0 = nvalid >= 16 ? static_cast<__mmask16>(0xffff) : static_cast<__mmask16>((1u << nvalid) - 1u);
+  const __mmask16 m1 = nvalid <= 16 ? 0
+                       : nvalid >= 32 ? static_cast<__mmask16>(0xffff)
+                                      : static_cast<__mmask16>((1u << (nvalid - 16)) - 1u);
+  const __m512 s0 = _mm512_mask_mov_ps(ninf, m0, scores16(q, ch, 0, hd, sc));
+  __m512 s1 = ninf;
+  if (m1) s1 = _mm512_mask_mov_ps(ninf, m1, scores16(q, ch, 1, hd, sc));
+  const float mc = _mm512_reduce_max_ps(_mm512_max_ps(s0, s1));  // max is exact in any order
+  const float mnew = std::max(st.m, mc);
+  const float alpha = st.m == -__builtin_inff() ? 0.0f : std::exp(st.m - mnew);
+  const __m512 mv = _mm512_set1_ps(mnew);
+  const __m512 p0 = _mm512_maskz_mov_ps(m0, simd::exp16(_mm512_sub_ps(s0, mv)));
+  const __m512 p1 = _mm512_maskz_mov_ps(m1, simd::exp16(_mm512_sub_ps(s1, mv)));
+  st.l = st.l * alpha + (simd::hsum16(p0) + simd::hsum16(p1));
+  st.m = mnew;
+  alignas(64) float p[32];
+  _mm512_store_ps(p, p0);
+  _mm512_store_ps(p + 16, p1);
+  const __m512 av = _mm512_set1_ps(alpha);
+  for (int64_t d = 0; d < hd; d += 16) {
+    const __mmask16 dm = hd - d >= 16 ? static_cast<__mmask16>(0xffff) : static_cast<__mmask16>((1u << (hd - d)) - 1u);
+    __m512 o = _mm512_mul_ps(_mm512_maskz_loadu_ps(dm, acc + d), av);
+    for (int j = 0; j < nvalid; j++) o = _mm512_fmadd_ps(_mm512_set1_ps(p[j]), _mm512_maskz_loadu_ps(dm, ch.v[j] + d), o);
+    _mm512_mask_storeu_ps(acc + d, dm, o);
+  }
+}
+
+PW_AVX512 void finish_avx512(float* out, const float* acc, float l, int64_t hd) {
+  const __m512 lv = _mm512_set1_ps(l);
+  for (int64_t d = 0; d < hd; d += 16) {
+    const __mmask16 dm = hd - d >= 16 ? static_cast<__mmask16>(0xffff) : static_cast<__mmask16>((1u << (hd - d)) - 1u);
+    _mm512_mask_storeu_ps(out + d, dm, _mm512_div_ps(_mm512_maskz_loadu_ps(dm, acc + d), lv));
+  }
+}
+
+PW_AVX512 void widen_bf16_avx512(float* dst, const uint16_t* src, int64_t n) {
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16) _mm512_storeu_ps(dst + i, simd::load16<2>(src, i));
+  if (i < n) {
+    const __mmask16 m = static_cast<__mmask16>((1u << (n - i)) - 1u);
+    _mm512_mask_storeu_ps(dst + i, m, simd::load16m<2>(src, i, m));
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// AVX2: dot per key with the 8-lane tree of hsum8.
+
+PW_AVX2 PW_INLINE float dot_avx2(const float* q, const float* k, int64_t hd) {
+  __m256 acc = _mm256_setzero_ps();
+  int64_t d = 0;
+  for (; d + 8 <= hd; d += 8) acc = _mm256_fmadd_ps(_mm256_loadu_ps(q + d), _mm256_loadu_ps(k + d), acc);
+  if (d < hd) {
+    const __m256i m = simd::mask8(hd - d);
+    acc = _mm256_fmadd_ps(_mm256_maskload_ps(q + d, m), _mm256_maskload_ps(k + d, m), acc);
+  }
+  return simd::hsum8(acc);
+}
+
+PW_AVX2 void row_step_avx2(const float* q, float* acc, RowState& st, const Chunk& ch, int nvalid, int64_t hd,
+                           float scale) {
+  alignas(32) float s[kChunk];
+  float mc = -__builtin_inff();
+  for (int j = 0; j < kChunk; j++) {
+    s[j] = j < nvalid ? dot_avx2(q, ch.k[j], hd) * scale : -__builtin_inff();
+    mc = std::max(mc, s[j]);
+  }
+  const float mnew = std::max(st.m, mc);
+  const float alpha = st.m == -__builtin_inff() ? 0.0f : std::exp(st.m - mnew);
+  const __m256 mv = _mm256_set1_ps(mnew);
+  alignas(32) float p[kChunk];
+  float lc = 0.0f;
+  for (int g = 0; g < kChunk / 8; g++) {
+    const __m256i valid = simd::mask8(std::max(0, std::min(8, nvalid - 8 * g)));
+    const __m256 e = simd::exp8(_mm256_sub_ps(_mm256_load_ps(s + 8 * g), mv));
+    const __m256 pv = _mm256_and_ps(e, _mm256_castsi256_ps(valid));
+    _mm256_store_ps(p + 8 * g, pv);
+    lc = g == 0 ? simd::hsum8(pv) : lc + simd::hsum8(pv);
+  }
+  st.l = st.l * alpha + lc;
+  st.m = mnew;
+  const __m256 av = _mm256_set1_ps(alpha);
+  for (int64_t d = 0; d < hd; d += 8) {
+    const __m256i dm = simd::mask8(std::min<int64_t>(8, hd - d));
+    __m256 o = _mm256_mul_ps(_mm256_maskload_ps(acc + d, dm), av);
+    for (int j = 0; j < nvalid; j++) o = _mm256_fmadd_ps(_mm256_set1_ps(p[j]), _mm256_maskload_ps(ch.v[j] + d, dm), o);
+    _mm256_maskstore_ps(acc + d, dm, o);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Scalar: sequential float dot, std::exp.
+
+void row_step_scalar(const float* q, float* acc, RowState& st, const Chunk& ch, int nvalid, int64_t hd, float scale) {
+  float s[kChunk];
+  float mc = -__builtin_inff();
+  for (int j = 0; j < nvalid; j++) {
+    float dot = 0.0f;
+    for (int64_t d = 0; d < hd; d++) dot += q[d] * ch.k[j][d];
+    s[j] = dot * scale;
+    mc = std::max(mc, s[j]);
+  }
+  const float mnew = std::max(st.m, mc);
+  const float alpha = st.m == -__builtin_inff() ? 0.0f : std::exp(st.m - mnew);
+  float lc = 0.0f;
+  for (int j = 0; j < nvalid; j++) {
+    s[j] = std::exp(s[j] - mnew);
+    lc += s[j];
+  }
+  st.l = st.l * alpha + lc;
+  st.m = mnew;
+  for (int64_t d = 0; d < hd; d++) {
+    float o = acc[d] * alpha;
+    for (int j = 0; j < nvalid; j++) o += s[j] * ch.v[j][d];
+    acc[d] = o;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+
+struct Item {
+  int64_t seq, kv_head, tok0, tok1;  // query tokens [tok0, tok1) of the sequence (local indices)
+};
+
+template <typename T>
+T* grow(std::vector<T>& v, size_t n) {
+  if (v.size() < n) v.resize(n);
+  return v.data();
+}
+
+void run_item(const AttentionArgs& a, const Item& it, Isa isa) {
+  const KvCache& c = *a.cache;
+  const int64_t hd = a.head_dim, bs = c.block_size;
+  const int64_t group = a.n_heads / a.n_kv_heads;
+  const int64_t q_begin = a.query_start_loc[it.seq];
+  const int64_t q_len = a.query_start_loc[it.seq + 1] - q_begin;
+  const int64_t seq_len = a.seq_lens[it.seq];
+  const int64_t first_pos = seq_len - q_len;  // absolute position of local query token 0
+  const int32_t* table = a.block_tables + it.seq * a.max_blocks_per_seq;
+  const int64_t ntok = it.tok1 - it.tok0;
+  const int64_t rows = ntok * group;
+
+  thread_local std::vector<float> acc_buf, stage_buf;
+  thread_local std::vector<RowState> state_buf;
+  float* acc = grow(acc_buf, static_cast<size_t>(rows * hd));
+  RowState* st = grow(state_buf, static_cast<size_t>(rows));
+  std::fill(acc, acc + rows * hd, 0.0f);
+  for (int64_t r = 0; r < rows; r++) st[r] = RowState{-__builtin_inff(), 0.0f};
+
+  const bool bf16 = c.dtype == DType::BF16;
+  float* stage = bf16 ? grow(stage_buf, static_cast<size_t>(2 * kChunk * hd)) : nullptr;
+  const void* kpool = c.k[a.layer];
+  const void* vpool = c.v[a.layer];
+
+  const int64_t last_pos = first_pos + it.tok1 - 1;
+  const int64_t nchunks = last_pos / kChunk + 1;
+  Chunk ch;
+  for (int64_t ci = 0; ci < nchunks; ci++) {
+    const int64_t k0 = ci * kChunk;
+    const int n = static_cast<int>(std::min<int64_t>(kChunk, last_pos + 1 - k0));
+    for (int j = 0; j < n; j++) {
+      const int64_t pos = k0 + j;
+      const size_t idx = c.index(table[pos / bs], it.kv_head, pos % bs);
+      if (bf16) {
+        float* kd = stage + j * hd;
+        float* vd = stage + (kChunk + j) * hd;
+        const uint16_t* ks = static_cast<const uint16_t*>(kpool) + idx;
+        const uint16_t* vs = static_cast<const uint16_t*>(vpool) + idx;
+        if (isa >= Isa::Avx512) {
+          widen_bf16_avx512(kd, ks, hd);
+          widen_bf16_avx512(vd, vs, hd);
+        } else {
+          for (int64_t d = 0; d < hd; d++) {
+            kd[d] = bf16_to_f32(ks[d]);
+            vd[d] = bf16_to_f32(vs[d]);
+          }
+        }
+        ch.k[j] = kd;
+        ch.v[j] = vd;
+      } else {
+        ch.k[j] = static_cast<const float*>(kpool) + idx;
+        ch.v[j] = static_cast<const float*>(vpool) + idx;
+      }
+    }
+    for (int j = n; j < kChunk; j++) {
+      ch.k[j] = ch.k[0];
+      ch.v[j] = ch.v[0];
+    }
+    ch.n = n;
+    for (int64_t t = it.tok0; t < it.tok1; t++) {
+      const int64_t pos = first_pos + t;
+      if (pos < k0) continue;
+      const int nvalid = static_cast<int>(std::min<int64_t>(kChunk, pos + 1 - k0));
+      for (int64_t h = 0; h < group; h++) {
+        const int64_t head = it.kv_head * group + h;
+        const int64_t r = (t - it.tok0) * group + h;
+        const float* q = a.q + ((q_begin + t) * a.n_heads + head) * hd;
+        if (isa >= Isa::Avx512) row_step_avx512(q, acc + r * hd, st[r], ch, nvalid, hd, a.scale);
+        else if (isa == Isa::Avx2) row_step_avx2(q, acc + r * hd, st[r], ch, nvalid, hd, a.scale);
+        else row_step_scalar(q, acc + r * hd, st[r], ch, nvalid, hd, a.scale);
+      }
+    }
+  }
+  for (int64_t t = it.tok0; t < it.tok1; t++) {
+    for (int64_t h = 0; h < group; h++) {
+      const int64_t head = it.kv_head * group + h;
+      const int64_t r = (t - it.tok0) * group + h;
+      float* o = a.out + ((q_begin + t) * a.n_heads + head) * hd;
+      if (isa >= Isa::Avx512) {
+        finish_avx512(o, acc + r * hd, st[r].l, hd);
+      } else {
+        for (int64_t d = 0; d < hd; d++) o[d] = acc[r * hd + d] / st[r].l;
+      }
+    }
+  }
+}
+
+}  // namespace
+
+void paged_attention(const AttentionArgs& a) {
+  const Isa isa = active_isa();
+  std::vector<Item> items;
+  for (int64_t s = 0; s < a.num_seqs; s++) {
+    const int64_t q_len = a.query_start_loc[s + 1] - a.query_start_loc[s];
+    for (int64_t t0 = 0; t0 < q_len; t0 += kTileTokens) {
+      for (int64_t g = 0; g < a.n_kv_heads; g++) items.push_back(Item{s, g, t0, std::min(q_len, t0 + kTileTokens)});
+    }
+  }
+  // Costliest items (long causal windows x many tokens) first, so dynamic hand-out balances.
+  auto cost = [&](const Item& it) {
+    const int64_t first_pos = a.seq_lens[it.seq] - (a.query_start_loc[it.seq + 1] - a.query_start_loc[it.seq]);
+    return (first_pos + it.tok1) * (it.tok1 - it.tok0);
+  };
+  std::stable_sort(items.begin(), items.end(), [&](const Item& x, const Item& y) { return cost(x) > cost(y); });
+  parallel_items(static_cast<int64_t>(items.size()), [&](int64_t i) { run_item(a, items[static_cast<size_t>(i)], isa); });
+}
+
+}  // namespace pw

@@ -1,9 +1,228 @@
-#include <stdexcept>
+// Row-wise and element-wise ops: embedding, rmsnorm, rope, silu*mul, add.
+// Rows are independent, so splitting them over threads never changes a result; within a row the
+// arithmetic depends only on the row (and the active ISA).
+#include <algorithm>
+#include <cmath>
+
 #include "ops.h"
+#include "simd.h"
+
 namespace pw {
-void embedding(float*, const void*, DType, const int32_t*, int64_t, int64_t) { throw std::runtime_error("embedding: not implemented"); }
-void rmsnorm(float*, const float*, const float*, int64_t, int64_t, float) { throw std::runtime_error("rmsnorm: not implemented"); }
-void rope(float*, float*, const int32_t*, int64_t, int64_t, int64_t, int64_t, const float*) { throw std::runtime_error("rope: not implemented"); }
-void silu_mul(float*, const float*, const float*, int64_t, int64_t, int64_t, int64_t) { throw std::runtime_error("siluMul: not implemented"); }
-void add(float*, const float*, const float*, int64_t) { throw std::runtime_error("add: not implemented"); }
+namespace {
+
+// Rows per parallel chunk so that a chunk holds at least ~16K elements (pool overhead amortized).
+void for_rows(int64_t rows, int64_t row_elems, const std::function<void(int64_t, int64_t)>& fn) {
+  const int64_t total = rows * std::max<int64_t>(row_elems, 1);
+  if (total < (int64_t(1) << 15) || rows < 2) {
+    fn(0, rows);
+    return;
+  }
+  parallel_for(rows, fn);
 }
+
+// ---- embedding ----
+
+PW_AVX512 void widen_row_avx512(float* out, const uint16_t* src, DType dt, int64_t n) {
+  int64_t i = 0;
+  if (dt == DType::BF16) {
+    for (; i + 16 <= n; i += 16) _mm512_storeu_ps(out + i, simd::load16<2>(src, i));
+    if (i < n) {
+      const __mmask16 m = static_cast<__mmask16>((1u << (n - i)) - 1u);
+      _mm512_mask_storeu_ps(out + i, m, simd::load16m<2>(src, i, m));
+    }
+  } else {
+    for (; i + 16 <= n; i += 16) _mm512_storeu_ps(out + i, simd::load16<1>(src, i));
+    if (i < n) {
+      const __mmask16 m = static_cast<__mmask16>((1u << (n - i)) - 1u);
+      _mm512_mask_storeu_ps(out + i, m, simd::load16m<1>(src, i, m));
+    }
+  }
+}
+
+void widen_row(float* out, const void* src, DType dt, int64_t n, Isa isa) {
+  if (dt == DType::F32) {
+    std::memcpy(out, src, static_cast<size_t>(n) * 4);
+    return;
+  }
+  const auto* s = static_cast<const uint16_t*>(src);
+  if (isa >= Isa::Avx512) {
+    widen_row_avx512(out, s, dt, n);
+  } else if (dt == DType::BF16) {
+    for (int64_t i = 0; i < n; i++) out[i] = bf16_to_f32(s[i]);
+  } else {
+    for (int64_t i = 0; i < n; i++) out[i] = f16_to_f32(s[i]);  // exact either way
+  }
+}
+
+// ---- rmsnorm: sum of squares in double (exact products), fixed per-ISA order ----
+
+double sumsq_scalar(const float* x, int64_t n) {
+  double s = 0;
+  for (int64_t i = 0; i < n; i++) s += static_cast<double>(x[i]) * x[i];
+  return s;
+}
+
+PW_AVX2 double sumsq_avx2(const float* x, int64_t n) {
+  __m256d acc = _mm256_setzero_pd();
+  int64_t i = 0;
+  for (; i + 4 <= n; i += 4) {
+    const __m256d d = _mm256_cvtps_pd(_mm_loadu_ps(x + i));
+    acc = _mm256_fmadd_pd(d, d, acc);
+  }
+  alignas(32) double lanes[4];
+  _mm256_store_pd(lanes, acc);
+  for (int l = 0; i < n; i++, l++) lanes[l] += static_cast<double>(x[i]) * x[i];
+  return (lanes[0] + lanes[2]) + (lanes[1] + lanes[3]);
+}
+
+PW_AVX512 double sumsq_avx512(const float* x, int64_t n) {
+  __m512d acc = _mm512_setzero_pd();
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const __m512d d = _mm512_cvtps_pd(_mm256_loadu_ps(x + i));
+    acc = _mm512_fmadd_pd(d, d, acc);
+  }
+  if (i < n) {
+    const __mmask8 m = static_cast<__mmask8>((1u << (n - i)) - 1u);
+    const __m512d d = _mm512_cvtps_pd(_mm256_maskz_loadu_ps(m, x + i));
+    acc = _mm512_fmadd_pd(d, d, acc);
+  }
+  const __m256d s4 = _mm256_add_pd(_mm512_castpd512_pd256(acc), _mm512_extractf64x4_pd(acc, 1));
+  const __m128d s2 = _mm_add_pd(_mm256_castpd256_pd128(s4), _mm256_extractf128_pd(s4, 1));
+  return _mm_cvtsd_f64(_mm_add_sd(s2, _mm_unpackhi_pd(s2, s2)));
+}
+
+PW_AVX512 void scale_row_avx512(float* out, const float* x, const float* w, float r, int64_t n) {
+  const __m512 rv = _mm512_set1_ps(r);
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    _mm512_storeu_ps(out + i, _mm512_mul_ps(_mm512_mul_ps(_mm512_loadu_ps(x + i), rv), _mm512_loadu_ps(w + i)));
+  }
+  if (i < n) {
+    const __mmask16 m = static_cast<__mmask16>((1u << (n - i)) - 1u);
+    const __m512 v = _mm512_mul_ps(_mm512_mul_ps(_mm512_maskz_loadu_ps(m, x + i), rv), _mm512_maskz_loadu_ps(m, w + i));
+    _mm512_mask_storeu_ps(out + i, m, v);
+  }
+}
+
+// ---- silu(gate) * up ----
+
+PW_AVX512 void silu_mul_row_avx512(float* out, const float* g, const float* u, int64_t n) {
+  const __m512 one = _mm512_set1_ps(1.0f);
+  int64_t i = 0;
+  for (; i < n; i += 16) {
+    const __mmask16 m = n - i >= 16 ? static_cast<__mmask16>(0xffff) : static_cast<__mmask16>((1u << (n - i)) - 1u);
+    const __m512 gv = _mm512_maskz_loadu_ps(m, g + i);
+    const __m512 uv = _mm512_maskz_loadu_ps(m, u + i);
+    const __m512 e = simd::exp16(_mm512_sub_ps(_mm512_setzero_ps(), gv));
+    const __m512 s = _mm512_div_ps(gv, _mm512_add_ps(one, e));
+    _mm512_mask_storeu_ps(out + i, m, _mm512_mul_ps(s, uv));
+  }
+}
+
+PW_AVX2 void silu_mul_row_avx2(float* out, const float* g, const float* u, int64_t n) {
+  const __m256 one = _mm256_set1_ps(1.0f);
+  int64_t i = 0;
+  for (; i < n; i += 8) {
+    const int64_t cnt = std::min<int64_t>(8, n - i);
+    const __m256i m = simd::mask8(cnt);
+    const __m256 gv = _mm256_maskload_ps(g + i, m);
+    const __m256 uv = _mm256_maskload_ps(u + i, m);
+    const __m256 e = simd::exp8(_mm256_sub_ps(_mm256_setzero_ps(), gv));
+    const __m256 s = _mm256_div_ps(gv, _mm256_add_ps(one, e));
+    _mm256_maskstore_ps(out + i, m, _mm256_mul_ps(s, uv));
+  }
+}
+
+void silu_mul_row_scalar(float* out, const float* g, const float* u, int64_t n) {
+  for (int64_t i = 0; i < n; i++) {
+    const float gv = g[i];
+    out[i] = gv / (1.0f + std::exp(-gv)) * u[i];
+  }
+}
+
+}  // namespace
+
+void embedding(float* out, const void* table, DType dtype, const int32_t* ids, int64_t T, int64_t hidden) {
+  const Isa isa = active_isa();
+  const size_t row_bytes = static_cast<size_t>(hidden) * dtype_bytes(dtype);
+  for_rows(T, hidden, [&](int64_t b, int64_t e) {
+    for (int64_t t = b; t < e; t++) {
+      widen_row(out + t * hidden, static_cast<const uint8_t*>(table) + static_cast<size_t>(ids[t]) * row_bytes, dtype,
+                hidden, isa);
+    }
+  });
+}
+
+void rmsnorm(float* out, const float* x, const float* weight, int64_t M, int64_t H, float eps) {
+  const Isa isa = active_isa();
+  for_rows(M, H, [&](int64_t b, int64_t e) {
+    for (int64_t m = b; m < e; m++) {
+      const float* xr = x + m * H;
+      float* o = out + m * H;
+      const double ss = isa >= Isa::Avx512 ? sumsq_avx512(xr, H) : isa == Isa::Avx2 ? sumsq_avx2(xr, H) : sumsq_scalar(xr, H);
+      const float r = static_cast<float>(1.0 / std::sqrt(ss / static_cast<double>(H) + static_cast<double>(eps)));
+      if (isa >= Isa::Avx512) {
+        scale_row_avx512(o, xr, weight, r, H);
+      } else {
+        for (int64_t i = 0; i < H; i++) o[i] = (xr[i] * r) * weight[i];  // HF order: (x * rsqrt) * w
+      }
+    }
+  });
+}
+
+void rope(float* q, float* k, const int32_t* positions, int64_t T, int64_t n_heads, int64_t n_kv_heads,
+          int64_t head_dim, const float* inv_freq) {
+  const int64_t half = head_dim / 2;
+  for_rows(T, (n_heads + n_kv_heads) * head_dim + 8 * half, [&](int64_t b, int64_t e) {
+    std::vector<float> cs(static_cast<size_t>(2 * half));
+    float* cv = cs.data();
+    float* sv = cs.data() + half;
+    for (int64_t t = b; t < e; t++) {
+      const double p = static_cast<double>(positions[t]);
+      for (int64_t i = 0; i < half; i++) {
+        const double angle = p * static_cast<double>(inv_freq[i]);
+        cv[i] = static_cast<float>(std::cos(angle));
+        sv[i] = static_cast<float>(std::sin(angle));
+      }
+      auto apply = [&](float* base, int64_t heads) {
+        for (int64_t h = 0; h < heads; h++) {
+          float* x = base + (t * heads + h) * head_dim;
+          for (int64_t i = 0; i < half; i++) {
+            const float x1 = x[i], x2 = x[i + half];
+            x[i] = x1 * cv[i] - x2 * sv[i];
+            x[i + half] = x2 * cv[i] + x1 * sv[i];
+          }
+        }
+      };
+      apply(q, n_heads);
+      apply(k, n_kv_heads);
+    }
+  });
+}
+
+void silu_mul(float* out, const float* gate, const float* up, int64_t M, int64_t I, int64_t gate_stride,
+              int64_t up_stride) {
+  const Isa isa = active_isa();
+  for_rows(M, I * 4, [&](int64_t b, int64_t e) {
+    for (int64_t m = b; m < e; m++) {
+      const float* g = gate + m * gate_stride;
+      const float* u = up + m * up_stride;
+      float* o = out + m * I;
+      if (isa >= Isa::Avx512) silu_mul_row_avx512(o, g, u, I);
+      else if (isa == Isa::Avx2) silu_mul_row_avx2(o, g, u, I);
+      else silu_mul_row_scalar(o, g, u, I);
+    }
+  });
+}
+
+void add(float* out, const float* a, const float* b, int64_t n) {
+  const int64_t kChunk = 4096;
+  const int64_t chunks = (n + kChunk - 1) / kChunk;
+  for_rows(chunks, kChunk, [&](int64_t cb, int64_t ce) {
+    const int64_t e = std::min(n, ce * kChunk);
+    for (int64_t i = cb * kChunk; i < e; i++) out[i] = a[i] + b[i];
+  });
+}
+
+}  // namespace pw
