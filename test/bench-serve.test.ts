@@ -19,6 +19,7 @@ import {
   SERVE_DEFAULTS,
   type ServeBenchResult,
 } from '../src/bench/serve.js';
+import { parseResults, renderMarkdown, renderSvg, type Result } from '../bench/report.js';
 
 interface Seen {
   path: string;
@@ -395,5 +396,54 @@ describe('SseParser', () => {
     assert.deepEqual(p.push(':1}\r\n\r\n: ping\n\ndata: x\ndata: y\n'), ['{"a":1}']);
     assert.deepEqual(p.push('\nevent: foo\ndata:[DONE]\n\ndata: tail'), ['x\ny', '[DONE]']);
     assert.deepEqual(p.end(), ['tail']);
+  });
+});
+
+describe('bench/report.ts', () => {
+  const serve = (c: number | null, tok: number, itl99: number | undefined): Result => ({
+    bench: 'serve',
+    model: 'm',
+    max_concurrency: c,
+    request_rate: 'inf',
+    completed: 4,
+    failed: 0,
+    output_tokens_per_s: tok,
+    total_tokens_per_s: tok * 2,
+    ttft_ms: { mean: 1, p50: 1, p90: 2, p99: 3 },
+    itl_ms: itl99 === undefined ? null : { mean: 1, p50: 1, p90: 1, p99: itl99 },
+    git_commit: '0123456789abcdef0123456789abcdef01234567',
+  });
+
+  test('tables per kind, robust to missing keys; JSON lines and arrays', () => {
+    const lines = [serve(4, 300.5, 9), serve(1, 100, 5), serve(null, 400, undefined)].map((r) => JSON.stringify(r)).join('\n');
+    const warnings: string[] = [];
+    const rs = [
+      ...parseResults(`${lines}\nnot json\n`, 'a.jsonl', (m) => warnings.push(m)),
+      ...parseResults(JSON.stringify([{ bench: 'throughput', output_tokens_per_s: 12.25, num_prompts: 8 }]), 'b.json'),
+      ...parseResults(JSON.stringify({ bench: 'latency', results: { p50_ms: 3 } }), 'c.json'),
+      ...parseResults('{}', 'd.json'),
+    ];
+    assert.equal(rs.length, 6);
+    assert.equal(warnings.length, 1);
+    const md = renderMarkdown(rs);
+    assert.match(md, /## serve/);
+    assert.match(md, /## throughput/);
+    assert.match(md, /## latency/);
+    assert.match(md, /## unknown/);
+    const serveRows = md.split('\n').filter((l) => /^\| (1|4|∞) \|/.test(l));
+    assert.deepEqual(serveRows.map((l) => l.split(' | ')[0]), ['| 1', '| 4', '| ∞'], 'rows ordered by concurrency');
+    assert.match(serveRows[2]!, /–/, 'a missing ITL shows as a dash');
+    assert.match(md, /results\.p50_ms \| 3/);
+    assert.match(md, /12\.25/);
+  });
+
+  test('SVG of output tok/s and p99 ITL against concurrency', () => {
+    const svg = renderSvg([serve(1, 100, 5), serve(2, 180, 6), serve(4, 300, undefined), { bench: 'throughput' }]);
+    assert.ok(svg !== null);
+    assert.match(svg, /^<svg[^>]*xmlns="http:\/\/www.w3.org\/2000\/svg"/);
+    assert.match(svg, /<\/svg>\n$/);
+    assert.equal((svg.match(/<polyline/g) ?? []).length, 2, 'one line per panel');
+    assert.equal((svg.match(/<circle/g) ?? []).length, 5, '3 throughput points + 2 ITL points');
+    assert.equal(renderSvg([{ bench: 'throughput' }]), null);
   });
 });
