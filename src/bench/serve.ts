@@ -485,7 +485,7 @@ async function attempt(ctx: RunContext, p: BenchPrompt, ignoreEos: boolean): Pro
     handle(sse.push(decoder.decode()), now);
     handle(sse.end(), now);
     if (problem !== null) return { outcome: failed(start, problem) };
-    if (first < 0) return { outcome: failed(start, 'stream ended without a token chunk') };
+    if (first < 0) return { outcome: failed(start, 'stream ended without a token chunk (is the endpoint streaming SSE?)') };
     if (!finished) return { outcome: failed(start, 'stream ended before [DONE] or a finish_reason') };
     return {
       outcome: {
