@@ -26,10 +26,7 @@ export interface EncodeOptions {
 export interface DecodeOptions {
   /** Drop special tokens (BOS, EOS, ...) from the text. Default false (as HF `decode`). */
   skipSpecialTokens?: boolean;
-  /**
-   * Put a space between added tokens and the text around them, as HF slow tokenizers and vLLM's
-   * `spaces_between_special_tokens` do. Default false (plain `tokenizer.json` decoding).
-   */
+  /** Accepted for vLLM/OpenAI compatibility; no effect with `tokenizer.json` decoders (see `decode`). */
   spacesBetweenSpecialTokens?: boolean;
 }
 
@@ -108,8 +105,6 @@ export class PagewiseTokenizer {
 
   private readonly tok: Tokenizer;
   private readonly specialIds: Set<number>;
-  /** Added tokens (special or not): the units `spacesBetweenSpecialTokens` puts spaces around. */
-  private readonly addedIds: Set<number>;
   private readonly rawChatTemplate: unknown;
   private readonly templateCache = new Map<string, Template>();
 
@@ -131,7 +126,6 @@ export class PagewiseTokenizer {
     const added = (json['added_tokens'] as unknown[]).filter(
       (t): t is AddedTokenJson => isObject(t) && typeof t['id'] === 'number' && typeof t['content'] === 'string',
     );
-    this.addedIds = new Set(added.map((t) => t.id));
     this.specialIds = new Set(added.filter((t) => t.special === true).map((t) => t.id));
 
     this.vocabSize = Math.max(maxModelId(tokenizerJson['model'] as JsonObject), ...added.map((t) => t.id)) + 1;
@@ -187,40 +181,20 @@ export class PagewiseTokenizer {
   }
 
   /**
-   * Decode ids to text. Never applies `clean_up_tokenization_spaces`: vLLM's streamed output does
-   * not either, and the incremental detokenizer must reproduce this text exactly.
+   * Decode ids to text with the `tokenizer.json` decoder. Never applies
+   * `clean_up_tokenization_spaces`: vLLM's streamed output does not either, and the incremental
+   * detokenizer must reproduce this text exactly.
+   *
+   * `spacesBetweenSpecialTokens` is accepted for API compatibility and changes nothing: like HF fast
+   * tokenizers and vLLM's (v1) fast incremental detokenizer, decoding follows `tokenizer.json`,
+   * whose decoders never insert spaces around added tokens. (Only HF *slow* tokenizers join added
+   * tokens with spaces; emulating that would make our text differ from vLLM's for the same model,
+   * e.g. Qwen3's non-special `<think>`.)
    */
   decode(ids: readonly number[], opts: DecodeOptions = {}): string {
-    const skip = opts.skipSpecialTokens ?? false;
+    // The library throws on an empty list.
     if (ids.length === 0) return '';
-    if (!opts.spacesBetweenSpecialTokens) return this.decodeRun(ids, skip);
-
-    // vLLM / HF slow-tokenizer rule: added tokens stand alone, the runs between them are decoded
-    // separately, and all pieces are joined with one space.
-    const pieces: string[] = [];
-    let runStart = -1;
-    for (let i = 0; i < ids.length; i++) {
-      const id = ids[i]!;
-      if (skip && this.specialIds.has(id)) {
-        continue;
-      }
-      if (this.addedIds.has(id)) {
-        if (runStart >= 0) pieces.push(this.decodeRun(ids.slice(runStart, i), skip));
-        runStart = -1;
-        pieces.push(this.tok.id_to_token(id) ?? '');
-      } else if (runStart < 0) {
-        runStart = i;
-      }
-    }
-    if (runStart >= 0) pieces.push(this.decodeRun(ids.slice(runStart), skip));
-    return pieces.join(' ');
-  }
-
-  private decodeRun(ids: readonly number[], skip: boolean): string {
-    if (ids.length === 0) return '';
-    // The library throws on an empty list and when every id is skipped it still calls the decoder
-    // with no tokens, which is fine; we only guard the empty input.
-    return this.tok.decode(ids as number[], { skip_special_tokens: skip, clean_up_tokenization_spaces: false });
+    return this.tok.decode(ids as number[], { skip_special_tokens: opts.skipSpecialTokens ?? false, clean_up_tokenization_spaces: false });
   }
 
   isSpecial(id: number): boolean {
