@@ -99,7 +99,7 @@ export class Sampler {
   private readonly counts: Int32Array;
   private readonly seen: Uint8Array;
   private readonly touched: Int32Array;
-  /** Top-p scratch: second id list, log-weight bucket per candidate, mass per bucket. */
+  /** Top-p scratch: second id list, log-weight bucket per id, mass per bucket. */
   private readonly idx2: Int32Array;
   private readonly bucket: Uint16Array;
   private readonly hist = new Float64Array(NUM_BUCKETS);
@@ -341,12 +341,11 @@ export class Sampler {
   /**
    * Top-p over the whole vocabulary without sorting it. Returns n with the nucleus in idx[0..n).
    *
-   * 1. Ids whose log-weight is below x0 = ln((1 - p) / V) hold less than (1 - p)/V of the top
-   *    weight each, so all of them together hold less than (1 - p) · sum (the top weight alone is
-   *    1 <= sum): none can be in the nucleus. The weight pass collects only the ids above x0.
-   * 2. It also histograms their mass by log-weight bucket (BUCKETS_PER_NAT per nat below the max).
-   *    The buckets above the one where the running mass reaches p · sum lie wholly inside the
-   *    nucleus; only that edge bucket needs an exact (weighted quickselect) cut, and it is small.
+   * While computing the weights we histogram their mass by log-weight bucket (BUCKETS_PER_NAT per
+   * nat below the max). The buckets above the one where the running mass reaches p · sum lie wholly
+   * inside the nucleus; only that edge bucket needs an exact (weighted quickselect) cut, and it is
+   * small. The weight pass is branch-free on purpose: a data-dependent branch there mispredicts on
+   * about half the ids and costs more than histogramming everything.
    */
   private nucleusOfRow(L: Float32Array, off: number, max: number, invT: number, topP: number): number {
     const V = this.V;
@@ -355,21 +354,17 @@ export class Sampler {
     const bucket = this.bucket;
     const hist = this.hist;
     hist.fill(0);
-    const x0 = Math.log((1 - topP) / V);
     let sum = 0;
-    let n = 0;
     for (let i = 0; i < V; i++) {
       const x = (L[off + i]! - max) * invT;
       const e = expNeg(x);
       w[i] = e;
       sum += e;
-      if (x >= x0) {
-        let b = (-x * BUCKETS_PER_NAT) | 0;
-        if (b >= NUM_BUCKETS) b = NUM_BUCKETS - 1;
-        idx[n] = i;
-        bucket[n++] = b;
-        hist[b] += e;
-      }
+      // -inf / NaN give 0 here with e = 0: they land in bucket 0 but add no mass and are never drawn.
+      const b = (-x * BUCKETS_PER_NAT) | 0;
+      const bb = b < NUM_BUCKETS - 1 ? b : NUM_BUCKETS - 1;
+      bucket[i] = bb;
+      hist[bb] += e;
     }
     const target = topP * sum;
     let cum = 0;
@@ -381,10 +376,12 @@ export class Sampler {
     let nIn = 0;
     let nEdge = 0;
     const edgeIds = this.idx2;
-    for (let t = 0; t < n; t++) {
-      const b = bucket[t]!;
-      if (b < edge) idx[nIn++] = idx[t]!;
-      else if (b === edge) edgeIds[nEdge++] = idx[t]!;
+    for (let i = 0; i < V; i++) {
+      const b = bucket[i]!;
+      if (b <= edge) {
+        if (b < edge) idx[nIn++] = i;
+        else edgeIds[nEdge++] = i;
+      }
     }
     for (let t = 0; t < nEdge; t++) idx[nIn + t] = edgeIds[t]!;
     return nucleus(idx, nIn, nIn + nEdge, w, target - cum);
