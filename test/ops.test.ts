@@ -1,0 +1,430 @@
+/**
+ * Native backend ops (everything but attention) against the TypeScript references in
+ * test/reference/ops.ts, on every kernel family this CPU supports, plus the bit-for-bit batch
+ * and thread invariance of linear, and argument validation.
+ */
+import { after, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Worker } from 'node:worker_threads';
+import { DType, Isa, MatmulPrecision, native } from '../src/backend/native.js';
+import {
+  bitEqual,
+  bf16ToF32,
+  closeTo,
+  embeddingRef,
+  f16ToF32,
+  linearRef,
+  randomF32,
+  randomWeights,
+  rmsnormRef,
+  rng,
+  ropeRef,
+  siluMulRef,
+} from './reference/ops.js';
+
+const nb = native();
+const detected = nb.cpuInfo().detectedIsa;
+const isas: Isa[] = [Isa.Scalar, Isa.Avx2, Isa.Avx512, Isa.Avx512Bf16].filter((i) => i <= detected);
+const initialThreads = nb.getThreads();
+
+after(() => {
+  nb.setIsa(detected);
+  nb.setThreads(initialThreads);
+});
+
+function forEachIsa(fn: (isa: Isa) => void): void {
+  try {
+    for (const isa of isas) {
+      nb.setIsa(isa);
+      fn(isa);
+    }
+  } finally {
+    nb.setIsa(detected);
+  }
+}
+
+describe('runtime', () => {
+  test('cpuInfo reports features and the active ISA; setIsa lowers it and refuses what the CPU lacks', () => {
+    const info = nb.cpuInfo();
+    for (const key of ['avx2', 'fma', 'f16c', 'avx512f', 'avx512bw', 'avx512bf16'] as const) assert.equal(typeof info[key], 'boolean');
+    assert.equal(info.activeIsa, info.detectedIsa);
+    if (info.avx512bf16 && info.avx512bw) assert.equal(info.detectedIsa, Isa.Avx512Bf16);
+    nb.setIsa(Isa.Scalar);
+    assert.equal(nb.cpuInfo().activeIsa, Isa.Scalar);
+    nb.setIsa(detected);
+    if (detected < Isa.Avx512Bf16) assert.throws(() => nb.setIsa(detected + 1), RangeError);
+    assert.throws(() => nb.setIsa(7 as Isa), RangeError);
+    assert.throws(() => nb.setIsa(-1 as Isa), RangeError);
+  });
+
+  test('setThreads / getThreads', () => {
+    assert.ok(nb.getThreads() >= 1);
+    nb.setThreads(3);
+    assert.equal(nb.getThreads(), 3);
+    nb.setThreads(1);
+    assert.equal(nb.getThreads(), 1);
+    nb.setThreads(initialThreads);
+    assert.throws(() => nb.setThreads(0), RangeError);
+    assert.throws(() => nb.setThreads(1.5), TypeError);
+  });
+
+  test('mmapFile maps a file read-only; empty file gives an empty buffer; errors name the path', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'pagewise-mmap-'));
+    try {
+      const bytes = Uint8Array.from({ length: 1000 }, (_, i) => (i * 7) & 255);
+      writeFileSync(join(dir, 'a.bin'), bytes);
+      writeFileSync(join(dir, 'empty.bin'), new Uint8Array(0));
+      const ab = nb.mmapFile(join(dir, 'a.bin'));
+      assert.equal(ab.byteLength, 1000);
+      assert.deepEqual(new Uint8Array(ab), bytes);
+      // Typed views at odd offsets work (safetensors data need not be aligned).
+      assert.equal(new Uint16Array(ab, 2, 3)[0], bytes[2] | (bytes[3] << 8));
+      assert.equal(nb.mmapFile(join(dir, 'empty.bin')).byteLength, 0);
+      const missing = join(dir, 'missing.bin');
+      assert.throws(() => nb.mmapFile(missing), (e: Error) => e.message.includes(missing));
+      assert.throws(() => nb.mmapFile(dir), /not a regular file/);
+      assert.throws(() => (nb.mmapFile as unknown as (p: unknown) => void)(42), TypeError);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  test('allocAligned returns zeroed memory', () => {
+    const small = nb.allocAligned(100);
+    assert.equal(small.byteLength, 100);
+    assert.ok(new Uint8Array(small).every((b) => b === 0));
+    const big = nb.allocAligned(3 << 20);
+    assert.equal(big.byteLength, 3 << 20);
+    const f = new Float32Array(big);
+    assert.ok(f.every((x) => x === 0));
+    f[f.length - 1] = 1;
+    assert.equal(nb.allocAligned(0).byteLength, 0);
+    assert.throws(() => nb.allocAligned(-1), RangeError);
+  });
+});
+
+describe('embedding', () => {
+  test('widens F32 / F16 / BF16 rows exactly', () => {
+    const rand = rng(1);
+    forEachIsa((isa) => {
+      for (const dtype of [DType.F32, DType.F16, DType.BF16]) {
+        for (const hidden of [1, 17, 64, 100]) {
+          const vocab = 11;
+          const table = randomWeights(vocab * hidden, dtype, rand, 3);
+          const ids = Int32Array.from({ length: 7 }, () => Math.floor(rand() * vocab));
+          const out = new Float32Array(ids.length * hidden);
+          nb.embedding(out, table, dtype, ids, hidden);
+          assert.equal(closeTo(out, embeddingRef(table, dtype, ids, hidden), 0), null, `isa=${Isa[isa]} ${DType[dtype]} hidden=${hidden}`);
+        }
+      }
+    });
+  });
+
+  test('every F16 and BF16 bit pattern widens like the reference (subnormals, inf, NaN)', () => {
+    const all = Uint16Array.from({ length: 65536 }, (_, i) => i);
+    const ids = Int32Array.from({ length: 65536 }, (_, i) => i);
+    forEachIsa((isa) => {
+      for (const dtype of [DType.F16, DType.BF16]) {
+        const out = new Float32Array(65536);
+        nb.embedding(out, all, dtype, ids, 1);
+        for (let i = 0; i < 65536; i++) {
+          const want = dtype === DType.F16 ? f16ToF32(i) : bf16ToF32(i);
+          if (Number.isNaN(want)) assert.ok(Number.isNaN(out[i]), `isa=${Isa[isa]} ${DType[dtype]} ${i}`);
+          else assert.ok(Object.is(out[i], Math.fround(want)), `isa=${Isa[isa]} ${DType[dtype]} 0x${i.toString(16)}: ${out[i]} vs ${want}`);
+        }
+      }
+    });
+  });
+
+  test('rejects bad ids, lengths and dtypes', () => {
+    const table = new Float32Array(4 * 8);
+    const out = new Float32Array(2 * 8);
+    assert.throws(() => nb.embedding(out, table, DType.F32, new Int32Array([0, 4]), 8), RangeError);
+    assert.throws(() => nb.embedding(out, table, DType.F32, new Int32Array([-1, 0]), 8), RangeError);
+    assert.throws(() => nb.embedding(out, table, DType.F32, new Int32Array([0, 1, 2]), 8), RangeError); // out short
+    assert.throws(() => nb.embedding(out, table, DType.F32, new Int32Array([0]), 7), RangeError); // not a multiple
+    assert.throws(() => nb.embedding(out, table, DType.BF16, new Int32Array([0]), 8), TypeError); // needs Uint16Array
+    assert.throws(() => nb.embedding(out, table, 5 as DType, new Int32Array([0]), 8), RangeError);
+  });
+});
+
+describe('linear', () => {
+  const shapes: Array<[number, number, number]> = [
+    [1, 1, 1],
+    [1, 7, 17],
+    [1, 31, 33],
+    [3, 5, 63],
+    [5, 9, 100],
+    [4, 16, 32],
+    [17, 13, 48],
+    [2, 3, 1000],
+  ];
+  const combos: Array<[DType, MatmulPrecision]> = [
+    [DType.F32, MatmulPrecision.F32],
+    [DType.F16, MatmulPrecision.F32],
+    [DType.BF16, MatmulPrecision.F32],
+    [DType.BF16, MatmulPrecision.BF16],
+  ];
+
+  test('matches the float64 reference (BF16 precision: reference rounds activations to bf16)', () => {
+    const rand = rng(2);
+    forEachIsa((isa) => {
+      for (const [M, N, K] of shapes) {
+        for (const [dtype, precision] of combos) {
+          for (const withBias of [false, true]) {
+            const x = randomF32(M * K, rand);
+            const w = randomWeights(N * K, dtype, rand);
+            const bias = withBias ? randomF32(N, rand) : null;
+            const out = new Float32Array(M * N);
+            nb.linear(out, x, w, dtype, bias, M, N, K, precision);
+            const ref = linearRef(x, w, dtype, bias, M, N, K, precision);
+            // float32 accumulation: error bounded relative to sum |x*w|.
+            const err = closeTo(out, ref.out, 1e-5, 1e-30, ref.absSum);
+            assert.equal(err, null, `isa=${Isa[isa]} M=${M} N=${N} K=${K} ${DType[dtype]}/${MatmulPrecision[precision]} bias=${withBias}: ${err}`);
+          }
+        }
+      }
+    });
+  });
+
+  test('batch invariance: every row of an M=64 batch equals the M=1 result bit for bit; threads do not matter', () => {
+    const rand = rng(3);
+    forEachIsa((isa) => {
+      for (const [N, K] of [[37, 100], [64, 576], [5, 33]]) {
+        for (const [dtype, precision] of combos) {
+          const M = 64;
+          const x = randomF32(M * K, rand);
+          const w = randomWeights(N * K, dtype, rand);
+          const bias = randomF32(N, rand);
+          const batch = new Float32Array(M * N);
+          nb.linear(batch, x, w, dtype, bias, M, N, K, precision);
+          const label = `isa=${Isa[isa]} N=${N} K=${K} ${DType[dtype]}/${MatmulPrecision[precision]}`;
+          for (let m = 0; m < M; m++) {
+            const one = new Float32Array(N);
+            nb.linear(one, x.subarray(m * K, (m + 1) * K), w, dtype, bias, 1, N, K, precision);
+            assert.ok(bitEqual(one, batch.subarray(m * N, (m + 1) * N), N), `${label}: row ${m} differs from M=1`);
+          }
+          // A different batch size and different neighbours.
+          const part = new Float32Array(7 * N);
+          nb.linear(part, x.subarray(20 * K, 27 * K), w, dtype, bias, 7, N, K, precision);
+          assert.ok(bitEqual(part, batch.subarray(20 * N, 27 * N), 7 * N), `${label}: M=7 slice differs`);
+          nb.setThreads(1);
+          const single = new Float32Array(M * N);
+          nb.linear(single, x, w, dtype, bias, M, N, K, precision);
+          nb.setThreads(2);
+          const two = new Float32Array(M * N);
+          nb.linear(two, x, w, dtype, bias, M, N, K, precision);
+          nb.setThreads(initialThreads);
+          assert.ok(bitEqual(single, batch) && bitEqual(two, batch), `${label}: thread count changes results`);
+        }
+      }
+    });
+  });
+
+  test('weights at unaligned addresses (mmapped safetensors) give the same bits', () => {
+    const rand = rng(4);
+    const [M, N, K] = [3, 9, 40];
+    const x = randomF32(M * K, rand);
+    forEachIsa((isa) => {
+      for (const [dtype, precision] of combos) {
+        const w = randomWeights(N * K, dtype, rand);
+        const elem = w.BYTES_PER_ELEMENT;
+        // Shift by one element: 4-byte (F32) or 2-byte (F16/BF16) aligned, never 64-byte aligned.
+        const buf = new ArrayBuffer((N * K + 1) * elem);
+        const shifted = dtype === DType.F32 ? new Float32Array(buf, elem, N * K) : new Uint16Array(buf, elem, N * K);
+        shifted.set(w);
+        const a = new Float32Array(M * N);
+        const b = new Float32Array(M * N);
+        nb.linear(a, x, w, dtype, null, M, N, K, precision);
+        nb.linear(b, x, shifted, dtype, null, M, N, K, precision);
+        assert.ok(bitEqual(a, b), `isa=${Isa[isa]} ${DType[dtype]}`);
+      }
+    });
+  });
+
+  test('large enough to use every thread and tile edge', () => {
+    const rand = rng(5);
+    const [M, N, K] = [23, 301, 129];
+    const x = randomF32(M * K, rand);
+    const w = randomWeights(N * K, DType.BF16, rand);
+    forEachIsa((isa) => {
+      for (const precision of [MatmulPrecision.F32, MatmulPrecision.BF16]) {
+        const out = new Float32Array(M * N);
+        nb.linear(out, x, w, DType.BF16, null, M, N, K, precision);
+        const ref = linearRef(x, w, DType.BF16, null, M, N, K, precision);
+        assert.equal(closeTo(out, ref.out, 1e-5, 1e-30, ref.absSum), null, `isa=${Isa[isa]} ${MatmulPrecision[precision]}`);
+      }
+    });
+  });
+
+  test('rejects bad arguments', () => {
+    const x = new Float32Array(2 * 8);
+    const w = new Float32Array(3 * 8);
+    const wb = new Uint16Array(3 * 8);
+    const out = new Float32Array(2 * 3);
+    nb.linear(out, x, w, DType.F32, null, 2, 3, 8, MatmulPrecision.F32);
+    assert.throws(() => nb.linear(out, x, w, DType.F32, null, 3, 3, 8, MatmulPrecision.F32), RangeError); // x short
+    assert.throws(() => nb.linear(out.subarray(1), x, w, DType.F32, null, 2, 3, 8, MatmulPrecision.F32), RangeError);
+    assert.throws(() => nb.linear(out, x, w, DType.F32, null, 2, 4, 8, MatmulPrecision.F32), RangeError); // w size
+    assert.throws(() => nb.linear(out, x, w, DType.F32, new Float32Array(2), 2, 3, 8, MatmulPrecision.F32), RangeError);
+    assert.throws(() => nb.linear(out, x, w, DType.BF16, null, 2, 3, 8, MatmulPrecision.F32), TypeError); // dtype vs array
+    assert.throws(() => nb.linear(out, x, wb, DType.F32, null, 2, 3, 8, MatmulPrecision.F32), TypeError);
+    assert.throws(() => nb.linear(out, x, wb, DType.F16, null, 2, 3, 8, MatmulPrecision.BF16), RangeError); // BF16 needs BF16
+    assert.throws(() => nb.linear(out, x, wb, 3 as DType, null, 2, 3, 8, MatmulPrecision.F32), RangeError);
+    assert.throws(() => nb.linear(out, x, wb, DType.BF16, null, 2, 3, 8, 2 as MatmulPrecision), RangeError);
+    assert.throws(() => nb.linear(out, x, w, DType.F32, null, -1, 3, 8, MatmulPrecision.F32), RangeError);
+    assert.throws(() => nb.linear(out, x, w, DType.F32, null, 2.5, 3, 8, MatmulPrecision.F32), TypeError);
+    assert.throws(() => nb.linear(x, x, w, DType.F32, null, 2, 3, 8, MatmulPrecision.F32), RangeError); // out aliases x
+    assert.throws(() => (nb.linear as unknown as (...a: unknown[]) => void)(out, [1, 2], w, DType.F32, null, 1, 3, 8, 0), TypeError);
+  });
+});
+
+describe('rmsnorm', () => {
+  test('matches the reference, in place too', () => {
+    const rand = rng(6);
+    forEachIsa((isa) => {
+      for (const [M, H] of [[1, 1], [3, 17], [2, 576], [5, 100]]) {
+        const x = randomF32(M * H, rand, 3);
+        const w = randomF32(H, rand);
+        const out = new Float32Array(M * H);
+        nb.rmsnorm(out, x, w, M, H, 1e-5);
+        const ref = rmsnormRef(x, w, M, H, 1e-5);
+        assert.equal(closeTo(out, ref, 2e-6, 1e-7), null, `isa=${Isa[isa]} M=${M} H=${H}`);
+        const inPlace = x.slice();
+        nb.rmsnorm(inPlace, inPlace, w, M, H, 1e-5);
+        assert.ok(bitEqual(inPlace, out), 'in place differs');
+        const row = new Float32Array(H);
+        nb.rmsnorm(row, x.subarray((M - 1) * H), w, 1, H, 1e-5);
+        assert.ok(bitEqual(row, out.subarray((M - 1) * H), H), 'row depends on the batch');
+      }
+    });
+  });
+
+  test('rejects bad arguments', () => {
+    const x = new Float32Array(8);
+    assert.throws(() => nb.rmsnorm(x, x, new Float32Array(3), 2, 4, 1e-6), RangeError);
+    assert.throws(() => nb.rmsnorm(x, x, new Float32Array(4), 3, 4, 1e-6), RangeError);
+    assert.throws(() => nb.rmsnorm(x.subarray(1), x, new Float32Array(4), 1, 4, 1e-6), RangeError); // partial overlap
+    assert.throws(() => nb.rmsnorm(x, x, new Float32Array(4), 2, 4, NaN), RangeError);
+  });
+});
+
+describe('rope', () => {
+  test('HF rotate_half with angles in double precision', () => {
+    const rand = rng(7);
+    forEachIsa((isa) => {
+      for (const [T, nH, nKv, hd] of [[1, 1, 1, 2], [5, 9, 3, 64], [3, 4, 1, 80], [2, 2, 2, 128]]) {
+        const q = randomF32(T * nH * hd, rand);
+        const k = randomF32(T * nKv * hd, rand);
+        const positions = Int32Array.from({ length: T }, () => Math.floor(rand() * 5000));
+        const invFreq = Float32Array.from({ length: hd / 2 }, (_, i) => 1 / 10000 ** ((2 * i) / hd));
+        const rq = ropeRef(q, positions, T, nH, hd, invFreq);
+        const rk = ropeRef(k, positions, T, nKv, hd, invFreq);
+        nb.rope(q, k, positions, T, nH, nKv, hd, invFreq);
+        assert.equal(closeTo(q, rq, 1e-6, 1e-6), null, `isa=${Isa[isa]} q T=${T} hd=${hd}`);
+        assert.equal(closeTo(k, rk, 1e-6, 1e-6), null, `isa=${Isa[isa]} k T=${T} hd=${hd}`);
+      }
+    });
+  });
+
+  test('rejects bad arguments', () => {
+    const q = new Float32Array(2 * 8);
+    const k = new Float32Array(2 * 8);
+    const inv = new Float32Array(4);
+    assert.throws(() => nb.rope(q, k, new Int32Array(1), 2, 1, 1, 8, inv), RangeError); // positions short
+    assert.throws(() => nb.rope(q, k, new Int32Array(2), 2, 2, 1, 8, inv), RangeError); // q short
+    assert.throws(() => nb.rope(q, k, new Int32Array(2), 2, 1, 1, 8, new Float32Array(3)), RangeError);
+    assert.throws(() => nb.rope(q, k, new Int32Array(2), 2, 1, 1, 7, inv), RangeError); // odd headDim
+    assert.throws(() => nb.rope(q, q, new Int32Array(2), 2, 1, 1, 8, inv), RangeError); // q aliases k
+  });
+});
+
+describe('siluMul and add', () => {
+  test('siluMul matches the reference with strided gate/up (fused gate_up layout)', () => {
+    const rand = rng(8);
+    forEachIsa((isa) => {
+      for (const [M, I] of [[1, 1], [3, 17], [2, 1536], [4, 100]]) {
+        const fused = randomF32(M * 2 * I, rand, 6);
+        const gate = fused;
+        const up = fused.subarray(I);
+        const out = new Float32Array(M * I);
+        nb.siluMul(out, gate, up, M, I, 2 * I, 2 * I);
+        const ref = siluMulRef(gate, up, M, I, 2 * I, 2 * I);
+        assert.equal(closeTo(out, ref, 2e-6, 1e-7), null, `isa=${Isa[isa]} M=${M} I=${I}`);
+      }
+      // Extreme gates: silu(-100) ~ -0, silu(100) = 100; no NaN.
+      const g = new Float32Array([-100, -20, 0, 20, 100, 88.8, -88.8]);
+      const u = new Float32Array(g.length).fill(1);
+      const o = new Float32Array(g.length);
+      nb.siluMul(o, g, u, 1, g.length, g.length, g.length);
+      assert.equal(closeTo(o, siluMulRef(g, u, 1, g.length, g.length, g.length), 2e-6, 1e-30), null, `isa=${Isa[isa]} extremes`);
+    });
+  });
+
+  test('add, in place too', () => {
+    const rand = rng(9);
+    forEachIsa(() => {
+      for (const n of [0, 1, 33, 100_000]) {
+        const a = randomF32(n, rand);
+        const b = randomF32(n, rand);
+        const out = new Float32Array(n);
+        nb.add(out, a, b, n);
+        for (let i = 0; i < n; i++) assert.equal(out[i], Math.fround(a[i] + b[i]));
+        nb.add(a, a, b, n);
+        assert.ok(bitEqual(a, out));
+      }
+    });
+  });
+
+  test('reject bad arguments', () => {
+    const a = new Float32Array(8);
+    assert.throws(() => nb.add(a, a, new Float32Array(4), 8), RangeError);
+    assert.throws(() => nb.add(a, a, a, 9), RangeError);
+    assert.throws(() => nb.siluMul(a, a, a, 2, 4, 3, 4), RangeError); // stride < I
+    assert.throws(() => nb.siluMul(a, a, a, 2, 4, 4, 5), RangeError); // up too short
+    assert.throws(() => nb.siluMul(a.subarray(2), a, a.subarray(4), 1, 4, 4, 4), RangeError); // out partly overlaps gate
+    nb.siluMul(a, a, a.subarray(4), 1, 4, 4, 4); // exact alias is fine
+  });
+});
+
+describe('thread safety', () => {
+  test('ops called from a worker thread and the main thread at once stay correct', async () => {
+    const rand = rng(10);
+    const [M, N, K] = [8, 512, 256];
+    const x = randomF32(M * K, rand);
+    const w = randomWeights(N * K, DType.BF16, rand) as Uint16Array;
+    const expected = new Float32Array(M * N);
+    nb.linear(expected, x, w, DType.BF16, null, M, N, K, MatmulPrecision.BF16);
+    const addon = new URL('../build/Release/pagewise.node', import.meta.url).pathname;
+    const worker = new Worker(
+      `const { parentPort, workerData } = require('node:worker_threads');
+       const nb = require(workerData.addon);
+       const { x, w, M, N, K, expected } = workerData;
+       let ok = true;
+       for (let i = 0; i < 150; i++) {
+         const out = new Float32Array(M * N);
+         nb.linear(out, x, w, 2, null, M, N, K, 1);
+         for (let j = 0; j < out.length; j++) if (out[j] !== expected[j]) ok = false;
+       }
+       parentPort.postMessage(ok);`,
+      { eval: true, workerData: { addon, x, w, M, N, K, expected } },
+    );
+    const done = new Promise<boolean>((resolve, reject) => {
+      worker.once('message', resolve);
+      worker.once('error', reject);
+    });
+    let mainOk = true;
+    for (let i = 0; i < 150; i++) {
+      const out = new Float32Array(M * N);
+      nb.linear(out, x, w, DType.BF16, null, M, N, K, MatmulPrecision.BF16);
+      if (!bitEqual(out, expected)) mainOk = false;
+      if (i % 10 === 0) await new Promise((r) => setImmediate(r));
+    }
+    assert.ok(mainOk, 'main thread results changed under concurrency');
+    assert.ok(await done, 'worker results changed under concurrency');
+    await worker.terminate();
+  });
+});
