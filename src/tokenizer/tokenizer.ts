@@ -233,11 +233,11 @@ export class PagewiseTokenizer {
       }
       this.templateCache.set(source, template);
     }
+    // Other message fields (tool_calls, tool_call_id, ...) pass through untouched for templates
+    // that use them; only list contents are flattened.
     const flat = messages.map((m) => {
-      const content = typeof m.content === 'string' ? m.content : m.content.map((p) => p.text).join('\n');
-      const out: Record<string, unknown> = { role: m.role, content };
-      if (m.name !== undefined) out['name'] = m.name;
-      return out;
+      const content: unknown = Array.isArray(m.content) ? m.content.map((p) => p.text).join('\n') : m.content;
+      return { ...m, content };
     });
     const vars: Record<string, unknown> = {
       ...(opts.extra ?? {}),
