@@ -59,6 +59,28 @@ PW_AVX512 PW_INLINE __m512 scores16(const float* q, const Chunk& ch, int g, int6
   return _mm512_mul_ps(simd::hsum16x16(a), scale);
 }
 
+// acc[d0 .. d0 + 16*ND) = acc * alpha, then += p_j * v_j in key order. ND vectors are kept in
+// registers so ND independent FMA chains run side by side (per element the order is the same).
+template <int ND>
+PW_AVX512 PW_INLINE void pv_block(float* acc, const Chunk& ch, const float* p, int nvalid, __m512 av, int64_t d0,
+                                  __mmask16 last) {
+  __m512 o[ND];
+  for (int i = 0; i < ND; i++) {
+    const __mmask16 m = i == ND - 1 ? last : static_cast<__mmask16>(0xffff);
+    o[i] = _mm512_mul_ps(_mm512_maskz_loadu_ps(m, acc + d0 + 16 * i), av);
+  }
+  for (int j = 0; j < nvalid; j++) {
+    const __m512 pj = _mm512_set1_ps(p[j]);
+    const float* v = ch.v[j] + d0;
+    for (int i = 0; i < ND - 1; i++) o[i] = _mm512_fmadd_ps(pj, _mm512_loadu_ps(v + 16 * i), o[i]);
+    o[ND - 1] = _mm512_fmadd_ps(pj, _mm512_maskz_loadu_ps(last, v + 16 * (ND - 1)), o[ND - 1]);
+  }
+  for (int i = 0; i < ND; i++) {
+    const __mmask16 m = i == ND - 1 ? last : static_cast<__mmask16>(0xffff);
+    _mm512_mask_storeu_ps(acc + d0 + 16 * i, m, o[i]);
+  }
+}
+
 PW_AVX512 void row_step_avx512(const float* q, float* acc, RowState& st, const Chunk& ch, int nvalid, int64_t hd,
                                float scale) {
   const __m512 sc = _mm512_set1_ps(scale);
@@ -82,11 +104,20 @@ PW_AVX512 void row_step_avx512(const float* q, float* acc, RowState& st, const C
   _mm512_store_ps(p, p0);
   _mm512_store_ps(p + 16, p1);
   const __m512 av = _mm512_set1_ps(alpha);
-  for (int64_t d = 0; d < hd; d += 16) {
-    const __mmask16 dm = hd - d >= 16 ? static_cast<__mmask16>(0xffff) : static_cast<__mmask16>((1u << (hd - d)) - 1u);
-    __m512 o = _mm512_mul_ps(_mm512_maskz_loadu_ps(dm, acc + d), av);
-    for (int j = 0; j < nvalid; j++) o = _mm512_fmadd_ps(_mm512_set1_ps(p[j]), _mm512_maskz_loadu_ps(dm, ch.v[j] + d), o);
-    _mm512_mask_storeu_ps(acc + d, dm, o);
+  for (int64_t d0 = 0; d0 < hd; d0 += 128) {
+    const int64_t rest = std::min<int64_t>(128, hd - d0);
+    const int nd = static_cast<int>((rest + 15) / 16);
+    const __mmask16 last = rest % 16 ? static_cast<__mmask16>((1u << (rest % 16)) - 1u) : static_cast<__mmask16>(0xffff);
+    switch (nd) {
+      case 1: pv_block<1>(acc, ch, p, nvalid, av, d0, last); break;
+      case 2: pv_block<2>(acc, ch, p, nvalid, av, d0, last); break;
+      case 3: pv_block<3>(acc, ch, p, nvalid, av, d0, last); break;
+      case 4: pv_block<4>(acc, ch, p, nvalid, av, d0, last); break;
+      case 5: pv_block<5>(acc, ch, p, nvalid, av, d0, last); break;
+      case 6: pv_block<6>(acc, ch, p, nvalid, av, d0, last); break;
+      case 7: pv_block<7>(acc, ch, p, nvalid, av, d0, last); break;
+      default: pv_block<8>(acc, ch, p, nvalid, av, d0, last); break;
+    }
   }
 }
 
@@ -144,7 +175,17 @@ PW_AVX2 void row_step_avx2(const float* q, float* acc, RowState& st, const Chunk
   st.l = st.l * alpha + lc;
   st.m = mnew;
   const __m256 av = _mm256_set1_ps(alpha);
-  for (int64_t d = 0; d < hd; d += 8) {
+  int64_t d = 0;
+  for (; d + 32 <= hd; d += 32) {  // four independent chains
+    __m256 o[4];
+    for (int i = 0; i < 4; i++) o[i] = _mm256_mul_ps(_mm256_loadu_ps(acc + d + 8 * i), av);
+    for (int j = 0; j < nvalid; j++) {
+      const __m256 pj = _mm256_set1_ps(p[j]);
+      for (int i = 0; i < 4; i++) o[i] = _mm256_fmadd_ps(pj, _mm256_loadu_ps(ch.v[j] + d + 8 * i), o[i]);
+    }
+    for (int i = 0; i < 4; i++) _mm256_storeu_ps(acc + d + 8 * i, o[i]);
+  }
+  for (; d < hd; d += 8) {
     const __m256i dm = simd::mask8(std::min<int64_t>(8, hd - d));
     __m256 o = _mm256_mul_ps(_mm256_maskload_ps(acc + d, dm), av);
     for (int j = 0; j < nvalid; j++) o = _mm256_fmadd_ps(_mm256_set1_ps(p[j]), _mm256_maskload_ps(ch.v[j] + d, dm), o);
@@ -173,10 +214,11 @@ void row_step_scalar(const float* q, float* acc, RowState& st, const Chunk& ch, 
   }
   st.l = st.l * alpha + lc;
   st.m = mnew;
-  for (int64_t d = 0; d < hd; d++) {
-    float o = acc[d] * alpha;
-    for (int j = 0; j < nvalid; j++) o += s[j] * ch.v[j][d];
-    acc[d] = o;
+  // Per element: acc * alpha, then + p_j * v_j in key order (loops ordered for independent chains).
+  for (int64_t d = 0; d < hd; d++) acc[d] *= alpha;
+  for (int j = 0; j < nvalid; j++) {
+    const float* v = ch.v[j];
+    for (int64_t d = 0; d < hd; d++) acc[d] += s[j] * v[d];
   }
 }
 
