@@ -1,0 +1,263 @@
+/**
+ * createServer(engine, opts): the OpenAI-compatible HTTP server around a running AsyncEngine, as a
+ * fastify instance (not listening yet). The engine is the caller's: closing the server does not
+ * stop it; `shutdownGracefully` does both, in the order a SIGTERM needs.
+ *
+ * Routes: POST /v1/completions, POST /v1/chat/completions, GET /v1/models (and /v1/models/:id),
+ * POST /tokenize, POST /detokenize, GET /health, GET /version, GET /metrics.
+ */
+import { createHash, timingSafeEqual } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import type { AsyncEngine } from '../engine/async-engine.js';
+import type { RequestOutput } from '../engine/output-processor.js';
+import type { EngineStats } from '../engine/protocol.js';
+import { AuthenticationError, InvalidRequestError, NotFoundError, ServiceUnavailableError } from '../errors.js';
+import { chatHandler } from './chat.js';
+import { completionsHandler } from './completions.js';
+import { generationDefaults, warnIgnored, type ServeContext, type ServerLog } from './context.js';
+import { errorBody, toHttpError } from './errors.js';
+import { ServerMetrics } from './metrics.js';
+import { longestTokenChars, parseDetokenizeRequest, parseTokenizeRequest, type RequestContext } from './request.js';
+
+export interface ServerOptions {
+  /** Names clients use in `model` (default: the engine's --model value). The first is reported. */
+  servedModelName?: string | readonly string[];
+  /** When set, every route except /health and /metrics needs `Authorization: Bearer <key>`. */
+  apiKey?: string | null;
+  /** Largest request body in bytes (default 16 MiB); larger ones get 413. */
+  bodyLimit?: number;
+  /** `auto` (default): the model's generation_config.json sampling defaults apply; `vllm`: vLLM's built-ins. */
+  generationConfig?: 'auto' | 'vllm';
+  /** Where warnings, errors and (with accessLog) one line per request go (default: stderr). */
+  log?: ServerLog;
+  /** Log one line per finished HTTP request (default false). */
+  accessLog?: boolean;
+}
+
+/** Server state the CLI and tests reach through `app.pagewise`. */
+export interface PagewiseServerState {
+  readonly metrics: ServerMetrics;
+  readonly servedModelNames: readonly string[];
+  /** True once shutdown has begun. */
+  readonly closing: boolean;
+  /** Refuse new work from now on (503) and report /health 503. */
+  beginShutdown(): void;
+  /** HTTP requests still being answered. */
+  readonly inFlight: number;
+}
+
+export type PagewiseServer = FastifyInstance & { readonly pagewise: PagewiseServerState };
+
+export const DEFAULT_BODY_LIMIT = 16 * 1024 * 1024;
+
+/** Paths that stay open when an API key is set (probes and scrapers carry no key). */
+const OPEN_PATHS = new Set(['/health', '/metrics']);
+
+function readVersion(): string {
+  try {
+    const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version?: unknown };
+    return typeof pkg.version === 'string' ? pkg.version : 'unknown';
+  } catch {
+    return 'unknown';
+  }
+}
+
+const VERSION = readVersion();
+
+function defaultLog(level: string, message: string): void {
+  process.stderr.write(`pagewise: ${level === 'info' ? '' : `${level}: `}${message}\n`);
+}
+
+/** Constant-time key check: both sides are hashed first, so lengths never leak either. */
+function keyMatches(header: string | undefined, keyDigest: Buffer): boolean {
+  if (typeof header !== 'string') return false;
+  const m = /^Bearer\s+(.+)$/i.exec(header.trim());
+  const given = createHash('sha256').update(m ? m[1]! : '', 'utf8').digest();
+  return timingSafeEqual(given, keyDigest) && m !== null;
+}
+
+export function createServer(engine: AsyncEngine, opts: ServerOptions = {}): PagewiseServer {
+  const info = engine.info;
+  const names = opts.servedModelName === undefined ? [info.config.model] : typeof opts.servedModelName === 'string' ? [opts.servedModelName] : [...opts.servedModelName];
+  if (names.length === 0 || names.some((n) => typeof n !== 'string' || n.length === 0)) throw new InvalidRequestError('served model names must be non-empty strings');
+  const log = opts.log ?? defaultLog;
+  const bodyLimit = opts.bodyLimit ?? DEFAULT_BODY_LIMIT;
+  const gen = generationDefaults(info.modelDir, opts.generationConfig ?? 'auto');
+  if (gen.applied.length > 0) log('info', `default sampling parameters from the model's generation_config.json: ${gen.applied.join(', ')} (--generation-config vllm to ignore them)`);
+
+  const reqCtx: RequestContext = {
+    tokenizer: engine.tokenizer,
+    vocabSize: info.model.vocabSize,
+    maxModelLen: info.maxModelLen,
+    kvCacheTokens: info.numBlocks * info.blockSize,
+    maxNumSeqs: info.config.maxNumSeqs,
+    servedModelNames: names,
+    defaults: gen.defaults,
+    maxNewTokens: gen.maxNewTokens,
+    maxTokenChars: longestTokenChars(engine.tokenizer, info.model.vocabSize),
+  };
+  const metrics = new ServerMetrics(names[0]!, info);
+  const sc: ServeContext = { engine, req: reqCtx, metrics, log, closing: false, inFlight: 0 };
+
+  // Chain onto the engine's hooks (keeping whatever was there) and restore them on close.
+  const prevStats = engine.onStats;
+  const prevFinished = engine.onFinished;
+  engine.onStats = (s: EngineStats) => {
+    prevStats?.(s);
+    metrics.onStats(s);
+  };
+  engine.onFinished = (o: RequestOutput) => {
+    prevFinished?.(o);
+    metrics.onFinished(o);
+  };
+
+  const app = Fastify({
+    logger: false,
+    bodyLimit,
+    // Idle keep-alive sockets would otherwise keep close() (and test runners) waiting.
+    forceCloseConnections: true,
+    // Our own 503 with OpenAI's error shape is sent while draining.
+    return503OnClosing: false,
+  });
+
+  const state: PagewiseServerState = {
+    metrics,
+    servedModelNames: names,
+    get closing() {
+      return sc.closing;
+    },
+    get inFlight() {
+      return sc.inFlight;
+    },
+    beginShutdown() {
+      sc.closing = true;
+    },
+  };
+  app.decorate('pagewise', state);
+
+  // Bodies: JSON whatever the Content-Type says (curl -d sends form-encoded), strict UTF-8, and a
+  // clear 400 for anything that does not parse, so malformed input never reaches a handler.
+  app.removeAllContentTypeParsers();
+  app.addContentTypeParser('*', { parseAs: 'buffer', bodyLimit }, (_req, body, done) => {
+    const buf = body as Buffer;
+    if (buf.length === 0) return done(null, undefined);
+    let text: string;
+    try {
+      text = new TextDecoder('utf-8', { fatal: true }).decode(buf);
+    } catch {
+      return done(new InvalidRequestError('Request body is not valid UTF-8'), undefined);
+    }
+    try {
+      done(null, JSON.parse(text) as unknown);
+    } catch (err) {
+      const why = err instanceof RangeError ? 'it is nested too deeply' : (err as Error).message;
+      done(new InvalidRequestError(`Request body is not valid JSON: ${why}`), undefined);
+    }
+  });
+
+  app.setErrorHandler((err, request, reply) => {
+    const e = toHttpError(err);
+    if (e.status >= 500) log('error', `${request.method} ${request.url}: ${e.body.error.message}${err instanceof Error && err.cause instanceof Error ? ` (cause: ${err.cause.message})` : ''}`);
+    if (e.status === 401) void reply.header('www-authenticate', 'Bearer');
+    return reply.code(e.status).send(e.body);
+  });
+  app.setNotFoundHandler((request, reply) => {
+    const path = request.url.split('?')[0]!;
+    return reply.code(404).send(errorBody(`Not found: ${request.method} ${path.length > 200 ? `${path.slice(0, 200)}…` : path}`, 'not_found_error'));
+  });
+
+  if (opts.apiKey) {
+    const digest = createHash('sha256').update(opts.apiKey, 'utf8').digest();
+    app.addHook('onRequest', async (request) => {
+      const path = request.url.split('?')[0]!;
+      if (OPEN_PATHS.has(path)) return;
+      if (!keyMatches(request.headers.authorization, digest)) throw new AuthenticationError('Invalid or missing API key: send it as "Authorization: Bearer <key>"', { code: 'invalid_api_key' });
+    });
+  }
+
+  if (opts.accessLog) {
+    app.addHook('onResponse', async (request, reply) => {
+      log('info', `${request.ip} ${request.method} ${request.url.split('?')[0]} ${reply.statusCode} ${reply.elapsedTime.toFixed(0)}ms`);
+    });
+  }
+
+  /** Count in-flight generation handlers, for graceful shutdown. */
+  const tracked =
+    (handler: (sc: ServeContext, request: FastifyRequest, reply: FastifyReply) => Promise<unknown>) =>
+    async (request: FastifyRequest, reply: FastifyReply): Promise<unknown> => {
+      sc.inFlight++;
+      try {
+        return await handler(sc, request, reply);
+      } finally {
+        sc.inFlight--;
+      }
+    };
+
+  app.post('/v1/completions', tracked(completionsHandler));
+  app.post('/v1/chat/completions', tracked(chatHandler));
+
+  const modelCard = (name: string): Record<string, unknown> => ({
+    id: name,
+    object: 'model',
+    created: startedAt,
+    owned_by: 'pagewise',
+    root: info.modelDir,
+    parent: null,
+    max_model_len: info.maxModelLen,
+  });
+  const startedAt = Math.floor(Date.now() / 1000);
+  app.get('/v1/models', async () => ({ object: 'list', data: names.map(modelCard) }));
+  app.get<{ Params: { model: string } }>('/v1/models/*', async (request) => {
+    const name = (request.params as Record<string, string>)['*'] ?? '';
+    if (!names.includes(name)) throw new NotFoundError(`The model \`${name.slice(0, 200)}\` does not exist.`, { param: 'model', code: 'model_not_found' });
+    return modelCard(name);
+  });
+
+  app.post('/tokenize', async (request) => {
+    const r = parseTokenizeRequest(request.body, reqCtx);
+    warnIgnored(sc, 'POST /tokenize', r.ignoredFields);
+    const body: Record<string, unknown> = { count: r.tokenIds.length, max_model_len: info.maxModelLen, tokens: r.tokenIds };
+    if (r.returnTokenStrs) body['token_strs'] = r.tokenIds.map((id) => engine.tokenizer.idToToken(id) ?? '');
+    return body;
+  });
+  app.post('/detokenize', async (request) => {
+    const r = parseDetokenizeRequest(request.body, reqCtx);
+    warnIgnored(sc, 'POST /detokenize', r.ignoredFields);
+    return { prompt: engine.tokenizer.decode(r.tokenIds) };
+  });
+
+  app.get('/health', async (_request, reply) => {
+    if (sc.closing) throw new ServiceUnavailableError('The server is shutting down');
+    if (!engine.healthy) throw new ServiceUnavailableError('The engine is not running');
+    return reply.code(200).send();
+  });
+  app.get('/version', async () => ({ version: VERSION }));
+  app.get('/metrics', async (_request, reply) => {
+    const text = await metrics.text();
+    return reply.header('content-type', metrics.contentType).send(text);
+  });
+
+  app.addHook('onClose', async () => {
+    engine.onStats = prevStats;
+    engine.onFinished = prevFinished;
+  });
+
+  return app as unknown as PagewiseServer;
+}
+
+/**
+ * SIGTERM/SIGINT: stop accepting connections, refuse new work with 503, give in-flight requests up
+ * to `graceMs` to finish (then abort them — their responses end with finish_reason "abort"), stop
+ * the engine and close the server.
+ */
+export async function shutdownGracefully(app: PagewiseServer, engine: AsyncEngine, graceMs: number): Promise<void> {
+  app.pagewise.beginShutdown();
+  // No new connections; requests on open keep-alive connections get 503 from the routes.
+  if (app.server.listening) app.server.close();
+  await engine.shutdown(graceMs);
+  // Let the handlers write the last chunks of aborted streams.
+  const until = Date.now() + 2000;
+  while (app.pagewise.inFlight > 0 && Date.now() < until) await new Promise((r) => setTimeout(r, 10));
+  await app.close();
+}

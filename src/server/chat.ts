@@ -1,0 +1,162 @@
+/**
+ * POST /v1/chat/completions: messages rendered with the model's chat template, n choices,
+ * streamed (a role chunk per choice first, then content deltas) or not.
+ */
+import type { FastifyReply, FastifyRequest } from 'fastify';
+import type { CompletionOutput, RequestOutput } from '../engine/output-processor.js';
+import { checkAccepting, responseId, warnIgnored, type ServeContext } from './context.js';
+import { toHttpError } from './errors.js';
+import { chatLogprobs, promptLogprobsOut, TokenStrings, usage, type Usage } from './format.js';
+import { Generation } from './generation.js';
+import { parseChatRequest, type ChatRequest } from './request.js';
+import { SseWriter } from './sse.js';
+
+const ROLE = 'assistant';
+
+interface Shared {
+  sc: ServeContext;
+  req: ChatRequest;
+  id: string;
+  created: number;
+  strs: TokenStrings;
+}
+
+function chosen(o: RequestOutput, n: number): CompletionOutput[] {
+  if (o.outputs.length <= n) return o.outputs;
+  return [...o.outputs].sort((a, b) => b.cumulativeLogprob - a.cumulativeLogprob).slice(0, n);
+}
+
+export async function chatHandler(sc: ServeContext, request: FastifyRequest, reply: FastifyReply): Promise<unknown> {
+  const req = parseChatRequest(request.body, sc.req);
+  warnIgnored(sc, 'POST /v1/chat/completions', req.ignoredFields);
+  checkAccepting(sc);
+  const id = responseId('chatcmpl', req.requestId);
+  const gen = Generation.start(sc.engine, id, [{ tokenIds: req.prompt.tokenIds, params: req.params }], sc.metrics);
+  const shared: Shared = {
+    sc,
+    req,
+    id,
+    created: Math.floor(Date.now() / 1000),
+    strs: new TokenStrings(sc.engine.tokenizer, req.returnTokensAsTokenIds),
+  };
+  const unwatch = gen.abortOnDisconnect(reply.raw);
+  try {
+    if (req.stream) {
+      await stream(shared, gen, reply);
+      return reply;
+    }
+    let finals: RequestOutput[];
+    try {
+      finals = await gen.finals();
+    } catch (err) {
+      gen.abort();
+      throw err;
+    }
+    if (reply.raw.destroyed) {
+      reply.hijack();
+      return reply;
+    }
+    return response(shared, finals[0]!);
+  } finally {
+    unwatch();
+  }
+}
+
+function response(s: Shared, o: RequestOutput): unknown {
+  const { req } = s;
+  const outs = chosen(o, req.n);
+  const choices = outs.map((c, j) => {
+    const choice: Record<string, unknown> = {
+      index: j,
+      message: { role: ROLE, content: (req.echoText ?? '') + c.text },
+      logprobs: req.topLogprobs !== null ? { content: chatLogprobs(c.tokenIds, c.logprobs ?? [], req.topLogprobs, s.strs) } : null,
+      finish_reason: c.finishReason,
+      stop_reason: c.stopReason,
+    };
+    if (req.returnTokenIds) choice['token_ids'] = c.tokenIds;
+    return choice;
+  });
+  const body: Record<string, unknown> = {
+    id: s.id,
+    object: 'chat.completion',
+    created: s.created,
+    model: req.model,
+    choices,
+    usage: usage(o.promptTokenIds.length, outs.reduce((a, c) => a + c.tokenIds.length, 0)),
+  };
+  if (req.promptLogprobs !== null) body['prompt_logprobs'] = promptLogprobsOut(o.promptTokenIds, o.promptLogprobs, s.strs);
+  if (req.returnTokenIds) body['prompt_token_ids'] = o.promptTokenIds;
+  return body;
+}
+
+async function stream(s: Shared, gen: Generation, reply: FastifyReply): Promise<void> {
+  const { req, sc } = s;
+  const outputs = gen.outputs();
+  let first: IteratorResult<[number, RequestOutput]>;
+  try {
+    first = await outputs.next();
+  } catch (err) {
+    gen.abort();
+    throw err;
+  }
+  reply.hijack();
+  const sse = new SseWriter(reply.raw);
+  sse.open();
+  const sent = Array.from({ length: req.n }, () => ({ text: 0, tokens: 0, done: false }));
+  const chunk = (choices: unknown[], u?: Usage): Record<string, unknown> => {
+    const c: Record<string, unknown> = { id: s.id, object: 'chat.completion.chunk', created: s.created, model: req.model, choices };
+    if (u) c['usage'] = u;
+    return c;
+  };
+  const stream0 = gen.streams[0]!;
+  const running = (): Usage => usage(stream0.output.promptTokenIds.length, stream0.output.outputs.reduce((a, c) => a + c.tokenIds.length, 0));
+  const extra = (): Usage | undefined => (req.continuousUsage ? running() : undefined);
+
+  const emit = async (o: RequestOutput): Promise<void> => {
+    for (const c of o.outputs) {
+      const st = sent[c.index];
+      if (!st || st.done) continue;
+      const tokenEnd = c.tokenIds.length;
+      const finished = c.finishReason !== null;
+      const text = c.text.slice(st.text);
+      if (text === '' && tokenEnd === st.tokens && !finished) continue;
+      const delta: Record<string, unknown> = text !== '' || !finished ? { content: text } : {};
+      const choice: Record<string, unknown> = {
+        index: c.index,
+        delta,
+        logprobs:
+          req.topLogprobs !== null
+            ? { content: chatLogprobs(c.tokenIds.slice(st.tokens, tokenEnd), (c.logprobs ?? []).slice(st.tokens, tokenEnd), req.topLogprobs, s.strs) }
+            : null,
+        finish_reason: finished ? c.finishReason : null,
+        stop_reason: finished ? c.stopReason : null,
+      };
+      if (req.returnTokenIds) choice['token_ids'] = c.tokenIds.slice(st.tokens, tokenEnd);
+      st.text = c.text.length;
+      st.tokens = tokenEnd;
+      st.done = finished;
+      await sse.send(chunk([choice], extra()));
+    }
+  };
+
+  try {
+    // The assistant role first, for every choice (and the echoed final message, with echo).
+    for (let i = 0; i < req.n; i++) {
+      await sse.send(chunk([{ index: i, delta: { role: ROLE, content: '' }, logprobs: null, finish_reason: null }], extra()));
+      if (req.echoText) await sse.send(chunk([{ index: i, delta: { content: req.echoText }, logprobs: null, finish_reason: null }], extra()));
+    }
+    if (!first.done) await emit(first.value[1]);
+    for await (const [, o] of outputs) {
+      if (sse.closed) break;
+      await emit(o);
+    }
+    if (req.includeUsage) await sse.send(chunk([], running()));
+  } catch (err) {
+    gen.abort();
+    const e = toHttpError(err);
+    if (e.status >= 500) sc.log('error', `POST /v1/chat/completions ${s.id} failed mid-stream: ${e.body.error.message}`);
+    await sse.send(e.body);
+  } finally {
+    await sse.done();
+  }
+}

@@ -1,0 +1,75 @@
+/**
+ * What every route handler shares: the engine, the request-parsing context, metrics, the log, and
+ * whether the server is still taking work.
+ */
+import { randomUUID } from 'node:crypto';
+import type { AsyncEngine } from '../engine/async-engine.js';
+import { ServiceUnavailableError } from '../errors.js';
+import { loadModelFiles } from '../model/loader/model-dir.js';
+import type { SamplingParams } from '../sampling/params.js';
+import type { ServerMetrics } from './metrics.js';
+import type { RequestContext } from './request.js';
+
+export type LogLevel = 'info' | 'warn' | 'error';
+export type ServerLog = (level: LogLevel, message: string) => void;
+
+export interface ServeContext {
+  engine: AsyncEngine;
+  req: RequestContext;
+  metrics: ServerMetrics;
+  log: ServerLog;
+  /** Set when shutdown begins: new work is refused with 503 and /health reports 503. */
+  closing: boolean;
+  /** HTTP handlers still producing a response (graceful shutdown waits for them). */
+  inFlight: number;
+}
+
+/** Refuse new generation work while shutting down or after the engine died. */
+export function checkAccepting(sc: ServeContext): void {
+  if (sc.closing) throw new ServiceUnavailableError('The server is shutting down');
+}
+
+/** A response id: `<prefix>-<client request_id>` or `<prefix>-<random hex>` (vLLM's form). */
+export function responseId(prefix: string, clientId: string | null): string {
+  return `${prefix}-${clientId ?? randomUUID().replaceAll('-', '')}`;
+}
+
+export function warnIgnored(sc: ServeContext, route: string, fields: readonly string[]): void {
+  if (fields.length === 0) return;
+  const shown = fields.slice(0, 20).map((f) => JSON.stringify(f.length > 64 ? `${f.slice(0, 64)}…` : f));
+  sc.log('warn', `${route}: ignoring unknown request fields ${shown.join(', ')}${fields.length > 20 ? ` and ${fields.length - 20} more` : ''}`);
+}
+
+/**
+ * The model's sampling defaults from generation_config.json, as vLLM's `--generation-config auto`
+ * applies them (temperature, top_p, top_k, repetition_penalty; max_new_tokens caps the default
+ * max_tokens). `vllm` ignores the model's file and uses vLLM's built-in defaults.
+ */
+export function generationDefaults(
+  modelDir: string,
+  mode: 'auto' | 'vllm',
+): { defaults: Partial<SamplingParams>; maxNewTokens: number | null; applied: string[] } {
+  if (mode === 'vllm') return { defaults: {}, maxNewTokens: null, applied: [] };
+  const g = loadModelFiles(modelDir).generationConfig;
+  const defaults: Partial<SamplingParams> = {};
+  const applied: string[] = [];
+  if (g.temperature !== undefined) {
+    defaults.temperature = g.temperature;
+    applied.push(`temperature=${g.temperature}`);
+  }
+  if (g.topP !== undefined) {
+    defaults.topP = g.topP;
+    applied.push(`top_p=${g.topP}`);
+  }
+  if (g.topK !== undefined) {
+    defaults.topK = g.topK;
+    applied.push(`top_k=${g.topK}`);
+  }
+  if (g.repetitionPenalty !== undefined) {
+    defaults.repetitionPenalty = g.repetitionPenalty;
+    applied.push(`repetition_penalty=${g.repetitionPenalty}`);
+  }
+  const maxNewTokens = g.maxNewTokens ?? null;
+  if (maxNewTokens !== null) applied.push(`max_tokens<=${maxNewTokens}`);
+  return { defaults, maxNewTokens, applied };
+}

@@ -1,0 +1,91 @@
+/**
+ * Running a request's prompts on the engine from an HTTP handler: submit them all (or none),
+ * follow their outputs together, and abort them when the client goes away.
+ */
+import type { ServerResponse } from 'node:http';
+import type { AsyncEngine, RequestStream } from '../engine/async-engine.js';
+import type { RequestOutput } from '../engine/output-processor.js';
+import type { SamplingParams } from '../sampling/params.js';
+import { TokenGapObserver, type ServerMetrics } from './metrics.js';
+
+/** The engine streams of one HTTP request (one per prompt). */
+export class Generation {
+  private constructor(
+    readonly streams: RequestStream[],
+    private readonly gaps: TokenGapObserver[],
+  ) {}
+
+  /**
+   * Submit every prompt. If one is refused (queue full, too long, engine down), the ones already
+   * submitted are aborted and the error is rethrown, so a request runs entirely or not at all.
+   */
+  static start(engine: AsyncEngine, baseId: string, prompts: ReadonlyArray<{ tokenIds: number[]; params: SamplingParams }>, metrics: ServerMetrics): Generation {
+    const streams: RequestStream[] = [];
+    try {
+      prompts.forEach((p, i) => {
+        const requestId = prompts.length === 1 ? baseId : `${baseId}-${i}`;
+        streams.push(engine.generate({ requestId, promptTokenIds: p.tokenIds, params: p.params }));
+      });
+    } catch (err) {
+      for (const s of streams) s.abort();
+      throw err;
+    }
+    for (const p of prompts) metrics.onAdmitted(p.params.n, p.params.maxTokens);
+    return new Generation(
+      streams,
+      streams.map(() => new TokenGapObserver(metrics)),
+    );
+  }
+
+  abort(): void {
+    for (const s of this.streams) s.abort();
+  }
+
+  /**
+   * Abort everything when the client disconnects before the response is complete. Returns a
+   * function that stops watching (call it once the response is written).
+   */
+  abortOnDisconnect(res: ServerResponse): () => void {
+    const onClose = (): void => {
+      if (!res.writableFinished) this.abort();
+    };
+    res.on('close', onClose);
+    return () => res.off('close', onClose);
+  }
+
+  /**
+   * Every prompt's outputs as they come, interleaved: yields `[promptIndex, snapshot]`. Snapshots
+   * are cumulative (and the same object each time for a given prompt). Throws the first failure.
+   */
+  async *outputs(): AsyncGenerator<[number, RequestOutput]> {
+    type Step = { i: number; ok: true; r: IteratorResult<RequestOutput> } | { i: number; ok: false; err: unknown };
+    const its = this.streams.map((s) => s[Symbol.asyncIterator]());
+    // Never-rejecting wrappers: a failure is a value, so no rejection is ever left unhandled.
+    const next = (i: number): Promise<Step> =>
+      its[i]!.next().then(
+        (r): Step => ({ i, ok: true, r }),
+        (err: unknown): Step => ({ i, ok: false, err }),
+      );
+    const pending = new Map<number, Promise<Step>>(its.map((_, i) => [i, next(i)]));
+    while (pending.size > 0) {
+      const step = await Promise.race(pending.values());
+      if (!step.ok) throw step.err;
+      const r = step.r;
+      if (r.done) {
+        pending.delete(step.i);
+        continue;
+      }
+      pending.set(step.i, next(step.i));
+      this.gaps[step.i]!.observe(r.value);
+      yield [step.i, r.value];
+    }
+  }
+
+  /** Wait for every prompt to finish; returns the final outputs in prompt order. */
+  async finals(): Promise<RequestOutput[]> {
+    for await (const _ of this.outputs()) {
+      // Only the end matters here; iterating feeds the inter-token-latency observers.
+    }
+    return this.streams.map((s) => s.output);
+  }
+}
