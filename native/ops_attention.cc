@@ -15,6 +15,7 @@
 // that runs it, the physical block ids or even the block size.
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <vector>
 
 #include "ops.h"
@@ -26,10 +27,11 @@ namespace {
 constexpr int kChunk = 32;           // keys per online-softmax step
 constexpr int64_t kTileTokens = 16;  // query tokens per work item
 
+// One staged chunk of keys: k and v are [kChunk][head_dim] float32, rows >= n zero-filled.
 struct Chunk {
-  const float* k[kChunk];
-  const float* v[kChunk];
-  int n;  // keys staged (<= kChunk); slots >= n repeat k[0] / v[0]
+  const float* k;
+  const float* v;
+  int n;
 };
 
 struct RowState {
@@ -39,20 +41,28 @@ struct RowState {
 // ---------------------------------------------------------------------------------------------
 // AVX-512
 
-// Scores of keys [16g, 16g + 16) of the chunk, scaled: lane j = dot(q, k_{16g+j}) * scale.
-PW_AVX512 PW_INLINE __m512 scores16(const float* q, const Chunk& ch, int g, int64_t hd, __m512 scale) {
+// Scores of keys [16g, 16g + 16) of the chunk, scaled: lane j = dot(q, k_{16g+j}) * scale, each
+// dot one accumulator over d in steps of 16 (masked tail), reduced by hsum16x16. Keys are walked
+// in two sets of 8 (fewer live pointers); every accumulator still sees the same sequence. HD > 0
+// fixes the head dim at compile time (fully unrolled, constant offsets); 0 reads it at run time.
+template <int HD>
+PW_AVX512 PW_INLINE __m512 scores16(const float* q, const Chunk& ch, int g, int64_t hd_rt, __m512 scale) {
+  const int64_t hd = HD > 0 ? HD : hd_rt;
   __m512 acc[16];
   for (int j = 0; j < 16; j++) acc[j] = _mm512_setzero_ps();
-  const float* const* kp = ch.k + 16 * g;
-  int64_t d = 0;
-  for (; d + 16 <= hd; d += 16) {
-    const __m512 qv = _mm512_loadu_ps(q + d);
-    for (int j = 0; j < 16; j++) acc[j] = _mm512_fmadd_ps(qv, _mm512_loadu_ps(kp[j] + d), acc[j]);
-  }
-  if (d < hd) {
-    const __mmask16 m = static_cast<__mmask16>((1u << (hd - d)) - 1u);
-    const __m512 qv = _mm512_maskz_loadu_ps(m, q + d);
-    for (int j = 0; j < 16; j++) acc[j] = _mm512_fmadd_ps(qv, _mm512_maskz_loadu_ps(m, kp[j] + d), acc[j]);
+  for (int half = 0; half < 2; half++) {
+    const float* kp = ch.k + (16 * g + 8 * half) * hd;
+    __m512* a8 = acc + 8 * half;
+    int64_t d = 0;
+    for (; d + 16 <= hd; d += 16) {
+      const __m512 qv = _mm512_loadu_ps(q + d);
+      for (int j = 0; j < 8; j++) a8[j] = _mm512_fmadd_ps(qv, _mm512_loadu_ps(kp + j * hd + d), a8[j]);
+    }
+    if (d < hd) {
+      const __mmask16 m = static_cast<__mmask16>((1u << (hd - d)) - 1u);
+      const __m512 qv = _mm512_maskz_loadu_ps(m, q + d);
+      for (int j = 0; j < 8; j++) a8[j] = _mm512_fmadd_ps(qv, _mm512_maskz_loadu_ps(m, kp + j * hd + d), a8[j]);
+    }
   }
   __m512 a[16];
   for (int l = 0; l < 16; l++) a[4 * (l % 4) + l / 4] = acc[l];  // hsum16x16: a[4q + p] -> lane 4p + q
@@ -62,8 +72,8 @@ PW_AVX512 PW_INLINE __m512 scores16(const float* q, const Chunk& ch, int g, int6
 // acc[d0 .. d0 + 16*ND) = acc * alpha, then += p_j * v_j in key order. ND vectors are kept in
 // registers so ND independent FMA chains run side by side (per element the order is the same).
 template <int ND>
-PW_AVX512 PW_INLINE void pv_block(float* acc, const Chunk& ch, const float* p, int nvalid, __m512 av, int64_t d0,
-                                  __mmask16 last) {
+PW_AVX512 PW_INLINE void pv_block(float* acc, const Chunk& ch, int64_t hd, const float* p, int nvalid, __m512 av,
+                                  int64_t d0, __mmask16 last) {
   __m512 o[ND];
   for (int i = 0; i < ND; i++) {
     const __mmask16 m = i == ND - 1 ? last : static_cast<__mmask16>(0xffff);
@@ -71,7 +81,7 @@ PW_AVX512 PW_INLINE void pv_block(float* acc, const Chunk& ch, const float* p, i
   }
   for (int j = 0; j < nvalid; j++) {
     const __m512 pj = _mm512_set1_ps(p[j]);
-    const float* v = ch.v[j] + d0;
+    const float* v = ch.v + j * hd + d0;
     for (int i = 0; i < ND - 1; i++) o[i] = _mm512_fmadd_ps(pj, _mm512_loadu_ps(v + 16 * i), o[i]);
     o[ND - 1] = _mm512_fmadd_ps(pj, _mm512_maskz_loadu_ps(last, v + 16 * (ND - 1)), o[ND - 1]);
   }
@@ -81,17 +91,19 @@ PW_AVX512 PW_INLINE void pv_block(float* acc, const Chunk& ch, const float* p, i
   }
 }
 
-PW_AVX512 void row_step_avx512(const float* q, float* acc, RowState& st, const Chunk& ch, int nvalid, int64_t hd,
+template <int HD>
+PW_AVX512 void row_step_avx512(const float* q, float* acc, RowState& st, const Chunk& ch, int nvalid, int64_t hd_rt,
                                float scale) {
+  const int64_t hd = HD > 0 ? HD : hd_rt;
   const __m512 sc = _mm512_set1_ps(scale);
   const __m512 ninf = _mm512_set1_ps(-__builtin_inff());
   const __mmask16 m0 = nvalid >= 16 ? static_cast<__mmask16>(0xffff) : static_cast<__mmask16>((1u << nvalid) - 1u);
   const __mmask16 m1 = nvalid <= 16 ? 0
                        : nvalid >= 32 ? static_cast<__mmask16>(0xffff)
                                       : static_cast<__mmask16>((1u << (nvalid - 16)) - 1u);
-  const __m512 s0 = _mm512_mask_mov_ps(ninf, m0, scores16(q, ch, 0, hd, sc));
+  const __m512 s0 = _mm512_mask_mov_ps(ninf, m0, scores16<HD>(q, ch, 0, hd, sc));
   __m512 s1 = ninf;
-  if (m1) s1 = _mm512_mask_mov_ps(ninf, m1, scores16(q, ch, 1, hd, sc));
+  if (m1) s1 = _mm512_mask_mov_ps(ninf, m1, scores16<HD>(q, ch, 1, hd, sc));
   const float mc = _mm512_reduce_max_ps(_mm512_max_ps(s0, s1));  // max is exact in any order
   const float mnew = std::max(st.m, mc);
   const float alpha = st.m == -__builtin_inff() ? 0.0f : std::exp(st.m - mnew);
@@ -109,14 +121,14 @@ PW_AVX512 void row_step_avx512(const float* q, float* acc, RowState& st, const C
     const int nd = static_cast<int>((rest + 15) / 16);
     const __mmask16 last = rest % 16 ? static_cast<__mmask16>((1u << (rest % 16)) - 1u) : static_cast<__mmask16>(0xffff);
     switch (nd) {
-      case 1: pv_block<1>(acc, ch, p, nvalid, av, d0, last); break;
-      case 2: pv_block<2>(acc, ch, p, nvalid, av, d0, last); break;
-      case 3: pv_block<3>(acc, ch, p, nvalid, av, d0, last); break;
-      case 4: pv_block<4>(acc, ch, p, nvalid, av, d0, last); break;
-      case 5: pv_block<5>(acc, ch, p, nvalid, av, d0, last); break;
-      case 6: pv_block<6>(acc, ch, p, nvalid, av, d0, last); break;
-      case 7: pv_block<7>(acc, ch, p, nvalid, av, d0, last); break;
-      default: pv_block<8>(acc, ch, p, nvalid, av, d0, last); break;
+      case 1: pv_block<1>(acc, ch, hd, p, nvalid, av, d0, last); break;
+      case 2: pv_block<2>(acc, ch, hd, p, nvalid, av, d0, last); break;
+      case 3: pv_block<3>(acc, ch, hd, p, nvalid, av, d0, last); break;
+      case 4: pv_block<4>(acc, ch, hd, p, nvalid, av, d0, last); break;
+      case 5: pv_block<5>(acc, ch, hd, p, nvalid, av, d0, last); break;
+      case 6: pv_block<6>(acc, ch, hd, p, nvalid, av, d0, last); break;
+      case 7: pv_block<7>(acc, ch, hd, p, nvalid, av, d0, last); break;
+      default: pv_block<8>(acc, ch, hd, p, nvalid, av, d0, last); break;
     }
   }
 }
@@ -157,7 +169,7 @@ PW_AVX2 void row_step_avx2(const float* q, float* acc, RowState& st, const Chunk
   alignas(32) float s[kChunk];
   float mc = -__builtin_inff();
   for (int j = 0; j < kChunk; j++) {
-    s[j] = j < nvalid ? dot_avx2(q, ch.k[j], hd) * scale : -__builtin_inff();
+    s[j] = j < nvalid ? dot_avx2(q, ch.k + j * hd, hd) * scale : -__builtin_inff();
     mc = std::max(mc, s[j]);
   }
   const float mnew = std::max(st.m, mc);
@@ -181,14 +193,14 @@ PW_AVX2 void row_step_avx2(const float* q, float* acc, RowState& st, const Chunk
     for (int i = 0; i < 4; i++) o[i] = _mm256_mul_ps(_mm256_loadu_ps(acc + d + 8 * i), av);
     for (int j = 0; j < nvalid; j++) {
       const __m256 pj = _mm256_set1_ps(p[j]);
-      for (int i = 0; i < 4; i++) o[i] = _mm256_fmadd_ps(pj, _mm256_loadu_ps(ch.v[j] + d + 8 * i), o[i]);
+      for (int i = 0; i < 4; i++) o[i] = _mm256_fmadd_ps(pj, _mm256_loadu_ps(ch.v + j * hd + d + 8 * i), o[i]);
     }
     for (int i = 0; i < 4; i++) _mm256_storeu_ps(acc + d + 8 * i, o[i]);
   }
   for (; d < hd; d += 8) {
     const __m256i dm = simd::mask8(std::min<int64_t>(8, hd - d));
     __m256 o = _mm256_mul_ps(_mm256_maskload_ps(acc + d, dm), av);
-    for (int j = 0; j < nvalid; j++) o = _mm256_fmadd_ps(_mm256_set1_ps(p[j]), _mm256_maskload_ps(ch.v[j] + d, dm), o);
+    for (int j = 0; j < nvalid; j++) o = _mm256_fmadd_ps(_mm256_set1_ps(p[j]), _mm256_maskload_ps(ch.v + j * hd + d, dm), o);
     _mm256_maskstore_ps(acc + d, dm, o);
   }
 }
@@ -201,7 +213,7 @@ void row_step_scalar(const float* q, float* acc, RowState& st, const Chunk& ch, 
   float mc = -__builtin_inff();
   for (int j = 0; j < nvalid; j++) {
     float dot = 0.0f;
-    for (int64_t d = 0; d < hd; d++) dot += q[d] * ch.k[j][d];
+    for (int64_t d = 0; d < hd; d++) dot += q[d] * ch.k[j * hd + d];
     s[j] = dot * scale;
     mc = std::max(mc, s[j]);
   }
@@ -217,12 +229,29 @@ void row_step_scalar(const float* q, float* acc, RowState& st, const Chunk& ch, 
   // Per element: acc * alpha, then + p_j * v_j in key order (loops ordered for independent chains).
   for (int64_t d = 0; d < hd; d++) acc[d] *= alpha;
   for (int j = 0; j < nvalid; j++) {
-    const float* v = ch.v[j];
+    const float* v = ch.v + j * hd;
     for (int64_t d = 0; d < hd; d++) acc[d] += s[j] * v[d];
   }
 }
 
 // ---------------------------------------------------------------------------------------------
+
+using RowStep = void (*)(const float* q, float* acc, RowState& st, const Chunk& ch, int nvalid, int64_t hd,
+                        float scale);
+
+RowStep pick_row_step(Isa isa, int64_t hd) {
+  if (isa >= Isa::Avx512) {
+    switch (hd) {
+      case 64: return row_step_avx512<64>;
+      case 128: return row_step_avx512<128>;
+      case 80: return row_step_avx512<80>;
+      case 96: return row_step_avx512<96>;
+      case 32: return row_step_avx512<32>;
+      default: return row_step_avx512<0>;
+    }
+  }
+  return isa == Isa::Avx2 ? row_step_avx2 : row_step_scalar;
+}
 
 struct Item {
   int64_t seq, kv_head, tok0, tok1;  // query tokens [tok0, tok1) of the sequence (local indices)
@@ -254,45 +283,49 @@ void run_item(const AttentionArgs& a, const Item& it, Isa isa) {
   for (int64_t r = 0; r < rows; r++) st[r] = RowState{-__builtin_inff(), 0.0f};
 
   const bool bf16 = c.dtype == DType::BF16;
-  float* stage = bf16 ? grow(stage_buf, static_cast<size_t>(2 * kChunk * hd)) : nullptr;
+  // Keys / values of the current chunk, contiguous: [kChunk][hd] each (exact copies / widening).
+  float* stage = grow(stage_buf, static_cast<size_t>(2 * kChunk * hd));
+  float* kst = stage;
+  float* vst = stage + kChunk * hd;
   const void* kpool = c.k[a.layer];
   const void* vpool = c.v[a.layer];
+  auto row_step = pick_row_step(isa, hd);
 
   const int64_t last_pos = first_pos + it.tok1 - 1;
   const int64_t nchunks = last_pos / kChunk + 1;
-  Chunk ch;
+  const Chunk ch{kst, vst, 0};
   for (int64_t ci = 0; ci < nchunks; ci++) {
     const int64_t k0 = ci * kChunk;
     const int n = static_cast<int>(std::min<int64_t>(kChunk, last_pos + 1 - k0));
-    for (int j = 0; j < n; j++) {
+    // Walk the chunk's keys block run by block run (a run stays inside one physical block).
+    for (int j = 0; j < n;) {
       const int64_t pos = k0 + j;
-      const size_t idx = c.index(table[pos / bs], it.kv_head, pos % bs);
+      const int64_t off = pos % bs;
+      const int run = static_cast<int>(std::min<int64_t>(n - j, bs - off));
+      const size_t idx = c.index(table[pos / bs], it.kv_head, off);
+      const size_t cnt = static_cast<size_t>(run * hd);
       if (bf16) {
-        float* kd = stage + j * hd;
-        float* vd = stage + (kChunk + j) * hd;
         const uint16_t* ks = static_cast<const uint16_t*>(kpool) + idx;
         const uint16_t* vs = static_cast<const uint16_t*>(vpool) + idx;
         if (isa >= Isa::Avx512) {
-          widen_bf16_avx512(kd, ks, hd);
-          widen_bf16_avx512(vd, vs, hd);
+          widen_bf16_avx512(kst + j * hd, ks, static_cast<int64_t>(cnt));
+          widen_bf16_avx512(vst + j * hd, vs, static_cast<int64_t>(cnt));
         } else {
-          for (int64_t d = 0; d < hd; d++) {
-            kd[d] = bf16_to_f32(ks[d]);
-            vd[d] = bf16_to_f32(vs[d]);
+          for (size_t e = 0; e < cnt; e++) {
+            kst[j * hd + e] = bf16_to_f32(ks[e]);
+            vst[j * hd + e] = bf16_to_f32(vs[e]);
           }
         }
-        ch.k[j] = kd;
-        ch.v[j] = vd;
       } else {
-        ch.k[j] = static_cast<const float*>(kpool) + idx;
-        ch.v[j] = static_cast<const float*>(vpool) + idx;
+        std::memcpy(kst + j * hd, static_cast<const float*>(kpool) + idx, cnt * sizeof(float));
+        std::memcpy(vst + j * hd, static_cast<const float*>(vpool) + idx, cnt * sizeof(float));
       }
+      j += run;
     }
-    for (int j = n; j < kChunk; j++) {
-      ch.k[j] = ch.k[0];
-      ch.v[j] = ch.v[0];
+    if (n < kChunk) {
+      std::fill(kst + n * hd, kst + kChunk * hd, 0.0f);
+      std::fill(vst + n * hd, vst + kChunk * hd, 0.0f);
     }
-    ch.n = n;
     for (int64_t t = it.tok0; t < it.tok1; t++) {
       const int64_t pos = first_pos + t;
       if (pos < k0) continue;
@@ -301,9 +334,7 @@ void run_item(const AttentionArgs& a, const Item& it, Isa isa) {
         const int64_t head = it.kv_head * group + h;
         const int64_t r = (t - it.tok0) * group + h;
         const float* q = a.q + ((q_begin + t) * a.n_heads + head) * hd;
-        if (isa >= Isa::Avx512) row_step_avx512(q, acc + r * hd, st[r], ch, nvalid, hd, a.scale);
-        else if (isa == Isa::Avx2) row_step_avx2(q, acc + r * hd, st[r], ch, nvalid, hd, a.scale);
-        else row_step_scalar(q, acc + r * hd, st[r], ch, nvalid, hd, a.scale);
+        row_step(q, acc + r * hd, st[r], ch, nvalid, hd, a.scale);
       }
     }
   }
