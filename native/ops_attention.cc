@@ -369,7 +369,15 @@ void paged_attention(const AttentionArgs& a) {
     return (first_pos + it.tok1) * (it.tok1 - it.tok0);
   };
   std::stable_sort(items.begin(), items.end(), [&](const Item& x, const Item& y) { return cost(x) > cost(y); });
-  parallel_items(static_cast<int64_t>(items.size()), [&](int64_t i) { run_item(a, items[static_cast<size_t>(i)], isa); });
+  auto run = [&](int64_t i) { run_item(a, items[static_cast<size_t>(i)], isa); };
+  int64_t work = 0;  // ~ query rows x keys x head_dim
+  for (const Item& it : items) work += cost(it);
+  work *= (a.n_heads / a.n_kv_heads) * a.head_dim;
+  if (work < (int64_t(1) << 16)) {
+    for (int64_t i = 0; i < static_cast<int64_t>(items.size()); i++) run(i);
+  } else {
+    parallel_items(static_cast<int64_t>(items.size()), run);
+  }
 }
 
 }  // namespace pw

@@ -363,7 +363,7 @@ void linear(float* out, const float* x, const void* w, DType dtype, const float*
   while (NB > 4 * NR && nmb * ((N + NB - 1) / NB) < 8 * threads) NB = std::max<int64_t>(NR, NB / 2 / NR * NR);
   const int64_t nnb = (N + NB - 1) / NB;
 
-  parallel_items(nnb * nmb, [&](int64_t item) {
+  auto run = [&](int64_t item) {
     const int64_t nb = item / nmb, mb = item % nmb;
     const int64_t n_begin = nb * NB, n_end = std::min(N, n_begin + NB);
     const int64_t m_begin = mb * MB, m_end = std::min(M, m_begin + MB);
@@ -374,7 +374,14 @@ void linear(float* out, const float* x, const void* w, DType dtype, const float*
         kern.fn[mr - 1][nr - 1](c, m0, n0);
       }
     }
-  });
+  };
+  // Tiny products are not worth waking the pool (a few microseconds); items give the same bits
+  // whichever thread runs them.
+  if (M * N * K < (int64_t(1) << 16)) {
+    for (int64_t i = 0; i < nnb * nmb; i++) run(i);
+  } else {
+    parallel_items(nnb * nmb, run);
+  }
 }
 
 }  // namespace pw
