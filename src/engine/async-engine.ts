@@ -83,10 +83,16 @@ export class RequestStream implements AsyncIterable<RequestOutput> {
   }
 }
 
-function workerUrl(): URL {
-  // Under tsx the sources run as .ts; the published package runs compiled .js.
-  const ext = import.meta.url.endsWith('.ts') ? '.ts' : '.js';
-  return new URL(`./worker${ext}`, import.meta.url);
+/**
+ * Start the engine worker. The published package runs compiled .js; under tsx (tests, development)
+ * the sources are .ts, and Node 20 does not apply `--import` loader hooks to a worker's entry
+ * file, so a tiny eval'd entry registers tsx first and then imports the worker module.
+ */
+function startWorker(workerData: unknown): Worker {
+  if (!import.meta.url.endsWith('.ts')) return new Worker(new URL('./worker.js', import.meta.url), { workerData });
+  const url = new URL('./worker.ts', import.meta.url).href;
+  const code = `import('tsx/esm/api').then((m) => { m.register(); return import(${JSON.stringify(url)}); })`;
+  return new Worker(code, { eval: true, workerData });
 }
 
 export class AsyncEngine {
@@ -120,17 +126,27 @@ export class AsyncEngine {
     const config = makeEngineConfig(rest);
     const modelDir = await resolveModel(config.model);
     const tokenizer = PagewiseTokenizer.fromDir(modelDir);
-    const worker = new Worker(workerUrl(), { workerData: { modelDir, config } });
+    const worker = startWorker({ modelDir, config });
+    // Remove only our own start-up listeners: Worker.removeAllListeners() also drops Node's internal
+    // 'newListener' hook that starts the message port, after which no message is ever delivered.
+    let onMsg: (m: FromWorker) => void = () => {};
+    let onError: (err: Error) => void = () => {};
+    let onExit: (code: number) => void = () => {};
     const info = await new Promise<EngineInfo>((resolve, reject) => {
-      const onMsg = (m: FromWorker): void => {
+      onMsg = (m: FromWorker): void => {
         if (m.type === 'ready') resolve(m.info);
         else if (m.type === 'fatal') reject(deserializeError(m.error));
       };
-      worker.once('message', onMsg);
-      worker.once('error', reject);
-      worker.once('exit', (code) => reject(new EngineDeadError(`engine worker exited during start-up (code ${code})`)));
+      onError = reject;
+      onExit = (code) => reject(new EngineDeadError(`engine worker exited during start-up (code ${code})`));
+      worker.on('message', onMsg);
+      worker.once('error', onError);
+      worker.once('exit', onExit);
+    }).finally(() => {
+      worker.off('message', onMsg);
+      worker.off('error', onError);
+      worker.off('exit', onExit);
     });
-    worker.removeAllListeners();
     const gib = (b: number): string => `${(b / 1024 ** 3).toFixed(2)} GiB`;
     log(
       `pagewise: model ${modelDir} (${info.model.architecture}, ${info.model.numLayers} layers, hidden ${info.model.hiddenSize}), ` +
