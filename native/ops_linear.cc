@@ -309,6 +309,33 @@ const Kernel& kernel_for(Isa isa, int wt, bool dpbf16, int64_t M) {
   return wt == 0 ? pick(k0) : wt == 1 ? pick(k1) : pick(k2);
 }
 
+// Vector f32_to_bf16 (bit-exact with the scalar one: RNE, NaN stays NaN) of 16 lanes, as the
+// rounded bits in the high halves of 32-bit lanes.
+PW_AVX512 PW_INLINE __m512i round_bf16_hi(__m512 v) {
+  const __m512i u = _mm512_castps_si512(v);
+  const __m512i abs = _mm512_and_si512(u, _mm512_set1_epi32(0x7fffffff));
+  const __mmask16 nan = _mm512_cmpgt_epu32_mask(abs, _mm512_set1_epi32(0x7f800000));
+  const __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(1));
+  __m512i r = _mm512_add_epi32(u, _mm512_add_epi32(_mm512_set1_epi32(0x7fff), lsb));
+  r = _mm512_mask_mov_epi32(r, nan, _mm512_or_si512(u, _mm512_set1_epi32(0x400000)));
+  return _mm512_and_si512(r, _mm512_set1_epi32(static_cast<int>(0xffff0000u)));
+}
+
+PW_AVX512 void round_bf16_f32_avx512(float* dst, const float* src, size_t n) {
+  size_t i = 0;
+  for (; i + 16 <= n; i += 16) _mm512_storeu_ps(dst + i, _mm512_castsi512_ps(round_bf16_hi(_mm512_loadu_ps(src + i))));
+  for (; i < n; i++) dst[i] = bf16_to_f32(f32_to_bf16(src[i]));
+}
+
+PW_AVX512 void round_bf16_avx512(uint16_t* dst, const float* src, size_t n) {
+  size_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    const __m512i r = _mm512_srli_epi32(round_bf16_hi(_mm512_loadu_ps(src + i)), 16);
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + i), _mm512_cvtepi32_epi16(r));
+  }
+  for (; i < n; i++) dst[i] = f32_to_bf16(src[i]);
+}
+
 // Grow-only per-thread scratch for rounded activations (the engine calls from one thread).
 template <typename T>
 T* scratch(size_t n) {
@@ -340,13 +367,17 @@ void linear(float* out, const float* x, const void* w, DType dtype, const float*
   if (dpbf16) {
     // Round each activation once per call (RNE), vdpbf16ps reads the bf16 bits.
     uint16_t* xb = scratch<uint16_t>(nx);
-    for (size_t i = 0; i < nx; i++) xb[i] = f32_to_bf16(x[i]);
+    round_bf16_avx512(xb, x, nx);
     c.x = xb;
   } else if (bf16) {
     // Same math without the instruction: bf16 activations times bf16 weights (exact products),
     // accumulated in float32 by the F32 kernels.
     float* xr = scratch<float>(nx);
-    for (size_t i = 0; i < nx; i++) xr[i] = bf16_to_f32(f32_to_bf16(x[i]));
+    if (isa >= Isa::Avx512) {
+      round_bf16_f32_avx512(xr, x, nx);
+    } else {
+      for (size_t i = 0; i < nx; i++) xr[i] = bf16_to_f32(f32_to_bf16(x[i]));
+    }
     c.x = xr;
   }
 
