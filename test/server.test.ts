@@ -7,7 +7,10 @@ import assert from 'node:assert/strict';
 import { copyFileSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { describe, test } from 'node:test';
+import { spawn } from 'node:child_process';
+import { after, before, describe, test } from 'node:test';
+import type { Worker } from 'node:worker_threads';
+import OpenAI from 'openai';
 import { ContextLengthError, InvalidRequestError, NotFoundError, PagewiseError } from '../src/errors.js';
 import { completionLogprobs, chatLogprobs, TokenStrings } from '../src/server/format.js';
 import { buckets125 } from '../src/server/metrics.js';
@@ -15,7 +18,7 @@ import { parseChatRequest, parseCompletionRequest, parseDetokenizeRequest, parse
 import { toHttpError } from '../src/server/errors.js';
 import { PagewiseTokenizer } from '../src/tokenizer/tokenizer.js';
 import { fixturePath } from './helpers/fixtures.js';
-import { requestContext } from './helpers/server.js';
+import { metricValue, postJson, raw, requestContext, startServer, storiesWithChatTemplate, waitFor, type TestServer } from './helpers/server.js';
 
 const qwen = PagewiseTokenizer.fromDir(fixturePath('qwen2-tiny'));
 const stories = PagewiseTokenizer.fromDir(fixturePath('stories260k'));
@@ -338,5 +341,446 @@ describe('response formats', () => {
 
   test('vLLM 1-2-5 buckets', () => {
     assert.deepEqual(buckets125(100), [1, 2, 5, 10, 20, 50, 100]);
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+// End to end: one engine (stories260k, a real tiny model, plus a ChatML template) for this file.
+
+/** vLLM's extra request fields, which the openai client passes through as given. */
+type Extra = Record<string, unknown>;
+
+describe('server end to end', () => {
+  let s: TestServer;
+  let client: OpenAI;
+  const model = 'stories';
+
+  before(async () => {
+    s = await startServer({ model: storiesWithChatTemplate(), maxNumSeqs: 4, maxWaitingRequests: 4 }, { servedModelName: model });
+    client = new OpenAI({ baseURL: `${s.url}/v1`, apiKey: 'unused', maxRetries: 0 });
+  });
+  after(async () => {
+    await s?.close();
+  });
+
+  /** Everything finished and every KV block back in the pool. */
+  const idle = (): Promise<void> => waitFor(() => s.engine.numInFlight === 0 && (s.engine.lastStats?.blocksUsed ?? 0) === 0, 5000, 'engine idle with all blocks free');
+
+  test('completions: greedy text, usage, finish_reason', async () => {
+    const r = await client.completions.create({ model, prompt: 'Once upon a time', max_tokens: 20, temperature: 0 });
+    assert.equal(r.object, 'text_completion');
+    assert.match(r.id, /^cmpl-/);
+    assert.equal(r.model, model);
+    assert.equal(r.choices.length, 1);
+    assert.ok(r.choices[0]!.text.startsWith(', there was a little girl'), r.choices[0]!.text);
+    assert.equal(r.choices[0]!.finish_reason, 'length');
+    assert.deepEqual(r.usage, { prompt_tokens: 5, completion_tokens: 20, total_tokens: 25 });
+  });
+
+  test('completions streaming: chunks add up to the same text, [DONE], include_usage', async () => {
+    const full = await client.completions.create({ model, prompt: 'Once upon a time', max_tokens: 20, temperature: 0 });
+    const stream = await client.completions.create({ model, prompt: 'Once upon a time', max_tokens: 20, temperature: 0, stream: true, stream_options: { include_usage: true } });
+    let text = '';
+    const chunks: OpenAI.Completion[] = [];
+    for await (const c of stream) chunks.push(c);
+    for (const c of chunks) for (const ch of c.choices) text += ch.text;
+    assert.equal(text, full.choices[0]!.text);
+    assert.ok(chunks.length > 3, 'several chunks');
+    const last = chunks[chunks.length - 1]!;
+    assert.deepEqual(last.choices, []);
+    assert.deepEqual(last.usage, { prompt_tokens: 5, completion_tokens: 20, total_tokens: 25 });
+    assert.equal(chunks[chunks.length - 2]!.choices[0]!.finish_reason, 'length');
+    assert.ok(chunks.slice(0, -2).every((c) => c.choices[0]!.finish_reason === null && c.usage === undefined));
+  });
+
+  test('n > 1 with a seed: n choices, reproducible, streamed interleaved by index', async () => {
+    const req = { model, prompt: 'Once upon a time', max_tokens: 12, temperature: 1, seed: 7, n: 3 };
+    const a = await client.completions.create(req);
+    const b = await client.completions.create(req);
+    assert.deepEqual(
+      a.choices.map((c) => c.index),
+      [0, 1, 2],
+    );
+    assert.deepEqual(
+      a.choices.map((c) => c.text),
+      b.choices.map((c) => c.text),
+    );
+    assert.equal(a.usage!.completion_tokens, 36);
+    const texts = ['', '', ''];
+    const seen: number[] = [];
+    for await (const c of await client.completions.create({ ...req, stream: true })) {
+      for (const ch of c.choices) {
+        texts[ch.index] += ch.text;
+        seen.push(ch.index);
+      }
+    }
+    assert.deepEqual(
+      texts,
+      a.choices.map((c) => c.text),
+    );
+    assert.deepEqual([...new Set(seen)].sort(), [0, 1, 2]);
+    assert.notDeepEqual(seen.slice(0, 3), [0, 0, 0], 'choices interleave');
+  });
+
+  test('several prompts: one choice per prompt and n, indexed prompt*n + i', async () => {
+    const r = await client.completions.create({ model, prompt: ['Once upon a time', 'The cat'], max_tokens: 5, temperature: 0 });
+    assert.deepEqual(
+      r.choices.map((c) => c.index),
+      [0, 1],
+    );
+    assert.equal(r.usage!.prompt_tokens, 5 + s.engine.tokenizer.encode('The cat').length);
+    const t = await client.completions.create({ model, prompt: [[1, 403, 407, 261, 378], [1, 403]], max_tokens: 5, temperature: 0 });
+    assert.equal(t.choices[0]!.text, r.choices[0]!.text, 'token ids and text give the same completion');
+  });
+
+  test('completions logprobs (legacy format) and echo', async () => {
+    const r = await client.completions.create({ model, prompt: 'Once upon a time', max_tokens: 5, temperature: 0, logprobs: 2 });
+    const lp = r.choices[0]!.logprobs!;
+    assert.equal(lp.tokens!.length, 5);
+    assert.equal(lp.token_logprobs!.length, 5);
+    assert.equal(lp.text_offset!.length, 5);
+    assert.equal(lp.text_offset![0], 0);
+    for (let i = 0; i < 5; i++) {
+      const top = lp.top_logprobs![i]!;
+      const chosen = lp.token_logprobs![i]!;
+      assert.ok(chosen <= 0);
+      assert.ok(Object.keys(top).length >= 2 && Object.keys(top).length <= 3);
+      assert.equal(Math.max(...Object.values(top)), chosen, 'greedy picks the most likely token');
+    }
+    const e = await client.completions.create({ model, prompt: 'Once upon a time', max_tokens: 3, temperature: 0, echo: true, logprobs: 1 });
+    assert.ok(e.choices[0]!.text.startsWith('Once upon a time, there'), e.choices[0]!.text);
+    const elp = e.choices[0]!.logprobs!;
+    assert.equal(elp.tokens!.length, 5 + 3, 'prompt tokens then generated tokens');
+    assert.equal(elp.token_logprobs![0], null, 'the first prompt token has no logprob');
+  });
+
+  test('stop strings end the text before the stop string, with stop_reason', async () => {
+    const r = await client.completions.create({ model, prompt: 'Once upon a time', max_tokens: 100, temperature: 0, stop: ['.'] });
+    const c = r.choices[0]! as OpenAI.CompletionChoice & { stop_reason?: unknown };
+    assert.equal(c.finish_reason, 'stop');
+    assert.equal(c.stop_reason, '.');
+    assert.equal(c.text, ', there was a little girl named Lily');
+    let streamed = '';
+    for await (const ch of await client.completions.create({ model, prompt: 'Once upon a time', max_tokens: 100, temperature: 0, stop: ['.'], stream: true })) streamed += ch.choices[0]?.text ?? '';
+    assert.equal(streamed, c.text);
+  });
+
+  test('vLLM extra sampling fields are honoured', async () => {
+    const body = { model, prompt: 'Once upon a time', max_tokens: 40, temperature: 0.8, top_k: 5, min_p: 0.05, repetition_penalty: 1.1, ignore_eos: true, min_tokens: 40, seed: 3 } as Extra;
+    const r = await client.completions.create(body as unknown as OpenAI.CompletionCreateParamsNonStreaming);
+    assert.equal(r.usage!.completion_tokens, 40);
+    const greedy = (await postJson(s.url, '/v1/completions', { model, prompt: 'Once upon a time', max_tokens: 8, temperature: 0, return_token_ids: true })).json() as {
+      choices: Array<{ token_ids: number[] }>;
+    };
+    const third = greedy.choices[0]!.token_ids[2]!;
+    const stopped = await client.completions.create({ model, prompt: 'Once upon a time', max_tokens: 8, temperature: 0, stop_token_ids: [third] } as Extra as unknown as OpenAI.CompletionCreateParamsNonStreaming);
+    const c = stopped.choices[0]! as OpenAI.CompletionChoice & { stop_reason?: unknown };
+    assert.equal(c.finish_reason, 'stop');
+    assert.equal(c.stop_reason, third);
+    assert.equal(stopped.usage!.completion_tokens, 3);
+  });
+
+  test('chat: template-rendered prompt, assistant message, usage; streaming matches', async () => {
+    const messages = [{ role: 'user' as const, content: 'Tell me a story.' }];
+    const r = await client.chat.completions.create({ model, messages, max_tokens: 15, temperature: 0 });
+    assert.equal(r.object, 'chat.completion');
+    assert.match(r.id, /^chatcmpl-/);
+    assert.equal(r.choices[0]!.message.role, 'assistant');
+    assert.equal(typeof r.choices[0]!.message.content, 'string');
+    assert.equal(r.choices[0]!.finish_reason, 'length');
+    const rendered = s.engine.tokenizer.applyChatTemplate(messages);
+    assert.equal(r.usage!.prompt_tokens, s.engine.tokenizer.encodeChatPrompt(rendered).length);
+    assert.equal(r.usage!.completion_tokens, 15);
+
+    const chunks: OpenAI.ChatCompletionChunk[] = [];
+    for await (const c of await client.chat.completions.create({ model, messages, max_tokens: 15, temperature: 0, stream: true, stream_options: { include_usage: true } })) chunks.push(c);
+    assert.equal(chunks[0]!.object, 'chat.completion.chunk');
+    assert.equal(chunks[0]!.choices[0]!.delta.role, 'assistant');
+    const text = chunks.map((c) => c.choices[0]?.delta.content ?? '').join('');
+    assert.equal(text, r.choices[0]!.message.content);
+    assert.deepEqual(chunks[chunks.length - 1]!.usage, r.usage);
+    assert.equal(chunks[chunks.length - 2]!.choices[0]!.finish_reason, 'length');
+  });
+
+  test('chat: n > 1 and logprobs with top_logprobs', async () => {
+    const messages = [{ role: 'user' as const, content: 'Hi' }];
+    const r = await client.chat.completions.create({ model, messages, max_tokens: 6, temperature: 0.9, seed: 11, n: 2, logprobs: true, top_logprobs: 2 });
+    assert.deepEqual(
+      r.choices.map((c) => c.index),
+      [0, 1],
+    );
+    for (const c of r.choices) {
+      const content = c.logprobs!.content!;
+      assert.equal(content.length, 6);
+      for (const t of content) {
+        assert.equal(typeof t.token, 'string');
+        assert.ok(t.logprob <= 0);
+        assert.deepEqual(t.bytes, [...Buffer.from(t.token, 'utf8')]);
+        assert.equal(t.top_logprobs.length, 2);
+        assert.ok(t.top_logprobs[0]!.logprob >= t.top_logprobs[1]!.logprob);
+      }
+    }
+    const streamed: string[] = ['', ''];
+    let lpCount = 0;
+    for await (const c of await client.chat.completions.create({ model, messages, max_tokens: 6, temperature: 0.9, seed: 11, n: 2, logprobs: true, top_logprobs: 2, stream: true })) {
+      for (const ch of c.choices) {
+        streamed[ch.index] += ch.delta.content ?? '';
+        lpCount += ch.logprobs?.content?.length ?? 0;
+      }
+    }
+    assert.deepEqual(
+      streamed,
+      r.choices.map((c) => c.message.content),
+    );
+    assert.equal(lpCount, 12);
+  });
+
+  test('models, tokenize, detokenize, version, health', async () => {
+    const models = await client.models.list();
+    assert.deepEqual(
+      models.data.map((m) => m.id),
+      [model],
+    );
+    assert.equal((await client.models.retrieve(model)).id, model);
+    const tok = await postJson(s.url, '/tokenize', { model, prompt: 'Once upon a time' });
+    assert.equal(tok.status, 200);
+    assert.deepEqual(tok.json(), { count: 5, max_model_len: 512, tokens: [1, 403, 407, 261, 378] });
+    const chatTok = (await postJson(s.url, '/tokenize', { messages: [{ role: 'user', content: 'Hi' }] })).json() as { tokens: number[] };
+    assert.notEqual(chatTok.tokens[0], 1, 'the template writes no BOS and none is added');
+    const detok = await postJson(s.url, '/detokenize', { tokens: [1, 403, 407, 261, 378] });
+    assert.equal((detok.json() as { prompt: string }).prompt, '<s> Once upon a time');
+    const v = await raw(s.url, { path: '/version' });
+    assert.equal((v.json() as { version: string }).version, JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')).version);
+    const h = await raw(s.url, { path: '/health' });
+    assert.equal(h.status, 200);
+  });
+
+  test('unknown fields are ignored with a logged warning', async () => {
+    const r = await postJson(s.url, '/v1/completions', { model, prompt: 'Once', max_tokens: 2, temperature: 0, some_future_field: { a: 1 } });
+    assert.equal(r.status, 200);
+    assert.ok(s.logs.some((l) => l.startsWith('warn:') && l.includes('"some_future_field"')), s.logs.join('\n'));
+  });
+
+  test('400: invalid values name the field; malformed JSON never reaches the engine', async () => {
+    const before = s.engine.lastStats?.promptTokensTotal ?? 0;
+    const r = await postJson(s.url, '/v1/completions', { model, prompt: 'Once', temperature: -1 });
+    assert.equal(r.status, 400);
+    assert.deepEqual((r.json() as { error: unknown }).error, { message: 'temperature must be >= 0, got -1', type: 'invalid_request_error', param: 'temperature', code: null });
+    await assert.rejects(client.completions.create({ model, prompt: 'x', max_tokens: 600 }), (e: unknown) => e instanceof OpenAI.BadRequestError && /maximum context length/.test(e.message));
+    for (const body of ['{"model": "stories", "prompt": "Once"', '{"prompt": "Once",}', 'null', '']) {
+      const bad = await raw(s.url, { path: '/v1/completions', body });
+      assert.equal(bad.status, 400, body);
+      const err = (bad.json() as { error: { message: string; type: string } }).error;
+      assert.equal(err.type, 'invalid_request_error');
+      assert.ok(err.message.length > 0);
+    }
+    assert.equal(s.engine.lastStats?.promptTokensTotal ?? 0, before, 'no prompt was computed');
+    assert.equal(s.engine.numInFlight, 0);
+  });
+
+  test('404: unknown model and unknown route', async () => {
+    await assert.rejects(client.completions.create({ model: 'gpt-4', prompt: 'x' }), (e: unknown) => e instanceof OpenAI.NotFoundError && /gpt-4/.test(e.message));
+    await assert.rejects(client.chat.completions.create({ model: 'gpt-4', messages: [{ role: 'user', content: 'x' }] }), OpenAI.NotFoundError);
+    await assert.rejects(client.models.retrieve('gpt-4'), OpenAI.NotFoundError);
+    const r = await raw(s.url, { path: '/v1/embeddings', body: '{}' });
+    assert.equal(r.status, 404);
+    assert.equal((r.json() as { error: { type: string } }).error.type, 'not_found_error');
+  });
+
+  test('413: a body over the limit', async () => {
+    const r = await raw(s.url, { path: '/v1/completions', body: JSON.stringify({ model, prompt: 'x'.repeat(17 * 1024 * 1024) }) });
+    assert.equal(r.status, 413);
+    assert.equal((r.json() as { error: { type: string } }).error.type, 'invalid_request_error');
+  });
+
+  test('a client that disconnects (streaming or not) aborts its request and frees its KV blocks', async () => {
+    await idle();
+    const abortedBefore = metricValue(await (await raw(s.url, { path: '/metrics' })).text, 'pagewise:request_success_total') ?? 0;
+    // Streaming: read the first chunk, then hang up.
+    const ac = new AbortController();
+    const res = await fetch(`${s.url}/v1/completions`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ model, prompt: 'Once upon a time', max_tokens: 500, ignore_eos: true, stream: true }),
+      signal: ac.signal,
+    });
+    assert.equal(res.status, 200);
+    const reader = res.body!.getReader();
+    await reader.read();
+    assert.equal(s.engine.numInFlight, 1);
+    assert.ok((s.engine.lastStats?.blocksUsed ?? 0) > 0);
+    ac.abort();
+    await idle();
+    // Not streaming: hang up while the engine is generating.
+    const ac2 = new AbortController();
+    const pending = fetch(`${s.url}/v1/chat/completions`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ model, messages: [{ role: 'user', content: 'Hi' }], max_tokens: 450, ignore_eos: true }),
+      signal: ac2.signal,
+    }).catch(() => null);
+    await waitFor(() => (s.engine.lastStats?.blocksUsed ?? 0) > 0, 5000, 'the request to start');
+    ac2.abort();
+    await pending;
+    await idle();
+    const m = await (await raw(s.url, { path: '/metrics' })).text;
+    assert.ok(/pagewise:request_success_total\{[^}]*finished_reason="abort"[^}]*\} 2/.test(m), 'two aborted requests counted');
+    assert.ok((metricValue(m, 'pagewise:request_success_total') ?? 0) >= abortedBefore + 2);
+  });
+
+  test('503 when the waiting queue is full (--max-waiting-requests)', async () => {
+    await idle();
+    const long = JSON.stringify({ model, prompt: 'Once upon a time', max_tokens: 500, ignore_eos: true, stream: true });
+    const controllers: AbortController[] = [];
+    const start = (): Promise<Response | null> => {
+      const ac = new AbortController();
+      controllers.push(ac);
+      return fetch(`${s.url}/v1/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: long, signal: ac.signal }).catch(() => null);
+    };
+    try {
+      // max-num-seqs 4: four run (their first chunks arrive) ...
+      const running = await Promise.all([start(), start(), start(), start()]);
+      for (const r of running) await r!.body!.getReader().read();
+      // ... four wait (no answer until they are scheduled) ...
+      const waiting = [start(), start(), start(), start()];
+      await waitFor(() => s.engine.numInFlight === 8, 5000, 'eight requests in the engine');
+      // ... and the next one is refused.
+      const r = await postJson(s.url, '/v1/completions', { model, prompt: 'Once', max_tokens: 1 });
+      assert.equal(r.status, 503);
+      const err = (r.json() as { error: { type: string; message: string } }).error;
+      assert.equal(err.type, 'service_unavailable_error');
+      assert.match(err.message, /max-waiting-requests/);
+      void waiting;
+    } finally {
+      for (const ac of controllers) ac.abort();
+    }
+    await idle();
+  });
+
+  test('metrics: vLLM names under pagewise:, fed by engine stats and finished requests', async () => {
+    const m = await (await raw(s.url, { path: '/metrics' })).text;
+    for (const name of [
+      'pagewise:num_requests_running',
+      'pagewise:num_requests_waiting',
+      'pagewise:kv_cache_usage_perc',
+      'pagewise:prefix_cache_queries_total',
+      'pagewise:prefix_cache_hits_total',
+      'pagewise:num_preemptions_total',
+      'pagewise:prompt_tokens_total',
+      'pagewise:generation_tokens_total',
+    ]) {
+      assert.notEqual(metricValue(m, name), null, name);
+    }
+    assert.match(m, /# TYPE pagewise:num_requests_waiting gauge/);
+    assert.match(m, /# TYPE pagewise:prompt_tokens_total counter/);
+    assert.match(m, /# TYPE pagewise:time_to_first_token_seconds histogram/);
+    assert.match(m, /pagewise:num_requests_running\{model_name="stories",engine="0"\} 0/);
+    assert.ok(metricValue(m, 'pagewise:prompt_tokens_total')! > 0);
+    assert.ok(metricValue(m, 'pagewise:generation_tokens_total')! > 100);
+    assert.ok(metricValue(m, 'pagewise:prefix_cache_hits_total')! > 0, 'repeated prompts hit the prefix cache');
+    for (const h of ['time_to_first_token_seconds', 'inter_token_latency_seconds', 'e2e_request_latency_seconds', 'request_queue_time_seconds']) {
+      assert.ok(metricValue(m, `pagewise:${h}_count`)! > 0, h);
+    }
+  });
+
+  test('401 with --api-key (constant-time check); /health and /metrics stay open', async () => {
+    const { createServer } = await import('../src/server/app.js');
+    const app = createServer(s.engine, { servedModelName: model, apiKey: 'sekret', log: () => {} });
+    await app.listen({ host: '127.0.0.1', port: 0 });
+    try {
+      const addr = app.server.address() as { port: number };
+      const url = `http://127.0.0.1:${addr.port}`;
+      const body = { model, prompt: 'Once', max_tokens: 1 };
+      for (const headers of [{}, { authorization: 'Bearer wrong' }, { authorization: 'sekret' }, { authorization: 'Bearer sekret2' }] as Array<Record<string, string>>) {
+        const r = await postJson(url, '/v1/completions', body, headers);
+        assert.equal(r.status, 401, JSON.stringify(headers));
+        assert.equal((r.json() as { error: { type: string } }).error.type, 'authentication_error');
+      }
+      assert.equal((await postJson(url, '/v1/completions', body, { authorization: 'Bearer sekret' })).status, 200);
+      assert.equal((await raw(url, { path: '/v1/models' })).status, 401);
+      assert.equal((await raw(url, { path: '/health' })).status, 200);
+      assert.equal((await raw(url, { path: '/metrics' })).status, 200);
+      const good = new OpenAI({ baseURL: `${url}/v1`, apiKey: 'sekret', maxRetries: 0 });
+      assert.equal((await good.completions.create(body)).choices.length, 1);
+      const bad = new OpenAI({ baseURL: `${url}/v1`, apiKey: 'nope', maxRetries: 0 });
+      await assert.rejects(bad.completions.create(body), OpenAI.AuthenticationError);
+    } finally {
+      await app.close();
+    }
+  });
+});
+
+describe('engine failure', () => {
+  test('a dead engine core: in-flight requests get 500, /health turns 503, new work 503, no hang', async () => {
+    const s = await startServer({ model: fixturePath('stories260k') }, { servedModelName: 'stories' });
+    try {
+      // No chat template in this model: a clear 400.
+      const noTemplate = await postJson(s.url, '/v1/chat/completions', { messages: [{ role: 'user', content: 'Hi' }] });
+      assert.equal(noTemplate.status, 400);
+      assert.match((noTemplate.json() as { error: { message: string } }).error.message, /chat_template/);
+
+      const long = { prompt: 'Once upon a time', max_tokens: 500, ignore_eos: true };
+      const res = await fetch(`${s.url}/v1/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ ...long, stream: true }) });
+      const reader = res.body!.getReader();
+      await reader.read();
+      const nonStream = postJson(s.url, '/v1/completions', long);
+      await waitFor(() => s.engine.numInFlight === 2, 5000, 'both requests running');
+      // Kill the engine worker (what a crashed native op or an exception in a step amounts to).
+      await (s.engine as unknown as { worker: Worker }).worker.terminate();
+
+      const r = await nonStream;
+      assert.equal(r.status, 500);
+      assert.match((r.json() as { error: { message: string } }).error.message, /engine worker exited/);
+      let rest = '';
+      for (;;) {
+        const { done, value } = await reader.read();
+        if (done) break;
+        rest += Buffer.from(value).toString('utf8');
+      }
+      assert.match(rest, /data: \{"error":\{"message":"[^"]*engine worker exited/);
+      assert.ok(rest.trimEnd().endsWith('data: [DONE]'));
+      assert.equal((await raw(s.url, { path: '/health' })).status, 503);
+      const after = await postJson(s.url, '/v1/completions', { prompt: 'Once', max_tokens: 1 });
+      assert.equal(after.status, 503);
+      assert.ok(s.logs.some((l) => l.startsWith('error:') && /engine worker exited/.test(l)), s.logs.join('\n'));
+    } finally {
+      await s.close();
+    }
+  });
+});
+
+describe('pagewise serve', () => {
+  test('logs where it listens; SIGTERM finishes in-flight requests and exits 0', async () => {
+    const argv = ['serve', '--model', fixturePath('stories260k'), '--port', '0', '--threads', '2', '--kv-cache-memory', '64MiB', '--shutdown-grace', '10'];
+    const code = `import('./src/cli/main.ts').then((m) => m.main(${JSON.stringify(argv)}))`;
+    const child = spawn(process.execPath, ['--import', 'tsx', '-e', code], { cwd: new URL('..', import.meta.url), stdio: ['ignore', 'ignore', 'pipe'] });
+    let stderr = '';
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString('utf8')));
+    const exited = new Promise<number | null>((resolve) => child.on('exit', (c) => resolve(c)));
+    try {
+      await waitFor(() => /serving model .* on http:\/\/127\.0\.0\.1:\d+\/v1/.test(stderr), 20000, 'the server to listen');
+      assert.match(stderr, /KV pool \d+ blocks × 16 tokens, 2 threads/);
+      const url = /on (http:\/\/127\.0\.0\.1:\d+)\/v1/.exec(stderr)![1]!;
+      const res = await fetch(`${url}/v1/completions`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ prompt: 'Once upon a time', max_tokens: 300, ignore_eos: true, stream: true }),
+      });
+      const reader = res.body!.getReader();
+      let text = Buffer.from((await reader.read()).value!).toString('utf8');
+      child.kill('SIGTERM');
+      for (;;) {
+        const { done, value } = await reader.read();
+        if (done) break;
+        text += Buffer.from(value).toString('utf8');
+      }
+      assert.ok(text.trimEnd().endsWith('data: [DONE]'), 'the in-flight stream completes');
+      assert.match(text, /"finish_reason":"length"/);
+      assert.equal(await exited, 0);
+      assert.match(stderr, /SIGTERM: shutting down/);
+      await assert.rejects(fetch(`${url}/health`), 'no longer listening');
+    } finally {
+      child.kill('SIGKILL');
+    }
   });
 });

@@ -55,7 +55,8 @@ export async function serveCommand(argv: string[]): Promise<void> {
     process.stderr.write(`pagewise: ${level === 'info' ? '' : `${level}: `}${message}\n`);
   };
   const engineOpts = engineConfigFromFlags(flags);
-  const engine = await AsyncEngine.start({ ...engineOpts, log: (l) => log('info', l) });
+  // The engine's start-up line carries its own prefix.
+  const engine = await AsyncEngine.start({ ...engineOpts, log: (l) => process.stderr.write(`${l}\n`) });
   const app = createServer(engine, {
     servedModelName: names && names.length > 0 ? names : undefined,
     apiKey,

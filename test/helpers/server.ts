@@ -2,12 +2,33 @@
  * Test helpers for the HTTP server: a request-parsing context without an engine, a real server on
  * a free port around a started engine, and raw HTTP requests (arbitrary bytes, headers, aborts).
  */
+import { copyFileSync, mkdtempSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import { request as httpRequest } from 'node:http';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { AsyncEngine, type EngineStartOptions } from '../../src/engine/async-engine.js';
 import type { SamplingParams } from '../../src/sampling/params.js';
 import { createServer, type PagewiseServer, type ServerOptions } from '../../src/server/app.js';
 import { longestTokenChars, type RequestContext } from '../../src/server/request.js';
 import type { PagewiseTokenizer } from '../../src/tokenizer/tokenizer.js';
+import { fixturePath } from './fixtures.js';
+
+/** ChatML, as Qwen-style models write it. */
+export const CHATML =
+  "{% for m in messages %}{{ '<|im_start|>' + m['role'] + '\\n' + m['content'] + '<|im_end|>\\n' }}{% endfor %}" +
+  "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}";
+
+/**
+ * stories260k (a real trained model: sensible text, so stop strings and reproducibility mean
+ * something) with a ChatML `chat_template.jinja` added, in a temp dir.
+ */
+export function storiesWithChatTemplate(): string {
+  const src = fixturePath('stories260k');
+  const dir = mkdtempSync(join(tmpdir(), 'pagewise-server-'));
+  for (const f of readdirSync(src)) if (statSync(join(src, f)).isFile()) copyFileSync(join(src, f), join(dir, f));
+  writeFileSync(join(dir, 'chat_template.jinja'), CHATML);
+  return dir;
+}
 
 export function requestContext(tokenizer: PagewiseTokenizer, over: Partial<RequestContext> = {}): RequestContext {
   return {
