@@ -688,6 +688,28 @@ Napi::Value PagedAttention(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+// ---------------------------------------------------------------------------------------------
+// Machine limits
+
+Napi::Value BenchMemoryBandwidth(const Napi::CallbackInfo& info) {
+  // benchMemoryBandwidth(bytes, iters)
+  Args a(info, "benchMemoryBandwidth", 2);
+  const int64_t bytes = a.integer(0, "bytes", int64_t(1) << 16, int64_t(1) << 40);
+  const int64_t iters = a.integer(1, "iters", 1, 1000);
+  const double gbs = bench_memory_bandwidth(static_cast<size_t>(bytes), static_cast<int>(iters));
+  if (gbs < 0) plain_error("benchMemoryBandwidth: out of memory allocating " + std::to_string(bytes) + " bytes");
+  return Napi::Number::New(info.Env(), gbs);
+}
+
+Napi::Value BenchPeakFlops(const Napi::CallbackInfo& info) {
+  double f32 = 0, bf16 = 0;
+  bench_peak_flops(&f32, &bf16);
+  Napi::Object o = Napi::Object::New(info.Env());
+  o.Set("f32Gflops", f32);
+  o.Set("bf16Gflops", bf16);
+  return o;
+}
+
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("cpuInfo", Napi::Function::New<Guard<CpuInfo>>(env, "cpuInfo"));
   exports.Set("setIsa", Napi::Function::New<Guard<SetIsa>>(env, "setIsa"));
@@ -708,6 +730,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("kvCacheCopyBlocks", Napi::Function::New<Guard<KvCacheCopyBlocks>>(env, "kvCacheCopyBlocks"));
   exports.Set("kvCacheReadSlot", Napi::Function::New<Guard<KvCacheReadSlot>>(env, "kvCacheReadSlot"));
   exports.Set("pagedAttention", Napi::Function::New<Guard<PagedAttention>>(env, "pagedAttention"));
+  exports.Set("benchMemoryBandwidth", Napi::Function::New<Guard<BenchMemoryBandwidth>>(env, "benchMemoryBandwidth"));
+  exports.Set("benchPeakFlops", Napi::Function::New<Guard<BenchPeakFlops>>(env, "benchPeakFlops"));
   return exports;
 }
 

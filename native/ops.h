@@ -67,4 +67,12 @@ struct AttentionArgs {
 };
 void paged_attention(const AttentionArgs& a);
 
+// ---- machine limits (bench.cc) ----
+// Best-of-`iters` read bandwidth (GB/s) over a `bytes` buffer with every pool thread; < 0 if the
+// buffer cannot be allocated.
+double bench_memory_bandwidth(size_t bytes, int iters);
+// Peak float32 FMA and vdpbf16ps throughput (GFLOP/s) with every pool thread; bf16 is 0 without
+// AVX512_BF16.
+void bench_peak_flops(double* f32_gflops, double* bf16_gflops);
+
 }  // namespace pw

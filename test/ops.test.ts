@@ -106,6 +106,19 @@ describe('runtime', () => {
   });
 });
 
+describe('machine limits', () => {
+  test('benchMemoryBandwidth and benchPeakFlops return plausible numbers', () => {
+    const bw = nb.benchMemoryBandwidth(16 << 20, 1);
+    assert.ok(Number.isFinite(bw) && bw > 0.1, `bandwidth ${bw}`);
+    const f = nb.benchPeakFlops();
+    assert.ok(Number.isFinite(f.f32Gflops) && f.f32Gflops > 0.1, `f32 ${f.f32Gflops}`);
+    if (nb.cpuInfo().avx512bf16) assert.ok(f.bf16Gflops > f.f32Gflops / 4, `bf16 ${f.bf16Gflops}`);
+    else assert.equal(f.bf16Gflops, 0);
+    assert.throws(() => nb.benchMemoryBandwidth(-5, 1), RangeError);
+    assert.throws(() => nb.benchMemoryBandwidth(1 << 20, 0), RangeError);
+  });
+});
+
 describe('embedding', () => {
   test('widens F32 / F16 / BF16 rows exactly', () => {
     const rand = rng(1);

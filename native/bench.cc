@@ -1,0 +1,159 @@
+// Machine-limit microbenchmarks (what performance numbers are reported against): memory read
+// bandwidth and peak FMA / BF16-dot throughput, each with every pool thread busy at once.
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <vector>
+
+#include "ops.h"
+#include "simd.h"
+
+namespace pw {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+// Runs fn(thread_index) on num_threads() threads at the same time: every item waits at a start
+// barrier (bounded, so a missing thread can never hang the call) and times its own work.
+// Returns the slowest item's seconds.
+double run_together(const std::function<void(int64_t)>& fn) {
+  const int64_t n = num_threads();
+  std::atomic<int64_t> arrived{0};
+  std::vector<double> secs(static_cast<size_t>(n), 0.0);
+  parallel_items(n, [&](int64_t i) {
+    arrived.fetch_add(1);
+    const auto deadline = Clock::now() + std::chrono::seconds(1);
+    while (arrived.load() < n && Clock::now() < deadline) _mm_pause();
+    const auto t0 = Clock::now();
+    fn(i);
+    secs[static_cast<size_t>(i)] = std::chrono::duration<double>(Clock::now() - t0).count();
+  });
+  return *std::max_element(secs.begin(), secs.end());
+}
+
+PW_AVX512 float read_avx512(const float* p, size_t n) {
+  __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+  size_t i = 0;
+  for (; i + 64 <= n; i += 64) {
+    a0 = _mm512_add_ps(a0, _mm512_load_ps(p + i));
+    a1 = _mm512_add_ps(a1, _mm512_load_ps(p + i + 16));
+    a2 = _mm512_add_ps(a2, _mm512_load_ps(p + i + 32));
+    a3 = _mm512_add_ps(a3, _mm512_load_ps(p + i + 48));
+  }
+  return simd::hsum16(_mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3)));
+}
+
+PW_AVX2 float read_avx2(const float* p, size_t n) {
+  __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+  size_t i = 0;
+  for (; i + 32 <= n; i += 32) {
+    a0 = _mm256_add_ps(a0, _mm256_load_ps(p + i));
+    a1 = _mm256_add_ps(a1, _mm256_load_ps(p + i + 8));
+    a2 = _mm256_add_ps(a2, _mm256_load_ps(p + i + 16));
+    a3 = _mm256_add_ps(a3, _mm256_load_ps(p + i + 24));
+  }
+  return simd::hsum8(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
+}
+
+float read_scalar(const float* p, size_t n) {
+  float a[8] = {};
+  for (size_t i = 0; i + 8 <= n; i += 8)
+    for (int l = 0; l < 8; l++) a[l] += p[i + l];
+  return a[0] + a[1] + a[2] + a[3] + a[4] + a[5] + a[6] + a[7];
+}
+
+constexpr int64_t kFmaIters = int64_t(1) << 22;
+
+PW_AVX512 float fma_avx512(float seed) {
+  __m512 acc[12];
+  for (int i = 0; i < 12; i++) acc[i] = _mm512_set1_ps(seed * static_cast<float>(i));
+  const __m512 a = _mm512_set1_ps(0.999999f), b = _mm512_set1_ps(1e-7f);
+  for (int64_t it = 0; it < kFmaIters; it++) {
+    for (int i = 0; i < 12; i++) acc[i] = _mm512_fmadd_ps(acc[i], a, b);
+  }
+  __m512 s = acc[0];
+  for (int i = 1; i < 12; i++) s = _mm512_add_ps(s, acc[i]);
+  return simd::hsum16(s);
+}
+
+PW_AVX2 float fma_avx2(float seed) {
+  __m256 acc[12];
+  for (int i = 0; i < 12; i++) acc[i] = _mm256_set1_ps(seed * static_cast<float>(i));
+  const __m256 a = _mm256_set1_ps(0.999999f), b = _mm256_set1_ps(1e-7f);
+  for (int64_t it = 0; it < kFmaIters; it++) {
+    for (int i = 0; i < 12; i++) acc[i] = _mm256_fmadd_ps(acc[i], a, b);
+  }
+  __m256 s = acc[0];
+  for (int i = 1; i < 12; i++) s = _mm256_add_ps(s, acc[i]);
+  return simd::hsum8(s);
+}
+
+PW_AVX512BF16 float dpbf16_avx512(float seed) {
+  __m512 acc[12];
+  for (int i = 0; i < 12; i++) acc[i] = _mm512_set1_ps(seed * static_cast<float>(i));
+  const __m512i a = _mm512_set1_epi16(0x3f80), b = _mm512_set1_epi16(0x3400);  // 1.0, ~1.2e-7
+  for (int64_t it = 0; it < kFmaIters; it++) {
+    for (int i = 0; i < 12; i++) acc[i] = _mm512_dpbf16_ps(acc[i], (__m512bh)a, (__m512bh)b);
+  }
+  __m512 s = acc[0];
+  for (int i = 1; i < 12; i++) s = _mm512_add_ps(s, acc[i]);
+  return simd::hsum16(s);
+}
+
+volatile float g_sink;
+
+}  // namespace
+
+double bench_memory_bandwidth(size_t bytes, int iters) {
+  const Isa isa = active_isa();
+  const size_t n = bytes / sizeof(float);
+  auto* p = static_cast<float*>(aligned_alloc_zeroed(n * sizeof(float)));
+  if (!p) return -1.0;
+  const int64_t threads = num_threads();
+  // Fault every page in with non-zero data (zero pages could all map one physical page).
+  parallel_for(static_cast<int64_t>(n), [&](int64_t b, int64_t e) { std::fill(p + b, p + e, 1.0f); });
+  double best = 0;
+  for (int it = 0; it < iters; it++) {
+    const double secs = run_together([&](int64_t t) {
+      // Per-thread slices, 64-float (256-byte) aligned.
+      const size_t per = (n / static_cast<size_t>(threads)) / 64 * 64;
+      const float* s = p + per * static_cast<size_t>(t);
+      const float r = isa >= Isa::Avx512 ? read_avx512(s, per) : isa == Isa::Avx2 ? read_avx2(s, per) : read_scalar(s, per);
+      g_sink = r;
+    });
+    const size_t per = (n / static_cast<size_t>(threads)) / 64 * 64;
+    const double gbs = static_cast<double>(per * static_cast<size_t>(threads) * sizeof(float)) / secs / 1e9;
+    best = std::max(best, gbs);
+  }
+  aligned_free(p, n * sizeof(float));
+  return best;
+}
+
+void bench_peak_flops(double* f32_gflops, double* bf16_gflops) {
+  const Isa isa = active_isa();
+  const int64_t threads = num_threads();
+  double best32 = 0, best16 = 0;
+  for (int rep = 0; rep < 3; rep++) {
+    const double s = run_together([&](int64_t t) {
+      const float seed = 1e-3f * static_cast<float>(t + 1);
+      if (isa >= Isa::Avx512) g_sink = fma_avx512(seed);
+      else if (isa == Isa::Avx2) g_sink = fma_avx2(seed);
+      else {
+        float a = seed;
+        for (int64_t i = 0; i < kFmaIters; i++) a = a * 0.999999f + 1e-7f;
+        g_sink = a;
+      }
+    });
+    const double lanes = isa >= Isa::Avx512 ? 16 * 12 : isa == Isa::Avx2 ? 8 * 12 : 1;
+    best32 = std::max(best32, static_cast<double>(threads) * kFmaIters * lanes * 2 / s / 1e9);
+    if (cpu_features().avx512bf16 && detected_isa() == Isa::Avx512Bf16) {
+      const double s16 = run_together([&](int64_t t) { g_sink = dpbf16_avx512(1e-3f * static_cast<float>(t + 1)); });
+      // 32 bf16 pairs per instruction, 2 flops each.
+      best16 = std::max(best16, static_cast<double>(threads) * kFmaIters * 12 * 32 * 2 / s16 / 1e9);
+    }
+  }
+  *f32_gflops = best32;
+  *bf16_gflops = best16;
+}
+
+}  // namespace pw
