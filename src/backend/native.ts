@@ -8,6 +8,12 @@
  *
  * Shapes are row-major. "Weight" arrays hold raw element bits: Float32Array for F32,
  * Uint16Array for F16 and BF16.
+ *
+ * Every call validates its arguments before touching memory and throws a TypeError (wrong type,
+ * non-integer) or RangeError (bad value, length, index, dtype) instead of crashing. Parameter
+ * arrays (weights, bias, norm weight, invFreq) must have exactly the size of their shape;
+ * activation and output arrays must have at least that size (a longer, preallocated workspace is
+ * fine: only the leading part is used). Outputs must not overlap inputs unless a doc says so.
  */
 import { createRequire } from 'node:module';
 import { existsSync } from 'node:fs';
@@ -67,7 +73,12 @@ export interface NativeBackend {
   setThreads(n: number): void;
   getThreads(): number;
 
-  /** Map a file read-only into memory; the mapping lives as long as the returned buffer. */
+  /**
+   * Map a file read-only into memory; the mapping lives as long as the returned buffer. The
+   * mapping is private: the file is never written (a stray write from JS lands in a private
+   * copy-on-write page instead of crashing). An empty file gives an empty ArrayBuffer; a file
+   * that cannot be opened throws an Error naming the path.
+   */
   mmapFile(path: string): ArrayBuffer;
   /** Zeroed, 64-byte-aligned native memory exposed without a copy. */
   allocAligned(bytes: number): ArrayBuffer;
@@ -110,7 +121,10 @@ export interface NativeBackend {
     invFreq: Float32Array,
   ): void;
 
-  /** out[m, i] = silu(gate[m, i]) * up[m, i]; gate/up are [M, I] with row strides (elements). */
+  /**
+   * out[m, i] = silu(gate[m, i]) * up[m, i]; gate/up are [M, I] with row strides (elements, >= I).
+   * out is [M, I]; it may alias gate or up only exactly (same start, that stride == I).
+   */
   siluMul(out: Float32Array, gate: Float32Array, up: Float32Array, M: number, I: number, gateStride: number, upStride: number): void;
 
   /** out[i] = a[i] + b[i] for i < n; out may alias a or b. */
@@ -118,7 +132,10 @@ export interface NativeBackend {
 
   /**
    * Allocate a paged KV cache: for each layer, K and V pools of numBlocks blocks of
-   * [blockSize, kvHeads, headDim] elements of `dtype` (F32 or BF16).
+   * blockSize * kvHeads * headDim elements of `dtype` (F32 or BF16; BF16 stores round to nearest
+   * even). The layout inside a block is the backend's (the CPU backend keeps it head-major,
+   * [kvHeads, blockSize, headDim]); kvCacheWrite / kvCacheReadSlot define the semantics.
+   * numBlocks * blockSize must fit an Int32 slot index.
    */
   kvCacheCreate(numLayers: number, numBlocks: number, blockSize: number, kvHeads: number, headDim: number, dtype: DType): KvCacheHandle;
   /** Bytes one block takes across all layers, K and V. */
@@ -142,8 +159,10 @@ export interface NativeBackend {
    * at absolute position p attends causally to keys 0..p, read through
    * blockTables[s * maxBlocksPerSeq + p / blockSize]. Query head h uses KV head
    * h / (nHeads / nKvHeads). Softmax is online (numerically stable); each query row is computed in
-   * the same order whatever the batch, the chunking or the physical blocks.
-   * out: [totalTokens, nHeads*headDim].
+   * the same order whatever the batch, the chunking or the physical blocks (the CPU backend
+   * consumes keys in fixed chunks of absolute positions, so not even the block size changes it).
+   * Only the first ceil(seqLens[s] / blockSize) entries of a sequence's table row are read.
+   * out: [totalTokens, nHeads*headDim], not overlapping q.
    */
   pagedAttention(
     out: Float32Array,
