@@ -144,18 +144,19 @@ class Args {
   template <typename T, napi_typedarray_type Kind>
   View<T> typed(size_t i, const char* name, const char* type_name) const {
     Napi::Value v = info_[i];
-    if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != Kind) {
+    napi_typedarray_type type;
+    size_t length = 0;
+    void* data = nullptr;
+    // The C call gives the data pointer (offset applied) for ArrayBuffer- and
+    // SharedArrayBuffer-backed arrays alike.
+    if (!v.IsTypedArray() ||
+        napi_get_typedarray_info(info_.Env(), v, &type, &length, &data, nullptr, nullptr) != napi_ok ||
+        type != Kind) {
       type_fail(name, std::string("must be a ") + type_name);
     }
-    Napi::TypedArray ta = v.As<Napi::TypedArray>();
     View<T> out;
-    out.len = ta.ElementLength();
-    if (out.len > 0) {
-      Napi::ArrayBuffer ab = ta.ArrayBuffer();
-      uint8_t* base = static_cast<uint8_t*>(ab.Data());
-      if (base == nullptr) type_fail(name, "is detached");
-      out.data = reinterpret_cast<T*>(base + ta.ByteOffset());
-    }
+    out.len = data == nullptr ? 0 : length;  // detached: no data, no elements
+    out.data = static_cast<T*>(data);
     return out;
   }
 

@@ -392,6 +392,19 @@ describe('siluMul and add', () => {
     });
   });
 
+  test('SharedArrayBuffer-backed and offset views work; detached buffers are rejected', () => {
+    const sab = new SharedArrayBuffer(64 * 4);
+    const a = new Float32Array(sab, 16, 8).fill(1);
+    const b = new Float32Array(sab, 64, 8).fill(2);
+    const o = new Float32Array(sab, 128, 8);
+    nb.add(o, a, b, 8);
+    assert.deepEqual(Array.from(o), new Array(8).fill(3));
+    const ab = new ArrayBuffer(32);
+    const t = new Float32Array(ab);
+    structuredClone(ab, { transfer: [ab] }); // detaches ab
+    assert.throws(() => nb.add(t, t, t, 1), RangeError);
+  });
+
   test('reject bad arguments', () => {
     const a = new Float32Array(8);
     assert.throws(() => nb.add(a, a, new Float32Array(4), 8), RangeError);
