@@ -108,7 +108,7 @@ uint16_t f32_to_f16(float f) {
 void* aligned_alloc_zeroed(size_t bytes) {
   if (bytes == 0) bytes = 1;
   if (bytes >= kMmapThreshold) {
-    void* p = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    void* p = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     return p == MAP_FAILED ? nullptr : p;
   }
   void* p = nullptr;
