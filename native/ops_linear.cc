@@ -4,8 +4,10 @@
 // accumulator over K in fixed steps from k = 0 (full vectors, then one masked tail), then the
 // fixed reduction tree of simd.h, then + bias[n]. Tiles of up to 4 rows of x by 4 rows of w share
 // loads but never mix accumulators, and the reduction of a tile reduces 16 accumulators at once
-// with the same tree (simd::hsum16x16). So a row's result is the same for any M, any tiling, any
-// thread count and any neighbours in the batch.
+// with the same tree (simd::hsum16x16). A single activation row (decode, M = 1) uses 1 x 16
+// tiles that walk the weight rows one after another (a linear memory stream), again with the
+// same per-accumulator sequence. So a row's result is the same for any M, any tiling, any thread
+// count and any neighbours in the batch.
 //
 // Work is split into (row block, column block) items handed out to the pool; w blocks are sized
 // to stay in L2 while every row tile of the block streams over them.
@@ -61,7 +63,8 @@ void tile_scalar(const Ctx& c, int64_t m0, int64_t n0) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// AVX2 + FMA: 8-lane accumulators, tiles up to 4 x 2 (M > 1) or 1 x 4 (M = 1).
+// AVX2 + FMA: 8-lane accumulators, each reduced by hsum8; tiles up to 4 x 2 (M > 1) or 1 x 16
+// (M = 1).
 
 template <int WT>
 PW_AVX2 PW_INLINE __m256 row_acc256(const float* x, const uint8_t* w, int64_t K) {
