@@ -133,6 +133,78 @@ PW_AVX512 void row_step_avx512(const float* q, float* acc, RowState& st, const C
   }
 }
 
+// Scores and online-softmax update of one row for one chunk; leaves p_j (zero past nvalid) in p
+// and returns alpha. The P.V half is done by the caller (it may share V loads between rows).
+template <int HD>
+PW_AVX512 PW_INLINE float softmax_step512(const float* q, RowState& st, const Chunk& ch, int nvalid, float scale,
+                                          float* p) {
+  const __m512 sc = _mm512_set1_ps(scale);
+  const __m512 ninf = _mm512_set1_ps(-__builtin_inff());
+  const __mmask16 m0 = nvalid >= 16 ? static_cast<__mmask16>(0xffff) : static_cast<__mmask16>((1u << nvalid) - 1u);
+  const __mmask16 m1 = nvalid <= 16 ? 0
+                       : nvalid >= 32 ? static_cast<__mmask16>(0xffff)
+                                      : static_cast<__mmask16>((1u << (nvalid - 16)) - 1u);
+  const __m512 s0 = _mm512_mask_mov_ps(ninf, m0, scores16<HD>(q, ch, 0, HD, sc));
+  __m512 s1 = ninf;
+  if (m1) s1 = _mm512_mask_mov_ps(ninf, m1, scores16<HD>(q, ch, 1, HD, sc));
+  const float mc = _mm512_reduce_max_ps(_mm512_max_ps(s0, s1));
+  const float mnew = std::max(st.m, mc);
+  const float alpha = st.m == -__builtin_inff() ? 0.0f : std::exp(st.m - mnew);
+  const __m512 mv = _mm512_set1_ps(mnew);
+  const __m512 p0 = _mm512_maskz_mov_ps(m0, simd::exp16(_mm512_sub_ps(s0, mv)));
+  const __m512 p1 = _mm512_maskz_mov_ps(m1, simd::exp16(_mm512_sub_ps(s1, mv)));
+  st.l = st.l * alpha + (simd::hsum16(p0) + simd::hsum16(p1));
+  st.m = mnew;
+  _mm512_storeu_ps(p, p0);
+  _mm512_storeu_ps(p + 16, p1);
+  return alpha;
+}
+
+// P.V for R rows over vectors [D0V, D0V + NB) of the head dim: V loads are shared by the rows,
+// R * NB independent chains; per element still acc * alpha, then + p_j * v_j in key order.
+template <int HD, int R, int NB>
+PW_AVX512 PW_INLINE void pv_rows(float* const* acc, const Chunk& ch, const float (*p)[kChunk], const float* alpha,
+                                 int nvalid, int d0) {
+  __m512 o[R][NB];
+  for (int r = 0; r < R; r++) {
+    const __m512 av = _mm512_set1_ps(alpha[r]);
+    for (int i = 0; i < NB; i++) o[r][i] = _mm512_mul_ps(_mm512_loadu_ps(acc[r] + d0 + 16 * i), av);
+  }
+  for (int j = 0; j < nvalid; j++) {
+    const float* vj = ch.v + j * HD + d0;
+    __m512 vv[NB];
+    for (int i = 0; i < NB; i++) vv[i] = _mm512_loadu_ps(vj + 16 * i);
+    for (int r = 0; r < R; r++) {
+      const __m512 pj = _mm512_set1_ps(p[r][j]);
+      for (int i = 0; i < NB; i++) o[r][i] = _mm512_fmadd_ps(pj, vv[i], o[r][i]);
+    }
+  }
+  for (int r = 0; r < R; r++)
+    for (int i = 0; i < NB; i++) _mm512_storeu_ps(acc[r] + d0 + 16 * i, o[r][i]);
+}
+
+template <int HD, int R, int D0V>
+PW_AVX512 PW_INLINE void pv_all(float* const* acc, const Chunk& ch, const float (*p)[kChunk], const float* alpha,
+                                int nvalid) {
+  constexpr int ND = HD / 16;
+  constexpr int NDB = R * ND <= 16 ? ND : 16 / R;  // keep R * NB accumulators within 16 registers
+  if constexpr (D0V < ND) {
+    constexpr int NB = NDB < ND - D0V ? NDB : ND - D0V;
+    pv_rows<HD, R, NB>(acc, ch, p, alpha, nvalid, 16 * D0V);
+    pv_all<HD, R, D0V + NB>(acc, ch, p, alpha, nvalid);
+  }
+}
+
+// One chunk step for R rows with the same causal count (HD a multiple of 16, known at compile time).
+template <int HD, int R>
+PW_AVX512 void rows_step_avx512(const float* const* q, float* const* acc, RowState* const* st, const Chunk& ch,
+                                int nvalid, float scale) {
+  alignas(64) float p[R][kChunk];
+  float alpha[R];
+  for (int r = 0; r < R; r++) alpha[r] = softmax_step512<HD>(q[r], *st[r], ch, nvalid, scale, p[r]);
+  pv_all<HD, R, 0>(acc, ch, p, alpha, nvalid);
+}
+
 PW_AVX512 void finish_avx512(float* out, const float* acc, float l, int64_t hd) {
   const __m512 lv = _mm512_set1_ps(l);
   for (int64_t d = 0; d < hd; d += 16) {
@@ -238,19 +310,34 @@ void row_step_scalar(const float* q, float* acc, RowState& st, const Chunk& ch, 
 
 using RowStep = void (*)(const float* q, float* acc, RowState& st, const Chunk& ch, int nvalid, int64_t hd,
                         float scale);
+using RowsStep = void (*)(const float* const* q, float* const* acc, RowState* const* st, const Chunk& ch, int nvalid,
+                          float scale);
 
-RowStep pick_row_step(Isa isa, int64_t hd) {
-  if (isa >= Isa::Avx512) {
-    switch (hd) {
-      case 64: return row_step_avx512<64>;
-      case 128: return row_step_avx512<128>;
-      case 80: return row_step_avx512<80>;
-      case 96: return row_step_avx512<96>;
-      case 32: return row_step_avx512<32>;
-      default: return row_step_avx512<0>;
-    }
-  }
+RowStep pick_row_step(Isa isa) {
+  if (isa >= Isa::Avx512) return row_step_avx512<0>;
   return isa == Isa::Avx2 ? row_step_avx2 : row_step_scalar;
+}
+
+// Multi-row steps (index R - 1) for the AVX-512 head dims compiled in; all null otherwise.
+struct RowsSteps {
+  RowsStep fn[4] = {nullptr, nullptr, nullptr, nullptr};
+};
+
+template <int HD>
+RowsSteps rows_steps() {
+  return RowsSteps{{rows_step_avx512<HD, 1>, rows_step_avx512<HD, 2>, rows_step_avx512<HD, 3>, rows_step_avx512<HD, 4>}};
+}
+
+RowsSteps pick_rows_steps(Isa isa, int64_t hd) {
+  if (isa < Isa::Avx512) return RowsSteps{};
+  switch (hd) {
+    case 32: return rows_steps<32>();
+    case 64: return rows_steps<64>();
+    case 80: return rows_steps<80>();
+    case 96: return rows_steps<96>();
+    case 128: return rows_steps<128>();
+    default: return RowsSteps{};
+  }
 }
 
 struct Item {
@@ -289,7 +376,16 @@ void run_item(const AttentionArgs& a, const Item& it, Isa isa) {
   float* vst = stage + kChunk * hd;
   const void* kpool = c.k[a.layer];
   const void* vpool = c.v[a.layer];
-  auto row_step = pick_row_step(isa, hd);
+  const RowStep row_step = pick_row_step(isa);
+  const RowsSteps rows_step = pick_rows_steps(isa, hd);
+  thread_local std::vector<const float*> qp_buf;
+  thread_local std::vector<float*> accp_buf;
+  thread_local std::vector<RowState*> stp_buf;
+  thread_local std::vector<int> nv_buf;
+  const float** qp = grow(qp_buf, static_cast<size_t>(rows));
+  float** accp = grow(accp_buf, static_cast<size_t>(rows));
+  RowState** stp = grow(stp_buf, static_cast<size_t>(rows));
+  int* nv = grow(nv_buf, static_cast<size_t>(rows));
 
   const int64_t last_pos = first_pos + it.tok1 - 1;
   const int64_t nchunks = last_pos / kChunk + 1;
@@ -326,16 +422,31 @@ void run_item(const AttentionArgs& a, const Item& it, Isa isa) {
       std::fill(kst + n * hd, kst + kChunk * hd, 0.0f);
       std::fill(vst + n * hd, vst + kChunk * hd, 0.0f);
     }
+    // Rows whose causal window reaches this chunk, with their key counts in it.
+    int64_t active = 0;
     for (int64_t t = it.tok0; t < it.tok1; t++) {
       const int64_t pos = first_pos + t;
       if (pos < k0) continue;
       const int nvalid = static_cast<int>(std::min<int64_t>(kChunk, pos + 1 - k0));
       for (int64_t h = 0; h < group; h++) {
-        const int64_t head = it.kv_head * group + h;
         const int64_t r = (t - it.tok0) * group + h;
-        const float* q = a.q + ((q_begin + t) * a.n_heads + head) * hd;
-        row_step(q, acc + r * hd, st[r], ch, nvalid, hd, a.scale);
+        qp[active] = a.q + ((q_begin + t) * a.n_heads + it.kv_head * group + h) * hd;
+        accp[active] = acc + r * hd;
+        stp[active] = st + r;
+        nv[active] = nvalid;
+        active++;
       }
+    }
+    if (rows_step.fn[0]) {
+      // Packs of up to 4 rows with the same key count share the V loads of P.V.
+      for (int64_t i = 0; i < active;) {
+        int64_t n = 1;
+        while (n < 4 && i + n < active && nv[i + n] == nv[i]) n++;
+        rows_step.fn[n - 1](qp + i, accp + i, stp + i, ch, nv[i], a.scale);
+        i += n;
+      }
+    } else {
+      for (int64_t i = 0; i < active; i++) row_step(qp[i], accp[i], *stp[i], ch, nv[i], hd, a.scale);
     }
   }
   for (int64_t t = it.tok0; t < it.tok1; t++) {
