@@ -65,6 +65,27 @@ function readVersion(): string {
 
 const VERSION = readVersion();
 
+/**
+ * No OpenAI request nests anywhere near this deep. Refusing deeper bodies up front means no later
+ * code (validation messages that stringify a value, templates) can recurse its way to a stack
+ * overflow on hostile input.
+ */
+const MAX_JSON_DEPTH = 64;
+
+/** Whether a parsed JSON value nests deeper than `max` (iterative: deep input cannot overflow it). */
+export function tooDeep(value: unknown, max: number): boolean {
+  const stack: Array<[unknown, number]> = [[value, 0]];
+  while (stack.length > 0) {
+    const [v, d] = stack.pop()!;
+    if (typeof v !== 'object' || v === null) continue;
+    if (d >= max) return true;
+    for (const child of Array.isArray(v) ? v : Object.values(v)) {
+      if (typeof child === 'object' && child !== null) stack.push([child, d + 1]);
+    }
+  }
+  return false;
+}
+
 function defaultLog(level: string, message: string): void {
   process.stderr.write(`pagewise: ${level === 'info' ? '' : `${level}: `}${message}\n`);
 }
@@ -92,6 +113,7 @@ export function createServer(engine: AsyncEngine, opts: ServerOptions = {}): Pag
     maxModelLen: info.maxModelLen,
     kvCacheTokens: info.numBlocks * info.blockSize,
     maxNumSeqs: info.config.maxNumSeqs,
+    maxPrompts: info.config.maxWaitingRequests,
     servedModelNames: names,
     defaults: gen.defaults,
     maxNewTokens: gen.maxNewTokens,
@@ -119,6 +141,11 @@ export function createServer(engine: AsyncEngine, opts: ServerOptions = {}): Pag
     forceCloseConnections: true,
     // Our own 503 with OpenAI's error shape is sent while draining.
     return503OnClosing: false,
+    // Malformed URLs and the like: answered in OpenAI's shape like every other error.
+    frameworkErrors: (err, _request, reply) => {
+      const e = toHttpError(err);
+      void (reply as unknown as FastifyReply).code(e.status).send(e.body);
+    },
   });
 
   const state: PagewiseServerState = {
@@ -148,12 +175,15 @@ export function createServer(engine: AsyncEngine, opts: ServerOptions = {}): Pag
     } catch {
       return done(new InvalidRequestError('Request body is not valid UTF-8'), undefined);
     }
+    let value: unknown;
     try {
-      done(null, JSON.parse(text) as unknown);
+      value = JSON.parse(text) as unknown;
     } catch (err) {
       const why = err instanceof RangeError ? 'it is nested too deeply' : (err as Error).message;
-      done(new InvalidRequestError(`Request body is not valid JSON: ${why}`), undefined);
+      return done(new InvalidRequestError(`Request body is not valid JSON: ${why}`), undefined);
     }
+    if (tooDeep(value, MAX_JSON_DEPTH)) return done(new InvalidRequestError(`Request body is nested more than ${MAX_JSON_DEPTH} levels deep`), undefined);
+    done(null, value);
   });
 
   app.setErrorHandler((err, request, reply) => {

@@ -30,6 +30,8 @@ export interface RequestContext {
   kvCacheTokens: number;
   /** Most sequences the engine runs at once; bounds n and best_of. */
   maxNumSeqs: number;
+  /** Most prompts one completions request may carry (a bigger batch could never be queued whole). */
+  maxPrompts: number;
   /** Names the `model` field may take; the first is reported in responses. */
   servedModelNames: readonly string[];
   /** Model defaults (generation_config.json) for fields the request leaves unset. */
@@ -453,6 +455,7 @@ export function parseCompletionRequest(raw: unknown, ctx: RequestContext): Compl
 
   const k = truncation(body, ctx);
   const raws = parsePromptField(body, ctx.vocabSize);
+  if (raws.length > ctx.maxPrompts) fail('prompt', `a request may carry at most ${ctx.maxPrompts} prompts (--max-waiting-requests), got ${raws.length}`);
   // With truncation the text may be long on purpose; without, a hopeless prompt is refused untokenized.
   if (k === null) for (const p of raws) if ('text' in p) checkTextFits('prompt', p.text, ctx);
   const prompts: PreparedPrompt[] = raws.map((p) =>

@@ -14,13 +14,13 @@ export class SseWriter {
     return this.res.destroyed || this.res.writableEnded;
   }
 
+  /** Node decides keep-alive vs close from the request; forcing `connection` here would break clients that asked to close. */
   open(headers: Record<string, string> = {}): void {
     if (this.opened) return;
     this.opened = true;
     this.res.writeHead(200, {
       'content-type': 'text/event-stream; charset=utf-8',
       'cache-control': 'no-cache',
-      connection: 'keep-alive',
       'x-accel-buffering': 'no',
       ...headers,
     });

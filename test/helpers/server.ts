@@ -37,6 +37,7 @@ export function requestContext(tokenizer: PagewiseTokenizer, over: Partial<Reque
     maxModelLen: 512,
     kvCacheTokens: 4096,
     maxNumSeqs: 8,
+    maxPrompts: 64,
     servedModelNames: ['test-model'],
     defaults: {} as Partial<SamplingParams>,
     maxNewTokens: null,
