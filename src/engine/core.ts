@@ -15,6 +15,7 @@ import { deriveSeed, type SamplingParams } from '../sampling/params.js';
 import { Rng } from '../sampling/rng.js';
 import { promptLogprobs, Sampler, type SamplerRow } from '../sampling/sampler.js';
 import { Scheduler, type ScheduledSeq } from '../scheduler/scheduler.js';
+import { BeamGroup, proposeTokens } from './beam-search.js';
 import type { EngineInfo, EngineRequest, EngineStats, RequestDelta, SeqDelta, TokenLogprobs } from './protocol.js';
 import { Sequence } from './sequence.js';
 
@@ -30,6 +31,10 @@ interface RequestState {
   firstScheduledSent: boolean;
   /** Per sequence index: tokens/logprobs produced since the last report. */
   pending: Map<number, SeqDelta>;
+  /** Beam-search requests: the beams and finished hypotheses (null otherwise). */
+  beam: BeamGroup<Sequence> | null;
+  /** The request is over (every sequence finished, or the beam search ended). */
+  done: boolean;
 }
 
 /**
@@ -145,7 +150,8 @@ export class EngineCore {
     if (this.requests.has(req.requestId)) throw new InvalidRequestError(`request id ${req.requestId} is already in use`);
     checkRequestFits(this.info, req.promptTokenIds, req.params);
     const { promptTokenIds: prompt, params } = req;
-    const n = Math.max(params.n, params.bestOf);
+    // Beam search starts from one sequence and forks as beams are chosen.
+    const n = params.useBeamSearch ? 1 : Math.max(params.n, params.bestOf);
     const baseSeed = params.seed ?? Rng.randomSeed();
     const seqs: Sequence[] = [];
     for (let i = 0; i < n; i++) {
@@ -161,6 +167,10 @@ export class EngineCore {
       firstScheduledTime: null,
       firstScheduledSent: false,
       pending: new Map(),
+      beam: params.useBeamSearch
+        ? new BeamGroup(params, prompt.length, this.info.eosTokenIds, Math.min(params.maxTokens, this.info.maxModelLen - prompt.length), [seqs[0]!])
+        : null,
+      done: false,
     });
     this.scheduler.add(seqs[0]!);
   }
@@ -174,6 +184,7 @@ export class EngineCore {
       for (const seq of st.seqs) {
         if (seq.status !== 'finished') this.finishSeq(st, seq, 'abort');
       }
+      st.done = true;
       out.push(this.collect(st, true));
       this.requests.delete(id);
     }
@@ -187,10 +198,9 @@ export class EngineCore {
   stopSequence(requestId: string, index: number): RequestDelta[] {
     const st = this.requests.get(requestId);
     const seq = st?.seqs[index];
-    if (!st || !seq || seq.status === 'finished') return [];
+    if (!st || !seq || seq.status === 'finished' || st.beam) return [];
     this.finishSeq(st, seq, 'stop');
-    const finished = st.seqs.every((s) => s.status === 'finished') && st.pendingForks.length === 0;
-    if (!finished) return [];
+    if (!this.updateDone(st)) return [];
     this.requests.delete(requestId);
     return [this.collect(st, true)];
   }
@@ -211,7 +221,9 @@ export class EngineCore {
 
     const deltas: RequestDelta[] = [];
     for (const st of touched) {
-      const finished = st.seqs.every((s) => s.status === 'finished') && st.pendingForks.length === 0;
+      const finished = this.updateDone(st);
+      // Beam search reports only its final hypotheses.
+      if (st.beam && !finished && st.firstScheduledSent) continue;
       const d = this.collect(st, finished);
       if (finished) this.requests.delete(st.req.requestId);
       deltas.push(d);
@@ -315,11 +327,16 @@ export class EngineCore {
     const V = this.info.model.vocabSize;
     const group: Sequence[] = [];
     const rowOf: number[] = [];
+    const beamSteps = new Set<RequestState>();
     for (let r = 0; r < samplers.length; r++) {
       const seq = samplers[r]!;
+      const st = this.requests.get(seq.requestId)!;
+      if (st.beam) {
+        if (this.propose(st, seq, logits.subarray(r * V, (r + 1) * V))) beamSteps.add(st);
+        continue;
+      }
       group.push(seq);
       rowOf.push(r);
-      const st = this.requests.get(seq.requestId)!;
       if (seq.index !== 0 || st.pendingForks.length === 0) continue;
       for (const child of st.pendingForks) {
         this.kv.fork(seq, child);
@@ -330,9 +347,11 @@ export class EngineCore {
       }
       st.pendingForks = [];
     }
+    for (const st of beamSteps) this.beamStep(st);
+    if (group.length === 0) return;
     // The sampler modifies rows in place, so every sequence gets its own copy of its row.
     let rows = logits;
-    if (group.length !== samplers.length) {
+    if (group.length !== samplers.length || beamSteps.size > 0) {
       rows = new Float32Array(group.length * V);
       for (let i = 0; i < group.length; i++) rows.set(logits.subarray(rowOf[i]! * V, (rowOf[i]! + 1) * V), i * V);
     }
@@ -349,13 +368,78 @@ export class EngineCore {
       const res = results[i]!;
       const st = this.requests.get(s.requestId)!;
       s.appendToken(res.tokenId);
-      s.cumulativeLogprob += res.logprob;
+      // The sampler computes logprobs only when something needs them (NaN otherwise).
+      if (!Number.isNaN(res.logprob)) s.cumulativeLogprob += res.logprob;
       this.generationTokensTotal++;
       const d = this.pendingDelta(st, s);
       d.newTokenIds.push(res.tokenId);
       d.newLogprobs?.push({ token: { tokenId: res.tokenId, logprob: res.logprob, rank: res.rank }, top: res.topLogprobs });
       d.cumulativeLogprob = s.cumulativeLogprob;
     }
+  }
+
+  /** A beam's proposals from its (processed) logits row; true when all live beams have proposed. */
+  private propose(st: RequestState, seq: Sequence, row: Float32Array): boolean {
+    const copy = Float32Array.from(row);
+    this.sampler.process(copy, [
+      { params: seq.params, rng: seq.rng, promptTokenIds: seq.promptTokenIds, outputTokenIds: seq.outputTokenIds, eosTokenIds: seq.eosTokenIds },
+    ]);
+    return st.beam!.offer(seq, proposeTokens(copy, st.beam!.width));
+  }
+
+  /** Apply one beam-search step: extend, fork and kill beams; report the hypotheses when done. */
+  private beamStep(st: RequestState): void {
+    const beam = st.beam!;
+    const res = beam.step();
+    for (const b of res.die) this.finishSeq(st, b, 'stop', false);
+    const live: Sequence[] = [];
+    const byParent = new Map<Sequence, Array<{ tokenId: number; logprob: number }>>();
+    for (const e of res.extend) {
+      const list = byParent.get(e.parent) ?? [];
+      list.push(e);
+      byParent.set(e.parent, list);
+    }
+    for (const [parent, exts] of byParent) {
+      // Forks first: they must share the parent's blocks before its new token is appended.
+      for (const e of exts.slice(1)) {
+        const child = new Sequence(this.nextSeqId++, st.req.requestId, st.seqs.length, parent.promptTokenIds, parent.params, parent.rng, parent.eosTokenIds, parent.arrivalTime);
+        for (const t of parent.outputTokenIds) child.appendToken(t);
+        child.cumulativeLogprob = parent.cumulativeLogprob + e.logprob;
+        child.appendToken(e.tokenId);
+        if (parent.status === 'running') {
+          this.kv.fork(parent, child);
+          child.status = 'running';
+          this.scheduler.running.push(child);
+        } else {
+          this.scheduler.add(child);
+        }
+        st.seqs.push(child);
+        live.push(child);
+      }
+      parent.cumulativeLogprob += exts[0]!.logprob;
+      parent.appendToken(exts[0]!.tokenId);
+      live.push(parent);
+    }
+    beam.live = live;
+    if (!res.done) return;
+    for (const b of live) this.finishSeq(st, b, 'length', false);
+    beam.results(st.req.params.n).forEach((h, index) => {
+      st.pending.set(index, {
+        index,
+        newTokenIds: h.outputTokenIds,
+        newLogprobs: null,
+        cumulativeLogprob: h.cumulativeLogprob,
+        finishReason: h.finishReason,
+        stopReason: null,
+      });
+    });
+    st.done = true;
+  }
+
+  /** Whether the request is over; marks it so. */
+  private updateDone(st: RequestState): boolean {
+    if (!st.done && !st.beam && st.pendingForks.length === 0 && st.seqs.every((s) => s.status === 'finished')) st.done = true;
+    return st.done;
   }
 
   private pendingDelta(st: RequestState, s: Sequence): SeqDelta {
@@ -376,6 +460,7 @@ export class EngineCore {
 
   /** Finish sequences that produced a stop token or reached their length limit this step. */
   private checkStops(st: RequestState): void {
+    if (st.beam) return;
     const maxLen = this.info.maxModelLen;
     for (const s of st.seqs) {
       if (s.status !== 'running') continue;
@@ -398,11 +483,13 @@ export class EngineCore {
     }
   }
 
-  private finishSeq(st: RequestState, s: Sequence, reason: 'stop' | 'length' | 'abort'): void {
+  /** Finish a sequence and free its blocks; `report` = tell the client (beams that die are not reported). */
+  private finishSeq(st: RequestState, s: Sequence, reason: 'stop' | 'length' | 'abort', report = true): void {
     s.finishReason = reason;
     if (s.status !== 'finished') this.scheduler.remove(s);
     s.status = 'finished';
     if (reason === 'abort') st.pendingForks = [];
+    if (!report || (st.beam && reason !== 'abort')) return;
     const d = this.pendingDelta(st, s);
     d.finishReason = reason;
     d.stopReason = s.stopReason;

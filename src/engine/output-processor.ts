@@ -95,12 +95,23 @@ export class RequestTracker {
     }
     this.output.finished = true;
     this.output.metrics.finishedTime = now;
+    const { n, bestOf, useBeamSearch } = this.params;
+    if (!useBeamSearch && bestOf > n && this.output.outputs.length > n) {
+      // best_of: keep the n sequences with the highest cumulative logprob, renumbered 0..n-1.
+      const best = [...this.output.outputs].sort((a, b) => b.cumulativeLogprob - a.cumulativeLogprob).slice(0, n);
+      best.forEach((o, i) => (o.index = i));
+      this.output.outputs = best;
+    }
   }
 
   /** True once every sequence has finished (possibly before the engine reports the request done). */
   get allSeqsDone(): boolean {
-    const n = Math.max(this.params.n, this.params.bestOf);
-    return this.seqs.length === n && this.seqs.every((s) => s.done);
+    return this.seqs.length === this.expectedSeqs && this.seqs.every((s) => s.done);
+  }
+
+  /** Sequences the engine reports: best_of of them when sampling (n kept at the end), n hypotheses for beam search. */
+  private get expectedSeqs(): number {
+    return this.params.useBeamSearch ? this.params.n : Math.max(this.params.n, this.params.bestOf);
   }
 
   private seq(index: number): SeqState {

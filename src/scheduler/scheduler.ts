@@ -78,7 +78,8 @@ export class Scheduler {
     for (const decoding of [true, false]) {
       for (const seq of this.running.slice()) {
         if (budget <= 0) break;
-        if (done.has(seq) || seq.status !== 'running' || (seq.numUncomputed === 1) !== decoding) continue;
+        // A beam that has proposed its next tokens waits (nothing uncomputed) for its siblings.
+        if (done.has(seq) || seq.status !== 'running' || seq.numUncomputed === 0 || (seq.numUncomputed === 1) !== decoding) continue;
         const n = Math.min(seq.numUncomputed, budget);
         if (this.allocateOrPreempt(seq, n, done, preempted)) take(seq, n);
       }
