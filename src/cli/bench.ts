@@ -12,6 +12,10 @@ const KINDS: Record<string, { help: string; run: (argv: string[]) => Promise<voi
     help: 'one batch: --model M --batch-size B --input-len L --output-len O [--iters N] [--json]',
     run: async (a) => (await import('../bench/latency.js')).benchLatency(a),
   },
+  sharing: {
+    help: 'memory sharing on one long prompt: --model M [--input-len 1024] [--output-len 128] [--json]',
+    run: async (a) => (await import('../bench/sharing.js')).benchSharing(a),
+  },
   serve: {
     help: 'load generator against any OpenAI-compatible server: --base-url URL --model NAME [--num-prompts N] [--request-rate R|inf] [--max-concurrency C] [--input-len L --output-len O | --dataset FILE] [--json]',
     run: async (a) => (await import('../bench/serve.js')).benchServe(a),
