@@ -55,29 +55,48 @@ export class Generation {
 
   /**
    * Every prompt's outputs as they come, interleaved: yields `[promptIndex, snapshot]`. Snapshots
-   * are cumulative (and the same object each time for a given prompt). Throws the first failure.
+   * are cumulative (and the same object each time for a given prompt), so a prompt that changed
+   * several times while the consumer was busy is yielded once. Throws the first failure.
    */
   async *outputs(): AsyncGenerator<[number, RequestOutput]> {
-    type Step = { i: number; ok: true; r: IteratorResult<RequestOutput> } | { i: number; ok: false; err: unknown };
-    const its = this.streams.map((s) => s[Symbol.asyncIterator]());
-    // Never-rejecting wrappers: a failure is a value, so no rejection is ever left unhandled.
-    const next = (i: number): Promise<Step> =>
-      its[i]!.next().then(
-        (r): Step => ({ i, ok: true, r }),
-        (err: unknown): Step => ({ i, ok: false, err }),
-      );
-    const pending = new Map<number, Promise<Step>>(its.map((_, i) => [i, next(i)]));
-    while (pending.size > 0) {
-      const step = await Promise.race(pending.values());
-      if (!step.ok) throw step.err;
-      const r = step.r;
-      if (r.done) {
-        pending.delete(step.i);
+    // One pump per stream marks its prompt dirty; the consumer drains the dirty set in order.
+    // (A Promise.race loop would pile up reactions on long-pending streams.)
+    const dirty = new Set<number>();
+    const st: { failure: { err: unknown } | null; active: number } = { failure: null, active: this.streams.length };
+    let wake: (() => void) | null = null;
+    const poke = (): void => {
+      const w = wake;
+      wake = null;
+      w?.();
+    };
+    this.streams.forEach((stream, i) => {
+      void (async () => {
+        try {
+          for await (const _ of stream) {
+            dirty.add(i);
+            poke();
+          }
+        } catch (err) {
+          st.failure ??= { err };
+        } finally {
+          st.active--;
+          poke();
+        }
+      })();
+    });
+    for (;;) {
+      if (st.failure) throw st.failure.err;
+      const next = dirty.values().next();
+      if (!next.done) {
+        const i = next.value;
+        dirty.delete(i);
+        const o = this.streams[i]!.output;
+        this.gaps[i]!.observe(o);
+        yield [i, o];
         continue;
       }
-      pending.set(step.i, next(step.i));
-      this.gaps[step.i]!.observe(r.value);
-      yield [step.i, r.value];
+      if (st.active === 0) return;
+      await new Promise<void>((resolve) => (wake = resolve));
     }
   }
 
