@@ -3,16 +3,18 @@
 // Work items are (sequence, KV head, tile of up to kTileTokens query tokens); an item walks the
 // block table once and serves every query head of its KV head group (GQA / MQA / MHA) for every
 // token of its tile. Keys are consumed in chunks of kChunk at absolute positions [c*kChunk,
-// (c+1)*kChunk): each chunk is staged once per item (float32 pointers into the cache, or a bf16
-// -> f32 copy, both exact), then every query row whose causal window reaches it does one online
-// softmax step on it:
+// (c+1)*kChunk): each chunk is staged once per item into contiguous float32 buffers (a copy, or
+// the exact bf16 -> f32 widening), then every query row whose causal window reaches it does one
+// online softmax step on it:
 //   s_j = dot(q, k_j) * scale            (the ISA's fixed dot order / reduction tree)
 //   m'  = max(m, max_j s_j);  alpha = exp(m - m');  p_j = exp(s_j - m')
 //   l   = l * alpha + sum_j p_j          (fixed tree)
 //   acc = acc * alpha;  acc += p_j * v_j for j in key order
-// and at the end out = acc / l. A row's operations depend only on its own q, its position and
-// the key/value contents: not on the tile, the other rows, the number of sequences, the thread
-// that runs it, the physical block ids or even the block size.
+// and at the end out = acc / l. Rows with the same key count in a chunk are stepped in packs of
+// up to 4 that share the V loads of acc += p_j * v_j (each row keeps its own accumulators and
+// order). A row's operations depend only on its own q, its position and the key/value contents:
+// not on the tile, the other rows, the number of sequences, the thread that runs it, the
+// physical block ids or even the block size.
 #include <algorithm>
 #include <cmath>
 #include <cstring>
