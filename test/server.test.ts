@@ -180,7 +180,7 @@ describe('request mapping: /v1/completions', () => {
     rejects(() => parseCompletionRequest({ prompt: 'a', max_tokens: 1e300 }, ctx), 400, 'max_tokens');
     rejects(() => parseCompletionRequest({ prompt: 'a', stream: 'yes' }, ctx), 400, 'stream');
     rejects(() => parseCompletionRequest({ prompt: 'a', stream_options: { include_usage: true } }, ctx), 400, 'stream_options');
-    rejects(() => parseCompletionRequest({ prompt: 'a', use_beam_search: true }, ctx), 400, 'use_beam_search');
+    rejects(() => parseCompletionRequest({ prompt: 'a', use_beam_search: true }, ctx), 400, 'best_of', /beam width/);
     rejects(() => parseCompletionRequest({ prompt: 'a', response_format: { type: 'json_object' } }, ctx), 400, 'response_format');
     rejects(() => parseCompletionRequest({ prompt: 'a', guided_regex: 'a+' }, ctx), 400, 'guided_regex');
     rejects(() => parseCompletionRequest({ prompt: 'a', stream: true, prompt_logprobs: 1 }, ctx), 400, 'prompt_logprobs');
@@ -478,6 +478,22 @@ describe('server end to end', () => {
     assert.equal(c.finish_reason, 'stop');
     assert.equal(c.stop_reason, third);
     assert.equal(stopped.usage!.completion_tokens, 3);
+  });
+
+  test('beam search (vLLM\'s legacy use_beam_search, best_of = beam width)', async () => {
+    const body = { model, prompt: 'Once upon a time', max_tokens: 8, temperature: 0, use_beam_search: true, best_of: 3, n: 2 };
+    const r = (await postJson(s.url, '/v1/completions', body)).json() as OpenAI.Completion;
+    assert.deepEqual(
+      r.choices.map((c) => c.index),
+      [0, 1],
+    );
+    assert.ok(r.choices.every((c) => c.text.length > 0));
+    assert.notEqual(r.choices[0]!.text, r.choices[1]!.text);
+    let streamed = '';
+    for await (const c of await client.completions.create({ ...body, stream: true } as Extra as unknown as OpenAI.CompletionCreateParamsStreaming)) {
+      for (const ch of c.choices) if (ch.index === 0) streamed += ch.text;
+    }
+    assert.equal(streamed, r.choices[0]!.text);
   });
 
   test('chat: template-rendered prompt, assistant message, usage; streaming matches', async () => {

@@ -12,8 +12,10 @@
  *   further capped by the model's generation_config `max_new_tokens` when it has one.
  * - Fields the request leaves unset take the model's generation_config defaults (temperature,
  *   top_p, top_k, repetition_penalty), as vLLM's `--generation-config auto` (its default) does.
+ * - Beam search is vLLM's legacy form: `use_beam_search` with `best_of` as the beam width,
+ *   `temperature` 0 and `n` hypotheses returned (all reported when the search ends).
  * - Unknown fields are ignored (and reported so the route can log a warning); fields we know but
- *   cannot honour (suffix, beam search, structured output, tool calling, per-request templates)
+ *   cannot honour (suffix, structured output, tool calling, per-request templates)
  *   are rejected rather than silently ignored, because ignoring them would change the output.
  */
 import { ContextLengthError, InvalidRequestError, NotFoundError } from '../errors.js';
@@ -242,6 +244,7 @@ const SAMPLING_FIELDS: ReadonlyArray<readonly [string, keyof SamplingParamsInput
   ['spaces_between_special_tokens', 'spacesBetweenSpecialTokens'],
   ['length_penalty', 'lengthPenalty'],
   ['early_stopping', 'earlyStopping'],
+  ['use_beam_search', 'useBeamSearch'],
 ];
 
 /** Fields known to both endpoints and accepted without effect (as vLLM does). */
@@ -254,7 +257,6 @@ const COMMON_FIELDS = [
   'max_tokens',
   'logprobs',
   'prompt_logprobs',
-  'use_beam_search',
   'request_id',
   'return_token_ids',
   'return_tokens_as_token_ids',
@@ -293,7 +295,6 @@ const CHAT_FIELDS = new Set([
 
 /** Reject fields we know but cannot honour: ignoring them would silently change the output. */
 function rejectUnsupported(body: Body): void {
-  if (get(body, 'use_beam_search') === true) fail('use_beam_search', 'use_beam_search is not supported by this server');
   const rf = get(body, 'response_format');
   if (rf !== undefined) {
     const type = typeof rf === 'object' && !Array.isArray(rf) ? (rf as Body)['type'] : undefined;
@@ -451,7 +452,7 @@ export function parseCompletionRequest(raw: unknown, ctx: RequestContext): Compl
   input.promptLogprobs = promptLogprobs ?? (echo && logprobs !== null ? logprobs : null);
   // Validate everything except the prompt-dependent max_tokens before tokenizing.
   const base = makeParams({ ...input, maxTokens: maxTokens ?? ctx.maxModelLen }, ctx);
-  if (common.stream && base.bestOf !== base.n) fail('best_of', 'best_of must equal n when stream is true');
+  if (common.stream && base.bestOf !== base.n && !base.useBeamSearch) fail('best_of', 'best_of must equal n when stream is true (except with beam search)');
 
   const k = truncation(body, ctx);
   const raws = parsePromptField(body, ctx.vocabSize);
@@ -584,7 +585,7 @@ export function parseChatRequest(raw: unknown, ctx: RequestContext): ChatRequest
   input.logprobs = topLogprobs ?? (wantsBestOf ? 0 : null);
   input.promptLogprobs = promptLogprobs;
   const base = makeParams({ ...input, maxTokens: maxTokens ?? ctx.maxModelLen }, ctx);
-  if (common.stream && base.bestOf !== base.n) fail('best_of', 'best_of must equal n when stream is true');
+  if (common.stream && base.bestOf !== base.n && !base.useBeamSearch) fail('best_of', 'best_of must equal n when stream is true (except with beam search)');
 
   const k = truncation(body, ctx);
   const rendered = renderChat(body, ctx, messages, false, k === null);
