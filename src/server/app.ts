@@ -12,7 +12,7 @@ import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest }
 import type { AsyncEngine } from '../engine/async-engine.js';
 import type { RequestOutput } from '../engine/output-processor.js';
 import type { EngineStats } from '../engine/protocol.js';
-import { AuthenticationError, InvalidRequestError, NotFoundError, ServiceUnavailableError } from '../errors.js';
+import { AuthenticationError, InvalidRequestError, NotFoundError, PagewiseError, ServiceUnavailableError } from '../errors.js';
 import { chatHandler } from './chat.js';
 import { completionsHandler } from './completions.js';
 import { generationDefaults, warnIgnored, type ServeContext, type ServerLog } from './context.js';
@@ -188,7 +188,12 @@ export function createServer(engine: AsyncEngine, opts: ServerOptions = {}): Pag
 
   app.setErrorHandler((err, request, reply) => {
     const e = toHttpError(err);
-    if (e.status >= 500) log('error', `${request.method} ${request.url}: ${e.body.error.message}${err instanceof Error && err.cause instanceof Error ? ` (cause: ${err.cause.message})` : ''}`);
+    if (e.status >= 500) {
+      const cause = err instanceof Error && err.cause instanceof Error ? ` (cause: ${err.cause.message})` : '';
+      // Errors outside our hierarchy are bugs: their stack is what someone will need.
+      const stack = !(err instanceof PagewiseError) && err instanceof Error && err.stack ? `\n${err.stack}` : '';
+      log('error', `${request.method} ${request.url.split('?')[0]}: ${e.body.error.message}${cause}${stack}`);
+    }
     if (e.status === 401) void reply.header('www-authenticate', 'Bearer');
     return reply.code(e.status).send(e.body);
   });
