@@ -125,6 +125,21 @@ describe('parallel sampling', () => {
     c.close();
   });
 
+  test('forking requests never run more sequences than --max-num-seqs', () => {
+    const c = core(tiny, { maxNumSeqs: 2 });
+    const got = run(c, [
+      { id: 'two', prompt: [5, 6, 7], params: { temperature: 1, n: 2, seed: 1, maxTokens: 5, ignoreEos: true } },
+      { id: 'one', prompt: [8, 9], params: { temperature: 1, seed: 2, maxTokens: 5, ignoreEos: true } },
+    ]);
+    assert.equal(got.get('two')!.length, 2);
+    assert.equal(got.get('one')!.length, 1);
+    assert.throws(
+      () => run(c, [{ id: 'three', prompt: [5], params: { temperature: 1, n: 3, maxTokens: 2 } }]),
+      /runs 3 sequences at once .* at most 2 \(--max-num-seqs\)/,
+    );
+    c.close();
+  });
+
   test('aborting a forked request and preemption of shared blocks return every reference', () => {
     const c = core(tiny, { kvCacheMemory: 12 * (1 << 13) });
     const V = c.info.model.vocabSize;

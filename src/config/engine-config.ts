@@ -54,9 +54,9 @@ export const ENGINE_DEFAULTS: EngineConfig = {
   maxWaitingRequests: 4096,
 };
 
-/** Default KV budget when none is given: 40% of free memory, capped at 8 GiB. */
+/** Default KV budget when none is given: 40% of free memory, capped at 4 GiB (vLLM's CPU default). */
 export function defaultKvCacheBytes(): number {
-  return Math.min(Math.floor(freemem() * 0.4), 8 * 1024 ** 3);
+  return Math.min(Math.floor(freemem() * 0.4), 4 * 1024 ** 3);
 }
 
 const SIZE_UNITS: Record<string, number> = {
@@ -119,7 +119,7 @@ export const ENGINE_FLAGS_HELP = `Engine options:
   --threads N                  native compute threads (default: ${ENGINE_DEFAULTS.threads}, all cores)
   --dtype D                    auto | float32 | bfloat16 (default auto)
   --kv-cache-dtype D           auto | float32 | bfloat16 (default auto: follows --dtype)
-  --kv-cache-memory SIZE       KV pool size, e.g. 4GiB (default: 40% of free RAM, at most 8GiB)
+  --kv-cache-memory SIZE       KV pool size, e.g. 4GiB (default: 40% of free RAM, at most 4GiB)
   --block-size N               tokens per KV block (default ${ENGINE_DEFAULTS.blockSize})
   --max-num-batched-tokens N   token budget per step (default ${ENGINE_DEFAULTS.maxNumBatchedTokens})
   --max-num-seqs N             sequences running at once (default ${ENGINE_DEFAULTS.maxNumSeqs})

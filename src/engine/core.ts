@@ -14,7 +14,7 @@ import { ModelRunner, type LogitsRequest } from '../model/runner.js';
 import { deriveSeed, type SamplingParams } from '../sampling/params.js';
 import { Rng } from '../sampling/rng.js';
 import { promptLogprobs, Sampler, type SamplerRow } from '../sampling/sampler.js';
-import { Scheduler, type ScheduledSeq } from '../scheduler/scheduler.js';
+import { requestWidth, Scheduler, type ScheduledSeq } from '../scheduler/scheduler.js';
 import { BeamGroup, proposeTokens } from './beam-search.js';
 import type { EngineInfo, EngineRequest, EngineStats, RequestDelta, SeqDelta, TokenLogprobs } from './protocol.js';
 import { Sequence } from './sequence.js';
@@ -49,6 +49,13 @@ export function checkRequestFits(info: EngineInfo, prompt: readonly number[], pa
     if (!Number.isInteger(id) || id < 0 || id >= V) {
       throw new InvalidRequestError(`prompt token id ${id} is out of range for a vocabulary of ${V} tokens`, { param: 'prompt' });
     }
+  }
+  const width = requestWidth(params);
+  if (width > info.config.maxNumSeqs) {
+    throw new InvalidRequestError(
+      `the request runs ${width} sequences at once (n/best_of) but the engine runs at most ${info.config.maxNumSeqs} (--max-num-seqs)`,
+      { param: params.bestOf > params.n ? 'best_of' : 'n' },
+    );
   }
   const total = prompt.length + params.maxTokens;
   const maxLen = info.maxModelLen;
@@ -237,9 +244,11 @@ export class EngineCore {
     let reserved = 0;
     for (const s of this.scheduler.running) reserved += s.promptLen + s.params.maxTokens;
     const stored = pool.numStoredTokens;
+    // Requests, not sequences (a request with n > 1 counts once), as vLLM reports them.
+    const requestsIn = (q: readonly Sequence[]): number => new Set(q.map((s) => s.requestId)).size;
     return {
-      running: this.scheduler.running.length,
-      waiting: this.scheduler.waiting.length,
+      running: requestsIn(this.scheduler.running),
+      waiting: requestsIn(this.scheduler.waiting),
       preemptedThisStep: preempted,
       numPreemptionsTotal: this.scheduler.numPreemptions,
       scheduledTokens,

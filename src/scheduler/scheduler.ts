@@ -41,6 +41,17 @@ export interface SchedulerConfig {
  */
 const MAX_SKIPS = 8;
 
+/** Sequences a waiting sequence will become: its request's width before it forks, else 1. */
+export function fanOut(seq: Sequence): number {
+  if (seq.index !== 0 || seq.outputTokenIds.length > 0) return 1;
+  return requestWidth(seq.params);
+}
+
+/** Sequences a request runs at once: best_of for beam search, max(n, best_of) for sampling. */
+export function requestWidth(p: { n: number; bestOf: number; useBeamSearch: boolean }): number {
+  return p.useBeamSearch ? p.bestOf : Math.max(p.n, p.bestOf);
+}
+
 export class Scheduler {
   readonly waiting: Sequence[] = [];
   readonly running: Sequence[] = [];
@@ -77,7 +88,7 @@ export class Scheduler {
     // Decodes first, then prefills that are already running, both in admission order.
     for (const decoding of [true, false]) {
       for (const seq of this.running.slice()) {
-        if (budget <= 0) break;
+        if (budget <= 0 || scheduled.length >= this.cfg.maxNumSeqs) break;
         // A beam that has proposed its next tokens waits (nothing uncomputed) for its siblings.
         if (done.has(seq) || seq.status !== 'running' || seq.numUncomputed === 0 || (seq.numUncomputed === 1) !== decoding) continue;
         const n = Math.min(seq.numUncomputed, budget);
@@ -88,8 +99,10 @@ export class Scheduler {
     // Admit waiting sequences (not in a step that had to preempt: the pool is under pressure).
     const mayAdmit = this.cfg.kind === 'continuous' ? preempted.length === 0 : this.running.length === 0;
     if (mayAdmit) {
-      for (let i = 0; i < this.waiting.length && budget > 0 && this.running.length < this.cfg.maxNumSeqs; ) {
+      for (let i = 0; i < this.waiting.length && budget > 0 && scheduled.length < this.cfg.maxNumSeqs; ) {
         const seq = this.waiting[i]!;
+        // A request that will fork (n > 1, best_of, beam search) needs room for all its sequences.
+        if (this.running.length + fanOut(seq) > this.cfg.maxNumSeqs) break;
         const hit = this.kv.takeCachedPrefix(seq);
         const n = Math.min(seq.numUncomputed, budget);
         if (!this.kv.allocate(seq, n)) {
