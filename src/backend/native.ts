@@ -201,7 +201,7 @@ function findAddon(): string {
     dir = dirname(dir);
   }
   throw new Error(
-    'Pagewise native addon not found (build/Release/pagewise.node). Run `npm install` (or `npx node-gyp rebuild`) in the package directory to build it.',
+    'Pagewise native addon not found (build/Release/pagewise.node). Run `npm install` (or `npm rebuild`) in the package directory to build it.',
   );
 }
 

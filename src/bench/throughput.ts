@@ -27,7 +27,13 @@ export interface ThroughputResult {
   kv_waste_contiguous_mean: number;
   kv_usage_peak: number;
   num_preemptions: number;
+  /** Prompt tokens found in the prefix cache / prompt tokens looked up. */
+  prefix_cache_hit_rate: number;
   steps: number;
+}
+
+function hitRate(s: EngineStats | null): number {
+  return s && s.prefixCacheQueries > 0 ? s.prefixCacheHits / s.prefixCacheQueries : 0;
 }
 
 /** Run one workload on a fresh engine and measure it. */
@@ -76,6 +82,7 @@ export async function runThroughput(cfg: Partial<EngineConfig>, work: WorkItem[]
       kv_waste_contiguous_mean: mean(contiguous),
       kv_usage_peak: usagePeak,
       num_preemptions: (last as EngineStats | null)?.numPreemptionsTotal ?? 0,
+      prefix_cache_hit_rate: hitRate(last),
       steps,
     };
   } finally {
@@ -86,7 +93,7 @@ export async function runThroughput(cfg: Partial<EngineConfig>, work: WorkItem[]
 export async function benchThroughput(argv: string[]): Promise<void> {
   const flags = parseArgs(argv, {
     values: [...ENGINE_FLAGS.values, 'num-prompts', 'input-len', 'output-len', 'dataset', 'seed'],
-    booleans: [...ENGINE_FLAGS.booleans, 'json', 'compare-static'],
+    booleans: [...ENGINE_FLAGS.booleans, 'json', 'compare-static', 'compare-prefix-caching'],
   });
   const cfg = engineConfigFromFlags(flags);
   const seed = intFlag(flags, 'seed') ?? 0;
@@ -109,6 +116,14 @@ export async function benchThroughput(argv: string[]): Promise<void> {
     out['static_total_tokens_per_s'] = st.total_tokens_per_s;
     out['static_elapsed_s'] = st.elapsed_s;
     out['continuous_over_static'] = res.output_tokens_per_s / st.output_tokens_per_s;
+  }
+  if (flags.has('compare-prefix-caching')) {
+    // The same workload with prefix caching off (on is the default run above, unless disabled).
+    const off = await runThroughput({ ...cfg, enablePrefixCaching: false }, work, seed);
+    out['no_prefix_caching_total_tokens_per_s'] = off.total_tokens_per_s;
+    out['no_prefix_caching_elapsed_s'] = off.elapsed_s;
+    out['prefix_caching_speedup'] = res.total_tokens_per_s / off.total_tokens_per_s;
+    out['prefix_cache_hit_rate'] = res.prefix_cache_hit_rate;
   }
   if (flags.has('json')) process.stdout.write(`${JSON.stringify(out)}\n`);
   else process.stdout.write(`${JSON.stringify(out, null, 2)}\n`);

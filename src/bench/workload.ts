@@ -13,7 +13,10 @@ export interface WorkItem {
 
 export interface WorkloadSpec {
   numPrompts: number;
-  /** 'random' (mixed lengths), 'fixed' (inputLen/outputLen), or a JSONL file path. */
+  /**
+   * 'random' (mixed lengths), 'fixed' (inputLen/outputLen), 'shared-prefix' (fixed lengths, the
+   * first half of every prompt identical: a system prompt), or a JSONL file path.
+   */
   dataset: string;
   inputLen: number;
   outputLen: number;
@@ -46,6 +49,13 @@ export function makeWorkload(s: WorkloadSpec): WorkItem[] {
   }
   if (s.dataset === 'fixed') {
     return Array.from({ length: s.numPrompts }, () => ({ promptTokenIds: randomIds(rng, s.inputLen, s.vocabSize), outputLen: s.outputLen }));
+  }
+  if (s.dataset === 'shared-prefix') {
+    const prefix = randomIds(rng, Math.floor(s.inputLen / 2), s.vocabSize);
+    return Array.from({ length: s.numPrompts }, () => ({
+      promptTokenIds: [...prefix, ...randomIds(rng, s.inputLen - prefix.length, s.vocabSize)],
+      outputLen: s.outputLen,
+    }));
   }
   const lines = readFileSync(s.dataset, 'utf8').split('\n').filter((l) => l.trim() !== '');
   const items = lines.map((l, i) => {

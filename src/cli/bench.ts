@@ -5,7 +5,7 @@ import { InvalidRequestError } from '../errors.js';
 
 const KINDS: Record<string, { help: string; run: (argv: string[]) => Promise<void> }> = {
   throughput: {
-    help: 'offline throughput: --model M --num-prompts N --input-len L --output-len O [--dataset random|FILE.jsonl] [--seed S] [--compare-static] [--json]',
+    help: 'offline throughput: --model M --num-prompts N --input-len L --output-len O [--dataset fixed|random|shared-prefix|FILE.jsonl] [--seed S] [--compare-static] [--compare-prefix-caching] [--json]',
     run: async (a) => (await import('../bench/throughput.js')).benchThroughput(a),
   },
   latency: {
