@@ -16,6 +16,10 @@ const KINDS: Record<string, { help: string; run: (argv: string[]) => Promise<voi
     help: 'memory sharing on one long prompt: --model M [--input-len 1024] [--output-len 128] [--json]',
     run: async (a) => (await import('../bench/sharing.js')).benchSharing(a),
   },
+  sampler: {
+    help: 'sampler cost per row on random logits: [--vocab-size 49152] [--batch 8] [--iters 50] [--json]',
+    run: async (a) => (await import('../bench/sampler.js')).benchSamplerCommand(a),
+  },
   serve: {
     help: 'load generator against any OpenAI-compatible server: --base-url URL --model NAME [--num-prompts N] [--request-rate R|inf] [--max-concurrency C] [--input-len L --output-len O | --dataset FILE] [--json]',
     run: async (a) => (await import('../bench/serve.js')).benchServe(a),

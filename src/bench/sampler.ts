@@ -1,12 +1,11 @@
 /**
  * Sampler micro-benchmark: microseconds per row for the common sampling configurations on random
- * logits. Prints JSON when run directly:
- *   node --import tsx bench/sampler.ts [vocabSize] [batch] [iters]
+ * logits: `pagewise bench sampler [--vocab-size V] [--batch B] [--iters N] [--json]`.
  */
-import { fileURLToPath } from 'node:url';
-import { Sampler, type SamplerRow } from '../src/sampling/sampler.js';
-import { makeSamplingParams, type SamplingParamsInput } from '../src/sampling/params.js';
-import { Rng } from '../src/sampling/rng.js';
+import { intFlag, parseArgs } from '../cli/args.js';
+import { Sampler, type SamplerRow } from '../sampling/sampler.js';
+import { makeSamplingParams, type SamplingParamsInput } from '../sampling/params.js';
+import { Rng } from '../sampling/rng.js';
 
 export interface BenchSamplerOptions {
   vocabSize: number;
@@ -67,10 +66,12 @@ export function benchSampler(opts: BenchSamplerOptions): Record<string, number> 
   return result;
 }
 
-if (process.argv[1] === fileURLToPath(import.meta.url)) {
-  const vocabSize = Number(process.argv[2] ?? 49152);
-  const batch = Number(process.argv[3] ?? 8);
-  const iters = Number(process.argv[4] ?? 50);
+export async function benchSamplerCommand(argv: string[]): Promise<void> {
+  const flags = parseArgs(argv, { values: ['vocab-size', 'batch', 'iters'], booleans: ['json'] });
+  const vocabSize = intFlag(flags, 'vocab-size') ?? 49152;
+  const batch = intFlag(flags, 'batch') ?? 8;
+  const iters = intFlag(flags, 'iters') ?? 50;
   const us = benchSampler({ vocabSize, batch, iters });
-  console.log(JSON.stringify({ bench: 'sampler', unit: 'us_per_row', vocabSize, batch, iters, node: process.version, results: us }, null, 2));
+  const out = { bench: 'sampler', unit: 'us_per_row', vocab_size: vocabSize, batch, iters, node: process.version, results: us };
+  process.stdout.write(`${JSON.stringify(out, null, flags.has('json') ? undefined : 2)}\n`);
 }

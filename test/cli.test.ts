@@ -1,0 +1,94 @@
+/**
+ * The `pagewise` command line, run as a child process the way users run it: generate (text, ids,
+ * prompts files, the demo model), fixture, and clear errors with exit code 1.
+ */
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { describe, test } from 'node:test';
+import { promisify } from 'node:util';
+import { fixturePath, loadGolden } from './helpers/fixtures.js';
+
+const root = resolve(import.meta.dirname, '..');
+const tmp = mkdtempSync(join(tmpdir(), 'pagewise-cli-'));
+
+async function pagewise(args: string[]): Promise<{ stdout: string; stderr: string; code: number }> {
+  const entry = `import('./src/cli/main.ts').then((m) => m.main(process.argv.slice(1)))`;
+  try {
+    const r = await promisify(execFile)(process.execPath, ['--import', 'tsx', '-e', entry, '--', ...args], {
+      cwd: root,
+      env: { ...process.env, PAGEWISE_CACHE: join(tmp, 'cache') },
+      maxBuffer: 16 << 20,
+    });
+    return { ...r, code: 0 };
+  } catch (e) {
+    const err = e as { stdout: string; stderr: string; code: number };
+    return { stdout: err.stdout, stderr: err.stderr, code: err.code };
+  }
+}
+
+const engineFlags = ['--kv-cache-memory', '32MiB', '--threads', '2'];
+
+describe('pagewise generate', () => {
+  test('--prompt-ids --json on a fixture reproduces the golden greedy tokens', async () => {
+    const g = loadGolden('llama-tiny').cases[1]!;
+    const r = await pagewise([
+      'generate', '--model', fixturePath('llama-tiny'), '--prompt-ids', g.prompt_token_ids.join(','),
+      '--max-tokens', String(g.greedy.max_tokens), '--temperature', '0', '--json', ...engineFlags,
+    ]);
+    assert.equal(r.code, 0, r.stderr);
+    const out = JSON.parse(r.stdout.trim()) as { prompt_token_ids: number[]; token_ids: number[]; text: string };
+    assert.deepEqual(out.prompt_token_ids, g.prompt_token_ids);
+    assert.deepEqual(out.token_ids, g.greedy.token_ids);
+    assert.equal(typeof out.text, 'string');
+  });
+
+  test('--prompt text on stories260k gives the golden story; --prompts-file keeps input order', async () => {
+    const tc = loadGolden('stories260k').text_cases!;
+    const one = await pagewise(['generate', '--model', fixturePath('stories260k'), '--prompt', tc[0]!.prompt, '--max-tokens', '200', '--temperature', '0', ...engineFlags]);
+    assert.equal(one.code, 0, one.stderr);
+    assert.equal(one.stdout, `${tc[0]!.greedy.text_completion}\n`);
+
+    const file = join(tmp, 'prompts.jsonl');
+    writeFileSync(file, `${JSON.stringify(tc[1]!.prompt)}\n${JSON.stringify({ prompt_token_ids: tc[2]!.prompt_token_ids })}\n${JSON.stringify(tc[0]!.prompt)}\n`);
+    const many = await pagewise(['generate', '--model', fixturePath('stories260k'), '--prompts-file', file, '--max-tokens', '200', '--temperature', '0', '--json', ...engineFlags]);
+    assert.equal(many.code, 0, many.stderr);
+    const lines = many.stdout.trim().split('\n').map((l) => JSON.parse(l) as { token_ids: number[]; prompt_token_ids: number[] });
+    assert.deepEqual(lines.map((l) => l.token_ids), [tc[1]!.greedy.token_ids, tc[2]!.greedy.token_ids, tc[0]!.greedy.token_ids]);
+    assert.deepEqual(lines[1]!.prompt_token_ids, tc[2]!.prompt_token_ids);
+  });
+
+  test('the demo model works with no download and says its weights are random', async () => {
+    const r = await pagewise(['generate', '--prompt', 'hi', '--max-tokens', '5', '--seed', '1', '--json', ...engineFlags]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stderr, /RANDOM weights/);
+    assert.equal((JSON.parse(r.stdout) as { token_ids: number[] }).token_ids.length, 5);
+  });
+
+  test('bad input exits 1 with a clear message', async () => {
+    for (const [args, msg] of [
+      [['generate', '--prompt', 'a', '--prompt-ids', '1'], /exactly one of --prompt, --prompt-ids or --prompts-file/],
+      [['generate', '--prompt-ids', '1,x'], /comma-separated non-negative token ids/],
+      [['generate', '--prompt', 'a', '--temperature', '-1', ...engineFlags], /temperature/],
+      [['generate', '--prompt', 'a', '--bogus'], /unknown option --bogus/],
+      [['generate', '--model', join(tmp, 'nope'), '--prompt', 'a'], /nope/],
+      [['frobnicate'], /unknown command "frobnicate"/],
+    ] as const) {
+      const r = await pagewise([...args]);
+      assert.equal(r.code, 1, `${args.join(' ')}: expected exit 1`);
+      assert.match(r.stderr, msg);
+    }
+  });
+});
+
+test('pagewise fixture writes a loadable model dir', async () => {
+  const out = join(tmp, 'tiny');
+  const r = await pagewise(['fixture', '--preset', 'tiny', '--out', out]);
+  assert.equal(r.code, 0, r.stderr);
+  const cfg = JSON.parse(readFileSync(join(out, 'config.json'), 'utf8')) as { hidden_size: number };
+  assert.equal(cfg.hidden_size, 64);
+  const g = await pagewise(['generate', '--model', out, '--prompt', 'hello', '--max-tokens', '3', '--temperature', '0', '--json', ...engineFlags]);
+  assert.equal(g.code, 0, g.stderr);
+});
