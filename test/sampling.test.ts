@@ -705,3 +705,14 @@ describe('StopStringMatcher', () => {
     }
   });
 });
+
+test('error messages stay short and safe on hostile values (deeply nested, huge)', () => {
+  let deep: unknown = [];
+  for (let i = 0; i < 200000; i++) deep = [deep];
+  assert.throws(() => makeSamplingParams({ temperature: deep as number }, { vocabSize: 10 }), /temperature must be a number, got object <array>/);
+  const huge = 'x'.repeat(100000);
+  assert.throws(
+    () => makeSamplingParams({ topP: huge as unknown as number }, { vocabSize: 10 }),
+    (e: unknown) => e instanceof Error && /top_p must be a number/.test(e.message) && e.message.length < 200,
+  );
+});

@@ -133,14 +133,17 @@ function fail(param: string, message: string): never {
   throw new InvalidRequestError(message, { param });
 }
 
+/** A value for an error message: short, and safe on hostile input (huge or deeply nested values). */
 function show(v: unknown): string {
-  if (typeof v === 'string') return JSON.stringify(v);
   if (typeof v === 'number') return String(v);
+  let text: string;
   try {
-    return JSON.stringify(v) ?? String(v);
+    text = JSON.stringify(v) ?? String(v);
   } catch {
-    return String(v);
+    // Too deep or cyclic for JSON (String() would recurse just as deep).
+    text = `<${Array.isArray(v) ? 'array' : typeof v}>`;
   }
+  return text.length > 80 ? `${text.slice(0, 77)}...` : text;
 }
 
 function num(param: string, v: unknown): number {
