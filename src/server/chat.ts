@@ -3,7 +3,7 @@
  * streamed (a role chunk per choice first, then content deltas) or not.
  */
 import type { FastifyReply, FastifyRequest } from 'fastify';
-import type { CompletionOutput, RequestOutput } from '../engine/output-processor.js';
+import type { RequestOutput } from '../engine/output-processor.js';
 import { checkAccepting, responseId, warnIgnored, type ServeContext } from './context.js';
 import { toHttpError } from './errors.js';
 import { chatLogprobs, promptLogprobsOut, TokenStrings, usage, type Usage } from './format.js';
@@ -21,11 +21,6 @@ interface Shared {
   strs: TokenStrings;
 }
 
-function chosen(o: RequestOutput, n: number): CompletionOutput[] {
-  if (o.outputs.length <= n) return o.outputs;
-  return [...o.outputs].sort((a, b) => b.cumulativeLogprob - a.cumulativeLogprob).slice(0, n);
-}
-
 export async function chatHandler(sc: ServeContext, request: FastifyRequest, reply: FastifyReply): Promise<unknown> {
   const req = parseChatRequest(request.body, sc.req);
   warnIgnored(sc, 'POST /v1/chat/completions', req.ignoredFields);
@@ -39,32 +34,12 @@ export async function chatHandler(sc: ServeContext, request: FastifyRequest, rep
     created: Math.floor(Date.now() / 1000),
     strs: new TokenStrings(sc.engine.tokenizer, req.returnTokensAsTokenIds),
   };
-  const unwatch = gen.abortOnDisconnect(reply.raw);
-  try {
-    if (req.stream) {
-      await stream(shared, gen, reply);
-      return reply;
-    }
-    let finals: RequestOutput[];
-    try {
-      finals = await gen.finals();
-    } catch (err) {
-      gen.abort();
-      throw err;
-    }
-    if (reply.raw.destroyed) {
-      reply.hijack();
-      return reply;
-    }
-    return response(shared, finals[0]!);
-  } finally {
-    unwatch();
-  }
+  return gen.serve(reply, req.stream, () => stream(shared, gen, reply), (finals) => response(shared, finals[0]!));
 }
 
 function response(s: Shared, o: RequestOutput): unknown {
   const { req } = s;
-  const outs = chosen(o, req.n);
+  const outs = o.outputs;
   const choices = outs.map((c, j) => {
     const choice: Record<string, unknown> = {
       index: j,

@@ -30,11 +30,6 @@ interface Shared {
 }
 
 /** The n outputs of one prompt that the client gets (the best by cumulative logprob under best_of). */
-function chosen(o: RequestOutput, n: number): CompletionOutput[] {
-  if (o.outputs.length <= n) return o.outputs;
-  return [...o.outputs].sort((a, b) => b.cumulativeLogprob - a.cumulativeLogprob).slice(0, n);
-}
-
 function tokensOf(outs: readonly CompletionOutput[], echoOnly: boolean): number {
   return echoOnly ? 0 : outs.reduce((a, c) => a + c.tokenIds.length, 0);
 }
@@ -58,28 +53,7 @@ export async function completionsHandler(sc: ServeContext, request: FastifyReque
     strs: new TokenStrings(sc.engine.tokenizer, req.returnTokensAsTokenIds),
     promptTexts: req.echo ? req.prompts.map((p) => p.text ?? sc.engine.tokenizer.decode(p.tokenIds)) : [],
   };
-  const unwatch = gen.abortOnDisconnect(reply.raw);
-  try {
-    if (req.stream) {
-      await stream(shared, gen, reply);
-      return reply;
-    }
-    let finals: RequestOutput[];
-    try {
-      finals = await gen.finals();
-    } catch (err) {
-      gen.abort();
-      throw err;
-    }
-    if (reply.raw.destroyed) {
-      // The client left; its requests were aborted and there is no one to answer.
-      reply.hijack();
-      return reply;
-    }
-    return response(shared, finals);
-  } finally {
-    unwatch();
-  }
+  return gen.serve(reply, req.stream, () => stream(shared, gen, reply), (finals) => response(shared, finals));
 }
 
 function response(s: Shared, finals: RequestOutput[]): unknown {
@@ -88,7 +62,7 @@ function response(s: Shared, finals: RequestOutput[]): unknown {
   let promptTokens = 0;
   let completionTokens = 0;
   finals.forEach((o, pi) => {
-    const outs = chosen(o, req.n);
+    const outs = o.outputs;
     promptTokens += o.promptTokenIds.length;
     completionTokens += tokensOf(outs, req.echoOnly);
     const promptText = req.echo ? s.promptTexts[pi]! : '';

@@ -3,6 +3,7 @@
  * follow their outputs together, and abort them when the client goes away.
  */
 import type { ServerResponse } from 'node:http';
+import type { FastifyReply } from 'fastify';
 import type { AsyncEngine, RequestStream } from '../engine/async-engine.js';
 import type { RequestOutput } from '../engine/output-processor.js';
 import type { SamplingParams } from '../sampling/params.js';
@@ -106,5 +107,35 @@ export class Generation {
       // Only the end matters here; iterating feeds the inter-token-latency observers.
     }
     return this.streams.map((s) => s.output);
+  }
+
+  /**
+   * Answer the HTTP request: stream it, or wait for every prompt's final output and respond with
+   * `respond(finals)`. A client that disconnects (at any point) aborts the generation; when it is
+   * gone before the answer is ready, nothing is sent.
+   */
+  async serve(reply: FastifyReply, stream: boolean, writeStream: () => Promise<void>, respond: (finals: RequestOutput[]) => unknown): Promise<unknown> {
+    const unwatch = this.abortOnDisconnect(reply.raw);
+    try {
+      if (stream) {
+        await writeStream();
+        return reply;
+      }
+      let finals: RequestOutput[];
+      try {
+        finals = await this.finals();
+      } catch (err) {
+        this.abort();
+        throw err;
+      }
+      if (reply.raw.destroyed) {
+        // The client left; its requests were aborted and there is no one to answer.
+        reply.hijack();
+        return reply;
+      }
+      return respond(finals);
+    } finally {
+      unwatch();
+    }
   }
 }
