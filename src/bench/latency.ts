@@ -11,12 +11,7 @@ import { makeSamplingParams } from '../sampling/params.js';
 import { benchHeader } from './header.js';
 import { makeWorkload } from './workload.js';
 import { measureMachinePeaks } from './peaks.js';
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
-}
+import { median } from './stats.js';
 
 export async function benchLatency(argv: string[]): Promise<void> {
   const flags = parseArgs(argv, {

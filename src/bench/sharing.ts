@@ -10,6 +10,7 @@ import { EngineCore } from '../engine/core.js';
 import { resolveModel } from '../model/loader/resolve.js';
 import { makeSamplingParams, type SamplingParamsInput } from '../sampling/params.js';
 import { benchHeader } from './header.js';
+import { median } from './stats.js';
 import { makeWorkload } from './workload.js';
 
 interface Saving {
@@ -40,7 +41,6 @@ function ttftMs(core: EngineCore, prompt: number[], id: string): number {
   return performance.now() - t0;
 }
 
-const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[xs.length >> 1]!;
 
 export async function benchSharing(argv: string[]): Promise<void> {
   const flags = parseArgs(argv, {

@@ -32,6 +32,13 @@ export function percentile(values: readonly number[], p: number): number | null 
   return percentileSorted(sorted, p);
 }
 
+/** The median of a non-empty sample (benchmarks report the median of repeated runs). */
+export function median(values: readonly number[]): number {
+  const m = percentile(values, 50);
+  if (m === null) throw new RangeError('median of no samples');
+  return m;
+}
+
 function sortedCopy(values: readonly number[]): number[] {
   const sorted = Float64Array.from(values).sort();
   if (Number.isNaN(sorted[sorted.length - 1])) throw new RangeError('percentile of NaN samples');

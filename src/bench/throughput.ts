@@ -10,6 +10,7 @@ import { makeSamplingParams } from '../sampling/params.js';
 import type { EngineStats } from '../engine/protocol.js';
 import { makeWorkload, type WorkItem } from './workload.js';
 import { benchHeader } from './header.js';
+import { mean } from './stats.js';
 import { loadModelFiles } from '../model/loader/model-dir.js';
 import { resolveModel } from '../model/loader/resolve.js';
 
@@ -66,7 +67,6 @@ export async function runThroughput(cfg: Partial<EngineConfig>, work: WorkItem[]
     const elapsed = (performance.now() - t0) / 1000;
     const input = work.reduce((a, w) => a + w.promptTokenIds.length, 0);
     const output = outs.reduce((a, o) => a + o.outputs.reduce((b, c) => b + c.tokenIds.length, 0), 0);
-    const mean = (xs: number[]): number => (xs.length === 0 ? 0 : xs.reduce((a, b) => a + b, 0) / xs.length);
     return {
       engine: engine.info,
       num_prompts: work.length,
@@ -77,9 +77,9 @@ export async function runThroughput(cfg: Partial<EngineConfig>, work: WorkItem[]
       total_tokens_per_s: (input + output) / elapsed,
       input_tokens: input,
       output_tokens: output,
-      kv_waste_mean: mean(waste),
+      kv_waste_mean: mean(waste) ?? 0,
       kv_waste_peak: waste.length === 0 ? 0 : Math.max(...waste),
-      kv_waste_contiguous_mean: mean(contiguous),
+      kv_waste_contiguous_mean: mean(contiguous) ?? 0,
       kv_usage_peak: usagePeak,
       num_preemptions: (last as EngineStats | null)?.numPreemptionsTotal ?? 0,
       prefix_cache_hit_rate: hitRate(last),
