@@ -83,6 +83,24 @@ describe('prefix caching', () => {
     on.close();
   });
 
+  test('prompt logprobs are complete when the prefix is cached', () => {
+    const reqs = sharedPrefixRequests(3, 40, 4).map((r) => ({ ...r, params: { ...r.params, promptLogprobs: 2 } }));
+    const c = core(tiny);
+    const V = c.info.model.vocabSize;
+    const lps: unknown[] = [];
+    for (const r of reqs) {
+      c.addRequest({ requestId: r.id, promptTokenIds: r.prompt, params: makeSamplingParams(r.params, { vocabSize: V }), arrivalTime: 0 });
+      while (c.hasWork()) for (const d of c.step().deltas) if (d.promptLogprobs) lps.push(d.promptLogprobs);
+    }
+    assert.equal(lps.length, 3);
+    lps.forEach((lp, i) => assert.equal((lp as unknown[]).length, reqs[i]!.prompt.length));
+    // The shared prefix's logprobs are the same in every request.
+    const head = (lp: unknown): string => JSON.stringify((lp as unknown[]).slice(0, 40));
+    assert.equal(head(lps[1]), head(lps[0]));
+    assert.equal(head(lps[2]), head(lps[0]));
+    c.close();
+  });
+
   test('eviction under pressure keeps results correct', () => {
     const reqs = [...sharedPrefixRequests(10, 40, 2), ...sharedPrefixRequests(10, 50, 3).map((r) => ({ ...r, id: `q${r.id}` }))];
     const off = core(tiny, { enablePrefixCaching: false });

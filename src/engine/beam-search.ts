@@ -103,7 +103,6 @@ export class BeamGroup<B extends Beam> {
   /** Choose the next beams from all proposals. */
   step(): BeamStepResult<B> {
     const W = this.width;
-    const lp = this.params.lengthPenalty;
     const candidates: Array<BeamExtension<B> & { cum: number }> = [];
     for (const parent of this.live) {
       for (const p of this.proposals.get(parent) ?? []) {
@@ -128,9 +127,8 @@ export class BeamGroup<B extends Beam> {
     const chosen = new Set(next.map((c) => c.parent));
     const die = this.live.filter((b) => !chosen.has(b));
     const reachedMax = next.length > 0 && next[0]!.parent.outputTokenIds.length + 1 >= this.maxOutput;
-    let done = next.length === 0 || reachedMax || this.shouldStopEarly(next);
+    const done = next.length === 0 || reachedMax || this.shouldStopEarly(next);
     if (reachedMax) for (const c of next) this.addFinished([...c.parent.outputTokenIds, c.tokenId], c.cum, 'length');
-    if (next.length === 0) done = true;
     return { extend: next.map(({ parent, tokenId, logprob }) => ({ parent, tokenId, logprob })), die, done };
   }
 

@@ -148,10 +148,6 @@ export class EngineCore {
     return this.scheduler.hasWork();
   }
 
-  get numWaiting(): number {
-    return this.scheduler.waiting.length;
-  }
-
   /** Admit a request; throws a clear error if it can never run (too long for the model or the pool). */
   addRequest(req: EngineRequest): void {
     if (this.requests.has(req.requestId)) throw new InvalidRequestError(`request id ${req.requestId} is already in use`);

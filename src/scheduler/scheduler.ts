@@ -103,7 +103,8 @@ export class Scheduler {
         const seq = this.waiting[i]!;
         // A request that will fork (n > 1, best_of, beam search) needs room for all its sequences.
         if (this.running.length + fanOut(seq) > this.cfg.maxNumSeqs) break;
-        const hit = this.kv.takeCachedPrefix(seq);
+        // Prompt logprobs need every prompt position computed, so such requests skip the cache (as vLLM).
+        const hit = seq.params.promptLogprobs === null ? this.kv.takeCachedPrefix(seq) : 0;
         const n = Math.min(seq.numUncomputed, budget);
         if (!this.kv.allocate(seq, n)) {
           this.kv.free(seq);
