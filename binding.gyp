@@ -10,7 +10,8 @@
         "native/ops_elementwise.cc",
         "native/ops_attention.cc",
         "native/kv_cache.cc",
-        "native/bench.cc"
+        "native/bench.cc",
+        "native/ops_sampling.cc"
       ],
       "include_dirs": ["<!@(node -p \"require('node-addon-api').include\")"],
       "defines": ["NAPI_VERSION=8", "NODE_ADDON_API_DISABLE_CPP_EXCEPTIONS_ALL", "NAPI_DISABLE_CPP_EXCEPTIONS"],

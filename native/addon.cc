@@ -23,6 +23,7 @@
 
 #include "common.h"
 #include "ops.h"
+#include "ops_sampling.h"
 
 namespace pw {
 namespace {
@@ -733,6 +734,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("pagedAttention", Napi::Function::New<Guard<PagedAttention>>(env, "pagedAttention"));
   exports.Set("benchMemoryBandwidth", Napi::Function::New<Guard<BenchMemoryBandwidth>>(env, "benchMemoryBandwidth"));
   exports.Set("benchPeakFlops", Napi::Function::New<Guard<BenchPeakFlops>>(env, "benchPeakFlops"));
+  register_sampling_ops(env, exports);
   return exports;
 }
 

@@ -181,6 +181,17 @@ export interface NativeBackend {
   ): void;
 
   /**
+   * Index of the largest of logits[offset .. offset+n) (ties: the lowest index; NaN never wins);
+   * -1 when every value is -Infinity.
+   */
+  rowArgmax(logits: Float32Array, offset: number, n: number): number;
+  /**
+   * Draw an index from softmax(row * invTemperature) by inverse CDF in index order: the first index
+   * where the cumulative weight exceeds u · total (u in [0, 1)). -1 when every value is -Infinity.
+   */
+  rowSoftmaxSample(logits: Float32Array, offset: number, n: number, invTemperature: number, u: number): number;
+
+  /**
    * Memory read bandwidth in GB/s: all pool threads stream a `bytes`-sized buffer, best of `iters`
    * passes (the machine-limit microbenchmark the performance numbers are reported against).
    */

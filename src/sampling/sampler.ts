@@ -21,6 +21,7 @@
  * Ties: every ordering is by value descending, then token id ascending. top_k keeps exactly k ids
  * (vLLM keeps every id tied with the k-th value; the two differ only on exact float ties).
  */
+import { native } from '../backend/native.js';
 import type { SamplingParams } from './params.js';
 import { SAMPLING_EPS } from './params.js';
 import type { Rng } from './rng.js';
@@ -169,7 +170,7 @@ export class Sampler {
 
     let tokenId: number;
     if (p.temperature < SAMPLING_EPS) {
-      tokenId = argmax(L, off, V);
+      tokenId = native().rowArgmax(L, off, V);
     } else {
       tokenId = this.sampleRandom(L, off, p, row.rng);
     }
@@ -251,27 +252,9 @@ export class Sampler {
     const minP = p.minP;
 
     if (topK === 0 && topP >= 1 && minP <= 0) {
-      // Plain softmax over the whole vocabulary, drawn in id order.
-      const max = rowMax(L, off, V);
-      if (max === -Infinity) return -1;
-      let sum = 0;
-      for (let i = 0; i < V; i++) {
-        const e = expNeg((L[off + i]! - max) * invT);
-        w[i] = e;
-        sum += e;
-      }
-      const u = rng.next() * sum;
-      let acc = 0;
-      let last = -1;
-      for (let i = 0; i < V; i++) {
-        const e = w[i]!;
-        if (e > 0) {
-          acc += e;
-          last = i;
-          if (acc > u) return i;
-        }
-      }
-      return last;
+      // Plain softmax over the whole vocabulary, drawn in id order: vectorised natively, as it
+      // touches every id (exp of 50k-150k logits per token).
+      return native().rowSoftmaxSample(L, off, V, invT, rng.next());
     }
 
     let n: number; // the candidates are idx[0..n)
@@ -501,29 +484,6 @@ function rowMax(L: Float32Array, off: number, V: number): number {
   return m2 > m0 ? m2 : m0;
 }
 
-/** Index of the largest logit, lowest id on ties; -1 if all are -inf (or NaN). */
-function argmax(L: Float32Array, off: number, V: number): number {
-  let m0 = -Infinity, m1 = -Infinity, m2 = -Infinity, m3 = -Infinity;
-  let b0 = -1, b1 = -1, b2 = -1, b3 = -1;
-  let i = 0;
-  for (; i + 3 < V; i += 4) {
-    const a = L[off + i]!, b = L[off + i + 1]!, c = L[off + i + 2]!, d = L[off + i + 3]!;
-    if (a > m0) { m0 = a; b0 = i; }
-    if (b > m1) { m1 = b; b1 = i + 1; }
-    if (c > m2) { m2 = c; b2 = i + 2; }
-    if (d > m3) { m3 = d; b3 = i + 3; }
-  }
-  for (; i < V; i++) {
-    const v = L[off + i]!;
-    if (v > m0) { m0 = v; b0 = i; }
-  }
-  // Merge lanes: larger value wins, equal values go to the lower id.
-  let best = b0, max = m0;
-  if (b1 >= 0 && (best < 0 || m1 > max || (m1 === max && b1 < best))) { best = b1; max = m1; }
-  if (b2 >= 0 && (best < 0 || m2 > max || (m2 === max && b2 < best))) { best = b2; max = m2; }
-  if (b3 >= 0 && (best < 0 || m3 > max || (m3 === max && b3 < best))) { best = b3; max = m3; }
-  return best;
-}
 
 /**
  * The k largest values of a row (ties → lower id) into heap arrays (unordered); returns the count.

@@ -1,0 +1,207 @@
+// Sampling helpers over one row of logits: the per-token work on a 50k–150k vocabulary that is too
+// slow in JavaScript (argmax, and softmax + inverse-CDF draw at a temperature). Each row is
+// processed in a fixed order, so a result depends only on the row and the random number given.
+#include <napi.h>
+
+#include <cmath>
+#include <cstdint>
+#include <string>
+
+#include "common.h"
+#include "ops_sampling.h"
+#include "simd.h"
+
+namespace pw {
+namespace {
+
+// ---- scalar (portable) ----
+
+int64_t argmax_scalar(const float* x, int64_t n) {
+  float m = -INFINITY;
+  int64_t best = -1;
+  for (int64_t i = 0; i < n; i++) {
+    if (x[i] > m) {
+      m = x[i];
+      best = i;
+    }
+  }
+  return best;
+}
+
+float max_scalar(const float* x, int64_t n) {
+  float m = -INFINITY;
+  for (int64_t i = 0; i < n; i++) m = x[i] > m ? x[i] : m;
+  return m;
+}
+
+int64_t softmax_sample_scalar(const float* x, int64_t n, float inv_t, double u) {
+  const float m = max_scalar(x, n);
+  if (m == -INFINITY) return -1;
+  double sum = 0;
+  for (int64_t i = 0; i < n; i++) sum += std::exp(static_cast<double>((x[i] - m) * inv_t));
+  const double target = u * sum;
+  double acc = 0;
+  int64_t last = -1;
+  for (int64_t i = 0; i < n; i++) {
+    const double e = std::exp(static_cast<double>((x[i] - m) * inv_t));
+    if (e > 0) {
+      acc += e;
+      last = i;
+      if (acc > target) return i;
+    }
+  }
+  return last;
+}
+
+// ---- AVX-512 ----
+
+PW_AVX512 float max_avx512(const float* x, int64_t n) {
+  __m512 m = _mm512_set1_ps(-INFINITY);
+  int64_t i = 0;
+  // max(x, m) keeps m when x is NaN: NaN logits never win, as in the scalar path.
+  for (; i + 16 <= n; i += 16) m = _mm512_max_ps(_mm512_loadu_ps(x + i), m);
+  if (i < n) {
+    const __mmask16 k = static_cast<__mmask16>((1u << (n - i)) - 1);
+    m = _mm512_max_ps(_mm512_mask_loadu_ps(_mm512_set1_ps(-INFINITY), k, x + i), m);
+  }
+  return _mm512_reduce_max_ps(m);
+}
+
+PW_AVX512 int64_t argmax_avx512(const float* x, int64_t n) {
+  const float m = max_avx512(x, n);
+  if (m == -INFINITY) return -1;
+  // The first index holding the maximum: ties go to the lowest id.
+  const __m512 mv = _mm512_set1_ps(m);
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    const __mmask16 eq = _mm512_cmp_ps_mask(_mm512_loadu_ps(x + i), mv, _CMP_EQ_OQ);
+    if (eq) return i + __builtin_ctz(eq);
+  }
+  for (; i < n; i++) if (x[i] == m) return i;
+  return -1;
+}
+
+// exp(x) for x <= 0 (softmax weights): range reduction to [-ln2/2, ln2/2] and a degree-6
+// polynomial (relative error ~1e-7); inputs below -87 (and -inf) give exactly 0.
+PW_AVX512 PW_INLINE __m512 exp_neg(__m512 x) {
+  const __mmask16 tiny = _mm512_cmp_ps_mask(x, _mm512_set1_ps(-87.0f), _CMP_LT_OQ);
+  x = _mm512_max_ps(x, _mm512_set1_ps(-87.0f));
+  const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693145751953125f), x);
+  r = _mm512_fnmadd_ps(n, _mm512_set1_ps(1.428606765330187045e-06f), r);
+  __m512 p = _mm512_set1_ps(1.0f / 720);
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 120));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 24));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 6));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.5f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+  return _mm512_maskz_mov_ps(static_cast<__mmask16>(~tiny), _mm512_scalef_ps(p, n));
+}
+
+// Weights exp((x - m) * inv_t) of 16 ids starting at i (ids past n weigh 0).
+PW_AVX512 PW_INLINE __m512 weights16(const float* x, int64_t i, int64_t n, __m512 mv, __m512 tv) {
+  const __mmask16 k = i + 16 <= n ? static_cast<__mmask16>(0xffff) : static_cast<__mmask16>((1u << (n - i)) - 1);
+  const __m512 v = _mm512_mask_loadu_ps(_mm512_set1_ps(-INFINITY), k, x + i);
+  return exp_neg(_mm512_mul_ps(_mm512_sub_ps(v, mv), tv));
+}
+
+PW_AVX512 int64_t softmax_sample_avx512(const float* x, int64_t n, float inv_t, double u) {
+  const float m = max_avx512(x, n);
+  if (m == -INFINITY) return -1;
+  const __m512 mv = _mm512_set1_ps(m);
+  const __m512 tv = _mm512_set1_ps(inv_t);
+  // Sum in double, one 16-id block at a time, so the scan below sees exactly the same partial sums.
+  double sum = 0;
+  for (int64_t i = 0; i < n; i += 16) sum += simd::hsum16(weights16(x, i, n, mv, tv));
+  const double target = u * sum;
+  double acc = 0;
+  int64_t last = -1;
+  alignas(64) float w[16];
+  for (int64_t i = 0; i < n; i += 16) {
+    const __m512 e = weights16(x, i, n, mv, tv);
+    const double block = simd::hsum16(e);
+    if (block <= 0) continue;
+    if (acc + block <= target) {
+      acc += block;
+      // The block's last id with a positive weight (the mask is non-zero since block > 0).
+      last = i + 31 - __builtin_clz(static_cast<unsigned>(_mm512_cmp_ps_mask(e, _mm512_setzero_ps(), _CMP_GT_OQ)));
+      continue;
+    }
+    // The draw lands in this block: walk it id by id.
+    _mm512_store_ps(w, e);
+    for (int l = 0; l < 16 && i + l < n; l++) {
+      if (w[l] > 0) {
+        acc += w[l];
+        last = i + l;
+        if (acc > target) return last;
+      }
+    }
+  }
+  return last;
+}
+
+// ---- bindings ----
+
+struct Row {
+  const float* x;
+  int64_t n;
+};
+
+bool read_row(const Napi::CallbackInfo& info, const char* op, Row* row) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 3 || !info[0].IsTypedArray() || info[0].As<Napi::TypedArray>().TypedArrayType() != napi_float32_array) {
+    Napi::TypeError::New(env, std::string(op) + ": logits must be a Float32Array").ThrowAsJavaScriptException();
+    return false;
+  }
+  const auto arr = info[0].As<Napi::Float32Array>();
+  if (!info[1].IsNumber() || !info[2].IsNumber()) {
+    Napi::TypeError::New(env, std::string(op) + ": offset and n must be numbers").ThrowAsJavaScriptException();
+    return false;
+  }
+  const double off = info[1].As<Napi::Number>().DoubleValue();
+  const double n = info[2].As<Napi::Number>().DoubleValue();
+  if (off != std::floor(off) || n != std::floor(n) || off < 0 || n < 1 || off + n > static_cast<double>(arr.ElementLength())) {
+    Napi::RangeError::New(env, std::string(op) + ": row [offset, offset + n) must lie inside logits (" + std::to_string(arr.ElementLength()) + " values), n >= 1")
+        .ThrowAsJavaScriptException();
+    return false;
+  }
+  row->x = arr.Data() + static_cast<int64_t>(off);
+  row->n = static_cast<int64_t>(n);
+  return true;
+}
+
+Napi::Value RowArgmax(const Napi::CallbackInfo& info) {
+  Row r;
+  if (!read_row(info, "rowArgmax", &r)) return info.Env().Undefined();
+  const int64_t i = active_isa() >= Isa::Avx512 ? argmax_avx512(r.x, r.n) : argmax_scalar(r.x, r.n);
+  return Napi::Number::New(info.Env(), static_cast<double>(i));
+}
+
+Napi::Value RowSoftmaxSample(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Row r;
+  if (!read_row(info, "rowSoftmaxSample", &r)) return env.Undefined();
+  if (info.Length() < 5 || !info[3].IsNumber() || !info[4].IsNumber()) {
+    Napi::TypeError::New(env, "rowSoftmaxSample: invTemperature and u must be numbers").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  const double inv_t = info[3].As<Napi::Number>().DoubleValue();
+  const double u = info[4].As<Napi::Number>().DoubleValue();
+  if (!(inv_t > 0) || !std::isfinite(inv_t) || !(u >= 0 && u < 1)) {
+    Napi::RangeError::New(env, "rowSoftmaxSample: invTemperature must be finite and > 0, u in [0, 1)").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  const float ft = static_cast<float>(inv_t);
+  const int64_t i = active_isa() >= Isa::Avx512 ? softmax_sample_avx512(r.x, r.n, ft, u) : softmax_sample_scalar(r.x, r.n, ft, u);
+  return Napi::Number::New(env, static_cast<double>(i));
+}
+
+}  // namespace
+
+void register_sampling_ops(Napi::Env env, Napi::Object exports) {
+  exports.Set("rowArgmax", Napi::Function::New(env, RowArgmax, "rowArgmax"));
+  exports.Set("rowSoftmaxSample", Napi::Function::New(env, RowSoftmaxSample, "rowSoftmaxSample"));
+}
+
+}  // namespace pw

@@ -1,0 +1,91 @@
+/**
+ * The native sampling helpers against plain float64 references, on every kernel family the CPU
+ * has: argmax (ties, -inf, NaN, odd lengths, offsets) and the softmax inverse-CDF draw.
+ */
+import assert from 'node:assert/strict';
+import { after, describe, test } from 'node:test';
+import { Isa, native } from '../src/backend/native.js';
+import { Rng } from '../src/sampling/rng.js';
+
+const be = native();
+const detected = be.cpuInfo().detectedIsa;
+after(() => be.setIsa(detected));
+const isas = [Isa.Scalar, Isa.Avx2, Isa.Avx512, Isa.Avx512Bf16].filter((i) => i <= detected);
+
+function refArgmax(x: Float32Array, off: number, n: number): number {
+  let best = -1;
+  let m = -Infinity;
+  for (let i = 0; i < n; i++) if (x[off + i]! > m) ((m = x[off + i]!), (best = i));
+  return best;
+}
+
+/** Inverse CDF in float64; also returns how close u·sum is to the nearest bucket boundary. */
+function refSample(x: Float32Array, off: number, n: number, invT: number, u: number): { id: number; margin: number } {
+  let m = -Infinity;
+  for (let i = 0; i < n; i++) m = Math.max(m, x[off + i]!);
+  if (m === -Infinity) return { id: -1, margin: Infinity };
+  const w = Array.from({ length: n }, (_, i) => Math.exp((x[off + i]! - m) * invT));
+  const sum = w.reduce((a, b) => a + b, 0);
+  const target = u * sum;
+  let acc = 0;
+  for (let i = 0; i < n; i++) {
+    if (w[i]! <= 0) continue;
+    const next = acc + w[i]!;
+    if (next > target) return { id: i, margin: Math.min(target - acc, next - target) / sum };
+    acc = next;
+  }
+  return { id: n - 1, margin: 0 };
+}
+
+for (const isa of isas) {
+  describe(`native sampling helpers (${Isa[isa]})`, () => {
+    test('rowArgmax: random rows of awkward lengths, ties to the lowest id, -inf and NaN', () => {
+      be.setIsa(isa);
+      const rng = new Rng(11);
+      for (const n of [1, 2, 15, 16, 17, 31, 33, 100, 1000, 49157]) {
+        const x = new Float32Array(n + 5);
+        for (let i = 0; i < x.length; i++) x[i] = Math.round((rng.next() - 0.5) * 40) / 4; // many ties
+        assert.equal(be.rowArgmax(x, 3, n), refArgmax(x, 3, n), `n=${n}`);
+        x.fill(-Infinity, 3, 3 + n);
+        assert.equal(be.rowArgmax(x, 3, n), -1);
+        if (n > 3) {
+          x[3 + 1] = NaN;
+          x[3 + n - 1] = -5;
+          assert.equal(be.rowArgmax(x, 3, n), n - 1);
+        }
+      }
+    });
+
+    test('rowSoftmaxSample: the inverse-CDF index of a float64 reference, at any temperature', () => {
+      be.setIsa(isa);
+      const rng = new Rng(12);
+      for (const n of [1, 7, 16, 17, 63, 1000, 49157]) {
+        const x = new Float32Array(n);
+        for (let i = 0; i < n; i++) x[i] = (rng.next() - 0.5) * 12;
+        if (n > 10) x.fill(-Infinity, 3, 9);
+        for (const invT of [0.5, 1, 1 / 0.7, 50]) {
+          for (let k = 0; k < 40; k++) {
+            const u = rng.next();
+            const want = refSample(x, 0, n, invT, u);
+            const got = be.rowSoftmaxSample(x, 0, n, invT, u);
+            // float32 weights: allow a different bucket only right at a boundary.
+            if (want.margin > 1e-5) assert.equal(got, want.id, `n=${n} invT=${invT} u=${u}`);
+            assert.ok(got < 3 || got >= 9 || n <= 10, 'a -inf id is never drawn');
+          }
+        }
+      }
+      assert.equal(be.rowSoftmaxSample(new Float32Array([-Infinity, -Infinity]), 0, 2, 1, 0.5), -1);
+    });
+  });
+}
+
+test('sampling helpers reject bad arguments instead of reading out of bounds', () => {
+  const x = new Float32Array(8);
+  assert.throws(() => be.rowArgmax(x, 4, 5), RangeError);
+  assert.throws(() => be.rowArgmax(x, -1, 2), RangeError);
+  assert.throws(() => be.rowArgmax(x, 0, 0), RangeError);
+  assert.throws(() => be.rowArgmax(new Float64Array(8) as unknown as Float32Array, 0, 2), TypeError);
+  assert.throws(() => be.rowSoftmaxSample(x, 0, 8, 0, 0.5), RangeError);
+  assert.throws(() => be.rowSoftmaxSample(x, 0, 8, 1, 1), RangeError);
+  assert.throws(() => be.rowSoftmaxSample(x, 0, 8, Infinity, 0.5), RangeError);
+});
