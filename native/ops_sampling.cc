@@ -1,5 +1,6 @@
 // Sampling helpers over one row of logits: the per-token work on a 50k–150k vocabulary that is too
-// slow in JavaScript (argmax, and softmax + inverse-CDF draw at a temperature). Each row is
+// slow in JavaScript (argmax, softmax + inverse-CDF draw at a temperature, log-sum-exp and rank
+// for logprobs). Each row is
 // processed in a fixed order, so a result depends only on the row and the random number given.
 #include <napi.h>
 
@@ -51,6 +52,20 @@ int64_t softmax_sample_scalar(const float* x, int64_t n, float inv_t, double u) 
     }
   }
   return last;
+}
+
+double logsumexp_scalar(const float* x, int64_t n) {
+  const float m = max_scalar(x, n);
+  if (m == -INFINITY) return -INFINITY;
+  double sum = 0;
+  for (int64_t i = 0; i < n; i++) sum += std::exp(static_cast<double>(x[i] - m));
+  return m + std::log(sum);
+}
+
+int64_t count_greater_scalar(const float* x, int64_t n, float v) {
+  int64_t c = 0;
+  for (int64_t i = 0; i < n; i++) c += x[i] > v;
+  return c;
 }
 
 // ---- AVX-512 ----
@@ -141,6 +156,46 @@ PW_AVX512 int64_t softmax_sample_avx512(const float* x, int64_t n, float inv_t, 
   return last;
 }
 
+// exp(x) in double for x <= 0: range reduction and a degree-12 Taylor polynomial (error ~1e-15),
+// so logprobs are as exact as a float64 reference; inputs below -708 (and -inf) give 0.
+PW_AVX512 PW_INLINE __m512d exp_neg_pd(__m512d x) {
+  const __mmask8 tiny = _mm512_cmp_pd_mask(x, _mm512_set1_pd(-708.0), _CMP_LT_OQ);
+  x = _mm512_max_pd(x, _mm512_set1_pd(-708.0));
+  const __m512d n = _mm512_roundscale_pd(_mm512_mul_pd(x, _mm512_set1_pd(1.4426950408889634)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m512d r = _mm512_fnmadd_pd(n, _mm512_set1_pd(0.6931471803691238), x);
+  r = _mm512_fnmadd_pd(n, _mm512_set1_pd(1.9082149292705877e-10), r);
+  double c = 1.0;
+  for (int k = 1; k <= 12; k++) c /= k;
+  __m512d p = _mm512_set1_pd(c);  // 1/12!
+  for (int k = 11; k >= 0; k--) {
+    double ck = 1.0;
+    for (int j = 1; j <= k; j++) ck /= j;
+    p = _mm512_fmadd_pd(p, r, _mm512_set1_pd(ck));
+  }
+  return _mm512_maskz_mov_pd(static_cast<__mmask8>(~tiny), _mm512_scalef_pd(p, n));
+}
+
+PW_AVX512 double logsumexp_avx512(const float* x, int64_t n) {
+  const float m = max_avx512(x, n);
+  if (m == -INFINITY) return -INFINITY;
+  const __m512d mv = _mm512_set1_pd(m);
+  __m512d acc = _mm512_setzero_pd();
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) acc = _mm512_add_pd(acc, exp_neg_pd(_mm512_sub_pd(_mm512_cvtps_pd(_mm256_loadu_ps(x + i)), mv)));
+  double sum = _mm512_reduce_add_pd(acc);
+  for (; i < n; i++) sum += std::exp(static_cast<double>(x[i]) - m);
+  return m + std::log(sum);
+}
+
+PW_AVX512 int64_t count_greater_avx512(const float* x, int64_t n, float v) {
+  const __m512 vv = _mm512_set1_ps(v);
+  int64_t c = 0;
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16) c += __builtin_popcount(_mm512_cmp_ps_mask(_mm512_loadu_ps(x + i), vv, _CMP_GT_OQ));
+  for (; i < n; i++) c += x[i] > v;
+  return c;
+}
+
 // ---- bindings ----
 
 struct Row {
@@ -197,11 +252,33 @@ Napi::Value RowSoftmaxSample(const Napi::CallbackInfo& info) {
   return Napi::Number::New(env, static_cast<double>(i));
 }
 
+Napi::Value RowLogSumExp(const Napi::CallbackInfo& info) {
+  Row r;
+  if (!read_row(info, "rowLogSumExp", &r)) return info.Env().Undefined();
+  const double v = active_isa() >= Isa::Avx512 ? logsumexp_avx512(r.x, r.n) : logsumexp_scalar(r.x, r.n);
+  return Napi::Number::New(info.Env(), v);
+}
+
+Napi::Value RowCountGreater(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Row r;
+  if (!read_row(info, "rowCountGreater", &r)) return env.Undefined();
+  if (info.Length() < 4 || !info[3].IsNumber()) {
+    Napi::TypeError::New(env, "rowCountGreater: value must be a number").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  const float v = static_cast<float>(info[3].As<Napi::Number>().DoubleValue());
+  const int64_t c = active_isa() >= Isa::Avx512 ? count_greater_avx512(r.x, r.n, v) : count_greater_scalar(r.x, r.n, v);
+  return Napi::Number::New(env, static_cast<double>(c));
+}
+
 }  // namespace
 
 void register_sampling_ops(Napi::Env env, Napi::Object exports) {
   exports.Set("rowArgmax", Napi::Function::New(env, RowArgmax, "rowArgmax"));
   exports.Set("rowSoftmaxSample", Napi::Function::New(env, RowSoftmaxSample, "rowSoftmaxSample"));
+  exports.Set("rowLogSumExp", Napi::Function::New(env, RowLogSumExp, "rowLogSumExp"));
+  exports.Set("rowCountGreater", Napi::Function::New(env, RowCountGreater, "rowCountGreater"));
 }
 
 }  // namespace pw

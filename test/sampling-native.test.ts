@@ -76,6 +76,26 @@ for (const isa of isas) {
       }
       assert.equal(be.rowSoftmaxSample(new Float32Array([-Infinity, -Infinity]), 0, 2, 1, 0.5), -1);
     });
+
+    test('rowLogSumExp and rowCountGreater match float64 references', () => {
+      be.setIsa(isa);
+      const rng = new Rng(13);
+      for (const n of [1, 16, 17, 999, 49157]) {
+        const x = new Float32Array(n + 2);
+        for (let i = 0; i < x.length; i++) x[i] = Math.round((rng.next() - 0.5) * 80) / 4;
+        let m = -Infinity;
+        for (let i = 1; i <= n; i++) m = Math.max(m, x[i]!);
+        let sum = 0;
+        for (let i = 1; i <= n; i++) sum += Math.exp(x[i]! - m);
+        const lse = m + Math.log(sum);
+        assert.ok(Math.abs(be.rowLogSumExp(x, 1, n) - lse) <= 1e-6 * Math.max(1, Math.abs(lse)), `n=${n}`);
+        const v = x[1 + (n >> 1)]!;
+        let greater = 0;
+        for (let i = 1; i <= n; i++) greater += x[i]! > v ? 1 : 0;
+        assert.equal(be.rowCountGreater(x, 1, n, v), greater);
+      }
+      assert.equal(be.rowLogSumExp(new Float32Array([-Infinity]), 0, 1), -Infinity);
+    });
   });
 }
 

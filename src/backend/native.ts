@@ -190,6 +190,10 @@ export interface NativeBackend {
    * where the cumulative weight exceeds u · total (u in [0, 1)). -1 when every value is -Infinity.
    */
   rowSoftmaxSample(logits: Float32Array, offset: number, n: number, invTemperature: number, u: number): number;
+  /** log(sum(exp(row))) (max-shifted, summed in double); -Infinity when every value is -Infinity. */
+  rowLogSumExp(logits: Float32Array, offset: number, n: number): number;
+  /** How many values of the row are strictly greater than `value` (a token's rank is this + 1). */
+  rowCountGreater(logits: Float32Array, offset: number, n: number, value: number): number;
 
   /**
    * Memory read bandwidth in GB/s: all pool threads stream a `bytes`-sized buffer, best of `iters`

@@ -431,22 +431,10 @@ function rowLogprobs(
   heapVals: Float64Array,
 ): { token: TokenLogprob; top: TokenLogprob[] } {
   const size = k > 0 ? heapTopK(arr, off, V, k, heapIds, heapVals) : 0;
-  // The maximum is in the top k, so the heap saves a pass over the row.
-  let max = -Infinity;
-  if (size > 0) {
-    for (let t = 0; t < size; t++) if (heapVals[t]! > max) max = heapVals[t]!;
-  } else {
-    max = rowMax(arr, off, V);
-  }
   const x = arr[off + tokenId]!;
-  let sum = 0;
-  let greater = 0;
-  for (let i = 0; i < V; i++) {
-    const v = arr[off + i]!;
-    sum += expNeg(v - max);
-    if (v > x) greater++;
-  }
-  const lse = max + Math.log(sum);
+  // The two full passes over the vocabulary run natively (vectorised).
+  const lse = native().rowLogSumExp(arr, off, V);
+  const greater = native().rowCountGreater(arr, off, V, x);
   const token: TokenLogprob = { tokenId, logprob: x - lse, rank: greater + 1 };
 
   const order: number[] = [];
