@@ -68,6 +68,25 @@ int64_t count_greater_scalar(const float* x, int64_t n, float v) {
   return c;
 }
 
+// Top-p preparation: weights w[i] = exp((x[i] - max) * inv_t) in double, each id's log-weight
+// bucket floor(-(x[i] - max) * inv_t * per_nat) (clamped to the last bucket; -inf goes there too),
+// and the mass of every bucket. Returns the total mass.
+double nucleus_weights_scalar(const float* x, int64_t n, double maxv, double inv_t, double* w, uint16_t* bucket,
+                              double* hist, double per_nat, int64_t nb) {
+  double sum = 0;
+  for (int64_t i = 0; i < n; i++) {
+    const double v = (static_cast<double>(x[i]) - maxv) * inv_t;
+    const double e = v < -708 ? 0.0 : std::exp(v);
+    const double b = -v * per_nat;
+    const int64_t bb = b < static_cast<double>(nb - 1) ? static_cast<int64_t>(b) : nb - 1;
+    w[i] = e;
+    bucket[i] = static_cast<uint16_t>(bb);
+    hist[bb] += e;
+    sum += e;
+  }
+  return sum;
+}
+
 // ---- AVX-512 ----
 
 PW_AVX512 float max_avx512(const float* x, int64_t n) {
@@ -187,6 +206,33 @@ PW_AVX512 double logsumexp_avx512(const float* x, int64_t n) {
   return m + std::log(sum);
 }
 
+PW_AVX512 double nucleus_weights_avx512(const float* x, int64_t n, double maxv, double inv_t, double* w, uint16_t* bucket,
+                                        double* hist, double per_nat, int64_t nb) {
+  const __m512d mv = _mm512_set1_pd(maxv);
+  const __m512d tv = _mm512_set1_pd(inv_t);
+  const __m512d bv = _mm512_set1_pd(-per_nat);
+  const __m512d last = _mm512_set1_pd(static_cast<double>(nb - 1));
+  __m512d acc = _mm512_setzero_pd();
+  alignas(64) int32_t bi[8];
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const __m512d v = _mm512_mul_pd(_mm512_sub_pd(_mm512_cvtps_pd(_mm256_loadu_ps(x + i)), mv), tv);
+    const __m512d e = exp_neg_pd(v);
+    _mm512_storeu_pd(w + i, e);
+    acc = _mm512_add_pd(acc, e);
+    // min(b, nb - 1) also maps +inf (from -inf logits) to the last bucket.
+    const __m512d b = _mm512_min_pd(_mm512_mul_pd(v, bv), last);
+    _mm256_store_si256(reinterpret_cast<__m256i*>(bi), _mm512_cvttpd_epi32(b));
+    for (int l = 0; l < 8; l++) {
+      bucket[i + l] = static_cast<uint16_t>(bi[l]);
+      hist[bi[l]] += w[i + l];
+    }
+  }
+  double sum = _mm512_reduce_add_pd(acc);
+  if (i < n) sum += nucleus_weights_scalar(x + i, n - i, maxv, inv_t, w + i, bucket + i, hist, per_nat, nb);
+  return sum;
+}
+
 PW_AVX512 int64_t count_greater_avx512(const float* x, int64_t n, float v) {
   const __m512 vv = _mm512_set1_ps(v);
   int64_t c = 0;
@@ -272,6 +318,39 @@ Napi::Value RowCountGreater(const Napi::CallbackInfo& info) {
   return Napi::Number::New(env, static_cast<double>(c));
 }
 
+// rowNucleusWeights(logits, offset, n, max, invT, w: Float64Array, bucket: Uint16Array,
+//                   hist: Float64Array, bucketsPerNat) -> total mass; hist must be zeroed by the caller.
+Napi::Value RowNucleusWeights(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Row r;
+  if (!read_row(info, "rowNucleusWeights", &r)) return env.Undefined();
+  auto fail = [&](const char* m) {
+    Napi::TypeError::New(env, std::string("rowNucleusWeights: ") + m).ThrowAsJavaScriptException();
+    return env.Undefined();
+  };
+  if (info.Length() < 9 || !info[3].IsNumber() || !info[4].IsNumber() || !info[8].IsNumber()) return fail("max, invT and bucketsPerNat must be numbers");
+  if (!info[5].IsTypedArray() || info[5].As<Napi::TypedArray>().TypedArrayType() != napi_float64_array) return fail("w must be a Float64Array");
+  if (!info[6].IsTypedArray() || info[6].As<Napi::TypedArray>().TypedArrayType() != napi_uint16_array) return fail("bucket must be a Uint16Array");
+  if (!info[7].IsTypedArray() || info[7].As<Napi::TypedArray>().TypedArrayType() != napi_float64_array) return fail("hist must be a Float64Array");
+  auto w = info[5].As<Napi::Float64Array>();
+  auto bucket = info[6].As<Napi::Uint16Array>();
+  auto hist = info[7].As<Napi::Float64Array>();
+  const double maxv = info[3].As<Napi::Number>().DoubleValue();
+  const double inv_t = info[4].As<Napi::Number>().DoubleValue();
+  const double per_nat = info[8].As<Napi::Number>().DoubleValue();
+  const int64_t nb = static_cast<int64_t>(hist.ElementLength());
+  if (static_cast<int64_t>(w.ElementLength()) < r.n || static_cast<int64_t>(bucket.ElementLength()) < r.n || nb < 1 || nb > 65536 ||
+      !std::isfinite(maxv) || !(inv_t > 0) || !std::isfinite(inv_t) || !(per_nat > 0) || !std::isfinite(per_nat)) {
+    Napi::RangeError::New(env, "rowNucleusWeights: w and bucket need n entries, hist 1..65536 buckets; max finite, invT and bucketsPerNat finite and > 0")
+        .ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  const double sum = active_isa() >= Isa::Avx512
+                         ? nucleus_weights_avx512(r.x, r.n, maxv, inv_t, w.Data(), bucket.Data(), hist.Data(), per_nat, nb)
+                         : nucleus_weights_scalar(r.x, r.n, maxv, inv_t, w.Data(), bucket.Data(), hist.Data(), per_nat, nb);
+  return Napi::Number::New(env, sum);
+}
+
 }  // namespace
 
 void register_sampling_ops(Napi::Env env, Napi::Object exports) {
@@ -279,6 +358,7 @@ void register_sampling_ops(Napi::Env env, Napi::Object exports) {
   exports.Set("rowSoftmaxSample", Napi::Function::New(env, RowSoftmaxSample, "rowSoftmaxSample"));
   exports.Set("rowLogSumExp", Napi::Function::New(env, RowLogSumExp, "rowLogSumExp"));
   exports.Set("rowCountGreater", Napi::Function::New(env, RowCountGreater, "rowCountGreater"));
+  exports.Set("rowNucleusWeights", Napi::Function::New(env, RowNucleusWeights, "rowNucleusWeights"));
 }
 
 }  // namespace pw

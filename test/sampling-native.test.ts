@@ -96,6 +96,35 @@ for (const isa of isas) {
       }
       assert.equal(be.rowLogSumExp(new Float32Array([-Infinity]), 0, 1), -Infinity);
     });
+
+    test('rowNucleusWeights: weights, buckets and bucket masses of a float64 reference', () => {
+      be.setIsa(isa);
+      const rng = new Rng(14);
+      for (const n of [1, 8, 9, 1001]) {
+        const x = new Float32Array(n);
+        for (let i = 0; i < n; i++) x[i] = (rng.next() - 0.5) * 30;
+        if (n > 5) x[3] = -Infinity;
+        const max = Math.max(...x);
+        const invT = 1 / 0.7;
+        const w = new Float64Array(n);
+        const bucket = new Uint16Array(n);
+        const hist = new Float64Array(64);
+        const sum = be.rowNucleusWeights(x, 0, n, max, invT, w, bucket, hist, 4);
+        const wantHist = new Float64Array(64);
+        let wantSum = 0;
+        for (let i = 0; i < n; i++) {
+          const v = (x[i]! - max) * invT;
+          const e = Math.exp(v);
+          const b = Math.min(Math.floor(-v * 4), 63) + 0; // + 0: -0 is bucket 0
+          assert.ok(Math.abs(w[i]! - e) <= 1e-14 * Math.max(e, 1e-300), `w[${i}]`);
+          assert.equal(bucket[i], b, `bucket[${i}] of v=${v}`);
+          wantHist[b] += e;
+          wantSum += e;
+        }
+        hist.forEach((h, b) => assert.ok(Math.abs(h - wantHist[b]!) <= 1e-12 * wantSum, `hist[${b}]`));
+        assert.ok(Math.abs(sum - wantSum) <= 1e-12 * wantSum);
+      }
+    });
   });
 }
 

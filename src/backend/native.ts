@@ -194,6 +194,22 @@ export interface NativeBackend {
   rowLogSumExp(logits: Float32Array, offset: number, n: number): number;
   /** How many values of the row are strictly greater than `value` (a token's rank is this + 1). */
   rowCountGreater(logits: Float32Array, offset: number, n: number, value: number): number;
+  /**
+   * Top-p preparation over a row: w[i] = exp((x[i] - max) · invT) (double), bucket[i] =
+   * floor(-(x[i] - max) · invT · bucketsPerNat) clamped to the last bucket of `hist` (-inf ids land
+   * there), hist[b] += w[i] (hist zeroed by the caller). Returns the total mass.
+   */
+  rowNucleusWeights(
+    logits: Float32Array,
+    offset: number,
+    n: number,
+    max: number,
+    invTemperature: number,
+    w: Float64Array,
+    bucket: Uint16Array,
+    hist: Float64Array,
+    bucketsPerNat: number,
+  ): number;
 
   /**
    * Memory read bandwidth in GB/s: all pool threads stream a `bytes`-sized buffer, best of `iters`

@@ -337,18 +337,8 @@ export class Sampler {
     const bucket = this.bucket;
     const hist = this.hist;
     hist.fill(0);
-    let sum = 0;
-    for (let i = 0; i < V; i++) {
-      const x = (L[off + i]! - max) * invT;
-      const e = expNeg(x);
-      w[i] = e;
-      sum += e;
-      // -inf / NaN give 0 here with e = 0: they land in bucket 0 but add no mass and are never drawn.
-      const b = (-x * BUCKETS_PER_NAT) | 0;
-      const bb = b < NUM_BUCKETS - 1 ? b : NUM_BUCKETS - 1;
-      bucket[i] = bb;
-      hist[bb] += e;
-    }
+    // The pass over the whole vocabulary (exp, bucket, histogram) runs natively.
+    const sum = native().rowNucleusWeights(L, off, V, max, invT, w, bucket, hist, BUCKETS_PER_NAT);
     const target = topP * sum;
     let cum = 0;
     let edge = 0;
