@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # Runs every benchmark behind docs/PERFORMANCE.md on this machine and writes the JSON results to
-# bench/results/ (then: node --import tsx bench/report.ts bench/results/*.json --out ... --svg ...).
+# docs/results/ (then: node --import tsx bench/report.ts docs/results/*.json --out ... --svg ...).
 # Needs the package built (npm install). Takes ~15 minutes on a 2-core machine; run it on an idle one.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 pw() { node bin/pagewise.js "$@"; }
-out=bench/results
+out=${OUT:-docs/results}
 mkdir -p "$out"
 models=${MODELS_DIR:-/tmp/pagewise-bench-models}
 [ -d "$models/smollm-135m" ] || pw fixture --preset smollm-135m --out "$models/smollm-135m"
