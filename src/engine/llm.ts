@@ -3,6 +3,7 @@
  * at once to the same engine the server uses (continuous batching) and returns the outputs in
  * input order.
  */
+import { generationDefaults } from '../sampling/defaults.js';
 import { makeSamplingParams, type SamplingParamsInput } from '../sampling/params.js';
 import { AsyncEngine, type EngineStartOptions } from './async-engine.js';
 import type { RequestOutput } from './output-processor.js';
@@ -30,9 +31,11 @@ export class LLM {
   async generate(prompts: Prompt | Prompt[], params: SamplingParamsInput = {}): Promise<RequestOutput[]> {
     const engine = await this.engine();
     const list = Array.isArray(prompts) ? prompts : [prompts];
+    // Fields left unset take the model's generation_config.json defaults, as in the server.
     const sp = makeSamplingParams(params, {
       vocabSize: engine.info.model.vocabSize,
       maxModelLen: engine.info.maxModelLen,
+      defaults: generationDefaults(engine.info.modelDir, 'auto').defaults,
     });
     const ids = await Promise.all(list.map((p) => this.tokenize(p)));
     const streams = ids.map((promptTokenIds) => engine.generate({ promptTokenIds, params: sp }));

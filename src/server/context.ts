@@ -5,8 +5,6 @@
 import { randomUUID } from 'node:crypto';
 import type { AsyncEngine } from '../engine/async-engine.js';
 import { ServiceUnavailableError } from '../errors.js';
-import { loadModelFiles } from '../model/loader/model-dir.js';
-import type { SamplingParams } from '../sampling/params.js';
 import type { ServerMetrics } from './metrics.js';
 import type { RequestContext } from './request.js';
 
@@ -40,36 +38,3 @@ export function warnIgnored(sc: ServeContext, route: string, fields: readonly st
   sc.log('warn', `${route}: ignoring unknown request fields ${shown.join(', ')}${fields.length > 20 ? ` and ${fields.length - 20} more` : ''}`);
 }
 
-/**
- * The model's sampling defaults from generation_config.json, as vLLM's `--generation-config auto`
- * applies them (temperature, top_p, top_k, repetition_penalty; max_new_tokens caps the default
- * max_tokens). `vllm` ignores the model's file and uses vLLM's built-in defaults.
- */
-export function generationDefaults(
-  modelDir: string,
-  mode: 'auto' | 'vllm',
-): { defaults: Partial<SamplingParams>; maxNewTokens: number | null; applied: string[] } {
-  if (mode === 'vllm') return { defaults: {}, maxNewTokens: null, applied: [] };
-  const g = loadModelFiles(modelDir).generationConfig;
-  const defaults: Partial<SamplingParams> = {};
-  const applied: string[] = [];
-  if (g.temperature !== undefined) {
-    defaults.temperature = g.temperature;
-    applied.push(`temperature=${g.temperature}`);
-  }
-  if (g.topP !== undefined) {
-    defaults.topP = g.topP;
-    applied.push(`top_p=${g.topP}`);
-  }
-  if (g.topK !== undefined) {
-    defaults.topK = g.topK;
-    applied.push(`top_k=${g.topK}`);
-  }
-  if (g.repetitionPenalty !== undefined) {
-    defaults.repetitionPenalty = g.repetitionPenalty;
-    applied.push(`repetition_penalty=${g.repetitionPenalty}`);
-  }
-  const maxNewTokens = g.maxNewTokens ?? null;
-  if (maxNewTokens !== null) applied.push(`max_tokens<=${maxNewTokens}`);
-  return { defaults, maxNewTokens, applied };
-}
