@@ -7,6 +7,7 @@
         "native/cpu.cc",
         "native/threadpool.cc",
         "native/ops_linear.cc",
+        "native/ops_linear_packed.cc",
         "native/ops_elementwise.cc",
         "native/ops_attention.cc",
         "native/kv_cache.cc",
@@ -14,7 +15,7 @@
         "native/ops_sampling.cc"
       ],
       "include_dirs": ["<!@(node -p \"require('node-addon-api').include\")"],
-      "defines": ["NAPI_VERSION=8", "NODE_ADDON_API_DISABLE_CPP_EXCEPTIONS_ALL", "NAPI_DISABLE_CPP_EXCEPTIONS"],
+      "defines": ["NAPI_VERSION=8", "NODE_ADDON_API_DISABLE_CPP_EXCEPTIONS_ALL", "NAPI_DISABLE_CPP_EXCEPTIONS", "NODE_API_SWALLOW_UNTHROWABLE_EXCEPTIONS"],
       "cflags!": ["-fno-exceptions"],
       "cflags_cc!": ["-fno-exceptions"],
       "cflags_cc": ["-std=c++17", "-O3", "-fno-math-errno", "-Wall", "-Wno-uninitialized", "-Wno-maybe-uninitialized", "-ffp-contract=off"],

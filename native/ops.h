@@ -27,6 +27,49 @@ void add(float* out, const float* a, const float* b, int64_t n);
 void linear(float* out, const float* x, const void* w, DType dtype, const float* bias, int64_t M, int64_t N,
             int64_t K, MatmulPrecision precision);
 
+// ---- pre-packed linear (ops_linear_packed.cc) ----
+// Weights re-laid out once into contiguous superpanels (see the file's header): one or more
+// segments (weight matrices with the same K, each with its own output) or one gate/up pair whose
+// output is silu(gate) * up. Results equal linear()'s (and siluMul's, add's) bit for bit.
+struct PackedLinear {
+  struct Segment {
+    int64_t n;       // output columns
+    int64_t group0;  // first group
+    int64_t ngroups;
+  };
+  struct Group {  // 4 weight rows: 4 output columns, or (gate/up) 2 gate + the same 2 up columns
+    int seg;
+    int64_t col0;  // first output column in its segment
+    int ncols;     // valid output columns (1..4, gate/up 1..2)
+  };
+  int64_t K = 0;
+  int64_t kb = 16;            // elements per k block: 32 for BF16 precision, 16 for F32
+  int64_t nkb = 0, kpad = 0;  // k blocks, K padded to them
+  DType dtype = DType::F32;
+  MatmulPrecision precision = MatmulPrecision::F32;
+  bool silu_pairs = false;
+  std::vector<Segment> segs;
+  std::vector<Group> groups;
+  int64_t ngroups = 0;
+  size_t super_bytes = 0;  // a full superpanel (4 groups: [nkb][16][kb] elements); the last may hold fewer
+  size_t bytes = 0;
+  uint8_t* data = nullptr;
+  float* bias = nullptr;  // [ngroups * 4], zero padded; null without bias
+  bool freed = false;
+
+  size_t elem_bytes() const;
+};
+
+// Sets the shape and allocates (zeroed); false when memory runs out (nothing left allocated).
+// seg_n: output columns per segment (silu_pairs: {I}, the gate and up sources are src[0], src[1]).
+bool packed_linear_init(PackedLinear& p, const std::vector<int64_t>& seg_n, int64_t K, DType dtype,
+                        MatmulPrecision precision, bool silu_pairs, bool has_bias);
+// Copies the [n, K] Hugging Face layout sources (and biases, nullptr for none) into the pack.
+void packed_linear_fill(PackedLinear& p, const std::vector<const void*>& src, const std::vector<const float*>& bias);
+void packed_linear_release(PackedLinear& p);  // idempotent
+// outs[s] is segment s's [M, n_s] output (silu pairs: one [M, I] output). accumulate: out += result.
+void linear_packed(const PackedLinear& p, const float* x, int64_t M, float* const* outs, bool accumulate);
+
 // ---- paged KV cache (kv_cache.cc) ----
 // Pools are per layer, K and V apart. In-block layout is [kv_heads][block_size][head_dim], so one
 // head's keys of a block are contiguous for attention.

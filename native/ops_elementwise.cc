@@ -108,29 +108,23 @@ PW_AVX512 void scale_row_avx512(float* out, const float* x, const float* w, floa
 // ---- silu(gate) * up ----
 
 PW_AVX512 void silu_mul_row_avx512(float* out, const float* g, const float* u, int64_t n) {
-  const __m512 one = _mm512_set1_ps(1.0f);
   int64_t i = 0;
   for (; i < n; i += 16) {
     const __mmask16 m = n - i >= 16 ? static_cast<__mmask16>(0xffff) : static_cast<__mmask16>((1u << (n - i)) - 1u);
     const __m512 gv = _mm512_maskz_loadu_ps(m, g + i);
     const __m512 uv = _mm512_maskz_loadu_ps(m, u + i);
-    const __m512 e = simd::exp16(_mm512_sub_ps(_mm512_setzero_ps(), gv));
-    const __m512 s = _mm512_div_ps(gv, _mm512_add_ps(one, e));
-    _mm512_mask_storeu_ps(out + i, m, _mm512_mul_ps(s, uv));
+    _mm512_mask_storeu_ps(out + i, m, _mm512_mul_ps(simd::silu16(gv), uv));
   }
 }
 
 PW_AVX2 void silu_mul_row_avx2(float* out, const float* g, const float* u, int64_t n) {
-  const __m256 one = _mm256_set1_ps(1.0f);
   int64_t i = 0;
   for (; i < n; i += 8) {
     const int64_t cnt = std::min<int64_t>(8, n - i);
     const __m256i m = simd::mask8(cnt);
     const __m256 gv = _mm256_maskload_ps(g + i, m);
     const __m256 uv = _mm256_maskload_ps(u + i, m);
-    const __m256 e = simd::exp8(_mm256_sub_ps(_mm256_setzero_ps(), gv));
-    const __m256 s = _mm256_div_ps(gv, _mm256_add_ps(one, e));
-    _mm256_maskstore_ps(out + i, m, _mm256_mul_ps(s, uv));
+    _mm256_maskstore_ps(out + i, m, _mm256_mul_ps(simd::silu8(gv), uv));
   }
 }
 

@@ -116,6 +116,13 @@ PW_AVX512 PW_INLINE __m512 exp16(__m512 x) {
   return y;
 }
 
+// silu(g) = g / (1 + exp(0 - g)), the one formula every AVX-512 silu uses (silu_mul and the
+// fused gate/up epilogue give the same bits).
+PW_AVX512 PW_INLINE __m512 silu16(__m512 g) {
+  const __m512 e = exp16(_mm512_sub_ps(_mm512_setzero_ps(), g));
+  return _mm512_div_ps(g, _mm512_add_ps(_mm512_set1_ps(1.0f), e));
+}
+
 // ---------------------------------------------------------------------------------------------
 // AVX2
 
@@ -183,6 +190,12 @@ PW_AVX2 PW_INLINE __m256 exp8(__m256 x) {
   y = _mm256_blendv_ps(y, _mm256_set1_ps(__builtin_inff()), over);
   y = _mm256_blendv_ps(y, _mm256_setzero_ps(), under);
   return y;
+}
+
+// AVX2 twin of silu16.
+PW_AVX2 PW_INLINE __m256 silu8(__m256 g) {
+  const __m256 e = exp8(_mm256_sub_ps(_mm256_setzero_ps(), g));
+  return _mm256_div_ps(g, _mm256_add_ps(_mm256_set1_ps(1.0f), e));
 }
 
 }  // namespace simd

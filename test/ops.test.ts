@@ -295,6 +295,169 @@ describe('linear', () => {
   });
 });
 
+describe('linearPacked (pre-packed weights)', () => {
+  const combos: Array<[DType, MatmulPrecision]> = [
+    [DType.F32, MatmulPrecision.F32],
+    [DType.F16, MatmulPrecision.F32],
+    [DType.BF16, MatmulPrecision.F32],
+    [DType.BF16, MatmulPrecision.BF16],
+  ];
+  const label = (isa: Isa, dtype: DType, precision: MatmulPrecision): string => `isa=${Isa[isa]} ${DType[dtype]}/${MatmulPrecision[precision]}`;
+  const linearOf = (x: Float32Array, w: Float32Array | Uint16Array, dtype: DType, bias: Float32Array | null, M: number, N: number, K: number, precision: MatmulPrecision): Float32Array => {
+    const out = new Float32Array(M * N);
+    nb.linear(out, x, w, dtype, bias, M, N, K, precision);
+    return out;
+  };
+
+  test('equals linear() bit for bit (and so the float64 reference); several parts per pack, bias, tails of N and K', () => {
+    const rand = rng(21);
+    // [M, K, part widths]: widths not multiples of 4 or 16, K off the 16/32 blocks, one-column parts,
+    // M around the tile heights (1 row, 2-6, 7, 13, 25) and above a row block (300).
+    const shapes: Array<[number, number, number[]]> = [
+      [1, 1, [1]],
+      [1, 17, [7, 16, 33]],
+      [2, 63, [31]],
+      [5, 100, [9, 1, 40]],
+      [6, 48, [64, 32]],
+      [7, 33, [17, 50]],
+      [13, 129, [5, 3]],
+      [25, 1000, [3, 70]],
+      [300, 40, [21]],
+    ];
+    forEachIsa((isa) => {
+      for (const [M, K, widths] of shapes) {
+        for (const [dtype, precision] of combos) {
+          const x = randomF32(M * K, rand);
+          const parts = widths.map((n, i) => ({ w: randomWeights(n * K, dtype, rand), n, bias: i % 2 === 0 ? randomF32(n, rand) : null }));
+          const packed = nb.packLinear(parts, dtype, K, precision);
+          const outs = widths.map((n) => new Float32Array(M * n));
+          nb.linearPacked(packed, x, M, outs, false);
+          parts.forEach((p, i) => {
+            const tag = `${label(isa, dtype, precision)} M=${M} K=${K} part ${i} (n=${p.n})`;
+            assert.ok(bitEqual(outs[i]!, linearOf(x, p.w, dtype, p.bias, M, p.n, K, precision)), `${tag}: differs from linear()`);
+            if (M <= 25) {
+              const ref = linearRef(x, p.w, dtype, p.bias, M, p.n, K, precision);
+              assert.equal(closeTo(outs[i]!, ref.out, 1e-5, 1e-30, ref.absSum), null, tag);
+            }
+          });
+          nb.packedLinearFree(packed);
+        }
+      }
+    });
+  });
+
+  test('batch invariance: every row of an M=64 batch equals M=1 bit for bit; other M, neighbours and thread counts do not matter', () => {
+    const rand = rng(22);
+    forEachIsa((isa) => {
+      for (const [K, widths] of [[100, [37]], [576, [64, 32, 32]], [33, [5, 20]]] as Array<[number, number[]]>) {
+        for (const [dtype, precision] of combos) {
+          const M = 64;
+          const x = randomF32(M * K, rand);
+          const parts = widths.map((n) => ({ w: randomWeights(n * K, dtype, rand), n, bias: randomF32(n, rand) }));
+          const packed = nb.packLinear(parts, dtype, K, precision);
+          const run = (rows: Float32Array, m: number): Float32Array[] => {
+            const outs = widths.map((n) => new Float32Array(m * n));
+            nb.linearPacked(packed, rows, m, outs, false);
+            return outs;
+          };
+          const batch = run(x, M);
+          const tag = `${label(isa, dtype, precision)} K=${K}`;
+          for (let m = 0; m < M; m++) {
+            const one = run(x.subarray(m * K, (m + 1) * K), 1);
+            widths.forEach((n, i) => assert.ok(bitEqual(one[i]!, batch[i]!.subarray(m * n, (m + 1) * n), n), `${tag}: part ${i} row ${m} differs from M=1`));
+          }
+          for (const [a, b] of [[20, 27], [5, 18], [3, 64]]) {
+            const part = run(x.subarray(a * K, b * K), b - a);
+            widths.forEach((n, i) => assert.ok(bitEqual(part[i]!, batch[i]!.subarray(a * n, b * n), (b - a) * n), `${tag}: rows ${a}..${b} differ`));
+          }
+          for (const threads of [1, 2, 3]) {
+            nb.setThreads(threads);
+            const t = run(x, M);
+            nb.setThreads(initialThreads);
+            widths.forEach((_, i) => assert.ok(bitEqual(t[i]!, batch[i]!), `${tag}: ${threads} threads change part ${i}`));
+          }
+          nb.packedLinearFree(packed);
+        }
+      }
+    });
+  });
+
+  test('gate/up pack: silu(gate) * up, bit for bit linear() twice + siluMul, for every M', () => {
+    const rand = rng(24);
+    forEachIsa((isa) => {
+      for (const [M, K, I] of [[1, 64, 16], [7, 100, 40], [30, 48, 96], [64, 33, 1], [9, 576, 37], [1, 200, 7]]) {
+        for (const [dtype, precision] of combos) {
+          const x = randomF32(M * K, rand);
+          const gate = randomWeights(I * K, dtype, rand);
+          const up = randomWeights(I * K, dtype, rand);
+          const gu = nb.packGateUp(gate, up, dtype, I, K, precision);
+          const out = new Float32Array(M * I);
+          nb.linearPacked(gu, x, M, [out], false);
+          const want = new Float32Array(M * I);
+          nb.siluMul(want, linearOf(x, gate, dtype, null, M, I, K, precision), linearOf(x, up, dtype, null, M, I, K, precision), M, I, I, I);
+          const tag = `${label(isa, dtype, precision)} M=${M} K=${K} I=${I}`;
+          assert.ok(bitEqual(out, want), `${tag}: differs from linear + siluMul`);
+          for (let m = 0; m < M; m++) {
+            const one = new Float32Array(I);
+            nb.linearPacked(gu, x.subarray(m * K, (m + 1) * K), 1, [one], false);
+            assert.ok(bitEqual(one, out.subarray(m * I, (m + 1) * I), I), `${tag}: row ${m} differs from M=1`);
+          }
+          nb.packedLinearFree(gu);
+        }
+      }
+    });
+  });
+
+  test('accumulate adds into the output: the same bits as linear() then add', () => {
+    const rand = rng(25);
+    forEachIsa((isa) => {
+      for (const [M, K, N] of [[9, 80, 50], [1, 576, 64]]) {
+        for (const [dtype, precision] of combos) {
+          const x = randomF32(M * K, rand);
+          const w = randomWeights(N * K, dtype, rand);
+          const bias = randomF32(N, rand);
+          const packed = nb.packLinear([{ w, n: N, bias }], dtype, K, precision);
+          const resid = randomF32(M * N, rand, 4);
+          const want = new Float32Array(M * N);
+          nb.add(want, resid, linearOf(x, w, dtype, bias, M, N, K, precision), M * N);
+          const got = resid.slice();
+          nb.linearPacked(packed, x, M, [got], true);
+          assert.ok(bitEqual(got, want), `${label(isa, dtype, precision)} M=${M}`);
+          nb.packedLinearFree(packed);
+        }
+      }
+    });
+  });
+
+  test('M = 0 is a no-op; rejects bad arguments; a freed pack cannot be used', () => {
+    const w = new Float32Array(3 * 8);
+    const wb = new Uint16Array(3 * 8);
+    const p = nb.packLinear([{ w, n: 3 }], DType.F32, 8, MatmulPrecision.F32);
+    const x = new Float32Array(2 * 8);
+    const out = new Float32Array(2 * 3);
+    nb.linearPacked(p, x, 0, [new Float32Array(0)], false);
+    nb.linearPacked(p, x, 2, [out], false);
+    assert.throws(() => nb.linearPacked(p, x, 3, [out], false), RangeError); // x short
+    assert.throws(() => nb.linearPacked(p, x, 2, [out.subarray(1)], false), RangeError); // out short
+    assert.throws(() => nb.linearPacked(p, x, 2, [out, out], false), RangeError); // output count
+    assert.throws(() => nb.linearPacked(p, x, 2, [x], false), RangeError); // out overlaps x
+    assert.throws(() => nb.linearPacked(p, x, 2, [out], 1 as unknown as boolean), TypeError);
+    assert.throws(() => nb.linearPacked({} as never, x, 2, [out], false), TypeError);
+    assert.throws(() => nb.packLinear([{ w, n: 4 }], DType.F32, 8, MatmulPrecision.F32), RangeError); // w size
+    assert.throws(() => nb.packLinear([{ w, n: 3, bias: new Float32Array(2) }], DType.F32, 8, MatmulPrecision.F32), RangeError);
+    assert.throws(() => nb.packLinear([{ w: wb, n: 3 }], DType.F32, 8, MatmulPrecision.F32), TypeError); // dtype vs array
+    assert.throws(() => nb.packLinear([{ w: wb, n: 3 }], DType.F16, 8, MatmulPrecision.BF16), RangeError); // BF16 needs BF16
+    assert.throws(() => nb.packLinear([], DType.F32, 8, MatmulPrecision.F32), RangeError);
+    assert.throws(() => nb.packGateUp(wb, wb.subarray(1), DType.BF16, 3, 8, MatmulPrecision.BF16), RangeError);
+    const q = nb.packLinear([{ w, n: 3 }, { w, n: 3 }], DType.F32, 8, MatmulPrecision.F32);
+    const o2 = new Float32Array(12);
+    assert.throws(() => nb.linearPacked(q, x, 2, [o2.subarray(0, 6), o2.subarray(3)], false), RangeError); // outputs overlap
+    nb.packedLinearFree(p);
+    nb.packedLinearFree(p);
+    assert.throws(() => nb.linearPacked(p, x, 2, [out], false), /freed/);
+  });
+});
+
 describe('rmsnorm', () => {
   test('matches the reference, in place too', () => {
     const rand = rng(6);

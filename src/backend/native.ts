@@ -47,6 +47,18 @@ export enum MatmulPrecision {
   BF16 = 1,
 }
 
+/** Opaque handle to weights pre-packed for {@link NativeBackend.linearPacked} (native memory). */
+export interface PackedLinearHandle {
+  readonly __packedLinear: unique symbol;
+}
+
+/** One weight matrix of a pack: w is [n, K] in Hugging Face layout, bias (optional) is [n]. */
+export interface LinearPart {
+  w: WeightArray;
+  n: number;
+  bias?: Float32Array | null;
+}
+
 /** Opaque handle to a paged KV cache allocated in native memory. */
 export interface KvCacheHandle {
   readonly __kvCache: unique symbol;
@@ -101,6 +113,35 @@ export interface NativeBackend {
     K: number,
     precision: MatmulPrecision,
   ): void;
+
+  /**
+   * Re-lay weights out once (at model load) into the order the linear microkernels stream them,
+   * in native memory: columns in vectors of 16, vectors in contiguous panels, k pairs interleaved
+   * for BF16 precision (what `vdpbf16ps` reads). Several matrices with the same K (e.g. q, k, v)
+   * can share one pack: one pass over the activations fills all their outputs. The source arrays
+   * are copied (they may be freed or unmapped afterwards). Same dtype/precision rules as linear().
+   */
+  packLinear(parts: LinearPart[], wDtype: DType, K: number, precision: MatmulPrecision): PackedLinearHandle;
+  /**
+   * A gate/up pair packed together: linearPacked then writes out[m, i] = silu(g) * u with
+   * g = x[m,:] . gate[i,:], u = x[m,:] . up[i,:] (the same bits as two packs + siluMul).
+   * gate and up are [I, K].
+   */
+  packGateUp(gate: WeightArray, up: WeightArray, wDtype: DType, I: number, K: number, precision: MatmulPrecision): PackedLinearHandle;
+  /**
+   * outs[s][m, :] = x[m, :] . part_s^T (+ bias_s) for every part of the pack (one output of
+   * [M, I] for a gate/up pack); with `accumulate`, outs[s] += that instead (a residual add fused
+   * into the store: the same bits as linear then add). x: [M, K] float32.
+   *
+   * Each output element is one float32 accumulator taking k in order (F32 precision: one fused
+   * multiply-add per k; BF16 precision: one bf16 pair dot product per k pair), whatever M, the
+   * other rows, the other parts or the thread count: row m of a batch equals the M = 1 result bit
+   * for bit. The order differs from linear()'s, so the two ops can differ in the last bits.
+   * Outputs must not overlap x or each other.
+   */
+  linearPacked(w: PackedLinearHandle, x: Float32Array, M: number, outs: Float32Array[], accumulate: boolean): void;
+  /** Free a pack's native memory now (the handle must not be used afterwards; idempotent). */
+  packedLinearFree(w: PackedLinearHandle): void;
 
   /** out[m, :] = x[m, :] / sqrt(mean(x[m, :]^2) + eps) * weight.  x, out: [M, H]; may alias. */
   rmsnorm(out: Float32Array, x: Float32Array, weight: Float32Array, M: number, H: number, eps: number): void;

@@ -6,32 +6,49 @@
  * The model composes backend ops over a flat varlen batch (all sequences' new tokens in one
  * [T, hidden] matrix) and reads/writes K/V only through the paged cache.
  */
-import { DType, MatmulPrecision, native, type KvCacheHandle, type NativeBackend, type WeightArray } from '../../backend/native.js';
+import {
+  DType,
+  MatmulPrecision,
+  native,
+  type KvCacheHandle,
+  type LinearPart,
+  type NativeBackend,
+  type PackedLinearHandle,
+  type WeightArray,
+} from '../../backend/native.js';
 import { ropeInvFreq, type ModelConfig } from '../../config/model-config.js';
 import { ModelLoadError } from '../../errors.js';
 import { f32ToBf16, toFloat32 } from '../loader/dtype.js';
 import type { Tensor, WeightStore } from '../loader/weights.js';
 
-/** A weight matrix ready for the linear op. */
+/** A weight matrix ready for packing (Hugging Face layout, out_features × in_features). */
 export interface LinearWeight {
   data: WeightArray;
   dtype: DType;
-  /** out_features × in_features */
   n: number;
   k: number;
   bias: Float32Array | null;
 }
 
+/**
+ * Weights packed once at load for the linear microkernels (see NativeBackend.packLinear): q/k/v
+ * share one pack (one pass over the normed activations fills all three), gate/up share one whose
+ * output is already silu(gate) * up.
+ */
 interface LayerWeights {
   inputNorm: Float32Array;
-  q: LinearWeight;
-  k: LinearWeight;
-  v: LinearWeight;
-  o: LinearWeight;
+  qkv: PackedLinearHandle;
+  o: PackedLinearHandle;
   postNorm: Float32Array;
-  gate: LinearWeight;
-  up: LinearWeight;
-  down: LinearWeight;
+  gateUp: PackedLinearHandle;
+  down: PackedLinearHandle;
+}
+
+/** Shape of one linear layer (for byte and FLOP accounting). */
+interface LinearShape {
+  n: number;
+  k: number;
+  bytesPerElem: number;
 }
 
 /** The flat varlen batch of one step (built by the ModelRunner). */
@@ -70,7 +87,9 @@ export class LlamaModel {
   private readonly embed: { data: WeightArray; dtype: DType };
   private readonly layers: LayerWeights[] = [];
   private readonly finalNorm: Float32Array;
-  private readonly lmHead: LinearWeight;
+  private readonly lmHead: PackedLinearHandle;
+  private readonly shapes: LinearShape[] = [];
+  private readonly packs: PackedLinearHandle[] = [];
   private readonly invFreq: Float32Array;
   private readonly scale: number;
   private readonly maxTokens: number;
@@ -81,8 +100,8 @@ export class LlamaModel {
   private readonly k: Float32Array;
   private readonly v: Float32Array;
   private readonly attn: Float32Array;
-  private readonly gate: Float32Array;
-  private readonly up: Float32Array;
+  /** silu(gate) * up, [T, intermediate] */
+  private readonly act: Float32Array;
 
   constructor(cfg: ModelConfig, weights: WeightStore, opts: { precision: Precision; maxTokens: number }) {
     this.cfg = cfg;
@@ -103,6 +122,23 @@ export class LlamaModel {
       return { data: t.data, dtype: t.dtype, n, k, bias: b };
     };
     const norm = (name: string): Float32Array => toFloat32(weights.get(name, [H]));
+    const account = (w: LinearWeight): void => {
+      this.shapes.push({ n: w.n, k: w.k, bytesPerElem: w.dtype === DType.F32 ? 4 : 2 });
+    };
+    const pack = (ws: LinearWeight[]): PackedLinearHandle => {
+      ws.forEach(account);
+      const parts: LinearPart[] = ws.map((w) => ({ w: w.data, n: w.n, bias: w.bias }));
+      const h = this.be.packLinear(parts, ws[0]!.dtype, ws[0]!.k, this.mp);
+      this.packs.push(h);
+      return h;
+    };
+    const packGateUp = (gate: LinearWeight, up: LinearWeight): PackedLinearHandle => {
+      account(gate);
+      account(up);
+      const h = this.be.packGateUp(gate.data, up.data, gate.dtype, gate.n, gate.k, this.mp);
+      this.packs.push(h);
+      return h;
+    };
 
     const emb = weights.get('model.embed_tokens.weight', [cfg.vocabSize, H]);
     this.embed = { data: emb.data, dtype: emb.dtype };
@@ -110,15 +146,16 @@ export class LlamaModel {
       const p = `model.layers.${l}`;
       this.layers.push({
         inputNorm: norm(`${p}.input_layernorm.weight`),
-        q: lin(`${p}.self_attn.q_proj`, qDim, H, cfg.attentionBias),
-        k: lin(`${p}.self_attn.k_proj`, kvDim, H, cfg.attentionBias),
-        v: lin(`${p}.self_attn.v_proj`, kvDim, H, cfg.attentionBias),
+        qkv: pack([
+          lin(`${p}.self_attn.q_proj`, qDim, H, cfg.attentionBias),
+          lin(`${p}.self_attn.k_proj`, kvDim, H, cfg.attentionBias),
+          lin(`${p}.self_attn.v_proj`, kvDim, H, cfg.attentionBias),
+        ]),
         // Llama's attention_bias also covers o_proj; Qwen2 has q/k/v biases only.
-        o: lin(`${p}.self_attn.o_proj`, H, qDim, cfg.attentionBias && cfg.architecture !== 'Qwen2ForCausalLM'),
+        o: pack([lin(`${p}.self_attn.o_proj`, H, qDim, cfg.attentionBias && cfg.architecture !== 'Qwen2ForCausalLM')]),
         postNorm: norm(`${p}.post_attention_layernorm.weight`),
-        gate: lin(`${p}.mlp.gate_proj`, I, H, false),
-        up: lin(`${p}.mlp.up_proj`, I, H, false),
-        down: lin(`${p}.mlp.down_proj`, H, I, false),
+        gateUp: packGateUp(lin(`${p}.mlp.gate_proj`, I, H, false), lin(`${p}.mlp.up_proj`, I, H, false)),
+        down: pack([lin(`${p}.mlp.down_proj`, H, I, false)]),
       });
     }
     this.finalNorm = norm('model.norm.weight');
@@ -127,12 +164,13 @@ export class LlamaModel {
         throw new ModelLoadError('lm_head.weight is missing and tie_word_embeddings is false');
       }
       const t = emb;
-      this.lmHead =
+      this.lmHead = pack([
         this.mp === MatmulPrecision.BF16
           ? { data: toBf16(t), dtype: DType.BF16, n: cfg.vocabSize, k: H, bias: null }
-          : { data: t.data, dtype: t.dtype, n: cfg.vocabSize, k: H, bias: null };
+          : { data: t.data, dtype: t.dtype, n: cfg.vocabSize, k: H, bias: null },
+      ]);
     } else {
-      this.lmHead = lin('lm_head', cfg.vocabSize, H, false);
+      this.lmHead = pack([lin('lm_head', cfg.vocabSize, H, false)]);
     }
     this.invFreq = ropeInvFreq(cfg);
     this.scale = 1 / Math.sqrt(hd);
@@ -144,8 +182,7 @@ export class LlamaModel {
     this.k = new Float32Array(T * kvDim);
     this.v = new Float32Array(T * kvDim);
     this.attn = new Float32Array(T * qDim);
-    this.gate = new Float32Array(T * I);
-    this.up = new Float32Array(T * I);
+    this.act = new Float32Array(T * I);
   }
 
   /**
@@ -153,7 +190,7 @@ export class LlamaModel {
    * states of the rows in `rows` (indices into the batch) as [rows.length, hidden].
    */
   forward(b: ForwardBatch, cache: KvCacheHandle, rows: Int32Array, out: Float32Array): void {
-    const { be, cfg, mp } = this;
+    const { be, cfg } = this;
     const T = b.numTokens;
     if (T > this.maxTokens) throw new Error(`batch of ${T} tokens exceeds the model's buffers (${this.maxTokens})`);
     const H = cfg.hiddenSize;
@@ -167,18 +204,16 @@ export class LlamaModel {
     const k = this.k.subarray(0, T * kvDim);
     const v = this.v.subarray(0, T * kvDim);
     const attn = this.attn.subarray(0, T * qDim);
-    const gate = this.gate.subarray(0, T * I);
-    const up = this.up.subarray(0, T * I);
-    const linear = (y: Float32Array, inp: Float32Array, w: LinearWeight, m: number): void =>
-      be.linear(y, inp, w.data, w.dtype, w.bias, m, w.n, w.k, mp);
+    const act = this.act.subarray(0, T * I);
+    const qkvOut = [q, k, v];
+    const xOut = [x];
+    const actOut = [act];
 
     be.embedding(x, this.embed.data, this.embed.dtype, b.tokenIds.subarray(0, T), H);
     for (let l = 0; l < this.layers.length; l++) {
       const L = this.layers[l]!;
       be.rmsnorm(h, x, L.inputNorm, T, H, cfg.rmsNormEps);
-      linear(q, h, L.q, T);
-      linear(k, h, L.k, T);
-      linear(v, h, L.v, T);
+      be.linearPacked(L.qkv, h, T, qkvOut, false);
       be.rope(q, k, b.positions.subarray(0, T), T, cfg.numHeads, cfg.numKvHeads, hd, this.invFreq);
       be.kvCacheWrite(cache, l, k, v, b.slotMapping.subarray(0, T), T);
       be.pagedAttention(
@@ -196,14 +231,11 @@ export class LlamaModel {
         hd,
         this.scale,
       );
-      linear(h, attn, L.o, T);
-      be.add(x, x, h, T * H);
+      // Residual adds fused into the stores: x += o(attn), x += down(silu(gate) * up).
+      be.linearPacked(L.o, attn, T, xOut, true);
       be.rmsnorm(h, x, L.postNorm, T, H, cfg.rmsNormEps);
-      linear(gate, h, L.gate, T);
-      linear(up, h, L.up, T);
-      be.siluMul(gate, gate, up, T, I, I, I);
-      linear(h, gate, L.down, T);
-      be.add(x, x, h, T * H);
+      be.linearPacked(L.gateUp, h, T, actOut, false);
+      be.linearPacked(L.down, act, T, xOut, true);
     }
     const R = rows.length;
     const sel = out.subarray(0, R * H);
@@ -211,24 +243,24 @@ export class LlamaModel {
     be.rmsnorm(sel, sel, this.finalNorm, R, H, cfg.rmsNormEps);
   }
 
-  private linears(): LinearWeight[] {
-    return [...this.layers.flatMap((L) => [L.q, L.k, L.v, L.o, L.gate, L.up, L.down]), this.lmHead];
-  }
-
   /** Bytes of weights a decode step reads (every linear layer and the output head once). */
   weightBytesPerStep(): number {
-    return this.linears().reduce((a, w) => a + w.data.byteLength, 0);
+    return this.shapes.reduce((a, w) => a + w.n * w.k * w.bytesPerElem, 0);
   }
 
   /** Matmul FLOPs per token (2 per weight; attention's context-dependent share not included). */
   flopsPerToken(): number {
-    return this.linears().reduce((a, w) => a + 2 * w.n * w.k, 0);
+    return this.shapes.reduce((a, w) => a + 2 * w.n * w.k, 0);
   }
 
   /** logits[r, :] = head(hidden[r, :]) for R rows. */
   logits(hidden: Float32Array, R: number, out: Float32Array): void {
-    const w = this.lmHead;
-    this.be.linear(out, hidden, w.data, w.dtype, null, R, w.n, w.k, this.mp);
+    this.be.linearPacked(this.lmHead, hidden, R, [out], false);
+  }
+
+  /** Free the packed weights' native memory now (the model must not be used afterwards). */
+  dispose(): void {
+    for (const p of this.packs) this.be.packedLinearFree(p);
   }
 }
 

@@ -1,0 +1,633 @@
+// Pre-packed linear: out[M, N] = x[M, K] . w[N, K]^T (+ bias), with the weights re-laid out once at
+// load time so the microkernels stream them contiguously.
+//
+// Numerics are exactly linear()'s (ops_linear.cc), bit for bit on every kernel family: each
+// output is one vector accumulator over K in fixed steps from k = 0 (32 bf16 pairs per vdpbf16ps,
+// 16 floats per FMA on AVX-512, 8 on AVX2, 8 scalar lanes), then the family's fixed reduction
+// tree, then + bias. Only the memory order and the blocking change:
+//
+//   Weights: groups of 4 weight rows (4 output columns; in a gate/up pack 2 gate + the same 2 up
+//   columns), 4 groups to a superpanel of 16 rows stored [K / KB][16][KB] (KB = 32 elements for
+//   BF16 precision, 16 otherwise; K padded with zeros, which add exact zeros just as linear()'s
+//   masked tails do). A single activation row (decode) walks a superpanel as one contiguous
+//   stream, 16 accumulators reduced by one hsum16x16. A tile of up to 6 rows x one group keeps
+//   24 accumulators in registers and loads each weight vector once for its rows and each
+//   activation vector once for its 4 weight rows; hsum16x16 reduces them and the epilogue stores
+//   straight from the reduced vectors. The first row tile of a group prefetches the next group.
+//   Activations: rounded once per call (BF16 precision) into rows padded to the k blocks.
+//
+// Several weight matrices with the same K share one pack ("segments", e.g. q/k/v): one pass over
+// the activations fills all their outputs. A gate/up pack writes silu(gate) * up (simd::silu16,
+// the same bits as linear + siluMul). With `accumulate`, out += result (the same bits as linear +
+// add). Batch invariance follows: tiles, groups and threads never change an output's sequence of
+// operations, so row m of a batch is bit for bit the M = 1 result.
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <vector>
+
+#include "ops.h"
+#include "simd.h"
+
+namespace pw {
+namespace {
+
+constexpr int kRows = 4;     // weight rows per group (accumulators per row of a tile)
+constexpr int kSuper = 4;    // groups per superpanel
+constexpr int kMaxMR = 6;    // rows per tile (AVX-512: 6 x 4 = 24 zmm accumulators)
+
+struct Job {
+  const PackedLinear* P;
+  const uint8_t* x;  // padded activation rows (bf16 bits, or float)
+  size_t ldx;        // bytes per activation row
+  float* const* outs;
+  bool accumulate;
+};
+
+// Group g's first weight row in its superpanel, and the bytes from one k block to the next.
+PW_INLINE const uint8_t* group_ptr(const PackedLinear& P, int64_t g, size_t* kb_stride) {
+  const int64_t s = g / kSuper, gi = g % kSuper;
+  const int64_t ng = std::min<int64_t>(kSuper, P.ngroups - s * kSuper);
+  const size_t row = static_cast<size_t>(P.kb) * P.elem_bytes();
+  *kb_stride = static_cast<size_t>(ng * kRows) * row;
+  return P.data + static_cast<size_t>(s) * P.super_bytes + static_cast<size_t>(gi * kRows) * row;
+}
+
+// w / stride: the tile's first weight row and its k-block stride (group_ptr). pf / pf_stride: the
+// next group's panel, prefetched along (the first row tile of a group is the one that waits on
+// memory), or null.
+using MkFn = void (*)(const Job&, int64_t m0, int64_t g0, const uint8_t* w, size_t stride, const uint8_t* pf,
+                      size_t pf_stride);
+
+// ---------------------------------------------------------------------------------------------
+// AVX-512. A tile's accumulators acc[i][c] (row i, weight row c of its NG groups, W = 4 NG) are
+// reduced 16 at a time by hsum16x16 into lane (i % R) * W + c of a result vector, R = 16 / W rows
+// per vector; the epilogue stores each group's lanes straight from that vector (a masked store at
+// an address shifted back by the lane offset: masked-out lanes never touch memory).
+
+// Gate/up groups are lanes [g0 g1 u0 u1]: lanes l % 4 < 2 take lane l + 2 (the up value).
+PW_AVX512 PW_INLINE __m512 up_to_gate_lanes(__m512 r) {
+  const __m512i idx = _mm512_setr_epi32(2, 3, 2, 3, 6, 7, 6, 7, 10, 11, 10, 11, 14, 15, 14, 15);
+  return _mm512_permutexvar_ps(idx, r);
+}
+
+template <int MR, int NG, bool SILU>
+PW_AVX512 PW_INLINE void finish512(const Job& j, int64_t m0, int64_t g0, __m512 (&acc)[MR][NG * kRows]) {
+  const PackedLinear& P = *j.P;
+  constexpr int W = NG * kRows;
+  constexpr int R = 16 / W;  // rows per result vector
+  static_assert(NG == 1 || MR == 1, "tiles are one group of rows or one row of groups");
+  __m512 bias = _mm512_setzero_ps();
+  if (!SILU && P.bias) {
+    if constexpr (NG == 1) bias = _mm512_broadcast_f32x4(_mm_loadu_ps(P.bias + g0 * kRows));
+    else bias = _mm512_maskz_loadu_ps(static_cast<__mmask16>((1u << W) - 1u), P.bias + g0 * kRows);
+  }
+  if constexpr (SILU && NG == 1) {
+    // Gather every row's 2 gate values (lanes 2i, 2i + 1) and 2 up values into one vector each,
+    // so one silu16 serves up to 8 rows.
+    __m512 r[2] = {_mm512_setzero_ps(), _mm512_setzero_ps()};
+#pragma GCC unroll 2
+    for (int b = 0; b * R < MR; b++) {
+      __m512 a[16];
+#pragma GCC unroll 16
+      for (int l = 0; l < 16; l++) {
+        const int i = b * R + l / W, c = l % W;
+        a[4 * (l % 4) + l / 4] = i < MR ? acc[i < MR ? i : 0][c] : _mm512_setzero_ps();
+      }
+      r[b] = simd::hsum16x16(a);
+    }
+    alignas(64) int32_t gi[16], ui[16];
+    for (int d = 0; d < 16; d++) {
+      const int i = d / 2, c = d % 2;  // row i, column c; row i sits in vector i / 4, lanes 4 (i % 4) ..
+      gi[d] = (i / 4) * 16 + (i % 4) * 4 + c;
+      ui[d] = gi[d] + 2;
+    }
+    const __m512 g = _mm512_permutex2var_ps(r[0], _mm512_load_si512(gi), r[1]);
+    const __m512 u = _mm512_permutex2var_ps(r[0], _mm512_load_si512(ui), r[1]);
+    const __m512 v = _mm512_mul_ps(simd::silu16(g), u);
+    const PackedLinear::Group& d = P.groups[static_cast<size_t>(g0)];
+    const int64_t ldo = P.segs[0].n;
+    float* o = j.outs[0] + m0 * ldo + d.col0;
+    for (int i = 0; i < MR; i++, o += ldo) {
+      const __mmask16 m = static_cast<__mmask16>(((1u << d.ncols) - 1u) << (2 * i));
+      __m512 y = v;
+      if (j.accumulate) y = _mm512_add_ps(_mm512_maskz_loadu_ps(m, o - 2 * i), y);
+      _mm512_mask_storeu_ps(o - 2 * i, m, y);
+    }
+    return;
+  }
+#pragma GCC unroll 8
+  for (int b = 0; b * R < MR; b++) {
+    __m512 a[16];
+#pragma GCC unroll 16
+    for (int l = 0; l < 16; l++) {
+      const int i = b * R + l / W, c = l % W;
+      a[4 * (l % 4) + l / 4] = i < MR ? acc[i < MR ? i : 0][c] : _mm512_setzero_ps();
+    }
+    __m512 r = simd::hsum16x16(a);
+    if constexpr (SILU) {
+      r = _mm512_mul_ps(simd::silu16(r), up_to_gate_lanes(r));
+    } else {
+      if (P.bias) r = _mm512_add_ps(r, bias);
+    }
+#pragma GCC unroll 4
+    for (int g = 0; g < NG; g++) {
+      const PackedLinear::Group& d = P.groups[static_cast<size_t>(g0 + g)];
+      const int64_t ldo = P.segs[static_cast<size_t>(d.seg)].n;
+      for (int ii = 0; ii < (MR - b * R < R ? MR - b * R : R); ii++) {
+        const int lane0 = ii * W + g * kRows;
+        const __mmask16 m = static_cast<__mmask16>(((1u << d.ncols) - 1u) << lane0);
+        float* o = j.outs[d.seg] + (m0 + b * R + ii) * ldo + d.col0 - lane0;
+        __m512 v = r;
+        if (j.accumulate) v = _mm512_add_ps(_mm512_maskz_loadu_ps(m, o), v);
+        _mm512_mask_storeu_ps(o, m, v);
+      }
+    }
+  }
+}
+
+// AVX512_BF16 (linear()'s tile_dpbf16): acc = vdpbf16ps(acc, x[32], w[32]) per k block.
+template <int MR, int NG, bool SILU>
+PW_AVX512BF16 void mk_dpbf16(const Job& j, int64_t m0, int64_t g0, const uint8_t* w, size_t stride, const uint8_t* pf,
+                             size_t pf_stride) {
+  constexpr int W = NG * kRows;
+  __m512 acc[MR][W];
+#pragma GCC unroll 8
+  for (int i = 0; i < MR; i++)
+#pragma GCC unroll 16
+    for (int c = 0; c < W; c++) acc[i][c] = _mm512_setzero_ps();
+  const uint8_t* x = j.x + static_cast<size_t>(m0) * j.ldx;
+  const int64_t nkb = j.P->nkb;
+  for (int64_t kb = 0; kb < nkb; kb++) {
+    __m512i xv[MR];
+    for (int i = 0; i < MR; i++) xv[i] = _mm512_loadu_si512(x + i * j.ldx);
+    if (MR == 1) {
+      for (int c = 0; c < W; c++) _mm_prefetch(reinterpret_cast<const char*>(w + 8 * stride + c * 64), _MM_HINT_T0);
+    } else if (pf) {
+      for (int c = 0; c < W; c++) _mm_prefetch(reinterpret_cast<const char*>(pf + c * 64), _MM_HINT_T1);
+      pf += pf_stride;
+    }
+    for (int c = 0; c < W; c++) {
+      const __m512i wv = _mm512_loadu_si512(w + c * 64);
+      for (int i = 0; i < MR; i++) acc[i][c] = _mm512_dpbf16_ps(acc[i][c], (__m512bh)xv[i], (__m512bh)wv);
+    }
+    x += 64;
+    w += stride;
+  }
+  finish512<MR, NG, SILU>(j, m0, g0, acc);
+}
+
+// AVX-512 float32 (linear()'s tile_avx512): weights of type WT widened exactly, 16 k per FMA;
+// a k block of KB = 32 (BF16 precision without the instruction) is two FMA steps, in k order.
+template <int MR, int NG, bool SILU, int WT, int KB>
+PW_AVX512 void mk_f32_512(const Job& j, int64_t m0, int64_t g0, const uint8_t* w, size_t stride, const uint8_t* pf,
+                          size_t pf_stride) {
+  constexpr int W = NG * kRows;
+  constexpr int EB = WT == 0 ? 4 : 2;
+  constexpr int LINES = W * KB * EB / 64;  // cache lines of a k block
+  __m512 acc[MR][W];
+#pragma GCC unroll 8
+  for (int i = 0; i < MR; i++)
+#pragma GCC unroll 16
+    for (int c = 0; c < W; c++) acc[i][c] = _mm512_setzero_ps();
+  const uint8_t* x = j.x + static_cast<size_t>(m0) * j.ldx;
+  const int64_t nkb = j.P->nkb;
+  for (int64_t kb = 0; kb < nkb; kb++) {
+    if (MR == 1) {
+      for (int c = 0; c < LINES; c++) _mm_prefetch(reinterpret_cast<const char*>(w + 8 * stride + c * 64), _MM_HINT_T0);
+    } else if (pf) {
+      for (int c = 0; c < LINES; c++) _mm_prefetch(reinterpret_cast<const char*>(pf + c * 64), _MM_HINT_T1);
+      pf += pf_stride;
+    }
+    for (int sub = 0; sub < KB / 16; sub++) {
+      __m512 xv[MR];
+      for (int i = 0; i < MR; i++) xv[i] = _mm512_loadu_ps(reinterpret_cast<const float*>(x + i * j.ldx) + sub * 16);
+      for (int c = 0; c < W; c++) {
+        const __m512 wv = simd::load16<WT>(w, c * KB + sub * 16);
+        for (int i = 0; i < MR; i++) acc[i][c] = _mm512_fmadd_ps(xv[i], wv, acc[i][c]);
+      }
+    }
+    x += KB * 4;
+    w += stride;
+  }
+  finish512<MR, NG, SILU>(j, m0, g0, acc);
+}
+
+// ---------------------------------------------------------------------------------------------
+// AVX2 and scalar: reductions into red[MR][4 NG], then a plain float epilogue (lane for lane what
+// linear()'s epilogues, siluMul and add compute; the build never contracts a * b + c into an FMA).
+
+enum class Fam { Scalar, Avx2 };
+
+PW_AVX2 void silu_mul_avx2(float* o, const float* g, const float* u, int n, bool accumulate) {
+  const __m256i m = simd::mask8(n);
+  __m256 r = _mm256_mul_ps(simd::silu8(_mm256_maskload_ps(g, m)), _mm256_maskload_ps(u, m));
+  if (accumulate) r = _mm256_add_ps(_mm256_maskload_ps(o, m), r);
+  _mm256_maskstore_ps(o, m, r);
+}
+
+template <Fam F, int MR, int NG, bool SILU>
+PW_INLINE void epilogue_generic(const Job& j, int64_t m0, int64_t g0, const float* red) {
+  const PackedLinear& P = *j.P;
+  constexpr int W = NG * kRows;
+  for (int g = 0; g < NG; g++) {
+    const PackedLinear::Group& d = P.groups[static_cast<size_t>(g0 + g)];
+    const int64_t ldo = P.segs[static_cast<size_t>(d.seg)].n;
+    for (int i = 0; i < MR; i++) {
+      const float* r = red + i * W + g * kRows;
+      float* o = j.outs[d.seg] + (m0 + i) * ldo + d.col0;
+      if constexpr (SILU) {
+        if constexpr (F == Fam::Avx2) {
+          silu_mul_avx2(o, r, r + 2, d.ncols, j.accumulate);
+        } else {
+          for (int c = 0; c < d.ncols; c++) {
+            const float v = r[c] / (1.0f + std::exp(-r[c])) * r[c + 2];
+            o[c] = j.accumulate ? o[c] + v : v;
+          }
+        }
+      } else {
+        const float* b = P.bias ? P.bias + (g0 + g) * kRows : nullptr;
+        for (int c = 0; c < d.ncols; c++) {
+          float v = r[c];
+          if (b) v = v + b[c];
+          o[c] = j.accumulate ? o[c] + v : v;
+        }
+      }
+    }
+  }
+}
+
+// AVX2 + FMA (linear()'s tile_avx2): 8 k per FMA, each accumulator reduced by hsum8.
+template <int MR, int NG, bool SILU, int WT, int KB>
+PW_AVX2 void mk_avx2(const Job& j, int64_t m0, int64_t g0, const uint8_t* w, size_t stride, const uint8_t*, size_t) {
+  const PackedLinear& P = *j.P;
+  constexpr int W = NG * kRows;
+  __m256 acc[MR * W];
+  for (int a = 0; a < MR * W; a++) acc[a] = _mm256_setzero_ps();
+  const uint8_t* x = j.x + static_cast<size_t>(m0) * j.ldx;
+  for (int64_t kb = 0; kb < P.nkb; kb++) {
+    for (int sub = 0; sub < KB / 8; sub++) {
+      __m256 xv[MR];
+      for (int i = 0; i < MR; i++) xv[i] = _mm256_loadu_ps(reinterpret_cast<const float*>(x + i * j.ldx) + kb * KB + sub * 8);
+      for (int c = 0; c < W; c++) {
+        const __m256 wv = simd::load8<WT>(w, c * KB + sub * 8);
+        for (int i = 0; i < MR; i++) acc[i * W + c] = _mm256_fmadd_ps(xv[i], wv, acc[i * W + c]);
+      }
+    }
+    w += stride;
+  }
+  float red[MR * W];
+  for (int a = 0; a < MR * W; a++) red[a] = simd::hsum8(acc[a]);
+  epilogue_generic<Fam::Avx2, MR, NG, SILU>(j, m0, g0, red);
+}
+
+// Scalar (linear()'s tile_scalar): 8 partial sums (lane k % 8), products rounded then added.
+template <int WT>
+inline float scalar_w(const uint8_t* w, int64_t i) {
+  if constexpr (WT == 0) {
+    float f;
+    std::memcpy(&f, w + 4 * i, 4);
+    return f;
+  } else {
+    uint16_t h;
+    std::memcpy(&h, w + 2 * i, 2);
+    return WT == 1 ? f16_to_f32(h) : bf16_to_f32(h);
+  }
+}
+
+template <int MR, int NG, bool SILU, int WT, int KB>
+void mk_scalar(const Job& j, int64_t m0, int64_t g0, const uint8_t* w, size_t stride, const uint8_t*, size_t) {
+  const PackedLinear& P = *j.P;
+  constexpr int W = NG * kRows;
+  const size_t eb = P.elem_bytes();
+  float red[MR * W];
+  for (int i = 0; i < MR; i++) {
+    const float* x = reinterpret_cast<const float*>(j.x + static_cast<size_t>(m0 + i) * j.ldx);
+    for (int c = 0; c < W; c++) {
+      float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+      for (int64_t kb = 0; kb < P.nkb; kb++) {
+        const uint8_t* wr = w + kb * stride + static_cast<size_t>(c * KB) * eb;
+        for (int e = 0; e < KB; e++) acc[e % 8] += x[kb * KB + e] * scalar_w<WT>(wr, e);
+      }
+      float s4[4], s2[2];
+      for (int q = 0; q < 4; q++) s4[q] = acc[q] + acc[q + 4];
+      for (int q = 0; q < 2; q++) s2[q] = s4[q] + s4[q + 2];
+      red[i * W + c] = s2[0] + s2[1];
+    }
+  }
+  epilogue_generic<Fam::Scalar, MR, NG, SILU>(j, m0, g0, red);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Kernel tables.
+
+struct Family {
+  int mr_max = 1;          // rows per tile
+  int row_groups = 1;      // groups per single-row call (divides kSuper)
+  MkFn tile[kMaxMR] = {};  // tile[mr - 1]: mr rows x 1 group
+  MkFn row[kSuper] = {};   // row[ng - 1]: 1 row x ng groups of one superpanel
+};
+
+template <template <int, int, bool> class T, bool SILU, int... MR>
+void fill_tiles(Family& f, std::integer_sequence<int, MR...>) {
+  ((f.tile[MR] = T<MR + 1, 1, SILU>::fn), ...);
+}
+template <template <int, int, bool> class T, bool SILU, int... NG>
+void fill_rows(Family& f, std::integer_sequence<int, NG...>) {
+  ((f.row[NG] = T<1, NG + 1, SILU>::fn), ...);
+}
+template <template <int, int, bool> class T, bool SILU, int MRMAX, int NGMAX>
+Family make_family() {
+  static_assert(kSuper % NGMAX == 0, "single-row runs must not cross a superpanel");
+  Family f;
+  f.mr_max = MRMAX;
+  f.row_groups = NGMAX;
+  fill_tiles<T, SILU>(f, std::make_integer_sequence<int, MRMAX>{});
+  fill_rows<T, SILU>(f, std::make_integer_sequence<int, NGMAX>{});
+  return f;
+}
+
+template <int MR, int NG, bool SILU> struct DpT { static constexpr MkFn fn = mk_dpbf16<MR, NG, SILU>; };
+template <int WT, int KB> struct F512 {
+  template <int MR, int NG, bool SILU> struct T { static constexpr MkFn fn = mk_f32_512<MR, NG, SILU, WT, KB>; };
+};
+template <int WT, int KB> struct A2 {
+  template <int MR, int NG, bool SILU> struct T { static constexpr MkFn fn = mk_avx2<MR, NG, SILU, WT, KB>; };
+};
+template <int WT, int KB> struct Sc {
+  template <int MR, int NG, bool SILU> struct T { static constexpr MkFn fn = mk_scalar<MR, NG, SILU, WT, KB>; };
+};
+
+// Plain and gate/up kernels of one (family, dtype, k block).
+struct Families {
+  Family plain, silu;
+};
+template <template <int, int, bool> class T, int MRMAX, int NGMAX>
+Families make_families() {
+  return Families{make_family<T, false, MRMAX, NGMAX>(), make_family<T, true, MRMAX, NGMAX>()};
+}
+
+const Family& family_for(Isa isa, const PackedLinear& P) {
+  // BF16 precision: vdpbf16ps on AVX512_BF16; elsewhere the float kernels on bf16 weights over
+  // activations already rounded to bf16 (k blocks of 32 either way), as linear() does.
+  static const Families dp = make_families<DpT, 6, 4>();
+  static const Families f512[3] = {make_families<F512<0, 16>::T, 6, 4>(), make_families<F512<1, 16>::T, 6, 4>(),
+                                   make_families<F512<2, 16>::T, 6, 4>()};
+  static const Families f512bf = make_families<F512<2, 32>::T, 6, 4>();
+  static const Families a2[3] = {make_families<A2<0, 16>::T, 3, 2>(), make_families<A2<1, 16>::T, 3, 2>(),
+                                 make_families<A2<2, 16>::T, 3, 2>()};
+  static const Families a2bf = make_families<A2<2, 32>::T, 3, 2>();
+  static const Families sc[3] = {make_families<Sc<0, 16>::T, 1, 1>(), make_families<Sc<1, 16>::T, 1, 1>(),
+                                 make_families<Sc<2, 16>::T, 1, 1>()};
+  static const Families scbf = make_families<Sc<2, 32>::T, 1, 1>();
+  const bool bf = P.precision == MatmulPrecision::BF16;
+  const int wt = static_cast<int>(P.dtype);
+  const Families* f;
+  switch (isa) {
+    case Isa::Avx512Bf16: f = bf ? &dp : &f512[wt]; break;
+    case Isa::Avx512: f = bf ? &f512bf : &f512[wt]; break;
+    case Isa::Avx2: f = bf ? &a2bf : &a2[wt]; break;
+    default: f = bf ? &scbf : &sc[wt]; break;
+  }
+  return P.silu_pairs ? f->silu : f->plain;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Activations: rows padded with zeros to the k blocks; BF16 precision rounds (RNE, NaN kept) to
+// bf16 bits (vdpbf16ps) or to bf16 values held as floats (the other families).
+
+PW_AVX512 PW_INLINE __m512i round_bf16_hi(__m512 v) {  // linear()'s round_bf16_hi
+  const __m512i u = _mm512_castps_si512(v);
+  const __m512i abs = _mm512_and_si512(u, _mm512_set1_epi32(0x7fffffff));
+  const __mmask16 nan = _mm512_cmpgt_epu32_mask(abs, _mm512_set1_epi32(0x7f800000));
+  const __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(1));
+  __m512i r = _mm512_add_epi32(u, _mm512_add_epi32(_mm512_set1_epi32(0x7fff), lsb));
+  r = _mm512_mask_mov_epi32(r, nan, _mm512_or_si512(u, _mm512_set1_epi32(0x400000)));
+  return _mm512_and_si512(r, _mm512_set1_epi32(static_cast<int>(0xffff0000u)));
+}
+
+PW_AVX512 void row_to_bf16_512(uint16_t* dst, const float* src, int64_t K, int64_t kpad) {
+  int64_t k = 0;
+  for (; k + 16 <= K; k += 16) {
+    const __m512i r = _mm512_srli_epi32(round_bf16_hi(_mm512_loadu_ps(src + k)), 16);
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + k), _mm512_cvtepi32_epi16(r));
+  }
+  if (k < K) {
+    const __mmask16 m = static_cast<__mmask16>((1u << (K - k)) - 1u);
+    const __m512i r = _mm512_srli_epi32(round_bf16_hi(_mm512_maskz_loadu_ps(m, src + k)), 16);
+    _mm256_mask_storeu_epi16(dst + k, m, _mm512_cvtepi32_epi16(r));
+  }
+  std::fill(dst + K, dst + kpad, uint16_t(0));
+}
+
+PW_AVX512 void row_round_f32_512(float* dst, const float* src, int64_t K, int64_t kpad) {
+  int64_t k = 0;
+  for (; k + 16 <= K; k += 16) _mm512_storeu_ps(dst + k, _mm512_castsi512_ps(round_bf16_hi(_mm512_loadu_ps(src + k))));
+  for (; k < K; k++) dst[k] = bf16_to_f32(f32_to_bf16(src[k]));
+  std::fill(dst + K, dst + kpad, 0.0f);
+}
+
+// Grow-only per-thread scratch, 64-byte aligned (the engine calls from one thread).
+uint8_t* scratch_bytes(size_t n) {
+  thread_local std::vector<uint8_t> buf;
+  if (buf.size() < n + 64) buf.resize(n + 64);
+  const uintptr_t p = reinterpret_cast<uintptr_t>(buf.data());
+  return reinterpret_cast<uint8_t*>((p + 63) & ~uintptr_t(63));
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------------------
+// Packing
+
+size_t PackedLinear::elem_bytes() const { return dtype_bytes(dtype); }
+
+bool packed_linear_init(PackedLinear& P, const std::vector<int64_t>& seg_n, int64_t K, DType dtype,
+                        MatmulPrecision precision, bool silu_pairs, bool has_bias) {
+  P.K = K;
+  P.dtype = dtype;
+  P.precision = precision;
+  P.kb = precision == MatmulPrecision::BF16 ? 32 : 16;
+  P.nkb = (K + P.kb - 1) / P.kb;
+  P.kpad = P.nkb * P.kb;
+  P.silu_pairs = silu_pairs;
+  P.segs.clear();
+  P.groups.clear();
+  const int64_t cols = silu_pairs ? kRows / 2 : kRows;  // output columns per group
+  for (size_t s = 0; s < seg_n.size(); s++) {
+    const int64_t ng = (seg_n[s] + cols - 1) / cols;
+    P.segs.push_back(PackedLinear::Segment{seg_n[s], static_cast<int64_t>(P.groups.size()), ng});
+    for (int64_t g = 0; g < ng; g++) {
+      P.groups.push_back(PackedLinear::Group{static_cast<int>(s), g * cols,
+                                             static_cast<int>(std::min<int64_t>(cols, seg_n[s] - g * cols))});
+    }
+  }
+  P.ngroups = static_cast<int64_t>(P.groups.size());
+  P.super_bytes = static_cast<size_t>(kSuper * kRows * P.kpad) * P.elem_bytes();
+  const int64_t nsuper = (P.ngroups + kSuper - 1) / kSuper;
+  const int64_t last_rows = (P.ngroups - (nsuper - 1) * kSuper) * kRows;
+  P.bytes = static_cast<size_t>(nsuper - 1) * P.super_bytes + static_cast<size_t>(last_rows * P.kpad) * P.elem_bytes();
+  P.data = static_cast<uint8_t*>(aligned_alloc_zeroed(P.bytes));
+  if (!P.data) return false;
+  if (has_bias) {
+    P.bias = static_cast<float*>(aligned_alloc_zeroed(static_cast<size_t>(P.ngroups * kRows) * 4));
+    if (!P.bias) {
+      aligned_free(P.data, P.bytes);
+      P.data = nullptr;
+      return false;
+    }
+  }
+  return true;
+}
+
+void packed_linear_fill(PackedLinear& P, const std::vector<const void*>& src, const std::vector<const float*>& bias) {
+  const size_t eb = P.elem_bytes();
+  const int64_t K = P.K, KB = P.kb;
+  const size_t row_bytes = static_cast<size_t>(K) * eb;
+  parallel_for(P.ngroups, [&](int64_t gb, int64_t ge) {
+    for (int64_t g = gb; g < ge; g++) {
+      const PackedLinear::Group& d = P.groups[static_cast<size_t>(g)];
+      size_t stride = 0;
+      uint8_t* base = const_cast<uint8_t*>(group_ptr(P, g, &stride));
+      for (int c = 0; c < kRows; c++) {
+        // Plain: columns col0 .. col0 + 3. Gate/up: gate col0, col0 + 1, then up col0, col0 + 1.
+        const int col = P.silu_pairs ? c % 2 : c;
+        if (col >= d.ncols) continue;  // zero row (the allocation is zeroed)
+        const void* s = P.silu_pairs ? src[static_cast<size_t>(c / 2)] : src[static_cast<size_t>(d.seg)];
+        const uint8_t* row = static_cast<const uint8_t*>(s) + static_cast<size_t>(d.col0 + col) * row_bytes;
+        for (int64_t kb = 0; kb * KB < K; kb++) {
+          const int64_t n = std::min<int64_t>(KB, K - kb * KB);
+          std::memcpy(base + kb * stride + static_cast<size_t>(c * KB) * eb, row + static_cast<size_t>(kb * KB) * eb,
+                      static_cast<size_t>(n) * eb);
+        }
+      }
+    }
+  });
+  if (P.bias) {
+    for (int64_t g = 0; g < P.ngroups; g++) {
+      const PackedLinear::Group& d = P.groups[static_cast<size_t>(g)];
+      const float* b = bias[static_cast<size_t>(d.seg)];
+      if (!b) continue;
+      for (int c = 0; c < d.ncols; c++) P.bias[g * kRows + c] = b[d.col0 + c];
+    }
+  }
+}
+
+void packed_linear_release(PackedLinear& P) {
+  if (P.data) aligned_free(P.data, P.bytes);
+  if (P.bias) aligned_free(P.bias, static_cast<size_t>(P.ngroups * kRows) * 4);
+  P.data = nullptr;
+  P.bias = nullptr;
+  P.freed = true;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Compute
+
+void linear_packed(const PackedLinear& P, const float* x, int64_t M, float* const* outs, bool accumulate) {
+  if (M == 0) return;
+  const Isa isa = active_isa();
+  const Family& fam = family_for(isa, P);
+  const bool bf = P.precision == MatmulPrecision::BF16;
+  const bool dp = bf && isa == Isa::Avx512Bf16;
+  const int64_t K = P.K, kpad = P.kpad;
+
+  // Activation rows, padded to the k blocks (and rounded for BF16 precision).
+  const size_t ldx = static_cast<size_t>(kpad) * (dp ? 2 : 4);
+  uint8_t* xs = scratch_bytes(static_cast<size_t>(M) * ldx);
+  auto prep_rows = [&](int64_t b, int64_t e) {
+    for (int64_t m = b; m < e; m++) {
+      const float* src = x + m * K;
+      uint8_t* dst = xs + static_cast<size_t>(m) * ldx;
+      if (dp) {
+        row_to_bf16_512(reinterpret_cast<uint16_t*>(dst), src, K, kpad);
+      } else if (bf) {
+        float* d = reinterpret_cast<float*>(dst);
+        if (isa >= Isa::Avx512) {
+          row_round_f32_512(d, src, K, kpad);
+        } else {
+          for (int64_t k = 0; k < K; k++) d[k] = bf16_to_f32(f32_to_bf16(src[k]));
+          std::fill(d + K, d + kpad, 0.0f);
+        }
+      } else {
+        std::memcpy(dst, src, static_cast<size_t>(K) * 4);
+        std::fill(reinterpret_cast<float*>(dst) + K, reinterpret_cast<float*>(dst) + kpad, 0.0f);
+      }
+    }
+  };
+  if (M * K >= (int64_t(1) << 17)) parallel_for(M, prep_rows);
+  else prep_rows(0, M);
+
+  Job j{};
+  j.P = &P;
+  j.x = xs;
+  j.ldx = ldx;
+  j.outs = outs;
+  j.accumulate = accumulate;
+
+  const int64_t G = P.ngroups;
+  const int64_t threads = num_threads();
+  // Tiny products are not worth waking the pool (a few microseconds); work items give the same
+  // bits whichever thread runs them.
+  const bool tiny = M * G * kRows * K < (int64_t(1) << 16);
+  if (M == 1) {
+    // One row: runs of row_groups groups (a superpanel: one contiguous stream, one reduction per
+    // 16 outputs), in contiguous chunks so each thread streams its own part of the weights.
+    const int64_t RG = fam.row_groups;
+    const int64_t runs = (G + RG - 1) / RG;
+    const int64_t chunk = std::max<int64_t>(1, (runs + 4 * threads - 1) / (4 * threads));
+    const int64_t items = (runs + chunk - 1) / chunk;
+    auto run = [&](int64_t item) {
+      const int64_t r1 = std::min(runs, (item + 1) * chunk);
+      for (int64_t r = item * chunk; r < r1; r++) {
+        const int64_t g0 = r * RG;
+        const int64_t ng = std::min<int64_t>(RG, G - g0);
+        size_t stride = 0;
+        const uint8_t* w = group_ptr(P, g0, &stride);
+        fam.row[ng - 1](j, 0, g0, w, stride, nullptr, 0);
+      }
+    };
+    if (tiny) {
+      for (int64_t i = 0; i < items; i++) run(i);
+    } else {
+      parallel_items(items, run);
+    }
+    return;
+  }
+
+  // Batches: items are (row block, chunk of groups). A row block's activations (~256 KiB) stay in
+  // L2 while the chunk's groups pass; a group's panel stays in L1/L2 across the block's row tiles.
+  const int64_t MR = fam.mr_max;
+  // At least 96 rows per block even when they outgrow L2 (long K): every row block reads the
+  // whole weight matrix, and fewer rows than that per pass leave a thread waiting on memory.
+  const int64_t rows_per_block = std::max<int64_t>(96, static_cast<int64_t>((size_t(256) << 10) / ldx)) / MR * MR;
+  const int64_t nrb = (M + rows_per_block - 1) / rows_per_block;
+  const int64_t want = 4 * threads;
+  int64_t gchunk = G;
+  if (nrb < want) gchunk = std::max<int64_t>(1, (G * nrb + want - 1) / want);
+  const int64_t ngc = (G + gchunk - 1) / gchunk;
+  auto run = [&](int64_t item) {
+    const int64_t gc = item / nrb, rb = item % nrb;
+    const int64_t ga = gc * gchunk, gz = std::min(G, ga + gchunk);
+    const int64_t ma = rb * rows_per_block, mz = std::min(M, ma + rows_per_block);
+    size_t stride = 0, next_stride = 0;
+    const uint8_t* w = group_ptr(P, ga, &stride);
+    for (int64_t g = ga; g < gz; g++) {
+      const uint8_t* next = g + 1 < gz ? group_ptr(P, g + 1, &next_stride) : nullptr;
+      for (int64_t m0 = ma; m0 < mz; m0 += MR) {
+        const int64_t mr = std::min(MR, mz - m0);
+        fam.tile[mr - 1](j, m0, g, w, stride, m0 == ma ? next : nullptr, next_stride);
+      }
+      w = next;
+      stride = next_stride;
+    }
+  };
+  const int64_t items = ngc * nrb;
+  if (tiny) {
+    for (int64_t i = 0; i < items; i++) run(i);
+  } else {
+    parallel_items(items, run);
+  }
+}
+
+}  // namespace pw
