@@ -59,9 +59,10 @@ inline uint16_t f32_to_bf16(float f) {
 float f16_to_f32(uint16_t h);
 uint16_t f32_to_f16(float f);
 
-// Zeroed memory aligned to 64 bytes (page-aligned, lazily committed for large sizes).
-// Returns nullptr when the system cannot provide it. Free with aligned_free(p, bytes).
-void* aligned_alloc_zeroed(size_t bytes);
+// Zeroed memory aligned to 64 bytes (page-aligned, lazily committed for large sizes; `huge`:
+// transparent huge pages from 2 MiB up). Returns nullptr when the system cannot provide it. Free
+// with aligned_free(p, bytes).
+void* aligned_alloc_zeroed(size_t bytes, bool huge = true);
 void aligned_free(void* p, size_t bytes);
 
 }  // namespace pw

@@ -105,14 +105,15 @@ uint16_t f32_to_f16(float f) {
   return static_cast<uint16_t>(sign | q);
 }
 
-void* aligned_alloc_zeroed(size_t bytes) {
+void* aligned_alloc_zeroed(size_t bytes, bool huge) {
   if (bytes == 0) bytes = 1;
   if (bytes >= kMmapThreshold) {
     void* p = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (p == MAP_FAILED) return nullptr;
-    // Transparent huge pages where the system leaves it to us (THP "madvise" mode): KV pools and
-    // large buffers are walked in big strides, 4 KiB pages would cost a TLB miss per few rows.
-    if (bytes >= (size_t(2) << 20)) madvise(p, bytes, MADV_HUGEPAGE);
+    // Transparent huge pages where the system leaves it to us (THP "madvise" mode): large buffers
+    // (packed weights, workspaces) are walked in big strides, 4 KiB pages would cost a TLB miss
+    // per few rows. Not for memory first touched on the hot path (KV pools: kv_cache.cc).
+    if (huge && bytes >= (size_t(2) << 20)) madvise(p, bytes, MADV_HUGEPAGE);
     return p;
   }
   void* p = nullptr;

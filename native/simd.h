@@ -116,6 +116,17 @@ PW_AVX512 PW_INLINE __m512 exp16(__m512 x) {
   return y;
 }
 
+// 16 floats to bf16 bits, round to nearest even, NaN stays NaN (quieted): exactly f32_to_bf16.
+PW_AVX512 PW_INLINE __m256i to_bf16x16(__m512 v) {
+  const __m512i u = _mm512_castps_si512(v);
+  const __m512i abs = _mm512_and_si512(u, _mm512_set1_epi32(0x7fffffff));
+  const __mmask16 nan = _mm512_cmpgt_epu32_mask(abs, _mm512_set1_epi32(0x7f800000));
+  const __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(1));
+  __m512i r = _mm512_add_epi32(u, _mm512_add_epi32(_mm512_set1_epi32(0x7fff), lsb));
+  r = _mm512_mask_mov_epi32(r, nan, _mm512_or_si512(u, _mm512_set1_epi32(0x400000)));
+  return _mm512_cvtepi32_epi16(_mm512_srli_epi32(r, 16));
+}
+
 // silu(g) = g / (1 + exp(0 - g)), the one formula every AVX-512 silu uses (silu_mul and the
 // fused gate/up epilogue give the same bits).
 PW_AVX512 PW_INLINE __m512 silu16(__m512 g) {

@@ -283,6 +283,39 @@ describe('KV cache', () => {
     }
   });
 
+  test('bf16 writes round like f32ToBf16 on every kernel family (ties, NaN, inf, subnormals), large T split over threads, duplicate slots keep the last', () => {
+    const hd = 37; // 2 vectors of 16 + a tail
+    const T = 600; // enough for the threaded path
+    const special = [0, -0, 1.00390625, 1.01171875, -1.00390625, 3.4e38, -3.4e38, Infinity, -Infinity, NaN, 1e-40, -1e-45, 65504.5, 1 + 2 ** -8, 1 + 3 * 2 ** -9];
+    const rand = rng(11);
+    const k = randomF32(T * 2 * hd, rand, 100);
+    const v = randomF32(T * 2 * hd, rand, 1e-3);
+    for (let i = 0; i < k.length; i += 7) k[i] = special[(i / 7) % special.length]!;
+    for (let i = 3; i < v.length; i += 5) v[i] = special[((i - 3) / 5) % special.length]!;
+    // Token t goes to slot t, except the last token, which overwrites slot 5.
+    const slots = Int32Array.from({ length: T }, (_, t) => (t === T - 1 ? 5 : t));
+    const bits = (x: number): number => {
+      const r = roundBf16(x);
+      return Number.isNaN(r) ? NaN : r;
+    };
+    forEachIsa((isa) => {
+      const c = nb.kvCacheCreate(1, Math.ceil(T / 16), 16, 2, hd, DType.BF16);
+      nb.kvCacheWrite(c, 0, k, v, slots, T);
+      for (const t of [0, 1, 5, 77, 300, T - 2]) {
+        const src = t === 5 ? T - 1 : t;
+        for (const [which, arr] of [['k', k], ['v', v]] as const) {
+          const got = Array.from(nb.kvCacheReadSlot(c, 0, which, t));
+          const want = Array.from(arr.subarray(src * 2 * hd, (src + 1) * 2 * hd), bits);
+          got.forEach((g, i) => {
+            if (Number.isNaN(want[i]!)) assert.ok(Number.isNaN(g), `isa=${Isa[isa]} ${which} slot ${t} [${i}]: ${g} is not NaN`);
+            else assert.ok(Object.is(g, want[i]), `isa=${Isa[isa]} ${which} slot ${t} [${i}]: ${g} vs ${want[i]} (from ${arr[src * 2 * hd + i]})`);
+          });
+        }
+      }
+      nb.kvCacheFree(c);
+    });
+  });
+
   test('kvCacheCopyBlocks copies whole blocks of every layer', () => {
     const rand = rng(5);
     const c = nb.kvCacheCreate(2, 4, 3, 1, 5, DType.BF16);
