@@ -896,8 +896,18 @@ Napi::Value BenchMemoryBandwidth(const Napi::CallbackInfo& info) {
 }
 
 Napi::Value BenchPeakFlops(const Napi::CallbackInfo& info) {
+  // benchPeakFlops(accumulators = 16)
+  int accumulators = 16;
+  if (info.Length() > 0 && !info[0].IsUndefined()) {
+    Args a(info, "benchPeakFlops", 1);
+    const int64_t n = a.integer(0, "accumulators", 1, 64);
+    if (n != 1 && n != 2 && n != 4 && n != 8 && n != 12 && n != 16 && n != 24) {
+      a.range_fail("accumulators", "must be 1, 2, 4, 8, 12, 16 or 24, got " + std::to_string(n));
+    }
+    accumulators = static_cast<int>(n);
+  }
   double f32 = 0, bf16 = 0;
-  bench_peak_flops(&f32, &bf16);
+  bench_peak_flops(&f32, &bf16, accumulators);
   Napi::Object o = Napi::Object::New(info.Env());
   o.Set("f32Gflops", f32);
   o.Set("bf16Gflops", bf16);

@@ -64,40 +64,74 @@ float read_scalar(const float* p, size_t n) {
 
 constexpr int64_t kFmaIters = int64_t(1) << 22;
 
+// NA independent accumulator chains: a chain waits the instruction's latency between steps, so
+// throughput peaks only with >= latency x issue width chains (Zen 4: 4-cycle FMA / 6-cycle
+// vdpbf16ps, one zmm per cycle: 8 saturate). Sweep them with bench_peak_flops(..., accumulators).
+template <int NA>
 PW_AVX512 float fma_avx512(float seed) {
-  __m512 acc[12];
-  for (int i = 0; i < 12; i++) acc[i] = _mm512_set1_ps(seed * static_cast<float>(i));
+  __m512 acc[NA];
+  for (int i = 0; i < NA; i++) acc[i] = _mm512_set1_ps(seed * static_cast<float>(i));
   const __m512 a = _mm512_set1_ps(0.999999f), b = _mm512_set1_ps(1e-7f);
   for (int64_t it = 0; it < kFmaIters; it++) {
-    for (int i = 0; i < 12; i++) acc[i] = _mm512_fmadd_ps(acc[i], a, b);
+#pragma GCC unroll 32
+    for (int i = 0; i < NA; i++) acc[i] = _mm512_fmadd_ps(acc[i], a, b);
   }
   __m512 s = acc[0];
-  for (int i = 1; i < 12; i++) s = _mm512_add_ps(s, acc[i]);
+  for (int i = 1; i < NA; i++) s = _mm512_add_ps(s, acc[i]);
   return simd::hsum16(s);
 }
 
+template <int NA>
 PW_AVX2 float fma_avx2(float seed) {
-  __m256 acc[12];
-  for (int i = 0; i < 12; i++) acc[i] = _mm256_set1_ps(seed * static_cast<float>(i));
+  constexpr int N2 = NA > 14 ? 14 : NA;  // 16 ymm registers in all
+  __m256 acc[N2];
+  for (int i = 0; i < N2; i++) acc[i] = _mm256_set1_ps(seed * static_cast<float>(i));
   const __m256 a = _mm256_set1_ps(0.999999f), b = _mm256_set1_ps(1e-7f);
   for (int64_t it = 0; it < kFmaIters; it++) {
-    for (int i = 0; i < 12; i++) acc[i] = _mm256_fmadd_ps(acc[i], a, b);
+#pragma GCC unroll 32
+    for (int i = 0; i < N2; i++) acc[i] = _mm256_fmadd_ps(acc[i], a, b);
   }
   __m256 s = acc[0];
-  for (int i = 1; i < 12; i++) s = _mm256_add_ps(s, acc[i]);
+  for (int i = 1; i < N2; i++) s = _mm256_add_ps(s, acc[i]);
   return simd::hsum8(s);
 }
 
+template <int NA>
 PW_AVX512BF16 float dpbf16_avx512(float seed) {
-  __m512 acc[12];
-  for (int i = 0; i < 12; i++) acc[i] = _mm512_set1_ps(seed * static_cast<float>(i));
+  __m512 acc[NA];
+  for (int i = 0; i < NA; i++) acc[i] = _mm512_set1_ps(seed * static_cast<float>(i));
   const __m512i a = _mm512_set1_epi16(0x3f80), b = _mm512_set1_epi16(0x3400);  // 1.0, ~1.2e-7
   for (int64_t it = 0; it < kFmaIters; it++) {
-    for (int i = 0; i < 12; i++) acc[i] = _mm512_dpbf16_ps(acc[i], (__m512bh)a, (__m512bh)b);
+#pragma GCC unroll 32
+    for (int i = 0; i < NA; i++) acc[i] = _mm512_dpbf16_ps(acc[i], (__m512bh)a, (__m512bh)b);
   }
   __m512 s = acc[0];
-  for (int i = 1; i < 12; i++) s = _mm512_add_ps(s, acc[i]);
+  for (int i = 1; i < NA; i++) s = _mm512_add_ps(s, acc[i]);
   return simd::hsum16(s);
+}
+
+struct PeakFns {
+  float (*f512)(float);
+  float (*f2)(float);
+  float (*bf)(float);
+  int n2;  // AVX2 chains actually run
+};
+
+template <int NA>
+PeakFns peak_fns() {
+  return PeakFns{fma_avx512<NA>, fma_avx2<NA>, dpbf16_avx512<NA>, NA > 14 ? 14 : NA};
+}
+
+PeakFns peak_fns_for(int accumulators) {
+  switch (accumulators) {
+    case 1: return peak_fns<1>();
+    case 2: return peak_fns<2>();
+    case 4: return peak_fns<4>();
+    case 8: return peak_fns<8>();
+    case 12: return peak_fns<12>();
+    case 24: return peak_fns<24>();
+    default: return peak_fns<16>();
+  }
 }
 
 volatile float g_sink;
@@ -129,27 +163,28 @@ double bench_memory_bandwidth(size_t bytes, int iters) {
   return best;
 }
 
-void bench_peak_flops(double* f32_gflops, double* bf16_gflops) {
+void bench_peak_flops(double* f32_gflops, double* bf16_gflops, int accumulators) {
   const Isa isa = active_isa();
   const int64_t threads = num_threads();
+  const PeakFns fns = peak_fns_for(accumulators);
   double best32 = 0, best16 = 0;
   for (int rep = 0; rep < 3; rep++) {
     const double s = run_together([&](int64_t t) {
       const float seed = 1e-3f * static_cast<float>(t + 1);
-      if (isa >= Isa::Avx512) g_sink = fma_avx512(seed);
-      else if (isa == Isa::Avx2) g_sink = fma_avx2(seed);
+      if (isa >= Isa::Avx512) g_sink = fns.f512(seed);
+      else if (isa == Isa::Avx2) g_sink = fns.f2(seed);
       else {
         float a = seed;
         for (int64_t i = 0; i < kFmaIters; i++) a = a * 0.999999f + 1e-7f;
         g_sink = a;
       }
     });
-    const double lanes = isa >= Isa::Avx512 ? 16 * 12 : isa == Isa::Avx2 ? 8 * 12 : 1;
+    const double lanes = isa >= Isa::Avx512 ? 16.0 * accumulators : isa == Isa::Avx2 ? 8.0 * fns.n2 : 1;
     best32 = std::max(best32, static_cast<double>(threads) * kFmaIters * lanes * 2 / s / 1e9);
     if (cpu_features().avx512bf16 && detected_isa() == Isa::Avx512Bf16) {
-      const double s16 = run_together([&](int64_t t) { g_sink = dpbf16_avx512(1e-3f * static_cast<float>(t + 1)); });
+      const double s16 = run_together([&](int64_t t) { g_sink = fns.bf(1e-3f * static_cast<float>(t + 1)); });
       // 32 bf16 pairs per instruction, 2 flops each.
-      best16 = std::max(best16, static_cast<double>(threads) * kFmaIters * 12 * 32 * 2 / s16 / 1e9);
+      best16 = std::max(best16, static_cast<double>(threads) * kFmaIters * accumulators * 32 * 2 / s16 / 1e9);
     }
   }
   *f32_gflops = best32;

@@ -114,8 +114,9 @@ void paged_attention(const AttentionArgs& a);
 // Best-of-`iters` read bandwidth (GB/s) over a `bytes` buffer with every pool thread; < 0 if the
 // buffer cannot be allocated.
 double bench_memory_bandwidth(size_t bytes, int iters);
-// Peak float32 FMA and vdpbf16ps throughput (GFLOP/s) with every pool thread; bf16 is 0 without
-// AVX512_BF16.
-void bench_peak_flops(double* f32_gflops, double* bf16_gflops);
+// Peak float32 FMA and vdpbf16ps throughput (GFLOP/s) with every pool thread, each thread running
+// `accumulators` independent chains (1, 2, 4, 8, 12, 16 or 24; others mean 16; AVX2 caps at 14);
+// bf16 is 0 without AVX512_BF16.
+void bench_peak_flops(double* f32_gflops, double* bf16_gflops, int accumulators = 16);
 
 }  // namespace pw

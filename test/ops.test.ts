@@ -114,6 +114,10 @@ describe('machine limits', () => {
     assert.ok(Number.isFinite(f.f32Gflops) && f.f32Gflops > 0.1, `f32 ${f.f32Gflops}`);
     if (nb.cpuInfo().avx512bf16) assert.ok(f.bf16Gflops > f.f32Gflops / 4, `bf16 ${f.bf16Gflops}`);
     else assert.equal(f.bf16Gflops, 0);
+    const f8 = nb.benchPeakFlops(8);
+    assert.ok(Number.isFinite(f8.f32Gflops) && f8.f32Gflops > 0.1, `f32 with 8 accumulators ${f8.f32Gflops}`);
+    assert.throws(() => nb.benchPeakFlops(3), RangeError);
+    assert.throws(() => nb.benchPeakFlops(1.5), TypeError);
     assert.throws(() => nb.benchMemoryBandwidth(-5, 1), RangeError);
     assert.throws(() => nb.benchMemoryBandwidth(1 << 20, 0), RangeError);
   });

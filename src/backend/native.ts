@@ -260,8 +260,10 @@ export interface NativeBackend {
   /**
    * Peak arithmetic throughput with all pool threads, in GFLOP/s: float32 FMA (2 flops per lane) and
    * the BF16 dot product (`vdpbf16ps`, 2 flops per BF16 pair; 0 where the CPU lacks AVX512_BF16).
+   * Each thread runs `accumulators` independent dependency chains (1, 2, 4, 8, 12, 16 or 24;
+   * default 16): fewer than latency x issue width measure the latency, not the peak.
    */
-  benchPeakFlops(): { f32Gflops: number; bf16Gflops: number };
+  benchPeakFlops(accumulators?: number): { f32Gflops: number; bf16Gflops: number };
 }
 
 function findAddon(): string {

@@ -11,6 +11,13 @@ export interface MachinePeaks {
   bf16_dot_gflops: number;
 }
 
+/** Peak FLOP/s for one number of independent accumulator chains per thread. */
+export interface PeakSweepPoint {
+  accumulators: number;
+  f32_fma_gflops: number;
+  bf16_dot_gflops: number;
+}
+
 let cached: MachinePeaks | undefined;
 
 export function measureMachinePeaks(): MachinePeaks {
@@ -18,7 +25,21 @@ export function measureMachinePeaks(): MachinePeaks {
   const be = native();
   // 512 MiB: far beyond any cache, so this is DRAM bandwidth.
   const bw = be.benchMemoryBandwidth(512 * 1024 * 1024, 5);
-  const f = be.benchPeakFlops();
+  // 16 chains per thread: more than latency x throughput of FMA and vdpbf16ps on current cores
+  // (the sweep below shows where each saturates).
+  const f = be.benchPeakFlops(16);
   cached = { threads: be.getThreads(), memory_bandwidth_gbs: bw, f32_fma_gflops: f.f32Gflops, bf16_dot_gflops: f.bf16Gflops };
   return cached;
+}
+
+/**
+ * Peak FLOP/s against the number of independent chains each thread runs: it rises until the chains
+ * cover the instruction's latency, then stays flat at the machine's real peak.
+ */
+export function measurePeakSweep(counts: readonly number[] = [1, 2, 4, 8, 12, 16, 24]): PeakSweepPoint[] {
+  const be = native();
+  return counts.map((accumulators) => {
+    const f = be.benchPeakFlops(accumulators);
+    return { accumulators, f32_fma_gflops: f.f32Gflops, bf16_dot_gflops: f.bf16Gflops };
+  });
 }

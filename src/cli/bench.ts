@@ -16,6 +16,10 @@ const KINDS: Record<string, { help: string; run: (argv: string[]) => Promise<voi
     help: 'memory sharing on one long prompt: --model M [--input-len 1024] [--output-len 128] [--json]',
     run: async (a) => (await import('../bench/sharing.js')).benchSharing(a),
   },
+  kernels: {
+    help: 'linear op GFLOP/s and GB/s at M = 1..1024 for the smollm-135m / llama-1b shapes, next to the measured machine peaks: [--models smollm-135m,llama-1b] [--m 1,16,64,256,1024] [--threads N] [--min-ms 300] [--json]',
+    run: async (a) => (await import('../bench/kernels.js')).benchKernels(a),
+  },
   sampler: {
     help: 'sampler cost per row on random logits: [--vocab-size 49152] [--batch 8] [--iters 50] [--json]',
     run: async (a) => (await import('../bench/sampler.js')).benchSamplerCommand(a),

@@ -1,0 +1,168 @@
+/**
+ * `pagewise bench kernels`: the linear op the models run (weights pre-packed, BF16, `vdpbf16ps`
+ * where the CPU has it) at M = 1, 16, 64, 256, 1024 activation rows for the per-layer shapes of
+ * smollm-135m and llama-1b, in GFLOP/s and weight GB/s, next to the limits this same program
+ * measures on this machine: memory read bandwidth, float32 FMA and BF16 dot-product peaks, and the
+ * peaks against the number of independent accumulator chains per thread.
+ *
+ * Each measurement rotates through enough copies of the packed weights (>= 512 MiB in all) that a
+ * call's weights come from memory, not from a cache the previous call warmed, which is what a
+ * decode step sees.
+ *
+ * Flags: [--models smollm-135m,llama-1b] [--m 1,16,64,256,1024] [--threads N] [--min-ms 300] [--json]
+ */
+import { DType, Isa, MatmulPrecision, native, type PackedLinearHandle } from '../backend/native.js';
+import { intFlag, parseArgs, strFlag } from '../cli/args.js';
+import { InvalidRequestError } from '../errors.js';
+import { PRESETS, type PresetSpec } from '../model/fixture/presets.js';
+import { gitCommit, machineInfo } from './machine.js';
+import { measureMachinePeaks, measurePeakSweep } from './peaks.js';
+
+export interface KernelResult {
+  model: string;
+  /** qkv (fused q/k/v), o, gate_up (fused, silu(gate) * up epilogue), down, lm_head */
+  op: string;
+  /** Output columns of the weight matrix (gate_up: gate + up) and inner dimension. */
+  n: number;
+  k: number;
+  m: number;
+  us_per_call: number;
+  gflops: number;
+  /** Weight bytes / time: what bounds small M. */
+  weight_gbs: number;
+  fraction_of_bf16_peak: number;
+  fraction_of_bandwidth: number;
+}
+
+interface Shape {
+  op: string;
+  n: number;
+  k: number;
+  /** Largest M worth measuring (the output head runs on at most a batch of sequences). */
+  maxM: number;
+  pack: (w: Uint16Array) => PackedLinearHandle;
+  outs: (m: number) => Float32Array[];
+}
+
+function shapesOf(p: PresetSpec): Shape[] {
+  const be = native();
+  const H = p.hiddenSize;
+  const hd = p.headDim ?? H / p.numHeads;
+  const q = p.numHeads * hd;
+  const kv = p.numKvHeads * hd;
+  const I = p.intermediateSize;
+  const bf = (w: Uint16Array, widths: number[], K: number): PackedLinearHandle => {
+    let off = 0;
+    const parts = widths.map((n) => {
+      const part = { w: w.subarray(off, off + n * K), n };
+      off += n * K;
+      return part;
+    });
+    return be.packLinear(parts, DType.BF16, K, MatmulPrecision.BF16);
+  };
+  return [
+    { op: 'qkv', n: q + 2 * kv, k: H, maxM: Infinity, pack: (w) => bf(w, [q, kv, kv], H), outs: (m) => [new Float32Array(m * q), new Float32Array(m * kv), new Float32Array(m * kv)] },
+    { op: 'o', n: H, k: q, maxM: Infinity, pack: (w) => bf(w, [H], q), outs: (m) => [new Float32Array(m * H)] },
+    {
+      op: 'gate_up',
+      n: 2 * I,
+      k: H,
+      maxM: Infinity,
+      pack: (w) => be.packGateUp(w.subarray(0, I * H), w.subarray(I * H, 2 * I * H), DType.BF16, I, H, MatmulPrecision.BF16),
+      outs: (m) => [new Float32Array(m * I)],
+    },
+    { op: 'down', n: H, k: I, maxM: Infinity, pack: (w) => bf(w, [H], I), outs: (m) => [new Float32Array(m * H)] },
+    { op: 'lm_head', n: p.vocabSize, k: H, maxM: 64, pack: (w) => bf(w, [p.vocabSize], H), outs: (m) => [new Float32Array(m * p.vocabSize)] },
+  ];
+}
+
+/** Random bf16 weights of magnitude ~0.02 (what the presets draw); the kernels' speed does not depend on values. */
+function randomBf16(n: number, seed: number): Uint16Array {
+  const out = new Uint16Array(n);
+  let s = seed >>> 0;
+  for (let i = 0; i < n; i++) {
+    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
+    // Exponents around 2^-6 .. 2^-7, random mantissa and sign.
+    out[i] = (s >>> 31 ? 0x8000 : 0) | (0x3c00 + ((s >>> 8) & 0xff)) | ((s >>> 20) & 1 ? 0x80 : 0);
+  }
+  return out;
+}
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+}
+
+export async function benchKernels(argv: string[]): Promise<void> {
+  const flags = parseArgs(argv, { values: ['models', 'm', 'threads', 'min-ms'], booleans: ['json'] });
+  const be = native();
+  const threads = intFlag(flags, 'threads');
+  if (threads !== undefined) be.setThreads(threads);
+  const models = (strFlag(flags, 'models') ?? 'smollm-135m,llama-1b').split(',').filter(Boolean);
+  for (const m of models) if (!PRESETS[m]) throw new InvalidRequestError(`unknown model preset "${m}"; one of ${Object.keys(PRESETS).join(', ')}`);
+  const ms = (strFlag(flags, 'm') ?? '1,16,64,256,1024').split(',').map((s) => Number(s));
+  if (ms.some((m) => !Number.isInteger(m) || m < 1)) throw new InvalidRequestError('--m takes positive integers, comma separated');
+  const minMs = intFlag(flags, 'min-ms') ?? 300;
+
+  const peaks = measureMachinePeaks();
+  const sweep = measurePeakSweep();
+  const results: KernelResult[] = [];
+  for (const model of models) {
+    for (const shape of shapesOf(PRESETS[model]!)) {
+      const elems = shape.n * shape.k;
+      const bytes = elems * 2;
+      const copies = Math.max(1, Math.min(512, Math.ceil((512 * 2 ** 20) / bytes)));
+      const source = randomBf16(elems, shape.n * 31 + shape.k);
+      const packs = Array.from({ length: copies }, () => shape.pack(source));
+      for (const m of ms) {
+        if (m > shape.maxM) continue;
+        const x = new Float32Array(m * shape.k);
+        for (let i = 0; i < x.length; i++) x[i] = Math.sin(i * 0.37) * 2;
+        const outs = shape.outs(m);
+        for (const p of packs) be.linearPacked(p, x, m, outs, false); // warm-up: code, scratch, pages
+        const perCall: number[] = [];
+        for (let rep = 0; rep < 3; rep++) {
+          let calls = 0;
+          const t0 = performance.now();
+          let t = t0;
+          while (calls < 3 || t - t0 < minMs / 3) {
+            be.linearPacked(packs[calls % copies]!, x, m, outs, false);
+            calls++;
+            t = performance.now();
+          }
+          perCall.push((t - t0) / calls);
+        }
+        const ms1 = median(perCall);
+        const gflops = (2 * m * elems) / (ms1 / 1000) / 1e9;
+        const gbs = bytes / (ms1 / 1000) / 1e9;
+        results.push({
+          model,
+          op: shape.op,
+          n: shape.n,
+          k: shape.k,
+          m,
+          us_per_call: ms1 * 1000,
+          gflops,
+          weight_gbs: gbs,
+          fraction_of_bf16_peak: peaks.bf16_dot_gflops > 0 ? gflops / peaks.bf16_dot_gflops : 0,
+          fraction_of_bandwidth: gbs / peaks.memory_bandwidth_gbs,
+        });
+      }
+      for (const p of packs) be.packedLinearFree(p);
+    }
+  }
+  const info = be.cpuInfo();
+  const out = {
+    bench: 'kernels',
+    machine: machineInfo(),
+    git_commit: gitCommit(),
+    threads: be.getThreads(),
+    isa: Isa[info.activeIsa],
+    precision: 'bfloat16',
+    machine_peaks: peaks,
+    peak_accumulator_sweep: sweep,
+    results,
+  };
+  process.stdout.write(`${JSON.stringify(out, null, flags.has('json') ? undefined : 2)}\n`);
+}
