@@ -53,11 +53,19 @@ PW_INLINE const uint8_t* group_ptr(const PackedLinear& P, int64_t g, size_t* kb_
   return P.data + static_cast<size_t>(s) * P.super_bytes + static_cast<size_t>(gi * kRows) * row;
 }
 
-// w / stride: the tile's first weight row and its k-block stride (group_ptr). pf / pf_stride: the
-// next group's panel, prefetched along (the first row tile of a group is the one that waits on
-// memory), or null.
-using MkFn = void (*)(const Job&, int64_t m0, int64_t g0, const uint8_t* w, size_t stride, const uint8_t* pf,
-                      size_t pf_stride);
+// Per-call arguments of a microkernel. w / stride: the tile's first weight row and its k-block
+// stride (group_ptr). pf / pf_stride: the next group's panel, prefetched along (the first row tile
+// of a group is the one that waits on memory), or null. defer (gate/up packs, AVX-512): where the
+// tile leaves its reduced [g0 g1 u0 u1] lanes, row i at defer + 32 i, for silu_pass512 to finish
+// 8 groups at a time; null to finish in the tile.
+struct TileArgs {
+  const uint8_t* w;
+  size_t stride;
+  const uint8_t* pf;
+  size_t pf_stride;
+  float* defer;
+};
+using MkFn = void (*)(const Job&, int64_t m0, int64_t g0, const TileArgs& a);
 
 // ---------------------------------------------------------------------------------------------
 // AVX-512. A tile's accumulators acc[i][c] (row i, weight row c of its NG groups, W = 4 NG) are
@@ -72,7 +80,7 @@ PW_AVX512 PW_INLINE __m512 up_to_gate_lanes(__m512 r) {
 }
 
 template <int MR, int NG, bool SILU>
-PW_AVX512 PW_INLINE void finish512(const Job& j, int64_t m0, int64_t g0, __m512 (&acc)[MR][NG * kRows]) {
+PW_AVX512 PW_INLINE void finish512(const Job& j, int64_t m0, int64_t g0, __m512 (&acc)[MR][NG * kRows], float* defer) {
   const PackedLinear& P = *j.P;
   constexpr int W = NG * kRows;
   constexpr int R = 16 / W;  // rows per result vector
@@ -81,6 +89,25 @@ PW_AVX512 PW_INLINE void finish512(const Job& j, int64_t m0, int64_t g0, __m512 
   if (!SILU && P.bias) {
     if constexpr (NG == 1) bias = _mm512_broadcast_f32x4(_mm_loadu_ps(P.bias + g0 * kRows));
     else bias = _mm512_maskz_loadu_ps(static_cast<__mmask16>((1u << W) - 1u), P.bias + g0 * kRows);
+  }
+  if constexpr (SILU && NG == 1) {
+    if (defer) {
+      // Leave row i's 4 reduced lanes at defer + 32 i; silu_pass512 finishes them.
+#pragma GCC unroll 2
+      for (int b = 0; b * R < MR; b++) {
+        __m512 a[16];
+#pragma GCC unroll 16
+        for (int l = 0; l < 16; l++) {
+          const int i = b * R + l / W, c = l % W;
+          a[4 * (l % 4) + l / 4] = i < MR ? acc[i < MR ? i : 0][c] : _mm512_setzero_ps();
+        }
+        const __m512 r = simd::hsum16x16(a);
+        for (int ii = 0; ii < (MR - b * R < R ? MR - b * R : R); ii++) {
+          _mm512_mask_storeu_ps(defer + 32 * (b * R + ii) - 4 * ii, static_cast<__mmask16>(0xfu << (4 * ii)), r);
+        }
+      }
+      return;
+    }
   }
   if constexpr (SILU && NG == 1) {
     // Gather every row's 2 gate values (lanes 2i, 2i + 1) and 2 up values into one vector each,
@@ -146,10 +173,35 @@ PW_AVX512 PW_INLINE void finish512(const Job& j, int64_t m0, int64_t g0, __m512 
   }
 }
 
+// Finishes deferred gate/up tiles: rows [m0, m1) of up to 8 consecutive groups starting at g0,
+// their [g0 g1 u0 u1] lanes at defer + 32 (m - m0) + 4 g. One silu16 per row and 16 outputs, the
+// same per-lane arithmetic as the in-tile epilogue (and siluMul).
+PW_AVX512 void silu_pass512(const Job& j, int64_t m0, int64_t m1, int64_t g0, int ng, const float* defer) {
+  const PackedLinear& P = *j.P;
+  const PackedLinear::Group& d = P.groups[static_cast<size_t>(g0)];
+  const int64_t ldo = P.segs[0].n;
+  int cols = 0;
+  for (int g = 0; g < ng; g++) cols += P.groups[static_cast<size_t>(g0 + g)].ncols;
+  const __mmask16 m = static_cast<__mmask16>((1u << cols) - 1u);
+  // Output column 2g + c of the block is gate lane 4g + c, up lane 4g + 2 + c.
+  const __m512i gi = _mm512_setr_epi32(0, 1, 4, 5, 8, 9, 12, 13, 16, 17, 20, 21, 24, 25, 28, 29);
+  const __m512i ui = _mm512_add_epi32(gi, _mm512_set1_epi32(2));
+  float* o = j.outs[0] + m0 * ldo + d.col0;
+  for (int64_t r = m0; r < m1; r++, o += ldo, defer += 32) {
+    const __m512 lo = _mm512_loadu_ps(defer), hi = _mm512_loadu_ps(defer + 16);
+    __m512 v = _mm512_mul_ps(simd::silu16(_mm512_permutex2var_ps(lo, gi, hi)), _mm512_permutex2var_ps(lo, ui, hi));
+    if (j.accumulate) v = _mm512_add_ps(_mm512_maskz_loadu_ps(m, o), v);
+    _mm512_mask_storeu_ps(o, m, v);
+  }
+}
+
 // AVX512_BF16 (linear()'s tile_dpbf16): acc = vdpbf16ps(acc, x[32], w[32]) per k block.
 template <int MR, int NG, bool SILU>
-PW_AVX512BF16 void mk_dpbf16(const Job& j, int64_t m0, int64_t g0, const uint8_t* w, size_t stride, const uint8_t* pf,
-                             size_t pf_stride) {
+PW_AVX512BF16 void mk_dpbf16(const Job& j, int64_t m0, int64_t g0, const TileArgs& ta) {
+  const uint8_t* w = ta.w;
+  const size_t stride = ta.stride;
+  const uint8_t* pf = ta.pf;
+  const size_t pf_stride = ta.pf_stride;
   constexpr int W = NG * kRows;
   __m512 acc[MR][W];
 #pragma GCC unroll 8
@@ -174,14 +226,17 @@ PW_AVX512BF16 void mk_dpbf16(const Job& j, int64_t m0, int64_t g0, const uint8_t
     x += 64;
     w += stride;
   }
-  finish512<MR, NG, SILU>(j, m0, g0, acc);
+  finish512<MR, NG, SILU>(j, m0, g0, acc, ta.defer);
 }
 
 // AVX-512 float32 (linear()'s tile_avx512): weights of type WT widened exactly, 16 k per FMA;
 // a k block of KB = 32 (BF16 precision without the instruction) is two FMA steps, in k order.
 template <int MR, int NG, bool SILU, int WT, int KB>
-PW_AVX512 void mk_f32_512(const Job& j, int64_t m0, int64_t g0, const uint8_t* w, size_t stride, const uint8_t* pf,
-                          size_t pf_stride) {
+PW_AVX512 void mk_f32_512(const Job& j, int64_t m0, int64_t g0, const TileArgs& ta) {
+  const uint8_t* w = ta.w;
+  const size_t stride = ta.stride;
+  const uint8_t* pf = ta.pf;
+  const size_t pf_stride = ta.pf_stride;
   constexpr int W = NG * kRows;
   constexpr int EB = WT == 0 ? 4 : 2;
   constexpr int LINES = W * KB * EB / 64;  // cache lines of a k block
@@ -210,7 +265,7 @@ PW_AVX512 void mk_f32_512(const Job& j, int64_t m0, int64_t g0, const uint8_t* w
     x += KB * 4;
     w += stride;
   }
-  finish512<MR, NG, SILU>(j, m0, g0, acc);
+  finish512<MR, NG, SILU>(j, m0, g0, acc, ta.defer);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -259,7 +314,9 @@ PW_INLINE void epilogue_generic(const Job& j, int64_t m0, int64_t g0, const floa
 
 // AVX2 + FMA (linear()'s tile_avx2): 8 k per FMA, each accumulator reduced by hsum8.
 template <int MR, int NG, bool SILU, int WT, int KB>
-PW_AVX2 void mk_avx2(const Job& j, int64_t m0, int64_t g0, const uint8_t* w, size_t stride, const uint8_t*, size_t) {
+PW_AVX2 void mk_avx2(const Job& j, int64_t m0, int64_t g0, const TileArgs& ta) {
+  const uint8_t* w = ta.w;
+  const size_t stride = ta.stride;
   const PackedLinear& P = *j.P;
   constexpr int W = NG * kRows;
   __m256 acc[MR * W];
@@ -296,7 +353,9 @@ inline float scalar_w(const uint8_t* w, int64_t i) {
 }
 
 template <int MR, int NG, bool SILU, int WT, int KB>
-void mk_scalar(const Job& j, int64_t m0, int64_t g0, const uint8_t* w, size_t stride, const uint8_t*, size_t) {
+void mk_scalar(const Job& j, int64_t m0, int64_t g0, const TileArgs& ta) {
+  const uint8_t* w = ta.w;
+  const size_t stride = ta.stride;
   const PackedLinear& P = *j.P;
   constexpr int W = NG * kRows;
   const size_t eb = P.elem_bytes();
@@ -322,6 +381,7 @@ void mk_scalar(const Job& j, int64_t m0, int64_t g0, const uint8_t* w, size_t st
 // Kernel tables.
 
 struct Family {
+  bool defer_silu = false;  // gate/up tiles can leave their lanes for silu_pass512 (AVX-512)
   int mr_max = 1;          // rows per tile
   int row_groups = 1;      // groups per single-row call (divides kSuper)
   MkFn tile[kMaxMR] = {};  // tile[mr - 1]: mr rows x 1 group
@@ -363,23 +423,25 @@ struct Families {
   Family plain, silu;
 };
 template <template <int, int, bool> class T, int MRMAX, int NGMAX>
-Families make_families() {
-  return Families{make_family<T, false, MRMAX, NGMAX>(), make_family<T, true, MRMAX, NGMAX>()};
+Families make_families(bool avx512) {
+  Families f{make_family<T, false, MRMAX, NGMAX>(), make_family<T, true, MRMAX, NGMAX>()};
+  f.silu.defer_silu = avx512;
+  return f;
 }
 
 const Family& family_for(Isa isa, const PackedLinear& P) {
   // BF16 precision: vdpbf16ps on AVX512_BF16; elsewhere the float kernels on bf16 weights over
   // activations already rounded to bf16 (k blocks of 32 either way), as linear() does.
-  static const Families dp = make_families<DpT, 6, 4>();
-  static const Families f512[3] = {make_families<F512<0, 16>::T, 6, 4>(), make_families<F512<1, 16>::T, 6, 4>(),
-                                   make_families<F512<2, 16>::T, 6, 4>()};
-  static const Families f512bf = make_families<F512<2, 32>::T, 6, 4>();
-  static const Families a2[3] = {make_families<A2<0, 16>::T, 3, 2>(), make_families<A2<1, 16>::T, 3, 2>(),
-                                 make_families<A2<2, 16>::T, 3, 2>()};
-  static const Families a2bf = make_families<A2<2, 32>::T, 3, 2>();
-  static const Families sc[3] = {make_families<Sc<0, 16>::T, 1, 1>(), make_families<Sc<1, 16>::T, 1, 1>(),
-                                 make_families<Sc<2, 16>::T, 1, 1>()};
-  static const Families scbf = make_families<Sc<2, 32>::T, 1, 1>();
+  static const Families dp = make_families<DpT, 6, 4>(true);
+  static const Families f512[3] = {make_families<F512<0, 16>::T, 6, 4>(true), make_families<F512<1, 16>::T, 6, 4>(true),
+                                   make_families<F512<2, 16>::T, 6, 4>(true)};
+  static const Families f512bf = make_families<F512<2, 32>::T, 6, 4>(true);
+  static const Families a2[3] = {make_families<A2<0, 16>::T, 3, 2>(false), make_families<A2<1, 16>::T, 3, 2>(false),
+                                 make_families<A2<2, 16>::T, 3, 2>(false)};
+  static const Families a2bf = make_families<A2<2, 32>::T, 3, 2>(false);
+  static const Families sc[3] = {make_families<Sc<0, 16>::T, 1, 1>(false), make_families<Sc<1, 16>::T, 1, 1>(false),
+                                 make_families<Sc<2, 16>::T, 1, 1>(false)};
+  static const Families scbf = make_families<Sc<2, 32>::T, 1, 1>(false);
   const bool bf = P.precision == MatmulPrecision::BF16;
   const int wt = static_cast<int>(P.dtype);
   const Families* f;
@@ -584,7 +646,7 @@ void linear_packed(const PackedLinear& P, const float* x, int64_t M, float* cons
         const int64_t ng = std::min<int64_t>(RG, G - g0);
         size_t stride = 0;
         const uint8_t* w = group_ptr(P, g0, &stride);
-        fam.row[ng - 1](j, 0, g0, w, stride, nullptr, 0);
+        fam.row[ng - 1](j, 0, g0, TileArgs{w, stride, nullptr, 0, nullptr});
       }
     };
     if (tiny) {
@@ -600,29 +662,43 @@ void linear_packed(const PackedLinear& P, const float* x, int64_t M, float* cons
   const int64_t MR = fam.mr_max;
   // At least 96 rows per block even when they outgrow L2 (long K): every row block reads the
   // whole weight matrix, and fewer rows than that per pass leave a thread waiting on memory.
-  const int64_t rows_per_block = std::max<int64_t>(96, static_cast<int64_t>((size_t(256) << 10) / ldx)) / MR * MR;
-  const int64_t nrb = (M + rows_per_block - 1) / rows_per_block;
-  const int64_t want = 4 * threads;
-  int64_t gchunk = G;
-  if (nrb < want) gchunk = std::max<int64_t>(1, (G * nrb + want - 1) / want);
-  const int64_t ngc = (G + gchunk - 1) / gchunk;
+  const int64_t rows_max = std::max<int64_t>(96, static_cast<int64_t>((size_t(256) << 10) / ldx));
+  const int64_t ntiles = (M + MR - 1) / MR;
+  const int64_t nrb = (ntiles + std::max<int64_t>(1, rows_max / MR) - 1) / std::max<int64_t>(1, rows_max / MR);
+  // Row blocks of equal tile counts; enough (row block, group chunk) items that the last ones
+  // handed out are small next to the whole.
+  const int64_t want = 8 * threads;
+  const int64_t ngc = std::min<int64_t>(G, std::max<int64_t>(1, (want + nrb - 1) / nrb));
+  const int64_t gchunk = (G + ngc - 1) / ngc;
   auto run = [&](int64_t item) {
     const int64_t gc = item / nrb, rb = item % nrb;
     const int64_t ga = gc * gchunk, gz = std::min(G, ga + gchunk);
-    const int64_t ma = rb * rows_per_block, mz = std::min(M, ma + rows_per_block);
+    if (ga >= gz) return;
+    const int64_t ma = (rb * ntiles / nrb) * MR, mz = std::min(M, ((rb + 1) * ntiles / nrb) * MR);
+    // Gate/up on AVX-512: tiles leave their lanes in `defer`, one silu pass per 8 groups.
+    float* defer = nullptr;
+    if (fam.defer_silu) {
+      thread_local std::vector<float> buf;
+      const size_t need = static_cast<size_t>(mz - ma) * 32 + 16;
+      if (buf.size() < need) buf.resize(need);
+      defer = buf.data();
+    }
     size_t stride = 0, next_stride = 0;
     const uint8_t* w = group_ptr(P, ga, &stride);
     for (int64_t g = ga; g < gz; g++) {
       const uint8_t* next = g + 1 < gz ? group_ptr(P, g + 1, &next_stride) : nullptr;
+      const int64_t gb = defer ? (g - ga) % 8 : 0;  // position in the current block of 8 groups
       for (int64_t m0 = ma; m0 < mz; m0 += MR) {
         const int64_t mr = std::min(MR, mz - m0);
-        fam.tile[mr - 1](j, m0, g, w, stride, m0 == ma ? next : nullptr, next_stride);
+        const TileArgs ta{w, stride, m0 == ma ? next : nullptr, next_stride, defer ? defer + (m0 - ma) * 32 + 4 * gb : nullptr};
+        fam.tile[mr - 1](j, m0, g, ta);
       }
+      if (defer && (gb == 7 || g + 1 == gz)) silu_pass512(j, ma, mz, g - gb, static_cast<int>(gb + 1), defer);
       w = next;
       stride = next_stride;
     }
   };
-  const int64_t items = ngc * nrb;
+  const int64_t items = ((G + gchunk - 1) / gchunk) * nrb;
   if (tiny) {
     for (int64_t i = 0; i < items; i++) run(i);
   } else {

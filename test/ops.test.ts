@@ -389,7 +389,7 @@ describe('linearPacked (pre-packed weights)', () => {
   test('gate/up pack: silu(gate) * up, bit for bit linear() twice + siluMul, for every M', () => {
     const rand = rng(24);
     forEachIsa((isa) => {
-      for (const [M, K, I] of [[1, 64, 16], [7, 100, 40], [30, 48, 96], [64, 33, 1], [9, 576, 37], [1, 200, 7]]) {
+      for (const [M, K, I] of [[1, 64, 16], [7, 100, 40], [30, 48, 96], [64, 33, 1], [9, 576, 37], [1, 200, 7], [150, 64, 300]]) {
         for (const [dtype, precision] of combos) {
           const x = randomF32(M * K, rand);
           const gate = randomWeights(I * K, dtype, rand);
@@ -405,6 +405,13 @@ describe('linearPacked (pre-packed weights)', () => {
             const one = new Float32Array(I);
             nb.linearPacked(gu, x.subarray(m * K, (m + 1) * K), 1, [one], false);
             assert.ok(bitEqual(one, out.subarray(m * I, (m + 1) * I), I), `${tag}: row ${m} differs from M=1`);
+          }
+          for (const threads of [1, 3]) {
+            nb.setThreads(threads);
+            const t = new Float32Array(M * I);
+            nb.linearPacked(gu, x, M, [t], false);
+            nb.setThreads(initialThreads);
+            assert.ok(bitEqual(t, out), `${tag}: ${threads} threads change the result`);
           }
           nb.packedLinearFree(gu);
         }
