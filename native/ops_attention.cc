@@ -4,8 +4,9 @@
 // block table once and serves every query head of its KV head group (GQA / MQA / MHA) for every
 // token of its tile. Keys are consumed in chunks of kChunk at absolute positions [c*kChunk,
 // (c+1)*kChunk): each chunk is staged once per item into contiguous float32 buffers (a copy, or
-// the exact bf16 -> f32 widening), then every query row whose causal window reaches it does one
-// online softmax step on it:
+// the exact bf16 -> f32 widening; an item of at most 4 rows over a bf16 cache, i.e. decode, reads
+// the pool in place with the same widening instead), then every query row whose causal window
+// reaches it does one online softmax step on it:
 //   s_j = dot(q, k_j) * scale            (the ISA's fixed dot order / reduction tree)
 //   m'  = max(m, max_j s_j);  alpha = exp(m - m');  p_j = exp(s_j - m')
 //   l   = l * alpha + sum_j p_j          (fixed tree)
@@ -29,11 +30,16 @@ namespace {
 constexpr int kChunk = 32;           // keys per online-softmax step
 constexpr int64_t kTileTokens = 16;  // query tokens per work item
 
-// One staged chunk of keys: k and v are [kChunk][head_dim] float32, rows >= n zero-filled.
+// One chunk of keys. Staged: k and v are [kChunk][head_dim] float32, rows >= n zero-filled.
+// Direct (bf16 cache, AVX-512 kernels with a compile-time head dim): kb[j] / vb[j] point at key
+// j's bf16 row in the pool (a zero row past n), widened exactly as they are loaded, so the
+// arithmetic is the staged one without the copy.
 struct Chunk {
   const float* k;
   const float* v;
   int n;
+  const uint16_t* const* kb;
+  const uint16_t* const* vb;
 };
 
 struct RowState {
@@ -47,18 +53,23 @@ struct RowState {
 // dot one accumulator over d in steps of 16 (masked tail), reduced by hsum16x16. Keys are walked
 // in two sets of 8 (fewer live pointers); every accumulator still sees the same sequence. HD > 0
 // fixes the head dim at compile time (fully unrolled, constant offsets); 0 reads it at run time.
-template <int HD>
+template <int HD, bool BF = false>
 PW_AVX512 PW_INLINE __m512 scores16(const float* q, const Chunk& ch, int g, int64_t hd_rt, __m512 scale) {
+  static_assert(!BF || HD % 16 == 0, "direct bf16 keys need a compile-time head dim, a multiple of 16");
   const int64_t hd = HD > 0 ? HD : hd_rt;
   __m512 acc[16];
   for (int j = 0; j < 16; j++) acc[j] = _mm512_setzero_ps();
   for (int half = 0; half < 2; half++) {
-    const float* kp = ch.k + (16 * g + 8 * half) * hd;
+    const float* kp = BF ? nullptr : ch.k + (16 * g + 8 * half) * hd;
+    const uint16_t* const* kb = BF ? ch.kb + 16 * g + 8 * half : nullptr;
     __m512* a8 = acc + 8 * half;
     int64_t d = 0;
     for (; d + 16 <= hd; d += 16) {
       const __m512 qv = _mm512_loadu_ps(q + d);
-      for (int j = 0; j < 8; j++) a8[j] = _mm512_fmadd_ps(qv, _mm512_loadu_ps(kp + j * hd + d), a8[j]);
+      for (int j = 0; j < 8; j++) {
+        const __m512 kv = BF ? simd::load16<2>(kb[j], d) : _mm512_loadu_ps(kp + j * hd + d);
+        a8[j] = _mm512_fmadd_ps(qv, kv, a8[j]);
+      }
     }
     if (d < hd) {
       const __mmask16 m = static_cast<__mmask16>((1u << (hd - d)) - 1u);
@@ -137,7 +148,7 @@ PW_AVX512 void row_step_avx512(const float* q, float* acc, RowState& st, const C
 
 // Scores and online-softmax update of one row for one chunk; leaves p_j (zero past nvalid) in p
 // and returns alpha. The P.V half is done by the caller (it may share V loads between rows).
-template <int HD>
+template <int HD, bool BF>
 PW_AVX512 PW_INLINE float softmax_step512(const float* q, RowState& st, const Chunk& ch, int nvalid, float scale,
                                           float* p) {
   const __m512 sc = _mm512_set1_ps(scale);
@@ -146,9 +157,9 @@ PW_AVX512 PW_INLINE float softmax_step512(const float* q, RowState& st, const Ch
   const __mmask16 m1 = nvalid <= 16 ? 0
                        : nvalid >= 32 ? static_cast<__mmask16>(0xffff)
                                       : static_cast<__mmask16>((1u << (nvalid - 16)) - 1u);
-  const __m512 s0 = _mm512_mask_mov_ps(ninf, m0, scores16<HD>(q, ch, 0, HD, sc));
+  const __m512 s0 = _mm512_mask_mov_ps(ninf, m0, scores16<HD, BF>(q, ch, 0, HD, sc));
   __m512 s1 = ninf;
-  if (m1) s1 = _mm512_mask_mov_ps(ninf, m1, scores16<HD>(q, ch, 1, HD, sc));
+  if (m1) s1 = _mm512_mask_mov_ps(ninf, m1, scores16<HD, BF>(q, ch, 1, HD, sc));
   const float mc = _mm512_reduce_max_ps(_mm512_max_ps(s0, s1));
   const float mnew = std::max(st.m, mc);
   const float alpha = st.m == -__builtin_inff() ? 0.0f : std::exp(st.m - mnew);
@@ -164,7 +175,7 @@ PW_AVX512 PW_INLINE float softmax_step512(const float* q, RowState& st, const Ch
 
 // P.V for R rows over vectors [D0V, D0V + NB) of the head dim: V loads are shared by the rows,
 // R * NB independent chains; per element still acc * alpha, then + p_j * v_j in key order.
-template <int HD, int R, int NB>
+template <int HD, int R, int NB, bool BF>
 PW_AVX512 PW_INLINE void pv_rows(float* const* acc, const Chunk& ch, const float (*p)[kChunk], const float* alpha,
                                  int nvalid, int d0) {
   __m512 o[R][NB];
@@ -173,9 +184,13 @@ PW_AVX512 PW_INLINE void pv_rows(float* const* acc, const Chunk& ch, const float
     for (int i = 0; i < NB; i++) o[r][i] = _mm512_mul_ps(_mm512_loadu_ps(acc[r] + d0 + 16 * i), av);
   }
   for (int j = 0; j < nvalid; j++) {
-    const float* vj = ch.v + j * HD + d0;
     __m512 vv[NB];
-    for (int i = 0; i < NB; i++) vv[i] = _mm512_loadu_ps(vj + 16 * i);
+    if constexpr (BF) {
+      for (int i = 0; i < NB; i++) vv[i] = simd::load16<2>(ch.vb[j], d0 + 16 * i);
+    } else {
+      const float* vj = ch.v + j * HD + d0;
+      for (int i = 0; i < NB; i++) vv[i] = _mm512_loadu_ps(vj + 16 * i);
+    }
     for (int r = 0; r < R; r++) {
       const __m512 pj = _mm512_set1_ps(p[r][j]);
       for (int i = 0; i < NB; i++) o[r][i] = _mm512_fmadd_ps(pj, vv[i], o[r][i]);
@@ -185,26 +200,27 @@ PW_AVX512 PW_INLINE void pv_rows(float* const* acc, const Chunk& ch, const float
     for (int i = 0; i < NB; i++) _mm512_storeu_ps(acc[r] + d0 + 16 * i, o[r][i]);
 }
 
-template <int HD, int R, int D0V>
+template <int HD, int R, int D0V, bool BF>
 PW_AVX512 PW_INLINE void pv_all(float* const* acc, const Chunk& ch, const float (*p)[kChunk], const float* alpha,
                                 int nvalid) {
   constexpr int ND = HD / 16;
   constexpr int NDB = R * ND <= 16 ? ND : 16 / R;  // keep R * NB accumulators within 16 registers
   if constexpr (D0V < ND) {
     constexpr int NB = NDB < ND - D0V ? NDB : ND - D0V;
-    pv_rows<HD, R, NB>(acc, ch, p, alpha, nvalid, 16 * D0V);
-    pv_all<HD, R, D0V + NB>(acc, ch, p, alpha, nvalid);
+    pv_rows<HD, R, NB, BF>(acc, ch, p, alpha, nvalid, 16 * D0V);
+    pv_all<HD, R, D0V + NB, BF>(acc, ch, p, alpha, nvalid);
   }
 }
 
-// One chunk step for R rows with the same causal count (HD a multiple of 16, known at compile time).
-template <int HD, int R>
+// One chunk step for R rows with the same causal count (HD a multiple of 16, known at compile
+// time); BF: keys and values read straight from the bf16 pool (Chunk::kb / vb).
+template <int HD, int R, bool BF>
 PW_AVX512 void rows_step_avx512(const float* const* q, float* const* acc, RowState* const* st, const Chunk& ch,
                                 int nvalid, float scale) {
   alignas(64) float p[R][kChunk];
   float alpha[R];
-  for (int r = 0; r < R; r++) alpha[r] = softmax_step512<HD>(q[r], *st[r], ch, nvalid, scale, p[r]);
-  pv_all<HD, R, 0>(acc, ch, p, alpha, nvalid);
+  for (int r = 0; r < R; r++) alpha[r] = softmax_step512<HD, BF>(q[r], *st[r], ch, nvalid, scale, p[r]);
+  pv_all<HD, R, 0, BF>(acc, ch, p, alpha, nvalid);
 }
 
 PW_AVX512 void finish_avx512(float* out, const float* acc, float l, int64_t hd) {
@@ -325,19 +341,21 @@ struct RowsSteps {
   RowsStep fn[4] = {nullptr, nullptr, nullptr, nullptr};
 };
 
-template <int HD>
+template <int HD, bool BF>
 RowsSteps rows_steps() {
-  return RowsSteps{{rows_step_avx512<HD, 1>, rows_step_avx512<HD, 2>, rows_step_avx512<HD, 3>, rows_step_avx512<HD, 4>}};
+  return RowsSteps{{rows_step_avx512<HD, 1, BF>, rows_step_avx512<HD, 2, BF>, rows_step_avx512<HD, 3, BF>,
+                    rows_step_avx512<HD, 4, BF>}};
 }
 
-RowsSteps pick_rows_steps(Isa isa, int64_t hd) {
+// bf: the steps that read a bf16 cache directly (no staging).
+RowsSteps pick_rows_steps(Isa isa, int64_t hd, bool bf) {
   if (isa < Isa::Avx512) return RowsSteps{};
   switch (hd) {
-    case 32: return rows_steps<32>();
-    case 64: return rows_steps<64>();
-    case 80: return rows_steps<80>();
-    case 96: return rows_steps<96>();
-    case 128: return rows_steps<128>();
+    case 32: return bf ? rows_steps<32, true>() : rows_steps<32, false>();
+    case 64: return bf ? rows_steps<64, true>() : rows_steps<64, false>();
+    case 80: return bf ? rows_steps<80, true>() : rows_steps<80, false>();
+    case 96: return bf ? rows_steps<96, true>() : rows_steps<96, false>();
+    case 128: return bf ? rows_steps<128, true>() : rows_steps<128, false>();
     default: return RowsSteps{};
   }
 }
@@ -379,7 +397,17 @@ void run_item(const AttentionArgs& a, const Item& it, Isa isa) {
   const void* kpool = c.k[a.layer];
   const void* vpool = c.v[a.layer];
   const RowStep row_step = pick_row_step(isa);
-  const RowsSteps rows_step = pick_rows_steps(isa, hd);
+  // A bf16 cache feeding at most one pack of rows (decode: one token's query heads of this KV
+  // head) is read in place: staging would write and re-read every key for one use. More rows
+  // share each staged chunk, and widening it once is cheaper than once per pack.
+  RowsSteps rows_step = pick_rows_steps(isa, hd, false);
+  const bool direct = bf16 && rows <= 4 && rows_step.fn[0] != nullptr;
+  if (direct) rows_step = pick_rows_steps(isa, hd, true);
+  thread_local std::vector<const uint16_t*> kb_buf, vb_buf;
+  thread_local std::vector<uint16_t> zero_row;
+  const uint16_t** kb = grow(kb_buf, kChunk);
+  const uint16_t** vb = grow(vb_buf, kChunk);
+  if (direct && zero_row.size() < static_cast<size_t>(hd)) zero_row.assign(static_cast<size_t>(hd), 0);
   thread_local std::vector<const float*> qp_buf;
   thread_local std::vector<float*> accp_buf;
   thread_local std::vector<RowState*> stp_buf;
@@ -391,12 +419,24 @@ void run_item(const AttentionArgs& a, const Item& it, Isa isa) {
 
   const int64_t last_pos = first_pos + it.tok1 - 1;
   const int64_t nchunks = last_pos / kChunk + 1;
-  const Chunk ch{kst, vst, 0};
+  const Chunk ch{kst, vst, 0, kb, vb};
   for (int64_t ci = 0; ci < nchunks; ci++) {
     const int64_t k0 = ci * kChunk;
     const int n = static_cast<int>(std::min<int64_t>(kChunk, last_pos + 1 - k0));
+    if (direct) {
+      for (int j = 0; j < kChunk; j++) {
+        if (j < n) {
+          const int64_t pos = k0 + j;
+          const size_t idx = c.index(table[pos / bs], it.kv_head, pos % bs);
+          kb[j] = static_cast<const uint16_t*>(kpool) + idx;
+          vb[j] = static_cast<const uint16_t*>(vpool) + idx;
+        } else {
+          kb[j] = vb[j] = zero_row.data();
+        }
+      }
+    }
     // Walk the chunk's keys block run by block run (a run stays inside one physical block).
-    for (int j = 0; j < n;) {
+    for (int j = 0; j < (direct ? 0 : n);) {
       const int64_t pos = k0 + j;
       const int64_t off = pos % bs;
       const int run = static_cast<int>(std::min<int64_t>(n - j, bs - off));
@@ -420,7 +460,7 @@ void run_item(const AttentionArgs& a, const Item& it, Isa isa) {
       }
       j += run;
     }
-    if (n < kChunk) {
+    if (n < kChunk && !direct) {
       std::fill(kst + n * hd, kst + kChunk * hd, 0.0f);
       std::fill(vst + n * hd, vst + kChunk * hd, 0.0f);
     }

@@ -159,6 +159,8 @@ function checkAgainstReference(s: Shape, seqs: Seq[], out: Float32Array, label: 
 
 const shapes: Array<Shape & { name: string }> = [
   { name: 'GQA 9/3 hd64 bs16 f32', nHeads: 9, nKvHeads: 3, headDim: 64, blockSize: 16, dtype: DType.F32 },
+  // bf16 cache: decode items (at most 4 rows) read the pool in place, prefill items stage chunks.
+  { name: 'GQA 9/3 hd64 bs16 bf16', nHeads: 9, nKvHeads: 3, headDim: 64, blockSize: 16, dtype: DType.BF16 },
   { name: 'MHA 4/4 hd80 bs32 bf16', nHeads: 4, nKvHeads: 4, headDim: 80, blockSize: 32, dtype: DType.BF16 },
   { name: 'MQA 6/1 hd8 bs1 f32', nHeads: 6, nKvHeads: 1, headDim: 8, blockSize: 1, dtype: DType.F32 },
   { name: 'GQA 4/2 hd128 bs16 bf16', nHeads: 4, nKvHeads: 2, headDim: 128, blockSize: 16, dtype: DType.BF16 },
