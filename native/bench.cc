@@ -16,7 +16,7 @@ using Clock = std::chrono::steady_clock;
 // Runs fn(thread_index) on num_threads() threads at the same time: every item waits at a start
 // barrier (bounded, so a missing thread can never hang the call) and times its own work.
 // Returns the slowest item's seconds.
-double run_together(const std::function<void(int64_t)>& fn) {
+double run_together(FnRef<void(int64_t)> fn) {
   const int64_t n = num_threads();
   std::atomic<int64_t> arrived{0};
   std::vector<double> secs(static_cast<size_t>(n), 0.0);

@@ -5,6 +5,9 @@
 #include <cstdint>
 #include <cstring>
 #include <functional>
+#include <memory>
+#include <type_traits>
+#include <utility>
 
 namespace pw {
 
@@ -26,15 +29,34 @@ Isa detected_isa();
 Isa active_isa();
 void set_active_isa(Isa isa);
 
+// A non-owning reference to a callable (what std::function would be without the copy, and so
+// without a heap allocation when the callable is bigger than its small buffer): valid while the
+// callable lives, i.e. for the duration of the call it is passed to.
+template <typename Sig>
+class FnRef;
+template <typename R, typename... A>
+class FnRef<R(A...)> {
+ public:
+  template <typename F, typename = std::enable_if_t<!std::is_same_v<std::decay_t<F>, FnRef>>>
+  FnRef(F&& f)  // NOLINT: implicit, like std::function
+      : obj_(const_cast<void*>(static_cast<const void*>(std::addressof(f)))),
+        call_([](void* o, A... a) -> R { return (*static_cast<std::remove_reference_t<F>*>(o))(std::forward<A>(a)...); }) {}
+  R operator()(A... a) const { return call_(obj_, std::forward<A>(a)...); }
+
+ private:
+  void* obj_;
+  R (*call_)(void*, A...);
+};
+
 // Persistent thread pool. parallel_for splits [0, n) into at most num_threads() contiguous
 // chunks and runs fn(begin, end) on each, the calling thread taking one; it returns when all are
 // done. How the range is split must never change a result: kernels partition over independent
 // outputs (rows, columns, heads), never over a reduction.
-void parallel_for(int64_t n, const std::function<void(int64_t begin, int64_t end)>& fn);
+void parallel_for(int64_t n, FnRef<void(int64_t begin, int64_t end)> fn);
 // Runs fn(i) for every i in [0, n), items handed out one at a time to whichever thread is free
 // (load balancing for items of unequal cost, e.g. causal attention tiles). Same rule: the
 // assignment of items to threads must never change a result.
-void parallel_items(int64_t n, const std::function<void(int64_t item)>& fn);
+void parallel_items(int64_t n, FnRef<void(int64_t item)> fn);
 void set_num_threads(int n);
 int num_threads();
 

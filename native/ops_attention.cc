@@ -362,6 +362,8 @@ RowsSteps pick_rows_steps(Isa isa, int64_t hd, bool bf) {
 
 struct Item {
   int64_t seq, kv_head, tok0, tok1;  // query tokens [tok0, tok1) of the sequence (local indices)
+  int64_t cost;                      // ~ keys x tokens: larger items are handed out first
+  int64_t order;
 };
 
 template <typename T>
@@ -509,23 +511,27 @@ void run_item(const AttentionArgs& a, const Item& it, Isa isa) {
 
 void paged_attention(const AttentionArgs& a) {
   const Isa isa = active_isa();
-  std::vector<Item> items;
+  // Reused across calls (the engine calls from one thread; no allocation once warm).
+  thread_local std::vector<Item> items;
+  items.clear();
   for (int64_t s = 0; s < a.num_seqs; s++) {
     const int64_t q_len = a.query_start_loc[s + 1] - a.query_start_loc[s];
+    const int64_t first_pos = a.seq_lens[s] - q_len;
     for (int64_t t0 = 0; t0 < q_len; t0 += kTileTokens) {
-      for (int64_t g = 0; g < a.n_kv_heads; g++) items.push_back(Item{s, g, t0, std::min(q_len, t0 + kTileTokens)});
+      const int64_t t1 = std::min(q_len, t0 + kTileTokens);
+      for (int64_t g = 0; g < a.n_kv_heads; g++) items.push_back(Item{s, g, t0, t1, (first_pos + t1) * (t1 - t0), 0});
     }
   }
-  // Costliest items (long causal windows x many tokens) first, so dynamic hand-out balances.
-  auto cost = [&](const Item& it) {
-    const int64_t first_pos = a.seq_lens[it.seq] - (a.query_start_loc[it.seq + 1] - a.query_start_loc[it.seq]);
-    return (first_pos + it.tok1) * (it.tok1 - it.tok0);
-  };
-  std::stable_sort(items.begin(), items.end(), [&](const Item& x, const Item& y) { return cost(x) > cost(y); });
-  auto run = [&](int64_t i) { run_item(a, items[static_cast<size_t>(i)], isa); };
+  // Costliest items (long causal windows x many tokens) first, so dynamic hand-out balances; ties
+  // keep their order (std::sort with the index as tie-break: no temporary buffer, unlike
+  // stable_sort).
+  for (size_t i = 0; i < items.size(); i++) items[i].order = static_cast<int64_t>(i);
+  std::sort(items.begin(), items.end(), [](const Item& x, const Item& y) { return x.cost != y.cost ? x.cost > y.cost : x.order < y.order; });
   int64_t work = 0;  // ~ query rows x keys x head_dim
-  for (const Item& it : items) work += cost(it);
+  for (const Item& it : items) work += it.cost;
   work *= (a.n_heads / a.n_kv_heads) * a.head_dim;
+  const Item* list = items.data();
+  auto run = [&a, list, isa](int64_t i) { run_item(a, list[i], isa); };
   if (work < (int64_t(1) << 16)) {
     for (int64_t i = 0; i < static_cast<int64_t>(items.size()); i++) run(i);
   } else {

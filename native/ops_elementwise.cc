@@ -11,7 +11,7 @@ namespace pw {
 namespace {
 
 // Rows per parallel chunk so that a chunk holds at least ~16K elements (pool overhead amortized).
-void for_rows(int64_t rows, int64_t row_elems, const std::function<void(int64_t, int64_t)>& fn) {
+void for_rows(int64_t rows, int64_t row_elems, FnRef<void(int64_t, int64_t)> fn) {
   const int64_t total = rows * std::max<int64_t>(row_elems, 1);
   if (total < (int64_t(1) << 15) || rows < 2) {
     fn(0, rows);

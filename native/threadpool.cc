@@ -46,7 +46,7 @@ struct Pool {
   std::atomic<int> sleepers{0};
   std::atomic<int64_t> done{0};
   std::atomic<int64_t> nitems{0};
-  std::atomic<const std::function<void(int64_t)>*> job{nullptr};
+  std::atomic<const FnRef<void(int64_t)>*> job{nullptr};
   std::exception_ptr error;
 
   static uint32_t gen_of(uint64_t s) { return static_cast<uint32_t>(s >> 32); }
@@ -59,7 +59,7 @@ struct Pool {
       if (gen_of(s) != gen) return;
       const uint32_t idx = idx_of(s);
       const int64_t n = nitems.load();
-      const std::function<void(int64_t)>* fn = job.load();
+      const FnRef<void(int64_t)>* fn = job.load();
       if (idx == kClosed || static_cast<int64_t>(idx) >= n) return;
       if (!state.compare_exchange_weak(s, s + 1)) continue;  // s reloaded
       try {
@@ -117,7 +117,7 @@ struct Pool {
   }
 
   // Caller side: publish the job, take items too, wait for all of them.
-  void run(int64_t n, const std::function<void(int64_t)>& fn) {
+  void run(int64_t n, const FnRef<void(int64_t)>& fn) {
     std::lock_guard<std::mutex> call(call_mu);
     if (!started) start_workers();
     if (workers.empty() || n == 1) {
@@ -166,7 +166,7 @@ Pool& pool() {
 
 }  // namespace
 
-void parallel_items(int64_t n, const std::function<void(int64_t item)>& fn) {
+void parallel_items(int64_t n, FnRef<void(int64_t item)> fn) {
   if (n <= 0) return;
   if (tls_in_pool || n == 1) {
     for (int64_t i = 0; i < n; i++) fn(i);
@@ -181,17 +181,18 @@ void parallel_items(int64_t n, const std::function<void(int64_t item)>& fn) {
   if (n > kMaxItems) {
     const int64_t per = (n + kMaxItems - 1) / kMaxItems;
     const int64_t groups = (n + per - 1) / per;
-    std::function<void(int64_t)> grouped = [&](int64_t g) {
+    auto grouped_fn = [&](int64_t g) {
       const int64_t end = std::min(n, (g + 1) * per);
       for (int64_t i = g * per; i < end; i++) fn(i);
     };
+    const FnRef<void(int64_t)> grouped(grouped_fn);
     pool().run(groups, grouped);
   } else {
     pool().run(n, fn);
   }
 }
 
-void parallel_for(int64_t n, const std::function<void(int64_t begin, int64_t end)>& fn) {
+void parallel_for(int64_t n, FnRef<void(int64_t begin, int64_t end)> fn) {
   if (n <= 0) return;
   const int64_t chunks = std::min<int64_t>(n, tls_in_pool ? 1 : num_threads());
   if (chunks <= 1) {
