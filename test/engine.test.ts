@@ -190,3 +190,23 @@ describe('abort and admission', () => {
     c.close();
   });
 });
+
+test('static batching admits a whole batch at once (beyond one step budget) and none until it finishes', () => {
+  const reqs = makeRequests(12, 6, false).map((r) => ({ ...r, prompt: r.prompt.concat(Array(40).fill(7)), params: { ...r.params, maxTokens: 5 } }));
+  const alone = solo(reqs);
+  const c = core({ scheduler: 'static', maxNumSeqs: 8, maxNumBatchedTokens: 64 });
+  const V = c.info.model.vocabSize;
+  for (const r of reqs) c.addRequest({ requestId: r.id, promptTokenIds: r.prompt, params: makeSamplingParams(r.params, { vocabSize: V }), arrivalTime: 0 });
+  const out = new Map<string, number[]>();
+  let sawFullBatch = false;
+  while (c.hasWork()) {
+    const before = c.scheduler.running.length;
+    for (const d of c.step().deltas) out.set(d.requestId, [...(out.get(d.requestId) ?? []), ...d.seqs.flatMap((s) => s.newTokenIds)]);
+    if (c.scheduler.running.length === 8) sawFullBatch = true;
+    // A new batch starts only from an empty running set.
+    if (before > 0) assert.ok(c.scheduler.running.length <= before);
+  }
+  assert.ok(sawFullBatch, 'the first static batch should hold max_num_seqs requests');
+  assert.deepEqual(out, alone);
+  c.close();
+});

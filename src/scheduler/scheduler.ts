@@ -97,12 +97,21 @@ export class Scheduler {
     }
 
     // Admit waiting sequences (not in a step that had to preempt: the pool is under pressure).
-    const mayAdmit = this.cfg.kind === 'continuous' ? preempted.length === 0 : this.running.length === 0;
+    const isStatic = this.cfg.kind === 'static';
+    const mayAdmit = isStatic ? this.running.length === 0 : preempted.length === 0;
     if (mayAdmit) {
-      for (let i = 0; i < this.waiting.length && budget > 0 && scheduled.length < this.cfg.maxNumSeqs; ) {
+      // A static batch takes up to max_num_seqs requests at once even when their prompts exceed one
+      // step's token budget: those beyond it join now and prefill in the next steps.
+      for (let i = 0; i < this.waiting.length && (budget > 0 || isStatic) && this.running.length < this.cfg.maxNumSeqs; ) {
         const seq = this.waiting[i]!;
         // A request that will fork (n > 1, best_of, beam search) needs room for all its sequences.
         if (this.running.length + fanOut(seq) > this.cfg.maxNumSeqs) break;
+        if (budget <= 0) {
+          this.waiting.splice(i, 1);
+          seq.status = 'running';
+          this.running.push(seq);
+          continue;
+        }
         // Prompt logprobs need every prompt position computed, so such requests skip the cache (as vLLM).
         const hit = seq.params.promptLogprobs === null ? this.kv.takeCachedPrefix(seq) : 0;
         const n = Math.min(seq.numUncomputed, budget);
