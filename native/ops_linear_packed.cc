@@ -529,7 +529,10 @@ bool packed_linear_init(PackedLinear& P, const std::vector<int64_t>& seg_n, int6
   const int64_t nsuper = (P.ngroups + kSuper - 1) / kSuper;
   const int64_t last_rows = (P.ngroups - (nsuper - 1) * kSuper) * kRows;
   P.bytes = static_cast<size_t>(nsuper - 1) * P.super_bytes + static_cast<size_t>(last_rows * P.kpad) * P.elem_bytes();
-  P.data = static_cast<uint8_t*>(aligned_alloc_zeroed(P.bytes));
+  // 4 KiB pages: with transparent huge pages every first touch of a 2 MiB region during packing
+  // may stall on compaction (llama-1b load: 2.4-6.4 s against 1.8-2.0 s), and streaming the
+  // packed weights measured no faster with them (bench kernels, M = 1 and 64).
+  P.data = static_cast<uint8_t*>(aligned_alloc_zeroed(P.bytes, false));
   if (!P.data) return false;
   if (has_bias) {
     P.bias = static_cast<float*>(aligned_alloc_zeroed(static_cast<size_t>(P.ngroups * kRows) * 4));
