@@ -213,9 +213,9 @@ PW_AVX512BF16 void mk_dpbf16(const Job& j, int64_t m0, int64_t g0, const TileArg
   for (int64_t kb = 0; kb < nkb; kb++) {
     __m512i xv[MR];
     for (int i = 0; i < MR; i++) xv[i] = _mm512_loadu_si512(x + i * j.ldx);
-    if (MR == 1) {
-      for (int c = 0; c < W; c++) _mm_prefetch(reinterpret_cast<const char*>(w + 8 * stride + c * 64), _MM_HINT_T0);
-    } else if (pf) {
+    // A single row streams its superpanel front to back (the hardware prefetcher's case); a
+    // tile of rows prefetches the next group (see TileArgs).
+    if (MR > 1 && pf) {
       for (int c = 0; c < W; c++) _mm_prefetch(reinterpret_cast<const char*>(pf + c * 64), _MM_HINT_T1);
       pf += pf_stride;
     }
@@ -248,9 +248,7 @@ PW_AVX512 void mk_f32_512(const Job& j, int64_t m0, int64_t g0, const TileArgs& 
   const uint8_t* x = j.x + static_cast<size_t>(m0) * j.ldx;
   const int64_t nkb = j.P->nkb;
   for (int64_t kb = 0; kb < nkb; kb++) {
-    if (MR == 1) {
-      for (int c = 0; c < LINES; c++) _mm_prefetch(reinterpret_cast<const char*>(w + 8 * stride + c * 64), _MM_HINT_T0);
-    } else if (pf) {
+    if (MR > 1 && pf) {
       for (int c = 0; c < LINES; c++) _mm_prefetch(reinterpret_cast<const char*>(pf + c * 64), _MM_HINT_T1);
       pf += pf_stride;
     }

@@ -9,7 +9,12 @@
  * call's weights come from memory, not from a cache the previous call warmed, which is what a
  * decode step sees.
  *
- * Flags: [--models smollm-135m,llama-1b] [--m 1,16,64,256,1024] [--threads N] [--min-ms 300] [--json]
+ * With --compare-unpacked each shape is also timed through `linear()` on the Hugging Face layout
+ * (q, k, v as three calls; gate and up as two plus `siluMul`): what the model ran before packing,
+ * measured in the same run (`unpacked_us_per_call`, `speedup`).
+ *
+ * Flags: [--models smollm-135m,llama-1b] [--m 1,16,64,256,1024] [--threads N] [--min-ms 300]
+ * [--compare-unpacked] [--json]
  */
 import { DType, Isa, MatmulPrecision, native, type PackedLinearHandle } from '../backend/native.js';
 import { intFlag, parseArgs, strFlag } from '../cli/args.js';
@@ -32,6 +37,9 @@ export interface KernelResult {
   weight_gbs: number;
   fraction_of_bf16_peak: number;
   fraction_of_bandwidth: number;
+  /** --compare-unpacked: the same products through linear() on unpacked weights, and the ratio. */
+  unpacked_us_per_call?: number;
+  speedup?: number;
 }
 
 interface Shape {
@@ -42,6 +50,8 @@ interface Shape {
   maxM: number;
   pack: (w: Uint16Array) => PackedLinearHandle;
   outs: (m: number) => Float32Array[];
+  /** The same products with linear() on the Hugging Face layout (what the model did before). */
+  unpacked: (w: Uint16Array, x: Float32Array, m: number, scratch: Float32Array) => void;
 }
 
 function shapesOf(p: PresetSpec): Shape[] {
@@ -60,9 +70,24 @@ function shapesOf(p: PresetSpec): Shape[] {
     });
     return be.packLinear(parts, DType.BF16, K, MatmulPrecision.BF16);
   };
+  // Row-major [n, K] slices of one weight buffer, as the checkpoint stores them.
+  const lin = (out: Float32Array, x: Float32Array, w: Uint16Array, off: number, n: number, K: number, m: number): void =>
+    be.linear(out, x, w.subarray(off * K, (off + n) * K), DType.BF16, null, m, n, K, MatmulPrecision.BF16);
   return [
-    { op: 'qkv', n: q + 2 * kv, k: H, maxM: Infinity, pack: (w) => bf(w, [q, kv, kv], H), outs: (m) => [new Float32Array(m * q), new Float32Array(m * kv), new Float32Array(m * kv)] },
-    { op: 'o', n: H, k: q, maxM: Infinity, pack: (w) => bf(w, [H], q), outs: (m) => [new Float32Array(m * H)] },
+    {
+      op: 'qkv',
+      n: q + 2 * kv,
+      k: H,
+      maxM: Infinity,
+      pack: (w) => bf(w, [q, kv, kv], H),
+      outs: (m) => [new Float32Array(m * q), new Float32Array(m * kv), new Float32Array(m * kv)],
+      unpacked: (w, x, m, s) => {
+        lin(s, x, w, 0, q, H, m);
+        lin(s, x, w, q, kv, H, m);
+        lin(s, x, w, q + kv, kv, H, m);
+      },
+    },
+    { op: 'o', n: H, k: q, maxM: Infinity, pack: (w) => bf(w, [H], q), outs: (m) => [new Float32Array(m * H)], unpacked: (w, x, m, s) => lin(s, x, w, 0, H, q, m) },
     {
       op: 'gate_up',
       n: 2 * I,
@@ -70,9 +95,24 @@ function shapesOf(p: PresetSpec): Shape[] {
       maxM: Infinity,
       pack: (w) => be.packGateUp(w.subarray(0, I * H), w.subarray(I * H, 2 * I * H), DType.BF16, I, H, MatmulPrecision.BF16),
       outs: (m) => [new Float32Array(m * I)],
+      unpacked: (w, x, m, s) => {
+        const g = s.subarray(0, m * I);
+        const u = s.subarray(m * I, 2 * m * I);
+        lin(g, x, w, 0, I, H, m);
+        lin(u, x, w, I, I, H, m);
+        be.siluMul(g, g, u, m, I, I, I);
+      },
     },
-    { op: 'down', n: H, k: I, maxM: Infinity, pack: (w) => bf(w, [H], I), outs: (m) => [new Float32Array(m * H)] },
-    { op: 'lm_head', n: p.vocabSize, k: H, maxM: 64, pack: (w) => bf(w, [p.vocabSize], H), outs: (m) => [new Float32Array(m * p.vocabSize)] },
+    { op: 'down', n: H, k: I, maxM: Infinity, pack: (w) => bf(w, [H], I), outs: (m) => [new Float32Array(m * H)], unpacked: (w, x, m, s) => lin(s, x, w, 0, H, I, m) },
+    {
+      op: 'lm_head',
+      n: p.vocabSize,
+      k: H,
+      maxM: 64,
+      pack: (w) => bf(w, [p.vocabSize], H),
+      outs: (m) => [new Float32Array(m * p.vocabSize)],
+      unpacked: (w, x, m, s) => lin(s, x, w, 0, p.vocabSize, H, m),
+    },
   ];
 }
 
@@ -95,7 +135,8 @@ function median(xs: number[]): number {
 }
 
 export async function benchKernels(argv: string[]): Promise<void> {
-  const flags = parseArgs(argv, { values: ['models', 'm', 'threads', 'min-ms'], booleans: ['json'] });
+  const flags = parseArgs(argv, { values: ['models', 'm', 'threads', 'min-ms'], booleans: ['json', 'compare-unpacked'] });
+  const compare = flags.has('compare-unpacked');
   const be = native();
   const threads = intFlag(flags, 'threads');
   if (threads !== undefined) be.setThreads(threads);
@@ -115,25 +156,36 @@ export async function benchKernels(argv: string[]): Promise<void> {
       const copies = Math.max(1, Math.min(512, Math.ceil((512 * 2 ** 20) / bytes)));
       const source = randomBf16(elems, shape.n * 31 + shape.k);
       const packs = Array.from({ length: copies }, () => shape.pack(source));
-      for (const m of ms) {
-        if (m > shape.maxM) continue;
-        const x = new Float32Array(m * shape.k);
-        for (let i = 0; i < x.length; i++) x[i] = Math.sin(i * 0.37) * 2;
-        const outs = shape.outs(m);
-        for (const p of packs) be.linearPacked(p, x, m, outs, false); // warm-up: code, scratch, pages
+      // Unpacked copies for --compare-unpacked (as many, so they also come from memory).
+      const sources = compare ? Array.from({ length: copies }, () => source.slice()) : [];
+      // Median over 3 batches of calls of the time per call, rotating through the copies.
+      const time = (call: (copy: number) => void, n: number): number => {
+        for (let c = 0; c < n; c++) call(c); // warm-up: code, scratch, pages
         const perCall: number[] = [];
         for (let rep = 0; rep < 3; rep++) {
           let calls = 0;
           const t0 = performance.now();
           let t = t0;
           while (calls < 3 || t - t0 < minMs / 3) {
-            be.linearPacked(packs[calls % copies]!, x, m, outs, false);
+            call(calls % n);
             calls++;
             t = performance.now();
           }
           perCall.push((t - t0) / calls);
         }
-        const ms1 = median(perCall);
+        return median(perCall);
+      };
+      for (const m of ms) {
+        if (m > shape.maxM) continue;
+        const x = new Float32Array(m * shape.k);
+        for (let i = 0; i < x.length; i++) x[i] = Math.sin(i * 0.37) * 2;
+        const outs = shape.outs(m);
+        const ms1 = time((c) => be.linearPacked(packs[c]!, x, m, outs, false), copies);
+        let unpacked: number | undefined;
+        if (compare) {
+          const scratch = new Float32Array(m * shape.n);
+          unpacked = time((c) => shape.unpacked(sources[c]!, x, m, scratch), copies);
+        }
         const gflops = (2 * m * elems) / (ms1 / 1000) / 1e9;
         const gbs = bytes / (ms1 / 1000) / 1e9;
         results.push({
@@ -147,6 +199,7 @@ export async function benchKernels(argv: string[]): Promise<void> {
           weight_gbs: gbs,
           fraction_of_bf16_peak: peaks.bf16_dot_gflops > 0 ? gflops / peaks.bf16_dot_gflops : 0,
           fraction_of_bandwidth: gbs / peaks.memory_bandwidth_gbs,
+          ...(unpacked !== undefined ? { unpacked_us_per_call: unpacked * 1000, speedup: unpacked / ms1 } : {}),
         });
       }
       for (const p of packs) be.packedLinearFree(p);
