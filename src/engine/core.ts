@@ -274,6 +274,8 @@ export class EngineCore {
   /** Free the KV cache's native memory. The core must not be used afterwards. */
   close(): void {
     native().kvCacheFree(this.cache);
+    // Packed weights live in native memory; free them now rather than at garbage collection.
+    this.runner.model.dispose();
   }
 
   private execute(scheduled: ScheduledSeq[], touched: Set<RequestState>): void {
