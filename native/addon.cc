@@ -710,9 +710,9 @@ Napi::Value KvCacheCreate(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Args a(info, "kvCacheCreate", 6);
   KvShape s = kv_shape(a, true);
-  const size_t pool = mul_checked(a.op(), "cache", {s.blocks, s.block_size, s.kv_heads, s.head_dim,
+  const size_t pool = mul_checked(a.op(), "cache", {s.blocks, 2, s.block_size, s.kv_heads, s.head_dim,
                                                     static_cast<int64_t>(dtype_bytes(s.dtype))});
-  mul_checked(a.op(), "cache", {static_cast<int64_t>(pool), s.layers, 2});
+  mul_checked(a.op(), "cache", {static_cast<int64_t>(pool), s.layers});
   auto* c = new KvCache();
   c->num_layers = s.layers;
   c->num_blocks = s.blocks;
@@ -723,7 +723,7 @@ Napi::Value KvCacheCreate(const Napi::CallbackInfo& info) {
   c->pool_bytes = pool;
   if (!kv_cache_alloc(*c)) {
     delete c;
-    plain_error("kvCacheCreate: out of memory allocating " + std::to_string(pool * 2 * s.layers) + " bytes");
+    plain_error("kvCacheCreate: out of memory allocating " + std::to_string(pool * s.layers) + " bytes");
   }
   Napi::External<KvCache> h = Napi::External<KvCache>::New(env, c, [](Napi::Env, KvCache* p) {
     kv_cache_release(*p);

@@ -1,4 +1,4 @@
-// Paged KV cache storage: per layer one K pool and one V pool of num_blocks blocks, each block
+// Paged KV cache storage: per layer one pool of num_blocks blocks, each block its K then its V as
 // [kv_heads][block_size][head_dim] elements of F32 or BF16 (BF16 rounded to nearest even).
 #include <cstring>
 
@@ -8,16 +8,14 @@
 namespace pw {
 
 bool kv_cache_alloc(KvCache& c) {
-  c.k.assign(static_cast<size_t>(c.num_layers), nullptr);
-  c.v.assign(static_cast<size_t>(c.num_layers), nullptr);
+  c.pools.assign(static_cast<size_t>(c.num_layers), nullptr);
   for (int64_t l = 0; l < c.num_layers; l++) {
     // 4 KiB pages: a pool is committed page by page as blocks are first written, during steps.
     // Transparent huge pages cost a 2 MiB clear (plus compaction) at each first touch instead:
     // ~30x slower writes of new blocks (256 tokens x 30 layers of a fresh sequence: 285 ms against
     // 10 ms), with no measurable gain in attention.
-    c.k[l] = aligned_alloc_zeroed(c.pool_bytes, false);
-    c.v[l] = aligned_alloc_zeroed(c.pool_bytes, false);
-    if (!c.k[l] || !c.v[l]) {
+    c.pools[l] = aligned_alloc_zeroed(c.pool_bytes, false);
+    if (!c.pools[l]) {
       kv_cache_release(c);
       c.freed = false;
       return false;
@@ -28,10 +26,8 @@ bool kv_cache_alloc(KvCache& c) {
 
 void kv_cache_release(KvCache& c) {
   if (c.freed) return;
-  for (void* p : c.k) aligned_free(p, c.pool_bytes);
-  for (void* p : c.v) aligned_free(p, c.pool_bytes);
-  c.k.clear();
-  c.v.clear();
+  for (void* p : c.pools) aligned_free(p, c.pool_bytes);
+  c.pools.clear();
   c.freed = true;
 }
 
@@ -55,11 +51,11 @@ void kv_cache_write(KvCache& c, int64_t layer, const float* k, const float* v, c
       const bool is_v = u >= H;
       const int64_t h = u % H;
       const float* src = is_v ? v : k;
-      void* pool = is_v ? c.v[layer] : c.k[layer];
+      void* pool = c.pools[layer];
       for (int64_t t = 0; t < T; t++) {
         const int32_t s = slots[t];
         if (s < 0) continue;
-        const size_t idx = c.index(s / c.block_size, h, s % c.block_size);
+        const size_t idx = c.index(s / c.block_size, is_v, h, s % c.block_size);
         const float* row = src + (t * H + h) * hd;
         if (c.dtype == DType::F32) {
           std::memcpy(static_cast<float*>(pool) + idx, row, hd * sizeof(float));
@@ -77,24 +73,22 @@ void kv_cache_write(KvCache& c, int64_t layer, const float* k, const float* v, c
 }
 
 void kv_cache_copy_blocks(KvCache& c, const int32_t* src, const int32_t* dst, int64_t n) {
-  const size_t block_bytes = c.pool_bytes / static_cast<size_t>(c.num_blocks);
+  const size_t block_bytes = c.block_bytes();
   for (int64_t l = 0; l < c.num_layers; l++) {
-    for (void* pool : {c.k[l], c.v[l]}) {
-      auto* base = static_cast<uint8_t*>(pool);
-      for (int64_t i = 0; i < n; i++) {
-        if (src[i] == dst[i]) continue;
-        std::memcpy(base + static_cast<size_t>(dst[i]) * block_bytes, base + static_cast<size_t>(src[i]) * block_bytes,
-                    block_bytes);
-      }
+    auto* base = static_cast<uint8_t*>(c.pools[l]);
+    for (int64_t i = 0; i < n; i++) {
+      if (src[i] == dst[i]) continue;
+      std::memcpy(base + static_cast<size_t>(dst[i]) * block_bytes, base + static_cast<size_t>(src[i]) * block_bytes,
+                  block_bytes);
     }
   }
 }
 
 void kv_cache_read_slot(const KvCache& c, int64_t layer, bool value, int64_t slot, float* out) {
   const int64_t block = slot / c.block_size, off = slot % c.block_size;
-  const void* pool = value ? c.v[layer] : c.k[layer];
+  const void* pool = c.pools[layer];
   for (int64_t h = 0; h < c.kv_heads; h++) {
-    const size_t idx = c.index(block, h, off);
+    const size_t idx = c.index(block, value, h, off);
     float* o = out + h * c.head_dim;
     if (c.dtype == DType::F32) {
       std::memcpy(o, static_cast<const float*>(pool) + idx, c.head_dim * sizeof(float));

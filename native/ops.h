@@ -71,20 +71,25 @@ void packed_linear_release(PackedLinear& p);  // idempotent
 void linear_packed(const PackedLinear& p, const float* x, int64_t M, float* const* outs, bool accumulate);
 
 // ---- paged KV cache (kv_cache.cc) ----
-// Pools are per layer, K and V apart. In-block layout is [kv_heads][block_size][head_dim], so one
-// head's keys of a block are contiguous for attention.
+// One pool per layer. A block holds its K then its V, each [kv_heads][block_size][head_dim]: one
+// head's keys of a block are contiguous, and a decode step that reads every head of a block reads
+// one contiguous run (the hardware prefetcher's case) instead of two far apart.
 struct KvCache {
   int64_t num_layers = 0, num_blocks = 0, block_size = 0, kv_heads = 0, head_dim = 0;
   DType dtype = DType::F32;
-  size_t pool_bytes = 0;  // bytes of one layer's K (or V) pool
-  std::vector<void*> k, v;
+  size_t pool_bytes = 0;  // bytes of one layer's pool (K and V of every block)
+  std::vector<void*> pools;
   bool freed = false;
 
   size_t elem_bytes() const { return dtype_bytes(dtype); }
   int64_t num_slots() const { return num_blocks * block_size; }
-  // Element offset of (block, head, offset-in-block) inside a layer pool.
-  size_t index(int64_t block, int64_t head, int64_t off) const {
-    return ((static_cast<size_t>(block) * kv_heads + head) * block_size + off) * head_dim;
+  // Elements of one block's K (or V) part, and of a whole block.
+  size_t half_elems() const { return static_cast<size_t>(kv_heads * block_size * head_dim); }
+  size_t block_bytes() const { return 2 * half_elems() * elem_bytes(); }
+  // Element offset of K (value = false) or V of (block, head, offset-in-block) inside a layer pool.
+  size_t index(int64_t block, bool value, int64_t head, int64_t off) const {
+    return (static_cast<size_t>(2 * block + (value ? 1 : 0)) * kv_heads + head) * block_size * head_dim +
+           static_cast<size_t>(off * head_dim);
   }
 };
 

@@ -1,12 +1,14 @@
 // PagedAttention over the block-table KV cache, one kernel family for prefill and decode.
 //
-// Work items are (sequence, KV head, tile of up to kTileTokens query tokens); an item walks the
-// block table once and serves every query head of its KV head group (GQA / MQA / MHA) for every
-// token of its tile. Keys are consumed in chunks of kChunk at absolute positions [c*kChunk,
-// (c+1)*kChunk): each chunk is staged once per item into contiguous float32 buffers (a copy, or
-// the exact bf16 -> f32 widening; an item of at most 4 rows over a bf16 cache, i.e. decode, reads
-// the pool in place with the same widening instead), then every query row whose causal window
-// reaches it does one online softmax step on it:
+// Work items are (sequence, KV heads, tile of up to kTileTokens query tokens); an item walks the
+// block table once and serves every query head of its KV head groups (GQA / MQA / MHA) for every
+// token of its tile. Decode-sized tiles of a batch with many sequences take all KV heads at once
+// (a block's K and V are one contiguous run of the pool); otherwise an item is one KV head. Keys
+// are consumed in chunks of kChunk at absolute positions [c*kChunk, (c+1)*kChunk): each chunk is
+// staged once per item and head into contiguous float32 buffers (a copy, or the exact bf16 -> f32
+// widening; at most 4 rows per head over a bf16 cache, i.e. decode, read the pool in place with
+// the same widening instead, prefetching the next chunk as they go), then every query row whose
+// causal window reaches it does one online softmax step on it:
 //   s_j = dot(q, k_j) * scale            (the ISA's fixed dot order / reduction tree)
 //   m'  = max(m, max_j s_j);  alpha = exp(m - m');  p_j = exp(s_j - m')
 //   l   = l * alpha + sum_j p_j          (fixed tree)
@@ -40,6 +42,13 @@ struct Chunk {
   int n;
   const uint16_t* const* kb;
   const uint16_t* const* vb;
+  // Direct: the next chunk's key and value rows (null at the last chunk), prefetched while this
+  // chunk is computed: its keys by the first row's scores, its values by P.V, a few lines per key
+  // (a burst of a whole chunk's lines overflows the core's miss buffers and is dropped: measured,
+  // no gain at all, while these spread prefetches halve the time of decode over a DRAM-resident
+  // cache).
+  const uint16_t* const* kn;
+  const uint16_t* const* vn;
 };
 
 struct RowState {
@@ -54,7 +63,7 @@ struct RowState {
 // in two sets of 8 (fewer live pointers); every accumulator still sees the same sequence. HD > 0
 // fixes the head dim at compile time (fully unrolled, constant offsets); 0 reads it at run time.
 template <int HD, bool BF = false>
-PW_AVX512 PW_INLINE __m512 scores16(const float* q, const Chunk& ch, int g, int64_t hd_rt, __m512 scale) {
+PW_AVX512 PW_INLINE __m512 scores16(const float* q, const Chunk& ch, int g, int64_t hd_rt, __m512 scale, bool pf = false) {
   static_assert(!BF || HD % 16 == 0, "direct bf16 keys need a compile-time head dim, a multiple of 16");
   const int64_t hd = HD > 0 ? HD : hd_rt;
   __m512 acc[16];
@@ -62,6 +71,11 @@ PW_AVX512 PW_INLINE __m512 scores16(const float* q, const Chunk& ch, int g, int6
   for (int half = 0; half < 2; half++) {
     const float* kp = BF ? nullptr : ch.k + (16 * g + 8 * half) * hd;
     const uint16_t* const* kb = BF ? ch.kb + 16 * g + 8 * half : nullptr;
+    if (BF && pf) {  // the next chunk's keys (Chunk::kn)
+      const uint16_t* const* kn = ch.kn + 16 * g + 8 * half;
+      for (int j = 0; j < 8; j++)
+        for (int o = 0; o < HD * 2; o += 64) _mm_prefetch(reinterpret_cast<const char*>(kn[j]) + o, _MM_HINT_T0);
+    }
     __m512* a8 = acc + 8 * half;
     int64_t d = 0;
     for (; d + 16 <= hd; d += 16) {
@@ -150,16 +164,16 @@ PW_AVX512 void row_step_avx512(const float* q, float* acc, RowState& st, const C
 // and returns alpha. The P.V half is done by the caller (it may share V loads between rows).
 template <int HD, bool BF>
 PW_AVX512 PW_INLINE float softmax_step512(const float* q, RowState& st, const Chunk& ch, int nvalid, float scale,
-                                          float* p) {
+                                          float* p, bool pf = false) {
   const __m512 sc = _mm512_set1_ps(scale);
   const __m512 ninf = _mm512_set1_ps(-__builtin_inff());
   const __mmask16 m0 = nvalid >= 16 ? static_cast<__mmask16>(0xffff) : static_cast<__mmask16>((1u << nvalid) - 1u);
   const __mmask16 m1 = nvalid <= 16 ? 0
                        : nvalid >= 32 ? static_cast<__mmask16>(0xffff)
                                       : static_cast<__mmask16>((1u << (nvalid - 16)) - 1u);
-  const __m512 s0 = _mm512_mask_mov_ps(ninf, m0, scores16<HD, BF>(q, ch, 0, HD, sc));
+  const __m512 s0 = _mm512_mask_mov_ps(ninf, m0, scores16<HD, BF>(q, ch, 0, HD, sc, pf));
   __m512 s1 = ninf;
-  if (m1) s1 = _mm512_mask_mov_ps(ninf, m1, scores16<HD, BF>(q, ch, 1, HD, sc));
+  if (m1) s1 = _mm512_mask_mov_ps(ninf, m1, scores16<HD, BF>(q, ch, 1, HD, sc, pf));
   const float mc = _mm512_reduce_max_ps(_mm512_max_ps(s0, s1));
   const float mnew = std::max(st.m, mc);
   const float alpha = st.m == -__builtin_inff() ? 0.0f : std::exp(st.m - mnew);
@@ -186,6 +200,9 @@ PW_AVX512 PW_INLINE void pv_rows(float* const* acc, const Chunk& ch, const float
   for (int j = 0; j < nvalid; j++) {
     __m512 vv[NB];
     if constexpr (BF) {
+      if (d0 == 0 && ch.vn) {
+        for (int o = 0; o < HD * 2; o += 64) _mm_prefetch(reinterpret_cast<const char*>(ch.vn[j]) + o, _MM_HINT_T0);
+      }
       for (int i = 0; i < NB; i++) vv[i] = simd::load16<2>(ch.vb[j], d0 + 16 * i);
     } else {
       const float* vj = ch.v + j * HD + d0;
@@ -219,7 +236,7 @@ PW_AVX512 void rows_step_avx512(const float* const* q, float* const* acc, RowSta
                                 int nvalid, float scale) {
   alignas(64) float p[R][kChunk];
   float alpha[R];
-  for (int r = 0; r < R; r++) alpha[r] = softmax_step512<HD, BF>(q[r], *st[r], ch, nvalid, scale, p[r]);
+  for (int r = 0; r < R; r++) alpha[r] = softmax_step512<HD, BF>(q[r], *st[r], ch, nvalid, scale, p[r], r == 0 && ch.kn);
   pv_all<HD, R, 0, BF>(acc, ch, p, alpha, nvalid);
 }
 
@@ -361,8 +378,8 @@ RowsSteps pick_rows_steps(Isa isa, int64_t hd, bool bf) {
 }
 
 struct Item {
-  int64_t seq, kv_head, tok0, tok1;  // query tokens [tok0, tok1) of the sequence (local indices)
-  int64_t cost;                      // ~ keys x tokens: larger items are handed out first
+  int64_t seq, head0, nheads, tok0, tok1;  // KV heads [head0, head0 + nheads), query tokens [tok0, tok1)
+  int64_t cost;                            // ~ keys x tokens x heads: larger items are handed out first
   int64_t order;
 };
 
@@ -382,7 +399,8 @@ void run_item(const AttentionArgs& a, const Item& it, Isa isa) {
   const int64_t first_pos = seq_len - q_len;  // absolute position of local query token 0
   const int32_t* table = a.block_tables + it.seq * a.max_blocks_per_seq;
   const int64_t ntok = it.tok1 - it.tok0;
-  const int64_t rows = ntok * group;
+  const int64_t head_rows = ntok * group;  // query rows of one KV head
+  const int64_t rows = head_rows * it.nheads;
 
   thread_local std::vector<float> acc_buf, stage_buf;
   thread_local std::vector<RowState> state_buf;
@@ -396,112 +414,139 @@ void run_item(const AttentionArgs& a, const Item& it, Isa isa) {
   float* stage = grow(stage_buf, static_cast<size_t>(2 * kChunk * hd));
   float* kst = stage;
   float* vst = stage + kChunk * hd;
-  const void* kpool = c.k[a.layer];
-  const void* vpool = c.v[a.layer];
+  const uint8_t* pool = static_cast<const uint8_t*>(c.pools[a.layer]);
   const RowStep row_step = pick_row_step(isa);
-  // A bf16 cache feeding at most one pack of rows (decode: one token's query heads of this KV
-  // head) is read in place: staging would write and re-read every key for one use. More rows
+  // A bf16 cache feeding at most one pack of rows per head (decode: one token's query heads of a
+  // KV head) is read in place: staging would write and re-read every key for one use. More rows
   // share each staged chunk, and widening it once is cheaper than once per pack.
   RowsSteps rows_step = pick_rows_steps(isa, hd, false);
-  const bool direct = bf16 && rows <= 4 && rows_step.fn[0] != nullptr;
+  const bool direct = bf16 && head_rows <= 4 && rows_step.fn[0] != nullptr;
   if (direct) rows_step = pick_rows_steps(isa, hd, true);
-  thread_local std::vector<const uint16_t*> kb_buf, vb_buf;
+  // Direct: key row pointers of the current and the next chunk, per head of the item.
+  thread_local std::vector<const uint16_t*> ptr_buf;
   thread_local std::vector<uint16_t> zero_row;
-  const uint16_t** kb = grow(kb_buf, kChunk);
-  const uint16_t** vb = grow(vb_buf, kChunk);
+  const uint16_t** ptrs = grow(ptr_buf, static_cast<size_t>(4 * it.nheads * kChunk));
+  auto rows_of = [&](int64_t which, int64_t hi, bool value) {
+    return ptrs + ((which * it.nheads + hi) * 2 + (value ? 1 : 0)) * kChunk;
+  };
   if (direct && zero_row.size() < static_cast<size_t>(hd)) zero_row.assign(static_cast<size_t>(hd), 0);
   thread_local std::vector<const float*> qp_buf;
   thread_local std::vector<float*> accp_buf;
   thread_local std::vector<RowState*> stp_buf;
   thread_local std::vector<int> nv_buf;
-  const float** qp = grow(qp_buf, static_cast<size_t>(rows));
-  float** accp = grow(accp_buf, static_cast<size_t>(rows));
-  RowState** stp = grow(stp_buf, static_cast<size_t>(rows));
-  int* nv = grow(nv_buf, static_cast<size_t>(rows));
+  const float** qp = grow(qp_buf, static_cast<size_t>(head_rows));
+  float** accp = grow(accp_buf, static_cast<size_t>(head_rows));
+  RowState** stp = grow(stp_buf, static_cast<size_t>(head_rows));
+  int* nv = grow(nv_buf, static_cast<size_t>(head_rows));
 
   const int64_t last_pos = first_pos + it.tok1 - 1;
   const int64_t nchunks = last_pos / kChunk + 1;
-  const Chunk ch{kst, vst, 0, kb, vb};
+  auto chunk_end = [&](int64_t ci) { return std::min<int64_t>((ci + 1) * kChunk, last_pos + 1); };
+  // Pointers to the bf16 rows of keys [k0, k1) of head h (zero rows up to kChunk).
+  auto fill_rows = [&](int64_t k0, int64_t k1, int64_t h, const uint16_t** kr, const uint16_t** vr) {
+    const uint16_t* base = reinterpret_cast<const uint16_t*>(pool);
+    for (int64_t pos = k0; pos < k1;) {
+      const int64_t off = pos % bs;
+      const int64_t run = std::min<int64_t>(k1 - pos, bs - off);
+      const uint16_t* ks = base + c.index(table[pos / bs], false, h, off);
+      const uint16_t* vs = base + c.index(table[pos / bs], true, h, off);
+      for (int64_t e = 0; e < run; e++) {
+        kr[pos - k0 + e] = ks + e * hd;
+        vr[pos - k0 + e] = vs + e * hd;
+      }
+      pos += run;
+    }
+    for (int64_t j = k1 - k0; j < kChunk; j++) kr[j] = vr[j] = zero_row.data();
+  };
+  if (direct) {
+    for (int64_t hi = 0; hi < it.nheads; hi++) fill_rows(0, chunk_end(0), it.head0 + hi, rows_of(0, hi, false), rows_of(0, hi, true));
+  }
   for (int64_t ci = 0; ci < nchunks; ci++) {
     const int64_t k0 = ci * kChunk;
-    const int n = static_cast<int>(std::min<int64_t>(kChunk, last_pos + 1 - k0));
-    if (direct) {
-      for (int j = 0; j < kChunk; j++) {
-        if (j < n) {
-          const int64_t pos = k0 + j;
-          const size_t idx = c.index(table[pos / bs], it.kv_head, pos % bs);
-          kb[j] = static_cast<const uint16_t*>(kpool) + idx;
-          vb[j] = static_cast<const uint16_t*>(vpool) + idx;
-        } else {
-          kb[j] = vb[j] = zero_row.data();
-        }
-      }
-    }
-    // Walk the chunk's keys block run by block run (a run stays inside one physical block).
-    for (int j = 0; j < (direct ? 0 : n);) {
-      const int64_t pos = k0 + j;
-      const int64_t off = pos % bs;
-      const int run = static_cast<int>(std::min<int64_t>(n - j, bs - off));
-      const size_t idx = c.index(table[pos / bs], it.kv_head, off);
-      const size_t cnt = static_cast<size_t>(run * hd);
-      if (bf16) {
-        const uint16_t* ks = static_cast<const uint16_t*>(kpool) + idx;
-        const uint16_t* vs = static_cast<const uint16_t*>(vpool) + idx;
-        if (isa >= Isa::Avx512) {
-          widen_bf16_avx512(kst + j * hd, ks, static_cast<int64_t>(cnt));
-          widen_bf16_avx512(vst + j * hd, vs, static_cast<int64_t>(cnt));
-        } else {
-          for (size_t e = 0; e < cnt; e++) {
-            kst[j * hd + e] = bf16_to_f32(ks[e]);
-            vst[j * hd + e] = bf16_to_f32(vs[e]);
-          }
+    const int n = static_cast<int>(chunk_end(ci) - k0);
+    const int64_t cur = ci % 2, nxt = 1 - cur;
+    for (int64_t hi = 0; hi < it.nheads; hi++) {
+      const int64_t h = it.head0 + hi;
+      Chunk ch{kst, vst, n, nullptr, nullptr, nullptr, nullptr};
+      if (direct) {
+        ch.kb = rows_of(cur, hi, false);
+        ch.vb = rows_of(cur, hi, true);
+        if (ci + 1 < nchunks) {
+          fill_rows(k0 + kChunk, chunk_end(ci + 1), h, rows_of(nxt, hi, false), rows_of(nxt, hi, true));
+          ch.kn = rows_of(nxt, hi, false);
+          ch.vn = rows_of(nxt, hi, true);
         }
       } else {
-        std::memcpy(kst + j * hd, static_cast<const float*>(kpool) + idx, cnt * sizeof(float));
-        std::memcpy(vst + j * hd, static_cast<const float*>(vpool) + idx, cnt * sizeof(float));
+        // Stage the chunk's keys, block run by block run (a run stays inside one physical block).
+        for (int j = 0; j < n;) {
+          const int64_t pos = k0 + j;
+          const int64_t off = pos % bs;
+          const int run = static_cast<int>(std::min<int64_t>(n - j, bs - off));
+          const size_t kidx = c.index(table[pos / bs], false, h, off);
+          const size_t vidx = c.index(table[pos / bs], true, h, off);
+          const size_t cnt = static_cast<size_t>(run * hd);
+          if (bf16) {
+            const uint16_t* ks = reinterpret_cast<const uint16_t*>(pool) + kidx;
+            const uint16_t* vs = reinterpret_cast<const uint16_t*>(pool) + vidx;
+            if (isa >= Isa::Avx512) {
+              widen_bf16_avx512(kst + j * hd, ks, static_cast<int64_t>(cnt));
+              widen_bf16_avx512(vst + j * hd, vs, static_cast<int64_t>(cnt));
+            } else {
+              for (size_t e = 0; e < cnt; e++) {
+                kst[j * hd + e] = bf16_to_f32(ks[e]);
+                vst[j * hd + e] = bf16_to_f32(vs[e]);
+              }
+            }
+          } else {
+            std::memcpy(kst + j * hd, reinterpret_cast<const float*>(pool) + kidx, cnt * sizeof(float));
+            std::memcpy(vst + j * hd, reinterpret_cast<const float*>(pool) + vidx, cnt * sizeof(float));
+          }
+          j += run;
+        }
+        if (n < kChunk) {
+          std::fill(kst + n * hd, kst + kChunk * hd, 0.0f);
+          std::fill(vst + n * hd, vst + kChunk * hd, 0.0f);
+        }
       }
-      j += run;
-    }
-    if (n < kChunk && !direct) {
-      std::fill(kst + n * hd, kst + kChunk * hd, 0.0f);
-      std::fill(vst + n * hd, vst + kChunk * hd, 0.0f);
-    }
-    // Rows whose causal window reaches this chunk, with their key counts in it.
-    int64_t active = 0;
-    for (int64_t t = it.tok0; t < it.tok1; t++) {
-      const int64_t pos = first_pos + t;
-      if (pos < k0) continue;
-      const int nvalid = static_cast<int>(std::min<int64_t>(kChunk, pos + 1 - k0));
-      for (int64_t h = 0; h < group; h++) {
-        const int64_t r = (t - it.tok0) * group + h;
-        qp[active] = a.q + ((q_begin + t) * a.n_heads + it.kv_head * group + h) * hd;
-        accp[active] = acc + r * hd;
-        stp[active] = st + r;
-        nv[active] = nvalid;
-        active++;
+      // Rows of this head whose causal window reaches this chunk, with their key counts in it.
+      int64_t active = 0;
+      for (int64_t t = it.tok0; t < it.tok1; t++) {
+        const int64_t pos = first_pos + t;
+        if (pos < k0) continue;
+        const int nvalid = static_cast<int>(std::min<int64_t>(kChunk, pos + 1 - k0));
+        for (int64_t g = 0; g < group; g++) {
+          const int64_t r = hi * head_rows + (t - it.tok0) * group + g;
+          qp[active] = a.q + ((q_begin + t) * a.n_heads + h * group + g) * hd;
+          accp[active] = acc + r * hd;
+          stp[active] = st + r;
+          nv[active] = nvalid;
+          active++;
+        }
       }
-    }
-    if (rows_step.fn[0]) {
-      // Packs of up to 4 rows with the same key count share the V loads of P.V.
-      for (int64_t i = 0; i < active;) {
-        int64_t n = 1;
-        while (n < 4 && i + n < active && nv[i + n] == nv[i]) n++;
-        rows_step.fn[n - 1](qp + i, accp + i, stp + i, ch, nv[i], a.scale);
-        i += n;
+      if (rows_step.fn[0]) {
+        // Packs of up to 4 rows with the same key count share the V loads of P.V.
+        for (int64_t i = 0; i < active;) {
+          int64_t m = 1;
+          while (m < 4 && i + m < active && nv[i + m] == nv[i]) m++;
+          rows_step.fn[m - 1](qp + i, accp + i, stp + i, ch, nv[i], a.scale);
+          i += m;
+        }
+      } else {
+        for (int64_t i = 0; i < active; i++) row_step(qp[i], accp[i], *stp[i], ch, nv[i], hd, a.scale);
       }
-    } else {
-      for (int64_t i = 0; i < active; i++) row_step(qp[i], accp[i], *stp[i], ch, nv[i], hd, a.scale);
     }
   }
-  for (int64_t t = it.tok0; t < it.tok1; t++) {
-    for (int64_t h = 0; h < group; h++) {
-      const int64_t head = it.kv_head * group + h;
-      const int64_t r = (t - it.tok0) * group + h;
-      float* o = a.out + ((q_begin + t) * a.n_heads + head) * hd;
-      if (isa >= Isa::Avx512) {
-        finish_avx512(o, acc + r * hd, st[r].l, hd);
-      } else {
-        for (int64_t d = 0; d < hd; d++) o[d] = acc[r * hd + d] / st[r].l;
+  for (int64_t hi = 0; hi < it.nheads; hi++) {
+    for (int64_t t = it.tok0; t < it.tok1; t++) {
+      for (int64_t g = 0; g < group; g++) {
+        const int64_t head = (it.head0 + hi) * group + g;
+        const int64_t r = hi * head_rows + (t - it.tok0) * group + g;
+        float* o = a.out + ((q_begin + t) * a.n_heads + head) * hd;
+        if (isa >= Isa::Avx512) {
+          finish_avx512(o, acc + r * hd, st[r].l, hd);
+        } else {
+          for (int64_t d = 0; d < hd; d++) o[d] = acc[r * hd + d] / st[r].l;
+        }
       }
     }
   }
@@ -511,6 +556,11 @@ void run_item(const AttentionArgs& a, const Item& it, Isa isa) {
 
 void paged_attention(const AttentionArgs& a) {
   const Isa isa = active_isa();
+  const int64_t group = a.n_heads / a.n_kv_heads;
+  // With enough sequences to keep every thread busy, a decode-sized tile (a few query rows per KV
+  // head) is one item for all KV heads: it reads each block's K and V in one contiguous run.
+  // Otherwise one item per KV head, for balance. Items never change a row's arithmetic.
+  const bool whole_seq = a.num_seqs >= 4 * num_threads();
   // Reused across calls (the engine calls from one thread; no allocation once warm).
   thread_local std::vector<Item> items;
   items.clear();
@@ -519,7 +569,12 @@ void paged_attention(const AttentionArgs& a) {
     const int64_t first_pos = a.seq_lens[s] - q_len;
     for (int64_t t0 = 0; t0 < q_len; t0 += kTileTokens) {
       const int64_t t1 = std::min(q_len, t0 + kTileTokens);
-      for (int64_t g = 0; g < a.n_kv_heads; g++) items.push_back(Item{s, g, t0, t1, (first_pos + t1) * (t1 - t0), 0});
+      const int64_t cost = (first_pos + t1) * (t1 - t0);
+      if (whole_seq && (t1 - t0) * group <= 4) {
+        items.push_back(Item{s, 0, a.n_kv_heads, t0, t1, cost * a.n_kv_heads, 0});
+      } else {
+        for (int64_t g = 0; g < a.n_kv_heads; g++) items.push_back(Item{s, g, 1, t0, t1, cost, 0});
+      }
     }
   }
   // Costliest items (long causal windows x many tokens) first, so dynamic hand-out balances; ties
@@ -529,7 +584,7 @@ void paged_attention(const AttentionArgs& a) {
   std::sort(items.begin(), items.end(), [](const Item& x, const Item& y) { return x.cost != y.cost ? x.cost > y.cost : x.order < y.order; });
   int64_t work = 0;  // ~ query rows x keys x head_dim
   for (const Item& it : items) work += it.cost;
-  work *= (a.n_heads / a.n_kv_heads) * a.head_dim;
+  work *= group * a.head_dim;
   const Item* list = items.data();
   auto run = [&a, list, isa](int64_t i) { run_item(a, list[i], isa); };
   if (work < (int64_t(1) << 16)) {

@@ -227,6 +227,32 @@ describe('pagedAttention', () => {
     });
   }
 
+  test('decode of a large batch (one item per sequence for all KV heads) equals each sequence alone', () => {
+    // Enough sequences that decode items take every KV head at once (>= 4 per thread), with
+    // lengths around chunk and block boundaries so the next-chunk prefetch sees every case.
+    const rand = rng(23);
+    const threads = nb.getThreads();
+    for (const shape of shapes.filter((s) => s.nKvHeads > 1)) {
+      const n = 4 * threads + 3;
+      const lens = Array.from({ length: n }, (_, i) => [1, 31, 32, 33, 64, 65, 97, 150][i % 8] + (i >> 3));
+      const seqs = lens.map((len) => makeSeq(shape, len, 1, rand));
+      const w = shape.nHeads * shape.headDim;
+      forEachIsa((isa) => {
+        const p = buildCache(shape, seqs, true, rand);
+        try {
+          const batch = attend(shape, p, seqs);
+          checkAgainstReference(shape, seqs, batch, `${shape.name} isa=${Isa[isa]}`);
+          seqs.forEach((sq, i) => {
+            const alone = attend(shape, p, seqs, [1], [i]);
+            assert.ok(bitEqual(alone, batch.subarray(i * w, (i + 1) * w)), `${shape.name} isa=${Isa[isa]}: seq ${i} alone differs`);
+          });
+        } finally {
+          nb.kvCacheFree(p.cache);
+        }
+      });
+    }
+  });
+
   test('block size does not change results (keys are consumed in fixed absolute chunks)', () => {
     const rand = rng(7);
     const base = { nHeads: 8, nKvHeads: 2, headDim: 64, dtype: DType.F32 };

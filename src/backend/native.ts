@@ -172,10 +172,11 @@ export interface NativeBackend {
   add(out: Float32Array, a: Float32Array, b: Float32Array, n: number): void;
 
   /**
-   * Allocate a paged KV cache: for each layer, K and V pools of numBlocks blocks of
+   * Allocate a paged KV cache: for each layer, numBlocks blocks each holding K and V of
    * blockSize * kvHeads * headDim elements of `dtype` (F32 or BF16; BF16 stores round to nearest
-   * even). The layout inside a block is the backend's (the CPU backend keeps it head-major,
-   * [kvHeads, blockSize, headDim]); kvCacheWrite / kvCacheReadSlot define the semantics.
+   * even). The layout inside a block is the backend's (the CPU backend keeps a block's K then its
+   * V, each head-major [kvHeads, blockSize, headDim]); kvCacheWrite / kvCacheReadSlot define the
+   * semantics.
    * numBlocks * blockSize must fit an Int32 slot index.
    */
   kvCacheCreate(numLayers: number, numBlocks: number, blockSize: number, kvHeads: number, headDim: number, dtype: DType): KvCacheHandle;
