@@ -743,6 +743,14 @@ Napi::Value KvCacheFree(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+Napi::Value KvCacheCommit(const Napi::CallbackInfo& info) {
+  // kvCacheCommit(cache, maxBytes)
+  Args a(info, "kvCacheCommit", 2);
+  KvCache& c = cache_arg(info, 0, a.op());
+  const int64_t max_bytes = a.integer(1, "maxBytes", 1, int64_t(1) << 40);
+  return Napi::Boolean::New(info.Env(), kv_cache_commit(c, static_cast<size_t>(max_bytes)));
+}
+
 Napi::Value KvCacheWrite(const Napi::CallbackInfo& info) {
   // kvCacheWrite(cache, layer, k, v, slotMapping, T)
   Args a(info, "kvCacheWrite", 6);
@@ -934,6 +942,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("kvCacheCreate", Napi::Function::New<Guard<KvCacheCreate>>(env, "kvCacheCreate"));
   exports.Set("kvCacheBlockBytes", Napi::Function::New<Guard<KvCacheBlockBytes>>(env, "kvCacheBlockBytes"));
   exports.Set("kvCacheFree", Napi::Function::New<Guard<KvCacheFree>>(env, "kvCacheFree"));
+  exports.Set("kvCacheCommit", Napi::Function::New<Guard<KvCacheCommit>>(env, "kvCacheCommit"));
   exports.Set("kvCacheWrite", Napi::Function::New<Guard<KvCacheWrite>>(env, "kvCacheWrite"));
   exports.Set("kvCacheCopyBlocks", Napi::Function::New<Guard<KvCacheCopyBlocks>>(env, "kvCacheCopyBlocks"));
   exports.Set("kvCacheReadSlot", Napi::Function::New<Guard<KvCacheReadSlot>>(env, "kvCacheReadSlot"));

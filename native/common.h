@@ -86,5 +86,9 @@ uint16_t f32_to_f16(float f);
 // with aligned_free(p, bytes).
 void* aligned_alloc_zeroed(size_t bytes, bool huge = true);
 void aligned_free(void* p, size_t bytes);
+// Commits the pages of [p, p + bytes) inside a buffer of 1 MiB or more from aligned_alloc_zeroed
+// (smaller ones come from the heap, committed at allocation) without changing its contents, so it
+// is safe while other threads write there. False where the kernel cannot (Linux < 5.14).
+bool commit_pages(void* p, size_t bytes);
 
 }  // namespace pw

@@ -122,6 +122,16 @@ void* aligned_alloc_zeroed(size_t bytes, bool huge) {
   return p;
 }
 
+bool commit_pages(void* p, size_t bytes) {
+#ifndef MADV_POPULATE_WRITE
+  constexpr int MADV_POPULATE_WRITE = 23;  // Linux 5.14; older kernels answer EINVAL
+#endif
+  const uintptr_t page = 4096;
+  const uintptr_t a = reinterpret_cast<uintptr_t>(p) & ~(page - 1);
+  const uintptr_t e = reinterpret_cast<uintptr_t>(p) + bytes;
+  return madvise(reinterpret_cast<void*>(a), e - a, MADV_POPULATE_WRITE) == 0;
+}
+
 void aligned_free(void* p, size_t bytes) {
   if (!p) return;
   if (bytes == 0) bytes = 1;

@@ -1,5 +1,6 @@
 // Paged KV cache storage: per layer one pool of num_blocks blocks, each block its K then its V as
 // [kv_heads][block_size][head_dim] elements of F32 or BF16 (BF16 rounded to nearest even).
+#include <algorithm>
 #include <cstring>
 
 #include "ops.h"
@@ -10,7 +11,7 @@ namespace pw {
 bool kv_cache_alloc(KvCache& c) {
   c.pools.assign(static_cast<size_t>(c.num_layers), nullptr);
   for (int64_t l = 0; l < c.num_layers; l++) {
-    // 4 KiB pages: a pool is committed page by page as blocks are first written, during steps.
+    // 4 KiB pages: a pool is committed page by page, by kv_cache_commit or at a block's first write.
     // Transparent huge pages cost a 2 MiB clear (plus compaction) at each first touch instead:
     // ~30x slower writes of new blocks (256 tokens x 30 layers of a fresh sequence: 285 ms against
     // 10 ms), with no measurable gain in attention.
@@ -21,7 +22,23 @@ bool kv_cache_alloc(KvCache& c) {
       return false;
     }
   }
+  // Heap-backed (small) pools are committed at allocation.
+  if (c.pool_bytes < (size_t(1) << 20)) c.committed_blocks = c.num_blocks;
   return true;
+}
+
+bool kv_cache_commit(KvCache& c, size_t max_bytes) {
+  const size_t bb = c.block_bytes() * static_cast<size_t>(c.num_layers);
+  const int64_t n = std::min<int64_t>(c.num_blocks - c.committed_blocks, std::max<size_t>(1, max_bytes / bb));
+  for (void* pool : c.pools) {
+    if (n > 0 && !commit_pages(static_cast<uint8_t*>(pool) + static_cast<size_t>(c.committed_blocks) * c.block_bytes(),
+                               static_cast<size_t>(n) * c.block_bytes())) {
+      c.committed_blocks = c.num_blocks;  // the kernel cannot: pages commit at first write
+      return false;
+    }
+  }
+  c.committed_blocks += n;
+  return c.committed_blocks < c.num_blocks;
 }
 
 void kv_cache_release(KvCache& c) {

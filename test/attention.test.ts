@@ -311,6 +311,29 @@ describe('KV cache', () => {
     }
   });
 
+  test('kvCacheCommit commits blocks in id order without changing what they hold', () => {
+    // 2 layers x 128 blocks of 16 KiB (K + V): 2 MiB pools, page-backed, committed in 4 slices.
+    const c = nb.kvCacheCreate(2, 128, 16, 2, 64, DType.F32);
+    const rand = rng(5);
+    const k = randomF32(2 * 128, rand);
+    const v = randomF32(2 * 128, rand);
+    const slots = new Int32Array([7, 1000]); // one block the first slice commits, one the last
+    nb.kvCacheWrite(c, 1, k, v, slots, 2);
+    const slice = nb.kvCacheBlockBytes(2, 16, 2, 64, DType.F32) * 32;
+    assert.deepEqual([1, 2, 3, 4].map(() => nb.kvCacheCommit(c, slice)), [true, true, true, false]);
+    assert.equal(nb.kvCacheCommit(c, slice), false);
+    for (const [i, s] of [...slots].entries()) {
+      assert.deepEqual(nb.kvCacheReadSlot(c, 1, 'k', s), k.subarray(i * 128, (i + 1) * 128));
+      assert.deepEqual(nb.kvCacheReadSlot(c, 1, 'v', s), v.subarray(i * 128, (i + 1) * 128));
+    }
+    assert.deepEqual(Array.from(nb.kvCacheReadSlot(c, 0, 'k', 500)), new Array(128).fill(0));
+    nb.kvCacheFree(c);
+    // A small (heap) cache is committed from the start.
+    const small = nb.kvCacheCreate(1, 2, 4, 1, 8, DType.BF16);
+    assert.equal(nb.kvCacheCommit(small, 1), false);
+    nb.kvCacheFree(small);
+  });
+
   test('bf16 writes round like f32ToBf16 on every kernel family (ties, NaN, inf, subnormals), large T split over threads, duplicate slots keep the last', () => {
     const hd = 37; // 2 vectors of 16 + a tail
     const T = 600; // enough for the threaded path
@@ -415,6 +438,9 @@ describe('invalid arguments throw', () => {
     assert.throws(() => nb.kvCacheCopyBlocks(c, new Int32Array([0, 1]), new Int32Array([2])), RangeError);
     assert.throws(() => nb.kvCacheReadSlot(c, 0, 'x' as 'k', 0), RangeError);
     assert.throws(() => nb.kvCacheReadSlot(c, 0, 'k', 16), RangeError);
+    assert.throws(() => nb.kvCacheCommit(bad, 1), TypeError);
+    assert.throws(() => nb.kvCacheCommit(c, 0), RangeError);
+    assert.throws(() => nb.kvCacheCommit(c, 1.5), TypeError);
   });
 
   test('pagedAttention', () => {

@@ -185,6 +185,12 @@ export interface NativeBackend {
   /** Free the cache's memory now (the handle must not be used afterwards). */
   kvCacheFree(cache: KvCacheHandle): void;
   /**
+   * Commit the memory of the next uncommitted blocks, in block id order, about maxBytes in all (at
+   * least one block), so their first writes do not fault. Contents are unchanged. Returns true
+   * while uncommitted blocks remain (false also where the system cannot commit ahead).
+   */
+  kvCacheCommit(cache: KvCacheHandle, maxBytes: number): boolean;
+  /**
    * Store K/V rows of T new tokens: k, v are [T, kvHeads*headDim] float32; token t goes to slot
    * slotMapping[t] = block * blockSize + offset of the given layer. Slot -1 means skip.
    */

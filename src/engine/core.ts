@@ -148,6 +148,15 @@ export class EngineCore {
     return this.scheduler.hasWork();
   }
 
+  /**
+   * Commit the memory of about `maxBytes` more of the KV cache, in the order the block pool hands
+   * blocks out, so steps do not pay a page fault at each new block's first write. For idle time
+   * (the worker calls it while there is no work). Returns true while there is more to commit.
+   */
+  commitKvCache(maxBytes: number): boolean {
+    return native().kvCacheCommit(this.cache, maxBytes);
+  }
+
   /** Admit a request; throws a clear error if it can never run (too long for the model or the pool). */
   addRequest(req: EngineRequest): void {
     if (this.requests.has(req.requestId)) throw new InvalidRequestError(`request id ${req.requestId} is already in use`);

@@ -30,9 +30,11 @@ post({ type: 'ready', info: core.info });
 
 let looping = false;
 let closed = false;
+let warming = false;
 function loop(): void {
   if (closed || !core.hasWork()) {
     looping = false;
+    warm();
     return;
   }
   try {
@@ -42,6 +44,19 @@ function loop(): void {
     fatal(err);
   }
   setImmediate(loop);
+}
+
+// While idle, commit the KV cache's memory a few MiB at a time (a few milliseconds each, then back
+// to the event loop, so a new request waits at most one slice).
+const WARM_SLICE_BYTES = 8 * 1024 * 1024;
+function warm(): void {
+  if (warming || closed) return;
+  warming = true;
+  const slice = (): void => {
+    if (!closed && !looping && core.commitKvCache(WARM_SLICE_BYTES)) setImmediate(slice);
+    else warming = false;
+  };
+  setImmediate(slice);
 }
 
 function kick(): void {
@@ -73,3 +88,5 @@ port.on('message', (m: ToWorker) => {
       break;
   }
 });
+
+warm();
