@@ -3,7 +3,8 @@
 // Work items are (sequence, KV heads, tile of up to kTileTokens query tokens); an item walks the
 // block table once and serves every query head of its KV head groups (GQA / MQA / MHA) for every
 // token of its tile. Decode-sized tiles of a batch with many sequences take all KV heads at once
-// (a block's K and V are one contiguous run of the pool); otherwise an item is one KV head. Keys
+// (a block's K and V are one contiguous run of the pool); otherwise an item is one KV head, or
+// half of its query heads when there are too few items to balance the threads. Keys
 // are consumed in chunks of kChunk at absolute positions [c*kChunk, (c+1)*kChunk): each chunk is
 // staged once per item and head into contiguous float32 buffers (a copy, or the exact bf16 -> f32
 // widening; at most 4 rows per head over a bf16 cache, i.e. decode, read the pool in place with
@@ -379,6 +380,7 @@ RowsSteps pick_rows_steps(Isa isa, int64_t hd, bool bf) {
 
 struct Item {
   int64_t seq, head0, nheads, tok0, tok1;  // KV heads [head0, head0 + nheads), query tokens [tok0, tok1)
+  int64_t g0, g1;                          // query heads [g0, g1) of each KV head's group
   int64_t cost;                            // ~ keys x tokens x heads: larger items are handed out first
   int64_t order;
 };
@@ -392,7 +394,8 @@ T* grow(std::vector<T>& v, size_t n) {
 void run_item(const AttentionArgs& a, const Item& it, Isa isa) {
   const KvCache& c = *a.cache;
   const int64_t hd = a.head_dim, bs = c.block_size;
-  const int64_t group = a.n_heads / a.n_kv_heads;
+  const int64_t group = it.g1 - it.g0;  // query rows per token and KV head in this item
+  const int64_t q_group = a.n_heads / a.n_kv_heads;
   const int64_t q_begin = a.query_start_loc[it.seq];
   const int64_t q_len = a.query_start_loc[it.seq + 1] - q_begin;
   const int64_t seq_len = a.seq_lens[it.seq];
@@ -516,7 +519,7 @@ void run_item(const AttentionArgs& a, const Item& it, Isa isa) {
         const int nvalid = static_cast<int>(std::min<int64_t>(kChunk, pos + 1 - k0));
         for (int64_t g = 0; g < group; g++) {
           const int64_t r = hi * head_rows + (t - it.tok0) * group + g;
-          qp[active] = a.q + ((q_begin + t) * a.n_heads + h * group + g) * hd;
+          qp[active] = a.q + ((q_begin + t) * a.n_heads + h * q_group + it.g0 + g) * hd;
           accp[active] = acc + r * hd;
           stp[active] = st + r;
           nv[active] = nvalid;
@@ -539,7 +542,7 @@ void run_item(const AttentionArgs& a, const Item& it, Isa isa) {
   for (int64_t hi = 0; hi < it.nheads; hi++) {
     for (int64_t t = it.tok0; t < it.tok1; t++) {
       for (int64_t g = 0; g < group; g++) {
-        const int64_t head = (it.head0 + hi) * group + g;
+        const int64_t head = (it.head0 + hi) * q_group + it.g0 + g;
         const int64_t r = hi * head_rows + (t - it.tok0) * group + g;
         float* o = a.out + ((q_begin + t) * a.n_heads + head) * hd;
         if (isa >= Isa::Avx512) {
@@ -559,8 +562,12 @@ void paged_attention(const AttentionArgs& a) {
   const int64_t group = a.n_heads / a.n_kv_heads;
   // With enough sequences to keep every thread busy, a decode-sized tile (a few query rows per KV
   // head) is one item for all KV heads: it reads each block's K and V in one contiguous run.
-  // Otherwise one item per KV head, for balance. Items never change a row's arithmetic.
-  const bool whole_seq = a.num_seqs >= 4 * num_threads();
+  // Otherwise one item per KV head; and with fewer of those than threads can balance (batch-1
+  // decode: 3 KV heads on 2 threads ran 2 + 1), a head's query rows split in two items.
+  // Items never change a row's arithmetic.
+  const int64_t threads = num_threads();
+  const bool whole_seq = a.num_seqs >= 4 * threads;
+  const bool split_rows = group > 1 && a.num_seqs * a.n_kv_heads < 4 * threads;
   // Reused across calls (the engine calls from one thread; no allocation once warm).
   thread_local std::vector<Item> items;
   items.clear();
@@ -569,11 +576,17 @@ void paged_attention(const AttentionArgs& a) {
     const int64_t first_pos = a.seq_lens[s] - q_len;
     for (int64_t t0 = 0; t0 < q_len; t0 += kTileTokens) {
       const int64_t t1 = std::min(q_len, t0 + kTileTokens);
-      const int64_t cost = (first_pos + t1) * (t1 - t0);
+      const int64_t cost = (first_pos + t1) * (t1 - t0);  // per query head
       if (whole_seq && (t1 - t0) * group <= 4) {
-        items.push_back(Item{s, 0, a.n_kv_heads, t0, t1, cost * a.n_kv_heads, 0});
+        items.push_back(Item{s, 0, a.n_kv_heads, t0, t1, 0, group, cost * group * a.n_kv_heads, 0});
       } else {
-        for (int64_t g = 0; g < a.n_kv_heads; g++) items.push_back(Item{s, g, 1, t0, t1, cost, 0});
+        const int64_t half = split_rows ? (group + 1) / 2 : group;
+        for (int64_t h = 0; h < a.n_kv_heads; h++) {
+          for (int64_t g0 = 0; g0 < group; g0 += half) {
+            const int64_t g1 = std::min(group, g0 + half);
+            items.push_back(Item{s, h, 1, t0, t1, g0, g1, cost * (g1 - g0), 0});
+          }
+        }
       }
     }
   }
@@ -584,7 +597,7 @@ void paged_attention(const AttentionArgs& a) {
   std::sort(items.begin(), items.end(), [](const Item& x, const Item& y) { return x.cost != y.cost ? x.cost > y.cost : x.order < y.order; });
   int64_t work = 0;  // ~ query rows x keys x head_dim
   for (const Item& it : items) work += it.cost;
-  work *= group * a.head_dim;
+  work *= a.head_dim;
   const Item* list = items.data();
   auto run = [&a, list, isa](int64_t i) { run_item(a, list[i], isa); };
   if (work < (int64_t(1) << 16)) {
