@@ -35,11 +35,6 @@ namespace {
 constexpr int kRows = 4;     // weight rows per group (accumulators per row of a tile)
 constexpr int kSuper = 4;    // groups per superpanel
 constexpr int kMaxMR = 6;    // rows per tile (AVX-512: 6 x 4 = 24 zmm accumulators)
-// A single activation row (decode) is bound by memory bandwidth; its stream prefetches this far
-// ahead. Measured on Zen 5 (the smollm-135m decode step's 121 linear ops, from DRAM, medians of
-// interleaved runs): none 40-42, 1 KiB 43, 2 KiB 44-47, 4 KiB 42-45, 8 KiB 42 GB/s: the hardware
-// prefetcher alone stops short of what two cores can pull.
-constexpr size_t kStreamAhead = 2048;
 
 struct Job {
   const PackedLinear* P;
@@ -218,14 +213,14 @@ PW_AVX512BF16 void mk_dpbf16(const Job& j, int64_t m0, int64_t g0, const TileArg
   for (int64_t kb = 0; kb < nkb; kb++) {
     __m512i xv[MR];
     for (int i = 0; i < MR; i++) xv[i] = _mm512_loadu_si512(x + i * j.ldx);
-    // A single row streams its superpanel front to back, prefetching kStreamAhead bytes ahead; a
-    // tile of rows prefetches the next group (see TileArgs).
+    // A single row streams its superpanel front to back, prefetching simd::kStreamAhead bytes
+    // ahead; a tile of rows prefetches the next group (see TileArgs).
     if (MR > 1 && pf) {
       for (int c = 0; c < W; c++) _mm_prefetch(reinterpret_cast<const char*>(pf + c * 64), _MM_HINT_T1);
       pf += pf_stride;
     }
     if (MR == 1) {
-      for (int c = 0; c < W; c++) _mm_prefetch(reinterpret_cast<const char*>(w + kStreamAhead + c * 64), _MM_HINT_T0);
+      for (int c = 0; c < W; c++) _mm_prefetch(reinterpret_cast<const char*>(w + simd::kStreamAhead + c * 64), _MM_HINT_T0);
     }
     for (int c = 0; c < W; c++) {
       const __m512i wv = _mm512_loadu_si512(w + c * 64);
@@ -261,7 +256,7 @@ PW_AVX512 void mk_f32_512(const Job& j, int64_t m0, int64_t g0, const TileArgs& 
       pf += pf_stride;
     }
     if (MR == 1) {
-      for (int c = 0; c < LINES; c++) _mm_prefetch(reinterpret_cast<const char*>(w + kStreamAhead + c * 64), _MM_HINT_T0);
+      for (int c = 0; c < LINES; c++) _mm_prefetch(reinterpret_cast<const char*>(w + simd::kStreamAhead + c * 64), _MM_HINT_T0);
     }
     for (int sub = 0; sub < KB / 16; sub++) {
       __m512 xv[MR];
