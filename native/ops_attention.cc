@@ -161,33 +161,6 @@ PW_AVX512 void row_step_avx512(const float* q, float* acc, RowState& st, const C
   }
 }
 
-// Scores and online-softmax update of one row for one chunk; leaves p_j (zero past nvalid) in p
-// and returns alpha. The P.V half is done by the caller (it may share V loads between rows).
-template <int HD, bool BF>
-PW_AVX512 PW_INLINE float softmax_step512(const float* q, RowState& st, const Chunk& ch, int nvalid, float scale,
-                                          float* p, bool pf = false) {
-  const __m512 sc = _mm512_set1_ps(scale);
-  const __m512 ninf = _mm512_set1_ps(-__builtin_inff());
-  const __mmask16 m0 = nvalid >= 16 ? static_cast<__mmask16>(0xffff) : static_cast<__mmask16>((1u << nvalid) - 1u);
-  const __mmask16 m1 = nvalid <= 16 ? 0
-                       : nvalid >= 32 ? static_cast<__mmask16>(0xffff)
-                                      : static_cast<__mmask16>((1u << (nvalid - 16)) - 1u);
-  const __m512 s0 = _mm512_mask_mov_ps(ninf, m0, scores16<HD, BF>(q, ch, 0, HD, sc, pf));
-  __m512 s1 = ninf;
-  if (m1) s1 = _mm512_mask_mov_ps(ninf, m1, scores16<HD, BF>(q, ch, 1, HD, sc, pf));
-  const float mc = _mm512_reduce_max_ps(_mm512_max_ps(s0, s1));
-  const float mnew = std::max(st.m, mc);
-  const float alpha = st.m == -__builtin_inff() ? 0.0f : std::exp(st.m - mnew);
-  const __m512 mv = _mm512_set1_ps(mnew);
-  const __m512 p0 = _mm512_maskz_mov_ps(m0, simd::exp16(_mm512_sub_ps(s0, mv)));
-  const __m512 p1 = _mm512_maskz_mov_ps(m1, simd::exp16(_mm512_sub_ps(s1, mv)));
-  st.l = st.l * alpha + (simd::hsum16(p0) + simd::hsum16(p1));
-  st.m = mnew;
-  _mm512_storeu_ps(p, p0);
-  _mm512_storeu_ps(p + 16, p1);
-  return alpha;
-}
-
 // P.V for R rows over vectors [D0V, D0V + NB) of the head dim: V loads are shared by the rows,
 // R * NB independent chains; per element still acc * alpha, then + p_j * v_j in key order.
 template <int HD, int R, int NB, bool BF>
@@ -232,12 +205,37 @@ PW_AVX512 PW_INLINE void pv_all(float* const* acc, const Chunk& ch, const float 
 
 // One chunk step for R rows with the same causal count (HD a multiple of 16, known at compile
 // time); BF: keys and values read straight from the bf16 pool (Chunk::kb / vb).
+//
+// The rows' softmax steps run phase by phase (all scores, all maxima, all exponentials) rather
+// than row after row: each row's step is one long dependent chain (reduction, max, exp, sum), and
+// side by side the rows' chains overlap. Each row's operations are row_step_avx512's, in order.
 template <int HD, int R, bool BF>
 PW_AVX512 void rows_step_avx512(const float* const* q, float* const* acc, RowState* const* st, const Chunk& ch,
                                 int nvalid, float scale) {
+  const __m512 sc = _mm512_set1_ps(scale);
+  const __m512 ninf = _mm512_set1_ps(-__builtin_inff());
+  const __mmask16 m0 = nvalid >= 16 ? static_cast<__mmask16>(0xffff) : static_cast<__mmask16>((1u << nvalid) - 1u);
+  const __mmask16 m1 = nvalid <= 16 ? 0
+                       : nvalid >= 32 ? static_cast<__mmask16>(0xffff)
+                                      : static_cast<__mmask16>((1u << (nvalid - 16)) - 1u);
+  __m512 s0[R], s1[R];
+  for (int r = 0; r < R; r++) {
+    s0[r] = _mm512_mask_mov_ps(ninf, m0, scores16<HD, BF>(q[r], ch, 0, HD, sc, r == 0 && ch.kn));
+    s1[r] = m1 ? _mm512_mask_mov_ps(ninf, m1, scores16<HD, BF>(q[r], ch, 1, HD, sc, r == 0 && ch.kn)) : ninf;
+  }
+  float mnew[R], alpha[R];
+  for (int r = 0; r < R; r++) mnew[r] = std::max(st[r]->m, _mm512_reduce_max_ps(_mm512_max_ps(s0[r], s1[r])));
+  for (int r = 0; r < R; r++) alpha[r] = st[r]->m == -__builtin_inff() ? 0.0f : std::exp(st[r]->m - mnew[r]);
   alignas(64) float p[R][kChunk];
-  float alpha[R];
-  for (int r = 0; r < R; r++) alpha[r] = softmax_step512<HD, BF>(q[r], *st[r], ch, nvalid, scale, p[r], r == 0 && ch.kn);
+  for (int r = 0; r < R; r++) {
+    const __m512 mv = _mm512_set1_ps(mnew[r]);
+    const __m512 p0 = _mm512_maskz_mov_ps(m0, simd::exp16(_mm512_sub_ps(s0[r], mv)));
+    const __m512 p1 = _mm512_maskz_mov_ps(m1, simd::exp16(_mm512_sub_ps(s1[r], mv)));
+    st[r]->l = st[r]->l * alpha[r] + (simd::hsum16(p0) + simd::hsum16(p1));
+    st[r]->m = mnew[r];
+    _mm512_store_ps(p[r], p0);
+    _mm512_store_ps(p[r] + 16, p1);
+  }
   pv_all<HD, R, 0, BF>(acc, ch, p, alpha, nvalid);
 }
 
