@@ -364,26 +364,38 @@ Napi::Value Rmsnorm(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+Napi::Value RopeTable(const Napi::CallbackInfo& info) {
+  // ropeTable(cosSin, positions, T, invFreq)
+  Args a(info, "ropeTable", 4);
+  auto cs = a.f32(0, "cosSin");
+  auto pos = a.i32(1, "positions");
+  const int64_t T = a.integer(2, "T", 0, kMaxDim);
+  auto inv = a.f32(3, "invFreq");
+  if (inv.len == 0) a.range_fail("invFreq", "must not be empty");
+  a.need_at_least(pos, "positions", static_cast<size_t>(T), "T");
+  a.need_at_least(cs, "cosSin", mul_checked(a.op(), "cosSin", {T, 2, static_cast<int64_t>(inv.len)}), "T*2*invFreq.length");
+  rope_table(cs.data, pos.data, T, static_cast<int64_t>(inv.len), inv.data);
+  return info.Env().Undefined();
+}
+
 Napi::Value Rope(const Napi::CallbackInfo& info) {
-  // rope(q, k, positions, T, nHeads, nKvHeads, headDim, invFreq)
-  Args a(info, "rope", 8);
+  // rope(q, k, cosSin, T, nHeads, nKvHeads, headDim)
+  Args a(info, "rope", 7);
   auto q = a.f32(0, "q");
   auto k = a.f32(1, "k");
-  auto pos = a.i32(2, "positions");
+  auto cs = a.f32(2, "cosSin");
   const int64_t T = a.integer(3, "T", 0, kMaxDim);
   const int64_t nh = a.integer(4, "nHeads", 0, 1 << 20);
   const int64_t nkv = a.integer(5, "nKvHeads", 0, 1 << 20);
   const int64_t hd = a.integer(6, "headDim", 2, 1 << 20);
-  auto inv = a.f32(7, "invFreq");
   if (hd % 2 != 0) a.range_fail("headDim", "must be even, got " + std::to_string(hd));
   const size_t nq = mul_checked(a.op(), "q", {T, nh, hd});
   const size_t nk = mul_checked(a.op(), "k", {T, nkv, hd});
   a.need_at_least(q, "q", nq, "T*nHeads*headDim");
   a.need_at_least(k, "k", nk, "T*nKvHeads*headDim");
-  a.need_at_least(pos, "positions", static_cast<size_t>(T), "T");
-  a.need_exactly(inv, "invFreq", static_cast<size_t>(hd / 2), "headDim/2");
+  a.need_at_least(cs, "cosSin", mul_checked(a.op(), "cosSin", {T, hd}), "T*headDim");
   if (overlaps(q.data, nq * 4, k.data, nk * 4)) a.range_fail("q", "overlaps k");
-  rope(q.data, k.data, pos.data, T, nh, nkv, hd, inv.data);
+  rope(q.data, k.data, cs.data, T, nh, nkv, hd);
   return info.Env().Undefined();
 }
 
@@ -936,6 +948,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("linearPacked", Napi::Function::New<Guard<LinearPacked>>(env, "linearPacked"));
   exports.Set("packedLinearFree", Napi::Function::New<Guard<PackedLinearFree>>(env, "packedLinearFree"));
   exports.Set("rmsnorm", Napi::Function::New<Guard<Rmsnorm>>(env, "rmsnorm"));
+  exports.Set("ropeTable", Napi::Function::New<Guard<RopeTable>>(env, "ropeTable"));
   exports.Set("rope", Napi::Function::New<Guard<Rope>>(env, "rope"));
   exports.Set("siluMul", Napi::Function::New<Guard<SiluMul>>(env, "siluMul"));
   exports.Set("add", Napi::Function::New<Guard<Add>>(env, "add"));

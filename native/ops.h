@@ -16,8 +16,10 @@ inline size_t dtype_bytes(DType d) { return d == DType::F32 ? 4 : 2; }
 // ---- elementwise (ops_elementwise.cc) ----
 void embedding(float* out, const void* table, DType dtype, const int32_t* ids, int64_t T, int64_t hidden);
 void rmsnorm(float* out, const float* x, const float* weight, int64_t M, int64_t H, float eps);
-void rope(float* q, float* k, const int32_t* positions, int64_t T, int64_t n_heads, int64_t n_kv_heads,
-          int64_t head_dim, const float* inv_freq);
+// Rotary embedding in two steps: the angles of a step's positions once (cos then sin, [T][head_dim],
+// evaluated in double), then every layer's q and k rotated with them (rotate_half convention).
+void rope_table(float* cos_sin, const int32_t* positions, int64_t T, int64_t half, const float* inv_freq);
+void rope(float* q, float* k, const float* cos_sin, int64_t T, int64_t n_heads, int64_t n_kv_heads, int64_t head_dim);
 void silu_mul(float* out, const float* gate, const float* up, int64_t M, int64_t I, int64_t gate_stride,
               int64_t up_stride);
 void add(float* out, const float* a, const float* b, int64_t n);

@@ -165,32 +165,56 @@ void rmsnorm(float* out, const float* x, const float* weight, int64_t M, int64_t
   });
 }
 
-void rope(float* q, float* k, const int32_t* positions, int64_t T, int64_t n_heads, int64_t n_kv_heads,
-          int64_t head_dim, const float* inv_freq) {
-  const int64_t half = head_dim / 2;
-  for_rows(T, (n_heads + n_kv_heads) * head_dim + 8 * half, [&](int64_t b, int64_t e) {
-    std::vector<float> cs(static_cast<size_t>(2 * half));
-    float* cv = cs.data();
-    float* sv = cs.data() + half;
+void rope_table(float* cos_sin, const int32_t* positions, int64_t T, int64_t half, const float* inv_freq) {
+  for_rows(T, 16 * half, [&](int64_t b, int64_t e) {
     for (int64_t t = b; t < e; t++) {
       const double p = static_cast<double>(positions[t]);
+      float* cv = cos_sin + t * 2 * half;
       for (int64_t i = 0; i < half; i++) {
         const double angle = p * static_cast<double>(inv_freq[i]);
         cv[i] = static_cast<float>(std::cos(angle));
-        sv[i] = static_cast<float>(std::sin(angle));
+        cv[half + i] = static_cast<float>(std::sin(angle));
       }
-      auto apply = [&](float* base, int64_t heads) {
-        for (int64_t h = 0; h < heads; h++) {
-          float* x = base + (t * heads + h) * head_dim;
-          for (int64_t i = 0; i < half; i++) {
-            const float x1 = x[i], x2 = x[i + half];
-            x[i] = x1 * cv[i] - x2 * sv[i];
-            x[i + half] = x2 * cv[i] + x1 * sv[i];
-          }
-        }
-      };
-      apply(q, n_heads);
-      apply(k, n_kv_heads);
+    }
+  });
+}
+
+namespace {
+
+// x[i] = x1 c - x2 s, x[i + half] = x2 c + x1 s: two products and a sum, rounded as written (the
+// build never contracts them into an FMA), the same on every path.
+void rope_head_scalar(float* x, const float* cv, const float* sv, int64_t half) {
+  for (int64_t i = 0; i < half; i++) {
+    const float x1 = x[i], x2 = x[i + half];
+    x[i] = x1 * cv[i] - x2 * sv[i];
+    x[i + half] = x2 * cv[i] + x1 * sv[i];
+  }
+}
+
+PW_AVX512 void rope_head_avx512(float* x, const float* cv, const float* sv, int64_t half) {
+  for (int64_t i = 0; i < half; i += 16) {
+    const __mmask16 m = half - i >= 16 ? static_cast<__mmask16>(0xffff) : static_cast<__mmask16>((1u << (half - i)) - 1u);
+    const __m512 x1 = _mm512_maskz_loadu_ps(m, x + i), x2 = _mm512_maskz_loadu_ps(m, x + half + i);
+    const __m512 c = _mm512_maskz_loadu_ps(m, cv + i), sn = _mm512_maskz_loadu_ps(m, sv + i);
+    _mm512_mask_storeu_ps(x + i, m, _mm512_sub_ps(_mm512_mul_ps(x1, c), _mm512_mul_ps(x2, sn)));
+    _mm512_mask_storeu_ps(x + half + i, m, _mm512_add_ps(_mm512_mul_ps(x2, c), _mm512_mul_ps(x1, sn)));
+  }
+}
+
+}  // namespace
+
+void rope(float* q, float* k, const float* cos_sin, int64_t T, int64_t n_heads, int64_t n_kv_heads, int64_t head_dim) {
+  const int64_t half = head_dim / 2;
+  const bool vec = active_isa() >= Isa::Avx512;
+  for_rows(T, (n_heads + n_kv_heads) * head_dim, [&](int64_t b, int64_t e) {
+    for (int64_t t = b; t < e; t++) {
+      const float* cv = cos_sin + t * head_dim;
+      const float* sv = cv + half;
+      for (int64_t h = 0; h < n_heads + n_kv_heads; h++) {
+        float* x = h < n_heads ? q + (t * n_heads + h) * head_dim : k + (t * n_kv_heads + h - n_heads) * head_dim;
+        if (vec) rope_head_avx512(x, cv, sv, half);
+        else rope_head_scalar(x, cv, sv, half);
+      }
     }
   });
 }

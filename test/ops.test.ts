@@ -500,32 +500,53 @@ describe('rmsnorm', () => {
 });
 
 describe('rope', () => {
-  test('HF rotate_half with angles in double precision', () => {
+  test('HF rotate_half with angles in double precision, the same bits on every kernel family', () => {
     const rand = rng(7);
-    forEachIsa((isa) => {
-      for (const [T, nH, nKv, hd] of [[1, 1, 1, 2], [5, 9, 3, 64], [3, 4, 1, 80], [2, 2, 2, 128]]) {
-        const q = randomF32(T * nH * hd, rand);
-        const k = randomF32(T * nKv * hd, rand);
-        const positions = Int32Array.from({ length: T }, () => Math.floor(rand() * 5000));
-        const invFreq = Float32Array.from({ length: hd / 2 }, (_, i) => 1 / 10000 ** ((2 * i) / hd));
-        const rq = ropeRef(q, positions, T, nH, hd, invFreq);
-        const rk = ropeRef(k, positions, T, nKv, hd, invFreq);
-        nb.rope(q, k, positions, T, nH, nKv, hd, invFreq);
+    for (const [T, nH, nKv, hd] of [[1, 1, 1, 2], [5, 9, 3, 64], [3, 4, 1, 80], [2, 2, 2, 128], [4, 3, 1, 40]]) {
+      const q0 = randomF32(T * nH * hd, rand);
+      const k0 = randomF32(T * nKv * hd, rand);
+      const positions = Int32Array.from({ length: T }, () => Math.floor(rand() * 5000));
+      const invFreq = Float32Array.from({ length: hd / 2 }, (_, i) => 1 / 10000 ** ((2 * i) / hd));
+      const rq = ropeRef(q0, positions, T, nH, hd, invFreq);
+      const rk = ropeRef(k0, positions, T, nKv, hd, invFreq);
+      // A longer table than needed is fine (a step's buffer is sized for the largest batch).
+      const cosSin = new Float32Array((T + 3) * hd).fill(NaN);
+      nb.ropeTable(cosSin, positions, T, invFreq);
+      // cos and sin of the double-precision angle, rounded to float (within an ulp of JS's libm).
+      for (let t = 0; t < T; t++) {
+        for (let i = 0; i < hd / 2; i++) {
+          const angle = positions[t] * invFreq[i];
+          assert.ok(Math.abs(cosSin[t * hd + i] - Math.cos(angle)) < 1.2e-7, `cos t=${t} i=${i}`);
+          assert.ok(Math.abs(cosSin[t * hd + hd / 2 + i] - Math.sin(angle)) < 1.2e-7, `sin t=${t} i=${i}`);
+        }
+      }
+      assert.ok(Number.isNaN(cosSin[T * hd]), 'ropeTable wrote past T rows');
+      const results: Float32Array[] = [];
+      forEachIsa((isa) => {
+        const q = q0.slice();
+        const k = k0.slice();
+        nb.rope(q, k, cosSin, T, nH, nKv, hd);
         assert.equal(closeTo(q, rq, 1e-6, 1e-6), null, `isa=${Isa[isa]} q T=${T} hd=${hd}`);
         assert.equal(closeTo(k, rk, 1e-6, 1e-6), null, `isa=${Isa[isa]} k T=${T} hd=${hd}`);
-      }
-    });
+        results.push(q, k);
+      });
+      for (let i = 2; i < results.length; i++) assert.ok(bitEqual(results[i], results[i % 2]), `hd=${hd}: kernel families differ`);
+    }
   });
 
   test('rejects bad arguments', () => {
     const q = new Float32Array(2 * 8);
     const k = new Float32Array(2 * 8);
+    const cs = new Float32Array(2 * 8);
     const inv = new Float32Array(4);
-    assert.throws(() => nb.rope(q, k, new Int32Array(1), 2, 1, 1, 8, inv), RangeError); // positions short
-    assert.throws(() => nb.rope(q, k, new Int32Array(2), 2, 2, 1, 8, inv), RangeError); // q short
-    assert.throws(() => nb.rope(q, k, new Int32Array(2), 2, 1, 1, 8, new Float32Array(3)), RangeError);
-    assert.throws(() => nb.rope(q, k, new Int32Array(2), 2, 1, 1, 7, inv), RangeError); // odd headDim
-    assert.throws(() => nb.rope(q, q, new Int32Array(2), 2, 1, 1, 8, inv), RangeError); // q aliases k
+    assert.throws(() => nb.ropeTable(cs, new Int32Array(1), 2, inv), RangeError); // positions short
+    assert.throws(() => nb.ropeTable(cs.subarray(1), new Int32Array(2), 2, inv), RangeError); // table short
+    assert.throws(() => nb.ropeTable(cs, new Int32Array(2), 2, new Float32Array(0)), RangeError);
+    assert.throws(() => nb.ropeTable(cs, new Int32Array(2), 2.5, inv), TypeError);
+    assert.throws(() => nb.rope(q, k, cs.subarray(1), 2, 1, 1, 8), RangeError); // table short
+    assert.throws(() => nb.rope(q, k, cs, 2, 2, 1, 8), RangeError); // q short
+    assert.throws(() => nb.rope(q, k, cs, 2, 1, 1, 7), RangeError); // odd headDim
+    assert.throws(() => nb.rope(q, q, cs, 2, 1, 1, 8), RangeError); // q aliases k
   });
 });
 

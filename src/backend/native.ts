@@ -147,20 +147,17 @@ export interface NativeBackend {
   rmsnorm(out: Float32Array, x: Float32Array, weight: Float32Array, M: number, H: number, eps: number): void;
 
   /**
-   * Rotary embedding in place, Hugging Face `rotate_half` convention, on q [T, nHeads*headDim] and
-   * k [T, nKvHeads*headDim]. invFreq has headDim/2 entries (rope_theta and rope_scaling already
-   * applied); angle = positions[t] * invFreq[i], evaluated in double precision.
+   * The rotary angles of T positions: cosSin[t, i] = cos(positions[t] * invFreq[i]) and
+   * cosSin[t, half + i] the sine (half = invFreq.length; angles evaluated in double precision).
+   * invFreq has rope_theta and rope_scaling already applied. Computed once per step, used by every
+   * layer's {@link rope}.
    */
-  rope(
-    q: Float32Array,
-    k: Float32Array,
-    positions: Int32Array,
-    T: number,
-    nHeads: number,
-    nKvHeads: number,
-    headDim: number,
-    invFreq: Float32Array,
-  ): void;
+  ropeTable(cosSin: Float32Array, positions: Int32Array, T: number, invFreq: Float32Array): void;
+  /**
+   * Rotary embedding in place, Hugging Face `rotate_half` convention, on q [T, nHeads*headDim] and
+   * k [T, nKvHeads*headDim], with the angles of {@link ropeTable} ([T, headDim]).
+   */
+  rope(q: Float32Array, k: Float32Array, cosSin: Float32Array, T: number, nHeads: number, nKvHeads: number, headDim: number): void;
 
   /**
    * out[m, i] = silu(gate[m, i]) * up[m, i]; gate/up are [M, I] with row strides (elements, >= I).

@@ -102,6 +102,8 @@ export class LlamaModel {
   private readonly attn: Float32Array;
   /** silu(gate) * up, [T, intermediate] */
   private readonly act: Float32Array;
+  /** The step's rotary angles, [T, headDim] (cos then sin), shared by every layer. */
+  private readonly cosSin: Float32Array;
 
   constructor(cfg: ModelConfig, weights: WeightStore, opts: { precision: Precision; maxTokens: number }) {
     this.cfg = cfg;
@@ -183,6 +185,7 @@ export class LlamaModel {
     this.v = new Float32Array(T * kvDim);
     this.attn = new Float32Array(T * qDim);
     this.act = new Float32Array(T * I);
+    this.cosSin = new Float32Array(T * hd);
   }
 
   /**
@@ -210,11 +213,12 @@ export class LlamaModel {
     const actOut = [act];
 
     be.embedding(x, this.embed.data, this.embed.dtype, b.tokenIds.subarray(0, T), H);
+    be.ropeTable(this.cosSin, b.positions, T, this.invFreq);
     for (let l = 0; l < this.layers.length; l++) {
       const L = this.layers[l]!;
       be.rmsnorm(h, x, L.inputNorm, T, H, cfg.rmsNormEps);
       be.linearPacked(L.qkv, h, T, qkvOut, false);
-      be.rope(q, k, b.positions.subarray(0, T), T, cfg.numHeads, cfg.numKvHeads, hd, this.invFreq);
+      be.rope(q, k, this.cosSin, T, cfg.numHeads, cfg.numKvHeads, hd);
       be.kvCacheWrite(cache, l, k, v, b.slotMapping.subarray(0, T), T);
       be.pagedAttention(
         attn,
