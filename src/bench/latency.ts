@@ -10,7 +10,7 @@ import { resolveModel } from '../model/loader/resolve.js';
 import { makeSamplingParams } from '../sampling/params.js';
 import { benchHeader } from './header.js';
 import { makeWorkload } from './workload.js';
-import { measureMachinePeaks } from './peaks.js';
+import { bestPeaks, measureMachinePeaks } from './peaks.js';
 import { median } from './stats.js';
 
 export async function benchLatency(argv: string[]): Promise<void> {
@@ -26,6 +26,7 @@ export async function benchLatency(argv: string[]): Promise<void> {
   const dir = await resolveModel(cfg.model);
   const core = new EngineCore(dir, cfg);
   try {
+    const peaksBefore = measureMachinePeaks();
     const V = core.info.model.vocabSize;
     const prefillMs: number[] = [];
     const decodeMs: number[] = [];
@@ -41,19 +42,22 @@ export async function benchLatency(argv: string[]): Promise<void> {
       );
       let prefill = 0;
       const decode: number[] = [];
+      let promptTokens = core.stats().promptTokensTotal;
       while (core.hasWork()) {
         const t0 = performance.now();
         const { stats } = core.step();
         const ms = performance.now() - t0;
-        // A step that computed only one token per running sequence is a pure decode step.
-        if (stats.scheduledTokens > stats.running) prefill += ms;
+        // A step that computed prompt tokens is prefill (it also samples each request's first
+        // token); the rest are decode steps.
+        if (stats.promptTokensTotal > promptTokens) prefill += ms;
         else decode.push(ms);
+        promptTokens = stats.promptTokensTotal;
       }
       if (it === 0) continue; // warm-up: page in weights, size buffers
       prefillMs.push(prefill);
       decodeMs.push(median(decode));
     }
-    const peaks = measureMachinePeaks();
+    const peaks = bestPeaks(peaksBefore, measureMachinePeaks());
     const stepBytes = core.weightBytesPerStep();
     const boundMs = (stepBytes / (peaks.memory_bandwidth_gbs * 1e9)) * 1000;
     const dMs = median(decodeMs);
