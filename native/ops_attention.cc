@@ -59,32 +59,19 @@ struct RowState {
 // ---------------------------------------------------------------------------------------------
 // AVX-512
 
-// Scores of keys [16g, 16g + 16) of the chunk, scaled: lane j = dot(q, k_{16g+j}) * scale, each
-// dot one accumulator over d in steps of 16 (masked tail), reduced by hsum16x16. Keys are walked
-// in two sets of 8 (fewer live pointers); every accumulator still sees the same sequence. HD > 0
-// fixes the head dim at compile time (fully unrolled, constant offsets); 0 reads it at run time.
-template <int HD, bool BF = false>
-PW_AVX512 PW_INLINE __m512 scores16(const float* q, const Chunk& ch, int g, int64_t hd_rt, __m512 scale, bool pf = false) {
-  static_assert(!BF || HD % 16 == 0, "direct bf16 keys need a compile-time head dim, a multiple of 16");
-  const int64_t hd = HD > 0 ? HD : hd_rt;
+// Scores of keys [16g, 16g + 16) of a staged chunk, scaled: lane j = dot(q, k_{16g+j}) * scale,
+// each dot one accumulator over d in steps of 16 (masked tail), reduced by hsum16x16. Keys are
+// walked in two sets of 8 (fewer live registers); every accumulator still sees the same sequence.
+PW_AVX512 PW_INLINE __m512 scores16(const float* q, const Chunk& ch, int g, int64_t hd, __m512 scale) {
   __m512 acc[16];
   for (int j = 0; j < 16; j++) acc[j] = _mm512_setzero_ps();
   for (int half = 0; half < 2; half++) {
-    const float* kp = BF ? nullptr : ch.k + (16 * g + 8 * half) * hd;
-    const uint16_t* const* kb = BF ? ch.kb + 16 * g + 8 * half : nullptr;
-    if (BF && pf) {  // the next chunk's keys (Chunk::kn)
-      const uint16_t* const* kn = ch.kn + 16 * g + 8 * half;
-      for (int j = 0; j < 8; j++)
-        for (int o = 0; o < HD * 2; o += 64) _mm_prefetch(reinterpret_cast<const char*>(kn[j]) + o, _MM_HINT_T0);
-    }
+    const float* kp = ch.k + (16 * g + 8 * half) * hd;
     __m512* a8 = acc + 8 * half;
     int64_t d = 0;
     for (; d + 16 <= hd; d += 16) {
       const __m512 qv = _mm512_loadu_ps(q + d);
-      for (int j = 0; j < 8; j++) {
-        const __m512 kv = BF ? simd::load16<2>(kb[j], d) : _mm512_loadu_ps(kp + j * hd + d);
-        a8[j] = _mm512_fmadd_ps(qv, kv, a8[j]);
-      }
+      for (int j = 0; j < 8; j++) a8[j] = _mm512_fmadd_ps(qv, _mm512_loadu_ps(kp + j * hd + d), a8[j]);
     }
     if (d < hd) {
       const __mmask16 m = static_cast<__mmask16>((1u << (hd - d)) - 1u);
@@ -95,6 +82,41 @@ PW_AVX512 PW_INLINE __m512 scores16(const float* q, const Chunk& ch, int g, int6
   __m512 a[16];
   for (int l = 0; l < 16; l++) a[4 * (l % 4) + l / 4] = acc[l];  // hsum16x16: a[4q + p] -> lane 4p + q
   return _mm512_mul_ps(simd::hsum16x16(a), scale);
+}
+
+// scores16 for R rows of one KV head at once (HD a multiple of 16): each key vector is loaded
+// (and widened) once for all R rows instead of once per row. Every accumulator still sees the
+// same sequence of FMAs over d, and the same hsum16x16: the same bits as scores16 row by row.
+template <int HD, int R, bool BF>
+PW_AVX512 PW_INLINE void scores16_rows(const float* const* q, const Chunk& ch, int g, __m512 scale, bool pf, __m512* out) {
+  static_assert(HD % 16 == 0, "multi-row scores need a compile-time head dim, a multiple of 16");
+  constexpr int KS = R <= 2 ? 8 : 4;  // keys per pass: R * KS accumulators stay in registers
+  __m512 acc[R][16];
+  for (int j0 = 0; j0 < 16; j0 += KS) {
+    if (BF && pf) {  // the next chunk's keys (Chunk::kn)
+      for (int j = 0; j < KS; j++)
+        for (int o = 0; o < HD * 2; o += 64) _mm_prefetch(reinterpret_cast<const char*>(ch.kn[16 * g + j0 + j]) + o, _MM_HINT_T0);
+    }
+    __m512 a[R][KS];
+    for (int r = 0; r < R; r++)
+      for (int j = 0; j < KS; j++) a[r][j] = _mm512_setzero_ps();
+    for (int d = 0; d < HD; d += 16) {
+      __m512 qv[R];
+      for (int r = 0; r < R; r++) qv[r] = _mm512_loadu_ps(q[r] + d);
+      for (int j = 0; j < KS; j++) {
+        const int key = 16 * g + j0 + j;
+        const __m512 kv = BF ? simd::load16<2>(ch.kb[key], d) : _mm512_loadu_ps(ch.k + key * HD + d);
+        for (int r = 0; r < R; r++) a[r][j] = _mm512_fmadd_ps(qv[r], kv, a[r][j]);
+      }
+    }
+    for (int r = 0; r < R; r++)
+      for (int j = 0; j < KS; j++) acc[r][j0 + j] = a[r][j];
+  }
+  for (int r = 0; r < R; r++) {
+    __m512 t[16];
+    for (int l = 0; l < 16; l++) t[4 * (l % 4) + l / 4] = acc[r][l];  // hsum16x16: t[4q + p] -> lane 4p + q
+    out[r] = _mm512_mul_ps(simd::hsum16x16(t), scale);
+  }
 }
 
 // acc[d0 .. d0 + 16*ND) = acc * alpha, then += p_j * v_j in key order. ND vectors are kept in
@@ -119,19 +141,18 @@ PW_AVX512 PW_INLINE void pv_block(float* acc, const Chunk& ch, int64_t hd, const
   }
 }
 
-template <int HD>
-PW_AVX512 void row_step_avx512(const float* q, float* acc, RowState& st, const Chunk& ch, int nvalid, int64_t hd_rt,
+// One chunk step of one row for any head dim (the multi-row steps below cover the common ones).
+PW_AVX512 void row_step_avx512(const float* q, float* acc, RowState& st, const Chunk& ch, int nvalid, int64_t hd,
                                float scale) {
-  const int64_t hd = HD > 0 ? HD : hd_rt;
   const __m512 sc = _mm512_set1_ps(scale);
   const __m512 ninf = _mm512_set1_ps(-__builtin_inff());
   const __mmask16 m0 = nvalid >= 16 ? static_cast<__mmask16>(0xffff) : static_cast<__mmask16>((1u << nvalid) - 1u);
   const __mmask16 m1 = nvalid <= 16 ? 0
                        : nvalid >= 32 ? static_cast<__mmask16>(0xffff)
                                       : static_cast<__mmask16>((1u << (nvalid - 16)) - 1u);
-  const __m512 s0 = _mm512_mask_mov_ps(ninf, m0, scores16<HD>(q, ch, 0, hd, sc));
+  const __m512 s0 = _mm512_mask_mov_ps(ninf, m0, scores16(q, ch, 0, hd, sc));
   __m512 s1 = ninf;
-  if (m1) s1 = _mm512_mask_mov_ps(ninf, m1, scores16<HD>(q, ch, 1, hd, sc));
+  if (m1) s1 = _mm512_mask_mov_ps(ninf, m1, scores16(q, ch, 1, hd, sc));
   const float mc = _mm512_reduce_max_ps(_mm512_max_ps(s0, s1));  // max is exact in any order
   const float mnew = std::max(st.m, mc);
   const float alpha = st.m == -__builtin_inff() ? 0.0f : std::exp(st.m - mnew);
@@ -208,7 +229,8 @@ PW_AVX512 PW_INLINE void pv_all(float* const* acc, const Chunk& ch, const float 
 //
 // The rows' softmax steps run phase by phase (all scores, all maxima, all exponentials) rather
 // than row after row: each row's step is one long dependent chain (reduction, max, exp, sum), and
-// side by side the rows' chains overlap. Each row's operations are row_step_avx512's, in order.
+// side by side the rows' chains overlap. Each row's operations are row_step_avx512's, in order
+// (scores16_rows gives scores16's bits).
 template <int HD, int R, bool BF>
 PW_AVX512 void rows_step_avx512(const float* const* q, float* const* acc, RowState* const* st, const Chunk& ch,
                                 int nvalid, float scale) {
@@ -219,9 +241,13 @@ PW_AVX512 void rows_step_avx512(const float* const* q, float* const* acc, RowSta
                        : nvalid >= 32 ? static_cast<__mmask16>(0xffff)
                                       : static_cast<__mmask16>((1u << (nvalid - 16)) - 1u);
   __m512 s0[R], s1[R];
-  for (int r = 0; r < R; r++) {
-    s0[r] = _mm512_mask_mov_ps(ninf, m0, scores16<HD, BF>(q[r], ch, 0, HD, sc, r == 0 && ch.kn));
-    s1[r] = m1 ? _mm512_mask_mov_ps(ninf, m1, scores16<HD, BF>(q[r], ch, 1, HD, sc, r == 0 && ch.kn)) : ninf;
+  scores16_rows<HD, R, BF>(q, ch, 0, sc, ch.kn != nullptr, s0);
+  for (int r = 0; r < R; r++) s0[r] = _mm512_mask_mov_ps(ninf, m0, s0[r]);
+  if (m1) {
+    scores16_rows<HD, R, BF>(q, ch, 1, sc, ch.kn != nullptr, s1);
+    for (int r = 0; r < R; r++) s1[r] = _mm512_mask_mov_ps(ninf, m1, s1[r]);
+  } else {
+    for (int r = 0; r < R; r++) s1[r] = ninf;
   }
   float mnew[R], alpha[R];
   for (int r = 0; r < R; r++) mnew[r] = std::max(st[r]->m, _mm512_reduce_max_ps(_mm512_max_ps(s0[r], s1[r])));
@@ -348,7 +374,7 @@ using RowsStep = void (*)(const float* const* q, float* const* acc, RowState* co
                           float scale);
 
 RowStep pick_row_step(Isa isa) {
-  if (isa >= Isa::Avx512) return row_step_avx512<0>;
+  if (isa >= Isa::Avx512) return row_step_avx512;
   return isa == Isa::Avx2 ? row_step_avx2 : row_step_scalar;
 }
 
