@@ -676,10 +676,26 @@ void linear_packed(const PackedLinear& P, const float* x, int64_t M, float* cons
   const int64_t ntiles = (M + MR - 1) / MR;
   const size_t panel_bytes = static_cast<size_t>(kRows * P.kpad) * P.elem_bytes();
   const int64_t l2_groups = std::max<int64_t>(1, static_cast<int64_t>((size_t(384) << 10) / panel_bytes));
-  // Enough items that the last ones handed out are small next to the whole: more chunks first
-  // (each chunk's weights come from memory once), more row blocks only when groups run out.
+  // Enough items that the last ones handed out are small next to the whole, split so that the
+  // traffic from memory is least: every chunk reads all the activation rows, every row block
+  // reads all the weights. Decode batches (few rows) split the groups finely and read each weight
+  // once; long prefills keep the fewest chunks L2 allows and split the rows (a 8192-row prefill
+  // step split 16 ways by groups re-read its 24 MB of activations 16 times: down 575 -> 735
+  // GFLOP/s).
   const int64_t want = 8 * threads;
-  const int64_t ngc = std::min(G, std::max((G + l2_groups - 1) / l2_groups, want));
+  const int64_t min_chunks = std::min(G, (G + l2_groups - 1) / l2_groups);
+  const double x_bytes = static_cast<double>(M) * static_cast<double>(ldx);
+  const double w_bytes = static_cast<double>(G) * static_cast<double>(panel_bytes);
+  int64_t ngc = min_chunks;
+  double least = -1;
+  for (int64_t c = min_chunks; c <= std::min(G, std::max(min_chunks, want)); c++) {
+    const int64_t r = std::min(ntiles, std::max<int64_t>(1, (want + c - 1) / c));
+    const double traffic = x_bytes * static_cast<double>(c) + w_bytes * static_cast<double>(r);
+    if (least < 0 || traffic < least) {
+      least = traffic;
+      ngc = c;
+    }
+  }
   const int64_t gchunk = (G + ngc - 1) / ngc;
   const int64_t nchunks = (G + gchunk - 1) / gchunk;
   const int64_t nrb = std::min(ntiles, std::max<int64_t>(1, (want + nchunks - 1) / nchunks));
