@@ -644,7 +644,9 @@ void linear_packed(const PackedLinear& P, const float* x, int64_t M, float* cons
     // 16 outputs), in contiguous chunks so each thread streams its own part of the weights.
     const int64_t RG = fam.row_groups;
     const int64_t runs = (G + RG - 1) / RG;
-    const int64_t chunk = std::max<int64_t>(1, (runs + 4 * threads - 1) / (4 * threads));
+    // Two chunks per thread: longer streams than 4 (the step's 121 linear ops 3-6% faster, measured
+    // interleaved; 1 per thread and 8 per thread were slower).
+    const int64_t chunk = std::max<int64_t>(1, (runs + 2 * threads - 1) / (2 * threads));
     const int64_t items = (runs + chunk - 1) / chunk;
     auto run = [&](int64_t item) {
       const int64_t r1 = std::min(runs, (item + 1) * chunk);
