@@ -13,6 +13,7 @@
  * Failed requests (HTTP errors, broken streams, timeouts) are counted and reported, never thrown.
  * The run is bounded by --num-prompts, --timeout-s per request and --max-duration-s overall.
  */
+import { setMaxListeners } from 'node:events';
 import { readFileSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -583,6 +584,9 @@ export async function runServeBench(o: ServeBenchOptions): Promise<ServeBenchRes
   // Arrivals use their own stream so changing the rate never changes the prompts.
   const offsets = arrivalOffsets(o.numPrompts, o.requestRate, seededRng(o.seed ^ 0x5bd1e995));
   const capAc = new AbortController();
+  // Every request in flight listens on it (and removes its listener when done): at concurrency
+  // above 10 Node would warn of a leak that is not one.
+  setMaxListeners(0, capAc.signal);
   const ctx: RunContext = {
     url: root + o.endpoint,
     model,
