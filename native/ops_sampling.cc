@@ -351,9 +351,66 @@ Napi::Value RowNucleusWeights(const Napi::CallbackInfo& info) {
   return Napi::Number::New(env, sum);
 }
 
+// drawRows(logits, n, rows: Int32Array, invTemperature: Float64Array, u: Float64Array, out: Int32Array):
+// out[i] = the draw of row rows[i] (values [rows[i] * n, rows[i] * n + n)): argmax where
+// invTemperature[i] is 0, else rowSoftmaxSample's draw with u[i]. Rows run on the thread pool;
+// each row's result is what the one-row ops give.
+Napi::Value DrawRows(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  auto fail = [&](bool type, const std::string& m) {
+    if (type) Napi::TypeError::New(env, "drawRows: " + m).ThrowAsJavaScriptException();
+    else Napi::RangeError::New(env, "drawRows: " + m).ThrowAsJavaScriptException();
+    return env.Undefined();
+  };
+  auto is = [&](size_t i, napi_typedarray_type t) {
+    return info.Length() > i && info[i].IsTypedArray() && info[i].As<Napi::TypedArray>().TypedArrayType() == t;
+  };
+  if (!is(0, napi_float32_array)) return fail(true, "logits must be a Float32Array");
+  if (info.Length() < 6 || !info[1].IsNumber()) return fail(true, "n must be a number");
+  if (!is(2, napi_int32_array) || !is(5, napi_int32_array)) return fail(true, "rows and out must be Int32Arrays");
+  if (!is(3, napi_float64_array) || !is(4, napi_float64_array)) return fail(true, "invTemperature and u must be Float64Arrays");
+  const auto logits = info[0].As<Napi::Float32Array>();
+  const double nd = info[1].As<Napi::Number>().DoubleValue();
+  const auto rows = info[2].As<Napi::Int32Array>();
+  const auto inv_t = info[3].As<Napi::Float64Array>();
+  const auto us = info[4].As<Napi::Float64Array>();
+  auto out = info[5].As<Napi::Int32Array>();
+  if (nd != std::floor(nd) || nd < 1 || nd > 1e9) return fail(false, "n must be a positive integer");
+  const int64_t n = static_cast<int64_t>(nd);
+  const size_t count = rows.ElementLength();
+  if (inv_t.ElementLength() != count || us.ElementLength() != count || out.ElementLength() != count) {
+    return fail(false, "rows, invTemperature, u and out must have the same length");
+  }
+  const int64_t nrows = static_cast<int64_t>(logits.ElementLength()) / n;
+  for (size_t i = 0; i < count; i++) {
+    if (rows[i] < 0 || rows[i] >= nrows) return fail(false, "rows[" + std::to_string(i) + "] is not a row of logits");
+    const double t = inv_t[i], u = us[i];
+    if (!(t >= 0) || !std::isfinite(t)) return fail(false, "invTemperature must be finite and >= 0");
+    if (t > 0 && !(u >= 0 && u < 1)) return fail(false, "u must be in [0, 1)");
+  }
+  const float* x = logits.Data();
+  const int32_t* r = rows.Data();
+  const double* t = inv_t.Data();
+  const double* u = us.Data();
+  int32_t* o = out.Data();
+  const bool vec = active_isa() >= Isa::Avx512;
+  auto draw = [&](int64_t i) {
+    const float* row = x + static_cast<int64_t>(r[i]) * n;
+    if (t[i] == 0) {
+      o[i] = static_cast<int32_t>(vec ? argmax_avx512(row, n) : argmax_scalar(row, n));
+    } else {
+      const float ft = static_cast<float>(t[i]);
+      o[i] = static_cast<int32_t>(vec ? softmax_sample_avx512(row, n, ft, u[i]) : softmax_sample_scalar(row, n, ft, u[i]));
+    }
+  };
+  parallel_items(static_cast<int64_t>(count), draw);
+  return env.Undefined();
+}
+
 }  // namespace
 
 void register_sampling_ops(Napi::Env env, Napi::Object exports) {
+  exports.Set("drawRows", Napi::Function::New(env, DrawRows, "drawRows"));
   exports.Set("rowArgmax", Napi::Function::New(env, RowArgmax, "rowArgmax"));
   exports.Set("rowSoftmaxSample", Napi::Function::New(env, RowSoftmaxSample, "rowSoftmaxSample"));
   exports.Set("rowLogSumExp", Napi::Function::New(env, RowLogSumExp, "rowLogSumExp"));

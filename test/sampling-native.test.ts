@@ -128,6 +128,40 @@ for (const isa of isas) {
   });
 }
 
+test('drawRows gives each row what the one-row ops give, on every kernel family', () => {
+  const n = 4099;
+  const rng = new Rng(15);
+  const logits = new Float32Array(7 * n);
+  for (let i = 0; i < logits.length; i++) logits[i] = Math.round((rng.next() - 0.5) * 60) / 4;
+  logits.fill(-Infinity, 5 * n, 6 * n); // an all -inf row draws -1 either way
+  const rows = Int32Array.from([3, 0, 6, 5, 1, 3, 2]);
+  const invT = Float64Array.from([0, 1, 1 / 0.7, 1, 0, 2.5, 0]);
+  const u = Float64Array.from(rows, () => rng.next());
+  try {
+    for (const isa of isas) {
+      be.setIsa(isa);
+      const out = new Int32Array(rows.length).fill(-7);
+      be.drawRows(logits, n, rows, invT, u, out);
+      rows.forEach((r, i) => {
+        const want = invT[i] === 0 ? be.rowArgmax(logits, r * n, n) : be.rowSoftmaxSample(logits, r * n, n, invT[i]!, u[i]!);
+        assert.equal(out[i], want, `isa=${Isa[isa]} entry ${i} (row ${r})`);
+      });
+    }
+  } finally {
+    be.setIsa(detected);
+  }
+  const out = new Int32Array(1);
+  const one = (r: number, t: number, uu: number): void => be.drawRows(logits, n, Int32Array.of(r), Float64Array.of(t), Float64Array.of(uu), out);
+  assert.throws(() => one(7, 0, 0), RangeError); // no row 7
+  assert.throws(() => one(-1, 0, 0), RangeError);
+  assert.throws(() => one(0, -1, 0.5), RangeError);
+  assert.throws(() => one(0, 1, 1), RangeError);
+  assert.throws(() => one(0, NaN, 0.5), RangeError);
+  assert.throws(() => be.drawRows(logits, n, Int32Array.of(0, 1), Float64Array.of(0), Float64Array.of(0), out), RangeError);
+  assert.throws(() => be.drawRows(logits, 0, Int32Array.of(0), Float64Array.of(0), Float64Array.of(0), out), RangeError);
+  assert.throws(() => be.drawRows(logits, n, Float64Array.of(0) as unknown as Int32Array, Float64Array.of(0), Float64Array.of(0), out), TypeError);
+});
+
 test('sampling helpers reject bad arguments instead of reading out of bounds', () => {
   const x = new Float32Array(8);
   assert.throws(() => be.rowArgmax(x, 4, 5), RangeError);

@@ -491,9 +491,16 @@ describe('Sampler: logprobs', () => {
 });
 
 describe('Sampler: batch invariance and determinism', () => {
-  test('a seeded row gives the same tokens alone and inside any batch', () => {
+  // Top-k/p rows are sampled one by one; plain temperature and greedy rows are drawn together on
+  // the thread pool (processed first, logprobs after): every kind must not depend on the batch.
+  const kinds: Array<[string, SamplingParamsInput]> = [
+    ['top-k/top-p with a repetition penalty', { temperature: 0.8, topP: 0.9, topK: 100, repetitionPenalty: 1.2 }],
+    ['plain temperature with a repetition penalty', { temperature: 0.9, repetitionPenalty: 1.1 }],
+    ['plain temperature with logprobs', { temperature: 1.3, logprobs: 2 }],
+  ];
+  for (const [kind, mineParams] of kinds) test(`a seeded row gives the same tokens alone and inside any batch: ${kind}`, () => {
     const n = 2000;
-    const mine = params({ temperature: 0.8, topP: 0.9, topK: 100, repetitionPenalty: 1.2 }, n);
+    const mine = params(mineParams, n);
     const others = [
       params({ temperature: 0 }, n),
       params({ temperature: 1.5 }, n),

@@ -235,6 +235,12 @@ export interface NativeBackend {
    * where the cumulative weight exceeds u · total (u in [0, 1)). -1 when every value is -Infinity.
    */
   rowSoftmaxSample(logits: Float32Array, offset: number, n: number, invTemperature: number, u: number): number;
+  /**
+   * Many rows' draws at once, on the thread pool: out[i] is rowArgmax of row rows[i] (values
+   * [rows[i] * n, rows[i] * n + n)) where invTemperature[i] is 0, else rowSoftmaxSample of it with
+   * invTemperature[i] and u[i]. Each result is exactly what the one-row op gives.
+   */
+  drawRows(logits: Float32Array, n: number, rows: Int32Array, invTemperature: Float64Array, u: Float64Array, out: Int32Array): void;
   /** log(sum(exp(row))) (max-shifted, summed in double); -Infinity when every value is -Infinity. */
   rowLogSumExp(logits: Float32Array, offset: number, n: number): number;
   /** How many values of the row are strictly greater than `value` (a token's rank is this + 1). */

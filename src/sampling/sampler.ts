@@ -130,8 +130,40 @@ export class Sampler {
     if (logits.length < rows.length * V) {
       throw new RangeError(`logits has ${logits.length} values, expected ${rows.length} x ${V}`);
     }
-    const out: SampleResult[] = new Array(rows.length);
-    for (let r = 0; r < rows.length; r++) out[r] = this.sampleRow(logits, r * V, rows[r]!);
+    const n = rows.length;
+    const out: SampleResult[] = new Array(n);
+    // Rows whose token is one full-vocabulary pass (greedy argmax, or a softmax draw at a
+    // temperature) are drawn together on the thread pool; the rest (top-k / top-p / min-p, or a
+    // processed row whose raw logprobs are wanted) one by one. Each row's result is the same
+    // either way: the same kernels, and its own random number drawn in the same place.
+    const batch = new Int32Array(n);
+    const invT = new Float64Array(n);
+    const u = new Float64Array(n);
+    let nb = 0;
+    for (let r = 0; r < n; r++) {
+      const row = rows[r]!;
+      const p = row.params;
+      const f = this.flags(row);
+      const greedy = p.temperature < SAMPLING_EPS;
+      const plain = greedy || ((p.topK <= 0 || p.topK >= V) && p.topP >= 1 && p.minP <= 0);
+      if (!plain || (f.wantLogprob && f.processed)) {
+        out[r] = this.sampleRow(logits, r * V, row);
+        continue;
+      }
+      if (f.processed) this.processRow(logits, r * V, row);
+      batch[nb] = r;
+      invT[nb] = greedy ? 0 : 1 / p.temperature;
+      u[nb] = greedy ? 0 : row.rng.next();
+      nb++;
+    }
+    if (nb > 0) {
+      const ids = new Int32Array(nb);
+      native().drawRows(logits, V, batch.subarray(0, nb), invT.subarray(0, nb), u.subarray(0, nb), ids);
+      for (let i = 0; i < nb; i++) {
+        const r = batch[i]!;
+        out[r] = this.finish(logits, r * V, rows[r]!, ids[i]!, this.flags(rows[r]!).wantLogprob);
+      }
+    }
     return out;
   }
 
@@ -147,16 +179,23 @@ export class Sampler {
     for (let r = 0; r < rows.length; r++) this.processRow(logits, r * V, rows[r]!);
   }
 
-  private sampleRow(L: Float32Array, off: number, row: SamplerRow): SampleResult {
-    const V = this.V;
+  /** Whether a row's logits get processed before sampling, and whether its logprob is needed. */
+  private flags(row: SamplerRow): { processed: boolean; wantLogprob: boolean } {
     const p = row.params;
     const minTokensActive = row.outputTokenIds.length < p.minTokens && (row.eosTokenIds.length > 0 || p.stopTokenIds.length > 0);
     const penalties = p.repetitionPenalty !== 1 || p.frequencyPenalty !== 0 || p.presencePenalty !== 0;
-    const processed = penalties || p.logitBias !== null || p.allowedTokenIds !== null || minTokensActive;
+    return {
+      processed: penalties || p.logitBias !== null || p.allowedTokenIds !== null || minTokensActive,
+      // best_of > n and beam search rank sequences by cumulative logprob, so they need the chosen
+      // token's logprob even when the client asked for none.
+      wantLogprob: p.logprobs !== null || p.bestOf > p.n || p.useBeamSearch,
+    };
+  }
 
-    // best_of > n and beam search rank sequences by cumulative logprob, so they need the chosen
-    // token's logprob even when the client asked for none.
-    const wantLogprob = p.logprobs !== null || p.bestOf > p.n || p.useBeamSearch;
+  private sampleRow(L: Float32Array, off: number, row: SamplerRow): SampleResult {
+    const V = this.V;
+    const p = row.params;
+    const { processed, wantLogprob } = this.flags(row);
     // Logprobs are defined on the raw row; keep a copy before we change it in place.
     let rawArr = L;
     let rawOff = off;
@@ -174,14 +213,20 @@ export class Sampler {
     } else {
       tokenId = this.sampleRandom(L, off, p, row.rng);
     }
+    return this.finish(rawArr, rawOff, row, tokenId, wantLogprob);
+  }
+
+  /** The result for a drawn token: a fallback when every id was masked, and raw logprobs. */
+  private finish(raw: Float32Array, rawOff: number, row: SamplerRow, drawn: number, wantLogprob: boolean): SampleResult {
+    const p = row.params;
+    let tokenId = drawn;
     if (tokenId < 0) {
       // Everything was masked (allowed_token_ids ⊆ stop ids while min_tokens is active): choose the
       // least surprising id rather than fail the whole batch.
       tokenId = p.allowedTokenIds?.[0] ?? row.eosTokenIds[0] ?? 0;
     }
-
     if (!wantLogprob) return { tokenId, logprob: NaN, rank: 0, topLogprobs: null };
-    const lp = this.logprobsOf(rawArr, rawOff, tokenId, p.logprobs ?? 0);
+    const lp = this.logprobsOf(raw, rawOff, tokenId, p.logprobs ?? 0);
     return { tokenId, logprob: lp.token.logprob, rank: lp.token.rank, topLogprobs: p.logprobs === null ? null : lp.top };
   }
 
