@@ -701,27 +701,35 @@ void linear_packed(const PackedLinear& P, const float* x, int64_t M, float* cons
   const int64_t gchunk = (G + ngc - 1) / ngc;
   const int64_t nchunks = (G + gchunk - 1) / gchunk;
   const int64_t nrb = std::min(ntiles, std::max<int64_t>(1, (want + nchunks - 1) / nchunks));
-  const int64_t sub_rows = MR * std::max<int64_t>(1, static_cast<int64_t>((size_t(24) << 10) / (static_cast<size_t>(MR) * ldx)));
+  // Sub-blocks of whole tiles whose activations fit in 24 KiB.
+  const int64_t sub_tiles = std::max<int64_t>(1, static_cast<int64_t>((size_t(24) << 10) / (static_cast<size_t>(MR) * ldx)));
+  // Rows spread evenly over the tiles (32 rows: 6 6 5 5 5 5, not 6 6 6 6 6 2): a short tile has
+  // too few accumulators to hide the dot instruction's latency and takes nearly a full tile's time.
+  const int64_t base = M / ntiles, extra = M % ntiles;
+  auto tile_start = [&](int64_t t) { return std::min(M, t * base + std::min(t, extra)); };
 
   auto run = [&](int64_t item) {
     const int64_t gc = item / nrb, rb = item % nrb;
     const int64_t ga = gc * gchunk, gz = std::min(G, ga + gchunk);
     // Row blocks of equal tile counts.
-    const int64_t ma = (rb * ntiles / nrb) * MR, mz = std::min(M, ((rb + 1) * ntiles / nrb) * MR);
+    const int64_t ta0 = rb * ntiles / nrb, tz = (rb + 1) * ntiles / nrb;
     // Gate/up on AVX-512: tiles leave their lanes in `defer`, one silu pass per 8 groups.
     thread_local std::vector<float> defer_buf;
-    if (fam.defer_silu && defer_buf.size() < static_cast<size_t>(sub_rows) * 32) defer_buf.resize(static_cast<size_t>(sub_rows) * 32);
+    const size_t defer_need = static_cast<size_t>(sub_tiles * MR) * 32;
+    if (fam.defer_silu && defer_buf.size() < defer_need) defer_buf.resize(defer_need);
     float* defer = fam.defer_silu ? defer_buf.data() : nullptr;
-    for (int64_t s0 = ma; s0 < mz; s0 += sub_rows) {
-      const int64_t s1 = std::min(mz, s0 + sub_rows);
+    for (int64_t st = ta0; st < tz; st += sub_tiles) {
+      const int64_t st1 = std::min(tz, st + sub_tiles);
+      const int64_t s0 = tile_start(st), s1 = tile_start(st1);
       size_t stride = 0, next_stride = 0;
       const uint8_t* w = group_ptr(P, ga, &stride);
       for (int64_t g = ga; g < gz; g++) {
         const uint8_t* next = g + 1 < gz ? group_ptr(P, g + 1, &next_stride) : nullptr;
         const int64_t gb = defer ? (g - ga) % 8 : 0;  // position in the current block of 8 groups
-        for (int64_t m0 = s0; m0 < s1; m0 += MR) {
-          const int64_t mr = std::min(MR, s1 - m0);
-          const TileArgs ta{w, stride, s0 == ma && m0 == s0 ? next : nullptr, next_stride, defer ? defer + (m0 - s0) * 32 + 4 * gb : nullptr};
+        for (int64_t t = st; t < st1; t++) {
+          const int64_t m0 = tile_start(t), mr = tile_start(t + 1) - m0;
+          if (mr == 0) continue;
+          const TileArgs ta{w, stride, st == ta0 && t == st ? next : nullptr, next_stride, defer ? defer + (m0 - s0) * 32 + 4 * gb : nullptr};
           fam.tile[mr - 1](j, m0, g, ta);
         }
         if (defer && (gb == 7 || g + 1 == gz)) silu_pass512(j, s0, s1, g - gb, static_cast<int>(gb + 1), defer);
