@@ -586,12 +586,15 @@ void paged_attention(const AttentionArgs& a) {
   const int64_t group = a.n_heads / a.n_kv_heads;
   // With enough sequences to keep every thread busy, a decode-sized tile (a few query rows per KV
   // head) is one item for all KV heads: it reads each block's K and V in one contiguous run.
-  // Otherwise one item per KV head; and with fewer of those than threads can balance (batch-1
-  // decode: 3 KV heads on 2 threads ran 2 + 1), a head's query rows split in two items.
+  // Otherwise one item per KV head; and with too few of those to balance the threads, the ones
+  // left over after an equal share each (batch-1 decode, 3 KV heads on 2 threads: the third) split
+  // their query rows in two items. Splitting every head instead read each head's keys twice:
+  // batch-1 decode over 576 keys 0.77 -> 0.66 ms, batch 2 1.23 -> 0.95 ms per 30 layers.
   // Items never change a row's arithmetic.
   const int64_t threads = num_threads();
   const bool whole_seq = a.num_seqs >= 4 * threads;
   const bool split_rows = group > 1 && a.num_seqs * a.n_kv_heads < 4 * threads;
+  const int64_t remainder_from = a.num_seqs * a.n_kv_heads - (a.num_seqs * a.n_kv_heads) % threads;
   // Reused across calls (the engine calls from one thread; no allocation once warm).
   thread_local std::vector<Item> items;
   items.clear();
@@ -604,8 +607,9 @@ void paged_attention(const AttentionArgs& a) {
       if (whole_seq && (t1 - t0) * group <= 4) {
         items.push_back(Item{s, 0, a.n_kv_heads, t0, t1, 0, group, cost * group * a.n_kv_heads, 0});
       } else {
-        const int64_t half = split_rows ? (group + 1) / 2 : group;
         for (int64_t h = 0; h < a.n_kv_heads; h++) {
+          const bool split = split_rows && s * a.n_kv_heads + h >= remainder_from;
+          const int64_t half = split ? (group + 1) / 2 : group;
           for (int64_t g0 = 0; g0 < group; g0 += half) {
             const int64_t g1 = std::min(group, g0 + half);
             items.push_back(Item{s, h, 1, t0, t1, g0, g1, cost * (g1 - g0), 0});
