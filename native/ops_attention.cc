@@ -141,15 +141,18 @@ PW_AVX512 PW_INLINE void pv_block(float* acc, const Chunk& ch, int64_t hd, const
   }
 }
 
+// Lanes of key group g (keys [16g, 16g + 16) of a chunk) below nvalid.
+PW_INLINE __mmask16 key_mask(int nvalid, int g) {
+  const int n = std::min(16, std::max(0, nvalid - 16 * g));
+  return static_cast<__mmask16>((1u << n) - 1u);
+}
+
 // One chunk step of one row for any head dim (the multi-row steps below cover the common ones).
 PW_AVX512 void row_step_avx512(const float* q, float* acc, RowState& st, const Chunk& ch, int nvalid, int64_t hd,
                                float scale) {
   const __m512 sc = _mm512_set1_ps(scale);
   const __m512 ninf = _mm512_set1_ps(-__builtin_inff());
-  const __mmask16 m0 = nvalid >= 16 ? static_cast<__mmask16>(0xffff) : static_cast<__mmask16>((1u << nvalid) - 1u);
-  const __mmask16 m1 = nvalid <= 16 ? 0
-                       : nvalid >= 32 ? static_cast<__mmask16>(0xffff)
-                                      : static_cast<__mmask16>((1u << (nvalid - 16)) - 1u);
+  const __mmask16 m0 = key_mask(nvalid, 0), m1 = key_mask(nvalid, 1);
   const __m512 s0 = _mm512_mask_mov_ps(ninf, m0, scores16(q, ch, 0, hd, sc));
   __m512 s1 = ninf;
   if (m1) s1 = _mm512_mask_mov_ps(ninf, m1, scores16(q, ch, 1, hd, sc));
@@ -236,10 +239,7 @@ PW_AVX512 void rows_step_avx512(const float* const* q, float* const* acc, RowSta
                                 int nvalid, float scale) {
   const __m512 sc = _mm512_set1_ps(scale);
   const __m512 ninf = _mm512_set1_ps(-__builtin_inff());
-  const __mmask16 m0 = nvalid >= 16 ? static_cast<__mmask16>(0xffff) : static_cast<__mmask16>((1u << nvalid) - 1u);
-  const __mmask16 m1 = nvalid <= 16 ? 0
-                       : nvalid >= 32 ? static_cast<__mmask16>(0xffff)
-                                      : static_cast<__mmask16>((1u << (nvalid - 16)) - 1u);
+  const __mmask16 m0 = key_mask(nvalid, 0), m1 = key_mask(nvalid, 1);
   __m512 s0[R], s1[R];
   scores16_rows<HD, R, BF>(q, ch, 0, sc, ch.kn != nullptr, s0);
   for (int r = 0; r < R; r++) s0[r] = _mm512_mask_mov_ps(ninf, m0, s0[r]);
