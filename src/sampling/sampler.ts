@@ -139,6 +139,7 @@ export class Sampler {
     const batch = new Int32Array(n);
     const invT = new Float64Array(n);
     const u = new Float64Array(n);
+    const wantLogprob = new Uint8Array(n);
     let nb = 0;
     for (let r = 0; r < n; r++) {
       const row = rows[r]!;
@@ -152,6 +153,7 @@ export class Sampler {
       }
       if (f.processed) this.processRow(logits, r * V, row);
       batch[nb] = r;
+      wantLogprob[nb] = f.wantLogprob ? 1 : 0;
       invT[nb] = greedy ? 0 : 1 / p.temperature;
       u[nb] = greedy ? 0 : row.rng.next();
       nb++;
@@ -161,7 +163,7 @@ export class Sampler {
       native().drawRows(logits, V, batch.subarray(0, nb), invT.subarray(0, nb), u.subarray(0, nb), ids);
       for (let i = 0; i < nb; i++) {
         const r = batch[i]!;
-        out[r] = this.finish(logits, r * V, rows[r]!, ids[i]!, this.flags(rows[r]!).wantLogprob);
+        out[r] = this.finish(logits, r * V, rows[r]!, ids[i]!, wantLogprob[i] === 1);
       }
     }
     return out;
