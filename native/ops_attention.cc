@@ -415,7 +415,8 @@ T* grow(std::vector<T>& v, size_t n) {
   return v.data();
 }
 
-void run_item(const AttentionArgs& a, const Item& it, Isa isa) {
+// after: the item this thread will most likely run next (its first chunk is prefetched), or null.
+void run_item(const AttentionArgs& a, const Item& it, Isa isa, const Item* after) {
   const KvCache& c = *a.cache;
   const int64_t hd = a.head_dim, bs = c.block_size;
   const int64_t group = it.g1 - it.g0;  // query rows per token and KV head in this item
@@ -470,13 +471,13 @@ void run_item(const AttentionArgs& a, const Item& it, Isa isa) {
   const int64_t nchunks = last_pos / kChunk + 1;
   auto chunk_end = [&](int64_t ci) { return std::min<int64_t>((ci + 1) * kChunk, last_pos + 1); };
   // Pointers to the bf16 rows of keys [k0, k1) of head h (zero rows up to kChunk).
-  auto fill_rows = [&](int64_t k0, int64_t k1, int64_t h, const uint16_t** kr, const uint16_t** vr) {
+  auto fill_rows_of = [&](const int32_t* tbl, int64_t k0, int64_t k1, int64_t h, const uint16_t** kr, const uint16_t** vr) {
     const uint16_t* base = reinterpret_cast<const uint16_t*>(pool);
     for (int64_t pos = k0; pos < k1;) {
       const int64_t off = pos % bs;
       const int64_t run = std::min<int64_t>(k1 - pos, bs - off);
-      const uint16_t* ks = base + c.index(table[pos / bs], false, h, off);
-      const uint16_t* vs = base + c.index(table[pos / bs], true, h, off);
+      const uint16_t* ks = base + c.index(tbl[pos / bs], false, h, off);
+      const uint16_t* vs = base + c.index(tbl[pos / bs], true, h, off);
       for (int64_t e = 0; e < run; e++) {
         kr[pos - k0 + e] = ks + e * hd;
         vr[pos - k0 + e] = vs + e * hd;
@@ -485,6 +486,14 @@ void run_item(const AttentionArgs& a, const Item& it, Isa isa) {
     }
     for (int64_t j = k1 - k0; j < kChunk; j++) kr[j] = vr[j] = zero_row.data();
   };
+  auto fill_rows = [&](int64_t k0, int64_t k1, int64_t h, const uint16_t** kr, const uint16_t** vr) { fill_rows_of(table, k0, k1, h, kr, vr); };
+  // The last chunk prefetches the first chunk of the item this thread most likely takes next
+  // (items go out in order, one per thread in turn), which would otherwise start cold: 64
+  // sequences x 192 keys 10.4 -> 9.5 ms, x 64 keys 4.7 -> 3.2 ms per 30 layers. A wrong guess
+  // costs a chunk's worth of prefetches.
+  const bool chain = direct && after && after->nheads == it.nheads;
+  const int32_t* after_table = chain ? a.block_tables + after->seq * a.max_blocks_per_seq : nullptr;
+  const int64_t after_end = chain ? std::min<int64_t>(kChunk, a.seq_lens[after->seq] - (a.query_start_loc[after->seq + 1] - a.query_start_loc[after->seq]) + after->tok1) : 0;
   if (direct) {
     for (int64_t hi = 0; hi < it.nheads; hi++) fill_rows(0, chunk_end(0), it.head0 + hi, rows_of(0, hi, false), rows_of(0, hi, true));
   }
@@ -500,6 +509,10 @@ void run_item(const AttentionArgs& a, const Item& it, Isa isa) {
         ch.vb = rows_of(cur, hi, true);
         if (ci + 1 < nchunks) {
           fill_rows(k0 + kChunk, chunk_end(ci + 1), h, rows_of(nxt, hi, false), rows_of(nxt, hi, true));
+          ch.kn = rows_of(nxt, hi, false);
+          ch.vn = rows_of(nxt, hi, true);
+        } else if (chain) {
+          fill_rows_of(after_table, 0, after_end, after->head0 + hi, rows_of(nxt, hi, false), rows_of(nxt, hi, true));
           ch.kn = rows_of(nxt, hi, false);
           ch.vn = rows_of(nxt, hi, true);
         }
@@ -627,7 +640,8 @@ void paged_attention(const AttentionArgs& a) {
   for (const Item& it : items) work += it.cost;
   work *= a.head_dim;
   const Item* list = items.data();
-  auto run = [&a, list, isa](int64_t i) { run_item(a, list[i], isa); };
+  const int64_t nitems = static_cast<int64_t>(items.size());
+  auto run = [&a, list, isa, nitems, threads](int64_t i) { run_item(a, list[i], isa, i + threads < nitems ? &list[i + threads] : nullptr); };
   if (work < (int64_t(1) << 16)) {
     for (int64_t i = 0; i < static_cast<int64_t>(items.size()); i++) run(i);
   } else {
