@@ -84,15 +84,36 @@ PW_AVX512 PW_INLINE __m512 scores16(const float* q, const Chunk& ch, int g, int6
   return _mm512_mul_ps(simd::hsum16x16(a), scale);
 }
 
+// Lane sources for gathering row r's 16 scores out of the passes of scores16_rows (kLanes2: 2 row
+// slots, from 2 passes; kLanes4: 4 row slots, lanes 0-7 from 2 passes).
+struct RowLanes {
+  int32_t idx[4][16];
+};
+constexpr RowLanes row_lanes(int slots) {
+  RowLanes t{};
+  for (int r = 0; r < 4; r++)
+    for (int l = 0; l < 16; l++) {
+      const int half = slots == 2 ? 8 : 4;  // lanes taken from each of the two passes
+      t.idx[r][l] = l < half ? slots * l + r : l < 2 * half ? 16 + slots * (l - half) + r : 0;
+    }
+  return t;
+}
+constexpr RowLanes kLanes2 = row_lanes(2), kLanes4 = row_lanes(4);
+
 // scores16 for R rows of one KV head at once (HD a multiple of 16): each key vector is loaded
-// (and widened) once for all R rows instead of once per row. Every accumulator still sees the
-// same sequence of FMAs over d, and the same hsum16x16: the same bits as scores16 row by row.
+// (and widened) once for all R rows instead of once per row. A pass covers 16 / RP keys for RP
+// row slots (RP = 1, 2 or 4 >= R), and one hsum16x16 reduces its 16 accumulators straight from
+// registers (lane RP k + r: row r, key k); permutes then gather each row's 16 scores. Every
+// accumulator sees the same FMAs over d and the same reduction tree as in scores16: same bits.
 template <int HD, int R, bool BF>
 PW_AVX512 PW_INLINE void scores16_rows(const float* const* q, const Chunk& ch, int g, __m512 scale, bool pf, __m512* out) {
   static_assert(HD % 16 == 0, "multi-row scores need a compile-time head dim, a multiple of 16");
-  constexpr int KS = R <= 2 ? 8 : 4;  // keys per pass: R * KS accumulators stay in registers
-  __m512 acc[R][16];
-  for (int j0 = 0; j0 < 16; j0 += KS) {
+  static_assert(R >= 1 && R <= 4, "1 to 4 rows");
+  constexpr int RP = R == 1 ? 1 : R == 2 ? 2 : 4;  // row slots per pass
+  constexpr int KS = 16 / RP;                      // keys per pass
+  __m512 part[RP];
+  for (int p = 0; p < RP; p++) {
+    const int j0 = p * KS;
     if (BF && pf) {  // the next chunk's keys (Chunk::kn)
       for (int j = 0; j < KS; j++)
         for (int o = 0; o < HD * 2; o += 64) _mm_prefetch(reinterpret_cast<const char*>(ch.kn[16 * g + j0 + j]) + o, _MM_HINT_T0);
@@ -109,13 +130,26 @@ PW_AVX512 PW_INLINE void scores16_rows(const float* const* q, const Chunk& ch, i
         for (int r = 0; r < R; r++) a[r][j] = _mm512_fmadd_ps(qv[r], kv, a[r][j]);
       }
     }
-    for (int r = 0; r < R; r++)
-      for (int j = 0; j < KS; j++) acc[r][j0 + j] = a[r][j];
+    __m512 t[16];
+    for (int l = 0; l < 16; l++) {  // hsum16x16 puts t[4 (l % 4) + l / 4] in lane l
+      const int k = l / RP, r = l % RP;
+      t[4 * (l % 4) + l / 4] = r < R ? a[r < R ? r : 0][k] : _mm512_setzero_ps();
+    }
+    part[p] = simd::hsum16x16(t);
   }
   for (int r = 0; r < R; r++) {
-    __m512 t[16];
-    for (int l = 0; l < 16; l++) t[4 * (l % 4) + l / 4] = acc[r][l];  // hsum16x16: t[4q + p] -> lane 4p + q
-    out[r] = _mm512_mul_ps(simd::hsum16x16(t), scale);
+    __m512 sv;
+    if constexpr (RP == 1) {
+      sv = part[0];
+    } else if constexpr (RP == 2) {
+      sv = _mm512_permutex2var_ps(part[0], _mm512_loadu_si512(kLanes2.idx[r]), part[1]);
+    } else {
+      const __m512i ix = _mm512_loadu_si512(kLanes4.idx[r]);
+      const __m512 lo = _mm512_permutex2var_ps(part[0], ix, part[1]);
+      const __m512 hi = _mm512_permutex2var_ps(part[2 % RP], ix, part[3 % RP]);
+      sv = _mm512_shuffle_f32x4(lo, hi, _MM_SHUFFLE(1, 0, 1, 0));
+    }
+    out[r] = _mm512_mul_ps(sv, scale);
   }
 }
 
