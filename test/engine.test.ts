@@ -210,3 +210,18 @@ test('static batching admits a whole batch at once (beyond one step budget) and 
   assert.deepEqual(out, alone);
   c.close();
 });
+
+test('FLOP accounting: matmul FLOPs per token, and a prefill with the head for its last token and causal attention', () => {
+  const c = core({});
+  const m = c.info.model;
+  const q = m.numHeads * m.headDim;
+  const kv = m.numKvHeads * m.headDim;
+  const H = m.hiddenSize;
+  const perLayer = H * (q + 2 * kv) + q * H + 2 * m.intermediateSize * H + m.intermediateSize * H;
+  const head = m.vocabSize * H;
+  assert.equal(c.flopsPerToken(), 2 * (m.numLayers * perLayer + head));
+  const L = 37;
+  const attention = 4 * m.numLayers * m.numHeads * m.headDim * ((L * (L + 1)) / 2);
+  assert.equal(c.prefillFlops(L), L * 2 * m.numLayers * perLayer + 2 * head + attention);
+  c.close();
+});

@@ -82,7 +82,11 @@ export async function benchLatency(argv: string[]): Promise<void> {
       decode_bandwidth_bound_ms: boundMs,
       decode_bandwidth_bound_tokens_per_s: B / (boundMs / 1000),
       decode_fraction_of_bandwidth_bound: boundMs / dMs,
+      // Model FLOPs (2 per parameter per prompt token, the output head included: the usual
+      // accounting, and the performance issue's), and the FLOPs the prefill actually executes
+      // (the head for the last token only, causal attention added).
       prefill_gflops: (core.flopsPerToken() * B * inputLen) / (median(prefillMs) / 1000) / 1e9,
+      prefill_executed_gflops: (core.prefillFlops(inputLen) * B) / (median(prefillMs) / 1000) / 1e9,
     };
     process.stdout.write(`${JSON.stringify(out, null, flags.has('json') ? undefined : 2)}\n`);
   } finally {

@@ -280,6 +280,11 @@ export class EngineCore {
     return this.runner.model.flopsPerToken();
   }
 
+  /** FLOPs one prefill of a `promptLen`-token prompt executes (see LlamaModel.prefillFlops). */
+  prefillFlops(promptLen: number): number {
+    return this.runner.model.prefillFlops(promptLen);
+  }
+
   /** Free the KV cache's native memory. The core must not be used afterwards. */
   close(): void {
     native().kvCacheFree(this.cache);

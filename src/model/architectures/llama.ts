@@ -257,6 +257,18 @@ export class LlamaModel {
     return this.shapes.reduce((a, w) => a + 2 * w.n * w.k, 0);
   }
 
+  /**
+   * FLOPs a prefill of one `promptLen`-token prompt executes: every layer's matmuls for each
+   * token, the output head for the last token only (the one whose logits are sampled), and causal
+   * attention (q.k and p.v: 4 per head dimension per query-key pair).
+   */
+  prefillFlops(promptLen: number): number {
+    const { cfg } = this;
+    const head = 2 * cfg.vocabSize * cfg.hiddenSize;
+    const attention = 4 * cfg.numLayers * cfg.numHeads * cfg.headDim * ((promptLen * (promptLen + 1)) / 2);
+    return promptLen * (this.flopsPerToken() - head) + head + attention;
+  }
+
   /** logits[r, :] = head(hidden[r, :]) for R rows. */
   logits(hidden: Float32Array, R: number, out: Float32Array): void {
     this.be.linearPacked(this.lmHead, hidden, R, [out], false);
