@@ -8,28 +8,15 @@ import { after, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { DType, Isa, native, type KvCacheHandle } from '../src/backend/native.js';
 import { attentionRef, bitEqual, closeTo, randomF32, rng, roundBf16 } from './reference/ops.js';
+import { detectedIsa, forEachIsa } from './helpers/isa.js';
 
 const nb = native();
-const detected = nb.cpuInfo().detectedIsa;
-const isas: Isa[] = [Isa.Scalar, Isa.Avx2, Isa.Avx512, Isa.Avx512Bf16].filter((i) => i <= detected);
 const initialThreads = nb.getThreads();
 
 after(() => {
-  nb.setIsa(detected);
+  nb.setIsa(detectedIsa);
   nb.setThreads(initialThreads);
 });
-
-/** Runs fn once per supported kernel family, restoring the best one afterwards. */
-function forEachIsa(fn: (isa: Isa) => void): void {
-  try {
-    for (const isa of isas) {
-      nb.setIsa(isa);
-      fn(isa);
-    }
-  } finally {
-    nb.setIsa(detected);
-  }
-}
 
 interface Shape {
   nHeads: number;

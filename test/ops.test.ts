@@ -24,27 +24,15 @@ import {
   ropeRef,
   siluMulRef,
 } from './reference/ops.js';
+import { detectedIsa, forEachIsa } from './helpers/isa.js';
 
 const nb = native();
-const detected = nb.cpuInfo().detectedIsa;
-const isas: Isa[] = [Isa.Scalar, Isa.Avx2, Isa.Avx512, Isa.Avx512Bf16].filter((i) => i <= detected);
 const initialThreads = nb.getThreads();
 
 after(() => {
-  nb.setIsa(detected);
+  nb.setIsa(detectedIsa);
   nb.setThreads(initialThreads);
 });
-
-function forEachIsa(fn: (isa: Isa) => void): void {
-  try {
-    for (const isa of isas) {
-      nb.setIsa(isa);
-      fn(isa);
-    }
-  } finally {
-    nb.setIsa(detected);
-  }
-}
 
 describe('runtime', () => {
   test('cpuInfo reports features and the active ISA; setIsa lowers it and refuses what the CPU lacks', () => {
@@ -54,8 +42,8 @@ describe('runtime', () => {
     if (info.avx512bf16 && info.avx512bw) assert.equal(info.detectedIsa, Isa.Avx512Bf16);
     nb.setIsa(Isa.Scalar);
     assert.equal(nb.cpuInfo().activeIsa, Isa.Scalar);
-    nb.setIsa(detected);
-    if (detected < Isa.Avx512Bf16) assert.throws(() => nb.setIsa(detected + 1), RangeError);
+    nb.setIsa(detectedIsa);
+    if (detectedIsa < Isa.Avx512Bf16) assert.throws(() => nb.setIsa(detectedIsa + 1), RangeError);
     assert.throws(() => nb.setIsa(7 as Isa), RangeError);
     assert.throws(() => nb.setIsa(-1 as Isa), RangeError);
   });

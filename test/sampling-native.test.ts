@@ -6,11 +6,10 @@ import assert from 'node:assert/strict';
 import { after, describe, test } from 'node:test';
 import { Isa, native } from '../src/backend/native.js';
 import { Rng } from '../src/sampling/rng.js';
+import { detectedIsa, forEachIsa, isas } from './helpers/isa.js';
 
 const be = native();
-const detected = be.cpuInfo().detectedIsa;
-after(() => be.setIsa(detected));
-const isas = [Isa.Scalar, Isa.Avx2, Isa.Avx512, Isa.Avx512Bf16].filter((i) => i <= detected);
+after(() => be.setIsa(detectedIsa));
 
 function refArgmax(x: Float32Array, off: number, n: number): number {
   let best = -1;
@@ -137,19 +136,14 @@ test('drawRows gives each row what the one-row ops give, on every kernel family'
   const rows = Int32Array.from([3, 0, 6, 5, 1, 3, 2]);
   const invT = Float64Array.from([0, 1, 1 / 0.7, 1, 0, 2.5, 0]);
   const u = Float64Array.from(rows, () => rng.next());
-  try {
-    for (const isa of isas) {
-      be.setIsa(isa);
-      const out = new Int32Array(rows.length).fill(-7);
-      be.drawRows(logits, n, rows, invT, u, out);
-      rows.forEach((r, i) => {
-        const want = invT[i] === 0 ? be.rowArgmax(logits, r * n, n) : be.rowSoftmaxSample(logits, r * n, n, invT[i]!, u[i]!);
-        assert.equal(out[i], want, `isa=${Isa[isa]} entry ${i} (row ${r})`);
-      });
-    }
-  } finally {
-    be.setIsa(detected);
-  }
+  forEachIsa((isa) => {
+    const out = new Int32Array(rows.length).fill(-7);
+    be.drawRows(logits, n, rows, invT, u, out);
+    rows.forEach((r, i) => {
+      const want = invT[i] === 0 ? be.rowArgmax(logits, r * n, n) : be.rowSoftmaxSample(logits, r * n, n, invT[i]!, u[i]!);
+      assert.equal(out[i], want, `isa=${Isa[isa]} entry ${i} (row ${r})`);
+    });
+  });
   const out = new Int32Array(1);
   const one = (r: number, t: number, uu: number): void => be.drawRows(logits, n, Int32Array.of(r), Float64Array.of(t), Float64Array.of(uu), out);
   assert.throws(() => one(7, 0, 0), RangeError); // no row 7
