@@ -33,18 +33,17 @@ namespace {
 constexpr int kChunk = 32;           // keys per online-softmax step
 constexpr int64_t kTileTokens = 16;  // query tokens per work item
 
-// One chunk of keys. Staged: k and v are [kChunk][head_dim] float32, rows >= n zero-filled.
-// Direct (bf16 cache, AVX-512 kernels with a compile-time head dim): kb[j] / vb[j] point at key
-// j's bf16 row in the pool (a zero row past n), widened exactly as they are loaded, so the
-// arithmetic is the staged one without the copy.
+// One chunk of keys. Staged: k and v are [kChunk][head_dim] float32, rows past the chunk's keys
+// zero-filled. Direct (bf16 cache, AVX-512 kernels with a compile-time head dim): kb[j] / vb[j]
+// point at key j's bf16 row in the pool (a zero row past the chunk's keys), widened exactly as
+// they are loaded, so the arithmetic is the staged one without the copy.
 struct Chunk {
   const float* k;
   const float* v;
-  int n;
   const uint16_t* const* kb;
   const uint16_t* const* vb;
-  // Direct: the next chunk's key and value rows (null at the last chunk), prefetched while this
-  // chunk is computed: its keys by the first row's scores, its values by P.V, a few lines per key
+  // Direct: the next chunk's key and value rows (at an item's last chunk, the first chunk of the
+  // item its thread likely runs next; or null), prefetched while this chunk is computed: its keys by the first row's scores, its values by P.V, a few lines per key
   // (a burst of a whole chunk's lines overflows the core's miss buffers and is dropped: measured,
   // no gain at all, while these spread prefetches halve the time of decode over a DRAM-resident
   // cache).
@@ -537,7 +536,7 @@ void run_item(const AttentionArgs& a, const Item& it, Isa isa, const Item* after
     const int64_t cur = ci % 2, nxt = 1 - cur;
     for (int64_t hi = 0; hi < it.nheads; hi++) {
       const int64_t h = it.head0 + hi;
-      Chunk ch{kst, vst, n, nullptr, nullptr, nullptr, nullptr};
+      Chunk ch{kst, vst, nullptr, nullptr, nullptr, nullptr};
       if (direct) {
         ch.kb = rows_of(cur, hi, false);
         ch.vb = rows_of(cur, hi, true);
