@@ -43,10 +43,10 @@ struct Chunk {
   const uint16_t* const* kb;
   const uint16_t* const* vb;
   // Direct: the next chunk's key and value rows (at an item's last chunk, the first chunk of the
-  // item its thread likely runs next; or null), prefetched while this chunk is computed: its keys by the first row's scores, its values by P.V, a few lines per key
-  // (a burst of a whole chunk's lines overflows the core's miss buffers and is dropped: measured,
-  // no gain at all, while these spread prefetches halve the time of decode over a DRAM-resident
-  // cache).
+  // item its thread likely runs next; or null), prefetched while this chunk is computed: its keys
+  // by the first row's scores, its values by P.V, a few lines per key (a burst of a whole chunk's
+  // lines overflows the core's miss buffers and is dropped: measured, no gain at all, while these
+  // spread prefetches halve the time of decode over a DRAM-resident cache).
   const uint16_t* const* kn;
   const uint16_t* const* vn;
 };
