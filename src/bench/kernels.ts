@@ -143,7 +143,8 @@ export async function benchKernels(argv: string[]): Promise<void> {
 
   const peaksBefore = measureMachinePeaks();
   const sweep = measurePeakSweep();
-  const results: KernelResult[] = [];
+  // Timings first; the fractions come at the end, against the best peaks of the run.
+  const timed: Omit<KernelResult, 'fraction_of_bf16_peak' | 'fraction_of_bandwidth'>[] = [];
   for (const model of models) {
     for (const shape of shapesOf(PRESETS[model]!)) {
       const elems = shape.n * shape.k;
@@ -183,7 +184,7 @@ export async function benchKernels(argv: string[]): Promise<void> {
         }
         const gflops = (2 * m * elems) / (ms1 / 1000) / 1e9;
         const gbs = bytes / (ms1 / 1000) / 1e9;
-        results.push({
+        timed.push({
           model,
           op: shape.op,
           n: shape.n,
@@ -192,8 +193,6 @@ export async function benchKernels(argv: string[]): Promise<void> {
           us_per_call: ms1 * 1000,
           gflops,
           weight_gbs: gbs,
-          fraction_of_bf16_peak: 0, // set below, against the best peaks of the run
-          fraction_of_bandwidth: 0,
           ...(unpacked !== undefined ? { unpacked_us_per_call: unpacked * 1000, speedup: unpacked / ms1 } : {}),
         });
       }
@@ -202,10 +201,11 @@ export async function benchKernels(argv: string[]): Promise<void> {
   }
   const info = be.cpuInfo();
   const peaks = bestPeaks(peaksBefore, measureMachinePeaks());
-  for (const r of results) {
-    r.fraction_of_bf16_peak = peaks.bf16_dot_gflops > 0 ? r.gflops / peaks.bf16_dot_gflops : 0;
-    r.fraction_of_bandwidth = r.weight_gbs / peaks.memory_bandwidth_gbs;
-  }
+  const results: KernelResult[] = timed.map((r) => ({
+    ...r,
+    fraction_of_bf16_peak: peaks.bf16_dot_gflops > 0 ? r.gflops / peaks.bf16_dot_gflops : 0,
+    fraction_of_bandwidth: r.weight_gbs / peaks.memory_bandwidth_gbs,
+  }));
   const out = {
     bench: 'kernels',
     machine: machineInfo(),
