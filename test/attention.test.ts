@@ -6,11 +6,12 @@
  */
 import { after, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { DType, Isa, native, type KvCacheHandle } from '../src/backend/native.js';
+import { DType, type KvCacheHandle } from '../src/backend/backend.js';
+import { Isa, cpuBackend } from '../src/backend/native.js';
 import { attentionRef, bitEqual, closeTo, randomF32, rng, roundBf16 } from './reference/ops.js';
 import { detectedIsa, forEachIsa } from './helpers/isa.js';
 
-const nb = native();
+const nb = cpuBackend();
 const initialThreads = nb.getThreads();
 
 after(() => {

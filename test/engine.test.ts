@@ -12,6 +12,7 @@ import { ContextLengthError } from '../src/errors.js';
 import { makeSamplingParams, type SamplingParamsInput } from '../src/sampling/params.js';
 import { Rng } from '../src/sampling/rng.js';
 import { presetModelDir } from './helpers/tiny-model.js';
+import { createBackend } from '../src/backend/index.js';
 
 interface Req {
   id: string;
@@ -37,7 +38,7 @@ function makeRequests(count: number, seed: number, sampled: boolean): Req[] {
 }
 
 function core(cfg: Partial<EngineConfig>): EngineCore {
-  return new EngineCore(dir, makeEngineConfig({ model: dir, threads: 2, kvCacheMemory: 8 * 1024 * 1024, ...cfg }));
+  return new EngineCore(createBackend({ threads: 2 }), dir, makeEngineConfig({ model: dir, threads: 2, kvCacheMemory: 8 * 1024 * 1024, ...cfg }));
 }
 
 /** Run requests to completion; `arrive(step)` returns the requests that arrive before that step. */

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import { Template } from '@huggingface/jinja';
 import { Tokenizer } from '@huggingface/tokenizers';
-import { DType } from '../src/backend/native.js';
+import { DType } from '../src/backend/backend.js';
 import { parseModelConfig } from '../src/config/model-config.js';
 import { InvalidRequestError } from '../src/errors.js';
 import { buildTokenizer, PRESETS, presetConfigJson, SPECIAL_TOKENS, tensorPlan, writeFixture } from '../src/model/fixture/index.js';

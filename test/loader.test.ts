@@ -7,7 +7,7 @@ import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { after, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { DType } from '../src/backend/native.js';
+import { DType } from '../src/backend/backend.js';
 import { parseGenerationConfig, parseModelConfig, ropeInvFreq, type ModelConfig } from '../src/config/model-config.js';
 import { ModelLoadError } from '../src/errors.js';
 import { tensorPlan } from '../src/model/fixture/weights-gen.js';

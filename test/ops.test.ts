@@ -9,7 +9,8 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
-import { DType, Isa, MatmulPrecision, native } from '../src/backend/native.js';
+import { DType, MatmulPrecision } from '../src/backend/backend.js';
+import { Isa, cpuBackend } from '../src/backend/native.js';
 import {
   bitEqual,
   bf16ToF32,
@@ -26,7 +27,7 @@ import {
 } from './reference/ops.js';
 import { detectedIsa, forEachIsa } from './helpers/isa.js';
 
-const nb = native();
+const nb = cpuBackend();
 const initialThreads = nb.getThreads();
 
 after(() => {

@@ -4,11 +4,11 @@
  */
 import assert from 'node:assert/strict';
 import { after, describe, test } from 'node:test';
-import { Isa, native } from '../src/backend/native.js';
+import { Isa, cpuBackend } from '../src/backend/native.js';
 import { Rng } from '../src/sampling/rng.js';
 import { detectedIsa, forEachIsa, isas } from './helpers/isa.js';
 
-const be = native();
+const be = cpuBackend();
 after(() => be.setIsa(detectedIsa));
 
 function refArgmax(x: Float32Array, off: number, n: number): number {

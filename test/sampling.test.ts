@@ -1,3 +1,4 @@
+import { cpuBackend } from '../src/backend/native.js';
 import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import { InvalidRequestError } from '../src/errors.js';
@@ -83,7 +84,7 @@ class GridRng extends Rng {
 
 function counts(logits: Float32Array, p: SamplingParams, draws: number, rng: Rng): number[] {
   const n = logits.length;
-  const sampler = new Sampler(n);
+  const sampler = new Sampler(cpuBackend(), n);
   const c = new Array<number>(n).fill(0);
   const buf = new Float32Array(n);
   const r: SamplerRow = { params: p, rng, promptTokenIds: [], outputTokenIds: [], eosTokenIds: [] };
@@ -293,7 +294,7 @@ describe('Rng', () => {
 
 describe('Sampler: greedy', () => {
   test('argmax with ties going to the lowest id, no random draw', () => {
-    const s = new Sampler(8);
+    const s = new Sampler(cpuBackend(), 8);
     const logits = new Float32Array([0, 3, 1, 3, -1, 2, 3, 0]);
     const r = row(params({ temperature: 0 }, 8));
     const before = r.rng.clone();
@@ -306,7 +307,7 @@ describe('Sampler: greedy', () => {
 
   test('argmax lanes: the maximum anywhere in a long row, incl. the remainder', () => {
     for (const n of [1, 2, 3, 5, 7, 1001]) {
-      const s = new Sampler(n);
+      const s = new Sampler(cpuBackend(), n);
       for (let pos = 0; pos < n; pos += Math.max(1, Math.floor(n / 7))) {
         const logits = new Float32Array(n).fill(-5);
         logits[pos] = 1;
@@ -319,7 +320,7 @@ describe('Sampler: greedy', () => {
 
   test('top_k = 1 equals greedy on random rows', () => {
     const n = 5000;
-    const s = new Sampler(n);
+    const s = new Sampler(cpuBackend(), n);
     for (let t = 0; t < 20; t++) {
       const logits = randomLogits(n, 100 + t);
       const g = s.sample(logits.slice(), [row(params({ temperature: 0 }, n))])[0]!.tokenId;
@@ -330,7 +331,7 @@ describe('Sampler: greedy', () => {
 
   test('temperature 1e-6 is greedy; temperature 1e-3 samples the argmax when the margin is large', () => {
     const n = 3000;
-    const s = new Sampler(n);
+    const s = new Sampler(cpuBackend(), n);
     for (let t = 0; t < 20; t++) {
       const logits = randomLogits(n, 300 + t);
       const g = s.sample(logits.slice(), [row(params({ temperature: 0 }, n))])[0]!.tokenId;
@@ -347,7 +348,7 @@ describe('Sampler: greedy', () => {
   });
 
   test('greedy with penalties uses the processed logits', () => {
-    const s = new Sampler(4);
+    const s = new Sampler(cpuBackend(), 4);
     const logits = new Float32Array([1, 3, 2.9, 0]);
     const r = row(params({ temperature: 0, repetitionPenalty: 2 }, 4), 0, { outputTokenIds: [1] });
     assert.equal(s.sample(logits, [r])[0]!.tokenId, 2);
@@ -356,7 +357,7 @@ describe('Sampler: greedy', () => {
 
 describe('Sampler: logits processors', () => {
   test('penalties match a hand-computed case (repetition incl. negative logits, frequency, presence)', () => {
-    const s = new Sampler(6);
+    const s = new Sampler(cpuBackend(), 6);
     const logits = new Float32Array([2, -1, 0.5, -3, 1, 4]);
     const p = params({ repetitionPenalty: 2, frequencyPenalty: 0.5, presencePenalty: 0.25 }, 6);
     // Prompt has 0, 1 (and 0 again); output has 2 twice and 3 once. 4 and 5 are untouched.
@@ -373,7 +374,7 @@ describe('Sampler: logits processors', () => {
   });
 
   test('frequency/presence count only output tokens; repetition alone covers prompt and output', () => {
-    const s = new Sampler(4);
+    const s = new Sampler(cpuBackend(), 4);
     const a = new Float32Array([1, 1, 1, 1]);
     s.process(a, [row(params({ frequencyPenalty: 1, presencePenalty: 1 }, 4), 0, { promptTokenIds: [0], outputTokenIds: [1, 1] })]);
     assert.deepEqual(Array.from(a), [1, 1 - 2 - 1, 1, 1]);
@@ -390,7 +391,7 @@ describe('Sampler: logits processors', () => {
   });
 
   test('logit_bias adds to the logits and can force a token', () => {
-    const s = new Sampler(5);
+    const s = new Sampler(cpuBackend(), 5);
     const logits = new Float32Array([5, 1, 0, 0, 0]);
     s.process(logits, [row(params({ logitBias: { '1': 10, '0': -2.5 } }, 5))]);
     assert.deepEqual(Array.from(logits), [2.5, 11, 0, 0, 0]);
@@ -400,7 +401,7 @@ describe('Sampler: logits processors', () => {
   });
 
   test('allowed_token_ids masks everything else', () => {
-    const s = new Sampler(6);
+    const s = new Sampler(cpuBackend(), 6);
     const logits = new Float32Array([9, 1, 2, 3, 4, 5]);
     s.process(logits, [row(params({ allowedTokenIds: [1, 3] }, 6))]);
     assert.deepEqual(Array.from(logits), [-Infinity, 1, -Infinity, 3, -Infinity, -Infinity]);
@@ -411,7 +412,7 @@ describe('Sampler: logits processors', () => {
   });
 
   test('min_tokens suppresses EOS and stop ids until reached', () => {
-    const s = new Sampler(6);
+    const s = new Sampler(cpuBackend(), 6);
     const p = params({ temperature: 0, minTokens: 2, stopTokenIds: [4] }, 6);
     const base = [0, 0, 10, 0, 9, 1]; // EOS (2) best, stop id 4 second
     const at = (out: number[]): number =>
@@ -425,7 +426,7 @@ describe('Sampler: logits processors', () => {
   });
 
   test('everything masked (allowed ⊆ stop ids during min_tokens) still yields a token', () => {
-    const s = new Sampler(4);
+    const s = new Sampler(cpuBackend(), 4);
     const p = params({ temperature: 1, minTokens: 3, allowedTokenIds: [2] }, 4);
     assert.equal(s.sample(new Float32Array([1, 2, 3, 4]), [row(p, 0, { eosTokenIds: [2] })])[0]!.tokenId, 2);
   });
@@ -433,7 +434,7 @@ describe('Sampler: logits processors', () => {
 
 describe('Sampler: logprobs', () => {
   test('logprob and rank come from the raw logits, even when processing changed the row', () => {
-    const s = new Sampler(5);
+    const s = new Sampler(cpuBackend(), 5);
     const raw = [1, 4, 2, 4, 0];
     const lse = Math.log(raw.reduce((a, x) => a + Math.exp(x), 0));
     const p = params({ temperature: 0, logprobs: 3, logitBias: { '0': 50 } }, 5);
@@ -449,7 +450,7 @@ describe('Sampler: logprobs', () => {
   });
 
   test('logprobs 0 gives the chosen token only; null gives nothing; best_of > n computes the logprob', () => {
-    const s = new Sampler(3);
+    const s = new Sampler(cpuBackend(), 3);
     const r0 = s.sample(new Float32Array([0, 1, 2]), [row(params({ temperature: 0, logprobs: 0 }, 3))])[0]!;
     assert.deepEqual(r0.topLogprobs, []);
     assert.equal(r0.rank, 1);
@@ -461,7 +462,7 @@ describe('Sampler: logprobs', () => {
   test('matches float64 log-softmax on a large random row', () => {
     const n = 32000;
     const logits = randomLogits(n, 9, 3);
-    const s = new Sampler(n);
+    const s = new Sampler(cpuBackend(), n);
     const [res] = s.sample(logits.slice(), [row(params({ temperature: 0.9, logprobs: 5 }, n), 3)]);
     let m = -Infinity;
     for (const x of logits) m = Math.max(m, x);
@@ -477,7 +478,7 @@ describe('Sampler: logprobs', () => {
   test('prompt logprobs: row i scores token i + 1, with rank and top-k', () => {
     const V3 = 4;
     const logits = new Float32Array([0, 1, 2, 3, /* row 1 */ 5, 5, 0, -1]);
-    const out = promptLogprobs(logits, 2, V3, [1, 1], 2);
+    const out = promptLogprobs(cpuBackend(), logits, 2, V3, [1, 1], 2);
     const lse0 = Math.log(1 + Math.E + Math.E ** 2 + Math.E ** 3);
     assert.ok(Math.abs(out[0]!.token.logprob - (1 - lse0)) < 1e-12);
     assert.equal(out[0]!.token.rank, 3);
@@ -486,7 +487,7 @@ describe('Sampler: logprobs', () => {
     assert.ok(Math.abs(out[1]!.token.logprob - (5 - lse1)) < 1e-12);
     assert.equal(out[1]!.token.rank, 1);
     assert.deepEqual(out[1]!.top.map((t) => [t.tokenId, t.rank]), [[0, 1], [1, 1]]);
-    assert.deepEqual(promptLogprobs(logits, 1, V3, [0], 0)[0]!.top, []);
+    assert.deepEqual(promptLogprobs(cpuBackend(), logits, 1, V3, [0], 0)[0]!.top, []);
   });
 });
 
@@ -509,7 +510,7 @@ describe('Sampler: batch invariance and determinism', () => {
     ];
     const steps = 40;
     const run = (batchOthers: SamplingParams[], position: number): number[] => {
-      const s = new Sampler(n);
+      const s = new Sampler(cpuBackend(), n);
       const me: SamplerRow = { params: mine, rng: new Rng(1234), promptTokenIds: [1, 2, 3], outputTokenIds: [], eosTokenIds: [2] };
       const rest = batchOthers.map((p, i) => row(p, 99 + i, { promptTokenIds: [5, 6] }));
       const out: number[] = [];
@@ -534,7 +535,7 @@ describe('Sampler: batch invariance and determinism', () => {
 
   test('different seeds give different sequences; same seed the same', () => {
     const n = 1000;
-    const s = new Sampler(n);
+    const s = new Sampler(cpuBackend(), n);
     const draw = (seed: number): number[] => {
       const r = row(params({ temperature: 1 }, n), seed);
       return Array.from({ length: 20 }, (_, t) => s.sample(randomLogits(n, t), [r])[0]!.tokenId);
@@ -625,7 +626,7 @@ describe('Sampler: the sampled distribution is exactly the target', () => {
 
 describe('Sampler: input checks', () => {
   test('rejects a logits buffer that is too short', () => {
-    const s = new Sampler(4);
+    const s = new Sampler(cpuBackend(), 4);
     assert.throws(() => s.sample(new Float32Array(7), [row(params({}, 4)), row(params({}, 4))]), /expected 2 x 4/);
   });
 });

@@ -14,6 +14,7 @@ import { Rng } from '../src/sampling/rng.js';
 import { fixturePath } from './helpers/fixtures.js';
 import { ModelHarness } from './helpers/model-harness.js';
 import { presetModelDir } from './helpers/tiny-model.js';
+import { createBackend } from '../src/backend/index.js';
 
 let tiny: string;
 before(async () => {
@@ -21,7 +22,7 @@ before(async () => {
 });
 
 function core(dir: string, cfg: Partial<EngineConfig> = {}): EngineCore {
-  return new EngineCore(dir, makeEngineConfig({ model: dir, threads: 2, kvCacheMemory: 8 * 1024 * 1024, ...cfg }));
+  return new EngineCore(createBackend({ threads: 2 }), dir, makeEngineConfig({ model: dir, threads: 2, kvCacheMemory: 8 * 1024 * 1024, ...cfg }));
 }
 
 interface Req {

@@ -1,31 +1,18 @@
 /**
- * The native CPU backend (C++17, node-addon-api, built by node-gyp into build/Release/pagewise.node).
+ * The CPU backend: C++17 kernels in a node-addon-api addon (native/, built by node-gyp into
+ * build/Release/pagewise.node), with run-time ISA dispatch (AVX-512 BF16 / AVX-512 / AVX2 / scalar)
+ * and its own thread pool. Besides the compute contract (`backend.ts`) the addon exposes test hooks
+ * (kernel family, thread count, a plain unpacked linear, KV slot read-back), machine
+ * microbenchmarks, and host services (file mapping, aligned memory).
  *
- * All ops are synchronous: the engine calls them from its worker thread, so the main thread never
- * waits on them. Every op writes into a caller-provided output (no allocation on the hot path) and
- * computes each output row in an order that does not depend on the batch size or on how work is
- * split over threads (batch invariance, see DESIGN.md).
- *
- * Shapes are row-major. "Weight" arrays hold raw element bits: Float32Array for F32,
- * Uint16Array for F16 and BF16.
- *
- * Every call validates its arguments before touching memory and throws a TypeError (wrong type,
- * non-integer) or RangeError (bad value, length, index, dtype) instead of crashing. Parameter
- * arrays (weights, bias, norm weight, invFreq) must have exactly the size of their shape;
- * activation and output arrays must have at least that size (a longer, preallocated workspace is
- * fine: only the leading part is used). Outputs must not overlap inputs unless a doc says so.
+ * The addon is loaded once per thread. Only modules under src/backend/ load it: the engine and
+ * everything else receive a {@link ComputeBackend} (see `createBackend` in `index.ts`).
  */
 import { createRequire } from 'node:module';
 import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-
-/** Element type of weights and KV caches; values match native/common.h. */
-export enum DType {
-  F32 = 0,
-  F16 = 1,
-  BF16 = 2,
-}
+import type { ComputeBackend, DType, KvCacheHandle, MatmulPrecision, WeightArray } from './backend.js';
 
 /** Kernel families, best first; values match native/common.h. */
 export enum Isa {
@@ -33,35 +20,6 @@ export enum Isa {
   Avx2 = 1,
   Avx512 = 2,
   Avx512Bf16 = 3,
-}
-
-export type WeightArray = Float32Array | Uint16Array;
-
-/**
- * How a linear layer multiplies. `F32`: weights of any dtype widened exactly to float32, float32
- * activations, float32 accumulation. `BF16`: BF16 weights only; activations rounded to BF16
- * (round-to-nearest-even), products accumulated in float32 (AVX512_BF16 `vdpbf16ps` where available).
- */
-export enum MatmulPrecision {
-  F32 = 0,
-  BF16 = 1,
-}
-
-/** Opaque handle to weights pre-packed for {@link NativeBackend.linearPacked} (native memory). */
-export interface PackedLinearHandle {
-  readonly __packedLinear: unique symbol;
-}
-
-/** One weight matrix of a pack: w is [n, K] in Hugging Face layout, bias (optional) is [n]. */
-export interface LinearPart {
-  w: WeightArray;
-  n: number;
-  bias?: Float32Array | null;
-}
-
-/** Opaque handle to a paged KV cache allocated in native memory. */
-export interface KvCacheHandle {
-  readonly __kvCache: unique symbol;
 }
 
 export interface CpuInfo {
@@ -77,27 +35,14 @@ export interface CpuInfo {
   activeIsa: Isa;
 }
 
-export interface NativeBackend {
+/** Hooks tests and benchmarks use to reach inside the CPU backend; the engine never calls them. */
+export interface CpuTestHooks {
   cpuInfo(): CpuInfo;
   /** Select the kernel family (tests use this to run every path); throws if the CPU lacks it. */
   setIsa(isa: Isa): void;
   /** Resize the persistent thread pool (n >= 1, counting the calling thread). */
   setThreads(n: number): void;
   getThreads(): number;
-
-  /**
-   * Map a file read-only into memory; the mapping lives as long as the returned buffer. The
-   * mapping is private: the file is never written (a stray write from JS lands in a private
-   * copy-on-write page instead of crashing). An empty file gives an empty ArrayBuffer; a file
-   * that cannot be opened throws an Error naming the path.
-   */
-  mmapFile(path: string): ArrayBuffer;
-  /** Zeroed, 64-byte-aligned native memory exposed without a copy. */
-  allocAligned(bytes: number): ArrayBuffer;
-
-  /** out[t, :] = table[ids[t], :] widened to float32. table is [vocab, hidden]. */
-  embedding(out: Float32Array, table: WeightArray, tableDtype: DType, ids: Int32Array, hidden: number): void;
-
   /**
    * out[m, n] = sum_k x[m, k] * w[n, k] (+ bias[n]).  x: [M, K] float32, w: [N, K] (Hugging Face
    * layout), out: [M, N]. `precision` BF16 requires wDtype BF16.
@@ -114,154 +59,12 @@ export interface NativeBackend {
     precision: MatmulPrecision,
   ): void;
 
-  /**
-   * Re-lay weights out once (at model load) into the order the linear microkernels stream them,
-   * in native memory: columns in vectors of 16, vectors in contiguous panels, k pairs interleaved
-   * for BF16 precision (what `vdpbf16ps` reads). Several matrices with the same K (e.g. q, k, v)
-   * can share one pack: one pass over the activations fills all their outputs. The source arrays
-   * are copied (they may be freed or unmapped afterwards). Same dtype/precision rules as linear().
-   */
-  packLinear(parts: LinearPart[], wDtype: DType, K: number, precision: MatmulPrecision): PackedLinearHandle;
-  /**
-   * A gate/up pair packed together: linearPacked then writes out[m, i] = silu(g) * u with
-   * g = x[m,:] . gate[i,:], u = x[m,:] . up[i,:] (the same bits as two packs + siluMul).
-   * gate and up are [I, K].
-   */
-  packGateUp(gate: WeightArray, up: WeightArray, wDtype: DType, I: number, K: number, precision: MatmulPrecision): PackedLinearHandle;
-  /**
-   * outs[s][m, :] = x[m, :] . part_s^T (+ bias_s) for every part of the pack (one output of
-   * [M, I] for a gate/up pack); with `accumulate`, outs[s] += that instead (a residual add fused
-   * into the store: the same bits as linear then add). x: [M, K] float32.
-   *
-   * Each output element is one float32 accumulator taking k in order (F32 precision: one fused
-   * multiply-add per k; BF16 precision: one bf16 pair dot product per k pair), whatever M, the
-   * other rows, the other parts or the thread count: row m of a batch equals the M = 1 result bit
-   * for bit. The order differs from linear()'s, so the two ops can differ in the last bits.
-   * Outputs must not overlap x or each other.
-   */
-  linearPacked(w: PackedLinearHandle, x: Float32Array, M: number, outs: Float32Array[], accumulate: boolean): void;
-  /** Free a pack's native memory now (the handle must not be used afterwards; idempotent). */
-  packedLinearFree(w: PackedLinearHandle): void;
-
-  /** out[m, :] = x[m, :] / sqrt(mean(x[m, :]^2) + eps) * weight.  x, out: [M, H]; may alias. */
-  rmsnorm(out: Float32Array, x: Float32Array, weight: Float32Array, M: number, H: number, eps: number): void;
-
-  /**
-   * The rotary angles of T positions: cosSin[t, i] = cos(positions[t] * invFreq[i]) and
-   * cosSin[t, half + i] the sine (half = invFreq.length; angles evaluated in double precision).
-   * invFreq has rope_theta and rope_scaling already applied. Computed once per step, used by every
-   * layer's {@link rope}.
-   */
-  ropeTable(cosSin: Float32Array, positions: Int32Array, T: number, invFreq: Float32Array): void;
-  /**
-   * Rotary embedding in place, Hugging Face `rotate_half` convention, on q [T, nHeads*headDim] and
-   * k [T, nKvHeads*headDim], with the angles of {@link ropeTable} ([T, headDim]).
-   */
-  rope(q: Float32Array, k: Float32Array, cosSin: Float32Array, T: number, nHeads: number, nKvHeads: number, headDim: number): void;
-
-  /**
-   * out[m, i] = silu(gate[m, i]) * up[m, i]; gate/up are [M, I] with row strides (elements, >= I).
-   * out is [M, I]; it may alias gate or up only exactly (same start, that stride == I).
-   */
-  siluMul(out: Float32Array, gate: Float32Array, up: Float32Array, M: number, I: number, gateStride: number, upStride: number): void;
-
-  /** out[i] = a[i] + b[i] for i < n; out may alias a or b. */
-  add(out: Float32Array, a: Float32Array, b: Float32Array, n: number): void;
-
-  /**
-   * Allocate a paged KV cache: for each layer, numBlocks blocks each holding K and V of
-   * blockSize * kvHeads * headDim elements of `dtype` (F32 or BF16; BF16 stores round to nearest
-   * even). The layout inside a block is the backend's (the CPU backend keeps a block's K then its
-   * V, each head-major [kvHeads, blockSize, headDim]); kvCacheWrite / kvCacheReadSlot define the
-   * semantics.
-   * numBlocks * blockSize must fit an Int32 slot index.
-   */
-  kvCacheCreate(numLayers: number, numBlocks: number, blockSize: number, kvHeads: number, headDim: number, dtype: DType): KvCacheHandle;
-  /** Bytes one block takes across all layers, K and V. */
-  kvCacheBlockBytes(numLayers: number, blockSize: number, kvHeads: number, headDim: number, dtype: DType): number;
-  /** Free the cache's memory now (the handle must not be used afterwards). */
-  kvCacheFree(cache: KvCacheHandle): void;
-  /**
-   * Commit the memory of the next uncommitted blocks, in block id order, about maxBytes in all (at
-   * least one block), so their first writes do not fault. Contents are unchanged. Returns true
-   * while uncommitted blocks remain (false also where the system cannot commit ahead).
-   */
-  kvCacheCommit(cache: KvCacheHandle, maxBytes: number): boolean;
-  /**
-   * Store K/V rows of T new tokens: k, v are [T, kvHeads*headDim] float32; token t goes to slot
-   * slotMapping[t] = block * blockSize + offset of the given layer. Slot -1 means skip.
-   */
-  kvCacheWrite(cache: KvCacheHandle, layer: number, k: Float32Array, v: Float32Array, slotMapping: Int32Array, T: number): void;
-  /** For every layer copy block src[i] to block dst[i] (copy-on-write). */
-  kvCacheCopyBlocks(cache: KvCacheHandle, src: Int32Array, dst: Int32Array): void;
   /** Read back [kvHeads*headDim] K or V values of one slot as float32 (tests, debugging). */
   kvCacheReadSlot(cache: KvCacheHandle, layer: number, which: 'k' | 'v', slot: number): Float32Array;
+}
 
-  /**
-   * PagedAttention for a flat varlen batch of numSeqs sequences. Sequence s has query tokens
-   * q[queryStartLoc[s] .. queryStartLoc[s+1]) (q: [totalTokens, nHeads*headDim]) which are its
-   * LAST qLen tokens of seqLens[s] tokens in total; their K/V are already in the cache. Query token
-   * at absolute position p attends causally to keys 0..p, read through
-   * blockTables[s * maxBlocksPerSeq + p / blockSize]. Query head h uses KV head
-   * h / (nHeads / nKvHeads). Softmax is online (numerically stable); each query row is computed in
-   * the same order whatever the batch, the chunking or the physical blocks (the CPU backend
-   * consumes keys in fixed chunks of absolute positions, so not even the block size changes it).
-   * Only the first ceil(seqLens[s] / blockSize) entries of a sequence's table row are read.
-   * out: [totalTokens, nHeads*headDim], not overlapping q.
-   */
-  pagedAttention(
-    out: Float32Array,
-    q: Float32Array,
-    cache: KvCacheHandle,
-    layer: number,
-    blockTables: Int32Array,
-    maxBlocksPerSeq: number,
-    queryStartLoc: Int32Array,
-    seqLens: Int32Array,
-    numSeqs: number,
-    nHeads: number,
-    nKvHeads: number,
-    headDim: number,
-    scale: number,
-  ): void;
-
-  /**
-   * Index of the largest of logits[offset .. offset+n) (ties: the lowest index; NaN never wins);
-   * -1 when every value is -Infinity.
-   */
-  rowArgmax(logits: Float32Array, offset: number, n: number): number;
-  /**
-   * Draw an index from softmax(row * invTemperature) by inverse CDF in index order: the first index
-   * where the cumulative weight exceeds u · total (u in [0, 1)). -1 when every value is -Infinity.
-   */
-  rowSoftmaxSample(logits: Float32Array, offset: number, n: number, invTemperature: number, u: number): number;
-  /**
-   * Many rows' draws at once, on the thread pool: out[i] is rowArgmax of row rows[i] (values
-   * [rows[i] * n, rows[i] * n + n)) where invTemperature[i] is 0, else rowSoftmaxSample of it with
-   * invTemperature[i] and u[i]. Each result is exactly what the one-row op gives.
-   */
-  drawRows(logits: Float32Array, n: number, rows: Int32Array, invTemperature: Float64Array, u: Float64Array, out: Int32Array): void;
-  /** log(sum(exp(row))) (max-shifted, summed in double); -Infinity when every value is -Infinity. */
-  rowLogSumExp(logits: Float32Array, offset: number, n: number): number;
-  /** How many values of the row are strictly greater than `value` (a token's rank is this + 1). */
-  rowCountGreater(logits: Float32Array, offset: number, n: number, value: number): number;
-  /**
-   * Top-p preparation over a row: w[i] = exp((x[i] - max) · invT) (double), bucket[i] =
-   * floor(-(x[i] - max) · invT · bucketsPerNat) clamped to the last bucket of `hist` (-inf ids land
-   * there), hist[b] += w[i] (hist zeroed by the caller). Returns the total mass.
-   */
-  rowNucleusWeights(
-    logits: Float32Array,
-    offset: number,
-    n: number,
-    max: number,
-    invTemperature: number,
-    w: Float64Array,
-    bucket: Uint16Array,
-    hist: Float64Array,
-    bucketsPerNat: number,
-  ): number;
-
+/** Machine-limit microbenchmarks (native/bench.cc): what performance numbers are reported against. */
+export interface MachineBenchmarks {
   /**
    * Memory read bandwidth in GB/s: all pool threads stream a `bytes`-sized buffer, best of `iters`
    * passes (the machine-limit microbenchmark the performance numbers are reported against).
@@ -276,6 +79,22 @@ export interface NativeBackend {
   benchPeakFlops(accumulators?: number): { f32Gflops: number; bf16Gflops: number };
 }
 
+/** Host services of the addon, used by the weight loaders. */
+export interface NativeHost {
+  /**
+   * Map a file read-only into memory; the mapping lives as long as the returned buffer. The
+   * mapping is private: the file is never written (a stray write from JS lands in a private
+   * copy-on-write page instead of crashing). An empty file gives an empty ArrayBuffer; a file
+   * that cannot be opened throws an Error naming the path.
+   */
+  mmapFile(path: string): ArrayBuffer;
+  /** Zeroed, 64-byte-aligned native memory exposed without a copy. */
+  allocAligned(bytes: number): ArrayBuffer;
+}
+
+/** Everything the addon exports. */
+type Addon = Omit<ComputeBackend, 'describe'> & CpuTestHooks & MachineBenchmarks & NativeHost;
+
 function findAddon(): string {
   // Works from src/backend (tsx) and dist/backend (compiled): walk up to the package root.
   let dir = dirname(fileURLToPath(import.meta.url));
@@ -289,10 +108,48 @@ function findAddon(): string {
   );
 }
 
-let cached: NativeBackend | undefined;
+let cached: Addon | undefined;
 
-/** The loaded native backend (loaded once per thread). */
-export function native(): NativeBackend {
-  if (!cached) cached = createRequire(import.meta.url)(findAddon()) as NativeBackend;
+/** The loaded addon (once per thread). */
+function addon(): Addon {
+  if (!cached) cached = createRequire(import.meta.url)(findAddon()) as Addon;
   return cached;
 }
+
+const isaNames: Record<number, string> = { [Isa.Scalar]: 'scalar', [Isa.Avx2]: 'avx2', [Isa.Avx512]: 'avx512', [Isa.Avx512Bf16]: 'avx512bf16' };
+
+/**
+ * The CPU compute backend with its thread pool resized to `threads`. The pool and the kernel
+ * family are per process thread (the addon's state), so two backends in one thread share them.
+ */
+export function createCpuBackend(threads: number): ComputeBackend {
+  const a = addon();
+  a.setThreads(threads);
+  return Object.assign(Object.create(a) as Addon, {
+    describe: () => ({ device: 'cpu', threads: a.getThreads(), kernels: isaNames[a.cpuInfo().activeIsa] ?? 'unknown' }),
+  });
+}
+
+/** The CPU backend with its test hooks and microbenchmarks (tests and `pagewise bench kernels`). */
+export type CpuBackend = ComputeBackend & CpuTestHooks & MachineBenchmarks & NativeHost;
+
+/** The CPU backend as {@link CpuBackend}, thread pool as it is. */
+export function cpuBackend(): CpuBackend {
+  return createCpuBackend(addon().getThreads()) as CpuBackend;
+}
+
+/** The CPU backend's test hooks. */
+export function cpuTestHooks(): CpuTestHooks {
+  return addon();
+}
+
+/** The machine microbenchmarks. */
+export function machineBenchmarks(): MachineBenchmarks {
+  return addon();
+}
+
+/** File mapping and aligned memory. */
+export function nativeHost(): NativeHost {
+  return addon();
+}
+

@@ -16,7 +16,8 @@
  * Flags: [--models smollm-135m,llama-1b] [--m 1,16,64,256,1024] [--threads N] [--min-ms 300]
  * [--compare-unpacked] [--json]
  */
-import { DType, Isa, MatmulPrecision, native, type PackedLinearHandle } from '../backend/native.js';
+import { DType, MatmulPrecision, type PackedLinearHandle } from '../backend/backend.js';
+import { Isa, cpuBackend } from '../backend/native.js';
 import { intFlag, parseArgs, strFlag } from '../cli/args.js';
 import { InvalidRequestError } from '../errors.js';
 import { PRESETS, type PresetSpec } from '../model/fixture/presets.js';
@@ -56,7 +57,7 @@ interface Shape {
 }
 
 function shapesOf(p: PresetSpec): Shape[] {
-  const be = native();
+  const be = cpuBackend();
   const H = p.hiddenSize;
   const hd = p.headDim ?? H / p.numHeads;
   const q = p.numHeads * hd;
@@ -132,7 +133,7 @@ function randomBf16(n: number, seed: number): Uint16Array {
 export async function benchKernels(argv: string[]): Promise<void> {
   const flags = parseArgs(argv, { values: ['models', 'm', 'threads', 'min-ms'], booleans: ['json', 'compare-unpacked'] });
   const compare = flags.has('compare-unpacked');
-  const be = native();
+  const be = cpuBackend();
   const threads = intFlag(flags, 'threads');
   if (threads !== undefined) be.setThreads(threads);
   const models = (strFlag(flags, 'models') ?? 'smollm-135m,llama-1b').split(',').filter(Boolean);

@@ -12,6 +12,7 @@ import { benchHeader } from './header.js';
 import { makeWorkload } from './workload.js';
 import { bestPeaks, measureMachinePeaks } from './peaks.js';
 import { median } from './stats.js';
+import { createBackend } from '../backend/index.js';
 
 export async function benchLatency(argv: string[]): Promise<void> {
   const flags = parseArgs(argv, {
@@ -24,7 +25,7 @@ export async function benchLatency(argv: string[]): Promise<void> {
   const iters = intFlag(flags, 'iters') ?? 3;
   const cfg = makeEngineConfig({ maxNumBatchedTokens: Math.max(2048, B * inputLen), ...engineConfigFromFlags(flags) });
   const dir = await resolveModel(cfg.model);
-  const core = new EngineCore(dir, cfg);
+  const core = new EngineCore(createBackend({ threads: cfg.threads }), dir, cfg);
   try {
     // Every iteration takes fresh blocks; commit their memory now, as a server does while idle, so
     // the steps measure the model, not first touches of fresh memory (on a VM ~8 us per 4 KiB

@@ -2,7 +2,7 @@
  * The machine's limits, measured on the machine the benchmark runs on (never hard-coded): memory
  * read bandwidth with all threads, and peak FLOP/s of float32 FMA and of the BF16 dot product.
  */
-import { native } from '../backend/native.js';
+import { cpuBackend } from '../backend/native.js';
 
 export interface MachinePeaks {
   threads: number;
@@ -19,7 +19,7 @@ export interface PeakSweepPoint {
 }
 
 export function measureMachinePeaks(): MachinePeaks {
-  const be = native();
+  const be = cpuBackend();
   // 512 MiB: far beyond any cache, so this is DRAM bandwidth.
   const bw = be.benchMemoryBandwidth(512 * 1024 * 1024, 5);
   // 16 chains per thread: more than latency x throughput of FMA and vdpbf16ps on current cores
@@ -47,7 +47,7 @@ export function bestPeaks(...ps: MachinePeaks[]): MachinePeaks {
  * cover the instruction's latency, then stays flat at the machine's real peak.
  */
 export function measurePeakSweep(counts: readonly number[] = [1, 2, 4, 8, 12, 16, 24]): PeakSweepPoint[] {
-  const be = native();
+  const be = cpuBackend();
   return counts.map((accumulators) => {
     const f = be.benchPeakFlops(accumulators);
     return { accumulators, f32_fma_gflops: f.f32Gflops, bf16_dot_gflops: f.bf16Gflops };

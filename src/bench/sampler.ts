@@ -2,6 +2,8 @@
  * Sampler micro-benchmark: microseconds per row for the common sampling configurations on random
  * logits: `pagewise bench sampler [--vocab-size V] [--batch B] [--iters N] [--json]`.
  */
+import { availableParallelism } from 'node:os';
+import { createBackend } from '../backend/index.js';
 import { intFlag, parseArgs } from '../cli/args.js';
 import { Sampler, type SamplerRow } from '../sampling/sampler.js';
 import { makeSamplingParams, type SamplingParamsInput } from '../sampling/params.js';
@@ -36,7 +38,7 @@ export function benchSampler(opts: BenchSamplerOptions): Record<string, number> 
     source[i] = 2.5 * Math.sqrt(-2 * Math.log(u1)) * Math.cos(2 * Math.PI * u2);
   }
   const logits = new Float32Array(source.length);
-  const sampler = new Sampler(V);
+  const sampler = new Sampler(createBackend({ threads: availableParallelism() }), V);
   const prompt = Array.from({ length: 512 }, (_, i) => (i * 7919) % V);
   const output = Array.from({ length: 128 }, (_, i) => (i * 104729) % V);
   const result: Record<string, number> = {};

@@ -3,7 +3,7 @@
  * schedule → execute → sample → update. It is a plain class so tests can drive it directly; in
  * production it lives in a worker thread (worker.ts) and talks to the main thread by messages.
  */
-import { DType, Isa, native, type KvCacheHandle } from '../backend/native.js';
+import { DType, type ComputeBackend, type KvCacheHandle } from '../backend/backend.js';
 import { defaultKvCacheBytes, type EngineConfig } from '../config/engine-config.js';
 import { ContextLengthError, InvalidRequestError, ModelLoadError } from '../errors.js';
 import { KVCacheManager } from '../kv/kv-cache-manager.js';
@@ -76,7 +76,6 @@ export function checkRequestFits(info: EngineInfo, prompt: readonly number[], pa
   }
 }
 
-const isaNames: Record<number, string> = { [Isa.Scalar]: 'scalar', [Isa.Avx2]: 'avx2', [Isa.Avx512]: 'avx512', [Isa.Avx512Bf16]: 'avx512bf16' };
 
 export class EngineCore {
   readonly info: EngineInfo;
@@ -90,9 +89,11 @@ export class EngineCore {
   private promptTokensTotal = 0;
   private generationTokensTotal = 0;
 
-  constructor(modelDir: string, cfg: EngineConfig) {
-    const be = native();
-    be.setThreads(cfg.threads);
+  constructor(
+    private readonly be: ComputeBackend,
+    modelDir: string,
+    cfg: EngineConfig,
+  ) {
     const files = loadModelFiles(modelDir);
     const mc = files.config;
     const weights = WeightStore.open(modelDir);
@@ -119,14 +120,14 @@ export class EngineCore {
     this.cache = be.kvCacheCreate(mc.numLayers, numBlocks, cfg.blockSize, mc.numKvHeads, mc.headDim, dt);
     this.kv = new KVCacheManager(numBlocks, cfg.blockSize, cfg.enablePrefixCaching);
     this.scheduler = new Scheduler({ maxNumBatchedTokens: cfg.maxNumBatchedTokens, maxNumSeqs: cfg.maxNumSeqs, kind: cfg.scheduler }, this.kv);
-    const model = new LlamaModel(mc, weights, { precision, maxTokens: cfg.maxNumBatchedTokens });
-    this.runner = new ModelRunner(model, this.cache, {
+    const model = new LlamaModel(be, mc, weights, { precision, maxTokens: cfg.maxNumBatchedTokens });
+    this.runner = new ModelRunner(be, model, this.cache, {
       blockSize: cfg.blockSize,
       maxTokens: cfg.maxNumBatchedTokens,
       maxSeqs: cfg.maxNumSeqs,
       maxBlocksPerSeq: Math.ceil(maxModelLen / cfg.blockSize),
     });
-    this.sampler = new Sampler(mc.vocabSize);
+    this.sampler = new Sampler(be, mc.vocabSize);
     const eos = files.generationConfig.eosTokenIds.length > 0 ? files.generationConfig.eosTokenIds : mc.eosTokenIds;
     this.info = {
       modelDir,
@@ -139,8 +140,8 @@ export class EngineCore {
       kvCacheBytes: numBlocks * blockBytes,
       maxModelLen,
       eosTokenIds: [...new Set(eos)],
-      threads: be.getThreads(),
-      isa: isaNames[be.cpuInfo().activeIsa] ?? 'unknown',
+      threads: be.describe().threads,
+      isa: be.describe().kernels,
     };
   }
 
@@ -154,7 +155,7 @@ export class EngineCore {
    * (the worker calls it while there is no work). Returns true while there is more to commit.
    */
   commitKvCache(maxBytes: number): boolean {
-    return native().kvCacheCommit(this.cache, maxBytes);
+    return this.be.kvCacheCommit(this.cache, maxBytes);
   }
 
   /** Admit a request; throws a clear error if it can never run (too long for the model or the pool). */
@@ -287,7 +288,7 @@ export class EngineCore {
 
   /** Free the KV cache's native memory. The core must not be used afterwards. */
   close(): void {
-    native().kvCacheFree(this.cache);
+    this.be.kvCacheFree(this.cache);
     // Packed weights live in native memory; free them now rather than at garbage collection.
     this.runner.model.dispose();
   }
@@ -331,7 +332,7 @@ export class EngineCore {
       for (let r = 0; r < count; r++) {
         const pr = promptRows[first - nSample + r]!;
         const seq = pr.st.seqs[0]!;
-        const [lp] = promptLogprobs(logits.subarray(r * V, (r + 1) * V), 1, V, [seq.tokens[pr.position + 1]!], seq.params.promptLogprobs!);
+        const [lp] = promptLogprobs(this.be, logits.subarray(r * V, (r + 1) * V), 1, V, [seq.tokens[pr.position + 1]!], seq.params.promptLogprobs!);
         pr.st.promptLogprobs.push(lp!);
       }
     }

@@ -8,6 +8,7 @@ import type { EngineConfig } from '../config/engine-config.js';
 import { serializeError } from '../errors.js';
 import { EngineCore } from './core.js';
 import type { FromWorker, ToWorker } from './protocol.js';
+import { createBackend } from '../backend/index.js';
 
 const port = parentPort;
 if (!port) throw new Error('engine worker must run in a worker thread');
@@ -22,7 +23,7 @@ function fatal(err: unknown): never {
 
 let core: EngineCore;
 try {
-  core = new EngineCore(modelDir, config);
+  core = new EngineCore(createBackend({ threads: config.threads }), modelDir, config);
 } catch (err) {
   fatal(err);
 }

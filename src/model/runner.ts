@@ -3,7 +3,7 @@
  * slot mapping, block tables, query offsets), runs the model over it, and returns the logits of the
  * rows that need them.
  */
-import { native, type KvCacheHandle } from '../backend/native.js';
+import type { ComputeBackend, KvCacheHandle } from '../backend/backend.js';
 import type { ScheduledSeq } from '../scheduler/scheduler.js';
 import type { ForwardBatch, LlamaModel } from './architectures/llama.js';
 
@@ -34,6 +34,7 @@ export class ModelRunner {
   readonly maxLogitsRows: number;
 
   constructor(
+    private readonly be: ComputeBackend,
     readonly model: LlamaModel,
     readonly cache: KvCacheHandle,
     readonly cfg: RunnerConfig,
@@ -62,7 +63,7 @@ export class ModelRunner {
    * of the `want` rows for logits(). Block copies (copy-on-write) are performed first.
    */
   forward(scheduled: readonly ScheduledSeq[], copies: ReadonlyArray<[number, number]>, want: readonly LogitsRequest[]): void {
-    const be = native();
+    const be = this.be;
     if (copies.length > 0) {
       be.kvCacheCopyBlocks(this.cache, Int32Array.from(copies, (c) => c[0]), Int32Array.from(copies, (c) => c[1]));
     }

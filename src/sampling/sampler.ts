@@ -21,7 +21,7 @@
  * Ties: every ordering is by value descending, then token id ascending. top_k keeps exactly k ids
  * (vLLM keeps every id tied with the k-th value; the two differ only on exact float ties).
  */
-import { native } from '../backend/native.js';
+import type { ComputeBackend } from '../backend/backend.js';
 import type { SamplingParams } from './params.js';
 import { SAMPLING_EPS } from './params.js';
 import type { Rng } from './rng.js';
@@ -107,7 +107,10 @@ export class Sampler {
   private heapIds = new Int32Array(64);
   private heapVals = new Float64Array(64);
 
-  constructor(vocabSize: number) {
+  constructor(
+    private readonly be: ComputeBackend,
+    vocabSize: number,
+  ) {
     if (!Number.isInteger(vocabSize) || vocabSize < 1) throw new RangeError(`vocabSize must be a positive integer, got ${vocabSize}`);
     this.V = vocabSize;
     this.w = new Float64Array(vocabSize);
@@ -160,7 +163,7 @@ export class Sampler {
     }
     if (nb > 0) {
       const ids = new Int32Array(nb);
-      native().drawRows(logits, V, batch.subarray(0, nb), invT.subarray(0, nb), u.subarray(0, nb), ids);
+      this.be.drawRows(logits, V, batch.subarray(0, nb), invT.subarray(0, nb), u.subarray(0, nb), ids);
       for (let i = 0; i < nb; i++) {
         const r = batch[i]!;
         out[r] = this.finish(logits, r * V, rows[r]!, ids[i]!, wantLogprob[i] === 1);
@@ -211,7 +214,7 @@ export class Sampler {
 
     let tokenId: number;
     if (p.temperature < SAMPLING_EPS) {
-      tokenId = native().rowArgmax(L, off, V);
+      tokenId = this.be.rowArgmax(L, off, V);
     } else {
       tokenId = this.sampleRandom(L, off, p, row.rng);
     }
@@ -301,7 +304,7 @@ export class Sampler {
     if (topK === 0 && topP >= 1 && minP <= 0) {
       // Plain softmax over the whole vocabulary, drawn in id order: vectorised natively, as it
       // touches every id (exp of 50k-150k logits per token).
-      return native().rowSoftmaxSample(L, off, V, invT, rng.next());
+      return this.be.rowSoftmaxSample(L, off, V, invT, rng.next());
     }
 
     let n: number; // the candidates are idx[0..n)
@@ -385,7 +388,7 @@ export class Sampler {
     const hist = this.hist;
     hist.fill(0);
     // The pass over the whole vocabulary (exp, bucket, histogram) runs natively.
-    const sum = native().rowNucleusWeights(L, off, V, max, invT, w, bucket, hist, BUCKETS_PER_NAT);
+    const sum = this.be.rowNucleusWeights(L, off, V, max, invT, w, bucket, hist, BUCKETS_PER_NAT);
     const target = topP * sum;
     let cum = 0;
     let edge = 0;
@@ -432,7 +435,7 @@ export class Sampler {
   private logprobsOf(arr: Float32Array, off: number, tokenId: number, k: number): { token: TokenLogprob; top: TokenLogprob[] } {
     const kk = Math.min(k, this.V);
     this.ensureHeap(Math.max(kk, 1));
-    return rowLogprobs(arr, off, this.V, tokenId, kk, this.heapIds, this.heapVals);
+    return rowLogprobs(this.be, arr, off, this.V, tokenId, kk, this.heapIds, this.heapVals);
   }
 }
 
@@ -441,6 +444,7 @@ export class Sampler {
  * against row i. Returns the token's raw logprob and rank, and the k most likely tokens (best first).
  */
 export function promptLogprobs(
+  be: ComputeBackend,
   logits: Float32Array,
   numRows: number,
   vocabSize: number,
@@ -453,12 +457,13 @@ export function promptLogprobs(
   const heapIds = new Int32Array(Math.max(kk, 1));
   const heapVals = new Float64Array(Math.max(kk, 1));
   const out = new Array<{ token: TokenLogprob; top: TokenLogprob[] }>(numRows);
-  for (let r = 0; r < numRows; r++) out[r] = rowLogprobs(logits, r * vocabSize, vocabSize, nextTokenIds[r]!, kk, heapIds, heapVals);
+  for (let r = 0; r < numRows; r++) out[r] = rowLogprobs(be, logits, r * vocabSize, vocabSize, nextTokenIds[r]!, kk, heapIds, heapVals);
   return out;
 }
 
 /** Log-softmax stats of one raw row: the token's logprob/rank and the top k, float64 accumulation. */
 function rowLogprobs(
+  be: ComputeBackend,
   arr: Float32Array,
   off: number,
   V: number,
@@ -470,8 +475,8 @@ function rowLogprobs(
   const size = k > 0 ? heapTopK(arr, off, V, k, heapIds, heapVals) : 0;
   const x = arr[off + tokenId]!;
   // The two full passes over the vocabulary run natively (vectorised).
-  const lse = native().rowLogSumExp(arr, off, V);
-  const greater = native().rowCountGreater(arr, off, V, x);
+  const lse = be.rowLogSumExp(arr, off, V);
+  const greater = be.rowCountGreater(arr, off, V, x);
   const token: TokenLogprob = { tokenId, logprob: x - lse, rank: greater + 1 };
 
   const order: number[] = [];

@@ -2,17 +2,17 @@
  * The native kernel families this CPU supports, and a runner that exercises each: tests check
  * every family gives the same (or the reference's) results, whatever the CI machine has.
  */
-import { Isa, native } from '../../src/backend/native.js';
+import { Isa, cpuBackend } from '../../src/backend/native.js';
 
 /** The best family this CPU has. */
-export const detectedIsa: Isa = native().cpuInfo().detectedIsa;
+export const detectedIsa: Isa = cpuBackend().cpuInfo().detectedIsa;
 
 /** Every family up to the detected one (scalar first). */
 export const isas: Isa[] = [Isa.Scalar, Isa.Avx2, Isa.Avx512, Isa.Avx512Bf16].filter((i) => i <= detectedIsa);
 
 /** Runs fn once per supported kernel family, restoring the best one afterwards. */
 export function forEachIsa(fn: (isa: Isa) => void): void {
-  const nb = native();
+  const nb = cpuBackend();
   try {
     for (const isa of isas) {
       nb.setIsa(isa);

@@ -3,7 +3,8 @@
  * position: what the fixture goldens pin. The prompt can be fed in chunks to exercise prefill with
  * cached context and decode.
  */
-import { DType, native, type KvCacheHandle } from '../../src/backend/native.js';
+import { DType, type KvCacheHandle } from '../../src/backend/backend.js';
+import { cpuBackend } from '../../src/backend/native.js';
 import type { Sequence } from '../../src/engine/sequence.js';
 import { KVCacheManager, type KvSequence } from '../../src/kv/kv-cache-manager.js';
 import { LlamaModel, type Precision } from '../../src/model/architectures/llama.js';
@@ -34,11 +35,11 @@ export class ModelHarness {
     const bs = opts.blockSize ?? 16;
     const maxTokens = opts.maxTokens ?? 512;
     const numBlocks = opts.numBlocks ?? Math.ceil(1024 / bs) * 4;
-    this.model = new LlamaModel(cfg, weights, { precision: opts.precision, maxTokens });
+    this.model = new LlamaModel(cpuBackend(), cfg, weights, { precision: opts.precision, maxTokens });
     const dt = opts.kvDtype === 'bfloat16' ? DType.BF16 : DType.F32;
-    this.cache = native().kvCacheCreate(cfg.numLayers, numBlocks, bs, cfg.numKvHeads, cfg.headDim, dt);
+    this.cache = cpuBackend().kvCacheCreate(cfg.numLayers, numBlocks, bs, cfg.numKvHeads, cfg.headDim, dt);
     this.kv = new KVCacheManager(numBlocks, bs, false);
-    this.runner = new ModelRunner(this.model, this.cache, { blockSize: bs, maxTokens, maxSeqs: 8, maxBlocksPerSeq: Math.ceil(4096 / bs) });
+    this.runner = new ModelRunner(cpuBackend(), this.model, this.cache, { blockSize: bs, maxTokens, maxSeqs: 8, maxBlocksPerSeq: Math.ceil(4096 / bs) });
     this.vocab = cfg.vocabSize;
   }
 
@@ -66,6 +67,6 @@ export class ModelHarness {
   }
 
   close(): void {
-    native().kvCacheFree(this.cache);
+    cpuBackend().kvCacheFree(this.cache);
   }
 }

@@ -3,7 +3,7 @@
  * Float64 math unless the op's contract fixes a rounding (bf16 activations, bf16 KV caches).
  * The attention reference works on contiguous K/V per sequence ("contiguous attention").
  */
-import { DType, MatmulPrecision } from '../../src/backend/native.js';
+import { DType, MatmulPrecision } from '../../src/backend/backend.js';
 
 const f32 = new Float32Array(1);
 const u32 = new Uint32Array(f32.buffer);

@@ -9,13 +9,12 @@
 import {
   DType,
   MatmulPrecision,
-  native,
+  type ComputeBackend,
   type KvCacheHandle,
   type LinearPart,
-  type NativeBackend,
   type PackedLinearHandle,
   type WeightArray,
-} from '../../backend/native.js';
+} from '../../backend/backend.js';
 import { ropeInvFreq, type ModelConfig } from '../../config/model-config.js';
 import { ModelLoadError } from '../../errors.js';
 import { f32ToBf16, toFloat32 } from '../loader/dtype.js';
@@ -82,7 +81,6 @@ function toBf16(t: Tensor): Uint16Array {
 export class LlamaModel {
   readonly cfg: ModelConfig;
   readonly precision: Precision;
-  private readonly be: NativeBackend;
   private readonly mp: MatmulPrecision;
   private readonly embed: { data: WeightArray; dtype: DType };
   private readonly layers: LayerWeights[] = [];
@@ -105,9 +103,13 @@ export class LlamaModel {
   /** The step's rotary angles, [T, headDim] (cos then sin), shared by every layer. */
   private readonly cosSin: Float32Array;
 
-  constructor(cfg: ModelConfig, weights: WeightStore, opts: { precision: Precision; maxTokens: number }) {
+  constructor(
+    private readonly be: ComputeBackend,
+    cfg: ModelConfig,
+    weights: WeightStore,
+    opts: { precision: Precision; maxTokens: number },
+  ) {
     this.cfg = cfg;
-    this.be = native();
     this.precision = opts.precision;
     this.mp = opts.precision === 'bfloat16' ? MatmulPrecision.BF16 : MatmulPrecision.F32;
     this.maxTokens = opts.maxTokens;

@@ -4,7 +4,7 @@
  * The native kernels widen weights themselves; these exist for the TS side: small tensors the
  * backend wants as float32 (norm weights, biases), tests, and the fixture generator.
  */
-import { DType, type WeightArray } from '../../backend/native.js';
+import { DType, type WeightArray } from '../../backend/backend.js';
 
 const f32 = new Float32Array(1);
 const u32 = new Uint32Array(f32.buffer);

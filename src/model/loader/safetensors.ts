@@ -11,7 +11,8 @@
 import { statSync } from 'node:fs';
 import { open, type FileHandle } from 'node:fs/promises';
 import { endianness } from 'node:os';
-import { DType, native, type WeightArray } from '../../backend/native.js';
+import { DType, type WeightArray } from '../../backend/backend.js';
+import { nativeHost } from '../../backend/native.js';
 import { ModelLoadError } from '../../errors.js';
 
 // Typed-array views read the file's little-endian bytes in host order.
@@ -176,7 +177,7 @@ export class SafetensorsFile {
     if (size < 8) fail(path, `file is too small to be safetensors (${size} bytes; truncated?)`);
     let mapping: ArrayBuffer;
     try {
-      mapping = native().mmapFile(path);
+      mapping = nativeHost().mmapFile(path);
     } catch (e) {
       throw new ModelLoadError(`${path}: cannot memory-map weights file (${(e as Error).message})`, { cause: e });
     }

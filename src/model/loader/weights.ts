@@ -3,7 +3,7 @@
  */
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { DType, WeightArray } from '../../backend/native.js';
+import type { DType, WeightArray } from '../../backend/backend.js';
 import { ModelLoadError } from '../../errors.js';
 import { SafetensorsFile } from './safetensors.js';
 
