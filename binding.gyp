@@ -4,6 +4,12 @@
       "target_name": "pagewise",
       "sources": [
         "native/addon.cc",
+        "native/bind_system.cc",
+        "native/bind_elementwise.cc",
+        "native/bind_linear.cc",
+        "native/bind_kv.cc",
+        "native/bind_attention.cc",
+        "native/bind_sampling.cc",
         "native/cpu.cc",
         "native/threadpool.cc",
         "native/ops_linear.cc",
@@ -11,7 +17,7 @@
         "native/ops_elementwise.cc",
         "native/ops_attention.cc",
         "native/kv_cache.cc",
-        "native/bench.cc",
+        "native/microbench.cc",
         "native/ops_sampling.cc"
       ],
       "include_dirs": ["<!@(node -p \"require('node-addon-api').include\")"],

@@ -123,7 +123,7 @@ struct AttentionArgs {
 };
 void paged_attention(const AttentionArgs& a);
 
-// ---- machine limits (bench.cc) ----
+// ---- machine limits (microbench.cc) ----
 // Best-of-`iters` read bandwidth (GB/s) over a `bytes` buffer with every pool thread; < 0 if the
 // buffer cannot be allocated.
 double bench_memory_bandwidth(size_t bytes, int iters);

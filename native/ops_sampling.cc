@@ -2,11 +2,8 @@
 // slow in JavaScript (argmax, softmax + inverse-CDF draw at a temperature, log-sum-exp and rank
 // for logprobs). Each row is
 // processed in a fixed order, so a result depends only on the row and the random number given.
-#include <napi.h>
-
 #include <cmath>
 #include <cstdint>
-#include <string>
 
 #include "common.h"
 #include "ops_sampling.h"
@@ -242,180 +239,45 @@ PW_AVX512 int64_t count_greater_avx512(const float* x, int64_t n, float v) {
   return c;
 }
 
-// ---- bindings ----
-
-struct Row {
-  const float* x;
-  int64_t n;
-};
-
-bool read_row(const Napi::CallbackInfo& info, const char* op, Row* row) {
-  Napi::Env env = info.Env();
-  if (info.Length() < 3 || !info[0].IsTypedArray() || info[0].As<Napi::TypedArray>().TypedArrayType() != napi_float32_array) {
-    Napi::TypeError::New(env, std::string(op) + ": logits must be a Float32Array").ThrowAsJavaScriptException();
-    return false;
-  }
-  const auto arr = info[0].As<Napi::Float32Array>();
-  if (!info[1].IsNumber() || !info[2].IsNumber()) {
-    Napi::TypeError::New(env, std::string(op) + ": offset and n must be numbers").ThrowAsJavaScriptException();
-    return false;
-  }
-  const double off = info[1].As<Napi::Number>().DoubleValue();
-  const double n = info[2].As<Napi::Number>().DoubleValue();
-  if (off != std::floor(off) || n != std::floor(n) || off < 0 || n < 1 || off + n > static_cast<double>(arr.ElementLength())) {
-    Napi::RangeError::New(env, std::string(op) + ": row [offset, offset + n) must lie inside logits (" + std::to_string(arr.ElementLength()) + " values), n >= 1")
-        .ThrowAsJavaScriptException();
-    return false;
-  }
-  row->x = arr.Data() + static_cast<int64_t>(off);
-  row->n = static_cast<int64_t>(n);
-  return true;
-}
-
-Napi::Value RowArgmax(const Napi::CallbackInfo& info) {
-  Row r;
-  if (!read_row(info, "rowArgmax", &r)) return info.Env().Undefined();
-  const int64_t i = active_isa() >= Isa::Avx512 ? argmax_avx512(r.x, r.n) : argmax_scalar(r.x, r.n);
-  return Napi::Number::New(info.Env(), static_cast<double>(i));
-}
-
-Napi::Value RowSoftmaxSample(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  Row r;
-  if (!read_row(info, "rowSoftmaxSample", &r)) return env.Undefined();
-  if (info.Length() < 5 || !info[3].IsNumber() || !info[4].IsNumber()) {
-    Napi::TypeError::New(env, "rowSoftmaxSample: invTemperature and u must be numbers").ThrowAsJavaScriptException();
-    return env.Undefined();
-  }
-  const double inv_t = info[3].As<Napi::Number>().DoubleValue();
-  const double u = info[4].As<Napi::Number>().DoubleValue();
-  if (!(inv_t > 0) || !std::isfinite(inv_t) || !(u >= 0 && u < 1)) {
-    Napi::RangeError::New(env, "rowSoftmaxSample: invTemperature must be finite and > 0, u in [0, 1)").ThrowAsJavaScriptException();
-    return env.Undefined();
-  }
-  const float ft = static_cast<float>(inv_t);
-  const int64_t i = active_isa() >= Isa::Avx512 ? softmax_sample_avx512(r.x, r.n, ft, u) : softmax_sample_scalar(r.x, r.n, ft, u);
-  return Napi::Number::New(env, static_cast<double>(i));
-}
-
-Napi::Value RowLogSumExp(const Napi::CallbackInfo& info) {
-  Row r;
-  if (!read_row(info, "rowLogSumExp", &r)) return info.Env().Undefined();
-  const double v = active_isa() >= Isa::Avx512 ? logsumexp_avx512(r.x, r.n) : logsumexp_scalar(r.x, r.n);
-  return Napi::Number::New(info.Env(), v);
-}
-
-Napi::Value RowCountGreater(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  Row r;
-  if (!read_row(info, "rowCountGreater", &r)) return env.Undefined();
-  if (info.Length() < 4 || !info[3].IsNumber()) {
-    Napi::TypeError::New(env, "rowCountGreater: value must be a number").ThrowAsJavaScriptException();
-    return env.Undefined();
-  }
-  const float v = static_cast<float>(info[3].As<Napi::Number>().DoubleValue());
-  const int64_t c = active_isa() >= Isa::Avx512 ? count_greater_avx512(r.x, r.n, v) : count_greater_scalar(r.x, r.n, v);
-  return Napi::Number::New(env, static_cast<double>(c));
-}
-
-// rowNucleusWeights(logits, offset, n, max, invT, w: Float64Array, bucket: Uint16Array,
-//                   hist: Float64Array, bucketsPerNat) -> total mass; hist must be zeroed by the caller.
-Napi::Value RowNucleusWeights(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  Row r;
-  if (!read_row(info, "rowNucleusWeights", &r)) return env.Undefined();
-  auto fail = [&](const char* m) {
-    Napi::TypeError::New(env, std::string("rowNucleusWeights: ") + m).ThrowAsJavaScriptException();
-    return env.Undefined();
-  };
-  if (info.Length() < 9 || !info[3].IsNumber() || !info[4].IsNumber() || !info[8].IsNumber()) return fail("max, invT and bucketsPerNat must be numbers");
-  if (!info[5].IsTypedArray() || info[5].As<Napi::TypedArray>().TypedArrayType() != napi_float64_array) return fail("w must be a Float64Array");
-  if (!info[6].IsTypedArray() || info[6].As<Napi::TypedArray>().TypedArrayType() != napi_uint16_array) return fail("bucket must be a Uint16Array");
-  if (!info[7].IsTypedArray() || info[7].As<Napi::TypedArray>().TypedArrayType() != napi_float64_array) return fail("hist must be a Float64Array");
-  auto w = info[5].As<Napi::Float64Array>();
-  auto bucket = info[6].As<Napi::Uint16Array>();
-  auto hist = info[7].As<Napi::Float64Array>();
-  const double maxv = info[3].As<Napi::Number>().DoubleValue();
-  const double inv_t = info[4].As<Napi::Number>().DoubleValue();
-  const double per_nat = info[8].As<Napi::Number>().DoubleValue();
-  const int64_t nb = static_cast<int64_t>(hist.ElementLength());
-  if (static_cast<int64_t>(w.ElementLength()) < r.n || static_cast<int64_t>(bucket.ElementLength()) < r.n || nb < 1 || nb > 65536 ||
-      !std::isfinite(maxv) || !(inv_t > 0) || !std::isfinite(inv_t) || !(per_nat > 0) || !std::isfinite(per_nat)) {
-    Napi::RangeError::New(env, "rowNucleusWeights: w and bucket need n entries, hist 1..65536 buckets; max finite, invT and bucketsPerNat finite and > 0")
-        .ThrowAsJavaScriptException();
-    return env.Undefined();
-  }
-  const double sum = active_isa() >= Isa::Avx512
-                         ? nucleus_weights_avx512(r.x, r.n, maxv, inv_t, w.Data(), bucket.Data(), hist.Data(), per_nat, nb)
-                         : nucleus_weights_scalar(r.x, r.n, maxv, inv_t, w.Data(), bucket.Data(), hist.Data(), per_nat, nb);
-  return Napi::Number::New(env, sum);
-}
-
-// drawRows(logits, n, rows: Int32Array, invTemperature: Float64Array, u: Float64Array, out: Int32Array):
-// out[i] = the draw of row rows[i] (values [rows[i] * n, rows[i] * n + n)): argmax where
-// invTemperature[i] is 0, else rowSoftmaxSample's draw with u[i]. Rows run on the thread pool;
-// each row's result is what the one-row ops give.
-Napi::Value DrawRows(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  auto fail = [&](bool type, const std::string& m) {
-    if (type) Napi::TypeError::New(env, "drawRows: " + m).ThrowAsJavaScriptException();
-    else Napi::RangeError::New(env, "drawRows: " + m).ThrowAsJavaScriptException();
-    return env.Undefined();
-  };
-  auto is = [&](size_t i, napi_typedarray_type t) {
-    return info.Length() > i && info[i].IsTypedArray() && info[i].As<Napi::TypedArray>().TypedArrayType() == t;
-  };
-  if (!is(0, napi_float32_array)) return fail(true, "logits must be a Float32Array");
-  if (info.Length() < 6 || !info[1].IsNumber()) return fail(true, "n must be a number");
-  if (!is(2, napi_int32_array) || !is(5, napi_int32_array)) return fail(true, "rows and out must be Int32Arrays");
-  if (!is(3, napi_float64_array) || !is(4, napi_float64_array)) return fail(true, "invTemperature and u must be Float64Arrays");
-  const auto logits = info[0].As<Napi::Float32Array>();
-  const double nd = info[1].As<Napi::Number>().DoubleValue();
-  const auto rows = info[2].As<Napi::Int32Array>();
-  const auto inv_t = info[3].As<Napi::Float64Array>();
-  const auto us = info[4].As<Napi::Float64Array>();
-  auto out = info[5].As<Napi::Int32Array>();
-  if (nd != std::floor(nd) || nd < 1 || nd > 1e9) return fail(false, "n must be a positive integer");
-  const int64_t n = static_cast<int64_t>(nd);
-  const size_t count = rows.ElementLength();
-  if (inv_t.ElementLength() != count || us.ElementLength() != count || out.ElementLength() != count) {
-    return fail(false, "rows, invTemperature, u and out must have the same length");
-  }
-  const int64_t nrows = static_cast<int64_t>(logits.ElementLength()) / n;
-  for (size_t i = 0; i < count; i++) {
-    if (rows[i] < 0 || rows[i] >= nrows) return fail(false, "rows[" + std::to_string(i) + "] is not a row of logits");
-    const double t = inv_t[i], u = us[i];
-    if (!(t >= 0) || !std::isfinite(t)) return fail(false, "invTemperature must be finite and >= 0");
-    if (t > 0 && !(u >= 0 && u < 1)) return fail(false, "u must be in [0, 1)");
-  }
-  const float* x = logits.Data();
-  const int32_t* r = rows.Data();
-  const double* t = inv_t.Data();
-  const double* u = us.Data();
-  int32_t* o = out.Data();
-  const bool vec = active_isa() >= Isa::Avx512;
-  auto draw = [&](int64_t i) {
-    const float* row = x + static_cast<int64_t>(r[i]) * n;
-    if (t[i] == 0) {
-      o[i] = static_cast<int32_t>(vec ? argmax_avx512(row, n) : argmax_scalar(row, n));
-    } else {
-      const float ft = static_cast<float>(t[i]);
-      o[i] = static_cast<int32_t>(vec ? softmax_sample_avx512(row, n, ft, u[i]) : softmax_sample_scalar(row, n, ft, u[i]));
-    }
-  };
-  parallel_items(static_cast<int64_t>(count), draw);
-  return env.Undefined();
-}
-
 }  // namespace
 
-void register_sampling_ops(Napi::Env env, Napi::Object exports) {
-  exports.Set("drawRows", Napi::Function::New(env, DrawRows, "drawRows"));
-  exports.Set("rowArgmax", Napi::Function::New(env, RowArgmax, "rowArgmax"));
-  exports.Set("rowSoftmaxSample", Napi::Function::New(env, RowSoftmaxSample, "rowSoftmaxSample"));
-  exports.Set("rowLogSumExp", Napi::Function::New(env, RowLogSumExp, "rowLogSumExp"));
-  exports.Set("rowCountGreater", Napi::Function::New(env, RowCountGreater, "rowCountGreater"));
-  exports.Set("rowNucleusWeights", Napi::Function::New(env, RowNucleusWeights, "rowNucleusWeights"));
+// ---- ISA dispatch ----
+
+int64_t row_argmax(const float* x, int64_t n) {
+  return active_isa() >= Isa::Avx512 ? argmax_avx512(x, n) : argmax_scalar(x, n);
+}
+
+int64_t row_softmax_sample(const float* x, int64_t n, float inv_t, double u) {
+  return active_isa() >= Isa::Avx512 ? softmax_sample_avx512(x, n, inv_t, u) : softmax_sample_scalar(x, n, inv_t, u);
+}
+
+double row_logsumexp(const float* x, int64_t n) {
+  return active_isa() >= Isa::Avx512 ? logsumexp_avx512(x, n) : logsumexp_scalar(x, n);
+}
+
+int64_t row_count_greater(const float* x, int64_t n, float v) {
+  return active_isa() >= Isa::Avx512 ? count_greater_avx512(x, n, v) : count_greater_scalar(x, n, v);
+}
+
+double row_nucleus_weights(const float* x, int64_t n, double maxv, double inv_t, double* w, uint16_t* bucket,
+                           double* hist, double per_nat, int64_t nb) {
+  return active_isa() >= Isa::Avx512 ? nucleus_weights_avx512(x, n, maxv, inv_t, w, bucket, hist, per_nat, nb)
+                                     : nucleus_weights_scalar(x, n, maxv, inv_t, w, bucket, hist, per_nat, nb);
+}
+
+void draw_rows(const float* logits, int64_t n, const int32_t* rows, const double* inv_t, const double* u, int32_t* out,
+               int64_t count) {
+  const bool vec = active_isa() >= Isa::Avx512;
+  auto draw = [&](int64_t i) {
+    const float* row = logits + static_cast<int64_t>(rows[i]) * n;
+    if (inv_t[i] == 0) {
+      out[i] = static_cast<int32_t>(vec ? argmax_avx512(row, n) : argmax_scalar(row, n));
+    } else {
+      const float ft = static_cast<float>(inv_t[i]);
+      out[i] = static_cast<int32_t>(vec ? softmax_sample_avx512(row, n, ft, u[i]) : softmax_sample_scalar(row, n, ft, u[i]));
+    }
+  };
+  parallel_items(count, draw);
 }
 
 }  // namespace pw
