@@ -18,8 +18,7 @@
  */
 import { DType, MatmulPrecision, type PackedLinearHandle } from '../backend/backend.js';
 import { Isa, cpuBackend } from '../backend/native.js';
-import { intFlag, parseArgs, strFlag } from '../cli/args.js';
-import { InvalidRequestError } from '../errors.js';
+import { intFlag, parseArgs, strFlag, UsageError } from '../cli/args.js';
 import { PRESETS, type PresetSpec } from '../model/fixture/presets.js';
 import { gitCommit, machineInfo } from './machine.js';
 import { bestPeaks, measureMachinePeaks, measurePeakSweep } from './peaks.js';
@@ -137,9 +136,9 @@ export async function benchKernels(argv: string[]): Promise<void> {
   const threads = intFlag(flags, 'threads');
   if (threads !== undefined) be.setThreads(threads);
   const models = (strFlag(flags, 'models') ?? 'smollm-135m,llama-1b').split(',').filter(Boolean);
-  for (const m of models) if (!PRESETS[m]) throw new InvalidRequestError(`unknown model preset "${m}"; one of ${Object.keys(PRESETS).join(', ')}`);
+  for (const m of models) if (!PRESETS[m]) throw new UsageError(`unknown model preset "${m}"; one of ${Object.keys(PRESETS).join(', ')}`);
   const ms = (strFlag(flags, 'm') ?? '1,16,64,256,1024').split(',').map((s) => Number(s));
-  if (ms.some((m) => !Number.isInteger(m) || m < 1)) throw new InvalidRequestError('--m takes positive integers, comma separated');
+  if (ms.some((m) => !Number.isInteger(m) || m < 1)) throw new UsageError('--m takes positive integers, comma separated');
   const minMs = intFlag(flags, 'min-ms') ?? 300;
 
   const peaksBefore = measureMachinePeaks();

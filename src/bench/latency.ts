@@ -3,7 +3,8 @@
  * step times are exact), reporting prefill time and per-step decode time, next to the memory-
  * bandwidth bound of a decode step (bytes of weights read / measured bandwidth).
  */
-import { ENGINE_FLAGS, engineConfigFromFlags, makeEngineConfig } from '../config/engine-config.js';
+import { makeEngineConfig } from '../config/engine-config.js';
+import { ENGINE_FLAGS, engineConfigFromFlags } from '../cli/engine-flags.js';
 import { intFlag, parseArgs } from '../cli/args.js';
 import { EngineCore } from '../engine/core.js';
 import { resolveModel } from '../model/loader/resolve.js';

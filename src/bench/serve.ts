@@ -17,8 +17,7 @@ import { setMaxListeners } from 'node:events';
 import { readFileSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { InvalidRequestError } from '../errors.js';
-import { intFlag, numFlag, parseArgs, strFlag } from '../cli/args.js';
+import { intFlag, numFlag, parseArgs, strFlag, UsageError } from '../cli/args.js';
 import { gitCommit, gitDirty, machineInfo, type MachineInfo } from './machine.js';
 import {
   arrivalOffsets,
@@ -182,11 +181,11 @@ function gatherGoodput(argv: readonly string[]): string[] {
   return out;
 }
 
-/** Parses and validates the command line into options (throws InvalidRequestError with the reason). */
+/** Parses and validates the command line into options (throws UsageError with the reason). */
 export function parseServeArgs(argv: readonly string[]): ServeBenchOptions & { json: boolean; help: boolean } {
   const f = parseArgs(gatherGoodput(argv), FLAGS);
   const bad = (msg: string): never => {
-    throw new InvalidRequestError(msg);
+    throw new UsageError(msg);
   };
   const o: ServeBenchOptions & { json: boolean; help: boolean } = {
     ...SERVE_DEFAULTS,
@@ -271,7 +270,7 @@ export function buildPrompts(o: ServeBenchOptions): BenchPrompt[] {
   try {
     text = readFileSync(o.dataset, 'utf8');
   } catch (err) {
-    throw new InvalidRequestError(`--dataset: cannot read ${o.dataset}: ${(err as Error).message}`);
+    throw new UsageError(`--dataset: cannot read ${o.dataset}: ${(err as Error).message}`);
   }
   const lines: BenchPrompt[] = [];
   text.split('\n').forEach((line, i) => {
@@ -281,25 +280,25 @@ export function buildPrompts(o: ServeBenchOptions): BenchPrompt[] {
     try {
       obj = JSON.parse(line);
     } catch {
-      throw new InvalidRequestError(`${where}: not JSON`);
+      throw new UsageError(`${where}: not JSON`);
     }
-    if (typeof obj !== 'object' || obj === null) throw new InvalidRequestError(`${where}: expected an object`);
+    if (typeof obj !== 'object' || obj === null) throw new UsageError(`${where}: expected an object`);
     const rec = obj as Record<string, unknown>;
     const out = rec['output_len'] ?? o.outputLen;
-    if (!Number.isInteger(out) || (out as number) < 1) throw new InvalidRequestError(`${where}: output_len must be a positive integer`);
+    if (!Number.isInteger(out) || (out as number) < 1) throw new UsageError(`${where}: output_len must be a positive integer`);
     const ids = rec['prompt_token_ids'];
     if (Array.isArray(ids)) {
       if (ids.length === 0 || !ids.every((x) => Number.isInteger(x) && x >= 0)) {
-        throw new InvalidRequestError(`${where}: prompt_token_ids must be a non-empty list of token ids`);
+        throw new UsageError(`${where}: prompt_token_ids must be a non-empty list of token ids`);
       }
       lines.push({ prompt: ids as number[], promptLen: ids.length, outputLen: out as number });
     } else if (typeof rec['prompt'] === 'string' && rec['prompt'] !== '') {
       lines.push({ prompt: rec['prompt'], promptLen: null, outputLen: out as number });
     } else {
-      throw new InvalidRequestError(`${where}: needs "prompt" (a string) or "prompt_token_ids" (a list)`);
+      throw new UsageError(`${where}: needs "prompt" (a string) or "prompt_token_ids" (a list)`);
     }
   });
-  if (lines.length === 0) throw new InvalidRequestError(`--dataset ${o.dataset}: no prompts`);
+  if (lines.length === 0) throw new UsageError(`--dataset ${o.dataset}: no prompts`);
   return Array.from({ length: o.numPrompts }, (_, i) => lines[i % lines.length]!);
 }
 
@@ -563,7 +562,7 @@ async function firstServedModel(root: string, headers: Record<string, string>, t
     return id;
   } catch (err) {
     const msg = err instanceof Error ? describeError(err, new AbortController().signal) : String(err);
-    throw new InvalidRequestError(`no --model given and GET ${url} failed (${msg}); is the server up?`);
+    throw new UsageError(`no --model given and GET ${url} failed (${msg}); is the server up?`);
   }
 }
 
@@ -572,7 +571,7 @@ export async function runServeBench(o: ServeBenchOptions): Promise<ServeBenchRes
   const chat = /chat\/completions$/.test(o.endpoint);
   const prompts = buildPrompts(o);
   if (chat && prompts.some((p) => typeof p.prompt !== 'string')) {
-    throw new InvalidRequestError(`${o.endpoint} takes text prompts: use --dataset with "prompt" strings`);
+    throw new UsageError(`${o.endpoint} takes text prompts: use --dataset with "prompt" strings`);
   }
   // Accept an OpenAI-style base URL ending in /v1 as well as the server root.
   let root = o.baseUrl.replace(/\/+$/, '');

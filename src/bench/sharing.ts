@@ -4,7 +4,8 @@
  *   sequences' tables name (what they would hold with private copies), and the saving.
  * - prefix_ttft_ms: time to first token of a prompt whose prefix is cached vs not.
  */
-import { ENGINE_FLAGS, engineConfigFromFlags, makeEngineConfig } from '../config/engine-config.js';
+import { makeEngineConfig } from '../config/engine-config.js';
+import { ENGINE_FLAGS, engineConfigFromFlags } from '../cli/engine-flags.js';
 import { intFlag, parseArgs } from '../cli/args.js';
 import { EngineCore } from '../engine/core.js';
 import { resolveModel } from '../model/loader/resolve.js';

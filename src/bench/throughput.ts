@@ -4,7 +4,8 @@
  * the same workload.
  */
 import { AsyncEngine } from '../engine/async-engine.js';
-import { ENGINE_FLAGS, engineConfigFromFlags, type EngineConfig } from '../config/engine-config.js';
+import { type EngineConfig } from '../config/engine-config.js';
+import { ENGINE_FLAGS, engineConfigFromFlags } from '../cli/engine-flags.js';
 import { intFlag, parseArgs, strFlag } from '../cli/args.js';
 import { makeSamplingParams } from '../sampling/params.js';
 import type { EngineStats } from '../engine/protocol.js';
@@ -46,14 +47,14 @@ export async function runThroughput(cfg: Partial<EngineConfig>, work: WorkItem[]
     let usagePeak = 0;
     let last: EngineStats | null = null;
     let steps = 0;
-    engine.onStats = (s) => {
+    engine.on('stats', (s) => {
       if (s.scheduledTokens === 0) return;
       steps++;
       waste.push(s.kvWaste);
       contiguous.push(s.kvWasteContiguous);
       usagePeak = Math.max(usagePeak, s.kvUsage);
       last = s;
-    };
+    });
     const V = engine.info.model.vocabSize;
     const t0 = performance.now();
     const streams = work.map((w, i) =>

@@ -3,7 +3,7 @@
  * every run sees the same work.
  */
 import { readFileSync } from 'node:fs';
-import { InvalidRequestError } from '../errors.js';
+import { UsageError } from '../cli/args.js';
 import { Rng } from '../sampling/rng.js';
 
 export interface WorkItem {
@@ -61,7 +61,7 @@ export function makeWorkload(s: WorkloadSpec): WorkItem[] {
   const items = lines.map((l, i) => {
     const v = JSON.parse(l) as { prompt_token_ids?: unknown; output_len?: unknown };
     if (!Array.isArray(v.prompt_token_ids) || !Number.isInteger(v.output_len)) {
-      throw new InvalidRequestError(`${s.dataset}:${i + 1}: expected {"prompt_token_ids": [...], "output_len": N}`);
+      throw new UsageError(`${s.dataset}:${i + 1}: expected {"prompt_token_ids": [...], "output_len": N}`);
     }
     return { promptTokenIds: v.prompt_token_ids as number[], outputLen: v.output_len as number };
   });

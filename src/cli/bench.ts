@@ -1,7 +1,7 @@
 /**
  * `pagewise bench <kind>`: benchmark programs that print JSON (never pass/fail on timings).
  */
-import { InvalidRequestError } from '../errors.js';
+import { UsageError } from './args.js';
 
 const KINDS: Record<string, { help: string; run: (argv: string[]) => Promise<void> }> = {
   throughput: {
@@ -41,7 +41,7 @@ export async function benchCommand(argv: string[]): Promise<void> {
       process.stdout.write(`${list}\n`);
       return;
     }
-    throw new InvalidRequestError(`unknown bench "${kind}"; one of:\n${list}`);
+    throw new UsageError(`unknown bench "${kind}"; one of:\n${list}`);
   }
   await k.run(rest);
 }

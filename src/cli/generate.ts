@@ -2,15 +2,14 @@
  * `pagewise generate`: run prompts through the offline API and print the results.
  */
 import { readFileSync } from 'node:fs';
-import { ENGINE_FLAGS, engineConfigFromFlags } from '../config/engine-config.js';
+import { ENGINE_FLAGS, engineConfigFromFlags } from './engine-flags.js';
 import { LLM, type Prompt } from '../engine/llm.js';
-import { InvalidRequestError } from '../errors.js';
-import { intFlag, numFlag, parseArgs, strFlag } from './args.js';
+import { intFlag, numFlag, parseArgs, strFlag, UsageError } from './args.js';
 
 function parseIds(text: string, where: string): number[] {
   const ids = text.split(',').map((s) => Number(s.trim()));
   if (ids.length === 0 || ids.some((n) => !Number.isInteger(n) || n < 0)) {
-    throw new InvalidRequestError(`${where}: expected comma-separated non-negative token ids, got "${text}"`);
+    throw new UsageError(`${where}: expected comma-separated non-negative token ids, got "${text}"`);
   }
   return ids;
 }
@@ -25,16 +24,16 @@ export function readPromptsFile(path: string): Prompt[] {
     try {
       v = JSON.parse(line);
     } catch {
-      throw new InvalidRequestError(`${path}:${i + 1}: not valid JSON`);
+      throw new UsageError(`${path}:${i + 1}: not valid JSON`);
     }
     if (typeof v === 'string') prompts.push(v);
     else if (typeof v === 'object' && v !== null && Array.isArray((v as { prompt_token_ids?: unknown }).prompt_token_ids)) {
       const ids = (v as { prompt_token_ids: unknown[] }).prompt_token_ids;
-      if (!ids.every((n) => Number.isInteger(n) && (n as number) >= 0)) throw new InvalidRequestError(`${path}:${i + 1}: prompt_token_ids must be non-negative integers`);
+      if (!ids.every((n) => Number.isInteger(n) && (n as number) >= 0)) throw new UsageError(`${path}:${i + 1}: prompt_token_ids must be non-negative integers`);
       prompts.push({ promptTokenIds: ids as number[] });
-    } else throw new InvalidRequestError(`${path}:${i + 1}: expected a JSON string or {"prompt_token_ids": [...]}`);
+    } else throw new UsageError(`${path}:${i + 1}: expected a JSON string or {"prompt_token_ids": [...]}`);
   });
-  if (prompts.length === 0) throw new InvalidRequestError(`${path}: no prompts`);
+  if (prompts.length === 0) throw new UsageError(`${path}: no prompts`);
   return prompts;
 }
 
@@ -44,7 +43,7 @@ export async function generateCommand(argv: string[]): Promise<void> {
     booleans: [...ENGINE_FLAGS.booleans, 'json', 'ignore-eos'],
   });
   const sources = ['prompt', 'prompt-ids', 'prompts-file'].filter((k) => flags.has(k));
-  if (sources.length !== 1) throw new InvalidRequestError('give exactly one of --prompt, --prompt-ids or --prompts-file');
+  if (sources.length !== 1) throw new UsageError('give exactly one of --prompt, --prompt-ids or --prompts-file');
   let prompts: Prompt[];
   if (flags.has('prompt')) prompts = [strFlag(flags, 'prompt')!];
   else if (flags.has('prompt-ids')) prompts = [{ promptTokenIds: parseIds(strFlag(flags, 'prompt-ids')!, '--prompt-ids') }];

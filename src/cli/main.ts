@@ -1,8 +1,8 @@
 /**
  * `pagewise` command line: generate | serve | bench | fixture.
  */
-import { ENGINE_FLAGS_HELP } from '../config/engine-config.js';
-import { PagewiseError } from '../errors.js';
+import { ENGINE_FLAGS_HELP } from './engine-flags.js';
+import { UsageError } from './args.js';
 
 const USAGE = `pagewise — LLM inference and serving engine for Node.js
 
@@ -42,7 +42,7 @@ export async function main(argv: string[]): Promise<void> {
         process.stdout.write(USAGE);
         break;
       default:
-        throw new PagewiseError(`unknown command "${cmd}"\n\n${USAGE}`);
+        throw new UsageError(`unknown command "${cmd}"\n\n${USAGE}`);
     }
   } catch (err) {
     process.stderr.write(`pagewise: ${err instanceof Error ? err.message : String(err)}\n`);

@@ -2,11 +2,10 @@
  * `pagewise serve`: start the engine and the OpenAI-compatible HTTP server; stop both gracefully
  * on SIGTERM/SIGINT (exit code 0).
  */
-import { ENGINE_FLAGS, ENGINE_FLAGS_HELP, engineConfigFromFlags } from '../config/engine-config.js';
+import { ENGINE_FLAGS, ENGINE_FLAGS_HELP, engineConfigFromFlags } from './engine-flags.js';
 import { AsyncEngine } from '../engine/async-engine.js';
-import { InvalidRequestError } from '../errors.js';
 import { createServer, shutdownGracefully } from '../server/app.js';
-import { intFlag, numFlag, parseArgs, strFlag } from './args.js';
+import { intFlag, numFlag, parseArgs, strFlag, UsageError } from './args.js';
 
 export const SERVE_HELP = `Usage: pagewise serve [--host 127.0.0.1] [--port 8000] [--api-key KEY] [--served-model-name NAME]
                       [--generation-config auto|vllm] [--shutdown-grace SECONDS] [--access-log] [engine options]
@@ -39,17 +38,17 @@ export async function serveCommand(argv: string[]): Promise<void> {
   });
   const host = strFlag(flags, 'host') ?? '127.0.0.1';
   const port = intFlag(flags, 'port') ?? 8000;
-  if (port < 0 || port > 65535) throw new InvalidRequestError(`--port must be in [0, 65535], got ${port}`);
+  if (port < 0 || port > 65535) throw new UsageError(`--port must be in [0, 65535], got ${port}`);
   const apiKey = strFlag(flags, 'api-key') ?? process.env['PAGEWISE_API_KEY'] ?? null;
-  if (apiKey !== null && apiKey.length === 0) throw new InvalidRequestError('--api-key must not be empty');
+  if (apiKey !== null && apiKey.length === 0) throw new UsageError('--api-key must not be empty');
   const names = strFlag(flags, 'served-model-name')
     ?.split(',')
     .map((s) => s.trim())
     .filter((s) => s.length > 0);
   const genCfg = strFlag(flags, 'generation-config') ?? 'auto';
-  if (genCfg !== 'auto' && genCfg !== 'vllm') throw new InvalidRequestError(`--generation-config must be auto or vllm, got "${genCfg}"`);
+  if (genCfg !== 'auto' && genCfg !== 'vllm') throw new UsageError(`--generation-config must be auto or vllm, got "${genCfg}"`);
   const grace = numFlag(flags, 'shutdown-grace') ?? 20;
-  if (grace < 0) throw new InvalidRequestError(`--shutdown-grace must be >= 0, got ${grace}`);
+  if (grace < 0) throw new UsageError(`--shutdown-grace must be >= 0, got ${grace}`);
 
   const log = (level: string, message: string): void => {
     process.stderr.write(`pagewise: ${level === 'info' ? '' : `${level}: `}${message}\n`);

@@ -98,10 +98,7 @@ function startWorker(workerData: unknown): Worker {
 export class AsyncEngine {
   /** Latest stats from the worker (null before the first step). */
   lastStats: EngineStats | null = null;
-  /** Called after every engine step with its stats (metrics hook). */
-  onStats: ((s: EngineStats) => void) | null = null;
-  /** Called for every request that finishes (metrics hook). */
-  onFinished: ((o: RequestOutput) => void) | null = null;
+  private readonly listeners = { stats: new Set<(s: EngineStats) => void>(), finished: new Set<(o: RequestOutput) => void>() };
   private readonly streams = new Map<string, RequestStream>();
   /** Requests sent but not yet scheduled (bounded by maxWaitingRequests). */
   private readonly unscheduled = new Set<string>();
@@ -224,6 +221,20 @@ export class AsyncEngine {
     this.worker.postMessage(m);
   }
 
+  /**
+   * Subscribe to every engine step's stats, or to every request that finishes (its final output):
+   * any number of subscribers (the server's metrics, a benchmark), called in subscription order.
+   * Returns the function that unsubscribes (a function subscribed twice is
+   * called once).
+   */
+  on(event: 'stats', fn: (s: EngineStats) => void): () => void;
+  on(event: 'finished', fn: (o: RequestOutput) => void): () => void;
+  on(event: 'stats' | 'finished', fn: ((s: EngineStats) => void) | ((o: RequestOutput) => void)): () => void {
+    const set = this.listeners[event] as Set<typeof fn>;
+    set.add(fn);
+    return () => void set.delete(fn);
+  }
+
   private onMessage(m: FromWorker): void {
     switch (m.type) {
       case 'outputs': {
@@ -231,7 +242,7 @@ export class AsyncEngine {
         for (const d of m.deltas) this.onDelta(d, now);
         if (m.stats) {
           this.lastStats = m.stats;
-          this.onStats?.(m.stats);
+          for (const fn of this.listeners.stats) fn(m.stats);
         }
         break;
       }
@@ -262,7 +273,7 @@ export class AsyncEngine {
       if (!d.finished) s.tracker.finish(now);
       this.streams.delete(d.requestId);
       this.unscheduled.delete(d.requestId);
-      this.onFinished?.(s.output);
+      for (const fn of this.listeners.finished) fn(s.output);
     }
     s.notify();
   }

@@ -10,8 +10,6 @@ import { createHash, timingSafeEqual } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { AsyncEngine } from '../engine/async-engine.js';
-import type { RequestOutput } from '../engine/output-processor.js';
-import type { EngineStats } from '../engine/protocol.js';
 import { AuthenticationError, InvalidRequestError, NotFoundError, PagewiseError, ServiceUnavailableError } from '../errors.js';
 import { chatHandler } from './chat.js';
 import { completionsHandler } from './completions.js';
@@ -123,17 +121,8 @@ export function createServer(engine: AsyncEngine, opts: ServerOptions = {}): Pag
   const metrics = new ServerMetrics(names[0]!, info);
   const sc: ServeContext = { engine, req: reqCtx, metrics, log, closing: false, inFlight: 0 };
 
-  // Chain onto the engine's hooks (keeping whatever was there) and restore them on close.
-  const prevStats = engine.onStats;
-  const prevFinished = engine.onFinished;
-  engine.onStats = (s: EngineStats) => {
-    prevStats?.(s);
-    metrics.onStats(s);
-  };
-  engine.onFinished = (o: RequestOutput) => {
-    prevFinished?.(o);
-    metrics.onFinished(o);
-  };
+  // The metrics follow the engine's events until the server closes.
+  const unsubscribe = [engine.on('stats', (s) => metrics.onStats(s)), engine.on('finished', (o) => metrics.onFinished(o))];
 
   const app = Fastify({
     logger: false,
@@ -275,8 +264,7 @@ export function createServer(engine: AsyncEngine, opts: ServerOptions = {}): Pag
   });
 
   app.addHook('onClose', async () => {
-    engine.onStats = prevStats;
-    engine.onFinished = prevFinished;
+    for (const off of unsubscribe) off();
   });
 
   return app as unknown as PagewiseServer;

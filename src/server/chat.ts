@@ -5,11 +5,10 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { RequestOutput } from '../engine/output-processor.js';
 import { checkAccepting, responseId, warnIgnored, type ServeContext } from './context.js';
-import { toHttpError } from './errors.js';
-import { chatLogprobs, promptLogprobsOut, TokenStrings, usage, type Usage } from './format.js';
+import { chatLogprobs, promptLogprobsOut, TokenStrings, usage } from './format.js';
 import { Generation } from './generation.js';
 import { parseChatRequest, type ChatRequest } from './request.js';
-import { SseWriter } from './sse.js';
+import { streamGeneration } from './streaming.js';
 
 const ROLE = 'assistant';
 
@@ -64,74 +63,53 @@ function response(s: Shared, o: RequestOutput): unknown {
   return body;
 }
 
-async function stream(s: Shared, gen: Generation, reply: FastifyReply): Promise<void> {
-  const { req, sc } = s;
-  const outputs = gen.outputs();
-  let first: IteratorResult<[number, RequestOutput]>;
-  try {
-    first = await outputs.next();
-  } catch (err) {
-    gen.abort();
-    throw err;
-  }
-  reply.hijack();
-  const sse = new SseWriter(reply.raw);
-  sse.open();
+function stream(s: Shared, gen: Generation, reply: FastifyReply): Promise<void> {
+  const { req } = s;
   const sent = Array.from({ length: req.n }, () => ({ text: 0, tokens: 0, done: false }));
-  const chunk = (choices: unknown[], u?: Usage): Record<string, unknown> => {
-    const c: Record<string, unknown> = { id: s.id, object: 'chat.completion.chunk', created: s.created, model: req.model, choices };
-    if (u) c['usage'] = u;
-    return c;
-  };
   const stream0 = gen.streams[0]!;
-  const running = (): Usage => usage(stream0.output.promptTokenIds.length, stream0.output.outputs.reduce((a, c) => a + c.tokenIds.length, 0));
-  const extra = (): Usage | undefined => (req.continuousUsage ? running() : undefined);
-
-  const emit = async (o: RequestOutput): Promise<void> => {
-    for (const c of o.outputs) {
-      const st = sent[c.index];
-      if (!st || st.done) continue;
-      const tokenEnd = c.tokenIds.length;
-      const finished = c.finishReason !== null;
-      const text = c.text.slice(st.text);
-      if (text === '' && tokenEnd === st.tokens && !finished) continue;
-      const delta: Record<string, unknown> = text !== '' || !finished ? { content: text } : {};
-      const choice: Record<string, unknown> = {
-        index: c.index,
-        delta,
-        logprobs:
-          req.topLogprobs !== null
-            ? { content: chatLogprobs(c.tokenIds.slice(st.tokens, tokenEnd), (c.logprobs ?? []).slice(st.tokens, tokenEnd), req.topLogprobs, s.strs) }
-            : null,
-        finish_reason: finished ? c.finishReason : null,
-        stop_reason: finished ? c.stopReason : null,
-      };
-      if (req.returnTokenIds) choice['token_ids'] = c.tokenIds.slice(st.tokens, tokenEnd);
-      st.text = c.text.length;
-      st.tokens = tokenEnd;
-      st.done = finished;
-      await sse.send(chunk([choice], extra()));
-    }
-  };
-
-  try {
+  return streamGeneration(s.sc, gen, reply, {
+    route: 'POST /v1/chat/completions',
+    id: s.id,
+    chunk: (choices, u) => {
+      const c: Record<string, unknown> = { id: s.id, object: 'chat.completion.chunk', created: s.created, model: req.model, choices };
+      if (u) c['usage'] = u;
+      return c;
+    },
+    usage: () => usage(stream0.output.promptTokenIds.length, stream0.output.outputs.reduce((a, c) => a + c.tokenIds.length, 0)),
+    continuousUsage: req.continuousUsage,
+    includeUsage: req.includeUsage,
     // The assistant role first, for every choice (and the echoed final message, with echo).
-    for (let i = 0; i < req.n; i++) {
-      await sse.send(chunk([{ index: i, delta: { role: ROLE, content: '' }, logprobs: null, finish_reason: null }], extra()));
-      if (req.echoText) await sse.send(chunk([{ index: i, delta: { content: req.echoText }, logprobs: null, finish_reason: null }], extra()));
-    }
-    if (!first.done) await emit(first.value[1]);
-    for await (const [, o] of outputs) {
-      if (sse.closed) break;
-      await emit(o);
-    }
-    if (req.includeUsage) await sse.send(chunk([], running()));
-  } catch (err) {
-    gen.abort();
-    const e = toHttpError(err);
-    if (e.status >= 500) sc.log('error', `POST /v1/chat/completions ${s.id} failed mid-stream: ${e.body.error.message}`);
-    await sse.send(e.body);
-  } finally {
-    await sse.done();
-  }
+    *preamble() {
+      for (let i = 0; i < req.n; i++) {
+        yield { index: i, delta: { role: ROLE, content: '' }, logprobs: null, finish_reason: null };
+        if (req.echoText) yield { index: i, delta: { content: req.echoText }, logprobs: null, finish_reason: null };
+      }
+    },
+    *choices(_promptIndex, o) {
+      for (const c of o.outputs) {
+        const st = sent[c.index];
+        if (!st || st.done) continue;
+        const tokenEnd = c.tokenIds.length;
+        const finished = c.finishReason !== null;
+        const text = c.text.slice(st.text);
+        if (text === '' && tokenEnd === st.tokens && !finished) continue;
+        const delta: Record<string, unknown> = text !== '' || !finished ? { content: text } : {};
+        const choice: Record<string, unknown> = {
+          index: c.index,
+          delta,
+          logprobs:
+            req.topLogprobs !== null
+              ? { content: chatLogprobs(c.tokenIds.slice(st.tokens, tokenEnd), (c.logprobs ?? []).slice(st.tokens, tokenEnd), req.topLogprobs, s.strs) }
+              : null,
+          finish_reason: finished ? c.finishReason : null,
+          stop_reason: finished ? c.stopReason : null,
+        };
+        if (req.returnTokenIds) choice['token_ids'] = c.tokenIds.slice(st.tokens, tokenEnd);
+        st.text = c.text.length;
+        st.tokens = tokenEnd;
+        st.done = finished;
+        yield choice;
+      }
+    },
+  });
 }

@@ -5,7 +5,6 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { CompletionOutput, RequestOutput } from '../engine/output-processor.js';
 import { checkAccepting, responseId, warnIgnored, type ServeContext } from './context.js';
-import { toHttpError } from './errors.js';
 import {
   completionLogprobs,
   concatCompletionLogprobs,
@@ -13,11 +12,10 @@ import {
   TokenStrings,
   usage,
   type CompletionLogprobs,
-  type Usage,
 } from './format.js';
 import { Generation } from './generation.js';
 import { parseCompletionRequest, type CompletionRequest } from './request.js';
-import { SseWriter } from './sse.js';
+import { streamGeneration } from './streaming.js';
 
 interface Shared {
   sc: ServeContext;
@@ -109,89 +107,65 @@ interface ChoiceState {
   done: boolean;
 }
 
-async function stream(s: Shared, gen: Generation, reply: FastifyReply): Promise<void> {
-  const { req, sc } = s;
-  const outputs = gen.outputs();
-  // Wait for the first output before answering 200, so that a request the engine refuses late
-  // (or a dead engine) still gets a proper error status.
-  let first: IteratorResult<[number, RequestOutput]>;
-  try {
-    first = await outputs.next();
-  } catch (err) {
-    gen.abort();
-    throw err;
-  }
-  reply.hijack();
-  const sse = new SseWriter(reply.raw);
-  sse.open();
+function stream(s: Shared, gen: Generation, reply: FastifyReply): Promise<void> {
+  const { req } = s;
   const states = new Map<number, ChoiceState>();
-  const chunk = (choices: unknown[], u?: Usage): Record<string, unknown> => {
-    const c: Record<string, unknown> = { id: s.id, object: 'text_completion', created: s.created, model: req.model, choices };
-    if (u) c['usage'] = u;
-    return c;
-  };
-  const running = (): Usage => {
-    let p = 0;
-    let c = 0;
-    for (const st of gen.streams) {
-      p += st.output.promptTokenIds.length;
-      c += tokensOf(st.output.outputs, req.echoOnly);
-    }
-    return usage(p, c);
-  };
-
-  const emit = async (pi: number, o: RequestOutput): Promise<void> => {
-    for (const c of o.outputs) {
-      const index = pi * req.n + c.index;
-      let st = states.get(index);
-      if (!st) states.set(index, (st = { text: 0, tokens: 0, started: false, done: false }));
-      if (st.done) continue;
-      const tokenEnd = c.tokenIds.length;
-      const finished = c.finishReason !== null;
-      const echoNow = req.echo && !st.started;
-      const promptText = echoNow ? s.promptTexts[pi]! : '';
-      const newText = req.echoOnly ? '' : c.text.slice(st.text);
-      if (!echoNow && newText === '' && tokenEnd === st.tokens && !finished) continue;
-      let logprobs: CompletionLogprobs | null = null;
-      if (req.logprobs !== null) {
-        const offset = (req.echo ? s.promptTexts[pi]!.length : 0) + st.text;
-        const part = req.echoOnly
-          ? completionLogprobs([], [], req.logprobs, 0, s.strs)
-          : completionLogprobs(c.tokenIds.slice(st.tokens, tokenEnd), (c.logprobs ?? []).slice(st.tokens, tokenEnd), req.logprobs, offset, s.strs);
-        logprobs = echoNow && o.promptLogprobs ? concatCompletionLogprobs(completionLogprobs(o.promptTokenIds, o.promptLogprobs, req.logprobs, 0, s.strs), part) : part;
+  return streamGeneration(s.sc, gen, reply, {
+    route: 'POST /v1/completions',
+    id: s.id,
+    chunk: (choices, u) => {
+      const c: Record<string, unknown> = { id: s.id, object: 'text_completion', created: s.created, model: req.model, choices };
+      if (u) c['usage'] = u;
+      return c;
+    },
+    usage: () => {
+      let p = 0;
+      let c = 0;
+      for (const st of gen.streams) {
+        p += st.output.promptTokenIds.length;
+        c += tokensOf(st.output.outputs, req.echoOnly);
       }
-      const choice: Record<string, unknown> = {
-        index,
-        text: promptText + newText,
-        logprobs,
-        finish_reason: finished ? c.finishReason : null,
-        stop_reason: finished ? c.stopReason : null,
-      };
-      if (req.returnTokenIds) {
-        choice['token_ids'] = req.echoOnly ? [] : c.tokenIds.slice(st.tokens, tokenEnd);
-        if (!st.started) choice['prompt_token_ids'] = o.promptTokenIds;
+      return usage(p, c);
+    },
+    continuousUsage: req.continuousUsage,
+    includeUsage: req.includeUsage,
+    *choices(pi, o) {
+      for (const c of o.outputs) {
+        const index = pi * req.n + c.index;
+        let st = states.get(index);
+        if (!st) states.set(index, (st = { text: 0, tokens: 0, started: false, done: false }));
+        if (st.done) continue;
+        const tokenEnd = c.tokenIds.length;
+        const finished = c.finishReason !== null;
+        const echoNow = req.echo && !st.started;
+        const promptText = echoNow ? s.promptTexts[pi]! : '';
+        const newText = req.echoOnly ? '' : c.text.slice(st.text);
+        if (!echoNow && newText === '' && tokenEnd === st.tokens && !finished) continue;
+        let logprobs: CompletionLogprobs | null = null;
+        if (req.logprobs !== null) {
+          const offset = (req.echo ? s.promptTexts[pi]!.length : 0) + st.text;
+          const part = req.echoOnly
+            ? completionLogprobs([], [], req.logprobs, 0, s.strs)
+            : completionLogprobs(c.tokenIds.slice(st.tokens, tokenEnd), (c.logprobs ?? []).slice(st.tokens, tokenEnd), req.logprobs, offset, s.strs);
+          logprobs = echoNow && o.promptLogprobs ? concatCompletionLogprobs(completionLogprobs(o.promptTokenIds, o.promptLogprobs, req.logprobs, 0, s.strs), part) : part;
+        }
+        const choice: Record<string, unknown> = {
+          index,
+          text: promptText + newText,
+          logprobs,
+          finish_reason: finished ? c.finishReason : null,
+          stop_reason: finished ? c.stopReason : null,
+        };
+        if (req.returnTokenIds) {
+          choice['token_ids'] = req.echoOnly ? [] : c.tokenIds.slice(st.tokens, tokenEnd);
+          if (!st.started) choice['prompt_token_ids'] = o.promptTokenIds;
+        }
+        st.text = c.text.length;
+        st.tokens = tokenEnd;
+        st.started = true;
+        st.done = finished;
+        yield choice;
       }
-      st.text = c.text.length;
-      st.tokens = tokenEnd;
-      st.started = true;
-      st.done = finished;
-      await sse.send(chunk([choice], req.continuousUsage ? running() : undefined));
-    }
-  };
-
-  try {
-    if (!first.done) await emit(...first.value);
-    for await (const [pi, o] of outputs) {
-      if (sse.closed) break;
-      await emit(pi, o);
-    }
-    if (req.includeUsage) await sse.send(chunk([], running()));
-  } catch (err) {
-    gen.abort();
-    const e = toHttpError(err);
-    if (e.status >= 500) sc.log('error', `POST /v1/completions ${s.id} failed mid-stream: ${e.body.error.message}`);
-    await sse.send(e.body);
-  } finally {
-    await sse.done();
-  }
+    },
+  });
 }
