@@ -17,7 +17,8 @@ import { generationDefaults } from '../sampling/defaults.js';
 import { warnIgnored, type ServeContext, type ServerLog } from './context.js';
 import { errorBody, toHttpError } from './errors.js';
 import { ServerMetrics } from './metrics.js';
-import { longestTokenChars, parseDetokenizeRequest, parseTokenizeRequest, type RequestContext } from './request.js';
+import { parseDetokenizeRequest, parseTokenizeRequest } from './request.js';
+import { longestTokenChars, type RequestContext } from './request-context.js';
 
 export interface ServerOptions {
   /** Names clients use in `model` (default: the engine's --model value). The first is reported. */

@@ -6,7 +6,7 @@ import { randomUUID } from 'node:crypto';
 import type { AsyncEngine } from '../engine/async-engine.js';
 import { ServiceUnavailableError } from '../errors.js';
 import type { ServerMetrics } from './metrics.js';
-import type { RequestContext } from './request.js';
+import type { RequestContext } from './request-context.js';
 
 export type LogLevel = 'info' | 'warn' | 'error';
 export type ServerLog = (level: LogLevel, message: string) => void;

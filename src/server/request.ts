@@ -1,5 +1,7 @@
 /**
  * OpenAI request → what the engine runs: prompt token ids and validated SamplingParams.
+ * The field readers are in request-fields.ts, prompt building (chat template, tokenizing,
+ * truncation) in prompt.ts; this module holds each route's request shape and its rules.
  *
  * Everything a client sends is checked here, before anything reaches the engine, and every problem
  * is an InvalidRequestError naming the field (OpenAI's `param`). Request bodies come from JSON, so
@@ -18,64 +20,11 @@
  *   cannot honour (suffix, structured output, tool calling, per-request templates)
  *   are rejected rather than silently ignored, because ignoring them would change the output.
  */
-import { ContextLengthError, InvalidRequestError, NotFoundError } from '../errors.js';
+import { ContextLengthError } from '../errors.js';
 import { makeSamplingParams, MAX_LOGPROBS, type SamplingParams, type SamplingParamsInput } from '../sampling/params.js';
-import type { ChatMessage, PagewiseTokenizer } from '../tokenizer/tokenizer.js';
-
-/** What request parsing needs to know about the served model. */
-export interface RequestContext {
-  tokenizer: PagewiseTokenizer;
-  /** Logits width: valid token ids are 0..vocabSize-1. */
-  vocabSize: number;
-  maxModelLen: number;
-  /** Token slots in the whole KV pool: no single request can be longer. */
-  kvCacheTokens: number;
-  /** Most sequences the engine runs at once; bounds n and best_of. */
-  maxNumSeqs: number;
-  /** Most prompts one completions request may carry (a bigger batch could never be queued whole). */
-  maxPrompts: number;
-  /** Names the `model` field may take; the first is reported in responses. */
-  servedModelNames: readonly string[];
-  /** Model defaults (generation_config.json) for fields the request leaves unset. */
-  defaults: Partial<SamplingParams>;
-  /** generation_config.json `max_new_tokens`, if any: caps the default max_tokens. */
-  maxNewTokens: number | null;
-  /** Longest token string in the vocabulary (see longestTokenChars): bounds text before tokenizing. */
-  maxTokenChars: number;
-}
-
-/**
- * The longest token string in the vocabulary. No token covers more characters of input text than
- * its own string has (byte-level and SentencePiece vocabularies spell tokens with at least one
- * character per input character), so a text of L characters has at least L / this many tokens.
- * That lets a prompt far too long for the context be refused without tokenizing it: tokenization
- * runs on the event loop, and megabytes of text would stall every other request.
- */
-export function longestTokenChars(tokenizer: PagewiseTokenizer, vocabSize: number): number {
-  let max = 1;
-  for (let id = 0; id < vocabSize; id++) {
-    const t = tokenizer.idToToken(id);
-    if (t !== null && t.length > max) max = t.length;
-  }
-  return max;
-}
-
-/** Refuse text that cannot possibly fit in the context, before spending time tokenizing it. */
-function checkTextFits(param: string, text: string, ctx: RequestContext): void {
-  const limit = Math.min(ctx.maxModelLen, ctx.kvCacheTokens);
-  if (text.length > limit * ctx.maxTokenChars) {
-    throw new ContextLengthError(
-      `This model's maximum context length is ${limit} tokens, and the ${param} (${text.length} characters) is far longer than that; please reduce the length of the input.`,
-      { param, code: 'context_length_exceeded' },
-    );
-  }
-}
-
-/** A prompt as the engine sees it, plus its text when the client sent text (for echo). */
-export interface PreparedPrompt {
-  tokenIds: number[];
-  text: string | null;
-}
+import { checkTextFits, completionPrompts, parseMessages, parsePromptField, renderChat, truncate, truncation, type PreparedPrompt } from './prompt.js';
+import type { RequestContext } from './request-context.js';
+import { asBody, checkText, describe, fail, get, optBool, optInt, optString, resolveModelName, tokenIds, unknownFields, type Body } from './request-fields.js';
 
 interface CommonRequest {
   /** The served model name to report back. */
@@ -129,97 +78,7 @@ export interface DetokenizeRequest {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Field readers
-
-type Body = Record<string, unknown>;
-
-function fail(param: string, message: string): never {
-  throw new InvalidRequestError(message, { param });
-}
-
-function describe(v: unknown): string {
-  if (v === null) return 'null';
-  if (Array.isArray(v)) return 'a list';
-  if (typeof v === 'string') return v.length > 40 ? `a string` : `"${v}"`;
-  if (typeof v === 'object') return 'an object';
-  return `${typeof v} ${String(v)}`;
-}
-
-/** The body as an object, or a clear error. */
-export function asBody(raw: unknown): Body {
-  if (raw === undefined) throw new InvalidRequestError('Request body is empty; expected a JSON object');
-  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) {
-    throw new InvalidRequestError(`Request body must be a JSON object, got ${describe(raw)}`);
-  }
-  return raw as Body;
-}
-
-/** A field's value, with JSON null treated as absent (as pydantic's Optional fields do). */
-function get(body: Body, key: string): unknown {
-  if (!Object.hasOwn(body, key)) return undefined;
-  const v = body[key];
-  return v === null ? undefined : v;
-}
-
-function optBool(body: Body, key: string, dflt: boolean): boolean {
-  const v = get(body, key);
-  if (v === undefined) return dflt;
-  if (typeof v !== 'boolean') fail(key, `${key} must be a boolean, got ${describe(v)}`);
-  return v;
-}
-
-function optString(body: Body, key: string): string | undefined {
-  const v = get(body, key);
-  if (v === undefined) return undefined;
-  if (typeof v !== 'string') fail(key, `${key} must be a string, got ${describe(v)}`);
-  return v;
-}
-
-function optInt(body: Body, key: string, min: number, max: number): number | undefined {
-  const v = get(body, key);
-  if (v === undefined) return undefined;
-  if (typeof v !== 'number' || !Number.isSafeInteger(v)) fail(key, `${key} must be an integer, got ${describe(v)}`);
-  if (v < min || v > max) fail(key, `${key} must be in [${min}, ${max}], got ${v}`);
-  return v;
-}
-
-/** Lone UTF-16 surrogates: JSON can carry them ("\ud800"), text cannot. */
-const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
-
-function checkText(param: string, s: string): string {
-  if (LONE_SURROGATE.test(s)) fail(param, `${param} contains invalid Unicode (an unpaired surrogate)`);
-  return s;
-}
-
-function tokenIds(param: string, v: unknown, vocabSize: number, allowEmpty = false): number[] {
-  if (!Array.isArray(v)) fail(param, `${param} must be a list of token ids, got ${describe(v)}`);
-  if (v.length === 0 && !allowEmpty) fail(param, `${param} must not be empty`);
-  for (const x of v) {
-    if (typeof x !== 'number' || !Number.isSafeInteger(x)) fail(param, `${param} must contain only integer token ids, got ${describe(x)}`);
-    if (x < 0 || x >= vocabSize) fail(param, `${param} contains token id ${x}, outside the vocabulary (valid ids are 0..${vocabSize - 1})`);
-  }
-  return v as number[];
-}
-
-/** Report fields this endpoint does not know. */
-function unknownFields(body: Body, known: ReadonlySet<string>): string[] {
-  return Object.keys(body).filter((k) => !known.has(k));
-}
-
-// ---------------------------------------------------------------------------------------------
 // Shared pieces
-
-/** Resolve the `model` field against the served names (absent → the default model). */
-export function resolveModelName(body: Body, ctx: Pick<RequestContext, 'servedModelNames'>): string {
-  const v = get(body, 'model');
-  const dflt = ctx.servedModelNames[0]!;
-  if (v === undefined) return dflt;
-  if (typeof v !== 'string') fail('model', `model must be a string, got ${describe(v)}`);
-  if (!ctx.servedModelNames.includes(v)) {
-    throw new NotFoundError(`The model \`${v.length > 200 ? `${v.slice(0, 200)}…` : v}\` does not exist.`, { param: 'model', code: 'model_not_found' });
-  }
-  return v;
-}
 
 /** snake_case request field → SamplingParams field, for the fields passed through unchanged. */
 const SAMPLING_FIELDS: ReadonlyArray<readonly [string, keyof SamplingParamsInput]> = [
@@ -378,46 +237,8 @@ function resolveMaxTokens(requested: number | undefined, promptLen: number, ctx:
   return ctx.maxNewTokens !== null ? Math.min(room, ctx.maxNewTokens) : room;
 }
 
-/** vLLM's truncate_prompt_tokens: keep the last k tokens (-1: the model's context length). */
-function truncation(body: Body, ctx: RequestContext): number | null {
-  const k = optInt(body, 'truncate_prompt_tokens', -1, Number.MAX_SAFE_INTEGER);
-  if (k === undefined) return null;
-  if (k === 0) fail('truncate_prompt_tokens', 'truncate_prompt_tokens must be -1 or >= 1, got 0');
-  return k === -1 ? ctx.maxModelLen : k;
-}
-
-function truncate(ids: number[], k: number | null): number[] {
-  return k !== null && ids.length > k ? ids.slice(ids.length - k) : ids;
-}
-
 // ---------------------------------------------------------------------------------------------
 // /v1/completions
-
-type RawPrompt = { text: string } | { ids: number[] };
-
-function parsePromptField(body: Body, vocabSize: number): RawPrompt[] {
-  const v = get(body, 'prompt');
-  const shape = 'prompt must be a string, a list of strings, a list of token ids, or a list of token id lists';
-  if (v === undefined) {
-    if (get(body, 'prompt_embeds') !== undefined) fail('prompt_embeds', 'prompt_embeds is not supported by this server');
-    fail('prompt', 'prompt is required');
-  }
-  if (typeof v === 'string') {
-    if (v.length === 0) fail('prompt', 'prompt must not be empty');
-    return [{ text: checkText('prompt', v) }];
-  }
-  if (!Array.isArray(v)) fail('prompt', `${shape}, got ${describe(v)}`);
-  if (v.length === 0) fail('prompt', 'prompt must not be empty');
-  if (v.every((x) => typeof x === 'string')) {
-    return (v as string[]).map((s, i) => {
-      if (s.length === 0) fail('prompt', `prompt[${i}] must not be empty`);
-      return { text: checkText('prompt', s) };
-    });
-  }
-  if (v.every((x) => typeof x === 'number')) return [{ ids: tokenIds('prompt', v, vocabSize) }];
-  if (v.every((x) => Array.isArray(x))) return (v as unknown[]).map((x, i) => ({ ids: tokenIds(`prompt[${i}]`, x, vocabSize) }));
-  fail('prompt', `${shape}; got a list mixing types`);
-}
 
 export function parseCompletionRequest(raw: unknown, ctx: RequestContext): CompletionRequest {
   const body = asBody(raw);
@@ -457,11 +278,7 @@ export function parseCompletionRequest(raw: unknown, ctx: RequestContext): Compl
   const k = truncation(body, ctx);
   const raws = parsePromptField(body, ctx.vocabSize);
   if (raws.length > ctx.maxPrompts) fail('prompt', `a request may carry at most ${ctx.maxPrompts} prompts (--max-waiting-requests), got ${raws.length}`);
-  // With truncation the text may be long on purpose; without, a hopeless prompt is refused untokenized.
-  if (k === null) for (const p of raws) if ('text' in p) checkTextFits('prompt', p.text, ctx);
-  const prompts: PreparedPrompt[] = raws.map((p) =>
-    'text' in p ? { tokenIds: truncate(ctx.tokenizer.encode(p.text, { addSpecialTokens }), k), text: p.text } : { tokenIds: truncate(p.ids, k), text: null },
-  );
+  const prompts = completionPrompts(raws, k, addSpecialTokens, ctx);
   const params = prompts.map((p) => {
     if (p.tokenIds.length === 0) fail('prompt', 'prompt is empty after tokenization');
     const m = resolveMaxTokens(maxTokens, p.tokenIds.length, ctx, 'prompt');
@@ -472,93 +289,6 @@ export function parseCompletionRequest(raw: unknown, ctx: RequestContext): Compl
 
 // ---------------------------------------------------------------------------------------------
 // /v1/chat/completions
-
-/** Parse `messages` into the tokenizer's ChatMessage list. Only text content is supported. */
-export function parseMessages(v: unknown): ChatMessage[] {
-  if (v === undefined || v === null) fail('messages', 'messages is required');
-  if (!Array.isArray(v)) fail('messages', `messages must be a list of message objects, got ${describe(v)}`);
-  if (v.length === 0) fail('messages', 'messages must not be empty');
-  return v.map((m: unknown, i): ChatMessage => {
-    const at = `messages[${i}]`;
-    if (typeof m !== 'object' || m === null || Array.isArray(m)) fail('messages', `${at} must be an object, got ${describe(m)}`);
-    const msg = m as Body;
-    const role = msg['role'];
-    if (typeof role !== 'string' || role.length === 0) fail('messages', `${at}.role must be a non-empty string, got ${describe(role)}`);
-    checkText('messages', role);
-    const c = msg['content'];
-    let content: string;
-    if (c === undefined || c === null) content = '';
-    else if (typeof c === 'string') content = checkText('messages', c);
-    else if (Array.isArray(c)) {
-      content = c
-        .map((part: unknown, j) => {
-          if (typeof part === 'string') return checkText('messages', part);
-          if (typeof part !== 'object' || part === null || Array.isArray(part)) fail('messages', `${at}.content[${j}] must be a content part object, got ${describe(part)}`);
-          const type = (part as Body)['type'];
-          if (type !== 'text') fail('messages', `${at}.content[${j}]: content type ${JSON.stringify(type ?? null)} is not supported (this server handles text only)`);
-          const text = (part as Body)['text'];
-          if (typeof text !== 'string') fail('messages', `${at}.content[${j}].text must be a string, got ${describe(text)}`);
-          return checkText('messages', text);
-        })
-        .join('\n');
-    } else fail('messages', `${at}.content must be a string, a list of content parts, or null, got ${describe(c)}`);
-    const out: ChatMessage = { role, content };
-    const name = msg['name'];
-    if (name !== undefined && name !== null) {
-      if (typeof name !== 'string') fail('messages', `${at}.name must be a string, got ${describe(name)}`);
-      out.name = checkText('messages', name);
-    }
-    return out;
-  });
-}
-
-interface RenderedChat {
-  text: string;
-  tokenIds: number[];
-}
-
-/** Render messages with the model's template and tokenize them (no second BOS, see encodeChatPrompt). */
-function renderChat(body: Body, ctx: RequestContext, messages: ChatMessage[], defaultAddSpecial: boolean, boundText: boolean): RenderedChat {
-  if (get(body, 'chat_template') !== undefined) fail('chat_template', 'chat_template in requests is not supported; the model\'s own template is used');
-  const continueFinal = optBool(body, 'continue_final_message', false);
-  const addGen = optBool(body, 'add_generation_prompt', !continueFinal);
-  if (continueFinal && addGen) fail('continue_final_message', 'Cannot set both continue_final_message and add_generation_prompt to true');
-  const addSpecialTokens = optBool(body, 'add_special_tokens', defaultAddSpecial);
-
-  const kw = get(body, 'chat_template_kwargs');
-  if (kw !== undefined && (typeof kw !== 'object' || Array.isArray(kw))) fail('chat_template_kwargs', `chat_template_kwargs must be an object, got ${describe(kw)}`);
-  const extra: Record<string, unknown> = { ...((kw as Body | undefined) ?? {}) };
-  const docs = get(body, 'documents');
-  if (docs !== undefined) {
-    if (!Array.isArray(docs)) fail('documents', `documents must be a list of objects, got ${describe(docs)}`);
-    extra['documents'] = docs;
-  }
-  const tools = get(body, 'tools');
-  const toolChoice = get(body, 'tool_choice');
-  if (tools !== undefined) {
-    if (!Array.isArray(tools) || tools.some((t) => typeof t !== 'object' || t === null || Array.isArray(t))) fail('tools', 'tools must be a list of tool objects');
-    if (tools.length > 0 && toolChoice !== 'none') {
-      fail('tool_choice', 'tool calling is not supported by this server (tool calls are not parsed from the output); send tool_choice "none" to only render the tools into the prompt');
-    }
-  } else if (toolChoice !== undefined && toolChoice !== 'none') {
-    fail('tool_choice', 'tool_choice needs tools, and tool calling is not supported by this server');
-  }
-
-  let text = ctx.tokenizer.applyChatTemplate(messages, { addGenerationPrompt: addGen, tools: tools ?? undefined, extra });
-  if (continueFinal) {
-    // Leave the final message open: cut the rendering right after its content (as transformers does).
-    const last = messages[messages.length - 1]!;
-    const content = typeof last.content === 'string' ? last.content : last.content.map((p) => p.text).join('\n');
-    const at = content.length > 0 ? text.lastIndexOf(content) : -1;
-    if (content.length > 0) {
-      if (at < 0) fail('continue_final_message', 'continue_final_message: the final message\'s content does not appear in the rendered prompt');
-      text = text.slice(0, at + content.length);
-    }
-  }
-  if (boundText) checkTextFits('messages', text, ctx);
-  const tokenIds = addSpecialTokens ? ctx.tokenizer.encode(text, { addSpecialTokens: true }) : ctx.tokenizer.encodeChatPrompt(text);
-  return { text, tokenIds };
-}
 
 export function parseChatRequest(raw: unknown, ctx: RequestContext): ChatRequest {
   const body = asBody(raw);

@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { AsyncEngine, type EngineStartOptions } from '../../src/engine/async-engine.js';
 import type { SamplingParams } from '../../src/sampling/params.js';
 import { createServer, type PagewiseServer, type ServerOptions } from '../../src/server/app.js';
-import { longestTokenChars, type RequestContext } from '../../src/server/request.js';
+import { longestTokenChars, type RequestContext } from '../../src/server/request-context.js';
 import type { PagewiseTokenizer } from '../../src/tokenizer/tokenizer.js';
 import { fixturePath } from './fixtures.js';
 
