@@ -18,8 +18,8 @@ import {
   runServeBench,
   SERVE_DEFAULTS,
   type ServeBenchResult,
-} from '../src/bench/serve.js';
-import { parseResults, renderMarkdown, renderSvg, type Result } from '../bench/report.js';
+} from '../src/benchmarks/serve.js';
+import { parseResults, renderMarkdown, renderSvg, type Result } from '../scripts/benchmark-report.js';
 
 interface Seen {
   path: string;
@@ -399,7 +399,7 @@ describe('SseParser', () => {
   });
 });
 
-describe('bench/report.ts', () => {
+describe('scripts/benchmark-report.ts', () => {
   const serve = (c: number | null, tok: number, itl99: number | undefined): Result => ({
     bench: 'serve',
     model: 'm',

@@ -15,8 +15,8 @@ import {
   randInt,
   seededRng,
   summarize,
-} from '../src/bench/stats.js';
-import { gitCommit, machineInfo, parseCpuinfo } from '../src/bench/machine.js';
+} from '../src/benchmarks/stats.js';
+import { gitCommit, machineInfo, parseCpuinfo } from '../src/benchmarks/machine.js';
 
 const close = (a: number | null | undefined, b: number, eps = 1e-9): void => {
   assert.ok(a !== null && a !== undefined && Math.abs(a - b) <= eps, `${a} ≈ ${b}`);

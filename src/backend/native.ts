@@ -63,7 +63,7 @@ export interface CpuTestHooks {
   kvCacheReadSlot(cache: KvCacheHandle, layer: number, which: 'k' | 'v', slot: number): Float32Array;
 }
 
-/** Machine-limit microbenchmarks (native/bench.cc): what performance numbers are reported against. */
+/** Machine-limit microbenchmarks (native/microbench.cc): what performance numbers are reported against. */
 export interface MachineBenchmarks {
   /**
    * Memory read bandwidth in GB/s: all pool threads stream a `bytes`-sized buffer, best of `iters`

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs every benchmark behind docs/PERFORMANCE.md on this machine and writes the JSON results to
-# docs/results/ (then: node --import tsx bench/report.ts docs/results/*.json --out ... --svg ...).
+# docs/results/ (then: node --import tsx scripts/benchmark-report.ts docs/results/*.json --out ... --svg ...).
 # Needs the package built (npm install). Takes ~15 minutes on a 2-core machine; run it on an idle one.
 set -euo pipefail
 cd "$(dirname "$0")/.."
