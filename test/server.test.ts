@@ -609,6 +609,30 @@ describe('server end to end', () => {
     assert.deepEqual(r.json(), { error: { message: 'Request body is too large', type: 'invalid_request_error', param: null, code: null } });
   });
 
+  test("the engine's stats and finished events reach every subscriber, beside the server's metrics", async () => {
+    const seen = { a: 0, b: 0, finished: 0 };
+    const offA = s.engine.on('stats', () => seen.a++);
+    const offB = s.engine.on('stats', () => seen.b++);
+    const offF = s.engine.on('finished', () => seen.finished++);
+    try {
+      const before = metricValue((await raw(s.url, { path: '/metrics' })).text, 'pagewise:request_success_total') ?? 0;
+      const r = await raw(s.url, { path: '/v1/completions', body: JSON.stringify({ model, prompt: 'Hi', max_tokens: 3 }) });
+      assert.equal(r.status, 200);
+      assert.ok(seen.a > 0 && seen.a === seen.b, `both stats subscribers called as often (${seen.a}, ${seen.b})`);
+      assert.ok(seen.finished >= 1, 'the finished subscriber saw the request');
+      assert.ok((metricValue((await raw(s.url, { path: '/metrics' })).text, 'pagewise:request_success_total') ?? 0) >= before + 1, 'the metrics still count');
+      offA();
+      const a = seen.a;
+      assert.equal((await raw(s.url, { path: '/v1/completions', body: JSON.stringify({ model, prompt: 'Hi', max_tokens: 3 }) })).status, 200);
+      assert.equal(seen.a, a, 'an unsubscribed listener is not called');
+      assert.ok(seen.b > a);
+    } finally {
+      offA();
+      offB();
+      offF();
+    }
+  });
+
   test('a client that disconnects (streaming or not) aborts its request and frees its KV blocks', async () => {
     await idle();
     const abortedBefore = metricValue(await (await raw(s.url, { path: '/metrics' })).text, 'pagewise:request_success_total') ?? 0;

@@ -224,8 +224,7 @@ export class AsyncEngine {
   /**
    * Subscribe to every engine step's stats, or to every request that finishes (its final output):
    * any number of subscribers (the server's metrics, a benchmark), called in subscription order.
-   * Returns the function that unsubscribes (a function subscribed twice is
-   * called once).
+   * Returns the function that unsubscribes (a function subscribed twice is called once).
    */
   on(event: 'stats', fn: (s: EngineStats) => void): () => void;
   on(event: 'finished', fn: (o: RequestOutput) => void): () => void;
