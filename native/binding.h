@@ -229,7 +229,6 @@ class Args {
     }
   }
 
-  const Napi::CallbackInfo& info() const { return info_; }
   const char* op() const { return op_; }
 
  private:

@@ -1,4 +1,4 @@
-// Kernel entry points behind the N-API bindings (native/addon.cc validates every argument before
+// Kernel entry points behind the N-API bindings (native/bind_*.cc validate every argument before
 // calling these, so kernels trust their inputs). Each entry dispatches on active_isa().
 #pragma once
 #include <cstddef>
