@@ -298,32 +298,6 @@ export function parseModelConfig(json: unknown, source: string): ModelConfig {
 }
 
 /**
- * RoPE inverse frequencies, headDim/2 entries: inv_freq[i] = theta^(-2i/d), adjusted by the
- * `llama3` rule of transformers' `_compute_llama3_parameters` when configured. Computed in float64
- * so the float32 result is the correctly rounded value.
- */
-export function ropeInvFreq(cfg: ModelConfig): Float32Array {
-  const d = cfg.headDim;
-  const half = d / 2;
-  const out = new Float32Array(half);
-  for (let i = 0; i < half; i++) out[i] = llama3Adjust(Math.pow(cfg.ropeTheta, -(2 * i) / d), cfg.ropeScaling);
-  return out;
-}
-
-function llama3Adjust(invFreq: number, s: RopeScaling): number {
-  if (s.type !== 'llama3') return invFreq;
-  // Long wavelengths (low frequencies) are slowed down by `factor`, short ones kept, and the band
-  // in between interpolated smoothly, so the model extrapolates beyond its original context.
-  const lowFreqWavelen = s.originalMaxPositionEmbeddings / s.lowFreqFactor;
-  const highFreqWavelen = s.originalMaxPositionEmbeddings / s.highFreqFactor;
-  const wavelen = (2 * Math.PI) / invFreq;
-  if (wavelen > lowFreqWavelen) return invFreq / s.factor;
-  if (wavelen < highFreqWavelen) return invFreq;
-  const smooth = (s.originalMaxPositionEmbeddings / wavelen - s.lowFreqFactor) / (s.highFreqFactor - s.lowFreqFactor);
-  return (1 - smooth) * (invFreq / s.factor) + smooth * invFreq;
-}
-
-/**
  * Parse a Hugging Face `generation_config.json` object (sampling defaults and stop ids).
  * `eos_token_id` may be an int or a list. Unknown keys are ignored.
  */
