@@ -8,7 +8,7 @@ import type { AddressInfo } from 'node:net';
 import { after, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { DType } from '../src/backend/backend.js';
-import { parseGenerationConfig, parseModelConfig, ropeInvFreq, type ModelConfig } from '../src/config/model-config.js';
+import { parseGenerationConfig, parseModelConfig, type ModelConfig } from '../src/config/model-config.js';
 import { ModelLoadError } from '../src/errors.js';
 import { tensorPlan } from '../src/model/fixture/weights-gen.js';
 import { writeFixture } from '../src/model/fixture/write-fixture.js';
@@ -17,6 +17,7 @@ import { loadModelFiles } from '../src/model/loader/model-dir.js';
 import { demoModelDir, resolveModel, type DownloadProgress } from '../src/model/loader/resolve.js';
 import { SafetensorsFile, writeSafetensors, type TensorToWrite } from '../src/model/loader/safetensors.js';
 import { WeightStore } from '../src/model/loader/weights.js';
+import { ropeInvFreq } from '../src/model/layers/rotary.js';
 
 const repoRoot = fileURLToPath(new URL('..', import.meta.url));
 const fixturesEnv = process.env['PAGEWISE_FIXTURES'];
@@ -247,10 +248,10 @@ describe('shared fixtures', { skip: fixturesSkip }, () => {
     const e = w.get('model.embed_tokens.weight', [512, 64]);
     assert.equal(e.dtype, DType.F32);
     assert.ok(e.data instanceof Float32Array);
-    assert.equal(e.file, join(dir, 'model.safetensors'));
+    assert.equal(e.source, join(dir, 'model.safetensors'));
     // Zero copy: the view's buffer is the whole mapped file.
-    assert.equal(e.data.buffer.byteLength, statSync(e.file).size);
-    const raw = rawTensorBytes(e.file, 'model.embed_tokens.weight');
+    assert.equal(e.data.buffer.byteLength, statSync(e.source).size);
+    const raw = rawTensorBytes(e.source, 'model.embed_tokens.weight');
     for (const i of [0, 1, 777, 512 * 64 - 1]) assert.equal(e.data[i], raw.bytes.readFloatLE(4 * i));
   });
 
@@ -266,7 +267,7 @@ describe('shared fixtures', { skip: fixturesSkip }, () => {
     assert.ok(head.data instanceof Uint16Array);
     const q = w.get('model.layers.1.self_attn.q_proj.weight', [64, 64]);
     const wide = toFloat32(q);
-    const raw = rawTensorBytes(q.file, q.name);
+    const raw = rawTensorBytes(q.source, q.name);
     assert.equal(raw.dtype, 'BF16');
     for (const i of [0, 5, 1000, 4095]) assert.equal(wide[i], manualBf16(raw.bytes[2 * i]!, raw.bytes[2 * i + 1]!));
   });
@@ -286,7 +287,7 @@ describe('shared fixtures', { skip: fixturesSkip }, () => {
     const bias = w.get('model.layers.2.self_attn.k_proj.bias', [32]);
     assert.equal(bias.dtype, DType.F16);
     const wide = toFloat32(bias);
-    const raw = rawTensorBytes(bias.file, bias.name);
+    const raw = rawTensorBytes(bias.source, bias.name);
     for (let i = 0; i < 32; i++) assert.equal(wide[i], manualF16(raw.bytes[2 * i]!, raw.bytes[2 * i + 1]!));
   });
 
@@ -465,7 +466,7 @@ describe('WeightStore', () => {
     const w = WeightStore.open(dir);
     assert.deepEqual(w.names(), ['model.embed_tokens.weight', 'model.layers.0.w', 'model.layers.1.w', 'model.norm.weight']);
     const t = w.get('model.layers.1.w', [2, 2]);
-    assert.equal(t.file, join(dir, 'model-00002-of-00002.safetensors'));
+    assert.equal(t.source, join(dir, 'model-00002-of-00002.safetensors'));
     assert.deepEqual(Array.from(t.data), [200, 201, 202, 203]);
     assert.deepEqual(Array.from(w.get('model.norm.weight', [2]).data), [300, 301]);
     throwsLoad(() => w.get('model.layers.2.w', [2, 2]), 'model.safetensors.index.json', '"model.layers.2.w"');

@@ -8,9 +8,11 @@
  */
 import { ModelLoadError } from '../errors.js';
 
+/**
+ * The architectures whose config.json this module reads (CONFIG_RULES below); each has a model
+ * module in the registry of src/model/architectures, which must list exactly these.
+ */
 export type Architecture = 'LlamaForCausalLM' | 'MistralForCausalLM' | 'Qwen2ForCausalLM';
-
-export const SUPPORTED_ARCHITECTURES: readonly Architecture[] = ['LlamaForCausalLM', 'MistralForCausalLM', 'Qwen2ForCausalLM'];
 
 /** RoPE frequency rule (transformers' `rope_scaling.rope_type`). */
 export type RopeScaling =
@@ -26,6 +28,7 @@ export type RopeScaling =
 export type TorchDtype = 'float32' | 'float16' | 'bfloat16';
 
 export interface ModelConfig {
+  /** Selects the model module (src/model/architectures/registry.ts). */
   architecture: Architecture;
   modelType: string;
   hiddenSize: number;
@@ -154,14 +157,53 @@ function isTokenId(v: unknown): v is number {
   return typeof v === 'number' && Number.isInteger(v) && v >= 0;
 }
 
-/** Defaults of transformers' LlamaConfig / MistralConfig / Qwen2Config for keys a config may omit. */
-const DEFAULTS: Record<Architecture, { maxPositionEmbeddings: number; rmsNormEps: number; ropeTheta: number; slidingWindow: number | null }> = {
-  LlamaForCausalLM: { maxPositionEmbeddings: 2048, rmsNormEps: 1e-6, ropeTheta: 10000, slidingWindow: null },
-  MistralForCausalLM: { maxPositionEmbeddings: 4096 * 32, rmsNormEps: 1e-6, ropeTheta: 10000, slidingWindow: 4096 },
-  Qwen2ForCausalLM: { maxPositionEmbeddings: 32768, rmsNormEps: 1e-6, ropeTheta: 10000, slidingWindow: 4096 },
+/**
+ * How one architecture's config.json is read: transformers' config-class defaults for keys a
+ * config may omit, and the keys whose meaning differs between architectures. (Which tensors and
+ * layers an architecture has is its model module's business: src/model/architectures.)
+ */
+interface ConfigRules {
+  modelType: string;
+  maxPositionEmbeddings: number;
+  rmsNormEps: number;
+  ropeTheta: number;
+  /** Whether q/k/v carry biases, given the config. */
+  attentionBias(f: Fields): boolean;
+  /**
+   * When `sliding_window` applies: always (Mistral), only with `use_sliding_window: true` (Qwen2),
+   * or never (Llama); `slidingWindow` is the transformers default for an absent key.
+   */
+  window: { rule: 'always' | 'opt-in' | 'never'; slidingWindow: number | null };
+}
+
+const CONFIG_RULES: Record<Architecture, ConfigRules> = {
+  LlamaForCausalLM: {
+    modelType: 'llama',
+    maxPositionEmbeddings: 2048,
+    rmsNormEps: 1e-6,
+    ropeTheta: 10000,
+    attentionBias: (f) => f.boolean('attention_bias', false),
+    window: { rule: 'never', slidingWindow: null },
+  },
+  MistralForCausalLM: {
+    modelType: 'mistral',
+    maxPositionEmbeddings: 4096 * 32,
+    rmsNormEps: 1e-6,
+    ropeTheta: 10000,
+    attentionBias: () => false,
+    window: { rule: 'always', slidingWindow: 4096 },
+  },
+  Qwen2ForCausalLM: {
+    modelType: 'qwen2',
+    maxPositionEmbeddings: 32768,
+    rmsNormEps: 1e-6,
+    ropeTheta: 10000,
+    attentionBias: () => true,
+    window: { rule: 'opt-in', slidingWindow: 4096 },
+  },
 };
 
-const MODEL_TYPES: Record<Architecture, string> = { LlamaForCausalLM: 'llama', MistralForCausalLM: 'mistral', Qwen2ForCausalLM: 'qwen2' };
+export const SUPPORTED_ARCHITECTURES = Object.keys(CONFIG_RULES) as readonly Architecture[];
 
 function parseArchitecture(f: Fields): Architecture {
   const archs = f.raw('architectures');
@@ -232,7 +274,7 @@ export function parseModelConfig(json: unknown, source: string): ModelConfig {
   if (!isObject(json)) throw new ModelLoadError(`${source}: expected a JSON object`, { code: 'invalid_model_config' });
   const f = new Fields(json, source);
   const architecture = parseArchitecture(f);
-  const defaults = DEFAULTS[architecture];
+  const rules = CONFIG_RULES[architecture];
 
   const hiddenSize = f.dim('hidden_size');
   const numHeads = f.dim('num_attention_heads');
@@ -252,7 +294,7 @@ export function parseModelConfig(json: unknown, source: string): ModelConfig {
   // rotate_half RoPE pairs element i with i + headDim/2.
   if (headDim % 2 !== 0) f.fail('head_dim', `head dimension must be even for rotary embeddings, got ${headDim}`);
 
-  const { ropeTheta, ropeScaling } = parseRope(f, defaults.ropeTheta, source);
+  const { ropeTheta, ropeScaling } = parseRope(f, rules.ropeTheta, source);
 
   // ModelConfig has no field for these because the engine implements one value of each; a config
   // asking for another must fail here rather than run and produce garbage.
@@ -260,23 +302,18 @@ export function parseModelConfig(json: unknown, source: string): ModelConfig {
   if (act !== 'silu') f.fail('hidden_act', `unsupported activation "${act}" (supported: silu)`);
   if (f.boolean('mlp_bias', false)) f.fail('mlp_bias', 'MLP biases are not supported');
 
-  let attentionBias: boolean;
-  if (architecture === 'Qwen2ForCausalLM') attentionBias = true;
-  else if (architecture === 'LlamaForCausalLM') attentionBias = f.boolean('attention_bias', false);
-  else attentionBias = false;
-
-  // Mistral always applies `sliding_window` (null = full attention); Qwen2 only with
-  // `use_sliding_window: true`; an absent key takes the transformers default, an explicit null none.
-  const useSlidingWindow = architecture !== 'LlamaForCausalLM' && f.boolean('use_sliding_window', architecture === 'MistralForCausalLM');
+  // An absent `sliding_window` takes the transformers default, an explicit null means none.
+  const { rule } = rules.window;
+  const useSlidingWindow = rule !== 'never' && f.boolean('use_sliding_window', rule === 'always');
   let slidingWindow: number | null = null;
   if (useSlidingWindow) {
     const raw = f.raw('sliding_window');
-    slidingWindow = raw === undefined ? defaults.slidingWindow : raw === null ? null : f.dim('sliding_window');
+    slidingWindow = raw === undefined ? rules.window.slidingWindow : raw === null ? null : f.dim('sliding_window');
   }
 
   return {
     architecture,
-    modelType: f.string('model_type') ?? MODEL_TYPES[architecture],
+    modelType: f.string('model_type') ?? rules.modelType,
     hiddenSize,
     intermediateSize: f.dim('intermediate_size'),
     numLayers: f.dim('num_hidden_layers'),
@@ -284,43 +321,17 @@ export function parseModelConfig(json: unknown, source: string): ModelConfig {
     numKvHeads,
     headDim,
     vocabSize: f.dim('vocab_size'),
-    maxPositionEmbeddings: f.dim('max_position_embeddings', defaults.maxPositionEmbeddings),
-    rmsNormEps: f.positive('rms_norm_eps', defaults.rmsNormEps),
+    maxPositionEmbeddings: f.dim('max_position_embeddings', rules.maxPositionEmbeddings),
+    rmsNormEps: f.positive('rms_norm_eps', rules.rmsNormEps),
     ropeTheta,
     ropeScaling,
-    attentionBias,
+    attentionBias: rules.attentionBias(f),
     tieWordEmbeddings: f.boolean('tie_word_embeddings', false),
     torchDtype: parseTorchDtype(f),
     slidingWindow,
     bosTokenId: f.tokenId('bos_token_id'),
     eosTokenIds: f.tokenIds('eos_token_id'),
   };
-}
-
-/**
- * RoPE inverse frequencies, headDim/2 entries: inv_freq[i] = theta^(-2i/d), adjusted by the
- * `llama3` rule of transformers' `_compute_llama3_parameters` when configured. Computed in float64
- * so the float32 result is the correctly rounded value.
- */
-export function ropeInvFreq(cfg: ModelConfig): Float32Array {
-  const d = cfg.headDim;
-  const half = d / 2;
-  const out = new Float32Array(half);
-  for (let i = 0; i < half; i++) out[i] = llama3Adjust(Math.pow(cfg.ropeTheta, -(2 * i) / d), cfg.ropeScaling);
-  return out;
-}
-
-function llama3Adjust(invFreq: number, s: RopeScaling): number {
-  if (s.type !== 'llama3') return invFreq;
-  // Long wavelengths (low frequencies) are slowed down by `factor`, short ones kept, and the band
-  // in between interpolated smoothly, so the model extrapolates beyond its original context.
-  const lowFreqWavelen = s.originalMaxPositionEmbeddings / s.lowFreqFactor;
-  const highFreqWavelen = s.originalMaxPositionEmbeddings / s.highFreqFactor;
-  const wavelen = (2 * Math.PI) / invFreq;
-  if (wavelen > lowFreqWavelen) return invFreq / s.factor;
-  if (wavelen < highFreqWavelen) return invFreq;
-  const smooth = (s.originalMaxPositionEmbeddings / wavelen - s.lowFreqFactor) / (s.highFreqFactor - s.lowFreqFactor);
-  return (1 - smooth) * (invFreq / s.factor) + smooth * invFreq;
 }
 
 /**

@@ -7,9 +7,8 @@ import { DType, type ComputeBackend, type KvCacheHandle } from '../backend/backe
 import { defaultKvCacheBytes, type EngineConfig } from '../config/engine-config.js';
 import { ContextLengthError, InvalidRequestError, ModelLoadError } from '../errors.js';
 import { KVCacheManager } from '../kv/kv-cache-manager.js';
-import { autoPrecision, LlamaModel, type Precision } from '../model/architectures/llama.js';
-import { loadModelFiles } from '../model/loader/model-dir.js';
-import { WeightStore } from '../model/loader/weights.js';
+import { openModelPackage } from '../model/loader/package.js';
+import { autoPrecision, CausalLM, type Precision } from '../model/model.js';
 import { ModelRunner, type LogitsRequest } from '../model/runner.js';
 import { deriveSeed, type SamplingParams } from '../sampling/params.js';
 import { Rng } from '../sampling/rng.js';
@@ -94,9 +93,9 @@ export class EngineCore {
     modelDir: string,
     cfg: EngineConfig,
   ) {
-    const files = loadModelFiles(modelDir);
+    const files = openModelPackage(modelDir);
     const mc = files.config;
-    const weights = WeightStore.open(modelDir);
+    const weights = files.weights;
     const precision: Precision = cfg.dtype === 'auto' ? autoPrecision(mc, weights) : cfg.dtype;
     const kvDtype = cfg.kvCacheDtype === 'auto' ? precision : cfg.kvCacheDtype;
 
@@ -120,7 +119,7 @@ export class EngineCore {
     this.cache = be.kvCacheCreate(mc.numLayers, numBlocks, cfg.blockSize, mc.numKvHeads, mc.headDim, dt);
     this.kv = new KVCacheManager(numBlocks, cfg.blockSize, cfg.enablePrefixCaching);
     this.scheduler = new Scheduler({ maxNumBatchedTokens: cfg.maxNumBatchedTokens, maxNumSeqs: cfg.maxNumSeqs, kind: cfg.scheduler }, this.kv);
-    const model = new LlamaModel(be, mc, weights, { precision, maxTokens: cfg.maxNumBatchedTokens });
+    const model = new CausalLM(be, mc, weights, { precision, maxTokens: cfg.maxNumBatchedTokens });
     this.runner = new ModelRunner(be, model, this.cache, {
       blockSize: cfg.blockSize,
       maxTokens: cfg.maxNumBatchedTokens,
@@ -281,7 +280,7 @@ export class EngineCore {
     return this.runner.model.flopsPerToken();
   }
 
-  /** FLOPs one prefill of a `promptLen`-token prompt executes (see LlamaModel.prefillFlops). */
+  /** FLOPs one prefill of a `promptLen`-token prompt executes (see CausalLM.prefillFlops). */
   prefillFlops(promptLen: number): number {
     return this.runner.model.prefillFlops(promptLen);
   }

@@ -5,7 +5,8 @@
  */
 import type { ComputeBackend, KvCacheHandle } from '../backend/backend.js';
 import type { ScheduledSeq } from '../scheduler/scheduler.js';
-import type { ForwardBatch, LlamaModel } from './architectures/llama.js';
+import type { ForwardBatch } from './forward-batch.js';
+import type { CausalLM } from './model.js';
 
 export interface RunnerConfig {
   blockSize: number;
@@ -35,7 +36,7 @@ export class ModelRunner {
 
   constructor(
     private readonly be: ComputeBackend,
-    readonly model: LlamaModel,
+    readonly model: CausalLM,
     readonly cache: KvCacheHandle,
     readonly cfg: RunnerConfig,
   ) {

@@ -7,9 +7,8 @@ import { DType, type KvCacheHandle } from '../../src/backend/backend.js';
 import { cpuBackend } from '../../src/backend/native.js';
 import type { Sequence } from '../../src/engine/sequence.js';
 import { KVCacheManager, type KvSequence } from '../../src/kv/kv-cache-manager.js';
-import { LlamaModel, type Precision } from '../../src/model/architectures/llama.js';
-import { loadModelFiles } from '../../src/model/loader/model-dir.js';
-import { WeightStore } from '../../src/model/loader/weights.js';
+import { openModelPackage } from '../../src/model/loader/package.js';
+import { CausalLM, type Precision } from '../../src/model/model.js';
 import { ModelRunner, type LogitsRequest } from '../../src/model/runner.js';
 
 export interface HarnessOptions {
@@ -23,19 +22,18 @@ export interface HarnessOptions {
 }
 
 export class ModelHarness {
-  readonly model: LlamaModel;
+  readonly model: CausalLM;
   readonly kv: KVCacheManager;
   readonly runner: ModelRunner;
   readonly cache: KvCacheHandle;
   readonly vocab: number;
 
   constructor(dir: string, readonly opts: HarnessOptions) {
-    const cfg = loadModelFiles(dir).config;
-    const weights = WeightStore.open(dir);
+    const { config: cfg, weights } = openModelPackage(dir);
     const bs = opts.blockSize ?? 16;
     const maxTokens = opts.maxTokens ?? 512;
     const numBlocks = opts.numBlocks ?? Math.ceil(1024 / bs) * 4;
-    this.model = new LlamaModel(cpuBackend(), cfg, weights, { precision: opts.precision, maxTokens });
+    this.model = new CausalLM(cpuBackend(), cfg, weights, { precision: opts.precision, maxTokens });
     const dt = opts.kvDtype === 'bfloat16' ? DType.BF16 : DType.F32;
     this.cache = cpuBackend().kvCacheCreate(cfg.numLayers, numBlocks, bs, cfg.numKvHeads, cfg.headDim, dt);
     this.kv = new KVCacheManager(numBlocks, bs, false);

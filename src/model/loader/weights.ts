@@ -1,43 +1,27 @@
 /**
- * All weights of a model directory behind one name → tensor lookup, whatever the sharding.
+ * The safetensors {@link WeightSource}: all weights of a model directory behind one name → tensor
+ * lookup, whatever the sharding.
  */
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { DType, WeightArray } from '../../backend/backend.js';
 import { ModelLoadError } from '../../errors.js';
 import { SafetensorsFile } from './safetensors.js';
-
-export interface Tensor {
-  name: string;
-  dtype: DType;
-  shape: number[];
-  /** Raw element bits: Float32Array for F32, Uint16Array for F16/BF16 (usually a view into the file mapping). */
-  data: WeightArray;
-  /** The file the tensor was read from. */
-  file: string;
-}
+import { checkTensorShape, type FloatWeightTensor, type WeightSource } from './weight-source.js';
 
 export const SINGLE_FILE = 'model.safetensors';
 export const INDEX_FILE = 'model.safetensors.index.json';
 
-function sameShape(a: readonly number[], b: readonly number[]): boolean {
-  return a.length === b.length && a.every((v, i) => v === b[i]);
-}
-
-function fmtShape(s: readonly number[]): string {
-  return `[${s.join(', ')}]`;
-}
-
 /**
  * The safetensors weights of one model directory. Files are memory-mapped when opened; tensor data
- * is paged in by the OS when first touched.
+ * is paged in by the OS when first touched. Tensors are float (F32, F16, BF16), stored in Hugging
+ * Face layout already, and handed out as views into the mapping.
  */
-export class WeightStore {
-  private readonly cache = new Map<string, Tensor>();
+export class WeightStore implements WeightSource {
+  private readonly cache = new Map<string, FloatWeightTensor>();
 
   private constructor(
     /** What the weights were opened from (index file, single file or directory), for messages. */
-    readonly source: string,
+    readonly description: string,
     private readonly fileOf: Map<string, SafetensorsFile>,
   ) {}
 
@@ -131,19 +115,13 @@ export class WeightStore {
    * The tensor `name`, checked against the shape the model expects. Throws {@link ModelLoadError}
    * naming the file and tensor when it is missing, has another shape or an unsupported dtype.
    */
-  get(name: string, shape: number[]): Tensor {
+  get(name: string, shape: number[]): FloatWeightTensor {
     const file = this.fileOf.get(name);
-    if (!file) throw new ModelLoadError(`${this.source}: missing tensor "${name}" (expected shape ${fmtShape(shape)})`, { code: 'tensor_missing' });
-    const entry = file.entry(name)!;
-    if (!sameShape(entry.shape, shape)) {
-      throw new ModelLoadError(`${file.path}: tensor "${name}" has shape ${fmtShape(entry.shape)}, expected ${fmtShape(shape)}`, {
-        code: 'tensor_shape_mismatch',
-      });
-    }
+    checkTensorShape(file?.path ?? this.description, name, file?.entry(name)?.shape, shape);
     let t = this.cache.get(name);
     if (!t) {
-      const v = file.tensor(name);
-      t = { name, dtype: v.dtype, shape: v.shape, data: v.data, file: file.path };
+      const v = file!.tensor(name);
+      t = { name, kind: 'float', dtype: v.dtype, shape: v.shape, data: v.data, source: file!.path };
       this.cache.set(name, t);
     }
     return { ...t, shape: [...t.shape] };

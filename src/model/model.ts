@@ -1,0 +1,111 @@
+/**
+ * The model the runner drives: a decoder-only causal LM composed by its architecture module
+ * (src/model/architectures, looked up in the registry) from the shared pieces of src/model/layers.
+ * It runs the flat varlen batch of a step through embedding → layers → final norm, reading and
+ * writing K/V only through the paged cache, and computes logits for the rows that need them.
+ */
+import { DType, type ComputeBackend, type KvCacheHandle } from '../backend/backend.js';
+import type { ModelConfig } from '../config/model-config.js';
+import type { ModelParts } from './architectures/architecture.js';
+import { architectureFor } from './architectures/registry.js';
+import type { ForwardBatch, Step } from './forward-batch.js';
+import { ModelBuilder, type Precision } from './layers/builder.js';
+import type { Linears } from './layers/linear.js';
+import type { Rotary } from './layers/rotary.js';
+import { EMBED_TOKENS } from './layers/embedding.js';
+import type { WeightSource } from './loader/weight-source.js';
+
+export type { Precision } from './layers/builder.js';
+
+export interface ModelOptions {
+  precision: Precision;
+  /** Largest batch (tokens) a forward pass takes; activation buffers are sized for it. */
+  maxTokens: number;
+}
+
+export class CausalLM {
+  private readonly parts: ModelParts;
+  private readonly linears: Linears;
+  private readonly rotaries: Rotary[];
+  private readonly x: Float32Array;
+  private readonly maxTokens: number;
+
+  constructor(
+    be: ComputeBackend,
+    readonly cfg: ModelConfig,
+    weights: WeightSource,
+    readonly opts: ModelOptions,
+  ) {
+    const arch = architectureFor(cfg.architecture);
+    const b = new ModelBuilder(be, cfg, weights, arch.tensors(cfg), opts.precision, opts.maxTokens);
+    this.parts = arch.build(b);
+    this.linears = b.linears;
+    this.rotaries = b.rotaries;
+    this.maxTokens = opts.maxTokens;
+    this.x = b.scratch('residual', cfg.hiddenSize);
+  }
+
+  get precision(): Precision {
+    return this.opts.precision;
+  }
+
+  /**
+   * Run all layers over the batch, writing K/V into the cache, and return the final-normed hidden
+   * states of the rows in `rows` (indices into the batch) as [rows.length, hidden].
+   */
+  forward(batch: ForwardBatch, cache: KvCacheHandle, rows: Int32Array, out: Float32Array): void {
+    const T = batch.numTokens;
+    if (T > this.maxTokens) throw new Error(`batch of ${T} tokens exceeds the model's buffers (${this.maxTokens})`);
+    const H = this.cfg.hiddenSize;
+    const x = this.x.subarray(0, T * H);
+    const step: Step = { batch, cache, T };
+    this.parts.embedding.forward(x, batch.tokenIds, T);
+    for (const r of this.rotaries) r.prepare(batch.positions, T);
+    for (const layer of this.parts.layers) layer.forward(x, step);
+    const R = rows.length;
+    const sel = out.subarray(0, R * H);
+    for (let r = 0; r < R; r++) sel.set(x.subarray(rows[r]! * H, rows[r]! * H + H), r * H);
+    this.parts.finalNorm.apply(sel, sel, R);
+  }
+
+  /** logits[r, :] = head(hidden[r, :]) for R rows. */
+  logits(hidden: Float32Array, R: number, out: Float32Array): void {
+    this.parts.head.forward(hidden, R, out);
+  }
+
+  /** Bytes of weights a decode step reads (every linear layer and the output head once). */
+  weightBytesPerStep(): number {
+    return this.linears.weightBytes();
+  }
+
+  /** Matmul FLOPs per token (2 per weight; attention's context-dependent share not included). */
+  flopsPerToken(): number {
+    return this.linears.flopsPerRow();
+  }
+
+  /**
+   * FLOPs a prefill of one `promptLen`-token prompt executes: every layer's matmuls for each
+   * token, the output head for the last token only (the one whose logits are sampled), and causal
+   * attention (q.k and p.v: 4 per head dimension per query-key pair).
+   */
+  prefillFlops(promptLen: number): number {
+    const { cfg } = this;
+    const head = 2 * cfg.vocabSize * cfg.hiddenSize;
+    const attention = 4 * cfg.numLayers * cfg.numHeads * cfg.headDim * ((promptLen * (promptLen + 1)) / 2);
+    return promptLen * (this.flopsPerToken() - head) + head + attention;
+  }
+
+  /** Free the packed weights' native memory now (the model must not be used afterwards). */
+  dispose(): void {
+    this.linears.dispose();
+  }
+}
+
+/**
+ * The compute precision for `auto`: BF16 checkpoints compute in bfloat16, float32 and float16
+ * ones exactly in float32 (judged by the embedding table, which every architecture has).
+ */
+export function autoPrecision(cfg: ModelConfig, weights: WeightSource): Precision {
+  const t = weights.get(EMBED_TOKENS, [cfg.vocabSize, cfg.hiddenSize]);
+  return t.kind === 'float' && t.dtype === DType.BF16 ? 'bfloat16' : 'float32';
+}
