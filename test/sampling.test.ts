@@ -697,7 +697,7 @@ describe('Selection: top-k and nucleus', () => {
     for (let i = 0; i < x.length; i += 2) x[i] = Math.round(x[i]! * 2) / 2;
     const idx = new Int32Array(n);
     for (const k of [1, 17, 1024, 1025, 3000, n - 1]) {
-      const got = selectTopK(x, 7, n, k, idx, new TopK());
+      const got = selectTopK(x, 7, n, k, idx, new TopK(), new Float64Array(n));
       assert.equal(got, k);
       const want = refOrder(x.subarray(7, 7 + n)).slice(0, k);
       assert.deepEqual([...idx.subarray(0, k)].sort((a, b) => a - b), want.sort((a, b) => a - b), `k=${k}`);

@@ -69,7 +69,7 @@ const topK: DrawStage = {
   apply(c, p) {
     const { L, off, invT } = c;
     const { w, idx } = c.s;
-    const n = selectTopK(L, off, c.V, p.topK, idx, c.top);
+    const n = selectTopK(L, off, c.V, p.topK, idx, c.top, w);
     let max = -Infinity;
     for (let t = 0; t < n; t++) {
       const v = L[off + idx[t]!]!;

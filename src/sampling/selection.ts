@@ -148,16 +148,19 @@ function heapTopK(L: Float32Array, off: number, V: number, k: number, ids: Int32
 
 /**
  * Put the ids of the k largest logits of row L[off, off + V) (ties → lower id) in idx[0..k), in no
- * particular order; returns k (< V).
+ * particular order; returns k (< V). `key` (V values) is scratch for large k, overwritten.
  */
-export function selectTopK(L: Float32Array, off: number, V: number, k: number, idx: Int32Array, top: TopK): number {
+export function selectTopK(L: Float32Array, off: number, V: number, k: number, idx: Int32Array, top: TopK, key: Float64Array): number {
   if (k <= HEAP_TOP_K_LIMIT) {
     const size = top.select(L, off, V, k);
     for (let t = 0; t < size; t++) idx[t] = top.ids[t]!;
     return size;
   }
+  // The quickselect reads its keys from a float64 copy (exact), so that it only ever sees one
+  // array type, as it does for top-p.
+  key.set(L.subarray(off, off + V));
   for (let i = 0; i < V; i++) idx[i] = i;
-  return selectPrefix(L, off, idx, 0, V, null, k);
+  return selectPrefix(key, idx, 0, V, false, k);
 }
 
 /**
@@ -167,67 +170,59 @@ export function selectTopK(L: Float32Array, off: number, V: number, k: number, i
  * sorting.
  */
 export function nucleus(idx: Int32Array, start: number, end: number, w: Float64Array, target: number): number {
-  return selectPrefix(w, 0, idx, start, end, w, target);
+  return selectPrefix(w, idx, start, end, true, target);
 }
 
 /** Whether id a comes before id b in (key desc, id asc) order. */
-function before(key: Float32Array | Float64Array, off: number, a: number, b: number): boolean {
-  const va = key[off + a]!;
-  const vb = key[off + b]!;
+function before(key: Float64Array, a: number, b: number): boolean {
+  const va = key[a]!;
+  const vb = key[b]!;
   return va > vb || (va === vb && a < b);
 }
 
 /**
- * Quickselect over idx[start..end) in (key[off + id] desc, id asc) order, leaving a prefix of that
- * order in idx[start..m) (unordered) and returning m. The prefix ends where `need` is met:
- * - `mass` null: it holds `need` ids (top-k); the search stops as soon as a pivot lands there;
- * - otherwise: it is the shortest whose mass (sum of mass[id]) reaches `need` (top-p).
+ * Quickselect over idx[start..end) in (key[id] desc, id asc) order, leaving a prefix of that order
+ * in idx[start..m) (unordered) and returning m. The prefix ends where `need` is met:
+ * - by count: it holds `need` ids (top-k); the search stops as soon as a pivot lands there;
+ * - by mass: it is the shortest whose sum of keys reaches `need` (top-p, keys = weights).
  */
-function selectPrefix(
-  key: Float32Array | Float64Array,
-  off: number,
-  idx: Int32Array,
-  start: number,
-  end: number,
-  mass: Float64Array | null,
-  need: number,
-): number {
+function selectPrefix(key: Float64Array, idx: Int32Array, start: number, end: number, byMass: boolean, need: number): number {
   let lo = start;
   let hi = end;
   while (hi - lo > SMALL_RANGE) {
     const mid = (lo + hi) >> 1;
     // Median of three as pivot, moved to hi - 1.
     let a = idx[lo]!, b = idx[mid]!, c = idx[hi - 1]!;
-    if (before(key, off, b, a)) [a, b] = [b, a];
-    if (before(key, off, c, b)) {
+    if (before(key, b, a)) [a, b] = [b, a];
+    if (before(key, c, b)) {
       [b, c] = [c, b];
-      if (before(key, off, b, a)) [a, b] = [b, a];
+      if (before(key, b, a)) [a, b] = [b, a];
     }
     idx[lo] = a;
     idx[mid] = c;
     idx[hi - 1] = b;
     const pivot = b;
     let store = lo;
-    let massBefore = 0;
+    let ahead = 0;
     for (let t = lo; t < hi - 1; t++) {
       const id = idx[t]!;
-      if (before(key, off, id, pivot)) {
-        if (mass !== null) massBefore += mass[id]!;
+      if (before(key, id, pivot)) {
+        if (byMass) ahead += key[id]!;
         idx[t] = idx[store]!;
         idx[store++] = id;
       }
     }
     idx[hi - 1] = idx[store]!;
     idx[store] = pivot;
-    if (mass === null) massBefore = store - lo;
-    const pivotMass = mass === null ? 1 : mass[pivot]!;
-    if (massBefore >= need) {
-      if (mass === null && massBefore === need) return store; // the k-th id is just before the pivot
+    if (!byMass) ahead = store - lo;
+    const pivotMass = byMass ? key[pivot]! : 1;
+    if (ahead >= need) {
+      if (!byMass && ahead === need) return store; // the k-th id is just before the pivot
       hi = store; // the prefix ends before the pivot
-    } else if (massBefore + pivotMass >= need) {
+    } else if (ahead + pivotMass >= need) {
       return store + 1; // ... exactly at the pivot
     } else {
-      need -= massBefore + pivotMass;
+      need -= ahead + pivotMass;
       lo = store + 1;
     }
   }
@@ -235,7 +230,7 @@ function selectPrefix(
   for (let t = lo + 1; t < hi; t++) {
     const id = idx[t]!;
     let s = t - 1;
-    while (s >= lo && before(key, off, id, idx[s]!)) {
+    while (s >= lo && before(key, id, idx[s]!)) {
       idx[s + 1] = idx[s]!;
       s--;
     }
@@ -243,7 +238,7 @@ function selectPrefix(
   }
   let acc = 0;
   for (let t = lo; t < hi; t++) {
-    acc += mass === null ? 1 : mass[idx[t]!]!;
+    acc += byMass ? key[idx[t]!]! : 1;
     if (acc >= need) return t + 1;
   }
   return hi;
