@@ -6,7 +6,7 @@
  * larger.
  */
 import type { ComputeBackend } from '../backend/backend.js';
-import { TopK } from './selection.js';
+import { bestFirst, heapTopK, TopK } from './selection.js';
 
 export interface TokenLogprob {
   tokenId: number;
@@ -22,7 +22,8 @@ export interface RowLogprobs {
 
 /** Log-softmax stats of one raw row L[off, off + V): the token's logprob/rank and the top k (k <= V). */
 export function rowLogprobs(be: ComputeBackend, L: Float32Array, off: number, V: number, tokenId: number, k: number, topK: TopK): RowLogprobs {
-  const size = k > 0 ? topK.sorted(L, off, V, k) : 0;
+  topK.reserve(k);
+  const size = k > 0 ? heapTopK(L, off, V, k, topK.ids, topK.vals) : 0;
   const x = L[off + tokenId]!;
   // The two full passes over the vocabulary run natively (vectorised).
   const lse = be.rowLogSumExp(L, off, V);
@@ -30,12 +31,13 @@ export function rowLogprobs(be: ComputeBackend, L: Float32Array, off: number, V:
   const token: TokenLogprob = { tokenId, logprob: x - lse, rank: greater + 1 };
 
   const { ids, vals } = topK;
+  const order = bestFirst(ids, vals, size);
   const top: TokenLogprob[] = [];
   for (let t = 0; t < size; t++) {
-    const v = vals[t]!;
+    const v = vals[order[t]!]!;
     // Every id with a larger value is earlier in this list, so ties share the first tied rank.
-    const rank = t > 0 && v === vals[t - 1]! ? top[t - 1]!.rank : t + 1;
-    top.push({ tokenId: ids[t]!, logprob: v - lse, rank });
+    const rank = t > 0 && v === vals[order[t - 1]!]! ? top[t - 1]!.rank : t + 1;
+    top.push({ tokenId: ids[order[t]!]!, logprob: v - lse, rank });
   }
   return { token, top };
 }

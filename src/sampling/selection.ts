@@ -65,49 +65,40 @@ export function rowMax(L: Float32Array, off: number, V: number): number {
   return m2 > m0 ? m2 : m0;
 }
 
-/** The k largest values of a row with reusable buffers. */
+/** Buffers for `heapTopK`, grown as needed. */
 export class TopK {
   ids = new Int32Array(64);
   vals = new Float64Array(64);
 
-  /** The k largest values of row[off, off + n) (ties → lower id) into ids/vals[0..size), unordered; returns size. */
-  select(row: Float32Array, off: number, n: number, k: number): number {
+  reserve(k: number): void {
     if (this.ids.length < k) {
       this.ids = new Int32Array(k);
       this.vals = new Float64Array(k);
     }
-    return heapTopK(row, off, n, k, this.ids, this.vals);
   }
+}
 
-  /** As `select`, then ids/vals[0..size) ordered best first (value desc, id asc). */
-  sorted(row: Float32Array, off: number, n: number, k: number): number {
-    const size = this.select(row, off, n, k);
-    const { ids, vals } = this;
-    const order: number[] = [];
-    for (let t = 0; t < size; t++) order.push(t);
-    order.sort((a, b) => vals[b]! - vals[a]! || ids[a]! - ids[b]!);
-    const sortedIds = order.map((t) => ids[t]!);
-    const sortedVals = order.map((t) => vals[t]!);
-    for (let t = 0; t < size; t++) {
-      ids[t] = sortedIds[t]!;
-      vals[t] = sortedVals[t]!;
-    }
-    return size;
-  }
+/** Positions 0..size-1 of heapTopK's output, ordered best first (value desc, id asc). */
+export function bestFirst(ids: Int32Array, vals: Float64Array, size: number): number[] {
+  const order: number[] = [];
+  for (let t = 0; t < size; t++) order.push(t);
+  return order.sort((a, b) => vals[b]! - vals[a]! || ids[a]! - ids[b]!);
 }
 
 /** Ids of the k largest values of a row (ties: lower id first), best first. */
 export function topKIds(row: Float32Array, k: number): number[] {
   const top = new TopK();
-  const size = top.sorted(row, 0, row.length, k);
-  return Array.from(top.ids.subarray(0, size));
+  top.reserve(k);
+  const size = heapTopK(row, 0, row.length, k, top.ids, top.vals);
+  return bestFirst(top.ids, top.vals, size).map((t) => top.ids[t]!);
 }
 
 /**
- * The k largest values of a row (ties → lower id) into heap arrays (unordered); returns the count.
+ * The k largest values of row L[off, off + V) (ties → lower id) into ids/vals (at least k long),
+ * unordered; returns the count, min(k, V).
  * A min-heap of the current best k, rooted at the worst: most ids cost one comparison.
  */
-function heapTopK(L: Float32Array, off: number, V: number, k: number, ids: Int32Array, vals: Float64Array): number {
+export function heapTopK(L: Float32Array, off: number, V: number, k: number, ids: Int32Array, vals: Float64Array): number {
   let size = 0;
   for (let i = 0; i < V; i++) {
     const v = L[off + i]!;
@@ -152,7 +143,8 @@ function heapTopK(L: Float32Array, off: number, V: number, k: number, ids: Int32
  */
 export function selectTopK(L: Float32Array, off: number, V: number, k: number, idx: Int32Array, top: TopK, key: Float64Array): number {
   if (k <= HEAP_TOP_K_LIMIT) {
-    const size = top.select(L, off, V, k);
+    top.reserve(k);
+    const size = heapTopK(L, off, V, k, top.ids, top.vals);
     for (let t = 0; t < size; t++) idx[t] = top.ids[t]!;
     return size;
   }
