@@ -31,7 +31,7 @@ export interface LogitsProcessor {
 
 /** The stages, in order, for a vocabulary of V ids (stages own scratch sized V). */
 export function logitsProcessors(V: number): LogitsProcessor[] {
-  return [new Penalties(V), new AllowedTokenIds(V), new LogitBias(V), new MinTokens(V)];
+  return [penalties(V), allowedTokenIds(V), logitBias(V), minTokens(V)];
 }
 
 /** Whether any stage applies to the row. */
@@ -108,112 +108,92 @@ function growKeep(): void {
   keepVals = vals;
 }
 
+// Stages are plain objects of one shape ({ name, appliesTo, apply }), built by the functions below
+// over their own scratch: the per-row `appliesTo` calls then load from one hidden class, which
+// keeps the check cheap for the rows that skip every stage.
+
 /** vLLM/HF rule: seen logits > 0 are divided by the penalty, <= 0 multiplied; then OpenAI's frequency/presence. */
-class Penalties implements LogitsProcessor {
-  readonly name = 'penalties';
-  /** Output-token counts and prompt marks; all zero between rows. */
-  private readonly counts: Int32Array;
-  private readonly seen: Uint8Array;
-  private readonly touched: Int32Array;
-
-  constructor(private readonly V: number) {
-    this.counts = new Int32Array(V);
-    this.seen = new Uint8Array(V);
-    this.touched = new Int32Array(V);
-  }
-
-  appliesTo(row: SamplerRow): boolean {
-    const p = row.params;
-    return p.repetitionPenalty !== 1 || p.frequencyPenalty !== 0 || p.presencePenalty !== 0;
-  }
-
-  apply(L: Float32Array, off: number, row: SamplerRow): void {
-    const V = this.V;
-    const { repetitionPenalty: rep, frequencyPenalty: freq, presencePenalty: pres } = row.params;
-    const { counts, seen, touched } = this;
-    let nTouched = 0;
-    for (const id of row.outputTokenIds) {
-      if (id < 0 || id >= V) continue;
-      if (counts[id] === 0 && seen[id] === 0) touched[nTouched++] = id;
-      counts[id]!++;
-    }
-    if (rep !== 1) {
-      for (const id of row.promptTokenIds) {
+function penalties(V: number): LogitsProcessor {
+  // Output-token counts and prompt marks; all zero between rows.
+  const counts = new Int32Array(V);
+  const seen = new Uint8Array(V);
+  const touched = new Int32Array(V);
+  return {
+    name: 'penalties',
+    appliesTo(row) {
+      const p = row.params;
+      return p.repetitionPenalty !== 1 || p.frequencyPenalty !== 0 || p.presencePenalty !== 0;
+    },
+    apply(L, off, row) {
+      const { repetitionPenalty: rep, frequencyPenalty: freq, presencePenalty: pres } = row.params;
+      let nTouched = 0;
+      for (const id of row.outputTokenIds) {
         if (id < 0 || id >= V) continue;
         if (counts[id] === 0 && seen[id] === 0) touched[nTouched++] = id;
-        seen[id] = 1;
+        counts[id]!++;
       }
-    }
-    for (let t = 0; t < nTouched; t++) {
-      const id = touched[t]!;
-      const c = counts[id]!;
-      let x = L[off + id]!;
-      if (rep !== 1) x = x > 0 ? x / rep : x * rep;
-      if (c > 0) x -= freq * c + pres;
-      L[off + id] = x;
-      counts[id] = 0;
-      seen[id] = 0;
-    }
-  }
+      if (rep !== 1) {
+        for (const id of row.promptTokenIds) {
+          if (id < 0 || id >= V) continue;
+          if (counts[id] === 0 && seen[id] === 0) touched[nTouched++] = id;
+          seen[id] = 1;
+        }
+      }
+      for (let t = 0; t < nTouched; t++) {
+        const id = touched[t]!;
+        const c = counts[id]!;
+        let x = L[off + id]!;
+        if (rep !== 1) x = x > 0 ? x / rep : x * rep;
+        if (c > 0) x -= freq * c + pres;
+        L[off + id] = x;
+        counts[id] = 0;
+        seen[id] = 0;
+      }
+    },
+  };
 }
 
 /**
  * Every id outside allowed_token_ids becomes -inf. The list is short next to the vocabulary, so
  * stashing its values, filling the row and restoring them beats a bitmask scan over the row.
  */
-class AllowedTokenIds implements LogitsProcessor {
-  readonly name = 'allowed_token_ids';
-  private readonly keep: Float64Array;
-
-  constructor(private readonly V: number) {
-    this.keep = new Float64Array(V);
-  }
-
-  appliesTo(row: SamplerRow): boolean {
-    return row.params.allowedTokenIds !== null;
-  }
-
-  apply(L: Float32Array, off: number, row: SamplerRow): void {
-    const V = this.V;
-    const allowed = row.params.allowedTokenIds!;
-    const keep = this.keep;
-    let n = 0;
-    for (const id of allowed) if (id >= 0 && id < V) keep[n++] = L[off + id]!;
-    L.fill(-Infinity, off, off + V);
-    n = 0;
-    for (const id of allowed) if (id >= 0 && id < V) L[off + id] = keep[n++]!;
-  }
+function allowedTokenIds(V: number): LogitsProcessor {
+  const keep = new Float64Array(V);
+  return {
+    name: 'allowed_token_ids',
+    appliesTo: (row) => row.params.allowedTokenIds !== null,
+    apply(L, off, row) {
+      const allowed = row.params.allowedTokenIds!;
+      let n = 0;
+      for (const id of allowed) if (id >= 0 && id < V) keep[n++] = L[off + id]!;
+      L.fill(-Infinity, off, off + V);
+      n = 0;
+      for (const id of allowed) if (id >= 0 && id < V) L[off + id] = keep[n++]!;
+    },
+  };
 }
 
-class LogitBias implements LogitsProcessor {
-  readonly name = 'logit_bias';
-
-  constructor(private readonly V: number) {}
-
-  appliesTo(row: SamplerRow): boolean {
-    return row.params.logitBias !== null;
-  }
-
-  apply(L: Float32Array, off: number, row: SamplerRow): void {
-    const V = this.V;
-    for (const [id, b] of row.params.logitBias!) if (id >= 0 && id < V) L[off + id] = L[off + id]! + b;
-  }
+function logitBias(V: number): LogitsProcessor {
+  return {
+    name: 'logit_bias',
+    appliesTo: (row) => row.params.logitBias !== null,
+    apply(L, off, row) {
+      for (const [id, b] of row.params.logitBias!) if (id >= 0 && id < V) L[off + id] = L[off + id]! + b;
+    },
+  };
 }
 
 /** EOS and stop token ids are -inf while the output is shorter than min_tokens. */
-class MinTokens implements LogitsProcessor {
-  readonly name = 'min_tokens';
-
-  constructor(private readonly V: number) {}
-
-  appliesTo(row: SamplerRow): boolean {
-    const p = row.params;
-    return row.outputTokenIds.length < p.minTokens && (row.eosTokenIds.length > 0 || p.stopTokenIds.length > 0);
-  }
-
-  apply(L: Float32Array, off: number, row: SamplerRow): void {
-    const V = this.V;
-    for (const id of row.eosTokenIds) if (id >= 0 && id < V) L[off + id] = -Infinity;
-    for (const id of row.params.stopTokenIds) if (id >= 0 && id < V) L[off + id] = -Infinity;
-  }
+function minTokens(V: number): LogitsProcessor {
+  return {
+    name: 'min_tokens',
+    appliesTo(row) {
+      const p = row.params;
+      return row.outputTokenIds.length < p.minTokens && (row.eosTokenIds.length > 0 || p.stopTokenIds.length > 0);
+    },
+    apply(L, off, row) {
+      for (const id of row.eosTokenIds) if (id >= 0 && id < V) L[off + id] = -Infinity;
+      for (const id of row.params.stopTokenIds) if (id >= 0 && id < V) L[off + id] = -Infinity;
+    },
+  };
 }
