@@ -12,8 +12,11 @@ import {
   type SamplingParamsInput,
 } from '../src/sampling/params.js';
 import { Rng } from '../src/sampling/rng.js';
-import { Sampler, promptLogprobs, type SamplerRow } from '../src/sampling/sampler.js';
-import { StopStringMatcher } from '../src/sampling/stop.js';
+import { logitsProcessors, maskByBitmask, tokenBitmask } from '../src/sampling/logits-processors.js';
+import { promptLogprobs } from '../src/sampling/logprobs.js';
+import { DRAW_STAGES } from '../src/sampling/random-draw.js';
+import { nucleus, selectTopK, TopK, topKIds } from '../src/sampling/selection.js';
+import { Sampler, type SamplerRow } from '../src/sampling/sampler.js';
 
 const V = 16;
 const ctx = { vocabSize: V };
@@ -624,93 +627,114 @@ describe('Sampler: the sampled distribution is exactly the target', () => {
   });
 });
 
+describe('Sampling pipeline: stages and masks', () => {
+  test('the stages run in vLLM order, each skipping rows it does not apply to', () => {
+    assert.deepEqual(
+      logitsProcessors(V).map((s) => s.name),
+      ['penalties', 'allowed_token_ids', 'logit_bias', 'min_tokens'],
+    );
+    assert.deepEqual(
+      DRAW_STAGES.map((s) => s.name),
+      ['top_k', 'top_p', 'min_p'],
+    );
+    const plain = row(params({ temperature: 0.7 }));
+    assert.deepEqual(logitsProcessors(V).filter((s) => s.appliesTo(plain)), []);
+    assert.deepEqual(DRAW_STAGES.filter((s) => s.appliesTo(plain.params, V)), []);
+    // min_tokens applies only while the output is short and there is something to suppress.
+    const minTok = logitsProcessors(V).find((s) => s.name === 'min_tokens')!;
+    assert.equal(minTok.appliesTo(row(params({ minTokens: 2, maxTokens: 5 }))), true);
+    assert.equal(minTok.appliesTo(row(params({ minTokens: 2, maxTokens: 5 }), 0, { outputTokenIds: [1, 1] })), false);
+    assert.equal(minTok.appliesTo(row(params({ minTokens: 2, maxTokens: 5 }), 0, { eosTokenIds: [] })), false);
+    // top_k >= V selects nothing and is skipped.
+    assert.equal(DRAW_STAGES[0]!.appliesTo(params({ temperature: 1, topK: V }), V), false);
+  });
+
+  test('maskByBitmask keeps exactly the set bits, on awkward sizes and offsets', () => {
+    const r = new Rng(5);
+    for (const n of [1, 5, 31, 32, 33, 64, 95, 1000, 4099]) {
+      for (const density of [0, 0.01, 0.3, 0.97, 1]) {
+        const words = (n + 31) >>> 5;
+        const mask = new Uint32Array(words);
+        for (let i = 0; i < words * 32; i++) if (r.next() < density) mask[i >>> 5]! |= 1 << (i & 31);
+        // Runs of all-ones and all-zero words as well.
+        if (words > 4) (mask[1] = 0xffffffff), (mask[2] = 0xffffffff), (mask[3] = 0);
+        const off = 3;
+        const row = randomLogits(n + 2 * off, n);
+        const got = row.slice();
+        maskByBitmask(got, off, n, mask);
+        for (let i = 0; i < row.length; i++) {
+          const id = i - off;
+          const keep = id < 0 || id >= n || ((mask[id >>> 5]! >>> (id & 31)) & 1) === 1;
+          assert.equal(got[i], keep ? row[i] : -Infinity, `n=${n} density=${density} id=${id}`);
+        }
+      }
+    }
+    assert.throws(() => maskByBitmask(new Float32Array(40), 0, 40, new Uint32Array(1)), /2 for 40 ids/);
+  });
+
+  test('tokenBitmask sets the listed in-range ids only', () => {
+    const m = tokenBitmask([0, 31, 32, 69, -1, 70, 5, 5], 70);
+    assert.equal(m.length, 3);
+    assert.deepEqual([...m], [(1 | (1 << 5) | (1 << 31)) >>> 0, 1, 1 << 5]);
+  });
+});
+
+describe('Selection: top-k and nucleus', () => {
+  const refOrder = (x: Float32Array | Float64Array): number[] =>
+    Array.from({ length: x.length }, (_, i) => i).sort((a, b) => x[b]! - x[a]! || a - b);
+
+  test('topKIds is the best-first prefix of (value desc, id asc), ties included', () => {
+    for (const [n, k, seed] of [[1, 1, 1], [10, 3, 2], [100, 100, 3], [100, 150, 4], [5000, 40, 5]] as const) {
+      const x = randomLogits(n, seed);
+      for (let i = 0; i < n; i += 3) x[i] = Math.round(x[i]!); // exact ties
+      assert.deepEqual(topKIds(x, k), refOrder(x).slice(0, k));
+    }
+  });
+
+  test('selectTopK (heap and quickselect paths) picks the same set as a full sort', () => {
+    const n = 6000;
+    const x = randomLogits(n + 7, 9);
+    for (let i = 0; i < x.length; i += 2) x[i] = Math.round(x[i]! * 2) / 2;
+    const idx = new Int32Array(n);
+    for (const k of [1, 17, 1024, 1025, 3000, n - 1]) {
+      const got = selectTopK(x, 7, n, k, idx, new TopK(), new Float64Array(n));
+      assert.equal(got, k);
+      const want = refOrder(x.subarray(7, 7 + n)).slice(0, k);
+      assert.deepEqual([...idx.subarray(0, k)].sort((a, b) => a - b), want.sort((a, b) => a - b), `k=${k}`);
+    }
+  });
+
+  test('nucleus is the shortest best-first prefix reaching the target mass', () => {
+    const r = new Rng(11);
+    for (const n of [1, 7, 16, 17, 200, 3000]) {
+      const w = new Float64Array(n);
+      // Multiples of 1/64 (and zeros): every partial sum is exact, so the cut is unambiguous.
+      for (let i = 0; i < n; i++) w[i] = r.next() < 0.2 ? Math.round(r.next() * 4) / 4 : Math.round(r.next() * 64) / 64;
+      const total = w.reduce((a, b) => a + b, 0);
+      for (const p of [0.01, 0.5, 0.9, 1]) {
+        const idx = Int32Array.from({ length: n }, (_, i) => i);
+        const m = nucleus(idx, 0, n, w, p * total);
+        const order = refOrder(w);
+        let acc = 0;
+        let want = n;
+        for (let t = 0; t < n; t++) {
+          acc += w[order[t]!]!;
+          if (acc >= p * total) {
+            want = t + 1;
+            break;
+          }
+        }
+        assert.equal(m, want, `n=${n} p=${p}`);
+        assert.deepEqual([...idx.subarray(0, m)].sort((a, b) => a - b), order.slice(0, m).sort((a, b) => a - b));
+      }
+    }
+  });
+});
+
 describe('Sampler: input checks', () => {
   test('rejects a logits buffer that is too short', () => {
     const s = new Sampler(cpuBackend(), 4);
     assert.throws(() => s.sample(new Float32Array(7), [row(params({}, 4)), row(params({}, 4))]), /expected 2 x 4/);
-  });
-});
-
-describe('StopStringMatcher', () => {
-  const feed = (m: StopStringMatcher, deltas: string[]): { emitted: string[]; stopped: string | null } => {
-    const emitted: string[] = [];
-    let stopped: string | null = null;
-    for (const d of deltas) {
-      const r = m.push(d);
-      emitted.push(r.emit);
-      if (r.stopped !== null) {
-        stopped = r.stopped;
-        break;
-      }
-    }
-    return { emitted, stopped };
-  };
-
-  test('stop string inside one delta: output cut before it', () => {
-    const r = feed(new StopStringMatcher(['END'], false), ['Hello END world']);
-    assert.deepEqual(r, { emitted: ['Hello '], stopped: 'END' });
-  });
-
-  test('stop string spanning three deltas is never partly emitted', () => {
-    const m = new StopStringMatcher(['END'], false);
-    const r = feed(m, ['Hel', 'lo E', 'N', 'D more']);
-    assert.deepEqual(r.emitted, ['Hel', 'lo ', '', '']);
-    assert.equal(r.stopped, 'END');
-    assert.ok(!r.emitted.join('').includes('E'));
-    assert.deepEqual(m.push('again'), { emit: '', stopped: 'END' });
-  });
-
-  test('a held-back prefix that does not complete is released', () => {
-    const m = new StopStringMatcher(['END'], false);
-    assert.deepEqual(feed(m, ['a E', 'Nx', 'y']).emitted, ['a ', 'ENx', 'y']);
-    assert.equal(m.push('EN').emit, '');
-    assert.equal(m.flush(), 'EN');
-    assert.equal(m.flush(), '');
-  });
-
-  test('include_stop_str_in_output keeps the stop string and holds nothing back', () => {
-    const r = feed(new StopStringMatcher(['END'], true), ['Hel', 'lo E', 'N', 'D more']);
-    assert.deepEqual(r.emitted, ['Hel', 'lo E', 'N', 'D']);
-    assert.equal(r.stopped, 'END');
-    const one = feed(new StopStringMatcher(['\n\n'], true), ['a\n', '\nb']);
-    assert.deepEqual(one, { emitted: ['a\n', '\n'], stopped: '\n\n' });
-  });
-
-  test('several stop strings: the earliest match wins, ties go to the first listed', () => {
-    assert.deepEqual(feed(new StopStringMatcher(['world', 'lo'], false), ['hello world']), { emitted: ['hel'], stopped: 'lo' });
-    assert.deepEqual(feed(new StopStringMatcher(['ab', 'abc'], false), ['xabcd']), { emitted: ['x'], stopped: 'ab' });
-    // "bc" completes while the longer "abcd" is still partial: stop at once.
-    assert.deepEqual(feed(new StopStringMatcher(['abcd', 'bc'], false), ['a', 'bc']), { emitted: ['', 'a'], stopped: 'bc' });
-    assert.deepEqual(feed(new StopStringMatcher(['abcd', 'bc'], true), ['xa', 'bc']), { emitted: ['xa', 'bc'], stopped: 'bc' });
-  });
-
-  test('no stop strings: everything passes through', () => {
-    const m = new StopStringMatcher([], false);
-    assert.deepEqual(m.push('abc'), { emit: 'abc', stopped: null });
-    assert.equal(m.flush(), '');
-  });
-
-  test('random splits of a text give the same output as one push', () => {
-    const text = 'The cat sat. STOP The dog ran. ST OP STOP!';
-    const r = new Rng(3);
-    for (const include of [false, true]) {
-      const whole = new StopStringMatcher(['STOP', 'dog'], include).push(text);
-      for (let trial = 0; trial < 50; trial++) {
-        const m = new StopStringMatcher(['STOP', 'dog'], include);
-        let out = '';
-        let stopped: string | null = null;
-        for (let i = 0; i < text.length && stopped === null; ) {
-          const len = 1 + Math.floor(r.next() * 4);
-          const res = m.push(text.slice(i, i + len));
-          out += res.emit;
-          stopped = res.stopped;
-          i += len;
-        }
-        if (stopped === null) out += m.flush();
-        assert.equal(out, whole.emit);
-        assert.equal(stopped, whole.stopped);
-      }
-    }
   });
 });
 

@@ -12,6 +12,7 @@
  * and the generated tokens but not a final EOS (vLLM's get_beam_search_score).
  */
 import type { SamplingParams } from '../sampling/params.js';
+import { topKIds } from '../sampling/selection.js';
 
 export interface TokenProposal {
   tokenId: number;
@@ -51,23 +52,6 @@ export function beamScore(totalLen: number, cumulativeLogprob: number, lengthPen
   return cumulativeLogprob / totalLen ** lengthPenalty;
 }
 
-/**
- * Indices of the k largest values of row (ties: lower index first), in descending order.
- * One pass with a small sorted buffer: k is 2·W, tiny next to the vocabulary.
- */
-export function topK(row: Float32Array | Float64Array, k: number): number[] {
-  const idx: number[] = [];
-  for (let i = 0; i < row.length; i++) {
-    const v = row[i]!;
-    if (idx.length === k && !(v > row[idx[k - 1]!]!)) continue;
-    let j = idx.length < k ? idx.length : k - 1;
-    while (j > 0 && row[idx[j - 1]!]! < v) j--;
-    idx.splice(j, 0, i);
-    if (idx.length > k) idx.pop();
-  }
-  return idx;
-}
-
 /** The 2·width best next tokens of one row of processed logits, with their logprobs. */
 export function proposeTokens(logits: Float32Array, width: number): TokenProposal[] {
   let m = -Infinity;
@@ -75,7 +59,7 @@ export function proposeTokens(logits: Float32Array, width: number): TokenProposa
   let s = 0;
   for (let i = 0; i < logits.length; i++) s += Math.exp(logits[i]! - m);
   const lse = m + Math.log(s);
-  return topK(logits, 2 * width).map((tokenId) => ({ tokenId, logprob: logits[tokenId]! - lse }));
+  return topKIds(logits, 2 * width).map((tokenId) => ({ tokenId, logprob: logits[tokenId]! - lse }));
 }
 
 export class BeamGroup<B extends Beam> {

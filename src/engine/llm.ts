@@ -3,7 +3,8 @@
  * at once to the same engine the server uses (continuous batching) and returns the outputs in
  * input order.
  */
-import { generationDefaults } from '../sampling/defaults.js';
+import { generationDefaults } from '../config/generation-defaults.js';
+import { loadModelFiles } from '../model/loader/model-dir.js';
 import { makeSamplingParams, type SamplingParamsInput } from '../sampling/params.js';
 import { AsyncEngine, type EngineStartOptions } from './async-engine.js';
 import type { RequestOutput } from './output-processor.js';
@@ -35,7 +36,7 @@ export class LLM {
     const sp = makeSamplingParams(params, {
       vocabSize: engine.info.model.vocabSize,
       maxModelLen: engine.info.maxModelLen,
-      defaults: generationDefaults(engine.info.modelDir, 'auto').defaults,
+      defaults: generationDefaults(loadModelFiles(engine.info.modelDir).generationConfig, 'auto').defaults,
     });
     const ids = await Promise.all(list.map((p) => this.tokenize(p)));
     const streams = ids.map((promptTokenIds) => engine.generate({ promptTokenIds, params: sp }));

@@ -4,7 +4,7 @@
  */
 import { IncrementalDetokenizer } from '../tokenizer/detokenizer.js';
 import type { PagewiseTokenizer } from '../tokenizer/tokenizer.js';
-import { StopStringMatcher } from '../sampling/stop.js';
+import { StopStringMatcher } from './stop-strings.js';
 import type { SamplingParams } from '../sampling/params.js';
 import type { RequestDelta, SeqDelta, TokenLogprobs } from './protocol.js';
 import type { FinishReason } from './sequence.js';

@@ -6,7 +6,7 @@ import type { EngineConfig } from '../config/engine-config.js';
 import type { ModelConfig } from '../config/model-config.js';
 import type { SerializedError } from '../errors.js';
 import type { SamplingParams } from '../sampling/params.js';
-import type { TokenLogprob } from '../sampling/sampler.js';
+import type { TokenLogprob } from '../sampling/logprobs.js';
 import type { FinishReason } from './sequence.js';
 
 /** A request as the engine core sees it: token ids and validated sampling parameters. */

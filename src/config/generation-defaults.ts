@@ -2,20 +2,20 @@
  * Sampling defaults a model ships in generation_config.json, applied to fields a request leaves
  * unset — by the server and the offline API alike.
  */
-import { loadModelFiles } from '../model/loader/model-dir.js';
-import type { SamplingParams } from './params.js';
+import type { SamplingParams } from '../sampling/params.js';
+import type { GenerationConfig } from './model-config.js';
 
 /**
- * The model's sampling defaults from generation_config.json, as vLLM's `--generation-config auto`
- * applies them (temperature, top_p, top_k, repetition_penalty; max_new_tokens caps the default
- * max_tokens). `vllm` ignores the model's file and uses vLLM's built-in defaults.
+ * The model's sampling defaults from its generation_config.json (as `loadModelFiles` read it), as
+ * vLLM's `--generation-config auto` applies them (temperature, top_p, top_k, repetition_penalty;
+ * max_new_tokens caps the default max_tokens). `vllm` ignores the model's file and uses vLLM's
+ * built-in defaults.
  */
 export function generationDefaults(
-  modelDir: string,
+  g: GenerationConfig,
   mode: 'auto' | 'vllm',
 ): { defaults: Partial<SamplingParams>; maxNewTokens: number | null; applied: string[] } {
   if (mode === 'vllm') return { defaults: {}, maxNewTokens: null, applied: [] };
-  const g = loadModelFiles(modelDir).generationConfig;
   const defaults: Partial<SamplingParams> = {};
   const applied: string[] = [];
   if (g.temperature !== undefined) {
