@@ -10,7 +10,7 @@ import { deserializeError, EngineDeadError, InvalidRequestError, PagewiseError, 
 import { resolveModel } from '../model/loader/resolve.js';
 import type { SamplingParams } from '../sampling/params.js';
 import { PagewiseTokenizer } from '../tokenizer/tokenizer.js';
-import { checkRequestFits } from './core.js';
+import { checkRequestFits, engineLimits } from '../shared/request-limits.js';
 import { RequestTracker, type RequestOutput } from './output-processor.js';
 import type { EngineInfo, EngineStats, FromWorker, RequestDelta, ToWorker } from './protocol.js';
 
@@ -178,7 +178,7 @@ export class AsyncEngine {
         `too many requests waiting (${this.unscheduled.size}, limit --max-waiting-requests ${this.info.config.maxWaitingRequests}); retry later`,
       );
     }
-    checkRequestFits(this.info, req.promptTokenIds, req.params);
+    checkRequestFits(engineLimits(this.info), req.promptTokenIds, req.params);
     const requestId = req.requestId ?? randomUUID();
     if (this.streams.has(requestId)) throw new InvalidRequestError(`request id ${requestId} is already in use`);
     const arrivalTime = performance.timeOrigin + performance.now();

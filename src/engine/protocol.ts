@@ -6,8 +6,16 @@ import type { EngineConfig } from '../config/engine-config.js';
 import type { ModelConfig } from '../config/model-config.js';
 import type { SerializedError } from '../errors.js';
 import type { SamplingParams } from '../sampling/params.js';
-import type { TokenLogprob } from '../sampling/sampler.js';
-import type { FinishReason } from './sequence.js';
+
+/** Why a sequence ended. */
+export type FinishReason = 'stop' | 'length' | 'abort' | 'error';
+
+/** A token's logprob in the raw distribution and its rank there (1 = most likely). */
+export interface TokenLogprob {
+  tokenId: number;
+  logprob: number;
+  rank: number;
+}
 
 /** A request as the engine core sees it: token ids and validated sampling parameters. */
 export interface EngineRequest {

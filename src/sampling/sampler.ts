@@ -22,6 +22,8 @@
  * (vLLM keeps every id tied with the k-th value; the two differ only on exact float ties).
  */
 import type { ComputeBackend } from '../backend/backend.js';
+import type { TokenLogprob } from '../engine/protocol.js';
+import { ranksByLogprob } from '../shared/fan-out.js';
 import type { SamplingParams } from './params.js';
 import { SAMPLING_EPS } from './params.js';
 import type { Rng } from './rng.js';
@@ -37,11 +39,8 @@ export interface SamplerRow {
   eosTokenIds: readonly number[];
 }
 
-export interface TokenLogprob {
-  tokenId: number;
-  logprob: number;
-  rank: number;
-}
+// The wire type, defined with the other main-thread/worker messages.
+export type { TokenLogprob } from '../engine/protocol.js';
 
 export interface SampleResult {
   tokenId: number;
@@ -193,7 +192,7 @@ export class Sampler {
       processed: penalties || p.logitBias !== null || p.allowedTokenIds !== null || minTokensActive,
       // best_of > n and beam search rank sequences by cumulative logprob, so they need the chosen
       // token's logprob even when the client asked for none.
-      wantLogprob: p.logprobs !== null || p.bestOf > p.n || p.useBeamSearch,
+      wantLogprob: p.logprobs !== null || ranksByLogprob(p),
     };
   }
 

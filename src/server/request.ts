@@ -20,6 +20,8 @@
  */
 import { ContextLengthError, InvalidRequestError, NotFoundError } from '../errors.js';
 import { makeSamplingParams, MAX_LOGPROBS, type SamplingParams, type SamplingParamsInput } from '../sampling/params.js';
+import { hasExtraCandidates } from '../shared/fan-out.js';
+import { checkTokenId, checkWidth, maxRequestTokens } from '../shared/request-limits.js';
 import type { ChatMessage, PagewiseTokenizer } from '../tokenizer/tokenizer.js';
 
 /** What request parsing needs to know about the served model. */
@@ -62,7 +64,7 @@ export function longestTokenChars(tokenizer: PagewiseTokenizer, vocabSize: numbe
 
 /** Refuse text that cannot possibly fit in the context, before spending time tokenizing it. */
 function checkTextFits(param: string, text: string, ctx: RequestContext): void {
-  const limit = Math.min(ctx.maxModelLen, ctx.kvCacheTokens);
+  const limit = maxRequestTokens(ctx);
   if (text.length > limit * ctx.maxTokenChars) {
     throw new ContextLengthError(
       `This model's maximum context length is ${limit} tokens, and the ${param} (${text.length} characters) is far longer than that; please reduce the length of the input.`,
@@ -196,7 +198,7 @@ function tokenIds(param: string, v: unknown, vocabSize: number, allowEmpty = fal
   if (v.length === 0 && !allowEmpty) fail(param, `${param} must not be empty`);
   for (const x of v) {
     if (typeof x !== 'number' || !Number.isSafeInteger(x)) fail(param, `${param} must contain only integer token ids, got ${describe(x)}`);
-    if (x < 0 || x >= vocabSize) fail(param, `${param} contains token id ${x}, outside the vocabulary (valid ids are 0..${vocabSize - 1})`);
+    checkTokenId(param, x, vocabSize);
   }
   return v as number[];
 }
@@ -357,8 +359,7 @@ function samplingInput(body: Body): SamplingParamsInput {
 
 function makeParams(input: SamplingParamsInput, ctx: RequestContext): SamplingParams {
   const p = makeSamplingParams(input, { vocabSize: ctx.vocabSize, maxModelLen: ctx.maxModelLen, maxLogprobs: MAX_LOGPROBS, defaults: ctx.defaults });
-  if (p.n > ctx.maxNumSeqs) fail('n', `n must be <= ${ctx.maxNumSeqs} (--max-num-seqs), got ${p.n}`);
-  if (p.bestOf > ctx.maxNumSeqs) fail('best_of', `best_of must be <= ${ctx.maxNumSeqs} (--max-num-seqs), got ${p.bestOf}`);
+  checkWidth(p, ctx.maxNumSeqs);
   return p;
 }
 
@@ -368,10 +369,11 @@ function makeParams(input: SamplingParamsInput, ctx: RequestContext): SamplingPa
  */
 function resolveMaxTokens(requested: number | undefined, promptLen: number, ctx: RequestContext, promptParam: string): number {
   if (requested !== undefined) return requested;
-  const room = Math.min(ctx.maxModelLen, ctx.kvCacheTokens) - promptLen;
+  const limit = maxRequestTokens(ctx);
+  const room = limit - promptLen;
   if (room < 1) {
     throw new ContextLengthError(
-      `This model's maximum context length is ${Math.min(ctx.maxModelLen, ctx.kvCacheTokens)} tokens. However, your request has ${promptLen} input tokens. Please reduce the length of the input.`,
+      `This model's maximum context length is ${limit} tokens. However, your request has ${promptLen} input tokens. Please reduce the length of the input.`,
       { param: promptParam, code: 'context_length_exceeded' },
     );
   }
@@ -446,7 +448,7 @@ export function parseCompletionRequest(raw: unknown, ctx: RequestContext): Compl
   const input = samplingInput(body);
   // Ranking best_of candidates needs their cumulative logprobs, which the sampler computes only
   // when logprobs are requested; ask for the chosen token's (0 alternatives) when the client did not.
-  const wantsBestOf = typeof input.bestOf === 'number' && input.bestOf > ((input.n as number | undefined) ?? 1);
+  const wantsBestOf = typeof input.bestOf === 'number' && hasExtraCandidates({ n: (input.n as number | undefined) ?? 1, bestOf: input.bestOf });
   input.logprobs = logprobs ?? (wantsBestOf ? 0 : null);
   // With echo, the prompt's logprobs are part of the returned logprobs (vLLM).
   input.promptLogprobs = promptLogprobs ?? (echo && logprobs !== null ? logprobs : null);
@@ -581,7 +583,7 @@ export function parseChatRequest(raw: unknown, ctx: RequestContext): ChatRequest
   const maxTokens = mtRaw as number | undefined;
 
   const input = samplingInput(body);
-  const wantsBestOf = typeof input.bestOf === 'number' && input.bestOf > ((input.n as number | undefined) ?? 1);
+  const wantsBestOf = typeof input.bestOf === 'number' && hasExtraCandidates({ n: (input.n as number | undefined) ?? 1, bestOf: input.bestOf });
   input.logprobs = topLogprobs ?? (wantsBestOf ? 0 : null);
   input.promptLogprobs = promptLogprobs;
   const base = makeParams({ ...input, maxTokens: maxTokens ?? ctx.maxModelLen }, ctx);
