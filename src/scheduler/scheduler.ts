@@ -69,7 +69,11 @@ export interface SchedulerStats {
  */
 const MAX_SKIPS = 8;
 
-/** Sequences a waiting sequence will become: its request's width before it forks, else 1. */
+/**
+ * Seats a sequence holds under max_num_seqs: its request's width until it forks (the first
+ * sequence before its first token), else 1. A beam search holds its width from then on as long
+ * as it keeps that many beams, which it does unless fewer than `width` non-EOS tokens were proposed.
+ */
 export function fanOut(seq: Sequence): number {
   if (seq.index !== 0 || seq.outputTokenIds.length > 0) return 1;
   return requestWidth(seq.params);
@@ -186,14 +190,18 @@ export class Scheduler {
     if (mayAdmit) {
       // A static batch takes up to max_num_seqs requests at once even when their prompts exceed one
       // step's token budget: those beyond it join now and prefill in the next steps.
-      for (let i = 0; i < this.waiting.length && (budget > 0 || isStatic) && this.running.length < this.cfg.maxNumSeqs; ) {
+      // A request that will fork (n > 1, best_of, beam search) needs seats for all its sequences,
+      // and a running one that has not forked yet still holds them.
+      let seats = 0;
+      for (const r of this.running) seats += fanOut(r);
+      for (let i = 0; i < this.waiting.length && (budget > 0 || isStatic) && seats < this.cfg.maxNumSeqs; ) {
         const seq = this.waiting[i]!;
-        // A request that will fork (n > 1, best_of, beam search) needs room for all its sequences.
-        if (this.running.length + fanOut(seq) > this.cfg.maxNumSeqs) break;
+        if (seats + fanOut(seq) > this.cfg.maxNumSeqs) break;
         if (budget <= 0) {
           this.waiting.splice(i, 1);
           seq.status = 'running';
           this.running.push(seq);
+          seats += fanOut(seq);
           continue;
         }
         // Prompt logprobs need every prompt position computed, so such requests skip the cache (as vLLM).
@@ -212,6 +220,7 @@ export class Scheduler {
         this.waiting.splice(i, 1);
         seq.status = 'running';
         this.running.push(seq);
+        seats += fanOut(seq);
         take(seq, n);
       }
     }
