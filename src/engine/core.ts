@@ -250,7 +250,8 @@ export class EngineCore {
       if (hyps) st.addHypotheses(hyps);
     }
     if (group.length === 0) return;
-    // The sampler modifies rows in place, so every sequence gets its own copy of its row.
+    // The sampler modifies rows in place, so every sequence gets its own copy of its row (also
+    // whenever rows are not in sampler order: forks share a row, beam rows are skipped).
     let rows = logits;
     if (group.length !== samplers.length || beamSteps.size > 0 || rowOf.some((r, i) => r !== i)) {
       rows = new Float32Array(group.length * V);

@@ -1,6 +1,8 @@
 /**
- * What the main thread and the engine worker say to each other. Everything here is structured-
- * clone friendly (plain objects, arrays, Maps).
+ * What the main thread and the engine worker say to each other, and the wire types both use.
+ * Both sides import this module, so it imports types only, and nothing of the worker's side
+ * (test/thread-boundary.test.ts checks). Everything here is structured-clone friendly (plain
+ * objects, arrays, Maps).
  */
 import type { EngineConfig } from '../config/engine-config.js';
 import type { ModelConfig } from '../config/model-config.js';

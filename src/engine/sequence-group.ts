@@ -51,8 +51,8 @@ export class SequenceGroup {
   }
 
   /**
-   * The sequences that sample the logits row `seq` just produced: `seq`, preceded by nothing and
-   * followed, when it is the first candidate finishing the prompt, by its siblings forked now.
+   * The sequences that sample the logits row `seq` just produced: `seq` itself and, when it is the
+   * first candidate finishing the prompt, its siblings, forked from it now.
    */
   samplersOf(seq: Sequence, scheduler: Scheduler): Sequence[] {
     if (seq.index !== 0 || this.pendingForks.length === 0) return [seq];
