@@ -101,7 +101,7 @@ for (const sampled of [false, true]) {
       // 24 blocks of 16 tokens: far less than 64 requests need at once.
       const c = core({ kvCacheMemory: 24 * c0BlockBytes(), maxNumBatchedTokens: 64 });
       const got = run(c, [reqs]);
-      assert.ok(c.scheduler.numPreemptions > 0, 'expected preemptions');
+      assert.ok(c.scheduler.stats().numPreemptions > 0, 'expected preemptions');
       assert.deepEqual(got, alone);
       assert.equal(c.kv.pool.numUsed, 0);
       c.close();
@@ -201,11 +201,11 @@ test('static batching admits a whole batch at once (beyond one step budget) and 
   const out = new Map<string, number[]>();
   let sawFullBatch = false;
   while (c.hasWork()) {
-    const before = c.scheduler.running.length;
+    const before = c.scheduler.numRunning;
     for (const d of c.step().deltas) out.set(d.requestId, [...(out.get(d.requestId) ?? []), ...d.seqs.flatMap((s) => s.newTokenIds)]);
-    if (c.scheduler.running.length === 8) sawFullBatch = true;
+    if (c.scheduler.numRunning === 8) sawFullBatch = true;
     // A new batch starts only from an empty running set.
-    if (before > 0) assert.ok(c.scheduler.running.length <= before);
+    if (before > 0) assert.ok(c.scheduler.numRunning <= before);
   }
   assert.ok(sawFullBatch, 'the first static batch should hold max_num_seqs requests');
   assert.deepEqual(out, alone);

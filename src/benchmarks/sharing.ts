@@ -29,7 +29,7 @@ function runPeak(core: EngineCore, prompt: number[], params: SamplingParamsInput
   while (core.hasWork()) {
     core.step();
     shared = Math.max(shared, core.kv.pool.numUsed);
-    const logical = core.scheduler.running.reduce((a, s) => a + s.blockTable.length, 0);
+    const logical = core.scheduler.stats().logicalBlocks;
     unshared = Math.max(unshared, logical);
   }
   return { blocks_shared: shared, blocks_unshared: unshared, saving: unshared === 0 ? 0 : 1 - shared / unshared };

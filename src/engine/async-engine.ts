@@ -10,7 +10,8 @@ import { deserializeError, EngineDeadError, InvalidRequestError, PagewiseError, 
 import { resolveModel } from '../model/loader/resolve.js';
 import type { SamplingParams } from '../sampling/params.js';
 import { PagewiseTokenizer } from '../tokenizer/tokenizer.js';
-import { checkRequestFits } from './core.js';
+import { checkRequestFits, engineLimits } from '../shared/request-limits.js';
+import { startModuleWorker } from '../shared/worker-thread.js';
 import { RequestTracker, type RequestOutput } from './output-processor.js';
 import type { EngineInfo, EngineStats, FromWorker, RequestDelta, ToWorker } from './protocol.js';
 
@@ -83,16 +84,9 @@ export class RequestStream implements AsyncIterable<RequestOutput> {
   }
 }
 
-/**
- * Start the engine worker. The published package runs compiled .js; under tsx (tests, development)
- * the sources are .ts, and Node 20 does not apply `--import` loader hooks to a worker's entry
- * file, so a tiny eval'd entry registers tsx first and then imports the worker module.
- */
+/** Start the engine worker (worker.ts). */
 function startWorker(workerData: unknown): Worker {
-  if (!import.meta.url.endsWith('.ts')) return new Worker(new URL('./worker.js', import.meta.url), { workerData });
-  const url = new URL('./worker.ts', import.meta.url).href;
-  const code = `import('tsx/esm/api').then((m) => { m.register(); return import(${JSON.stringify(url)}); })`;
-  return new Worker(code, { eval: true, workerData });
+  return startModuleWorker(new URL('./worker.js', import.meta.url), workerData);
 }
 
 export class AsyncEngine {
@@ -175,7 +169,7 @@ export class AsyncEngine {
         `too many requests waiting (${this.unscheduled.size}, limit --max-waiting-requests ${this.info.config.maxWaitingRequests}); retry later`,
       );
     }
-    checkRequestFits(this.info, req.promptTokenIds, req.params);
+    checkRequestFits(engineLimits(this.info), req.promptTokenIds, req.params);
     const requestId = req.requestId ?? randomUUID();
     if (this.streams.has(requestId)) throw new InvalidRequestError(`request id ${requestId} is already in use`);
     const arrivalTime = performance.timeOrigin + performance.now();

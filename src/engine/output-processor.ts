@@ -6,8 +6,8 @@ import { IncrementalDetokenizer } from '../tokenizer/detokenizer.js';
 import type { PagewiseTokenizer } from '../tokenizer/tokenizer.js';
 import { StopStringMatcher } from './stop-strings.js';
 import type { SamplingParams } from '../sampling/params.js';
-import type { RequestDelta, SeqDelta, TokenLogprobs } from './protocol.js';
-import type { FinishReason } from './sequence.js';
+import { keepBest, reportedSequences } from '../shared/fan-out.js';
+import type { FinishReason, RequestDelta, SeqDelta, TokenLogprobs } from './protocol.js';
 
 /** One generated sequence of a request, cumulative so far. */
 export interface CompletionOutput {
@@ -95,13 +95,7 @@ export class RequestTracker {
     }
     this.output.finished = true;
     this.output.metrics.finishedTime = now;
-    const { n, bestOf, useBeamSearch } = this.params;
-    if (!useBeamSearch && bestOf > n && this.output.outputs.length > n) {
-      // best_of: keep the n sequences with the highest cumulative logprob, renumbered 0..n-1.
-      const best = [...this.output.outputs].sort((a, b) => b.cumulativeLogprob - a.cumulativeLogprob).slice(0, n);
-      best.forEach((o, i) => (o.index = i));
-      this.output.outputs = best;
-    }
+    this.output.outputs = keepBest(this.output.outputs, this.params);
   }
 
   /** True once every sequence has finished (possibly before the engine reports the request done). */
@@ -109,9 +103,8 @@ export class RequestTracker {
     return this.seqs.length === this.expectedSeqs && this.seqs.every((s) => s.done);
   }
 
-  /** Sequences the engine reports: best_of of them when sampling (n kept at the end), n hypotheses for beam search. */
   private get expectedSeqs(): number {
-    return this.params.useBeamSearch ? this.params.n : Math.max(this.params.n, this.params.bestOf);
+    return reportedSequences(this.params);
   }
 
   private seq(index: number): SeqState {

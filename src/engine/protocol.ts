@@ -1,13 +1,23 @@
 /**
- * What the main thread and the engine worker say to each other. Everything here is structured-
- * clone friendly (plain objects, arrays, Maps).
+ * What the main thread and the engine worker say to each other, and the wire types both use.
+ * Both sides import this module, so it imports types only, and nothing of the worker's side
+ * (test/thread-boundary.test.ts checks). Everything here is structured-clone friendly (plain
+ * objects, arrays, Maps).
  */
 import type { EngineConfig } from '../config/engine-config.js';
 import type { ModelConfig } from '../config/model-config.js';
 import type { SerializedError } from '../errors.js';
 import type { SamplingParams } from '../sampling/params.js';
-import type { TokenLogprob } from '../sampling/logprobs.js';
-import type { FinishReason } from './sequence.js';
+
+/** Why a sequence ended. */
+export type FinishReason = 'stop' | 'length' | 'abort' | 'error';
+
+/** A token's logprob in the raw distribution and its rank there (1 = most likely). */
+export interface TokenLogprob {
+  tokenId: number;
+  logprob: number;
+  rank: number;
+}
 
 /** A request as the engine core sees it: token ids and validated sampling parameters. */
 export interface EngineRequest {

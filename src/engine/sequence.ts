@@ -5,8 +5,7 @@
 import type { KvSequence } from '../kv/kv-cache-manager.js';
 import type { SamplingParams } from '../sampling/params.js';
 import type { Rng } from '../sampling/rng.js';
-
-export type FinishReason = 'stop' | 'length' | 'abort' | 'error';
+import type { FinishReason } from './protocol.js';
 
 export type SequenceStatus = 'waiting' | 'running' | 'finished';
 

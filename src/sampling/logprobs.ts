@@ -8,11 +8,9 @@
 import type { ComputeBackend } from '../backend/backend.js';
 import { bestFirst, heapTopK, TopK } from './selection.js';
 
-export interface TokenLogprob {
-  tokenId: number;
-  logprob: number;
-  rank: number;
-}
+import type { TokenLogprob } from '../engine/protocol.js';
+
+export type { TokenLogprob };
 
 export interface RowLogprobs {
   token: TokenLogprob;

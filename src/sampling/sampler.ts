@@ -12,7 +12,9 @@
  */
 import type { ComputeBackend } from '../backend/backend.js';
 import { anyApplies, applyProcessors, logitsProcessors, type LogitsProcessor } from './logits-processors.js';
-import { rowLogprobs, type TokenLogprob } from './logprobs.js';
+import { rowLogprobs } from './logprobs.js';
+import type { TokenLogprob } from '../engine/protocol.js';
+import { ranksByLogprob } from '../shared/fan-out.js';
 import type { SamplingParams } from './params.js';
 import { SAMPLING_EPS } from './params.js';
 import { Candidates, narrows } from './random-draw.js';
@@ -132,7 +134,7 @@ export class Sampler {
       processed: anyApplies(this.processors, row),
       // best_of > n and beam search rank sequences by cumulative logprob, so they need the chosen
       // token's logprob even when the client asked for none.
-      wantLogprob: p.logprobs !== null || p.bestOf > p.n || p.useBeamSearch,
+      wantLogprob: p.logprobs !== null || ranksByLogprob(p),
     };
   }
 

@@ -9,10 +9,16 @@
  *
  * `static` is the baseline a plain generate() loop gives: a batch is admitted only when the previous
  * one has completely finished.
+ *
+ * The scheduler owns its queues: sequences enter by add() or fork(), leave by finish() or by the
+ * stop rules in update(), and nothing else moves them. A step is schedule() → (the model runs) →
+ * markComputed() → (the sampler runs) → update(sampled tokens).
  */
 import type { SchedulerKind } from '../config/engine-config.js';
 import type { KVCacheManager } from '../kv/kv-cache-manager.js';
+import type { FinishReason } from '../engine/protocol.js';
 import type { Sequence } from '../engine/sequence.js';
+import { requestWidth } from '../shared/fan-out.js';
 
 export interface ScheduledSeq {
   seq: Sequence;
@@ -33,6 +39,28 @@ export interface SchedulerConfig {
   maxNumBatchedTokens: number;
   maxNumSeqs: number;
   kind: SchedulerKind;
+  /** The model's context: a sequence that reaches it finishes with reason `length`. */
+  maxModelLen: number;
+}
+
+/** A token the sampler chose for a sequence this step. */
+export interface SampledToken {
+  seq: Sequence;
+  tokenId: number;
+  /** Its logprob in the raw distribution, NaN when the sampler did not compute it. */
+  logprob: number;
+}
+
+/** Queue gauges for the engine's stats. */
+export interface SchedulerStats {
+  /** Requests (not sequences: a request with n > 1 counts once, as vLLM reports them). */
+  runningRequests: number;
+  waitingRequests: number;
+  /** Tokens a contiguous reservation of prompt + max_tokens per running sequence would hold. */
+  reservedTokens: number;
+  /** Blocks in the running sequences' block tables, counting shared ones once per sequence. */
+  logicalBlocks: number;
+  numPreemptions: number;
 }
 
 /**
@@ -41,22 +69,36 @@ export interface SchedulerConfig {
  */
 const MAX_SKIPS = 8;
 
-/** Sequences a waiting sequence will become: its request's width before it forks, else 1. */
+/**
+ * Seats a sequence holds under max_num_seqs: its request's width until it forks (the first
+ * sequence before its first token), else 1. A beam search holds its width from then on as long
+ * as it keeps that many beams, which it does unless fewer than `width` non-EOS tokens were proposed.
+ */
 export function fanOut(seq: Sequence): number {
   if (seq.index !== 0 || seq.outputTokenIds.length > 0) return 1;
   return requestWidth(seq.params);
 }
 
-/** Sequences a request runs at once: best_of for beam search, max(n, best_of) for sampling. */
-export function requestWidth(p: { n: number; bestOf: number; useBeamSearch: boolean }): number {
-  return p.useBeamSearch ? p.bestOf : Math.max(p.n, p.bestOf);
+/**
+ * Whether the token just appended ends the sequence: EOS (unless ignore_eos) or a stop token id
+ * once min_tokens are out, or the length limit (max_tokens, or the model's context).
+ */
+export function stopCheck(seq: Sequence, maxModelLen: number): { reason: 'stop' | 'length'; stopTokenId: number | null } | null {
+  const last = seq.tokens[seq.tokens.length - 1]!;
+  const p = seq.params;
+  if (seq.outputTokenIds.length >= p.minTokens) {
+    if (!p.ignoreEos && seq.eosTokenIds.includes(last)) return { reason: 'stop', stopTokenId: null };
+    if (p.stopTokenIds.includes(last)) return { reason: 'stop', stopTokenId: last };
+  }
+  if (seq.outputTokenIds.length >= p.maxTokens || seq.tokens.length >= maxModelLen) return { reason: 'length', stopTokenId: null };
+  return null;
 }
 
 export class Scheduler {
-  readonly waiting: Sequence[] = [];
-  readonly running: Sequence[] = [];
+  private readonly waiting: Sequence[] = [];
+  private readonly running: Sequence[] = [];
   /** Preemptions since start (for metrics). */
-  numPreemptions = 0;
+  private numPreemptions = 0;
   private readonly skips = new Map<Sequence, number>();
 
   constructor(
@@ -69,8 +111,54 @@ export class Scheduler {
     this.waiting.push(seq);
   }
 
+  /**
+   * Start `child` as a copy of `parent` (parallel sampling, beam search). A running parent shares
+   * its blocks with the child, which runs at once; otherwise the child queues to be computed.
+   */
+  fork(parent: Sequence, child: Sequence): void {
+    if (parent.status !== 'running') {
+      this.add(child);
+      return;
+    }
+    this.kv.fork(parent, child);
+    child.status = 'running';
+    this.running.push(child);
+  }
+
+  /** End a sequence now (stop, abort, a beam that dies): it leaves the queues and frees its blocks. */
+  finish(seq: Sequence, reason: FinishReason): void {
+    seq.finishReason = reason;
+    if (seq.status !== 'finished') this.remove(seq);
+    seq.status = 'finished';
+  }
+
   hasWork(): boolean {
     return this.waiting.length > 0 || this.running.length > 0;
+  }
+
+  get numRunning(): number {
+    return this.running.length;
+  }
+
+  get numWaiting(): number {
+    return this.waiting.length;
+  }
+
+  stats(): SchedulerStats {
+    let reservedTokens = 0;
+    let logicalBlocks = 0;
+    for (const s of this.running) {
+      reservedTokens += s.promptLen + s.params.maxTokens;
+      logicalBlocks += s.blockTable.length;
+    }
+    const requestsIn = (q: readonly Sequence[]): number => new Set(q.map((s) => s.requestId)).size;
+    return {
+      runningRequests: requestsIn(this.running),
+      waitingRequests: requestsIn(this.waiting),
+      reservedTokens,
+      logicalBlocks,
+      numPreemptions: this.numPreemptions,
+    };
   }
 
   schedule(): SchedulerOutput {
@@ -102,14 +190,18 @@ export class Scheduler {
     if (mayAdmit) {
       // A static batch takes up to max_num_seqs requests at once even when their prompts exceed one
       // step's token budget: those beyond it join now and prefill in the next steps.
-      for (let i = 0; i < this.waiting.length && (budget > 0 || isStatic) && this.running.length < this.cfg.maxNumSeqs; ) {
+      // A request that will fork (n > 1, best_of, beam search) needs seats for all its sequences,
+      // and a running one that has not forked yet still holds them.
+      let seats = 0;
+      for (const r of this.running) seats += fanOut(r);
+      for (let i = 0; i < this.waiting.length && (budget > 0 || isStatic) && seats < this.cfg.maxNumSeqs; ) {
         const seq = this.waiting[i]!;
-        // A request that will fork (n > 1, best_of, beam search) needs room for all its sequences.
-        if (this.running.length + fanOut(seq) > this.cfg.maxNumSeqs) break;
+        if (seats + fanOut(seq) > this.cfg.maxNumSeqs) break;
         if (budget <= 0) {
           this.waiting.splice(i, 1);
           seq.status = 'running';
           this.running.push(seq);
+          seats += fanOut(seq);
           continue;
         }
         // Prompt logprobs need every prompt position computed, so such requests skip the cache (as vLLM).
@@ -128,6 +220,7 @@ export class Scheduler {
         this.waiting.splice(i, 1);
         seq.status = 'running';
         this.running.push(seq);
+        seats += fanOut(seq);
         take(seq, n);
       }
     }
@@ -135,8 +228,41 @@ export class Scheduler {
     return { scheduled, preempted, numBatchedTokens: this.cfg.maxNumBatchedTokens - budget };
   }
 
-  /** Remove a finished or aborted sequence from the queues and free its blocks. */
-  remove(seq: Sequence): void {
+  /**
+   * The forward pass wrote K/V for every scheduled token: advance the sequences and let the KV
+   * manager record block fill and newly full (cacheable) blocks.
+   */
+  markComputed(out: SchedulerOutput): void {
+    for (const { seq, numNewTokens } of out.scheduled) {
+      seq.numComputedTokens += numNewTokens;
+      this.kv.commit(seq, numNewTokens);
+    }
+  }
+
+  /**
+   * Append the sampled tokens and apply the stop rules. Returns the sequences that finished, in
+   * the order of `sampled`. Beam-search sequences do not come here: the beam search decides their
+   * ends.
+   */
+  update(sampled: readonly SampledToken[]): Sequence[] {
+    const finished: Sequence[] = [];
+    for (const { seq, tokenId, logprob } of sampled) {
+      seq.appendToken(tokenId);
+      if (!Number.isNaN(logprob)) seq.cumulativeLogprob += logprob;
+    }
+    for (const { seq } of sampled) {
+      if (seq.status !== 'running') continue;
+      const stop = stopCheck(seq, this.cfg.maxModelLen);
+      if (stop === null) continue;
+      seq.stopReason = stop.stopTokenId;
+      this.finish(seq, stop.reason);
+      finished.push(seq);
+    }
+    return finished;
+  }
+
+  /** Remove a sequence from the queues and free its blocks. */
+  private remove(seq: Sequence): void {
     const r = this.running.indexOf(seq);
     if (r >= 0) this.running.splice(r, 1);
     const w = this.waiting.indexOf(seq);

@@ -4,13 +4,14 @@
  * request — with a bound that refuses hopeless text before tokenizing it.
  */
 import { ContextLengthError } from '../errors.js';
+import { maxRequestTokens } from '../shared/request-limits.js';
 import type { ChatMessage } from '../tokenizer/tokenizer.js';
 import type { RequestContext } from './request-context.js';
 import { checkText, describe, fail, get, optBool, optInt, tokenIds, type Body } from './request-fields.js';
 
 /** Refuse text that cannot possibly fit in the context, before spending time tokenizing it. */
 export function checkTextFits(param: string, text: string, ctx: RequestContext): void {
-  const limit = Math.min(ctx.maxModelLen, ctx.kvCacheTokens);
+  const limit = maxRequestTokens(ctx);
   if (text.length > limit * ctx.maxTokenChars) {
     throw new ContextLengthError(
       `This model's maximum context length is ${limit} tokens, and the ${param} (${text.length} characters) is far longer than that; please reduce the length of the input.`,

@@ -3,6 +3,7 @@
  * `unknown` and checked for its type; every problem is an InvalidRequestError naming the field
  * (OpenAI's `param`).
  */
+import { checkTokenId } from '../shared/request-limits.js';
 import { InvalidRequestError, NotFoundError } from '../errors.js';
 
 export type Body = Record<string, unknown>;
@@ -70,7 +71,7 @@ export function tokenIds(param: string, v: unknown, vocabSize: number, allowEmpt
   if (v.length === 0 && !allowEmpty) fail(param, `${param} must not be empty`);
   for (const x of v) {
     if (typeof x !== 'number' || !Number.isSafeInteger(x)) fail(param, `${param} must contain only integer token ids, got ${describe(x)}`);
-    if (x < 0 || x >= vocabSize) fail(param, `${param} contains token id ${x}, outside the vocabulary (valid ids are 0..${vocabSize - 1})`);
+    checkTokenId(param, x, vocabSize);
   }
   return v as number[];
 }

@@ -25,6 +25,8 @@ import { makeSamplingParams, MAX_LOGPROBS, type SamplingParams, type SamplingPar
 import { checkTextFits, completionPrompts, parseMessages, parsePromptField, renderChat, truncate, truncation, type PreparedPrompt } from './prompt.js';
 import type { RequestContext } from './request-context.js';
 import { asBody, checkText, describe, fail, get, optBool, optInt, optString, resolveModelName, tokenIds, unknownFields, type Body } from './request-fields.js';
+import { hasExtraCandidates } from '../shared/fan-out.js';
+import { checkWidth, maxRequestTokens } from '../shared/request-limits.js';
 
 interface CommonRequest {
   /** The served model name to report back. */
@@ -216,8 +218,7 @@ function samplingInput(body: Body): SamplingParamsInput {
 
 function makeParams(input: SamplingParamsInput, ctx: RequestContext): SamplingParams {
   const p = makeSamplingParams(input, { vocabSize: ctx.vocabSize, maxModelLen: ctx.maxModelLen, maxLogprobs: MAX_LOGPROBS, defaults: ctx.defaults });
-  if (p.n > ctx.maxNumSeqs) fail('n', `n must be <= ${ctx.maxNumSeqs} (--max-num-seqs), got ${p.n}`);
-  if (p.bestOf > ctx.maxNumSeqs) fail('best_of', `best_of must be <= ${ctx.maxNumSeqs} (--max-num-seqs), got ${p.bestOf}`);
+  checkWidth(p, ctx.maxNumSeqs);
   return p;
 }
 
@@ -227,10 +228,11 @@ function makeParams(input: SamplingParamsInput, ctx: RequestContext): SamplingPa
  */
 function resolveMaxTokens(requested: number | undefined, promptLen: number, ctx: RequestContext, promptParam: string): number {
   if (requested !== undefined) return requested;
-  const room = Math.min(ctx.maxModelLen, ctx.kvCacheTokens) - promptLen;
+  const limit = maxRequestTokens(ctx);
+  const room = limit - promptLen;
   if (room < 1) {
     throw new ContextLengthError(
-      `This model's maximum context length is ${Math.min(ctx.maxModelLen, ctx.kvCacheTokens)} tokens. However, your request has ${promptLen} input tokens. Please reduce the length of the input.`,
+      `This model's maximum context length is ${limit} tokens. However, your request has ${promptLen} input tokens. Please reduce the length of the input.`,
       { param: promptParam, code: 'context_length_exceeded' },
     );
   }
@@ -267,7 +269,7 @@ export function parseCompletionRequest(raw: unknown, ctx: RequestContext): Compl
   const input = samplingInput(body);
   // Ranking best_of candidates needs their cumulative logprobs, which the sampler computes only
   // when logprobs are requested; ask for the chosen token's (0 alternatives) when the client did not.
-  const wantsBestOf = typeof input.bestOf === 'number' && input.bestOf > ((input.n as number | undefined) ?? 1);
+  const wantsBestOf = typeof input.bestOf === 'number' && hasExtraCandidates({ n: (input.n as number | undefined) ?? 1, bestOf: input.bestOf });
   input.logprobs = logprobs ?? (wantsBestOf ? 0 : null);
   // With echo, the prompt's logprobs are part of the returned logprobs (vLLM).
   input.promptLogprobs = promptLogprobs ?? (echo && logprobs !== null ? logprobs : null);
@@ -311,7 +313,7 @@ export function parseChatRequest(raw: unknown, ctx: RequestContext): ChatRequest
   const maxTokens = mtRaw as number | undefined;
 
   const input = samplingInput(body);
-  const wantsBestOf = typeof input.bestOf === 'number' && input.bestOf > ((input.n as number | undefined) ?? 1);
+  const wantsBestOf = typeof input.bestOf === 'number' && hasExtraCandidates({ n: (input.n as number | undefined) ?? 1, bestOf: input.bestOf });
   input.logprobs = topLogprobs ?? (wantsBestOf ? 0 : null);
   input.promptLogprobs = promptLogprobs;
   const base = makeParams({ ...input, maxTokens: maxTokens ?? ctx.maxModelLen }, ctx);

@@ -7,7 +7,7 @@ import { chmod, mkdir, mkdtemp, rename, rm } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { dirname, join, resolve as resolvePath } from 'node:path';
 import { ModelLoadError } from '../../errors.js';
-import { writeFixture } from '../fixture/write-fixture.js';
+import { startModuleWorker } from '../../shared/worker-thread.js';
 import { findCachedSnapshot, hfHubCacheDir, isRepoId } from './hf-cache.js';
 import { downloadToHubCache, stderrProgressBar, type DownloadProgress } from './hub-download.js';
 
@@ -46,6 +46,16 @@ let warnedDemo = false;
  * the final directory appears complete or not at all, so concurrent processes are safe (the loser
  * of the rename discards its copy; the contents are identical).
  */
+/** Write a fixture preset into `dir` on a worker thread (see fixture/demo-worker.ts). */
+function buildInWorker(preset: string, dir: string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const w = startModuleWorker(new URL('../fixture/demo-worker.js', import.meta.url), { preset, dir });
+    w.once('message', (m: { ok: boolean; message?: string }) => (m.ok ? resolve() : reject(new Error(m.message))));
+    w.once('error', reject);
+    w.once('exit', (code) => reject(new Error(`the model generator exited (code ${code})`)));
+  });
+}
+
 export async function ensureDemoModel(): Promise<string> {
   if (!warnedDemo) {
     warnedDemo = true;
@@ -56,7 +66,7 @@ export async function ensureDemoModel(): Promise<string> {
   await mkdir(dirname(dir), { recursive: true });
   const tmp = await mkdtemp(join(dirname(dir), `.${DEMO_MODEL_VERSION}.tmp-`));
   try {
-    await writeFixture('demo', tmp);
+    await buildInWorker('demo', tmp);
     await chmod(tmp, 0o755); // mkdtemp makes it private; the model itself is not secret
     try {
       await rename(tmp, dir);
