@@ -3,9 +3,7 @@
  * metadata, the way llama.cpp's converter writes it:
  * - byte-level BPE (GPT-2 style) → model `gpt2`: tokens, token types and the merges;
  * - SentencePiece-style BPE (byte fallback, `▁` for spaces) → model `llama`: tokens, token types
- *   and scores. llama.cpp's SentencePiece tokenizer merges the adjacent pair whose result has the
- *   highest score, so a token made by merge rank r gets score −r (rank 0 first), the order HF's
- *   BPE applies the merges in; other tokens get 0.
+ *   and scores (see {@link sentencePieceScores}).
  */
 import { ModelLoadError } from '../../errors.js';
 import { GgufValueType, type GgufMetaValue } from '../loader/gguf/writer.js';
@@ -74,6 +72,35 @@ function templateAddsFirst(post: unknown, first: boolean): boolean {
   return isObj(item) && 'SpecialToken' in item;
 }
 
+/**
+ * Scores for llama.cpp's SentencePiece tokenizer, which merges the adjacent pair whose result has
+ * the highest score: the order of the scores among merged tokens must be the order of HF's merge
+ * ranks. A tokenizer converted from SentencePiece lists its pieces by descending score, so when the
+ * merge results come in id order, each normal token gets −(its index among the normal tokens), the
+ * scores SentencePiece itself stores for such a vocabulary; otherwise a merged token gets −(its
+ * merge rank) and other normal tokens 0. Control, byte and unknown tokens get 0, padding −1000.
+ */
+export function sentencePieceScores(tokens: readonly string[], types: readonly number[], merges: readonly string[], vocab: Obj): number[] {
+  const mergedIds: number[] = [];
+  const seen = new Set<number>();
+  for (const m of merges) {
+    const id = vocab[m.replace(' ', '')];
+    if (typeof id === 'number' && !seen.has(id)) {
+      seen.add(id);
+      mergedIds.push(id);
+    }
+  }
+  const idOrder = mergedIds.every((id, i) => i === 0 || id > mergedIds[i - 1]!);
+  const scores = tokens.map((_, id): number => (types[id] === GgufTokenType.UNUSED ? -1000 : 0));
+  if (idOrder) {
+    let n = 0;
+    types.forEach((t, id) => {
+      if (t === GgufTokenType.NORMAL) scores[id] = -n++;
+    });
+  } else mergedIds.forEach((id, rank) => (scores[id] = -rank));
+  return scores;
+}
+
 export function tokenizerMetadata(input: GgufTokenizerInput): Array<[string, GgufMetaValue]> {
   const { tokenizerJson: tj, source } = input;
   const cfg = isObj(input.tokenizerConfig) ? input.tokenizerConfig : {};
@@ -131,13 +158,7 @@ export function tokenizerMetadata(input: GgufTokenizerInput): Array<[string, Ggu
   const u32 = (v: number): GgufMetaValue => ({ type: GgufValueType.UINT32, value: v });
   const bool = (v: boolean): GgufMetaValue => ({ type: GgufValueType.BOOL, value: v });
   if (sentencePiece) {
-    const vocab = model['vocab'];
-    const scores = new Array<number>(n).fill(0);
-    merges.forEach((m, rank) => {
-      const merged = m.replace(' ', '');
-      const id = (vocab as Obj)[merged];
-      if (typeof id === 'number' && scores[id] === 0) scores[id] = -rank;
-    });
+    const scores = sentencePieceScores(tokens, types, merges, model['vocab'] as Obj);
     meta.push(['tokenizer.ggml.model', str('llama')], ['tokenizer.ggml.pre', str('default')]);
     meta.push(['tokenizer.ggml.tokens', { type: GgufValueType.ARRAY, itemType: GgufValueType.STRING, values: tokens }]);
     meta.push(['tokenizer.ggml.scores', { type: GgufValueType.ARRAY, itemType: GgufValueType.FLOAT32, values: scores }]);
