@@ -18,8 +18,10 @@ import { writeGgufFixture } from '../src/model/fixture/write-gguf-fixture.js';
 import { qkRowOrder, quantizeModel } from '../src/model/quantize/hf-to-gguf.js';
 import { quantizeRows, quantizeWeight } from '../src/model/quantize/quantize.js';
 import { tensorType, useMoreBits, type QuantScheme } from '../src/model/quantize/schemes.js';
+import { preTokenizerName } from '../src/model/quantize/gguf-tokenizer.js';
 import { fixturePath } from './helpers/fixtures.js';
 import { readTestGguf, type TestGguf } from './helpers/gguf-test-reader.js';
+import { dequantize } from './helpers/dequant-ref.js';
 
 const tensorBytes = (type: number, ne: number[]) => ggmlRowBytes(type, ne[0]!) * ne.slice(1).reduce((a, b) => a * b, 1);
 const read = (path: string) => readTestGguf(path, tensorBytes);
@@ -302,4 +304,81 @@ test('fixture --format gguf: a byte-level BPE preset as a Q4_0 GGUF with gpt2 to
   assert.equal(g.tensor('blk.1.ffn_up.weight').type, GgmlType.Q4_0);
   assert.equal(g.tensor('output.weight').type, GgmlType.Q8_0); // 64-wide rows: the head cannot be Q6_K
   assert.equal(g.tensor('blk.0.attn_norm.weight').type, GgmlType.F32);
+});
+
+describe('round trip through an independent dequantizer', () => {
+  /** Normal values with heavy outliers and special blocks (zeros, constant, one spike). */
+  function testData(n: number, seed: number): Float32Array {
+    let s = seed >>> 0;
+    const u = () => ((s = (Math.imul(s, 1664525) + 1013904223) >>> 0) + 0.5) / 2 ** 32;
+    const x = Float32Array.from({ length: n }, () => Math.sqrt(-2 * Math.log(u())) * Math.cos(2 * Math.PI * u()) * 0.02);
+    for (let i = 0; i < n; i += 97) x[i]! *= 8; // outliers
+    x.fill(0, 0, 256); // an all-zero super-block
+    x.fill(0.01, 256, 288); // a constant block
+    x.fill(0, 512, 768);
+    x[600] = -0.3; // a lone spike
+    return x;
+  }
+  // About 1.25x the measured errors on this (fixed) data, whose outliers inflate the block
+  // scales; a wrong block layout gives errors of order 1.
+  const bounds: Array<[GgmlType, number]> = [
+    [GgmlType.Q8_0, 0.011],
+    [GgmlType.Q6_K, 0.033],
+    [GgmlType.Q5_1, 0.056],
+    [GgmlType.Q5_0, 0.083],
+    [GgmlType.Q5_K, 0.055],
+    [GgmlType.Q4_K, 0.11],
+    [GgmlType.Q4_0, 0.17],
+  ];
+  const x = testData(256 * 24, 11);
+  const rel: Record<number, number> = {};
+  for (const [type, bound] of bounds) {
+    test(`${GgmlType[type]}: relative RMS error < ${bound}, zero blocks exact`, () => {
+      const k = 768;
+      const y = dequantize(type, quantizeRows(type, x, x.length / k, k), x.length);
+      let err = 0;
+      let sum = 0;
+      for (let i = 0; i < x.length; i++) {
+        err += (x[i]! - y[i]!) ** 2;
+        sum += x[i]! ** 2;
+      }
+      rel[type] = Math.sqrt(err / sum);
+      assert.ok(rel[type]! < bound, `relative RMS error ${rel[type]}`);
+      for (let i = 0; i < 256; i++) assert.ok(y[i] === 0, `zero block value ${i}: ${y[i]}`); // -0 allowed
+      for (let i = 512; i < 768; i++) if (i !== 600) assert.ok(Math.abs(y[i]!) <= 0.3 / 8, `value ${i} next to the spike: ${y[i]}`);
+      assert.ok(Math.abs(y[600]! + 0.3) < 0.3 * 0.1, `spike ${y[600]}`);
+    });
+  }
+  test('more bits, less error', () => {
+    assert.ok(rel[GgmlType.Q8_0]! < rel[GgmlType.Q6_K]! && rel[GgmlType.Q6_K]! < rel[GgmlType.Q5_K]! && rel[GgmlType.Q5_K]! < rel[GgmlType.Q4_K]!);
+  });
+  test('the dequantizer agrees with the bit-exact fixture files (Q4_K, Q6_K of llama-q256-Q4_K_M)', () => {
+    const src = read(ggufFixture('llama-q256-F32'));
+    const q = read(ggufFixture('llama-q256-Q4_K_M'));
+    for (const name of ['blk.0.attn_q.weight', 'blk.1.ffn_down.weight']) {
+      const t = q.tensor(name);
+      const n = t.ne[0]! * t.ne[1]!;
+      const y = dequantize(t.type, t.bytes, n);
+      const xs = f32Of(src.tensor(name));
+      let err = 0;
+      let sum = 0;
+      for (let i = 0; i < n; i++) {
+        err += (xs[i]! - y[i]!) ** 2;
+        sum += xs[i]! ** 2;
+      }
+      assert.ok(Math.sqrt(err / sum) < (t.type === GgmlType.Q6_K ? 0.02 : 0.09), name); // measured 0.0713 (Q4_K)
+    }
+  });
+});
+
+test("tokenizer.ggml.pre: llama.cpp's names for the common byte-level pre-tokenizers", () => {
+  const byteLevel = { type: 'ByteLevel', add_prefix_space: false, trim_offsets: true, use_regex: true };
+  const split = (regex: string) => ({ type: 'Sequence', pretokenizers: [{ type: 'Split', pattern: { Regex: regex }, behavior: 'Isolated', invert: false }, { ...byteLevel, use_regex: false }] });
+  const llama3 = "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
+  const qwen2 = "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
+  assert.equal(preTokenizerName(byteLevel), 'gpt-2');
+  assert.equal(preTokenizerName({ type: 'Sequence', pretokenizers: [{ type: 'Digits', individual_digits: true }, byteLevel] }), 'smollm');
+  assert.equal(preTokenizerName(split(llama3)), 'llama-bpe');
+  assert.equal(preTokenizerName(split(qwen2)), 'qwen2');
+  assert.equal(preTokenizerName(split('\\w+|[^\\w\\s]+')), 'default');
 });

@@ -52,11 +52,16 @@ function splitPattern(pre: unknown): string | undefined {
 
 /**
  * llama.cpp's name for a byte-level pre-tokenizer (`tokenizer.ggml.pre`), recognized by its split
- * regex; `gpt-2` for the plain ByteLevel regex, `default` when unknown.
+ * regex (Llama 3's, Qwen2's), or its absence (`gpt-2`: ByteLevel's own regex; `smollm`: with
+ * single digits split first); `default` when unknown (llama.cpp then warns and uses GPT-2's).
  */
-function preTokenizerName(pre: unknown): string {
+export function preTokenizerName(pre: unknown): string {
   const pattern = splitPattern(pre);
-  if (pattern === undefined) return 'gpt-2';
+  if (pattern === undefined) {
+    // SmolLM's: single digits split off, then GPT-2's regex (llama.cpp's `smollm` rule).
+    const digits = isObj(pre) && Array.isArray(pre['pretokenizers']) && pre['pretokenizers'].some((p) => isObj(p) && p['type'] === 'Digits' && p['individual_digits'] === true);
+    return digits ? 'smollm' : 'gpt-2';
+  }
   if (pattern.includes('\\p{N}{1,3}') && pattern.includes("(?i:'s|'t|'re|'ve|'m|'ll|'d)")) return 'llama-bpe';
   if (pattern.includes('\\p{N}') && pattern.includes("(?i:'s|'t|'re|'ve|'m|'ll|'d)") && !pattern.includes('{1,3}')) return 'qwen2';
   return 'default';

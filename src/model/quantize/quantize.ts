@@ -24,6 +24,14 @@ export const QUANTIZER_TYPES: readonly GgmlType[] = [
   GgmlType.Q6_K,
 ];
 
+/** `--quantization` values: the types safetensors weights can be quantized to at load time. */
+export const LOAD_QUANTIZATIONS = { q8_0: GgmlType.Q8_0, q4_0: GgmlType.Q4_0 } as const;
+export type LoadQuantization = keyof typeof LOAD_QUANTIZATIONS;
+
+export function parseLoadQuantization(s: string): LoadQuantization | undefined {
+  return Object.hasOwn(LOAD_QUANTIZATIONS, s) ? (s as LoadQuantization) : undefined;
+}
+
 /** A weight as the safetensors loader gives it: raw F32/F16/BF16 bits, PyTorch [out, in] shape. */
 export interface FloatWeight {
   dtype: DType;
