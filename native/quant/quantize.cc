@@ -7,6 +7,8 @@
 // compiled with -ffp-contract=off like the rest of the addon, so no expression is fused.
 #include "quantize.h"
 
+#include "../common.h"
+
 #include <algorithm>
 #include <cfloat>
 #include <cmath>
@@ -483,11 +485,15 @@ bool quantize_type_info(int type, int* block_size, int* block_bytes) {
 void quantize_rows(int type, const float* src, int64_t rows, int64_t k, uint8_t* dst) {
   const TypeEntry* e = find_type(type);
   const int64_t blocks = k / e->block_size;
-  for (int64_t r = 0; r < rows; ++r) {
-    for (int64_t b = 0; b < blocks; ++b) {
-      e->fn(src + r * k + b * e->block_size, dst + (r * blocks + b) * e->block_bytes);
+  // Rows on the thread pool: each block depends only on its own values, so the split cannot
+  // change a byte.
+  parallel_for(rows, [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r) {
+      for (int64_t b = 0; b < blocks; ++b) {
+        e->fn(src + r * k + b * e->block_size, dst + (r * blocks + b) * e->block_bytes);
+      }
     }
-  }
+  });
 }
 
 }  // namespace pw

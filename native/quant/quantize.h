@@ -16,7 +16,7 @@ enum class QType : int { F32 = 0, F16 = 1, Q4_0 = 2, Q4_1 = 3, Q5_0 = 6, Q5_1 = 
 bool quantize_type_info(int type, int* block_size, int* block_bytes);
 
 // Quantizes `rows` rows of `k` floats each (k a multiple of the type's block size) into dst,
-// which must hold rows * (k / block_size) * block_bytes bytes.
+// which must hold rows * (k / block_size) * block_bytes bytes. Rows run on the thread pool.
 void quantize_rows(int type, const float* src, int64_t rows, int64_t k, uint8_t* dst);
 
 // IEEE half with round-to-nearest-even (what F16C's vcvtps2ph with imm 0 gives).
