@@ -18,7 +18,7 @@ import { writeGgufFixture } from '../src/model/fixture/write-gguf-fixture.js';
 import { qkRowOrder, quantizeModel } from '../src/model/quantize/hf-to-gguf.js';
 import { quantizeRows, quantizeWeight } from '../src/model/quantize/quantize.js';
 import { tensorType, useMoreBits, type QuantScheme } from '../src/model/quantize/schemes.js';
-import { preTokenizerName } from '../src/model/quantize/gguf-tokenizer.js';
+import { preTokenizerName, tokenizerMetadata } from '../src/model/quantize/gguf-tokenizer.js';
 import { fixturePath } from './helpers/fixtures.js';
 import { readTestGguf, type TestGguf } from './helpers/gguf-test-reader.js';
 import { dequantize } from './helpers/dequant-ref.js';
@@ -381,4 +381,18 @@ test("tokenizer.ggml.pre: llama.cpp's names for the common byte-level pre-tokeni
   assert.equal(preTokenizerName(split(llama3)), 'llama-bpe');
   assert.equal(preTokenizerName(split(qwen2)), 'qwen2');
   assert.equal(preTokenizerName(split('\\w+|[^\\w\\s]+')), 'default');
+});
+
+test('SentencePiece-style tokenizer without a space prefix: add_space_prefix false; bad tokenizers are named', () => {
+  const model = { type: 'BPE', byte_fallback: true, unk_token: '<unk>', vocab: { '<unk>': 0, '<s>': 1, '▁': 2, a: 3, '▁a': 4 }, merges: ['▁ a'] };
+  const base = { model, added_tokens: [{ id: 1, content: '<s>', special: true }], decoder: { type: 'ByteFallback' } };
+  const meta = (tj: unknown) => new Map<string, { value?: unknown; values?: unknown }>(tokenizerMetadata({ tokenizerJson: tj, tokenizerConfig: {}, vocabSize: 6, bosTokenId: 1, eosTokenId: null, source: 'x' }));
+  const never = meta({ ...base, pre_tokenizer: { type: 'Metaspace', replacement: '▁', prepend_scheme: 'never', split: false } });
+  assert.equal(never.get('tokenizer.ggml.add_space_prefix')?.value, false);
+  assert.deepEqual(never.get('tokenizer.ggml.tokens')?.values, ['<unk>', '<s>', '▁', 'a', '▁a', '[PAD5]']);
+  assert.deepEqual(never.get('tokenizer.ggml.token_type')?.values, [2, 3, 1, 1, 1, 5]);
+  assert.equal(meta({ ...base, pre_tokenizer: { type: 'Metaspace', replacement: '▁', prepend_scheme: 'first' } }).has('tokenizer.ggml.add_space_prefix'), false);
+  assert.throws(() => meta({ model: { ...model, type: 'Unigram' } }), /x: tokenizer model Unigram cannot be written to GGUF/);
+  assert.throws(() => meta({ model: { type: 'BPE', vocab: { a: 0 }, merges: [] } }), /neither byte-level/);
+  assert.throws(() => tokenizerMetadata({ tokenizerJson: base, tokenizerConfig: {}, vocabSize: 3, bosTokenId: 1, eosTokenId: null, source: 'x' }), /token id 4, beyond the model's vocabulary of 3/);
 });

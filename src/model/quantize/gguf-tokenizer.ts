@@ -106,6 +106,19 @@ export function sentencePieceScores(tokens: readonly string[], types: readonly n
   return scores;
 }
 
+/** Whether a SentencePiece-style tokenizer.json puts "▁" before the text (llama.cpp's default: yes). */
+function addsSpacePrefix(tj: Obj): boolean {
+  const all = (c: unknown): Obj[] => {
+    if (!isObj(c)) return [];
+    const inner = [c['pretokenizers'], c['normalizers']].flatMap((l) => (Array.isArray(l) ? l.flatMap(all) : []));
+    return [c, ...inner];
+  };
+  if (all(tj['normalizer']).some((n) => n['type'] === 'Prepend')) return true;
+  const meta = all(tj['pre_tokenizer']).find((p) => p['type'] === 'Metaspace');
+  if (!meta) return true;
+  return !(meta['prepend_scheme'] === 'never' || meta['add_prefix_space'] === false);
+}
+
 export function tokenizerMetadata(input: GgufTokenizerInput): Array<[string, GgufMetaValue]> {
   const { tokenizerJson: tj, source } = input;
   const cfg = isObj(input.tokenizerConfig) ? input.tokenizerConfig : {};
@@ -168,6 +181,9 @@ export function tokenizerMetadata(input: GgufTokenizerInput): Array<[string, Ggu
     meta.push(['tokenizer.ggml.tokens', { type: GgufValueType.ARRAY, itemType: GgufValueType.STRING, values: tokens }]);
     meta.push(['tokenizer.ggml.scores', { type: GgufValueType.ARRAY, itemType: GgufValueType.FLOAT32, values: scores }]);
     meta.push(['tokenizer.ggml.token_type', { type: GgufValueType.ARRAY, itemType: GgufValueType.INT32, values: types }]);
+    // llama.cpp prepends "▁" to SentencePiece input unless told not to; HF says so with a
+    // Metaspace pre-tokenizer that never prepends (and no Prepend normalizer).
+    if (!addsSpacePrefix(tj)) meta.push(['tokenizer.ggml.add_space_prefix', bool(false)]);
   } else {
     meta.push(['tokenizer.ggml.model', str('gpt2')], ['tokenizer.ggml.pre', str(preTokenizerName(tj['pre_tokenizer']))]);
     meta.push(['tokenizer.ggml.tokens', { type: GgufValueType.ARRAY, itemType: GgufValueType.STRING, values: tokens }]);
