@@ -5,7 +5,7 @@
  * types of each mixture, bytes) with the same metadata.
  */
 import assert from 'node:assert/strict';
-import { copyFileSync, mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
@@ -395,4 +395,31 @@ test('SentencePiece-style tokenizer without a space prefix: add_space_prefix fal
   assert.throws(() => meta({ model: { ...model, type: 'Unigram' } }), /x: tokenizer model Unigram cannot be written to GGUF/);
   assert.throws(() => meta({ model: { type: 'BPE', vocab: { a: 0 }, merges: [] } }), /neither byte-level/);
   assert.throws(() => tokenizerMetadata({ tokenizerJson: base, tokenizerConfig: {}, vocabSize: 3, bosTokenId: 1, eosTokenId: null, source: 'x' }), /token id 4, beyond the model's vocabulary of 3/);
+});
+
+test('llama3 RoPE scaling: a rope_freqs.weight tensor of per-frequency divisors, as llama.cpp converts it', () => {
+  const dir = join(tmp, 'llama-tiny-rope3');
+  mkdirSync(dir, { recursive: true });
+  const src = fixturePath('llama-tiny');
+  for (const f of ['model.safetensors', 'tokenizer.json', 'tokenizer_config.json']) copyFileSync(join(src, f), join(dir, f));
+  const cfg = JSON.parse(readFileSync(join(src, 'config.json'), 'utf8')) as Record<string, unknown>;
+  // With head_dim 16 and an original context of 64, the low, smoothed and high bands all occur.
+  cfg['rope_scaling'] = { rope_type: 'llama3', factor: 8, low_freq_factor: 1, high_freq_factor: 4, original_max_position_embeddings: 64 };
+  writeFileSync(join(dir, 'config.json'), JSON.stringify(cfg));
+  const out = join(tmp, 'rope3.gguf');
+  quantizeModel(dir, out, 'q8_0');
+  const t = read(out).tensor('rope_freqs.weight');
+  assert.equal(t.type, GgmlType.F32);
+  assert.deepEqual(t.ne, [8]);
+  const f = [...f32Of(t)];
+  // inv_freq_i = 10000^(-2i/16); wavelength 2π/inv_freq: < 16 → 1, > 64 → 8, else smoothed.
+  const expected = f.map((_, i) => {
+    const wavelen = (2 * Math.PI) / Math.fround(1 / Math.fround(10000 ** ((2 * i) / 16)));
+    if (wavelen < 16) return 1;
+    if (wavelen > 64) return 8;
+    const smooth = (64 / wavelen - 1) / 3;
+    return Math.fround(1 / ((1 - smooth) / 8 + smooth));
+  });
+  assert.deepEqual(f, expected);
+  assert.ok(f.includes(1) && f.includes(8) && f.some((v) => v > 1 && v < 8), f.join(','));
 });
