@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import { DType } from '../src/backend/backend.js';
 import { GgmlType, ggmlRowBytes } from '../src/backend/quant.js';
+import { f16ToF32, f32ToF16 } from '../src/model/loader/dtype.js';
 import { writeSafetensors } from '../src/model/loader/safetensors.js';
 import { WeightStore } from '../src/model/loader/weights.js';
 import { GgufValueType, writeGguf } from '../src/model/loader/gguf/writer.js';
@@ -264,6 +265,11 @@ describe('quantize at load time', () => {
       const q = quantizeWeight({ dtype: DType.BF16, shape: [rows, k], data: bits }, type);
       assert.equal(q.length, rows * ggmlRowBytes(type, k));
       assert.ok(Buffer.from(q).equals(Buffer.from(quantizeRows(type, values, rows, k))));
+      // F16 and F32 sources of the same values give the same bytes.
+      const half = Uint16Array.from(values, (v) => f32ToF16(v));
+      const halfValues = Float32Array.from(half, (h) => f16ToF32(h));
+      assert.ok(Buffer.from(quantizeWeight({ dtype: DType.F16, shape: [rows, k], data: half }, type)).equals(Buffer.from(quantizeRows(type, halfValues, rows, k))));
+      assert.ok(Buffer.from(quantizeWeight({ dtype: DType.F32, shape: [rows, k], data: values }, type)).equals(Buffer.from(q)));
       // Dequantize block by block: |x - d q| <= d / 2 (plus the fp16 rounding of d).
       const bb = type === GgmlType.Q8_0 ? 34 : 18;
       const dv = new DataView(q.buffer, q.byteOffset);

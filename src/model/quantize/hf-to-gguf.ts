@@ -6,15 +6,15 @@
  */
 import { readFileSync, existsSync } from 'node:fs';
 import { basename, join } from 'node:path';
-import { DType } from '../../backend/backend.js';
 import { GgmlType, ggmlTypeName } from '../../backend/quant.js';
 import type { ModelConfig } from '../../config/model-config.js';
 import { ModelLoadError } from '../../errors.js';
 import { GgufValueType, writeGguf, type GgufMetaValue, type GgufTensorToWrite } from '../loader/gguf/writer.js';
+import { toFloat32 } from '../loader/dtype.js';
 import { loadModelFiles } from '../loader/model-dir.js';
-import { WeightStore, type Tensor } from '../loader/weights.js';
+import { WeightStore } from '../loader/weights.js';
 import { tokenizerMetadata } from './gguf-tokenizer.js';
-import { quantizeWeightChunks } from './quantize.js';
+import { quantizeWeightChunks, type FloatWeight } from './quantize.js';
 import { QUANT_SCHEMES, tensorType, type QuantScheme } from './schemes.js';
 
 /** llama.cpp's architecture name: Mistral is written as `llama`, as llama.cpp's converter does. */
@@ -85,27 +85,10 @@ export function llama3RopeFactors(cfg: ModelConfig): Float32Array {
 }
 
 /** The bytes of a 1-D weight as F32, elements reordered by `order` when given. */
-function f32Vector(t: Tensor, order?: (i: number) => number): Uint8Array {
-  const n = t.shape[0]!;
-  const out = new Float32Array(n);
-  const at = (i: number) => (order ? order(i) : i);
-  const src = t.data;
-  for (let i = 0; i < n; i++) {
-    const v = src[at(i)]!;
-    if (t.dtype === DType.F32) out[i] = v;
-    else if (t.dtype === DType.BF16) out[i] = new Float32Array(new Uint32Array([v << 16]).buffer)[0]!;
-    else out[i] = halfToFloat(v);
-  }
-  return new Uint8Array(out.buffer);
-}
-
-function halfToFloat(h: number): number {
-  const sign = h & 0x8000 ? -1 : 1;
-  const e = (h >>> 10) & 0x1f;
-  const m = h & 0x3ff;
-  if (e === 0) return sign * m * 2 ** -24;
-  if (e === 31) return m ? NaN : sign * Infinity;
-  return sign * (1 + m / 1024) * 2 ** (e - 15);
+function f32Vector(t: FloatWeight, order?: (i: number) => number): Uint8Array {
+  const values = toFloat32(t);
+  const out = order ? Float32Array.from(values, (_, i) => values[order(i)]!) : values;
+  return new Uint8Array(out.buffer, out.byteOffset, out.byteLength);
 }
 
 export interface QuantizeModelOptions {

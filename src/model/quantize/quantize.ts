@@ -9,6 +9,7 @@
 import { DType, type WeightArray } from '../../backend/backend.js';
 import { nativeHost } from '../../backend/native.js';
 import { GGML_TYPES, ggmlRowBytes, ggmlTypeName, GgmlType } from '../../backend/quant.js';
+import { f16ToF32 } from '../loader/dtype.js';
 
 /** Types the native quantizer writes. */
 export const QUANTIZER_TYPES: readonly GgmlType[] = [
@@ -65,7 +66,6 @@ function widenRow(w: FloatWeight, r: number, k: number, out: Float32Array, at: n
     const s = src as Uint16Array;
     for (let i = 0; i < k; i++) bits[i] = s[base + i]! << 16;
   } else {
-    // F16: the native F32 path would need a round trip; the table is small and exact.
     const s = src as Uint16Array;
     const table = f16Table();
     for (let i = 0; i < k; i++) out[at + i] = table[s[base + i]!]!;
@@ -73,16 +73,9 @@ function widenRow(w: FloatWeight, r: number, k: number, out: Float32Array, at: n
 }
 
 let f16Values: Float32Array | undefined;
+/** Every half value widened, indexed by its bits (256 KB, built once). */
 function f16Table(): Float32Array {
-  if (!f16Values) {
-    f16Values = new Float32Array(65536);
-    for (let h = 0; h < 65536; h++) {
-      const sign = h & 0x8000 ? -1 : 1;
-      const e = (h >>> 10) & 0x1f;
-      const m = h & 0x3ff;
-      f16Values[h] = e === 0 ? sign * m * 2 ** -24 : e === 31 ? (m ? NaN : sign * Infinity) : sign * (1 + m / 1024) * 2 ** (e - 15);
-    }
-  }
+  f16Values ??= Float32Array.from({ length: 65536 }, (_, h) => f16ToF32(h));
   return f16Values;
 }
 
