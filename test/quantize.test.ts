@@ -5,7 +5,7 @@
  * types of each mixture, bytes) with the same metadata.
  */
 import assert from 'node:assert/strict';
-import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
@@ -242,6 +242,7 @@ describe('GGUF writer', () => {
     const path = join(tmp, 'bad.gguf');
     const v = (data: Uint8Array) => [{ name: 'v', ne: [4], type: GgmlType.F32, data: () => [data] }];
     assert.throws(() => writeGguf(path, [], v(new Uint8Array(12))), /does not have the 16 bytes/);
+    assert.ok(!existsSync(path) && !existsSync(`${path}.partial`), 'no file left behind');
     assert.throws(() => writeGguf(path, [['k', { type: GgufValueType.UINT8, value: 300 }]], []), /"k": 300 is not a valid UINT8/);
     assert.throws(() => writeGguf(path, [['k', { type: GgufValueType.STRING, value: 'a' }], ['k', { type: GgufValueType.STRING, value: 'b' }]], []), /given twice/);
     assert.throws(() => writeGguf(path, [], [{ name: 'q', ne: [100, 2], type: GgmlType.Q4_K, data: () => [] }]), /not a whole number of Q4_K blocks/);

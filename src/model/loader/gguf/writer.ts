@@ -8,7 +8,7 @@
  * u32 GGML type, u64 offset from the data start); zero padding to the alignment; the data.
  * Strings are a u64 byte length and UTF-8 bytes, without terminator.
  */
-import { closeSync, openSync, writeSync } from 'node:fs';
+import { closeSync, openSync, renameSync, rmSync, writeSync } from 'node:fs';
 import { GGML_TYPES, ggmlRowBytes, ggmlTypeName, type GgmlType } from '../../../backend/quant.js';
 
 /** GGUF metadata value types (the numbers the file stores). */
@@ -238,7 +238,11 @@ export function writeGguf(path: string, metadata: ReadonlyArray<[string, GgufMet
     alignment = al.value;
   }
   const { header, sizes } = ggufHeader(metadata, tensors, alignment);
-  const fd = openSync(path, 'w');
+  // Written under a temporary name and renamed when complete: a failure never leaves a
+  // truncated file under the final name.
+  const partial = `${path}.partial`;
+  const fd = openSync(partial, 'w');
+  let done = false;
   try {
     writeSync(fd, header);
     const zeros = new Uint8Array(alignment);
@@ -255,7 +259,10 @@ export function writeGguf(path: string, metadata: ReadonlyArray<[string, GgufMet
       const pad = (alignment - (written % alignment)) % alignment;
       if (pad > 0) writeSync(fd, zeros, 0, pad);
     });
+    done = true;
   } finally {
     closeSync(fd);
+    if (done) renameSync(partial, path);
+    else rmSync(partial, { force: true });
   }
 }
