@@ -15,7 +15,7 @@ import { f16ToF32, f32ToF16 } from '../src/model/loader/dtype.js';
 import { writeSafetensors } from '../src/model/loader/safetensors.js';
 import { WeightStore } from '../src/model/loader/weights.js';
 import { GgufValueType, writeGguf } from '../src/model/loader/gguf/writer.js';
-import { writeGgufFixture } from '../src/model/fixture/write-gguf-fixture.js';
+import { writeFixture, writeGgufFixture } from '../src/model/fixture/index.js';
 import { qkRowOrder, quantizeModel } from '../src/model/quantize/hf-to-gguf.js';
 import { quantizeRows, quantizeWeight } from '../src/model/quantize/quantize.js';
 import { tensorType, useMoreBits, type QuantScheme } from '../src/model/quantize/schemes.js';
@@ -429,4 +429,23 @@ test('llama3 RoPE scaling: a rope_freqs.weight tensor of per-frequency divisors,
   });
   assert.deepEqual(f, expected);
   assert.ok(f.includes(1) && f.includes(8) && f.some((v) => v > 1 && v < 8), f.join(','));
+});
+
+test('mistral preset: written as llama.cpp writes Mistral (architecture llama, q/k rows permuted)', async () => {
+  const hfDir = join(tmp, 'mistral-tiny');
+  await writeFixture('mistral-tiny', hfDir);
+  const out = join(tmp, 'mistral-q8_0.gguf');
+  quantizeModel(hfDir, out, 'q8_0');
+  const g = read(out);
+  assert.equal(g.meta.get('general.architecture')!.value, 'llama');
+  assert.equal(g.meta.get('llama.attention.head_count_kv')!.value, 2);
+  const store = WeightStore.open(hfDir);
+  const name = 'model.layers.1.self_attn.k_proj.weight';
+  const w = store.get(name, store.shapeOf(name)!);
+  const [rows, k] = w.shape as [number, number];
+  const order = qkRowOrder(16);
+  const hf = new Float32Array(new Uint32Array(Array.from(w.data as Uint16Array, (b) => b << 16)).buffer);
+  const permuted = new Float32Array(rows * k);
+  for (let i = 0; i < rows; i++) permuted.set(hf.subarray(order(i) * k, (order(i) + 1) * k), i * k);
+  assert.ok(Buffer.from(g.tensor('blk.1.attn_k.weight').bytes).equals(Buffer.from(quantizeRows(GgmlType.Q8_0, permuted, rows, k))));
 });
