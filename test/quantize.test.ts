@@ -449,3 +449,16 @@ test('mistral preset: written as llama.cpp writes Mistral (architecture llama, q
   for (let i = 0; i < rows; i++) permuted.set(hf.subarray(order(i) * k, (order(i) + 1) * k), i * k);
   assert.ok(Buffer.from(g.tensor('blk.1.attn_k.weight').bytes).equals(Buffer.from(quantizeRows(GgmlType.Q8_0, permuted, rows, k))));
 });
+
+test('a 200k-token byte-level vocabulary (Llama-3-sized and beyond) converts', () => {
+  const vocab: Record<string, number> = {};
+  for (let i = 0; i < 200000; i++) vocab[`t${i}`] = i;
+  const meta = new Map(tokenizerMetadata({
+    tokenizerJson: { model: { type: 'BPE', vocab, merges: ['t 1'] }, pre_tokenizer: { type: 'ByteLevel' }, added_tokens: [{ id: 199999, content: 't199999', special: true }] },
+    tokenizerConfig: {}, vocabSize: 200064, bosTokenId: null, eosTokenId: 199999, source: 'big',
+  }));
+  const tokens = meta.get('tokenizer.ggml.tokens') as { values: string[] };
+  assert.equal(tokens.values.length, 200064);
+  assert.equal(tokens.values[200063], '[PAD200063]');
+  assert.equal((meta.get('tokenizer.ggml.eos_token_id') as { value: number }).value, 199999);
+});

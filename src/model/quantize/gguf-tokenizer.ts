@@ -144,7 +144,8 @@ export function tokenizerMetadata(input: GgufTokenizerInput): Array<[string, Ggu
     byId.set(a['id'], a['content']);
     added.set(a['id'], a['special'] === true);
   }
-  const maxId = Math.max(-1, ...byId.keys());
+  let maxId = -1; // (no spread: real vocabularies overflow the argument stack)
+  for (const id of byId.keys()) if (id > maxId) maxId = id;
   const n = Math.max(input.vocabSize, maxId + 1);
   if (maxId + 1 > input.vocabSize) throw bad(`tokenizer has token id ${maxId}, beyond the model's vocabulary of ${input.vocabSize}`);
   const tokens: string[] = [];
