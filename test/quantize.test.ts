@@ -457,7 +457,7 @@ test('a 200k-token byte-level vocabulary (Llama-3-sized and beyond) converts', (
     tokenizerJson: { model: { type: 'BPE', vocab, merges: ['t 1'] }, pre_tokenizer: { type: 'ByteLevel' }, added_tokens: [{ id: 199999, content: 't199999', special: true }] },
     tokenizerConfig: {}, vocabSize: 200064, bosTokenId: null, eosTokenId: 199999, source: 'big',
   }));
-  const tokens = meta.get('tokenizer.ggml.tokens') as { values: string[] };
+  const tokens = meta.get('tokenizer.ggml.tokens') as { values: readonly string[] };
   assert.equal(tokens.values.length, 200064);
   assert.equal(tokens.values[200063], '[PAD200063]');
   assert.equal((meta.get('tokenizer.ggml.eos_token_id') as { value: number }).value, 199999);
