@@ -10,7 +10,8 @@
   X(Linear)                 \
   X(Kv)                     \
   X(Attention)              \
-  X(Sampling)
+  X(Sampling)              \
+  X(Quantize)
 
 namespace pw {
 

@@ -9,7 +9,9 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { describe, test } from 'node:test';
 import { promisify } from 'node:util';
+import { ggmlRowBytes, GgmlType } from '../src/backend/quant.js';
 import { fixturePath, loadGolden } from './helpers/fixtures.js';
+import { readTestGguf } from './helpers/gguf-test-reader.js';
 
 const root = resolve(import.meta.dirname, '..');
 const tmp = mkdtempSync(join(tmpdir(), 'pagewise-cli-'));
@@ -60,6 +62,39 @@ describe('pagewise generate', () => {
     assert.deepEqual(lines[1]!.prompt_token_ids, tc[2]!.prompt_token_ids);
   });
 
+  test('--logprobs N --prompt-logprobs N --json: per-token and per-prompt-position logprobs match the golden', async () => {
+    const g = loadGolden('llama-tiny').cases[1]!;
+    const r = await pagewise([
+      'generate', '--model', fixturePath('llama-tiny'), '--prompt-ids', g.prompt_token_ids.join(','), '--max-tokens', '6',
+      '--temperature', '0', '--json', '--logprobs', '3', '--prompt-logprobs', '2', ...engineFlags,
+    ]);
+    assert.equal(r.code, 0, r.stderr);
+    type Lp = { id: number; logprob: number; rank: number; top_ids: number[]; top_logprobs: number[] };
+    const out = JSON.parse(r.stdout.trim()) as { token_ids: number[]; logprobs: Lp[]; prompt_logprobs: Array<Lp | null> };
+    const tol = 1e-2; // BF16 weights and KV cache (fixtures README)
+    assert.equal(out.logprobs.length, 6);
+    out.logprobs.forEach((lp, i) => {
+      assert.equal(lp.id, out.token_ids[i]);
+      assert.equal(lp.rank, 1); // greedy
+      assert.equal(lp.top_ids.length, 3);
+      assert.equal(lp.top_ids[0], lp.id);
+      assert.equal(lp.top_logprobs[0], lp.logprob);
+      assert.ok(lp.top_logprobs[0]! >= lp.top_logprobs[1]! && lp.top_logprobs[1]! >= lp.top_logprobs[2]!);
+      assert.ok(Math.abs(lp.logprob - g.greedy.logprobs![i]!) <= tol * Math.max(1, Math.abs(g.greedy.logits![i]!)), `step ${i}`);
+    });
+    assert.equal(out.prompt_logprobs.length, g.prompt_token_ids.length);
+    assert.equal(out.prompt_logprobs[0], null);
+    for (let i = 1; i < g.prompt_token_ids.length; i++) {
+      const lp = out.prompt_logprobs[i]!;
+      assert.equal(lp.id, g.prompt_token_ids[i]);
+      assert.equal(lp.top_ids.length, 2);
+      const ref = g.prompt_next_logits[i - 1]! - g.logsumexp[i - 1]!;
+      const scale = Math.max(1, Math.abs(g.top_k_logits[i - 1]![0]!));
+      assert.ok(Math.abs(lp.logprob - ref) <= tol * scale, `prompt position ${i}`);
+      assert.ok(Math.abs(lp.top_logprobs[0]! - (g.top_k_logits[i - 1]![0]! - g.logsumexp[i - 1]!)) <= tol * scale, `prompt position ${i} top-1`);
+    }
+  });
+
   test('the demo model works with no download and says its weights are random', async () => {
     const r = await pagewise(['generate', '--prompt', 'hi', '--max-tokens', '5', '--seed', '1', '--json', ...engineFlags]);
     assert.equal(r.code, 0, r.stderr);
@@ -75,6 +110,10 @@ describe('pagewise generate', () => {
       [['generate', '--prompt', 'a', '--bogus'], /unknown option --bogus/],
       [['generate', '--model', join(tmp, 'nope'), '--prompt', 'a'], /nope/],
       [['frobnicate'], /unknown command "frobnicate"/],
+      [['generate', '--prompt', 'a', '--logprobs', '2'], /--logprobs and --prompt-logprobs need --json/],
+      [['quantize', '--model', fixturePath('llama-tiny'), '--out', join(tmp, 'x.gguf'), '--type', 'q3_k'], /--type must be one of q8_0, q4_0, q4_k_m, q5_k_m, q6_k/],
+      [['quantize', '--model', fixturePath('llama-tiny')], /usage: pagewise quantize/],
+      [['fixture', '--preset', 'tiny', '--out', join(tmp, 'y.gguf'), '--format', 'gguf'], /--format gguf needs --type/],
     ] as const) {
       const r = await pagewise([...args]);
       assert.equal(r.code, 1, `${args.join(' ')}: expected exit 1`);
@@ -91,4 +130,19 @@ test('pagewise fixture writes a loadable model dir', async () => {
   assert.equal(cfg.hidden_size, 64);
   const g = await pagewise(['generate', '--model', out, '--prompt', 'hello', '--max-tokens', '3', '--temperature', '0', '--json', ...engineFlags]);
   assert.equal(g.code, 0, g.stderr);
+});
+
+test('pagewise quantize writes a GGUF file that parses, with the scheme\'s types', async () => {
+  const out = join(tmp, 'qwen2-tiny-q5_k_m.gguf');
+  const r = await pagewise(['quantize', '--model', fixturePath('qwen2-tiny'), '--out', out, '--type', 'q5_k_m', '--quiet']);
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stderr, /wrote .*q5_k_m/);
+  const g = readTestGguf(out, (type, ne) => ggmlRowBytes(type, ne[0]!) * ne.slice(1).reduce((a, b) => a * b, 1));
+  assert.equal(g.version, 3);
+  assert.equal(g.meta.get('general.architecture')!.value, 'qwen2');
+  assert.equal(g.meta.get('general.file_type')!.value, 17);
+  const n = g.meta.get('qwen2.block_count')!.value as number;
+  assert.equal(g.tensors.length, 1 + n * 12 + 1); // tied: token_embd, 12 per block (3 biases), output_norm
+  // qwen2-tiny's 64-wide rows are not whole Q5_K super-blocks: Q5_1 (llama.cpp's fallback).
+  assert.equal(g.tensor('blk.0.ffn_up.weight').type, GgmlType.Q5_1);
 });

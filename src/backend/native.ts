@@ -90,6 +90,12 @@ export interface NativeHost {
   mmapFile(path: string): ArrayBuffer;
   /** Zeroed, 64-byte-aligned native memory exposed without a copy. */
   allocAligned(bytes: number): ArrayBuffer;
+  /**
+   * Quantize `rows` rows of `k` floats (k a multiple of the type's block size) to a GGML type
+   * (F32, F16, BF16, Q4_0, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K, Q6_K): the bytes llama.cpp's reference
+   * quantizers give (native/quant/quantize.cc).
+   */
+  quantizeRows(type: number, src: Float32Array, rows: number, k: number): Uint8Array;
 }
 
 /** Everything the addon exports. */

@@ -5,6 +5,7 @@ import { readFileSync } from 'node:fs';
 import { ENGINE_FLAGS, engineConfigFromFlags } from './engine-flags.js';
 import { LLM, type Prompt } from '../engine/llm.js';
 import { intFlag, numFlag, parseArgs, strFlag, UsageError } from './args.js';
+import { promptLogprobsJson, tokenLogprobsJson } from './logprobs-json.js';
 
 function parseIds(text: string, where: string): number[] {
   const ids = text.split(',').map((s) => Number(s.trim()));
@@ -39,7 +40,7 @@ export function readPromptsFile(path: string): Prompt[] {
 
 export async function generateCommand(argv: string[]): Promise<void> {
   const flags = parseArgs(argv, {
-    values: [...ENGINE_FLAGS.values, 'prompt', 'prompt-ids', 'prompts-file', 'max-tokens', 'temperature', 'top-p', 'top-k', 'seed'],
+    values: [...ENGINE_FLAGS.values, 'prompt', 'prompt-ids', 'prompts-file', 'max-tokens', 'temperature', 'top-p', 'top-k', 'seed', 'logprobs', 'prompt-logprobs'],
     booleans: [...ENGINE_FLAGS.booleans, 'json', 'ignore-eos'],
   });
   const sources = ['prompt', 'prompt-ids', 'prompts-file'].filter((k) => flags.has(k));
@@ -48,6 +49,10 @@ export async function generateCommand(argv: string[]): Promise<void> {
   if (flags.has('prompt')) prompts = [strFlag(flags, 'prompt')!];
   else if (flags.has('prompt-ids')) prompts = [{ promptTokenIds: parseIds(strFlag(flags, 'prompt-ids')!, '--prompt-ids') }];
   else prompts = readPromptsFile(strFlag(flags, 'prompts-file')!);
+
+  const logprobs = intFlag(flags, 'logprobs');
+  const promptLogprobs = intFlag(flags, 'prompt-logprobs');
+  if ((logprobs !== undefined || promptLogprobs !== undefined) && !flags.has('json')) throw new UsageError('--logprobs and --prompt-logprobs need --json');
 
   const llm = new LLM(engineConfigFromFlags(flags));
   try {
@@ -58,11 +63,16 @@ export async function generateCommand(argv: string[]): Promise<void> {
       topK: intFlag(flags, 'top-k'),
       seed: intFlag(flags, 'seed'),
       ignoreEos: flags.has('ignore-eos') || undefined,
+      logprobs,
+      promptLogprobs,
     });
     for (const o of outputs) {
       const c = o.outputs[0]!;
       if (flags.has('json')) {
-        process.stdout.write(`${JSON.stringify({ prompt_token_ids: o.promptTokenIds, token_ids: c.tokenIds, text: c.text })}\n`);
+        const line: Record<string, unknown> = { prompt_token_ids: o.promptTokenIds, token_ids: c.tokenIds, text: c.text };
+        if (logprobs !== undefined) line['logprobs'] = (c.logprobs ?? []).map(tokenLogprobsJson);
+        if (promptLogprobs !== undefined) line['prompt_logprobs'] = promptLogprobsJson(o.promptLogprobs ?? []);
+        process.stdout.write(`${JSON.stringify(line)}\n`);
       } else {
         process.stdout.write(`${c.text}\n`);
       }

@@ -1,0 +1,188 @@
+/**
+ * A Hugging Face checkpoint (BF16/F16/F32 safetensors, Llama / Mistral / Qwen2) as a standard GGUF
+ * file, as llama.cpp's `convert_hf_to_gguf.py` + `llama-quantize` would write it: llama.cpp's
+ * tensor names, Llama q/k rows in GGUF order, the `{arch}.*` hyperparameters, the tokenizer, and
+ * each matrix quantized by the scheme's per-tensor rule (schemes.ts).
+ */
+import { readFileSync, existsSync } from 'node:fs';
+import { basename, join } from 'node:path';
+import { GgmlType, ggmlTypeName } from '../../backend/quant.js';
+import type { ModelConfig } from '../../config/model-config.js';
+import { ModelLoadError } from '../../errors.js';
+import { GgufValueType, writeGguf, type GgufMetaValue, type GgufTensorToWrite } from '../loader/gguf/writer.js';
+import { toFloat32 } from '../loader/dtype.js';
+import { loadModelFiles } from '../loader/model-dir.js';
+import { WeightStore } from '../loader/weights.js';
+import { tokenizerMetadata } from './gguf-tokenizer.js';
+import { quantizeWeightChunks, type FloatWeight } from './quantize.js';
+import { QUANT_SCHEMES, tensorType, type QuantScheme } from './schemes.js';
+
+/** llama.cpp's architecture name: Mistral is written as `llama`, as llama.cpp's converter does. */
+function ggufArch(cfg: ModelConfig): 'llama' | 'qwen2' {
+  return cfg.architecture === 'Qwen2ForCausalLM' ? 'qwen2' : 'llama';
+}
+
+const LAYER_TENSORS: Record<string, string> = {
+  'input_layernorm.weight': 'attn_norm.weight',
+  'self_attn.q_proj.weight': 'attn_q.weight',
+  'self_attn.q_proj.bias': 'attn_q.bias',
+  'self_attn.k_proj.weight': 'attn_k.weight',
+  'self_attn.k_proj.bias': 'attn_k.bias',
+  'self_attn.v_proj.weight': 'attn_v.weight',
+  'self_attn.v_proj.bias': 'attn_v.bias',
+  'self_attn.o_proj.weight': 'attn_output.weight',
+  'self_attn.o_proj.bias': 'attn_output.bias',
+  'post_attention_layernorm.weight': 'ffn_norm.weight',
+  'mlp.gate_proj.weight': 'ffn_gate.weight',
+  'mlp.up_proj.weight': 'ffn_up.weight',
+  'mlp.down_proj.weight': 'ffn_down.weight',
+};
+
+/** llama.cpp's name of an HF tensor; null for tensors GGUF files do not store (rotary inv_freq). */
+export function ggufTensorName(hf: string): string | null {
+  if (hf === 'model.embed_tokens.weight') return 'token_embd.weight';
+  if (hf === 'model.norm.weight') return 'output_norm.weight';
+  if (hf === 'lm_head.weight') return 'output.weight';
+  if (hf.endsWith('rotary_emb.inv_freq')) return null;
+  const m = /^model\.layers\.(\d+)\.(.+)$/.exec(hf);
+  const inner = m ? LAYER_TENSORS[m[2]!] : undefined;
+  if (m && inner) return `blk.${m[1]}.${inner}`;
+  throw new ModelLoadError(`tensor "${hf}" has no GGUF name (not a Llama / Mistral / Qwen2 tensor)`, { code: 'tensor_unexpected' });
+}
+
+/**
+ * The GGUF position of each HF row of a Llama q/k projection: within each head of d rows, GGUF row
+ * 2j is HF row j and 2j+1 is HF row j + d/2 (llama.cpp rotates adjacent pairs, HF first/second halves).
+ */
+export function qkRowOrder(headDim: number): (ggufRow: number) => number {
+  const half = headDim / 2;
+  return (i) => {
+    const h = Math.floor(i / headDim);
+    const w = i % headDim;
+    return h * headDim + (w & 1) * half + (w >> 1);
+  };
+}
+
+/** llama.cpp's per-dimension RoPE divisors for `rope_type: llama3` (its `rope_freqs.weight`). */
+export function llama3RopeFactors(cfg: ModelConfig): Float32Array {
+  if (cfg.ropeScaling.type !== 'llama3') throw new RangeError('not a llama3 rope scaling');
+  const { factor, lowFreqFactor, highFreqFactor, originalMaxPositionEmbeddings: oldCtx } = cfg.ropeScaling;
+  const d = cfg.headDim;
+  const out = new Float32Array(d / 2);
+  const lowWavelen = oldCtx / lowFreqFactor;
+  const highWavelen = oldCtx / highFreqFactor;
+  for (let i = 0; i < d / 2; i++) {
+    const freq = Math.fround(1 / Math.fround(cfg.ropeTheta ** Math.fround((2 * i) / d)));
+    const wavelen = (2 * Math.PI) / freq;
+    if (wavelen < highWavelen) out[i] = 1;
+    else if (wavelen > lowWavelen) out[i] = factor;
+    else {
+      const smooth = (oldCtx / wavelen - lowFreqFactor) / (highFreqFactor - lowFreqFactor);
+      out[i] = 1 / ((1 - smooth) / factor + smooth);
+    }
+  }
+  return out;
+}
+
+/** The bytes of a 1-D weight as F32, elements reordered by `order` when given. */
+function f32Vector(t: FloatWeight, order?: (i: number) => number): Uint8Array {
+  const values = toFloat32(t);
+  const out = order ? Float32Array.from(values, (_, i) => values[order(i)]!) : values;
+  return new Uint8Array(out.buffer, out.byteOffset, out.byteLength);
+}
+
+export interface QuantizeModelOptions {
+  /** `general.name` (default: the directory's name). */
+  name?: string;
+  /** Progress lines (one per tensor), e.g. to stderr. */
+  onTensor?: (name: string, type: GgmlType, index: number, count: number) => void;
+}
+
+export interface QuantizeModelResult {
+  tensors: Array<{ name: string; type: GgmlType; ne: number[] }>;
+}
+
+const readJson = (path: string): unknown => (existsSync(path) ? (JSON.parse(readFileSync(path, 'utf8')) as unknown) : undefined);
+
+/** Write the model directory `dir` as a GGUF file of `scheme` at `outPath`. */
+export function quantizeModel(dir: string, outPath: string, scheme: QuantScheme, opts: QuantizeModelOptions = {}): QuantizeModelResult {
+  const files = loadModelFiles(dir);
+  const cfg = files.config;
+  const arch = ggufArch(cfg);
+  const store = WeightStore.open(dir);
+  const tokPath = join(dir, 'tokenizer.json');
+  if (!existsSync(tokPath)) throw new ModelLoadError(`${dir}: missing tokenizer.json (needed for the GGUF tokenizer)`, { code: 'model_file_missing' });
+
+  const meta: Array<[string, GgufMetaValue]> = [];
+  const u32 = (v: number): GgufMetaValue => ({ type: GgufValueType.UINT32, value: v });
+  const f32 = (v: number): GgufMetaValue => ({ type: GgufValueType.FLOAT32, value: v });
+  const str = (v: string): GgufMetaValue => ({ type: GgufValueType.STRING, value: v });
+  meta.push(['general.architecture', str(arch)], ['general.type', str('model')], ['general.name', str(opts.name ?? basename(dir))]);
+  meta.push(
+    [`${arch}.block_count`, u32(cfg.numLayers)],
+    [`${arch}.context_length`, u32(cfg.maxPositionEmbeddings)],
+    [`${arch}.embedding_length`, u32(cfg.hiddenSize)],
+    [`${arch}.feed_forward_length`, u32(cfg.intermediateSize)],
+    [`${arch}.attention.head_count`, u32(cfg.numHeads)],
+    [`${arch}.attention.head_count_kv`, u32(cfg.numKvHeads)],
+    [`${arch}.rope.freq_base`, f32(cfg.ropeTheta)],
+    [`${arch}.attention.layer_norm_rms_epsilon`, f32(cfg.rmsNormEps)],
+    [`${arch}.vocab_size`, u32(cfg.vocabSize)],
+    [`${arch}.rope.dimension_count`, u32(cfg.headDim)],
+  );
+  if (cfg.headDim * cfg.numHeads !== cfg.hiddenSize) {
+    meta.push([`${arch}.attention.key_length`, u32(cfg.headDim)], [`${arch}.attention.value_length`, u32(cfg.headDim)]);
+  }
+  meta.push(['general.file_type', u32(QUANT_SCHEMES[scheme].fileType)], ['general.quantization_version', u32(2)]);
+  meta.push(
+    ...tokenizerMetadata({
+      tokenizerJson: readJson(tokPath),
+      tokenizerConfig: readJson(join(dir, 'tokenizer_config.json')),
+      vocabSize: cfg.vocabSize,
+      bosTokenId: files.generationConfig.bosTokenId,
+      eosTokenId: files.generationConfig.eosTokenIds[0] ?? null,
+      source: dir,
+    }),
+  );
+
+  // Tensors in llama.cpp's converter order: rope factors, embeddings, blocks, final norm, head.
+  const hfNames = store.names().filter((n) => ggufTensorName(n) !== null && !(cfg.tieWordEmbeddings && n === 'lm_head.weight'));
+  const layerOf = (n: string) => Number(/^model\.layers\.(\d+)\./.exec(n)?.[1] ?? -1);
+  const rank = (n: string) => (n === 'model.embed_tokens.weight' ? -2 : n === 'model.norm.weight' ? 1e9 : n === 'lm_head.weight' ? 1e9 + 1 : layerOf(n));
+  hfNames.sort((a, b) => rank(a) - rank(b) || (a < b ? -1 : a > b ? 1 : 0));
+  const hasOutput = hfNames.includes('lm_head.weight');
+
+  const tensors: GgufTensorToWrite[] = [];
+  if (cfg.ropeScaling.type === 'llama3') {
+    const factors = llama3RopeFactors(cfg);
+    tensors.push({ name: 'rope_freqs.weight', ne: [factors.length], type: GgmlType.F32, data: () => [new Uint8Array(factors.buffer)] });
+  }
+  const qkDim = cfg.headDim;
+  for (const hf of hfNames) {
+    const name = ggufTensorName(hf)!;
+    const shape = store.shapeOf(hf)!;
+    if (shape.length < 1 || shape.length > 2) throw new ModelLoadError(`${dir}: tensor "${hf}" has ${shape.length} dimensions`, { code: 'tensor_shape_mismatch' });
+    const ne = [...shape].reverse();
+    const permute = arch === 'llama' && /\.attn_[qk]\.(weight|bias)$/.test(name);
+    if (permute && shape[0]! % qkDim !== 0) throw new ModelLoadError(`${dir}: "${hf}" has ${shape[0]} rows, not whole heads of ${qkDim}`, { code: 'tensor_shape_mismatch' });
+    const order = permute ? qkRowOrder(qkDim) : undefined;
+    const type = tensorType(scheme, { name, ne, numLayers: cfg.numLayers, hasOutput });
+    const load = () => store.get(hf, shape);
+    tensors.push({
+      name,
+      ne,
+      type,
+      data: () => (shape.length === 1 ? [f32Vector(load(), order)] : quantizeWeightChunks(load(), type, order, `${hf} → ${name} (${ggmlTypeName(type)})`)),
+    });
+  }
+  const count = tensors.length;
+  const reported = tensors.map((t, i) => ({
+    ...t,
+    data: () => {
+      opts.onTensor?.(t.name, t.type, i, count);
+      return t.data();
+    },
+  }));
+  writeGguf(outPath, meta, reported);
+  return { tensors: tensors.map((t) => ({ name: t.name, type: t.type, ne: t.ne })) };
+}
