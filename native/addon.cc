@@ -24,6 +24,7 @@
 #include "common.h"
 #include "ops.h"
 #include "ops_sampling.h"
+#include "quant/bind_quant.h"
 
 namespace pw {
 namespace {
@@ -963,6 +964,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("benchMemoryBandwidth", Napi::Function::New<Guard<BenchMemoryBandwidth>>(env, "benchMemoryBandwidth"));
   exports.Set("benchPeakFlops", Napi::Function::New<Guard<BenchPeakFlops>>(env, "benchPeakFlops"));
   register_sampling_ops(env, exports);
+  InitQuant(env, exports);
   return exports;
 }
 
