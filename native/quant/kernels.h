@@ -5,12 +5,10 @@
 
 #include "../common.h"
 #include "act_quant.h"
+#include "quant.h"
 
 namespace pw {
 namespace quant {
-
-// Output rows handed to a thread at a time (a multiple of the fast kernels' row group).
-constexpr int64_t kRowsPerItem = 16;
 
 struct Task {
   int type;
@@ -19,9 +17,10 @@ struct Task {
   const ActRow* act;  // M quantized activation rows
 };
 
-// Computes acc[i * M + m] for the first rows of [0, nr) the family has a kernel for (weight row
-// i at w + i * row_bytes); returns how many (the scalar kernel does the rest).
-int rows_fast(Isa isa, const Task& t, const uint8_t* w, size_t row_bytes, int64_t nr, float* acc);
+// Computes acc[i * M + m] for rows lr + i, i in [0, nr) (nr <= 16, lr a multiple of 16) of the
+// part when the family has a kernel for it; returns how many (0 or nr; the scalar kernel does the
+// rest).
+int rows_fast(Isa isa, const Task& t, const QuantLinear::Part& part, const uint8_t* data, int64_t lr, int64_t nr, float* acc);
 
 }  // namespace quant
 }  // namespace pw

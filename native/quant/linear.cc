@@ -47,9 +47,11 @@ void quantize_act_row(const float* x, int64_t K, const ActRow& r) {
 
 namespace {
 
-// Scalar reference kernel (any type): one weight row against every activation row. The block is
-// decoded once and used for all M rows.
-void row_scalar(const Task& t, const uint8_t* w, float* acc) {
+// Scalar reference kernel (any type, either layout): weight row lr of the part against every
+// activation row. The block is decoded once and used for all M rows.
+void row_scalar(const Task& t, const QuantLinear::Part& part, const uint8_t* data, int64_t lr, float* acc) {
+  const uint8_t* w = part.ib ? nullptr : data + part.offset + static_cast<size_t>(lr) * part.row_bytes;
+  uint8_t fb[kMaxBlock + 64];
   TypeInfo ti;
   type_info(t.type, &ti);
   const int64_t nblk = t.K / ti.block;
@@ -58,8 +60,13 @@ void row_scalar(const Task& t, const uint8_t* w, float* acc) {
   int8_t q[kMaxBlock];
   float a[kMaxSubs], mm[kMaxSubs];
   for (int64_t m = 0; m < t.M; m++) acc[m] = 0.0f;
-  for (int64_t blk = 0; blk < nblk; blk++, w += ti.bytes) {
-    decode_block(t.type, w, q, a, mm);
+  for (int64_t blk = 0; blk < nblk; blk++) {
+    if (part.ib) {
+      deinterleave_block(t.type, part.group_block(data, lr / kGroupRows, blk), static_cast<int>(lr % kGroupRows), fb);
+      decode_block(t.type, fb, q, a, mm);
+    } else {
+      decode_block(t.type, w + static_cast<size_t>(blk) * ti.bytes, q, a, mm);
+    }
     for (int64_t m = 0; m < t.M; m++) {
       const ActRow& x = t.act[m];
       float am = acc[m];
@@ -109,8 +116,11 @@ bool quant_linear_init(QuantLinear& p, int64_t K, bool gate_up, const std::vecto
     part.n = ns[i];
     part.row_bytes = static_cast<size_t>(K / ti.block) * ti.bytes;
     part.offset = off;
+    part.ib = interleaved_block_bytes(types[i]);
+    part.nblk = K / ti.block;
     if (bias[i]) part.bias.assign(bias[i], bias[i] + ns[i]);
-    off += align64(part.row_bytes * static_cast<size_t>(ns[i]));
+    const int64_t groups = (ns[i] + kGroupRows - 1) / kGroupRows;
+    off += align64(part.ib ? static_cast<size_t>(groups * part.nblk) * part.ib * kGroupRows : part.row_bytes * static_cast<size_t>(ns[i]));
     p.parts.push_back(std::move(part));
   }
   p.bytes = off;
@@ -125,12 +135,57 @@ bool quant_linear_init(QuantLinear& p, int64_t K, bool gate_up, const std::vecto
     const size_t n = part.row_bytes * static_cast<size_t>(part.n);
     uint8_t* dst = p.data + part.offset;
     const uint8_t* s = src[i];
+    if (part.ib) {
+      TypeInfo ti;
+      type_info(part.type, &ti);
+      parallel_for(part.n, [&](int64_t rb, int64_t re) {
+        uint8_t pad[kMaxBlock];
+        for (int64_t r = rb; r < re; r++) {
+          for (int64_t blk = 0; blk < part.nblk; blk++) {
+            const uint8_t* fb = s + static_cast<size_t>(r) * part.row_bytes + static_cast<size_t>(blk) * ti.bytes;
+            std::memset(pad, 0, static_cast<size_t>(part.ib));
+            if (part.type == Q8_0) {
+              std::memcpy(pad, fb, 2);
+              std::memcpy(pad + 4, fb + 2, 32);
+            } else {
+              std::memcpy(pad, fb, static_cast<size_t>(ti.bytes));
+            }
+            uint8_t* gb = const_cast<uint8_t*>(part.group_block(p.data, r / kGroupRows, blk));
+            for (int d = 0; d < part.ib / 4; d++) std::memcpy(gb + (d * kGroupRows + r % kGroupRows) * 4, pad + 4 * d, 4);
+          }
+        }
+      });
+      continue;
+    }
     parallel_for(static_cast<int64_t>((n + (1 << 20) - 1) >> 20), [&](int64_t b, int64_t e) {
       const size_t lo = static_cast<size_t>(b) << 20, hi = std::min(n, static_cast<size_t>(e) << 20);
       std::memcpy(dst + lo, s + lo, hi - lo);
     });
   }
   return true;
+}
+
+int interleaved_block_bytes(int type) {
+  switch (type) {
+    case Q8_0: return 36;
+    case Q4_K: return 144;
+    case Q6_K: return 212;
+    default: return 0;
+  }
+}
+
+void deinterleave_block(int type, const uint8_t* gb, int r, uint8_t* fb) {
+  uint8_t pad[kMaxBlock];
+  const int ib = interleaved_block_bytes(type);
+  for (int d = 0; d < ib / 4; d++) std::memcpy(pad + 4 * d, gb + (d * kGroupRows + r) * 4, 4);
+  if (type == Q8_0) {
+    std::memcpy(fb, pad, 2);
+    std::memcpy(fb + 2, pad + 4, 32);
+  } else {
+    TypeInfo ti;
+    type_info(type, &ti);
+    std::memcpy(fb, pad, static_cast<size_t>(ti.bytes));
+  }
 }
 
 void quant_linear_release(QuantLinear& p) {
@@ -174,31 +229,34 @@ void quant_linear(const QuantLinear& p, const float* x, int64_t M, float* const*
     const size_t I = static_cast<size_t>(p.parts[0].n);
     gu = reinterpret_cast<float*>(scratch(gu_buf, static_cast<size_t>(M) * I * 4 * 3));
   }
-  // Output rows of all parts, handed out in groups of kRowsPerItem.
-  std::vector<int64_t> first;  // first global row of each part
+  // Work items: a group of 16 rows of one part.
+  struct Item {
+    int part;
+    int64_t row0;
+  };
+  thread_local std::vector<Item> item_list;
+  item_list.clear();
   int64_t total = 0;
-  for (const auto& part : p.parts) {
-    first.push_back(total);
-    total += part.n;
+  for (size_t i = 0; i < p.parts.size(); i++) {
+    for (int64_t r = 0; r < p.parts[i].n; r += kGroupRows) item_list.push_back(Item{static_cast<int>(i), r});
+    total += p.parts[i].n;
   }
+  const Item* item_of = item_list.data();
   const Isa isa = active_isa();
-  const int64_t items = (total + kRowsPerItem - 1) / kRowsPerItem;
+  const int64_t items = static_cast<int64_t>(item_list.size());
   auto run = [&](int64_t ib, int64_t ie) {
     thread_local std::vector<float> accv;
-    if (accv.size() < static_cast<size_t>(M * kRowsPerItem)) accv.resize(static_cast<size_t>(M * kRowsPerItem));
+    if (accv.size() < static_cast<size_t>(M * kGroupRows)) accv.resize(static_cast<size_t>(M * kGroupRows));
     float* acc = accv.data();
     for (int64_t it = ib; it < ie; it++) {
-      const int64_t r0 = it * kRowsPerItem, r1 = std::min(total, r0 + kRowsPerItem);
-      for (int64_t r = r0; r < r1;) {
-        size_t pi = 0;
-        while (pi + 1 < first.size() && first[pi + 1] <= r) pi++;
+      {
+        const size_t pi = static_cast<size_t>(item_of[it].part);
         const QuantLinear::Part& part = p.parts[pi];
-        const int64_t lr = r - first[pi];
-        const int64_t nr = std::min(r1 - r, part.n - lr);  // rows of this part in this item
+        const int64_t lr = item_of[it].row0;
+        const int64_t nr = std::min<int64_t>(kGroupRows, part.n - lr);
         Task t{part.type, K, M, act};
-        const uint8_t* w = p.data + part.offset + static_cast<size_t>(lr) * part.row_bytes;
-        const int done = rows_fast(isa, t, w, part.row_bytes, nr, acc);
-        for (int64_t i = done; i < nr; i++) row_scalar(t, w + static_cast<size_t>(i) * part.row_bytes, acc + i * M);
+        const int done = rows_fast(isa, t, part, p.data, lr, nr, acc);
+        for (int64_t i = done; i < nr; i++) row_scalar(t, part, p.data, lr + i, acc + i * M);
         // acc[i * M + m] is output (m, lr + i).
         for (int64_t i = 0; i < nr; i++) {
           const float bb = part.bias.empty() ? 0.0f : part.bias[static_cast<size_t>(lr + i)];
@@ -213,7 +271,6 @@ void quant_linear(const QuantLinear& p, const float* x, int64_t M, float* const*
             }
           }
         }
-        r += nr;
       }
     }
   };
