@@ -70,21 +70,12 @@ PW_VNNI PW_INLINE __m512i bits(__m512i v, int shift, int mask) {
   return _mm512_and_si512(_mm512_srli_epi32(v, shift), _mm512_set1_epi32(mask));
 }
 
-PW_VNNI void decode16_q8_0(const uint8_t* gb, Decoded& d) {
-  for (int i = 0; i < 8; i++) _mm512_store_si512(d.u[i], _mm512_xor_si512(dw(gb, 1 + i), _mm512_set1_epi8(static_cast<char>(0x80))));
+PW_VNNI void scales_q8_0(const uint8_t* gb, Decoded& d) {
   _mm512_store_ps(d.a[0], half_lo(dw(gb, 0)));
   _mm512_store_ps(d.m[0], _mm512_setzero_ps());
 }
 
-PW_VNNI void decode16_q4_k(const uint8_t* gb, Decoded& d) {
-  const __m512i low = _mm512_set1_epi8(0x0F), top = _mm512_set1_epi8(static_cast<char>(0x80));
-  for (int pair = 0; pair < 4; pair++) {
-    for (int j = 0; j < 8; j++) {
-      const __m512i g = dw(gb, 4 + 8 * pair + j);
-      _mm512_store_si512(d.u[16 * pair + j], _mm512_or_si512(_mm512_and_si512(g, low), top));
-      _mm512_store_si512(d.u[16 * pair + 8 + j], _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(g, 4), low), top));
-    }
-  }
+PW_VNNI void scales_q4_k(const uint8_t* gb, Decoded& d) {
   const __m512i d0 = dw(gb, 0), s0 = dw(gb, 1), s1 = dw(gb, 2), s2 = dw(gb, 3);
   const __m512 dd = half_lo(d0), dmin = half_hi(d0);
   for (int j = 0; j < 8; j++) {
@@ -102,21 +93,7 @@ PW_VNNI void decode16_q4_k(const uint8_t* gb, Decoded& d) {
   }
 }
 
-PW_VNNI void decode16_q6_k(const uint8_t* gb, Decoded& d) {
-  const __m512i low = _mm512_set1_epi8(0x0F), three = _mm512_set1_epi8(3), off = _mm512_set1_epi8(96);
-  for (int n = 0; n < 2; n++) {
-    for (int j = 0; j < 8; j++) {
-      const __m512i l0 = dw(gb, 16 * n + j), l1 = dw(gb, 16 * n + 8 + j), h = dw(gb, 32 + 8 * n + j);
-      // Quarter qt: low nibbles of l0 (0), l1 (1), high nibbles of l0 (2), l1 (3); high bits 2 qt.
-      const __m512i lows[4] = {_mm512_and_si512(l0, low), _mm512_and_si512(l1, low),
-                               _mm512_and_si512(_mm512_srli_epi16(l0, 4), low), _mm512_and_si512(_mm512_srli_epi16(l1, 4), low)};
-      for (int qt = 0; qt < 4; qt++) {
-        const __m512i hb = _mm512_and_si512(_mm512_srli_epi16(h, 2 * qt), three);
-        const __m512i q6 = _mm512_or_si512(lows[qt], _mm512_slli_epi16(hb, 4));
-        _mm512_store_si512(d.u[32 * n + 8 * qt + j], _mm512_add_epi8(q6, off));  // q - 32 + 128
-      }
-    }
-  }
+PW_VNNI void scales_q6_k(const uint8_t* gb, Decoded& d) {
   const __m512 dd = half_lo(dw(gb, 52));
   for (int j = 0; j < 16; j++) {
     const __m512i sc = _mm512_srai_epi32(_mm512_slli_epi32(dw(gb, 48 + j / 4), 24 - 8 * (j % 4)), 24);
@@ -125,29 +102,74 @@ PW_VNNI void decode16_q6_k(const uint8_t* gb, Decoded& d) {
   }
 }
 
-// acc[i][16 lanes] for activation rows m0 .. m0 + MR over one decoded block.
-template <int MR>
-PW_VNNI PW_INLINE void block_rows(const TypeInfo& ti, const Decoded& d, const Task& t, int64_t blk, int64_t m0, float* accp) {
-  const int abs_per_blk = ti.block / kActBlock;
-  const int subs_per_ab = kActBlock / ti.sub;
-  const int quads_per_sub = ti.sub / 4;
+// Weight sources: quad(qi) = the unsigned bytes u of values 4 qi .. 4 qi + 3 of the 16 rows,
+// u = q + kOff (q the decode_block integers), decoded in registers from the interleaved block.
+template <int OFF_SHIFT>
+struct FromDecodedT {
+  const Decoded& d;
+  static constexpr int kOffShift = OFF_SHIFT;
+  PW_VNNI PW_INLINE __m512i quad(int qi) const { return _mm512_load_si512(d.u[qi]); }
+};
+using FromDecoded = FromDecodedT<7>;  // decode16: u = q + 128
+
+struct Q8Src {
+  const uint8_t* gb;
+  static constexpr int kOffShift = 7;
+  PW_VNNI PW_INLINE __m512i quad(int qi) const { return _mm512_xor_si512(dw(gb, 1 + qi), _mm512_set1_epi8(static_cast<char>(0x80))); }
+};
+struct Q4KSrc {
+  const uint8_t* gb;
+  static constexpr int kOffShift = -1;  // u = q (0..15)
+  PW_VNNI PW_INLINE __m512i quad(int qi) const {
+    const int sub = qi >> 3;
+    const __m512i g = dw(gb, 4 + 8 * (sub >> 1) + (qi & 7));
+    return _mm512_and_si512(sub & 1 ? _mm512_srli_epi16(g, 4) : g, _mm512_set1_epi8(0x0F));
+  }
+};
+struct Q6KSrc {
+  const uint8_t* gb;
+  static constexpr int kOffShift = 5;  // u = q + 32 (the stored 6 bits)
+  PW_VNNI PW_INLINE __m512i quad(int qi) const {
+    const int n = qi >> 5, qt = (qi >> 3) & 3, j = qi & 7;
+    const __m512i l = dw(gb, 16 * n + 8 * (qt & 1) + j), h = dw(gb, 32 + 8 * n + j);
+    const __m512i lowbits = _mm512_and_si512(qt >= 2 ? _mm512_srli_epi16(l, 4) : l, _mm512_set1_epi8(0x0F));
+    const __m512i hb = _mm512_and_si512(_mm512_srli_epi16(h, 2 * qt), _mm512_set1_epi8(3));
+    return _mm512_or_si512(lowbits, _mm512_slli_epi16(hb, 4));
+  }
+};
+
+// acc[i][16 lanes] for activation rows m0 .. m0 + MR over one weight block (BLOCK values in
+// sub-blocks of SUB). I = 256 sum(u hi) + sum(u lo) - off X = sum(q v), exactly.
+template <int BLOCK, int SUB, int MR, class Src>
+PW_VNNI PW_INLINE void block_rows(const Src& src, const Decoded& d, const Task& t, int64_t blk, int64_t m0, float* accp) {
+  constexpr int abs_per_blk = BLOCK / kActBlock;
+  constexpr int subs_per_ab = kActBlock / SUB;
+  constexpr int quads_per_sub = SUB / 4;
   __m512 acc[MR];
-  for (int i = 0; i < MR; i++) acc[i] = _mm512_load_ps(accp + (m0 + i) * kTileRows);
+  const int8_t* xh[MR];
+  const int8_t* xl[MR];
+  for (int i = 0; i < MR; i++) {
+    acc[i] = _mm512_load_ps(accp + (m0 + i) * kTileRows);
+    xh[i] = t.act[m0 + i].hi + blk * BLOCK;
+    xl[i] = t.act[m0 + i].lo + blk * BLOCK;
+  }
+#pragma GCC unroll 1
   for (int ab = 0; ab < abs_per_blk; ab++) {
     const int64_t kb = blk * abs_per_blk + ab;
     __m512 ts[MR];
+#pragma GCC unroll 2
     for (int sb = 0; sb < subs_per_ab; sb++) {
       const int si = ab * subs_per_ab + sb;
-      const int64_t k0 = blk * ti.block + si * ti.sub;
       __m512i hi[MR], lo[MR];
       for (int i = 0; i < MR; i++) hi[i] = lo[i] = _mm512_setzero_si512();
+#pragma GCC unroll 8
       for (int qd = 0; qd < quads_per_sub; qd++) {
-        const __m512i wv = _mm512_load_si512(d.u[si * quads_per_sub + qd]);
+        const int qi = si * quads_per_sub + qd;
+        const __m512i wv = src.quad(qi);
         for (int i = 0; i < MR; i++) {
-          const ActRow& x = t.act[m0 + i];
           int32_t h4, l4;
-          std::memcpy(&h4, x.hi + k0 + 4 * qd, 4);
-          std::memcpy(&l4, x.lo + k0 + 4 * qd, 4);
+          std::memcpy(&h4, xh[i] + 4 * qi, 4);
+          std::memcpy(&l4, xl[i] + 4 * qi, 4);
           hi[i] = _mm512_dpbusd_epi32(hi[i], wv, _mm512_set1_epi32(h4));
           lo[i] = _mm512_dpbusd_epi32(lo[i], wv, _mm512_set1_epi32(l4));
         }
@@ -155,9 +177,10 @@ PW_VNNI PW_INLINE void block_rows(const TypeInfo& ti, const Decoded& d, const Ta
       const __m512 av = _mm512_load_ps(d.a[si]), mv = _mm512_load_ps(d.m[si]);
       for (int i = 0; i < MR; i++) {
         const ActRow& x = t.act[m0 + i];
-        const int32_t X = ti.sub == 32 ? x.sum16[2 * kb] + x.sum16[2 * kb + 1] : x.sum16[2 * kb + sb];
+        const int32_t X = SUB == 32 ? x.sum16[2 * kb] + x.sum16[2 * kb + 1] : x.sum16[2 * kb + sb];
         const __m512i xv = _mm512_set1_epi32(X);
-        const __m512i I = _mm512_sub_epi32(_mm512_add_epi32(_mm512_slli_epi32(hi[i], 8), lo[i]), _mm512_slli_epi32(xv, 7));
+        __m512i I = _mm512_add_epi32(_mm512_slli_epi32(hi[i], 8), lo[i]);
+        if constexpr (Src::kOffShift >= 0) I = _mm512_sub_epi32(I, _mm512_slli_epi32(xv, Src::kOffShift));
         const __m512 c = _mm512_sub_ps(_mm512_mul_ps(av, _mm512_cvtepi32_ps(I)), _mm512_mul_ps(mv, _mm512_cvtepi32_ps(xv)));
         ts[i] = sb == 0 ? c : _mm512_add_ps(ts[i], c);
       }
@@ -167,27 +190,60 @@ PW_VNNI PW_INLINE void block_rows(const TypeInfo& ti, const Decoded& d, const Ta
   for (int i = 0; i < MR; i++) _mm512_store_ps(accp + (m0 + i) * kTileRows, acc[i]);
 }
 
+template <int BLOCK, int SUB, class Src>
+PW_VNNI PW_INLINE void all_rows(const Src& src, Decoded& d, const Task& t, int64_t blk, float* accp) {
+  if (t.M > kMR) {
+    // Several passes over the block: decode it once into L1 (the same u bytes).
+    for (int qi = 0; qi < BLOCK / 4; qi++) _mm512_store_si512(d.u[qi], src.quad(qi));
+    FromDecodedT<Src::kOffShift> dec{d};
+    int64_t m = 0;
+    for (; m + kMR <= t.M; m += kMR) block_rows<BLOCK, SUB, kMR>(dec, d, t, blk, m, accp);
+    for (; m < t.M; m++) block_rows<BLOCK, SUB, 1>(dec, d, t, blk, m, accp);
+    return;
+  }
+  int64_t m = 0;
+  for (; m + kMR <= t.M; m += kMR) block_rows<BLOCK, SUB, kMR>(src, d, t, blk, m, accp);
+  for (; m < t.M; m++) block_rows<BLOCK, SUB, 1>(src, d, t, blk, m, accp);
+}
+
+template <int BLOCK, int SUB>
+PW_VNNI PW_INLINE void rows_decoded(Decoded& d, const Task& t, int64_t blk, float* accp) {
+  const FromDecoded dec{d};
+  int64_t m = 0;
+  for (; m + kMR <= t.M; m += kMR) block_rows<BLOCK, SUB, kMR>(dec, d, t, blk, m, accp);
+  for (; m < t.M; m++) block_rows<BLOCK, SUB, 1>(dec, d, t, blk, m, accp);
+}
+
 PW_VNNI void tile16(const Task& t, const QuantLinear::Part& part, const uint8_t* data, int64_t lr, int64_t nr, float* out) {
   TypeInfo ti;
   type_info(t.type, &ti);
   thread_local std::vector<float> accbuf;
   thread_local Decoded dec;
+  Decoded& d = dec;
   const size_t need = static_cast<size_t>(t.M) * kTileRows + 16;
   if (accbuf.size() < need) accbuf.resize(need);
   float* accp = reinterpret_cast<float*>((reinterpret_cast<uintptr_t>(accbuf.data()) + 63) & ~uintptr_t(63));
   std::fill(accp, accp + t.M * kTileRows, 0.0f);
   const int64_t nblk = t.K / ti.block;
+  const uint8_t* rows = data + part.offset + static_cast<size_t>(lr) * part.row_bytes;  // row layout
   for (int64_t blk = 0; blk < nblk; blk++) {
     const uint8_t* gb = part.ib ? part.group_block(data, lr / kGroupRows, blk) : nullptr;
-    switch (part.ib ? t.type : -1) {
-      case Q8_0: decode16_q8_0(gb, dec); break;
-      case Q4_K: decode16_q4_k(gb, dec); break;
-      case Q6_K: decode16_q6_k(gb, dec); break;
-      default: decode16(ti, t.type, data + part.offset + static_cast<size_t>(lr) * part.row_bytes, part.row_bytes, blk, nr, dec); break;
+    if (gb && blk + 1 < nblk) {
+      // The next group block, into L2 ahead of use (one stream per 16 rows).
+      const uint8_t* nx = gb + static_cast<size_t>(part.ib) * kGroupRows;
+      for (int c = 0; c < part.ib * kGroupRows; c += 64) _mm_prefetch(reinterpret_cast<const char*>(nx + c), _MM_HINT_T0);
     }
-    int64_t m = 0;
-    for (; m + kMR <= t.M; m += kMR) block_rows<kMR>(ti, dec, t, blk, m, accp);
-    for (; m < t.M; m++) block_rows<1>(ti, dec, t, blk, m, accp);
+    switch (part.ib ? t.type : -1) {
+      case Q8_0: scales_q8_0(gb, d); all_rows<32, 32>(Q8Src{gb}, d, t, blk, accp); break;
+      case Q4_K: scales_q4_k(gb, d); all_rows<256, 32>(Q4KSrc{gb}, d, t, blk, accp); break;
+      case Q6_K: scales_q6_k(gb, d); all_rows<256, 16>(Q6KSrc{gb}, d, t, blk, accp); break;
+      default:
+        decode16(ti, t.type, rows, part.row_bytes, blk, nr, d);
+        if (ti.block == 32) rows_decoded<32, 32>(d, t, blk, accp);
+        else if (ti.sub == 16) rows_decoded<256, 16>(d, t, blk, accp);
+        else rows_decoded<256, 32>(d, t, blk, accp);
+        break;
+    }
   }
   for (int64_t i = 0; i < nr; i++)
     for (int64_t m = 0; m < t.M; m++) out[i * t.M + m] = accp[m * kTileRows + i];
