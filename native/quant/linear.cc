@@ -97,6 +97,9 @@ uint8_t* scratch(std::vector<uint8_t>& buf, size_t n) {
   return reinterpret_cast<uint8_t*>((p + 63) & ~uintptr_t(63));
 }
 
+// Types whose block is a half scale then 4-byte-aligned payload: two pad bytes after the scale.
+bool pads_after_scale(int type) { return type == Q8_0 || type == Q4_0 || type == IQ4_NL; }
+
 inline size_t align64(size_t n) { return (n + 63) & ~size_t(63); }
 
 }  // namespace
@@ -144,9 +147,9 @@ bool quant_linear_init(QuantLinear& p, int64_t K, bool gate_up, const std::vecto
           for (int64_t blk = 0; blk < part.nblk; blk++) {
             const uint8_t* fb = s + static_cast<size_t>(r) * part.row_bytes + static_cast<size_t>(blk) * ti.bytes;
             std::memset(pad, 0, static_cast<size_t>(part.ib));
-            if (part.type == Q8_0) {
+            if (pads_after_scale(part.type)) {
               std::memcpy(pad, fb, 2);
-              std::memcpy(pad + 4, fb + 2, 32);
+              std::memcpy(pad + 4, fb + 2, static_cast<size_t>(ti.bytes - 2));
             } else {
               std::memcpy(pad, fb, static_cast<size_t>(ti.bytes));
             }
@@ -168,6 +171,9 @@ bool quant_linear_init(QuantLinear& p, int64_t K, bool gate_up, const std::vecto
 int interleaved_block_bytes(int type) {
   switch (type) {
     case Q8_0: return 36;
+    case Q4_0:
+    case IQ4_NL: return 20;
+    case Q5_K: return 176;
     case Q4_K: return 144;
     case Q6_K: return 212;
     default: return 0;
@@ -178,9 +184,11 @@ void deinterleave_block(int type, const uint8_t* gb, int r, uint8_t* fb) {
   uint8_t pad[kMaxBlock];
   const int ib = interleaved_block_bytes(type);
   for (int d = 0; d < ib / 4; d++) std::memcpy(pad + 4 * d, gb + (d * kGroupRows + r) * 4, 4);
-  if (type == Q8_0) {
+  if (pads_after_scale(type)) {
+    TypeInfo ti;
+    type_info(type, &ti);
     std::memcpy(fb, pad, 2);
-    std::memcpy(fb + 2, pad + 4, 32);
+    std::memcpy(fb + 2, pad + 4, static_cast<size_t>(ti.bytes - 2));
   } else {
     TypeInfo ti;
     type_info(type, &ti);

@@ -93,6 +93,11 @@ PW_VNNI void scales_q4_k(const uint8_t* gb, Decoded& d) {
   }
 }
 
+PW_VNNI void scales_d(const uint8_t* gb, Decoded& d) {  // Q4_0, IQ4_NL: a = d, m = 0
+  _mm512_store_ps(d.a[0], half_lo(dw(gb, 0)));
+  _mm512_store_ps(d.m[0], _mm512_setzero_ps());
+}
+
 PW_VNNI void scales_q6_k(const uint8_t* gb, Decoded& d) {
   const __m512 dd = half_lo(dw(gb, 52));
   for (int j = 0; j < 16; j++) {
@@ -124,6 +129,35 @@ struct Q4KSrc {
     const int sub = qi >> 3;
     const __m512i g = dw(gb, 4 + 8 * (sub >> 1) + (qi & 7));
     return _mm512_and_si512(sub & 1 ? _mm512_srli_epi16(g, 4) : g, _mm512_set1_epi8(0x0F));
+  }
+};
+struct Q4_0Src {  // values 0..15: low nibbles of dwords 1..4, 16..31: their high nibbles
+  const uint8_t* gb;
+  static constexpr int kOffShift = 3;  // u = q + 8
+  PW_VNNI PW_INLINE __m512i quad(int qi) const {
+    const __m512i g = dw(gb, 1 + (qi & 3));
+    return _mm512_and_si512(qi >= 4 ? _mm512_srli_epi16(g, 4) : g, _mm512_set1_epi8(0x0F));
+  }
+};
+struct Iq4NlSrc {  // the Q4_0 nibbles through the IQ4 table, + 128
+  const uint8_t* gb;
+  static constexpr int kOffShift = 7;
+  PW_VNNI PW_INLINE __m512i quad(int qi) const {
+    const __m512i table = _mm512_broadcast_i32x4(_mm_setr_epi8(1, 24, 45, 63, 79, 93, 106, 118, static_cast<char>(129), static_cast<char>(141),
+                                                               static_cast<char>(153), static_cast<char>(166), static_cast<char>(181),
+                                                               static_cast<char>(197), static_cast<char>(217), static_cast<char>(241)));
+    return _mm512_shuffle_epi8(table, Q4_0Src{gb}.quad(qi));
+  }
+};
+struct Q5KSrc {  // Q4_K's nibbles plus bit (sub) of qh byte l as 16
+  const uint8_t* gb;
+  static constexpr int kOffShift = -1;
+  PW_VNNI PW_INLINE __m512i quad(int qi) const {
+    const int sub = qi >> 3, j = qi & 7;
+    const __m512i g = dw(gb, 12 + 8 * (sub >> 1) + j), h = dw(gb, 4 + j);
+    const __m512i nib = _mm512_and_si512(sub & 1 ? _mm512_srli_epi16(g, 4) : g, _mm512_set1_epi8(0x0F));
+    const __m512i hb = _mm512_and_si512(_mm512_srli_epi16(h, sub), _mm512_set1_epi8(1));
+    return _mm512_or_si512(nib, _mm512_slli_epi16(hb, 4));
   }
 };
 struct Q6KSrc {
@@ -235,7 +269,10 @@ PW_VNNI void tile16(const Task& t, const QuantLinear::Part& part, const uint8_t*
     }
     switch (part.ib ? t.type : -1) {
       case Q8_0: scales_q8_0(gb, d); all_rows<32, 32>(Q8Src{gb}, d, t, blk, accp); break;
+      case Q4_0: scales_d(gb, d); all_rows<32, 32>(Q4_0Src{gb}, d, t, blk, accp); break;
+      case IQ4_NL: scales_d(gb, d); all_rows<32, 32>(Iq4NlSrc{gb}, d, t, blk, accp); break;
       case Q4_K: scales_q4_k(gb, d); all_rows<256, 32>(Q4KSrc{gb}, d, t, blk, accp); break;
+      case Q5_K: scales_q4_k(gb, d); all_rows<256, 32>(Q5KSrc{gb}, d, t, blk, accp); break;
       case Q6_K: scales_q6_k(gb, d); all_rows<256, 16>(Q6KSrc{gb}, d, t, blk, accp); break;
       default:
         decode16(ti, t.type, rows, part.row_bytes, blk, nr, d);
