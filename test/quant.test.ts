@@ -81,7 +81,8 @@ describe('dequantizeRows', () => {
 });
 
 describe('linearPacked on quantized packs', () => {
-  const Ms = [1, 2, 3, 7, 17, 64, 130];
+  // 200 rows at K = 768 span two of the AVX-512 kernel's activation chunks (168 rows).
+  const Ms = [1, 2, 3, 7, 17, 64, 130, 200];
   for (const type of SUPPORTED_QUANT_TYPES) {
     test(`${ggmlTypeName(type)}: within the bound of float64, batch = solo, every family and thread count alike`, () => {
       const { blockSize } = typeInfo(type);

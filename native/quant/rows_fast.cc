@@ -260,26 +260,33 @@ PW_VNNI void tile16(const Task& t, const QuantLinear::Part& part, const uint8_t*
   std::fill(accp, accp + t.M * kTileRows, 0.0f);
   const int64_t nblk = t.K / ti.block;
   const uint8_t* rows = data + part.offset + static_cast<size_t>(lr) * part.row_bytes;  // row layout
-  for (int64_t blk = 0; blk < nblk; blk++) {
-    const uint8_t* gb = part.ib ? part.group_block(data, lr / kGroupRows, blk) : nullptr;
-    if (gb && blk + 1 < nblk) {
-      // The next group block, into L2 ahead of use (one stream per 16 rows).
-      const uint8_t* nx = gb + static_cast<size_t>(part.ib) * kGroupRows;
-      for (int c = 0; c < part.ib * kGroupRows; c += 64) _mm_prefetch(reinterpret_cast<const char*>(nx + c), _MM_HINT_T0);
-    }
-    switch (part.ib ? t.type : -1) {
-      case Q8_0: scales_q8_0(gb, d); all_rows<32, 32>(Q8Src{gb}, d, t, blk, accp); break;
-      case Q4_0: scales_d(gb, d); all_rows<32, 32>(Q4_0Src{gb}, d, t, blk, accp); break;
-      case IQ4_NL: scales_d(gb, d); all_rows<32, 32>(Iq4NlSrc{gb}, d, t, blk, accp); break;
-      case Q4_K: scales_q4_k(gb, d); all_rows<256, 32>(Q4KSrc{gb}, d, t, blk, accp); break;
-      case Q5_K: scales_q4_k(gb, d); all_rows<256, 32>(Q5KSrc{gb}, d, t, blk, accp); break;
-      case Q6_K: scales_q6_k(gb, d); all_rows<256, 16>(Q6KSrc{gb}, d, t, blk, accp); break;
-      default:
-        decode16(ti, t.type, rows, part.row_bytes, blk, nr, d);
-        if (ti.block == 32) rows_decoded<32, 32>(d, t, blk, accp);
-        else if (ti.sub == 16) rows_decoded<256, 16>(d, t, blk, accp);
-        else rows_decoded<256, 32>(d, t, blk, accp);
-        break;
+  // Activation rows in chunks whose quantized rows stay in L2 across the blocks (64 rows of K =
+  // 2048: 256 KiB); each chunk decodes the weights again (a small cost next to 64 rows' products).
+  const int64_t chunk = std::max<int64_t>(kMR, ((int64_t(256) << 10) / (2 * t.K)) / kMR * kMR);
+  for (int64_t mc = 0; mc < t.M; mc += chunk) {
+    const Task tc{t.type, t.K, std::min(chunk, t.M - mc), t.act + mc};
+    float* const accc = accp + mc * kTileRows;
+    for (int64_t blk = 0; blk < nblk; blk++) {
+      const uint8_t* gb = part.ib ? part.group_block(data, lr / kGroupRows, blk) : nullptr;
+      if (gb && blk + 1 < nblk) {
+        // The next group block, into L2 ahead of use (one stream per 16 rows).
+        const uint8_t* nx = gb + static_cast<size_t>(part.ib) * kGroupRows;
+        for (int c = 0; c < part.ib * kGroupRows; c += 64) _mm_prefetch(reinterpret_cast<const char*>(nx + c), _MM_HINT_T0);
+      }
+      switch (part.ib ? t.type : -1) {
+        case Q8_0: scales_q8_0(gb, d); all_rows<32, 32>(Q8Src{gb}, d, tc, blk, accc); break;
+        case Q4_0: scales_d(gb, d); all_rows<32, 32>(Q4_0Src{gb}, d, tc, blk, accc); break;
+        case IQ4_NL: scales_d(gb, d); all_rows<32, 32>(Iq4NlSrc{gb}, d, tc, blk, accc); break;
+        case Q4_K: scales_q4_k(gb, d); all_rows<256, 32>(Q4KSrc{gb}, d, tc, blk, accc); break;
+        case Q5_K: scales_q4_k(gb, d); all_rows<256, 32>(Q5KSrc{gb}, d, tc, blk, accc); break;
+        case Q6_K: scales_q6_k(gb, d); all_rows<256, 16>(Q6KSrc{gb}, d, tc, blk, accc); break;
+        default:
+          decode16(ti, t.type, rows, part.row_bytes, blk, nr, d);
+          if (ti.block == 32) rows_decoded<32, 32>(d, tc, blk, accc);
+          else if (ti.sub == 16) rows_decoded<256, 16>(d, tc, blk, accc);
+          else rows_decoded<256, 32>(d, tc, blk, accc);
+          break;
+      }
     }
   }
   for (int64_t i = 0; i < nr; i++)

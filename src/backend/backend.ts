@@ -108,8 +108,9 @@ export interface ComputeBackend {
    * Each output element is one float32 accumulator taking k in order (F32 precision: one fused
    * multiply-add per k; BF16 precision: one bf16 pair dot product per k pair), whatever M, the
    * other rows, the other parts or the thread count: row m of a batch equals the M = 1 result bit
-   * for bit, and equals the plain (unpacked) linear of the test hooks bit for bit.
-   * Outputs must not overlap x or each other.
+   * for bit, and equals the plain (unpacked) linear of the test hooks bit for bit. Quantized packs
+   * ({@link packLinearQuant}, {@link packGateUpQuant}) compute as documented there, with the same
+   * batch invariance. Outputs must not overlap x or each other.
    */
   linearPacked(w: PackedLinearHandle, x: Float32Array, M: number, outs: Float32Array[], accumulate: boolean): void;
   /**
