@@ -1,4 +1,4 @@
-// AVX-512 VNNI row kernel of the quantized linear op: 16 weight rows at a time, one row per
+// SIMD row kernels of the quantized linear op (AVX-512 VNNI; AVX2 at the end of the file): 16 weight rows at a time, one row per
 // 32-bit lane, so the float steps of linear.cc's contract run lane-wise on 16 outputs at once
 // (the same operations as the scalar kernel, in the same order: the same bits).
 //
@@ -38,14 +38,23 @@ struct Decoded {
   alignas(64) float m[kMaxSubs][kTileRows];
 };
 
-// Decodes block blk of nr rows (rows nr..15 get zeros).
-void decode16(const TypeInfo& ti, int type, const uint8_t* w, size_t row_bytes, int64_t blk, int64_t nr, Decoded& d) {
+// Decodes block blk of rows lr .. lr + nr of the part, either layout, with decode_block (rows nr..15
+// get zeros): u = q + 128 quad-major, a and m per sub-block.
+void decode16(const TypeInfo& ti, const QuantLinear::Part& part, const uint8_t* data, int64_t lr, int64_t blk, int64_t nr, Decoded& d) {
   int8_t q[kMaxBlock];
   float a[kMaxSubs], m[kMaxSubs];
+  uint8_t fb[kMaxBlock];
   const int subs = ti.block / ti.sub, quads = ti.block / 4;
   for (int r = 0; r < kTileRows; r++) {
     if (r < nr) {
-      decode_block(type, w + static_cast<size_t>(r) * row_bytes + static_cast<size_t>(blk) * ti.bytes, q, a, m);
+      const uint8_t* b;
+      if (part.ib) {
+        deinterleave_block(part.type, part.group_block(data, lr / kGroupRows, blk), r, fb);
+        b = fb;
+      } else {
+        b = data + part.offset + static_cast<size_t>(lr + r) * part.row_bytes + static_cast<size_t>(blk) * ti.bytes;
+      }
+      decode_block(part.type, b, q, a, m);
       for (int j = 0; j < ti.block; j++) q[j] = static_cast<int8_t>(static_cast<uint8_t>(q[j]) ^ 0x80);  // + 128
     } else {
       std::memset(q, 0x80, static_cast<size_t>(ti.block));  // u = 128: q = 0
@@ -259,7 +268,6 @@ PW_VNNI void tile16(const Task& t, const QuantLinear::Part& part, const uint8_t*
   float* accp = reinterpret_cast<float*>((reinterpret_cast<uintptr_t>(accbuf.data()) + 63) & ~uintptr_t(63));
   std::fill(accp, accp + t.M * kTileRows, 0.0f);
   const int64_t nblk = t.K / ti.block;
-  const uint8_t* rows = data + part.offset + static_cast<size_t>(lr) * part.row_bytes;  // row layout
   // Activation rows in chunks whose quantized rows stay in L2 across the blocks (64 rows of K =
   // 2048: 256 KiB); each chunk decodes the weights again (a small cost next to 64 rows' products).
   const int64_t chunk = std::max<int64_t>(kMR, ((int64_t(256) << 10) / (2 * t.K)) / kMR * kMR);
@@ -281,7 +289,7 @@ PW_VNNI void tile16(const Task& t, const QuantLinear::Part& part, const uint8_t*
         case Q5_K: scales_q4_k(gb, d); all_rows<256, 32>(Q5KSrc{gb}, d, tc, blk, accc); break;
         case Q6_K: scales_q6_k(gb, d); all_rows<256, 16>(Q6KSrc{gb}, d, tc, blk, accc); break;
         default:
-          decode16(ti, t.type, rows, part.row_bytes, blk, nr, d);
+          decode16(ti, part, data, lr, blk, nr, d);
           if (ti.block == 32) rows_decoded<32, 32>(d, tc, blk, accc);
           else if (ti.sub == 16) rows_decoded<256, 16>(d, tc, blk, accc);
           else rows_decoded<256, 32>(d, tc, blk, accc);
@@ -293,12 +301,96 @@ PW_VNNI void tile16(const Task& t, const QuantLinear::Part& part, const uint8_t*
     for (int64_t m = 0; m < t.M; m++) out[i * t.M + m] = accp[m * kTileRows + i];
 }
 
+// ---------------------------------------------------------------------------------------------
+// AVX2: the blocks decoded by decode16, 16-bit products (vpmaddwd: u zero-extended times v, pairs
+// summed in int32 without saturation), 4 rows x 4 values per vector; the float steps lane-wise on
+// two halves of 8 rows, the same operations as the other families.
+
+template <int BLOCK, int SUB, int MR>
+PW_AVX2 PW_INLINE void block_rows_avx2(const Decoded& d, const Task& t, int64_t blk, int64_t m0, float* accp) {
+  constexpr int abs_per_blk = BLOCK / kActBlock;
+  constexpr int subs_per_ab = kActBlock / SUB;
+  constexpr int quads_per_sub = SUB / 4;
+  for (int half = 0; half < 2; half++) {
+    __m256 acc[MR];
+    for (int i = 0; i < MR; i++) acc[i] = _mm256_load_ps(accp + (m0 + i) * kTileRows + 8 * half);
+    for (int ab = 0; ab < abs_per_blk; ab++) {
+      const int64_t kb = blk * abs_per_blk + ab;
+      __m256 ts[MR];
+      for (int sb = 0; sb < subs_per_ab; sb++) {
+        const int si = ab * subs_per_ab + sb;
+        __m256i s4[MR][2];  // rows 8 half + 0..3, 4..7: lanes [r r r' r' ...] pair sums
+        for (int i = 0; i < MR; i++) s4[i][0] = s4[i][1] = _mm256_setzero_si256();
+        for (int qd = 0; qd < quads_per_sub; qd++) {
+          const int qi = si * quads_per_sub + qd;
+          const uint8_t* wq = reinterpret_cast<const uint8_t*>(d.u[qi]) + 32 * half;
+          const __m256i w0 = _mm256_cvtepu8_epi16(_mm_load_si128(reinterpret_cast<const __m128i*>(wq)));
+          const __m256i w1 = _mm256_cvtepu8_epi16(_mm_load_si128(reinterpret_cast<const __m128i*>(wq + 16)));
+          for (int i = 0; i < MR; i++) {
+            int64_t v4;
+            std::memcpy(&v4, t.act[m0 + i].v + blk * BLOCK + 4 * qi, 8);
+            const __m256i xv = _mm256_set1_epi64x(v4);
+            s4[i][0] = _mm256_add_epi32(s4[i][0], _mm256_madd_epi16(w0, xv));
+            s4[i][1] = _mm256_add_epi32(s4[i][1], _mm256_madd_epi16(w1, xv));
+          }
+        }
+        const __m256 av = _mm256_load_ps(d.a[si] + 8 * half), mv = _mm256_load_ps(d.m[si] + 8 * half);
+        for (int i = 0; i < MR; i++) {
+          const ActRow& x = t.act[m0 + i];
+          const int32_t X = SUB == 32 ? x.sum16[2 * kb] + x.sum16[2 * kb + 1] : x.sum16[2 * kb + sb];
+          const __m256i xv = _mm256_set1_epi32(X);
+          // hadd: [r0 r1 r4 r5 | r2 r3 r6 r7] -> rows in order.
+          const __m256i r = _mm256_permute4x64_epi64(_mm256_hadd_epi32(s4[i][0], s4[i][1]), _MM_SHUFFLE(3, 1, 2, 0));
+          const __m256i I = _mm256_sub_epi32(r, _mm256_slli_epi32(xv, 7));
+          const __m256 c = _mm256_sub_ps(_mm256_mul_ps(av, _mm256_cvtepi32_ps(I)), _mm256_mul_ps(mv, _mm256_cvtepi32_ps(xv)));
+          ts[i] = sb == 0 ? c : _mm256_add_ps(ts[i], c);
+        }
+      }
+      for (int i = 0; i < MR; i++) acc[i] = _mm256_add_ps(acc[i], _mm256_mul_ps(_mm256_set1_ps(t.act[m0 + i].s[kb]), ts[i]));
+    }
+    for (int i = 0; i < MR; i++) _mm256_store_ps(accp + (m0 + i) * kTileRows + 8 * half, acc[i]);
+  }
+}
+
+template <int BLOCK, int SUB>
+PW_AVX2 void rows_avx2(const Decoded& d, const Task& t, int64_t blk, float* accp) {
+  int64_t m = 0;
+  for (; m + 2 <= t.M; m += 2) block_rows_avx2<BLOCK, SUB, 2>(d, t, blk, m, accp);
+  for (; m < t.M; m++) block_rows_avx2<BLOCK, SUB, 1>(d, t, blk, m, accp);
+}
+
+PW_AVX2 void tile16_avx2(const Task& t, const QuantLinear::Part& part, const uint8_t* data, int64_t lr, int64_t nr, float* out) {
+  TypeInfo ti;
+  type_info(t.type, &ti);
+  thread_local std::vector<float> accbuf;
+  thread_local Decoded dec;
+  Decoded& d = dec;
+  const size_t need = static_cast<size_t>(t.M) * kTileRows + 16;
+  if (accbuf.size() < need) accbuf.resize(need);
+  float* accp = reinterpret_cast<float*>((reinterpret_cast<uintptr_t>(accbuf.data()) + 63) & ~uintptr_t(63));
+  std::fill(accp, accp + t.M * kTileRows, 0.0f);
+  for (int64_t blk = 0; blk < t.K / ti.block; blk++) {
+    decode16(ti, part, data, lr, blk, nr, d);
+    if (ti.block == 32) rows_avx2<32, 32>(d, t, blk, accp);
+    else if (ti.sub == 16) rows_avx2<256, 16>(d, t, blk, accp);
+    else rows_avx2<256, 32>(d, t, blk, accp);
+  }
+  for (int64_t i = 0; i < nr; i++)
+    for (int64_t m = 0; m < t.M; m++) out[i * t.M + m] = accp[m * kTileRows + i];
+}
+
 }  // namespace
 
 int rows_fast(Isa isa, const Task& t, const QuantLinear::Part& part, const uint8_t* data, int64_t lr, int64_t nr, float* acc) {
-  if (isa < Isa::Avx512 || !has_vnni()) return 0;
-  tile16(t, part, data, lr, nr, acc);
-  return static_cast<int>(nr);
+  if (isa >= Isa::Avx512 && has_vnni()) {
+    tile16(t, part, data, lr, nr, acc);
+    return static_cast<int>(nr);
+  }
+  if (isa >= Isa::Avx2) {
+    tile16_avx2(t, part, data, lr, nr, acc);
+    return static_cast<int>(nr);
+  }
+  return 0;
 }
 
 }  // namespace quant
