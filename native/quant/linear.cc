@@ -98,7 +98,7 @@ uint8_t* scratch(std::vector<uint8_t>& buf, size_t n) {
 }
 
 // Types whose block is a half scale then 4-byte-aligned payload: two pad bytes after the scale.
-bool pads_after_scale(int type) { return type == Q8_0 || type == Q4_0 || type == IQ4_NL; }
+bool pads_after_scale(int type) { return type == Q8_0 || type == Q4_0 || type == IQ4_NL || type == Q5_0; }
 
 inline size_t align64(size_t n) { return (n + 63) & ~size_t(63); }
 
@@ -172,7 +172,11 @@ int interleaved_block_bytes(int type) {
   switch (type) {
     case Q8_0: return 36;
     case Q4_0:
-    case IQ4_NL: return 20;
+    case IQ4_NL:
+    case Q4_1: return 20;
+    case Q5_0:
+    case Q5_1: return 24;
+    case IQ4_XS: return 136;
     case Q5_K: return 176;
     case Q4_K: return 144;
     case Q6_K: return 212;

@@ -107,6 +107,26 @@ PW_VNNI void scales_d(const uint8_t* gb, Decoded& d) {  // Q4_0, IQ4_NL: a = d, 
   _mm512_store_ps(d.m[0], _mm512_setzero_ps());
 }
 
+PW_VNNI PW_INLINE __m512 neg(__m512 v) {  // exact negation (sign bit), as -x
+  return _mm512_castsi512_ps(_mm512_xor_si512(_mm512_castps_si512(v), _mm512_set1_epi32(static_cast<int>(0x80000000u))));
+}
+
+PW_VNNI void scales_dm(const uint8_t* gb, Decoded& d) {  // Q4_1, Q5_1: a = d, m = -min
+  const __m512i d0 = dw(gb, 0);
+  _mm512_store_ps(d.a[0], half_lo(d0));
+  _mm512_store_ps(d.m[0], neg(half_hi(d0)));
+}
+
+PW_VNNI void scales_iq4_xs(const uint8_t* gb, Decoded& d) {  // a = d * (ls - 32)
+  const __m512i d0 = dw(gb, 0), sl = dw(gb, 1);
+  const __m512 dd = half_lo(d0);
+  for (int ib = 0; ib < 8; ib++) {
+    const __m512i ls = _mm512_or_si512(bits(sl, 4 * ib, 15), _mm512_slli_epi32(bits(d0, 16 + 2 * ib, 3), 4));
+    _mm512_store_ps(d.a[ib], _mm512_mul_ps(dd, _mm512_cvtepi32_ps(_mm512_sub_epi32(ls, _mm512_set1_epi32(32)))));
+    _mm512_store_ps(d.m[ib], _mm512_setzero_ps());
+  }
+}
+
 PW_VNNI void scales_q6_k(const uint8_t* gb, Decoded& d) {
   const __m512 dd = half_lo(dw(gb, 52));
   for (int j = 0; j < 16; j++) {
@@ -140,9 +160,11 @@ struct Q4KSrc {
     return _mm512_and_si512(sub & 1 ? _mm512_srli_epi16(g, 4) : g, _mm512_set1_epi8(0x0F));
   }
 };
-struct Q4_0Src {  // values 0..15: low nibbles of dwords 1..4, 16..31: their high nibbles
+// Values 0..15: low nibbles of dwords 1..4, 16..31: their high nibbles. Q4_0: u = q + 8; Q4_1: u = q.
+template <int OFF_SHIFT>
+struct Nib32Src {
   const uint8_t* gb;
-  static constexpr int kOffShift = 3;  // u = q + 8
+  static constexpr int kOffShift = OFF_SHIFT;
   PW_VNNI PW_INLINE __m512i quad(int qi) const {
     const __m512i g = dw(gb, 1 + (qi & 3));
     return _mm512_and_si512(qi >= 4 ? _mm512_srli_epi16(g, 4) : g, _mm512_set1_epi8(0x0F));
@@ -155,9 +177,43 @@ struct Iq4NlSrc {  // the Q4_0 nibbles through the IQ4 table, + 128
     const __m512i table = _mm512_broadcast_i32x4(_mm_setr_epi8(1, 24, 45, 63, 79, 93, 106, 118, static_cast<char>(129), static_cast<char>(141),
                                                                static_cast<char>(153), static_cast<char>(166), static_cast<char>(181),
                                                                static_cast<char>(197), static_cast<char>(217), static_cast<char>(241)));
-    return _mm512_shuffle_epi8(table, Q4_0Src{gb}.quad(qi));
+    return _mm512_shuffle_epi8(table, Nib32Src<3>{gb}.quad(qi));
   }
 };
+using Q4_0Src = Nib32Src<3>;
+using Q4_1Src = Nib32Src<-1>;
+
+// Q5_0 / Q5_1: qh in dword 1, nibbles in dwords 2..5; quad qi takes qh bits 4 qi .. 4 qi + 3 (one
+// per byte, spread by a carry-free multiply) as 16. Q5_0: u = q + 16; Q5_1: u = q.
+template <int OFF_SHIFT>
+struct Q5Src {
+  const uint8_t* gb;
+  static constexpr int kOffShift = OFF_SHIFT;
+  PW_VNNI PW_INLINE __m512i quad(int qi) const {
+    const __m512i g = dw(gb, 2 + (qi & 3));
+    const __m512i nib = _mm512_and_si512(qi >= 4 ? _mm512_srli_epi16(g, 4) : g, _mm512_set1_epi8(0x0F));
+    const __m512i t = bits(dw(gb, 1), 4 * qi, 15);
+    const __m512i spread = _mm512_and_si512(_mm512_mullo_epi32(t, _mm512_set1_epi32(0x00204081)), _mm512_set1_epi32(0x01010101));
+    return _mm512_or_si512(nib, _mm512_slli_epi32(spread, 4));
+  }
+};
+
+// IQ4_XS: sub-block ib's 16 bytes in dwords 2 + 4 ib .. 5 + 4 ib, low nibbles then high, through
+// the IQ4 table (+ 128).
+struct Iq4XsSrc {
+  const uint8_t* gb;
+  static constexpr int kOffShift = 7;
+  PW_VNNI PW_INLINE __m512i quad(int qi) const {
+    const int ib = qi >> 3, r = qi & 7;
+    const __m512i g = dw(gb, 2 + 4 * ib + (r & 3));
+    const __m512i nib = _mm512_and_si512(r >= 4 ? _mm512_srli_epi16(g, 4) : g, _mm512_set1_epi8(0x0F));
+    const __m512i table = _mm512_broadcast_i32x4(_mm_setr_epi8(1, 24, 45, 63, 79, 93, 106, 118, static_cast<char>(129), static_cast<char>(141),
+                                                               static_cast<char>(153), static_cast<char>(166), static_cast<char>(181),
+                                                               static_cast<char>(197), static_cast<char>(217), static_cast<char>(241)));
+    return _mm512_shuffle_epi8(table, nib);
+  }
+};
+
 struct Q5KSrc {  // Q4_K's nibbles plus bit (sub) of qh byte l as 16
   const uint8_t* gb;
   static constexpr int kOffShift = -1;
@@ -285,6 +341,10 @@ PW_VNNI void tile16(const Task& t, const QuantLinear::Part& part, const uint8_t*
         case Q8_0: scales_q8_0(gb, d); all_rows<32, 32>(Q8Src{gb}, d, tc, blk, accc); break;
         case Q4_0: scales_d(gb, d); all_rows<32, 32>(Q4_0Src{gb}, d, tc, blk, accc); break;
         case IQ4_NL: scales_d(gb, d); all_rows<32, 32>(Iq4NlSrc{gb}, d, tc, blk, accc); break;
+        case Q4_1: scales_dm(gb, d); all_rows<32, 32>(Q4_1Src{gb}, d, tc, blk, accc); break;
+        case Q5_0: scales_d(gb, d); all_rows<32, 32>(Q5Src<4>{gb}, d, tc, blk, accc); break;
+        case Q5_1: scales_dm(gb, d); all_rows<32, 32>(Q5Src<-1>{gb}, d, tc, blk, accc); break;
+        case IQ4_XS: scales_iq4_xs(gb, d); all_rows<256, 32>(Iq4XsSrc{gb}, d, tc, blk, accc); break;
         case Q4_K: scales_q4_k(gb, d); all_rows<256, 32>(Q4KSrc{gb}, d, tc, blk, accc); break;
         case Q5_K: scales_q4_k(gb, d); all_rows<256, 32>(Q5KSrc{gb}, d, tc, blk, accc); break;
         case Q6_K: scales_q6_k(gb, d); all_rows<256, 16>(Q6KSrc{gb}, d, tc, blk, accc); break;
