@@ -125,6 +125,29 @@ describe('linearPacked on quantized packs', () => {
     });
   }
 
+  test('zero activation blocks, zero rows and zero-scale weight blocks: every family gives the same bits, batch = solo', () => {
+    const K = 512, N = 21, M = 6;
+    const x = randomX(M, K, 31);
+    x.fill(0, 0, K); // row 0 all zero
+    for (let m = 1; m < M; m++) x.fill(0, m * K + 32 * m, m * K + 32 * m + 64); // zero blocks
+    for (const type of [GgmlType.Q4_K, GgmlType.Q6_K, GgmlType.Q8_0, GgmlType.Q4_1, GgmlType.Q2_K, GgmlType.IQ4_XS]) {
+      const w = randomQuant(type, N, K, 3, 0.01);
+      const bytes = typeInfo(type).blockBytes;
+      w.fill(0, 0, bytes); // a block of zeros: zero scales
+      w.fill(0, ggmlRowBytes(type, K) * 5, ggmlRowBytes(type, K) * 6); // row 5 all zero
+      const h = pack1(type, w, N, K);
+      let first: Float32Array | undefined;
+      forEachIsa((isa) => {
+        const full = run(h, x, M, N);
+        for (let m = 0; m < M; m++) bitsEqual(run(h, x.subarray(m * K, (m + 1) * K), 1, N), full.subarray(m * N, (m + 1) * N), `${ggmlTypeName(type)} isa ${isa} row ${m}`);
+        if (first) bitsEqual(full, first, `${ggmlTypeName(type)} isa ${isa} vs scalar`);
+        else first = full;
+        for (let r = 0; r < N; r++) assert.ok(Object.is(full[r], 0), 'zero row of x gives +0');
+      });
+      nb.packedLinearFree(h);
+    }
+  });
+
   test('mixed-type parts with bias, accumulate, and a gate/up pair equal their separate parts', () => {
     const K = 512, M = 9;
     const x = randomX(M, K, 77);

@@ -138,22 +138,28 @@ PW_VNNI void scales_q6_k(const uint8_t* gb, Decoded& d) {
 
 // Weight sources: quad(qi) = the unsigned bytes u of values 4 qi .. 4 qi + 3 of the 16 rows,
 // u = q + kOff (q the decode_block integers), decoded in registers from the interleaved block.
-template <int OFF_SHIFT>
+// kHasMin false: the type's m is always 0, and c = a * I skips "- 0 * X" (which can only turn a
+// zero c's sign, and no zero's sign survives into acc: acc starts at +0, so the outputs' bits are
+// the same as the full formula's).
+template <int OFF_SHIFT, bool HAS_MIN>
 struct FromDecodedT {
   const Decoded& d;
   static constexpr int kOffShift = OFF_SHIFT;
+  static constexpr bool kHasMin = HAS_MIN;
   PW_VNNI PW_INLINE __m512i quad(int qi) const { return _mm512_load_si512(d.u[qi]); }
 };
-using FromDecoded = FromDecodedT<7>;  // decode16: u = q + 128
+using FromDecoded = FromDecodedT<7, true>;  // decode16: u = q + 128, any type
 
 struct Q8Src {
   const uint8_t* gb;
   static constexpr int kOffShift = 7;
+  static constexpr bool kHasMin = false;
   PW_VNNI PW_INLINE __m512i quad(int qi) const { return _mm512_xor_si512(dw(gb, 1 + qi), _mm512_set1_epi8(static_cast<char>(0x80))); }
 };
 struct Q4KSrc {
   const uint8_t* gb;
   static constexpr int kOffShift = -1;  // u = q (0..15)
+  static constexpr bool kHasMin = true;
   PW_VNNI PW_INLINE __m512i quad(int qi) const {
     const int sub = qi >> 3;
     const __m512i g = dw(gb, 4 + 8 * (sub >> 1) + (qi & 7));
@@ -165,6 +171,7 @@ template <int OFF_SHIFT>
 struct Nib32Src {
   const uint8_t* gb;
   static constexpr int kOffShift = OFF_SHIFT;
+  static constexpr bool kHasMin = OFF_SHIFT < 0;  // Q4_1
   PW_VNNI PW_INLINE __m512i quad(int qi) const {
     const __m512i g = dw(gb, 1 + (qi & 3));
     return _mm512_and_si512(qi >= 4 ? _mm512_srli_epi16(g, 4) : g, _mm512_set1_epi8(0x0F));
@@ -173,6 +180,7 @@ struct Nib32Src {
 struct Iq4NlSrc {  // the Q4_0 nibbles through the IQ4 table, + 128
   const uint8_t* gb;
   static constexpr int kOffShift = 7;
+  static constexpr bool kHasMin = false;
   PW_VNNI PW_INLINE __m512i quad(int qi) const {
     const __m512i table = _mm512_broadcast_i32x4(_mm_setr_epi8(1, 24, 45, 63, 79, 93, 106, 118, static_cast<char>(129), static_cast<char>(141),
                                                                static_cast<char>(153), static_cast<char>(166), static_cast<char>(181),
@@ -189,6 +197,7 @@ template <int OFF_SHIFT>
 struct Q5Src {
   const uint8_t* gb;
   static constexpr int kOffShift = OFF_SHIFT;
+  static constexpr bool kHasMin = OFF_SHIFT < 0;  // Q5_1
   PW_VNNI PW_INLINE __m512i quad(int qi) const {
     const __m512i g = dw(gb, 2 + (qi & 3));
     const __m512i nib = _mm512_and_si512(qi >= 4 ? _mm512_srli_epi16(g, 4) : g, _mm512_set1_epi8(0x0F));
@@ -203,6 +212,7 @@ struct Q5Src {
 struct Iq4XsSrc {
   const uint8_t* gb;
   static constexpr int kOffShift = 7;
+  static constexpr bool kHasMin = false;
   PW_VNNI PW_INLINE __m512i quad(int qi) const {
     const int ib = qi >> 3, r = qi & 7;
     const __m512i g = dw(gb, 2 + 4 * ib + (r & 3));
@@ -217,6 +227,7 @@ struct Iq4XsSrc {
 struct Q5KSrc {  // Q4_K's nibbles plus bit (sub) of qh byte l as 16
   const uint8_t* gb;
   static constexpr int kOffShift = -1;
+  static constexpr bool kHasMin = true;
   PW_VNNI PW_INLINE __m512i quad(int qi) const {
     const int sub = qi >> 3, j = qi & 7;
     const __m512i g = dw(gb, 12 + 8 * (sub >> 1) + j), h = dw(gb, 4 + j);
@@ -228,6 +239,7 @@ struct Q5KSrc {  // Q4_K's nibbles plus bit (sub) of qh byte l as 16
 struct Q6KSrc {
   const uint8_t* gb;
   static constexpr int kOffShift = 5;  // u = q + 32 (the stored 6 bits)
+  static constexpr bool kHasMin = false;
   PW_VNNI PW_INLINE __m512i quad(int qi) const {
     const int n = qi >> 5, qt = (qi >> 3) & 3, j = qi & 7;
     const __m512i l = dw(gb, 16 * n + 8 * (qt & 1) + j), h = dw(gb, 32 + 8 * n + j);
@@ -273,14 +285,16 @@ PW_VNNI PW_INLINE void block_rows(const Src& src, const Decoded& d, const Task& 
           lo[i] = _mm512_dpbusd_epi32(lo[i], wv, _mm512_set1_epi32(l4));
         }
       }
-      const __m512 av = _mm512_load_ps(d.a[si]), mv = _mm512_load_ps(d.m[si]);
+      const __m512 av = _mm512_load_ps(d.a[si]);
+      const __m512 mv = Src::kHasMin ? _mm512_load_ps(d.m[si]) : _mm512_setzero_ps();
       for (int i = 0; i < MR; i++) {
         const ActRow& x = t.act[m0 + i];
         const int32_t X = SUB == 32 ? x.sum16[2 * kb] + x.sum16[2 * kb + 1] : x.sum16[2 * kb + sb];
         const __m512i xv = _mm512_set1_epi32(X);
         __m512i I = _mm512_add_epi32(_mm512_slli_epi32(hi[i], 8), lo[i]);
         if constexpr (Src::kOffShift >= 0) I = _mm512_sub_epi32(I, _mm512_slli_epi32(xv, Src::kOffShift));
-        const __m512 c = _mm512_sub_ps(_mm512_mul_ps(av, _mm512_cvtepi32_ps(I)), _mm512_mul_ps(mv, _mm512_cvtepi32_ps(xv)));
+        __m512 c = _mm512_mul_ps(av, _mm512_cvtepi32_ps(I));
+        if constexpr (Src::kHasMin) c = _mm512_sub_ps(c, _mm512_mul_ps(mv, _mm512_cvtepi32_ps(xv)));
         ts[i] = sb == 0 ? c : _mm512_add_ps(ts[i], c);
       }
     }
@@ -294,7 +308,7 @@ PW_VNNI PW_INLINE void all_rows(const Src& src, Decoded& d, const Task& t, int64
   if (t.M > kMR) {
     // Several passes over the block: decode it once into L1 (the same u bytes).
     for (int qi = 0; qi < BLOCK / 4; qi++) _mm512_store_si512(d.u[qi], src.quad(qi));
-    FromDecodedT<Src::kOffShift> dec{d};
+    FromDecodedT<Src::kOffShift, Src::kHasMin> dec{d};
     int64_t m = 0;
     for (; m + kMR <= t.M; m += kMR) block_rows<BLOCK, SUB, kMR>(dec, d, t, blk, m, accp);
     for (; m < t.M; m++) block_rows<BLOCK, SUB, 1>(dec, d, t, blk, m, accp);
