@@ -1,13 +1,20 @@
-// SIMD row kernels of the quantized linear op (AVX-512 VNNI; AVX2 at the end of the file): 16 weight rows at a time, one row per
-// 32-bit lane, so the float steps of linear.cc's contract run lane-wise on 16 outputs at once
-// (the same operations as the scalar kernel, in the same order: the same bits).
+// SIMD row kernels of the quantized linear op (AVX-512 VNNI; AVX2 at the end of the file): 16
+// weight rows at a time, one row per 32-bit lane, so the float steps of linear.cc's contract run
+// lane-wise on 16 outputs at once (the same operations as the scalar kernel, in the same order:
+// the same bits).
 //
-// Per weight block, the 16 rows' blocks are decoded to u = q + 128 (unsigned bytes, what
-// vpdpbusd multiplies) and laid out quad-major, U[k / 4][row][4]: one 64-byte load feeds a
-// vpdpbusd for all 16 rows against a broadcast quad of activation bytes. The decoded block
-// (16 x 256 bytes at most) stays in L1 while every activation row passes over it, 4 rows at a
-// time sharing each weight load. Integer sums per sub-block: sum(u hi), sum(u lo) in two
-// accumulators, then I = 256 sum(u hi) + sum(u lo) - 128 X = sum(q v) exactly (|each| < 2^29).
+// AVX-512: the weights of a 16-row group are interleaved at pack time (quant.h), so one 64-byte
+// load holds the same 4 bytes of the 16 rows. A type's Src turns such loads into u = q + off,
+// the unsigned bytes vpdpbusd multiplies, for value quad qi (values 4 qi .. 4 qi + 3) of the 16
+// rows; a vpdpbusd against a broadcast quad of activation bytes adds it to all 16 rows' sums.
+// Integer sums per sub-block: sum(u hi) and sum(u lo) in two accumulators, then I = 256 sum(u hi)
+// + sum(u lo) - off X = sum(q v) exactly (every term < 2^29 in magnitude).
+//   - One pass over a block (at most 4 activation rows, decode): u decoded in registers, straight
+//     from the streamed weights (the "streaming path").
+//   - More rows (prefill, batches): the block is decoded once into L1 (Decoded.u) and each group
+//     of 4 activation rows shares every weight load; activation rows go in chunks that stay in L2
+//     across the K blocks (the "blocked path").
+// Q2_K and Q3_K (row layout) are decoded per block with decode_block.
 #include <immintrin.h>
 
 #include <algorithm>
