@@ -180,6 +180,9 @@ describe('linearPacked on quantized packs', () => {
       const want = new Float32Array(M * I);
       nb.siluMul(want, og, ou, M, I, I, I);
       bitsEqual(out, want, 'gate/up');
+      const accOut = new Float32Array(M * I).fill(-0.75);
+      nb.linearPacked(gu, x, M, [accOut], true);
+      bitsEqual(accOut, want.map((v) => Math.fround(-0.75 + v)), 'gate/up accumulate');
       const solo = new Float32Array(I);
       nb.linearPacked(gu, x.subarray(4 * K, 5 * K), 1, [solo], false);
       bitsEqual(solo, out.subarray(4 * I, 5 * I), 'gate/up solo');

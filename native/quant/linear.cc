@@ -261,26 +261,24 @@ void quant_linear(const QuantLinear& p, const float* x, int64_t M, float* const*
     if (accv.size() < static_cast<size_t>(M * kGroupRows)) accv.resize(static_cast<size_t>(M * kGroupRows));
     float* acc = accv.data();
     for (int64_t it = ib; it < ie; it++) {
-      {
-        const size_t pi = static_cast<size_t>(item_of[it].part);
-        const QuantLinear::Part& part = p.parts[pi];
-        const int64_t lr = item_of[it].row0;
-        const int64_t nr = std::min<int64_t>(kGroupRows, part.n - lr);
-        Task t{part.type, K, M, act};
-        const int done = rows_fast(isa, t, part, p.data, lr, nr, acc);
-        for (int64_t i = done; i < nr; i++) row_scalar(t, part, p.data, lr + i, acc + i * M);
-        // acc[i * M + m] is output (m, lr + i).
-        for (int64_t i = 0; i < nr; i++) {
-          const float bb = part.bias.empty() ? 0.0f : part.bias[static_cast<size_t>(lr + i)];
-          for (int64_t m = 0; m < M; m++) {
-            float v = acc[i * M + m];
-            if (!part.bias.empty()) v = v + bb;
-            if (p.gate_up) {
-              gu[(pi * M + m) * p.parts[0].n + lr + i] = v;
-            } else {
-              float& o = outs[pi][m * part.n + lr + i];
-              o = accumulate ? o + v : v;
-            }
+      const size_t pi = static_cast<size_t>(item_of[it].part);
+      const QuantLinear::Part& part = p.parts[pi];
+      const int64_t lr = item_of[it].row0;
+      const int64_t nr = std::min<int64_t>(kGroupRows, part.n - lr);
+      Task t{part.type, K, M, act};
+      const int done = rows_fast(isa, t, part, p.data, lr, nr, acc);
+      for (int64_t i = done; i < nr; i++) row_scalar(t, part, p.data, lr + i, acc + i * M);
+      // acc[i * M + m] is output (m, lr + i).
+      for (int64_t i = 0; i < nr; i++) {
+        const float bb = part.bias.empty() ? 0.0f : part.bias[static_cast<size_t>(lr + i)];
+        for (int64_t m = 0; m < M; m++) {
+          float v = acc[i * M + m];
+          if (!part.bias.empty()) v = v + bb;
+          if (p.gate_up) {
+            gu[(pi * M + m) * p.parts[0].n + lr + i] = v;
+          } else {
+            float& o = outs[pi][m * part.n + lr + i];
+            o = accumulate ? o + v : v;
           }
         }
       }
