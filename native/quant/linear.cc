@@ -177,6 +177,8 @@ int interleaved_block_bytes(int type) {
     case Q5_0:
     case Q5_1: return 24;
     case IQ4_XS: return 136;
+    case Q2_K: return 84;
+    case Q3_K: return 112;
     case Q5_K: return 176;
     case Q4_K: return 144;
     case Q6_K: return 212;

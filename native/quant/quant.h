@@ -40,11 +40,11 @@ void decode_block(int type, const uint8_t* src, int8_t* q, float* a, float* m);
 // rows x k values (k a multiple of the block size) to float32, exactly ggml's dequantization.
 void dequantize_rows(int type, const uint8_t* src, int64_t rows, int64_t k, float* out);
 
-// Interleaved layout of the types with SIMD decoders (all but Q2_K and Q3_K): rows in groups of 16;
+// Interleaved layout of every type (the SIMD decoders read it): rows in groups of 16;
 // per (group, block) the 16 rows' blocks, each padded to ib bytes (a multiple of 4; Q8_0, Q4_0, Q5_0 and
 // IQ4_NL get two zero bytes after their scale so their values start on a 4-byte boundary), stored dword-major: dword
 // p of row r at (p * 16 + r) * 4. One 64-byte load then holds the same 4 bytes of 16 rows, what
-// the row kernels multiply; the bytes per weight stay the file's (+6% Q8_0, +11% Q4_0 / IQ4_NL, +9% Q5_0, +1% Q6_K).
+// the row kernels multiply; the bytes per weight stay the file's (+6% Q8_0, +11% Q4_0 / IQ4_NL, +9% Q5_0, +2% Q3_K, +1% Q6_K).
 constexpr int kGroupRows = 16;
 // Padded block bytes of an interleaved type; 0 for a type kept in the file's row layout.
 int interleaved_block_bytes(int type);

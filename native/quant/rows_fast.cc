@@ -14,7 +14,6 @@
 //   - More rows (prefill, batches): the block is decoded once into L1 (Decoded.u) and each group
 //     of 4 activation rows shares every weight load; activation rows go in chunks that stay in L2
 //     across the K blocks (the "blocked path").
-// Q2_K and Q3_K (row layout) are decoded per block with decode_block.
 #include <immintrin.h>
 
 #include <algorithm>
@@ -134,6 +133,28 @@ PW_VNNI void scales_iq4_xs(const uint8_t* gb, Decoded& d) {  // a = d * (ls - 32
   }
 }
 
+PW_VNNI void scales_q2_k(const uint8_t* gb, Decoded& d) {  // a = d (sc & 15), m = dmin (sc >> 4)
+  const __m512i d0 = dw(gb, 20);
+  const __m512 dd = half_lo(d0), dmin = half_hi(d0);
+  for (int j = 0; j < 16; j++) {
+    const __m512i s = dw(gb, j / 4);
+    _mm512_store_ps(d.a[j], _mm512_mul_ps(dd, _mm512_cvtepi32_ps(bits(s, 8 * (j % 4), 15))));
+    _mm512_store_ps(d.m[j], _mm512_mul_ps(dmin, _mm512_cvtepi32_ps(bits(s, 8 * (j % 4) + 4, 15))));
+  }
+}
+
+PW_VNNI void scales_q3_k(const uint8_t* gb, Decoded& d) {  // a = d (sc - 32), 6-bit sc split in 4 + 2 bits
+  const __m512 dd = half_lo(dw(gb, 27));
+  for (int j = 0; j < 16; j++) {
+    const int lb = j < 8 ? j : j - 8;  // byte holding the low 4 bits (low nibble for j < 8)
+    const __m512i low = bits(dw(gb, 24 + lb / 4), 8 * (lb % 4) + (j < 8 ? 0 : 4), 15);
+    const __m512i high = bits(dw(gb, 26), 8 * (j & 3) + 2 * (j >> 2), 3);
+    const __m512i sc = _mm512_sub_epi32(_mm512_or_si512(low, _mm512_slli_epi32(high, 4)), _mm512_set1_epi32(32));
+    _mm512_store_ps(d.a[j], _mm512_mul_ps(dd, _mm512_cvtepi32_ps(sc)));
+    _mm512_store_ps(d.m[j], _mm512_setzero_ps());
+  }
+}
+
 PW_VNNI void scales_q6_k(const uint8_t* gb, Decoded& d) {
   const __m512 dd = half_lo(dw(gb, 52));
   for (int j = 0; j < 16; j++) {
@@ -228,6 +249,32 @@ struct Iq4XsSrc {
                                                                static_cast<char>(153), static_cast<char>(166), static_cast<char>(181),
                                                                static_cast<char>(197), static_cast<char>(217), static_cast<char>(241)));
     return _mm512_shuffle_epi8(table, nib);
+  }
+};
+
+// Q2_K: value quad qi is 2 bits (shift 2 ((qi >> 3) & 3)) of qs dword 4 + 8 (qi >> 5) + (qi & 7).
+struct Q2KSrc {
+  const uint8_t* gb;
+  static constexpr int kOffShift = -1;  // u = q (0..3)
+  static constexpr bool kHasMin = true;
+  PW_VNNI PW_INLINE __m512i quad(int qi) const {
+    const __m512i g = dw(gb, 4 + 8 * (qi >> 5) + (qi & 7));
+    return _mm512_and_si512(_mm512_srli_epi16(g, 2 * ((qi >> 3) & 3)), _mm512_set1_epi8(3));
+  }
+};
+
+// Q3_K: Q2_K's 2 bits from qs dwords 8.., plus 4 when hmask bit (4 (qi >> 5) + ((qi >> 3) & 3)) of
+// hmask dword (qi & 7) is set: u = q + 4.
+struct Q3KSrc {
+  const uint8_t* gb;
+  static constexpr int kOffShift = 2;
+  static constexpr bool kHasMin = false;
+  PW_VNNI PW_INLINE __m512i quad(int qi) const {
+    const int n = qi >> 5, j = (qi >> 3) & 3;
+    const __m512i g = dw(gb, 8 + 8 * n + (qi & 7)), h = dw(gb, qi & 7);
+    const __m512i q2 = _mm512_and_si512(_mm512_srli_epi16(g, 2 * j), _mm512_set1_epi8(3));
+    const __m512i hb = _mm512_and_si512(_mm512_srli_epi16(h, 4 * n + j), _mm512_set1_epi8(1));
+    return _mm512_or_si512(q2, _mm512_slli_epi16(hb, 2));
   }
 };
 
@@ -369,7 +416,9 @@ PW_VNNI void tile16(const Task& t, const QuantLinear::Part& part, const uint8_t*
         case Q4_K: scales_q4_k(gb, d); all_rows<256, 32>(Q4KSrc{gb}, d, tc, blk, accc); break;
         case Q5_K: scales_q4_k(gb, d); all_rows<256, 32>(Q5KSrc{gb}, d, tc, blk, accc); break;
         case Q6_K: scales_q6_k(gb, d); all_rows<256, 16>(Q6KSrc{gb}, d, tc, blk, accc); break;
-        default:
+        case Q2_K: scales_q2_k(gb, d); all_rows<256, 16>(Q2KSrc{gb}, d, tc, blk, accc); break;
+        case Q3_K: scales_q3_k(gb, d); all_rows<256, 16>(Q3KSrc{gb}, d, tc, blk, accc); break;
+        default:  // a type without a SIMD decoder: decode_block per row
           decode16(ti, part, data, lr, blk, nr, d);
           if (ti.block == 32) rows_decoded<32, 32>(d, tc, blk, accc);
           else if (ti.sub == 16) rows_decoded<256, 16>(d, tc, blk, accc);
