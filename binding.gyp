@@ -20,7 +20,11 @@
         "native/microbench.cc",
         "native/ops_sampling.cc",
         "native/quant/quantize.cc",
-        "native/quant/bind_quantize.cc"
+        "native/quant/bind_quantize.cc",
+        "native/quant/decode.cc",
+        "native/quant/linear.cc",
+        "native/quant/rows_fast.cc",
+        "native/quant/bind_quant.cc"
       ],
       "include_dirs": ["<!@(node -p \"require('node-addon-api').include\")"],
       "defines": ["NAPI_VERSION=8", "NODE_ADDON_API_DISABLE_CPP_EXCEPTIONS_ALL", "NAPI_DISABLE_CPP_EXCEPTIONS", "NODE_API_SWALLOW_UNTHROWABLE_EXCEPTIONS"],

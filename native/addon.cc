@@ -11,7 +11,8 @@
   X(Kv)                     \
   X(Attention)              \
   X(Sampling)              \
-  X(Quantize)
+  X(Quantize)               \
+  X(Quant)
 
 namespace pw {
 

@@ -27,6 +27,8 @@ export enum DType {
   BF16 = 2,
 }
 
+import type { GgmlType } from './quant.js';
+
 export type WeightArray = Float32Array | Uint16Array;
 
 /**
@@ -47,6 +49,18 @@ export interface PackedLinearHandle {
 /** One weight matrix of a pack: w is [n, K] in Hugging Face layout, bias (optional) is [n]. */
 export interface LinearPart {
   w: WeightArray;
+  n: number;
+  bias?: Float32Array | null;
+}
+
+/**
+ * One quantized weight matrix of a pack: w holds n rows of K values in the GGML block format
+ * `type` (a GGUF tensor's bytes as stored: each row on its own, K / blockSize blocks of
+ * blockBytes bytes; see src/backend/quant.ts), bias (optional) is [n].
+ */
+export interface QuantLinearPart {
+  w: Uint8Array;
+  type: GgmlType;
   n: number;
   bias?: Float32Array | null;
 }
@@ -94,11 +108,40 @@ export interface ComputeBackend {
    * Each output element is one float32 accumulator taking k in order (F32 precision: one fused
    * multiply-add per k; BF16 precision: one bf16 pair dot product per k pair), whatever M, the
    * other rows, the other parts or the thread count: row m of a batch equals the M = 1 result bit
-   * for bit, and equals the plain (unpacked) linear of the test hooks bit for bit.
-   * Outputs must not overlap x or each other.
+   * for bit, and equals the plain (unpacked) linear of the test hooks bit for bit. Quantized packs
+   * ({@link packLinearQuant}, {@link packGateUpQuant}) compute as documented there, with the same
+   * batch invariance. Outputs must not overlap x or each other.
    */
   linearPacked(w: PackedLinearHandle, x: Float32Array, M: number, outs: Float32Array[], accumulate: boolean): void;
-  /** Free a pack's native memory now (the handle must not be used afterwards; idempotent). */
+  /**
+   * Quantized weights (GGML types Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K,
+   * IQ4_NL, IQ4_XS) packed for {@link linearPacked}, kept quantized in native memory (the bytes
+   * are copied; the sources may be unmapped afterwards). Parts may have different types (a Q4_K_M
+   * file mixes Q4_K and Q6_K); K must be a multiple of every part's block size.
+   *
+   * linearPacked on such a pack computes outs[s][m, r] = sum_k w_s[r, k] x[m, k] (+ bias_s[r])
+   * with w the dequantized weights (exactly {@link CpuTestHooks.dequantizeRows}'s values), as
+   * integer dot products: each activation row is quantized per block of 32 values to 16-bit
+   * integers (scale = block max |x| / 32512, round to nearest even; native/quant/act_quant.h),
+   * multiplied with the weights' integers exactly, and the integer sums are scaled in float32 in a
+   * fixed order per output (native/quant/linear.cc). Error against the float64 product of the
+   * dequantized weights is about 1e-5 of |w|·|x| per block (llama.cpp's int8 activations: about
+   * 100 times more). Each output is computed by the same operations whatever M, the other rows,
+   * the other parts or the thread count: row m of a batch equals the M = 1 result bit for bit.
+   */
+  packLinearQuant(parts: QuantLinearPart[], K: number): PackedLinearHandle;
+  /**
+   * A quantized gate/up pair (each [I, K] of its own type): linearPacked writes
+   * out[m, i] = silu(g) * u, the same bits as packLinearQuant of the two parts followed by siluMul.
+   */
+  packGateUpQuant(gate: Uint8Array, gateType: GgmlType, up: Uint8Array, upType: GgmlType, I: number, K: number): PackedLinearHandle;
+  /**
+   * out[t, :] = dequantized row ids[t] of a quantized [vocab, hidden] table (GGML type `type`,
+   * hidden a multiple of its block size; vocab = table bytes / row bytes).
+   */
+  embeddingQuant(out: Float32Array, table: Uint8Array, type: GgmlType, ids: Int32Array, hidden: number): void;
+
+  /** Free a pack's native memory now, float or quantized (the handle must not be used afterwards; idempotent). */
   packedLinearFree(w: PackedLinearHandle): void;
 
   /** out[m, :] = x[m, :] / sqrt(mean(x[m, :]^2) + eps) * weight.  x, out: [M, H]; may alias. */

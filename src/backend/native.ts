@@ -12,6 +12,7 @@ import { createRequire } from 'node:module';
 import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import type { GgmlType } from './quant.js';
 import type { ComputeBackend, DType, KvCacheHandle, MatmulPrecision, WeightArray } from './backend.js';
 
 /** Kernel families, best first; values match native/common.h. */
@@ -58,6 +59,12 @@ export interface CpuTestHooks {
     K: number,
     precision: MatmulPrecision,
   ): void;
+
+  /**
+   * rows x k values of a quantized GGML type (k a multiple of its block size) dequantized to
+   * float32, bit for bit ggml's own dequantization (what packLinearQuant's weights mean).
+   */
+  dequantizeRows(type: GgmlType, src: Uint8Array, rows: number, k: number): Float32Array;
 
   /** Read back [kvHeads*headDim] K or V values of one slot as float32 (tests, debugging). */
   kvCacheReadSlot(cache: KvCacheHandle, layer: number, which: 'k' | 'v', slot: number): Float32Array;

@@ -13,11 +13,15 @@
  * (q, k, v as three calls; gate and up as two plus `siluMul`): what the model ran before packing,
  * measured in the same run (`unpacked_us_per_call`, `speedup`).
  *
+ * With --weights TYPE (a GGML quantized type: Q4_K, Q6_K, Q8_0, ...) the packs hold quantized weights
+ * (packLinearQuant / packGateUpQuant) instead of BF16; weight_gbs then counts the quantized bytes.
+ *
  * Flags: [--models smollm-135m,llama-1b] [--m 1,16,64,256,1024] [--threads N] [--min-ms 300]
- * [--compare-unpacked] [--json]
+ * [--compare-unpacked] [--weights bf16|TYPE] [--json]
  */
 import { DType, MatmulPrecision, type PackedLinearHandle } from '../backend/backend.js';
 import { Isa, cpuBackend } from '../backend/native.js';
+import { GgmlType, SUPPORTED_QUANT_TYPES, ggmlRowBytes, ggmlTypeName } from '../backend/quant.js';
 import { intFlag, parseArgs, strFlag, UsageError } from '../cli/args.js';
 import { PRESETS, type PresetSpec } from '../model/fixture/presets.js';
 import { gitCommit, machineInfo } from './machine.js';
@@ -50,6 +54,8 @@ interface Shape {
   /** Largest M worth measuring (the output head runs on at most a batch of sequences). */
   maxM: number;
   pack: (w: Uint16Array) => PackedLinearHandle;
+  /** The same parts as quantized weights of one type (w: every part's rows, in order). */
+  packQuant: (w: Uint8Array, type: GgmlType) => PackedLinearHandle;
   outs: (m: number) => Float32Array[];
   /** The same products with linear() on the Hugging Face layout (what the model did before). */
   unpacked: (w: Uint16Array, x: Float32Array, m: number, scratch: Float32Array) => void;
@@ -71,6 +77,16 @@ function shapesOf(p: PresetSpec): Shape[] {
     });
     return be.packLinear(parts, DType.BF16, K, MatmulPrecision.BF16);
   };
+  const qz = (w: Uint8Array, type: GgmlType, widths: number[], K: number): PackedLinearHandle => {
+    let off = 0;
+    const parts = widths.map((n) => {
+      const bytes = ggmlRowBytes(type, K) * n;
+      const part = { w: w.subarray(off, off + bytes), type, n };
+      off += bytes;
+      return part;
+    });
+    return be.packLinearQuant(parts, K);
+  };
   // Row-major [n, K] slices of one weight buffer, as the checkpoint stores them.
   const lin = (out: Float32Array, x: Float32Array, w: Uint16Array, off: number, n: number, K: number, m: number): void =>
     be.linear(out, x, w.subarray(off * K, (off + n) * K), DType.BF16, null, m, n, K, MatmulPrecision.BF16);
@@ -81,6 +97,7 @@ function shapesOf(p: PresetSpec): Shape[] {
       k: H,
       maxM: Infinity,
       pack: (w) => bf(w, [q, kv, kv], H),
+      packQuant: (w, t) => qz(w, t, [q, kv, kv], H),
       outs: (m) => [new Float32Array(m * q), new Float32Array(m * kv), new Float32Array(m * kv)],
       unpacked: (w, x, m, s) => {
         lin(s, x, w, 0, q, H, m);
@@ -88,13 +105,17 @@ function shapesOf(p: PresetSpec): Shape[] {
         lin(s, x, w, q + kv, kv, H, m);
       },
     },
-    { op: 'o', n: H, k: q, maxM: Infinity, pack: (w) => bf(w, [H], q), outs: (m) => [new Float32Array(m * H)], unpacked: (w, x, m, s) => lin(s, x, w, 0, H, q, m) },
+    { op: 'o', n: H, k: q, maxM: Infinity, pack: (w) => bf(w, [H], q), packQuant: (w, t) => qz(w, t, [H], q), outs: (m) => [new Float32Array(m * H)], unpacked: (w, x, m, s) => lin(s, x, w, 0, H, q, m) },
     {
       op: 'gate_up',
       n: 2 * I,
       k: H,
       maxM: Infinity,
       pack: (w) => be.packGateUp(w.subarray(0, I * H), w.subarray(I * H, 2 * I * H), DType.BF16, I, H, MatmulPrecision.BF16),
+      packQuant: (w, t) => {
+        const half = ggmlRowBytes(t, H) * I;
+        return be.packGateUpQuant(w.subarray(0, half), t, w.subarray(half, 2 * half), t, I, H);
+      },
       outs: (m) => [new Float32Array(m * I)],
       unpacked: (w, x, m, s) => {
         const g = s.subarray(0, m * I);
@@ -104,13 +125,14 @@ function shapesOf(p: PresetSpec): Shape[] {
         be.siluMul(g, g, u, m, I, I, I);
       },
     },
-    { op: 'down', n: H, k: I, maxM: Infinity, pack: (w) => bf(w, [H], I), outs: (m) => [new Float32Array(m * H)], unpacked: (w, x, m, s) => lin(s, x, w, 0, H, I, m) },
+    { op: 'down', n: H, k: I, maxM: Infinity, pack: (w) => bf(w, [H], I), packQuant: (w, t) => qz(w, t, [H], I), outs: (m) => [new Float32Array(m * H)], unpacked: (w, x, m, s) => lin(s, x, w, 0, H, I, m) },
     {
       op: 'lm_head',
       n: p.vocabSize,
       k: H,
       maxM: 64,
       pack: (w) => bf(w, [p.vocabSize], H),
+      packQuant: (w, t) => qz(w, t, [p.vocabSize], H),
       outs: (m) => [new Float32Array(m * p.vocabSize)],
       unpacked: (w, x, m, s) => lin(s, x, w, 0, p.vocabSize, H, m),
     },
@@ -129,8 +151,23 @@ function randomBf16(n: number, seed: number): Uint16Array {
   return out;
 }
 
+/**
+ * Random quantized blocks valid for every type without knowing its layout: bytes in [0x10, 0x77]
+ * make every half-precision scale finite and normal (exponent 4..29), and any byte is a valid
+ * payload. Speed does not depend on the values.
+ */
+function randomQuantBytes(n: number, seed: number): Uint8Array {
+  const out = new Uint8Array(n);
+  let s = seed >>> 0;
+  for (let i = 0; i < n; i++) {
+    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
+    out[i] = 0x10 + ((s >>> 24) % 0x68);
+  }
+  return out;
+}
+
 export async function benchKernels(argv: string[]): Promise<void> {
-  const flags = parseArgs(argv, { values: ['models', 'm', 'threads', 'min-ms'], booleans: ['json', 'compare-unpacked'] });
+  const flags = parseArgs(argv, { values: ['models', 'm', 'threads', 'min-ms', 'weights'], booleans: ['json', 'compare-unpacked'] });
   const compare = flags.has('compare-unpacked');
   const be = cpuBackend();
   const threads = intFlag(flags, 'threads');
@@ -140,6 +177,12 @@ export async function benchKernels(argv: string[]): Promise<void> {
   const ms = (strFlag(flags, 'm') ?? '1,16,64,256,1024').split(',').map((s) => Number(s));
   if (ms.some((m) => !Number.isInteger(m) || m < 1)) throw new UsageError('--m takes positive integers, comma separated');
   const minMs = intFlag(flags, 'min-ms') ?? 300;
+  const weights = strFlag(flags, 'weights') ?? 'bf16';
+  const qtype = weights.toLowerCase() === 'bf16' ? undefined : SUPPORTED_QUANT_TYPES.find((t) => ggmlTypeName(t) === weights.toUpperCase());
+  if (weights.toLowerCase() !== 'bf16' && qtype === undefined) {
+    throw new UsageError(`--weights takes bf16 or one of ${SUPPORTED_QUANT_TYPES.map(ggmlTypeName).join(', ')}`);
+  }
+  if (qtype !== undefined && compare) throw new UsageError('--compare-unpacked applies to bf16 weights only');
 
   const peaksBefore = measureMachinePeaks();
   const sweep = measurePeakSweep();
@@ -148,12 +191,13 @@ export async function benchKernels(argv: string[]): Promise<void> {
   for (const model of models) {
     for (const shape of shapesOf(PRESETS[model]!)) {
       const elems = shape.n * shape.k;
-      const bytes = elems * 2;
+      const bytes = qtype === undefined ? elems * 2 : ggmlRowBytes(qtype, shape.k) * shape.n;
       const copies = Math.max(1, Math.min(512, Math.ceil((512 * 2 ** 20) / bytes)));
-      const source = randomBf16(elems, shape.n * 31 + shape.k);
-      const packs = Array.from({ length: copies }, () => shape.pack(source));
+      const source = qtype === undefined ? randomBf16(elems, shape.n * 31 + shape.k) : undefined;
+      const qsource = qtype !== undefined ? randomQuantBytes(bytes, shape.n * 31 + shape.k) : undefined;
+      const packs = Array.from({ length: copies }, () => (qsource && qtype !== undefined ? shape.packQuant(qsource, qtype) : shape.pack(source!)));
       // Unpacked copies for --compare-unpacked (as many, so they also come from memory).
-      const sources = compare ? Array.from({ length: copies }, () => source.slice()) : [];
+      const sources = compare && source ? Array.from({ length: copies }, () => source.slice()) : [];
       // Median over 3 batches of calls of the time per call, rotating through the copies.
       const time = (call: (copy: number) => void, n: number): number => {
         for (let c = 0; c < n; c++) call(c); // warm-up: code, scratch, pages
@@ -212,7 +256,8 @@ export async function benchKernels(argv: string[]): Promise<void> {
     git_commit: gitCommit(),
     threads: be.getThreads(),
     isa: Isa[info.activeIsa],
-    precision: 'bfloat16',
+    precision: qtype === undefined ? 'bfloat16' : 'quantized weights, 16-bit integer activations',
+    weights: qtype === undefined ? 'BF16' : ggmlTypeName(qtype),
     machine_peaks: peaks,
     peak_accumulator_sweep: sweep,
     results,

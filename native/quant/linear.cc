@@ -1,0 +1,308 @@
+// The linear op on quantized weights: out[m, r] = sum over k of w[r, k] * x[m, k], with w kept in
+// its GGML block format and x quantized by the scheme of act_quant.h.
+//
+// Numerics, the same on every kernel family and whatever M, the other rows or the threads: for
+// output (m, r), over the activation blocks b of 32 values in k order,
+//   t_b = c_1 (+ c_2)        c_i = a_i * float(I_i) - m_i * float(X_i)  per weight sub-block i in b
+//   acc = acc + s_b * t_b    (acc starts at 0; the first block gives 0 + s_0 * t_0)
+// where I_i = sum q * v over the sub-block (exact int32), X_i = sum v over it, and a_i, m_i are
+// the sub-block's floats of decode_block. Then out = acc (+ bias). The integer sums are exact
+// whatever instructions compute them, and the float steps are the same per output, so each
+// family's output row m of a batch equals its M = 1 result bit for bit (and every family gives
+// the same bits as the scalar one).
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <vector>
+
+#include "../common.h"
+#include "../ops.h"
+#include "act_quant.h"
+#include "kernels.h"
+#include "quant.h"
+
+namespace pw {
+namespace quant {
+
+void quantize_act_row(const float* x, int64_t K, const ActRow& r) {
+  for (int64_t b = 0; b < K / kActBlock; b++) {
+    const float* xb = x + b * kActBlock;
+    float amax = 0.0f;
+    for (int j = 0; j < kActBlock; j++) amax = std::max(amax, std::fabs(xb[j]));
+    const float is = amax > 0.0f ? static_cast<float>(kVMax) / amax : 0.0f;
+    r.s[b] = amax / static_cast<float>(kVMax);
+    int32_t sum[2] = {0, 0};
+    for (int j = 0; j < kActBlock; j++) {
+      const int v = static_cast<int>(std::nearbyint(xb[j] * is));
+      const int hi = (v + 128) >> 8;  // floor division: lo = v - 256 hi in [-128, 127]
+      r.v[b * kActBlock + j] = static_cast<int16_t>(v);
+      r.hi[b * kActBlock + j] = static_cast<int8_t>(hi);
+      r.lo[b * kActBlock + j] = static_cast<int8_t>(v - 256 * hi);
+      sum[j / 16] += v;
+    }
+    r.sum16[2 * b] = sum[0];
+    r.sum16[2 * b + 1] = sum[1];
+  }
+}
+
+namespace {
+
+// Scalar reference kernel (any type, either layout): weight row lr of the part against every
+// activation row. The block is decoded once and used for all M rows.
+void row_scalar(const Task& t, const QuantLinear::Part& part, const uint8_t* data, int64_t lr, float* acc) {
+  const uint8_t* w = part.ib ? nullptr : data + part.offset + static_cast<size_t>(lr) * part.row_bytes;
+  uint8_t fb[kMaxBlock + 64];
+  TypeInfo ti;
+  type_info(t.type, &ti);
+  const int64_t nblk = t.K / ti.block;
+  const int abs_per_blk = ti.block / kActBlock;
+  const int subs_per_ab = kActBlock / ti.sub;
+  int8_t q[kMaxBlock];
+  float a[kMaxSubs], mm[kMaxSubs];
+  for (int64_t m = 0; m < t.M; m++) acc[m] = 0.0f;
+  for (int64_t blk = 0; blk < nblk; blk++) {
+    if (part.ib) {
+      deinterleave_block(t.type, part.group_block(data, lr / kGroupRows, blk), static_cast<int>(lr % kGroupRows), fb);
+      decode_block(t.type, fb, q, a, mm);
+    } else {
+      decode_block(t.type, w + static_cast<size_t>(blk) * ti.bytes, q, a, mm);
+    }
+    for (int64_t m = 0; m < t.M; m++) {
+      const ActRow& x = t.act[m];
+      float am = acc[m];
+      for (int ab = 0; ab < abs_per_blk; ab++) {
+        const int64_t kb = blk * abs_per_blk + ab;
+        float ts = 0.0f;
+        for (int sb = 0; sb < subs_per_ab; sb++) {
+          const int si = ab * subs_per_ab + sb;
+          const int16_t* v = x.v + blk * ti.block + si * ti.sub;
+          const int8_t* qq = q + si * ti.sub;
+          int32_t I = 0;
+          for (int j = 0; j < ti.sub; j++) I += static_cast<int32_t>(qq[j]) * v[j];
+          const int32_t X = ti.sub == 32 ? x.sum16[2 * kb] + x.sum16[2 * kb + 1] : x.sum16[2 * kb + sb];
+          const float c = a[si] * static_cast<float>(I) - mm[si] * static_cast<float>(X);
+          ts = sb == 0 ? c : ts + c;
+        }
+        am = am + x.s[kb] * ts;
+      }
+      acc[m] = am;
+    }
+  }
+}
+
+// Grow-only per-thread scratch, 64-byte aligned.
+uint8_t* scratch(std::vector<uint8_t>& buf, size_t n) {
+  if (buf.size() < n + 64) buf.resize(n + 64);
+  const uintptr_t p = reinterpret_cast<uintptr_t>(buf.data());
+  return reinterpret_cast<uint8_t*>((p + 63) & ~uintptr_t(63));
+}
+
+// Types whose block is a half scale then 4-byte-aligned payload: two pad bytes after the scale.
+bool pads_after_scale(int type) { return type == Q8_0 || type == Q4_0 || type == IQ4_NL || type == Q5_0; }
+
+inline size_t align64(size_t n) { return (n + 63) & ~size_t(63); }
+
+}  // namespace
+
+bool quant_linear_init(QuantLinear& p, int64_t K, bool gate_up, const std::vector<int>& types,
+                       const std::vector<int64_t>& ns, const std::vector<const uint8_t*>& src,
+                       const std::vector<const float*>& bias) {
+  p.K = K;
+  p.gate_up = gate_up;
+  p.parts.clear();
+  size_t off = 0;
+  for (size_t i = 0; i < types.size(); i++) {
+    TypeInfo ti;
+    type_info(types[i], &ti);
+    QuantLinear::Part part;
+    part.type = types[i];
+    part.n = ns[i];
+    part.row_bytes = static_cast<size_t>(K / ti.block) * ti.bytes;
+    part.offset = off;
+    part.ib = interleaved_block_bytes(types[i]);
+    part.nblk = K / ti.block;
+    if (bias[i]) part.bias.assign(bias[i], bias[i] + ns[i]);
+    const int64_t groups = (ns[i] + kGroupRows - 1) / kGroupRows;
+    off += align64(part.ib ? static_cast<size_t>(groups * part.nblk) * part.ib * kGroupRows : part.row_bytes * static_cast<size_t>(ns[i]));
+    p.parts.push_back(std::move(part));
+  }
+  p.bytes = off;
+  // 4 KiB pages, as the float packs (first-touch compaction stalls with huge pages at load).
+  p.data = static_cast<uint8_t*>(aligned_alloc_zeroed(p.bytes, false));
+  if (!p.data) {
+    p.parts.clear();
+    return false;
+  }
+  for (size_t i = 0; i < p.parts.size(); i++) {
+    const QuantLinear::Part& part = p.parts[i];
+    const size_t n = part.row_bytes * static_cast<size_t>(part.n);
+    uint8_t* dst = p.data + part.offset;
+    const uint8_t* s = src[i];
+    if (part.ib) {
+      TypeInfo ti;
+      type_info(part.type, &ti);
+      parallel_for(part.n, [&](int64_t rb, int64_t re) {
+        uint8_t pad[kMaxBlock];
+        for (int64_t r = rb; r < re; r++) {
+          for (int64_t blk = 0; blk < part.nblk; blk++) {
+            const uint8_t* fb = s + static_cast<size_t>(r) * part.row_bytes + static_cast<size_t>(blk) * ti.bytes;
+            std::memset(pad, 0, static_cast<size_t>(part.ib));
+            if (pads_after_scale(part.type)) {
+              std::memcpy(pad, fb, 2);
+              std::memcpy(pad + 4, fb + 2, static_cast<size_t>(ti.bytes - 2));
+            } else {
+              std::memcpy(pad, fb, static_cast<size_t>(ti.bytes));
+            }
+            uint8_t* gb = const_cast<uint8_t*>(part.group_block(p.data, r / kGroupRows, blk));
+            for (int d = 0; d < part.ib / 4; d++) std::memcpy(gb + (d * kGroupRows + r % kGroupRows) * 4, pad + 4 * d, 4);
+          }
+        }
+      });
+      continue;
+    }
+    parallel_for(static_cast<int64_t>((n + (1 << 20) - 1) >> 20), [&](int64_t b, int64_t e) {
+      const size_t lo = static_cast<size_t>(b) << 20, hi = std::min(n, static_cast<size_t>(e) << 20);
+      std::memcpy(dst + lo, s + lo, hi - lo);
+    });
+  }
+  return true;
+}
+
+int interleaved_block_bytes(int type) {
+  switch (type) {
+    case Q8_0: return 36;
+    case Q4_0:
+    case IQ4_NL:
+    case Q4_1: return 20;
+    case Q5_0:
+    case Q5_1: return 24;
+    case IQ4_XS: return 136;
+    case Q2_K: return 84;
+    case Q3_K: return 112;
+    case Q5_K: return 176;
+    case Q4_K: return 144;
+    case Q6_K: return 212;
+    default: return 0;
+  }
+}
+
+void deinterleave_block(int type, const uint8_t* gb, int r, uint8_t* fb) {
+  uint8_t pad[kMaxBlock];
+  const int ib = interleaved_block_bytes(type);
+  for (int d = 0; d < ib / 4; d++) std::memcpy(pad + 4 * d, gb + (d * kGroupRows + r) * 4, 4);
+  if (pads_after_scale(type)) {
+    TypeInfo ti;
+    type_info(type, &ti);
+    std::memcpy(fb, pad, 2);
+    std::memcpy(fb + 2, pad + 4, static_cast<size_t>(ti.bytes - 2));
+  } else {
+    TypeInfo ti;
+    type_info(type, &ti);
+    std::memcpy(fb, pad, static_cast<size_t>(ti.bytes));
+  }
+}
+
+void quant_linear_release(QuantLinear& p) {
+  if (p.data) aligned_free(p.data, p.bytes);
+  p.data = nullptr;
+  p.freed = true;
+}
+
+void quant_linear(const QuantLinear& p, const float* x, int64_t M, float* const* outs, bool accumulate) {
+  if (M == 0) return;
+  const int64_t K = p.K;
+  // Activations, quantized once per call.
+  thread_local std::vector<uint8_t> act_buf;
+  const size_t kk = static_cast<size_t>(K);
+  const size_t row_bytes = align64(kk * 2) + 2 * align64(kk) + align64(kk / 32 * 4) + align64(kk / 16 * 4);
+  uint8_t* base = scratch(act_buf, static_cast<size_t>(M) * row_bytes + static_cast<size_t>(M) * sizeof(ActRow) + 64);
+  ActRow* act = reinterpret_cast<ActRow*>(base + static_cast<size_t>(M) * row_bytes);
+  for (int64_t m = 0; m < M; m++) {
+    uint8_t* r = base + static_cast<size_t>(m) * row_bytes;
+    act[m].v = reinterpret_cast<int16_t*>(r);
+    r += align64(kk * 2);
+    act[m].hi = reinterpret_cast<int8_t*>(r);
+    r += align64(kk);
+    act[m].lo = reinterpret_cast<int8_t*>(r);
+    r += align64(kk);
+    act[m].s = reinterpret_cast<float*>(r);
+    r += align64(kk / 32 * 4);
+    act[m].sum16 = reinterpret_cast<int32_t*>(r);
+  }
+  auto prep = [&](int64_t b, int64_t e) {
+    for (int64_t m = b; m < e; m++) quantize_act_row(x + m * K, K, act[m]);
+  };
+  if (M * K >= (int64_t(1) << 16)) parallel_for(M, prep);
+  else prep(0, M);
+
+  // Gate/up: both products into scratch, then siluMul (and add): the same bits as two linear
+  // ops followed by those elementwise ops.
+  thread_local std::vector<uint8_t> gu_buf;
+  float* gu = nullptr;
+  if (p.gate_up) {
+    const size_t I = static_cast<size_t>(p.parts[0].n);
+    gu = reinterpret_cast<float*>(scratch(gu_buf, static_cast<size_t>(M) * I * 4 * 3));
+  }
+  // Work items: a group of 16 rows of one part.
+  struct Item {
+    int part;
+    int64_t row0;
+  };
+  thread_local std::vector<Item> item_list;
+  item_list.clear();
+  int64_t total = 0;
+  for (size_t i = 0; i < p.parts.size(); i++) {
+    for (int64_t r = 0; r < p.parts[i].n; r += kGroupRows) item_list.push_back(Item{static_cast<int>(i), r});
+    total += p.parts[i].n;
+  }
+  const Item* item_of = item_list.data();
+  const Isa isa = active_isa();
+  const int64_t items = static_cast<int64_t>(item_list.size());
+  auto run = [&](int64_t ib, int64_t ie) {
+    thread_local std::vector<float> accv;
+    if (accv.size() < static_cast<size_t>(M * kGroupRows)) accv.resize(static_cast<size_t>(M * kGroupRows));
+    float* acc = accv.data();
+    for (int64_t it = ib; it < ie; it++) {
+      const size_t pi = static_cast<size_t>(item_of[it].part);
+      const QuantLinear::Part& part = p.parts[pi];
+      const int64_t lr = item_of[it].row0;
+      const int64_t nr = std::min<int64_t>(kGroupRows, part.n - lr);
+      Task t{part.type, K, M, act};
+      const int done = rows_fast(isa, t, part, p.data, lr, nr, acc);
+      for (int64_t i = done; i < nr; i++) row_scalar(t, part, p.data, lr + i, acc + i * M);
+      // acc[i * M + m] is output (m, lr + i).
+      for (int64_t i = 0; i < nr; i++) {
+        const float bb = part.bias.empty() ? 0.0f : part.bias[static_cast<size_t>(lr + i)];
+        for (int64_t m = 0; m < M; m++) {
+          float v = acc[i * M + m];
+          if (!part.bias.empty()) v = v + bb;
+          if (p.gate_up) {
+            gu[(pi * M + m) * p.parts[0].n + lr + i] = v;
+          } else {
+            float& o = outs[pi][m * part.n + lr + i];
+            o = accumulate ? o + v : v;
+          }
+        }
+      }
+    }
+  };
+  const bool tiny = M * total * K < (int64_t(1) << 15);
+  if (tiny) run(0, items);
+  else parallel_for(items, run);
+
+  if (p.gate_up) {
+    const int64_t I = p.parts[0].n;
+    float* g = gu;
+    float* u = gu + M * I;
+    if (accumulate) {
+      float* tmp = gu + 2 * M * I;
+      silu_mul(tmp, g, u, M, I, I, I);
+      add(outs[0], outs[0], tmp, M * I);
+    } else {
+      silu_mul(outs[0], g, u, M, I, I, I);
+    }
+  }
+}
+
+}  // namespace quant
+}  // namespace pw

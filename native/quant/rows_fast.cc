@@ -1,0 +1,527 @@
+// SIMD row kernels of the quantized linear op (AVX-512 VNNI; AVX2 at the end of the file): 16
+// weight rows at a time, one row per 32-bit lane, so the float steps of linear.cc's contract run
+// lane-wise on 16 outputs at once (the same operations as the scalar kernel, in the same order:
+// the same bits).
+//
+// AVX-512: the weights of a 16-row group are interleaved at pack time (quant.h), so one 64-byte
+// load holds the same 4 bytes of the 16 rows. A type's Src turns such loads into u = q + off,
+// the unsigned bytes vpdpbusd multiplies, for value quad qi (values 4 qi .. 4 qi + 3) of the 16
+// rows; a vpdpbusd against a broadcast quad of activation bytes adds it to all 16 rows' sums.
+// Integer sums per sub-block: sum(u hi) and sum(u lo) in two accumulators, then I = 256 sum(u hi)
+// + sum(u lo) - off X = sum(q v) exactly (every term < 2^29 in magnitude).
+//   - One pass over a block (at most 4 activation rows, decode): u decoded in registers, straight
+//     from the streamed weights (the "streaming path").
+//   - More rows (prefill, batches): the block is decoded once into L1 (Decoded.u) and each group
+//     of 4 activation rows shares every weight load; activation rows go in chunks that stay in L2
+//     across the K blocks (the "blocked path").
+#include <immintrin.h>
+
+#include <algorithm>
+#include <cstring>
+#include <vector>
+
+#include "../simd.h"
+#include "kernels.h"
+#include "quant.h"
+
+#define PW_VNNI __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")))
+
+namespace pw {
+namespace quant {
+namespace {
+
+bool has_vnni() {
+  static const bool v = __builtin_cpu_supports("avx512vnni");
+  return v;
+}
+
+constexpr int kTileRows = 16;
+constexpr int kMR = 4;  // activation rows per pass over a decoded block
+
+struct Decoded {
+  alignas(64) uint32_t u[kMaxBlock / 4][kTileRows];  // quad-major unsigned bytes
+  alignas(64) float a[kMaxSubs][kTileRows];
+  alignas(64) float m[kMaxSubs][kTileRows];
+};
+
+// Decodes block blk of rows lr .. lr + nr of the part, either layout, with decode_block (rows nr..15
+// get zeros): u = q + 128 quad-major, a and m per sub-block.
+void decode16(const TypeInfo& ti, const QuantLinear::Part& part, const uint8_t* data, int64_t lr, int64_t blk, int64_t nr, Decoded& d) {
+  int8_t q[kMaxBlock];
+  float a[kMaxSubs], m[kMaxSubs];
+  uint8_t fb[kMaxBlock];
+  const int subs = ti.block / ti.sub, quads = ti.block / 4;
+  for (int r = 0; r < kTileRows; r++) {
+    if (r < nr) {
+      const uint8_t* b;
+      if (part.ib) {
+        deinterleave_block(part.type, part.group_block(data, lr / kGroupRows, blk), r, fb);
+        b = fb;
+      } else {
+        b = data + part.offset + static_cast<size_t>(lr + r) * part.row_bytes + static_cast<size_t>(blk) * ti.bytes;
+      }
+      decode_block(part.type, b, q, a, m);
+      for (int j = 0; j < ti.block; j++) q[j] = static_cast<int8_t>(static_cast<uint8_t>(q[j]) ^ 0x80);  // + 128
+    } else {
+      std::memset(q, 0x80, static_cast<size_t>(ti.block));  // u = 128: q = 0
+      std::fill(a, a + subs, 0.0f);
+      std::fill(m, m + subs, 0.0f);
+    }
+    for (int i = 0; i < quads; i++) std::memcpy(&d.u[i][r], q + 4 * i, 4);
+    for (int s = 0; s < subs; s++) {
+      d.a[s][r] = a[s];
+      d.m[s][r] = m[s];
+    }
+  }
+}
+
+// SIMD decoders of the interleaved types (quant.h): dword p of the 16 rows is one 64-byte load
+// at gb + 64 p. Scales are computed lane-wise exactly as decode_block computes them (the same
+// float32 products; the hardware half -> float conversion is exact, as f16_to_f32).
+PW_VNNI PW_INLINE __m512i dw(const uint8_t* gb, int p) { return _mm512_load_si512(gb + 64 * p); }
+PW_VNNI PW_INLINE __m512 half_lo(__m512i v) { return _mm512_cvtph_ps(_mm512_cvtepi32_epi16(v)); }
+PW_VNNI PW_INLINE __m512 half_hi(__m512i v) { return _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_srli_epi32(v, 16))); }
+PW_VNNI PW_INLINE __m512i bits(__m512i v, int shift, int mask) {
+  return _mm512_and_si512(_mm512_srli_epi32(v, shift), _mm512_set1_epi32(mask));
+}
+
+PW_VNNI void scales_q8_0(const uint8_t* gb, Decoded& d) {
+  _mm512_store_ps(d.a[0], half_lo(dw(gb, 0)));
+  _mm512_store_ps(d.m[0], _mm512_setzero_ps());
+}
+
+PW_VNNI void scales_q4_k(const uint8_t* gb, Decoded& d) {
+  const __m512i d0 = dw(gb, 0), s0 = dw(gb, 1), s1 = dw(gb, 2), s2 = dw(gb, 3);
+  const __m512 dd = half_lo(d0), dmin = half_hi(d0);
+  for (int j = 0; j < 8; j++) {
+    __m512i sc, mn;
+    if (j < 4) {
+      sc = bits(s0, 8 * j, 63);
+      mn = bits(s1, 8 * j, 63);
+    } else {
+      const int jj = j - 4;
+      sc = _mm512_or_si512(bits(s2, 8 * jj, 15), _mm512_slli_epi32(bits(s0, 8 * jj + 6, 3), 4));
+      mn = _mm512_or_si512(bits(s2, 8 * jj + 4, 15), _mm512_slli_epi32(bits(s1, 8 * jj + 6, 3), 4));
+    }
+    _mm512_store_ps(d.a[j], _mm512_mul_ps(dd, _mm512_cvtepi32_ps(sc)));
+    _mm512_store_ps(d.m[j], _mm512_mul_ps(dmin, _mm512_cvtepi32_ps(mn)));
+  }
+}
+
+PW_VNNI void scales_d(const uint8_t* gb, Decoded& d) {  // Q4_0, IQ4_NL: a = d, m = 0
+  _mm512_store_ps(d.a[0], half_lo(dw(gb, 0)));
+  _mm512_store_ps(d.m[0], _mm512_setzero_ps());
+}
+
+PW_VNNI PW_INLINE __m512 neg(__m512 v) {  // exact negation (sign bit), as -x
+  return _mm512_castsi512_ps(_mm512_xor_si512(_mm512_castps_si512(v), _mm512_set1_epi32(static_cast<int>(0x80000000u))));
+}
+
+PW_VNNI void scales_dm(const uint8_t* gb, Decoded& d) {  // Q4_1, Q5_1: a = d, m = -min
+  const __m512i d0 = dw(gb, 0);
+  _mm512_store_ps(d.a[0], half_lo(d0));
+  _mm512_store_ps(d.m[0], neg(half_hi(d0)));
+}
+
+PW_VNNI void scales_iq4_xs(const uint8_t* gb, Decoded& d) {  // a = d * (ls - 32)
+  const __m512i d0 = dw(gb, 0), sl = dw(gb, 1);
+  const __m512 dd = half_lo(d0);
+  for (int ib = 0; ib < 8; ib++) {
+    const __m512i ls = _mm512_or_si512(bits(sl, 4 * ib, 15), _mm512_slli_epi32(bits(d0, 16 + 2 * ib, 3), 4));
+    _mm512_store_ps(d.a[ib], _mm512_mul_ps(dd, _mm512_cvtepi32_ps(_mm512_sub_epi32(ls, _mm512_set1_epi32(32)))));
+    _mm512_store_ps(d.m[ib], _mm512_setzero_ps());
+  }
+}
+
+PW_VNNI void scales_q2_k(const uint8_t* gb, Decoded& d) {  // a = d (sc & 15), m = dmin (sc >> 4)
+  const __m512i d0 = dw(gb, 20);
+  const __m512 dd = half_lo(d0), dmin = half_hi(d0);
+  for (int j = 0; j < 16; j++) {
+    const __m512i s = dw(gb, j / 4);
+    _mm512_store_ps(d.a[j], _mm512_mul_ps(dd, _mm512_cvtepi32_ps(bits(s, 8 * (j % 4), 15))));
+    _mm512_store_ps(d.m[j], _mm512_mul_ps(dmin, _mm512_cvtepi32_ps(bits(s, 8 * (j % 4) + 4, 15))));
+  }
+}
+
+PW_VNNI void scales_q3_k(const uint8_t* gb, Decoded& d) {  // a = d (sc - 32), 6-bit sc split in 4 + 2 bits
+  const __m512 dd = half_lo(dw(gb, 27));
+  for (int j = 0; j < 16; j++) {
+    const int lb = j < 8 ? j : j - 8;  // byte holding the low 4 bits (low nibble for j < 8)
+    const __m512i low = bits(dw(gb, 24 + lb / 4), 8 * (lb % 4) + (j < 8 ? 0 : 4), 15);
+    const __m512i high = bits(dw(gb, 26), 8 * (j & 3) + 2 * (j >> 2), 3);
+    const __m512i sc = _mm512_sub_epi32(_mm512_or_si512(low, _mm512_slli_epi32(high, 4)), _mm512_set1_epi32(32));
+    _mm512_store_ps(d.a[j], _mm512_mul_ps(dd, _mm512_cvtepi32_ps(sc)));
+    _mm512_store_ps(d.m[j], _mm512_setzero_ps());
+  }
+}
+
+PW_VNNI void scales_q6_k(const uint8_t* gb, Decoded& d) {
+  const __m512 dd = half_lo(dw(gb, 52));
+  for (int j = 0; j < 16; j++) {
+    const __m512i sc = _mm512_srai_epi32(_mm512_slli_epi32(dw(gb, 48 + j / 4), 24 - 8 * (j % 4)), 24);
+    _mm512_store_ps(d.a[j], _mm512_mul_ps(dd, _mm512_cvtepi32_ps(sc)));
+    _mm512_store_ps(d.m[j], _mm512_setzero_ps());
+  }
+}
+
+// Weight sources: quad(qi) = the unsigned bytes u of values 4 qi .. 4 qi + 3 of the 16 rows,
+// u = q + kOff (q the decode_block integers), decoded in registers from the interleaved block.
+// kHasMin false: the type's m is always 0, and c = a * I skips "- 0 * X" (which can only turn a
+// zero c's sign, and no zero's sign survives into acc: acc starts at +0, so the outputs' bits are
+// the same as the full formula's).
+template <int OFF_SHIFT, bool HAS_MIN>
+struct FromDecodedT {
+  const Decoded& d;
+  static constexpr int kOffShift = OFF_SHIFT;
+  static constexpr bool kHasMin = HAS_MIN;
+  PW_VNNI PW_INLINE __m512i quad(int qi) const { return _mm512_load_si512(d.u[qi]); }
+};
+using FromDecoded = FromDecodedT<7, true>;  // decode16: u = q + 128, any type
+
+struct Q8Src {
+  const uint8_t* gb;
+  static constexpr int kOffShift = 7;
+  static constexpr bool kHasMin = false;
+  PW_VNNI PW_INLINE __m512i quad(int qi) const { return _mm512_xor_si512(dw(gb, 1 + qi), _mm512_set1_epi8(static_cast<char>(0x80))); }
+};
+struct Q4KSrc {
+  const uint8_t* gb;
+  static constexpr int kOffShift = -1;  // u = q (0..15)
+  static constexpr bool kHasMin = true;
+  PW_VNNI PW_INLINE __m512i quad(int qi) const {
+    const int sub = qi >> 3;
+    const __m512i g = dw(gb, 4 + 8 * (sub >> 1) + (qi & 7));
+    return _mm512_and_si512(sub & 1 ? _mm512_srli_epi16(g, 4) : g, _mm512_set1_epi8(0x0F));
+  }
+};
+// Values 0..15: low nibbles of dwords 1..4, 16..31: their high nibbles. Q4_0: u = q + 8; Q4_1: u = q.
+template <int OFF_SHIFT>
+struct Nib32Src {
+  const uint8_t* gb;
+  static constexpr int kOffShift = OFF_SHIFT;
+  static constexpr bool kHasMin = OFF_SHIFT < 0;  // Q4_1
+  PW_VNNI PW_INLINE __m512i quad(int qi) const {
+    const __m512i g = dw(gb, 1 + (qi & 3));
+    return _mm512_and_si512(qi >= 4 ? _mm512_srli_epi16(g, 4) : g, _mm512_set1_epi8(0x0F));
+  }
+};
+struct Iq4NlSrc {  // the Q4_0 nibbles through the IQ4 table, + 128
+  const uint8_t* gb;
+  static constexpr int kOffShift = 7;
+  static constexpr bool kHasMin = false;
+  PW_VNNI PW_INLINE __m512i quad(int qi) const {
+    const __m512i table = _mm512_broadcast_i32x4(_mm_setr_epi8(1, 24, 45, 63, 79, 93, 106, 118, static_cast<char>(129), static_cast<char>(141),
+                                                               static_cast<char>(153), static_cast<char>(166), static_cast<char>(181),
+                                                               static_cast<char>(197), static_cast<char>(217), static_cast<char>(241)));
+    return _mm512_shuffle_epi8(table, Nib32Src<3>{gb}.quad(qi));
+  }
+};
+using Q4_0Src = Nib32Src<3>;
+using Q4_1Src = Nib32Src<-1>;
+
+// Q5_0 / Q5_1: qh in dword 1, nibbles in dwords 2..5; quad qi takes qh bits 4 qi .. 4 qi + 3 (one
+// per byte, spread by a carry-free multiply) as 16. Q5_0: u = q + 16; Q5_1: u = q.
+template <int OFF_SHIFT>
+struct Q5Src {
+  const uint8_t* gb;
+  static constexpr int kOffShift = OFF_SHIFT;
+  static constexpr bool kHasMin = OFF_SHIFT < 0;  // Q5_1
+  PW_VNNI PW_INLINE __m512i quad(int qi) const {
+    const __m512i g = dw(gb, 2 + (qi & 3));
+    const __m512i nib = _mm512_and_si512(qi >= 4 ? _mm512_srli_epi16(g, 4) : g, _mm512_set1_epi8(0x0F));
+    const __m512i t = bits(dw(gb, 1), 4 * qi, 15);
+    const __m512i spread = _mm512_and_si512(_mm512_mullo_epi32(t, _mm512_set1_epi32(0x00204081)), _mm512_set1_epi32(0x01010101));
+    return _mm512_or_si512(nib, _mm512_slli_epi32(spread, 4));
+  }
+};
+
+// IQ4_XS: sub-block ib's 16 bytes in dwords 2 + 4 ib .. 5 + 4 ib, low nibbles then high, through
+// the IQ4 table (+ 128).
+struct Iq4XsSrc {
+  const uint8_t* gb;
+  static constexpr int kOffShift = 7;
+  static constexpr bool kHasMin = false;
+  PW_VNNI PW_INLINE __m512i quad(int qi) const {
+    const int ib = qi >> 3, r = qi & 7;
+    const __m512i g = dw(gb, 2 + 4 * ib + (r & 3));
+    const __m512i nib = _mm512_and_si512(r >= 4 ? _mm512_srli_epi16(g, 4) : g, _mm512_set1_epi8(0x0F));
+    const __m512i table = _mm512_broadcast_i32x4(_mm_setr_epi8(1, 24, 45, 63, 79, 93, 106, 118, static_cast<char>(129), static_cast<char>(141),
+                                                               static_cast<char>(153), static_cast<char>(166), static_cast<char>(181),
+                                                               static_cast<char>(197), static_cast<char>(217), static_cast<char>(241)));
+    return _mm512_shuffle_epi8(table, nib);
+  }
+};
+
+// Q2_K: value quad qi is 2 bits (shift 2 ((qi >> 3) & 3)) of qs dword 4 + 8 (qi >> 5) + (qi & 7).
+struct Q2KSrc {
+  const uint8_t* gb;
+  static constexpr int kOffShift = -1;  // u = q (0..3)
+  static constexpr bool kHasMin = true;
+  PW_VNNI PW_INLINE __m512i quad(int qi) const {
+    const __m512i g = dw(gb, 4 + 8 * (qi >> 5) + (qi & 7));
+    return _mm512_and_si512(_mm512_srli_epi16(g, 2 * ((qi >> 3) & 3)), _mm512_set1_epi8(3));
+  }
+};
+
+// Q3_K: Q2_K's 2 bits from qs dwords 8.., plus 4 when hmask bit (4 (qi >> 5) + ((qi >> 3) & 3)) of
+// hmask dword (qi & 7) is set: u = q + 4.
+struct Q3KSrc {
+  const uint8_t* gb;
+  static constexpr int kOffShift = 2;
+  static constexpr bool kHasMin = false;
+  PW_VNNI PW_INLINE __m512i quad(int qi) const {
+    const int n = qi >> 5, j = (qi >> 3) & 3;
+    const __m512i g = dw(gb, 8 + 8 * n + (qi & 7)), h = dw(gb, qi & 7);
+    const __m512i q2 = _mm512_and_si512(_mm512_srli_epi16(g, 2 * j), _mm512_set1_epi8(3));
+    const __m512i hb = _mm512_and_si512(_mm512_srli_epi16(h, 4 * n + j), _mm512_set1_epi8(1));
+    return _mm512_or_si512(q2, _mm512_slli_epi16(hb, 2));
+  }
+};
+
+struct Q5KSrc {  // Q4_K's nibbles plus bit (sub) of qh byte l as 16
+  const uint8_t* gb;
+  static constexpr int kOffShift = -1;
+  static constexpr bool kHasMin = true;
+  PW_VNNI PW_INLINE __m512i quad(int qi) const {
+    const int sub = qi >> 3, j = qi & 7;
+    const __m512i g = dw(gb, 12 + 8 * (sub >> 1) + j), h = dw(gb, 4 + j);
+    const __m512i nib = _mm512_and_si512(sub & 1 ? _mm512_srli_epi16(g, 4) : g, _mm512_set1_epi8(0x0F));
+    const __m512i hb = _mm512_and_si512(_mm512_srli_epi16(h, sub), _mm512_set1_epi8(1));
+    return _mm512_or_si512(nib, _mm512_slli_epi16(hb, 4));
+  }
+};
+struct Q6KSrc {
+  const uint8_t* gb;
+  static constexpr int kOffShift = 5;  // u = q + 32 (the stored 6 bits)
+  static constexpr bool kHasMin = false;
+  PW_VNNI PW_INLINE __m512i quad(int qi) const {
+    const int n = qi >> 5, qt = (qi >> 3) & 3, j = qi & 7;
+    const __m512i l = dw(gb, 16 * n + 8 * (qt & 1) + j), h = dw(gb, 32 + 8 * n + j);
+    const __m512i lowbits = _mm512_and_si512(qt >= 2 ? _mm512_srli_epi16(l, 4) : l, _mm512_set1_epi8(0x0F));
+    const __m512i hb = _mm512_and_si512(_mm512_srli_epi16(h, 2 * qt), _mm512_set1_epi8(3));
+    return _mm512_or_si512(lowbits, _mm512_slli_epi16(hb, 4));
+  }
+};
+
+// acc[i][16 lanes] for activation rows m0 .. m0 + MR over one weight block (BLOCK values in
+// sub-blocks of SUB). I = 256 sum(u hi) + sum(u lo) - off X = sum(q v), exactly.
+template <int BLOCK, int SUB, int MR, class Src>
+PW_VNNI PW_INLINE void block_rows(const Src& src, const Decoded& d, const Task& t, int64_t blk, int64_t m0, float* accp) {
+  constexpr int abs_per_blk = BLOCK / kActBlock;
+  constexpr int subs_per_ab = kActBlock / SUB;
+  constexpr int quads_per_sub = SUB / 4;
+  __m512 acc[MR];
+  const int8_t* xh[MR];
+  const int8_t* xl[MR];
+  for (int i = 0; i < MR; i++) {
+    acc[i] = _mm512_load_ps(accp + (m0 + i) * kTileRows);
+    xh[i] = t.act[m0 + i].hi + blk * BLOCK;
+    xl[i] = t.act[m0 + i].lo + blk * BLOCK;
+  }
+#pragma GCC unroll 1
+  for (int ab = 0; ab < abs_per_blk; ab++) {
+    const int64_t kb = blk * abs_per_blk + ab;
+    __m512 ts[MR];
+#pragma GCC unroll 2
+    for (int sb = 0; sb < subs_per_ab; sb++) {
+      const int si = ab * subs_per_ab + sb;
+      __m512i hi[MR], lo[MR];
+      for (int i = 0; i < MR; i++) hi[i] = lo[i] = _mm512_setzero_si512();
+#pragma GCC unroll 8
+      for (int qd = 0; qd < quads_per_sub; qd++) {
+        const int qi = si * quads_per_sub + qd;
+        const __m512i wv = src.quad(qi);
+        for (int i = 0; i < MR; i++) {
+          int32_t h4, l4;
+          std::memcpy(&h4, xh[i] + 4 * qi, 4);
+          std::memcpy(&l4, xl[i] + 4 * qi, 4);
+          hi[i] = _mm512_dpbusd_epi32(hi[i], wv, _mm512_set1_epi32(h4));
+          lo[i] = _mm512_dpbusd_epi32(lo[i], wv, _mm512_set1_epi32(l4));
+        }
+      }
+      const __m512 av = _mm512_load_ps(d.a[si]);
+      const __m512 mv = Src::kHasMin ? _mm512_load_ps(d.m[si]) : _mm512_setzero_ps();
+      for (int i = 0; i < MR; i++) {
+        const ActRow& x = t.act[m0 + i];
+        const int32_t X = SUB == 32 ? x.sum16[2 * kb] + x.sum16[2 * kb + 1] : x.sum16[2 * kb + sb];
+        const __m512i xv = _mm512_set1_epi32(X);
+        __m512i I = _mm512_add_epi32(_mm512_slli_epi32(hi[i], 8), lo[i]);
+        if constexpr (Src::kOffShift >= 0) I = _mm512_sub_epi32(I, _mm512_slli_epi32(xv, Src::kOffShift));
+        __m512 c = _mm512_mul_ps(av, _mm512_cvtepi32_ps(I));
+        if constexpr (Src::kHasMin) c = _mm512_sub_ps(c, _mm512_mul_ps(mv, _mm512_cvtepi32_ps(xv)));
+        ts[i] = sb == 0 ? c : _mm512_add_ps(ts[i], c);
+      }
+    }
+    for (int i = 0; i < MR; i++) acc[i] = _mm512_add_ps(acc[i], _mm512_mul_ps(_mm512_set1_ps(t.act[m0 + i].s[kb]), ts[i]));
+  }
+  for (int i = 0; i < MR; i++) _mm512_store_ps(accp + (m0 + i) * kTileRows, acc[i]);
+}
+
+template <int BLOCK, int SUB, class Src>
+PW_VNNI PW_INLINE void all_rows(const Src& src, Decoded& d, const Task& t, int64_t blk, float* accp) {
+  if (t.M > kMR) {
+    // Several passes over the block: decode it once into L1 (the same u bytes).
+    for (int qi = 0; qi < BLOCK / 4; qi++) _mm512_store_si512(d.u[qi], src.quad(qi));
+    FromDecodedT<Src::kOffShift, Src::kHasMin> dec{d};
+    int64_t m = 0;
+    for (; m + kMR <= t.M; m += kMR) block_rows<BLOCK, SUB, kMR>(dec, d, t, blk, m, accp);
+    for (; m < t.M; m++) block_rows<BLOCK, SUB, 1>(dec, d, t, blk, m, accp);
+    return;
+  }
+  int64_t m = 0;
+  for (; m + kMR <= t.M; m += kMR) block_rows<BLOCK, SUB, kMR>(src, d, t, blk, m, accp);
+  for (; m < t.M; m++) block_rows<BLOCK, SUB, 1>(src, d, t, blk, m, accp);
+}
+
+template <int BLOCK, int SUB>
+PW_VNNI PW_INLINE void rows_decoded(Decoded& d, const Task& t, int64_t blk, float* accp) {
+  const FromDecoded dec{d};
+  int64_t m = 0;
+  for (; m + kMR <= t.M; m += kMR) block_rows<BLOCK, SUB, kMR>(dec, d, t, blk, m, accp);
+  for (; m < t.M; m++) block_rows<BLOCK, SUB, 1>(dec, d, t, blk, m, accp);
+}
+
+PW_VNNI void tile16(const Task& t, const QuantLinear::Part& part, const uint8_t* data, int64_t lr, int64_t nr, float* out) {
+  TypeInfo ti;
+  type_info(t.type, &ti);
+  thread_local std::vector<float> accbuf;
+  thread_local Decoded dec;
+  Decoded& d = dec;
+  const size_t need = static_cast<size_t>(t.M) * kTileRows + 16;
+  if (accbuf.size() < need) accbuf.resize(need);
+  float* accp = reinterpret_cast<float*>((reinterpret_cast<uintptr_t>(accbuf.data()) + 63) & ~uintptr_t(63));
+  std::fill(accp, accp + t.M * kTileRows, 0.0f);
+  const int64_t nblk = t.K / ti.block;
+  // Activation rows in chunks whose quantized rows stay in L2 across the blocks (64 rows of K =
+  // 2048: 256 KiB); each chunk decodes the weights again (a small cost next to 64 rows' products).
+  const int64_t chunk = std::max<int64_t>(kMR, ((int64_t(256) << 10) / (2 * t.K)) / kMR * kMR);
+  for (int64_t mc = 0; mc < t.M; mc += chunk) {
+    const Task tc{t.type, t.K, std::min(chunk, t.M - mc), t.act + mc};
+    float* const accc = accp + mc * kTileRows;
+    for (int64_t blk = 0; blk < nblk; blk++) {
+      const uint8_t* gb = part.ib ? part.group_block(data, lr / kGroupRows, blk) : nullptr;
+      if (gb && blk + 1 < nblk) {
+        // The next group block, into L2 ahead of use (one stream per 16 rows).
+        const uint8_t* nx = gb + static_cast<size_t>(part.ib) * kGroupRows;
+        for (int c = 0; c < part.ib * kGroupRows; c += 64) _mm_prefetch(reinterpret_cast<const char*>(nx + c), _MM_HINT_T0);
+      }
+      switch (part.ib ? t.type : -1) {
+        case Q8_0: scales_q8_0(gb, d); all_rows<32, 32>(Q8Src{gb}, d, tc, blk, accc); break;
+        case Q4_0: scales_d(gb, d); all_rows<32, 32>(Q4_0Src{gb}, d, tc, blk, accc); break;
+        case IQ4_NL: scales_d(gb, d); all_rows<32, 32>(Iq4NlSrc{gb}, d, tc, blk, accc); break;
+        case Q4_1: scales_dm(gb, d); all_rows<32, 32>(Q4_1Src{gb}, d, tc, blk, accc); break;
+        case Q5_0: scales_d(gb, d); all_rows<32, 32>(Q5Src<4>{gb}, d, tc, blk, accc); break;
+        case Q5_1: scales_dm(gb, d); all_rows<32, 32>(Q5Src<-1>{gb}, d, tc, blk, accc); break;
+        case IQ4_XS: scales_iq4_xs(gb, d); all_rows<256, 32>(Iq4XsSrc{gb}, d, tc, blk, accc); break;
+        case Q4_K: scales_q4_k(gb, d); all_rows<256, 32>(Q4KSrc{gb}, d, tc, blk, accc); break;
+        case Q5_K: scales_q4_k(gb, d); all_rows<256, 32>(Q5KSrc{gb}, d, tc, blk, accc); break;
+        case Q6_K: scales_q6_k(gb, d); all_rows<256, 16>(Q6KSrc{gb}, d, tc, blk, accc); break;
+        case Q2_K: scales_q2_k(gb, d); all_rows<256, 16>(Q2KSrc{gb}, d, tc, blk, accc); break;
+        case Q3_K: scales_q3_k(gb, d); all_rows<256, 16>(Q3KSrc{gb}, d, tc, blk, accc); break;
+        default:  // a type without a SIMD decoder: decode_block per row
+          decode16(ti, part, data, lr, blk, nr, d);
+          if (ti.block == 32) rows_decoded<32, 32>(d, tc, blk, accc);
+          else if (ti.sub == 16) rows_decoded<256, 16>(d, tc, blk, accc);
+          else rows_decoded<256, 32>(d, tc, blk, accc);
+          break;
+      }
+    }
+  }
+  for (int64_t i = 0; i < nr; i++)
+    for (int64_t m = 0; m < t.M; m++) out[i * t.M + m] = accp[m * kTileRows + i];
+}
+
+// ---------------------------------------------------------------------------------------------
+// AVX2: the blocks decoded by decode16, 16-bit products (vpmaddwd: u zero-extended times v, pairs
+// summed in int32 without saturation), 4 rows x 4 values per vector; the float steps lane-wise on
+// two halves of 8 rows, the same operations as the other families.
+
+template <int BLOCK, int SUB, int MR>
+PW_AVX2 PW_INLINE void block_rows_avx2(const Decoded& d, const Task& t, int64_t blk, int64_t m0, float* accp) {
+  constexpr int abs_per_blk = BLOCK / kActBlock;
+  constexpr int subs_per_ab = kActBlock / SUB;
+  constexpr int quads_per_sub = SUB / 4;
+  for (int half = 0; half < 2; half++) {
+    __m256 acc[MR];
+    for (int i = 0; i < MR; i++) acc[i] = _mm256_load_ps(accp + (m0 + i) * kTileRows + 8 * half);
+    for (int ab = 0; ab < abs_per_blk; ab++) {
+      const int64_t kb = blk * abs_per_blk + ab;
+      __m256 ts[MR];
+      for (int sb = 0; sb < subs_per_ab; sb++) {
+        const int si = ab * subs_per_ab + sb;
+        __m256i s4[MR][2];  // rows 8 half + 0..3, 4..7: lanes [r r r' r' ...] pair sums
+        for (int i = 0; i < MR; i++) s4[i][0] = s4[i][1] = _mm256_setzero_si256();
+        for (int qd = 0; qd < quads_per_sub; qd++) {
+          const int qi = si * quads_per_sub + qd;
+          const uint8_t* wq = reinterpret_cast<const uint8_t*>(d.u[qi]) + 32 * half;
+          const __m256i w0 = _mm256_cvtepu8_epi16(_mm_load_si128(reinterpret_cast<const __m128i*>(wq)));
+          const __m256i w1 = _mm256_cvtepu8_epi16(_mm_load_si128(reinterpret_cast<const __m128i*>(wq + 16)));
+          for (int i = 0; i < MR; i++) {
+            int64_t v4;
+            std::memcpy(&v4, t.act[m0 + i].v + blk * BLOCK + 4 * qi, 8);
+            const __m256i xv = _mm256_set1_epi64x(v4);
+            s4[i][0] = _mm256_add_epi32(s4[i][0], _mm256_madd_epi16(w0, xv));
+            s4[i][1] = _mm256_add_epi32(s4[i][1], _mm256_madd_epi16(w1, xv));
+          }
+        }
+        const __m256 av = _mm256_load_ps(d.a[si] + 8 * half), mv = _mm256_load_ps(d.m[si] + 8 * half);
+        for (int i = 0; i < MR; i++) {
+          const ActRow& x = t.act[m0 + i];
+          const int32_t X = SUB == 32 ? x.sum16[2 * kb] + x.sum16[2 * kb + 1] : x.sum16[2 * kb + sb];
+          const __m256i xv = _mm256_set1_epi32(X);
+          // hadd: [r0 r1 r4 r5 | r2 r3 r6 r7] -> rows in order.
+          const __m256i r = _mm256_permute4x64_epi64(_mm256_hadd_epi32(s4[i][0], s4[i][1]), _MM_SHUFFLE(3, 1, 2, 0));
+          const __m256i I = _mm256_sub_epi32(r, _mm256_slli_epi32(xv, 7));
+          const __m256 c = _mm256_sub_ps(_mm256_mul_ps(av, _mm256_cvtepi32_ps(I)), _mm256_mul_ps(mv, _mm256_cvtepi32_ps(xv)));
+          ts[i] = sb == 0 ? c : _mm256_add_ps(ts[i], c);
+        }
+      }
+      for (int i = 0; i < MR; i++) acc[i] = _mm256_add_ps(acc[i], _mm256_mul_ps(_mm256_set1_ps(t.act[m0 + i].s[kb]), ts[i]));
+    }
+    for (int i = 0; i < MR; i++) _mm256_store_ps(accp + (m0 + i) * kTileRows + 8 * half, acc[i]);
+  }
+}
+
+template <int BLOCK, int SUB>
+PW_AVX2 void rows_avx2(const Decoded& d, const Task& t, int64_t blk, float* accp) {
+  int64_t m = 0;
+  for (; m + 2 <= t.M; m += 2) block_rows_avx2<BLOCK, SUB, 2>(d, t, blk, m, accp);
+  for (; m < t.M; m++) block_rows_avx2<BLOCK, SUB, 1>(d, t, blk, m, accp);
+}
+
+PW_AVX2 void tile16_avx2(const Task& t, const QuantLinear::Part& part, const uint8_t* data, int64_t lr, int64_t nr, float* out) {
+  TypeInfo ti;
+  type_info(t.type, &ti);
+  thread_local std::vector<float> accbuf;
+  thread_local Decoded dec;
+  Decoded& d = dec;
+  const size_t need = static_cast<size_t>(t.M) * kTileRows + 16;
+  if (accbuf.size() < need) accbuf.resize(need);
+  float* accp = reinterpret_cast<float*>((reinterpret_cast<uintptr_t>(accbuf.data()) + 63) & ~uintptr_t(63));
+  std::fill(accp, accp + t.M * kTileRows, 0.0f);
+  for (int64_t blk = 0; blk < t.K / ti.block; blk++) {
+    decode16(ti, part, data, lr, blk, nr, d);
+    if (ti.block == 32) rows_avx2<32, 32>(d, t, blk, accp);
+    else if (ti.sub == 16) rows_avx2<256, 16>(d, t, blk, accp);
+    else rows_avx2<256, 32>(d, t, blk, accp);
+  }
+  for (int64_t i = 0; i < nr; i++)
+    for (int64_t m = 0; m < t.M; m++) out[i * t.M + m] = accp[m * kTileRows + i];
+}
+
+}  // namespace
+
+int rows_fast(Isa isa, const Task& t, const QuantLinear::Part& part, const uint8_t* data, int64_t lr, int64_t nr, float* acc) {
+  if (isa >= Isa::Avx512 && has_vnni()) {
+    tile16(t, part, data, lr, nr, acc);
+    return static_cast<int>(nr);
+  }
+  if (isa >= Isa::Avx2) {
+    tile16_avx2(t, part, data, lr, nr, acc);
+    return static_cast<int>(nr);
+  }
+  return 0;
+}
+
+}  // namespace quant
+}  // namespace pw

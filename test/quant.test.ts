@@ -1,0 +1,246 @@
+/**
+ * Quantized-weight ops (native/quant/) against the TypeScript reference (test/reference/
+ * ggml-quant.ts) on every kernel family: exact dequantization, the linear op within a justified
+ * bound of the float64 product, bit-for-bit batch / thread / family invariance, mixed-type packs,
+ * gate/up, bias, accumulate, quantized embeddings, and argument validation.
+ */
+import { after, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import type { PackedLinearHandle } from '../src/backend/backend.js';
+import { Isa, cpuBackend } from '../src/backend/native.js';
+import { GgmlType, SUPPORTED_QUANT_TYPES, ggmlRowBytes, ggmlTypeName } from '../src/backend/quant.js';
+import { dequantizeRef, matmulF64, randomQuant, rng, typeInfo } from './reference/ggml-quant.js';
+import { detectedIsa, forEachIsa } from './helpers/isa.js';
+
+const nb = cpuBackend();
+const initialThreads = nb.getThreads();
+after(() => {
+  nb.setIsa(detectedIsa);
+  nb.setThreads(initialThreads);
+});
+
+function randomX(M: number, K: number, seed: number): Float32Array {
+  const r = rng(seed);
+  const x = new Float32Array(M * K);
+  for (let i = 0; i < x.length; i++) {
+    // Mostly N(0, 1)-ish with a few large outliers (what real activations look like).
+    const g = (r() + r() + r() + r() - 2) * 1.7;
+    x[i] = r() < 0.01 ? g * 20 : g;
+  }
+  return x;
+}
+
+function bitsEqual(a: Float32Array, b: Float32Array, what: string): void {
+  assert.equal(a.length, b.length, what);
+  const ua = new Uint32Array(a.buffer, a.byteOffset, a.length), ub = new Uint32Array(b.buffer, b.byteOffset, b.length);
+  for (let i = 0; i < a.length; i++) if (ua[i] !== ub[i]) assert.fail(`${what}: element ${i}: ${a[i]} != ${b[i]}`);
+}
+
+/**
+ * The error bound of an output, from the scheme (act_quant.h): each activation block b of 32 is
+ * rounded to steps of amax_b / 32512, so |x - x~| <= amax_b / 65024 per value, and the product's
+ * error is at most sum_b (amax_b / 65024) sum_{k in b} |w_k|; the float32 steps (a * I, the block
+ * sum, s * t, the running sum; I itself may round from int32) add at most a few ulps of each
+ * block's |w|·|x| and one rounding of the running sum per block: (K / 32 + 8) · 2^-23 · sum |w x|.
+ */
+function bound(w: Float32Array, x: Float32Array, r: number, m: number, K: number): number {
+  let e = 0, mag = 0;
+  for (let b = 0; b < K; b += 32) {
+    let amax = 0, ws = 0;
+    for (let j = 0; j < 32; j++) {
+      amax = Math.max(amax, Math.abs(x[m * K + b + j]));
+      ws += Math.abs(w[r * K + b + j]);
+      mag += Math.abs(w[r * K + b + j] * x[m * K + b + j]) + Math.abs(w[r * K + b + j]) * amax / 32512;
+    }
+    e += (amax / 65024) * ws;
+  }
+  return e * 1.0001 + (K / 32 + 8) * 2 ** -23 * mag + 1e-30;
+}
+
+function pack1(type: GgmlType, w: Uint8Array, n: number, K: number, bias?: Float32Array): PackedLinearHandle {
+  return nb.packLinearQuant([{ w, type, n, bias }], K);
+}
+
+function run(h: PackedLinearHandle, x: Float32Array, M: number, n: number): Float32Array {
+  const out = new Float32Array(M * n);
+  nb.linearPacked(h, x, M, [out], false);
+  return out;
+}
+
+describe('dequantizeRows', () => {
+  for (const type of SUPPORTED_QUANT_TYPES) {
+    test(`${ggmlTypeName(type)}: bit for bit the reference`, () => {
+      const { blockSize } = typeInfo(type);
+      for (const [rows, k, seed] of [[1, blockSize, 1], [3, blockSize * 4, 2], [5, 512, 3]] as const) {
+        const kk = Math.max(k, blockSize);
+        const src = randomQuant(type, rows, kk, seed * 7 + type);
+        bitsEqual(nb.dequantizeRows(type, src, rows, kk), dequantizeRef(type, src, rows, kk), `${ggmlTypeName(type)} ${rows}x${kk}`);
+      }
+    });
+  }
+});
+
+describe('linearPacked on quantized packs', () => {
+  // 200 rows at K = 768 span two of the AVX-512 kernel's activation chunks (168 rows).
+  const Ms = [1, 2, 3, 7, 17, 64, 130, 200];
+  for (const type of SUPPORTED_QUANT_TYPES) {
+    test(`${ggmlTypeName(type)}: within the bound of float64, batch = solo, every family and thread count alike`, () => {
+      const { blockSize } = typeInfo(type);
+      const Ks = blockSize === 32 ? [96, 512] : [256, 768];
+      for (const K of Ks) {
+        const N = 37;
+        const wq = randomQuant(type, N, K, 100 + K + type);
+        const w = dequantizeRef(type, wq, N, K);
+        const Mmax = Ms[Ms.length - 1];
+        const x = randomX(Mmax, K, 5 + K);
+        const ref = matmulF64(w, x, Mmax, N, K);
+        const h = pack1(type, wq, N, K);
+        let scalarFull: Float32Array | undefined;
+        forEachIsa((isa) => {
+          for (const threads of [1, 2]) {
+            nb.setThreads(threads);
+            const full = run(h, x, Mmax, N);
+            if (isa === Isa.Scalar && threads === 1) {
+              scalarFull = full;
+              for (let m = 0; m < Mmax; m++)
+                for (let r = 0; r < N; r++) {
+                  const got = full[m * N + r], want = ref[m * N + r];
+                  const b = bound(w, x, r, m, K);
+                  if (!(Math.abs(got - want) <= b)) assert.fail(`${ggmlTypeName(type)} K=${K} (${m}, ${r}): ${got} vs ${want}, bound ${b}`);
+                }
+            } else {
+              bitsEqual(full, scalarFull!, `${ggmlTypeName(type)} K=${K} isa ${isa} threads ${threads} vs scalar`);
+            }
+            for (const M of Ms) {
+              const part = run(h, x.subarray(0, M * K), M, N);
+              bitsEqual(part, full.subarray(0, M * N), `${ggmlTypeName(type)} K=${K} M=${M} isa ${isa}`);
+            }
+            const solo = run(h, x.subarray(17 * K, 18 * K), 1, N);
+            bitsEqual(solo, full.subarray(17 * N, 18 * N), `${ggmlTypeName(type)} row 17 solo`);
+          }
+        });
+        nb.setThreads(initialThreads);
+        nb.packedLinearFree(h);
+      }
+    });
+  }
+
+  test('zero activation blocks, zero rows and zero-scale weight blocks: every family gives the same bits, batch = solo', () => {
+    const K = 512, N = 21, M = 6;
+    const x = randomX(M, K, 31);
+    x.fill(0, 0, K); // row 0 all zero
+    for (let m = 1; m < M; m++) x.fill(0, m * K + 32 * m, m * K + 32 * m + 64); // zero blocks
+    for (const type of [GgmlType.Q4_K, GgmlType.Q6_K, GgmlType.Q8_0, GgmlType.Q4_1, GgmlType.Q2_K, GgmlType.IQ4_XS]) {
+      const w = randomQuant(type, N, K, 3, 0.01);
+      const bytes = typeInfo(type).blockBytes;
+      w.fill(0, 0, bytes); // a block of zeros: zero scales
+      w.fill(0, ggmlRowBytes(type, K) * 5, ggmlRowBytes(type, K) * 6); // row 5 all zero
+      const h = pack1(type, w, N, K);
+      let first: Float32Array | undefined;
+      forEachIsa((isa) => {
+        const full = run(h, x, M, N);
+        for (let m = 0; m < M; m++) bitsEqual(run(h, x.subarray(m * K, (m + 1) * K), 1, N), full.subarray(m * N, (m + 1) * N), `${ggmlTypeName(type)} isa ${isa} row ${m}`);
+        if (first) bitsEqual(full, first, `${ggmlTypeName(type)} isa ${isa} vs scalar`);
+        else first = full;
+        for (let r = 0; r < N; r++) assert.ok(Object.is(full[r], 0), 'zero row of x gives +0');
+      });
+      nb.packedLinearFree(h);
+    }
+  });
+
+  test('mixed-type parts with bias, accumulate, and a gate/up pair equal their separate parts', () => {
+    const K = 512, M = 9;
+    const x = randomX(M, K, 77);
+    const a = randomQuant(GgmlType.Q4_K, 40, K, 1), b = randomQuant(GgmlType.Q6_K, 24, K, 2), c = randomQuant(GgmlType.Q8_0, 8, K, 3);
+    const bias = new Float32Array(24).map((_, i) => i * 0.25 - 3);
+    forEachIsa(() => {
+      const h = nb.packLinearQuant([{ w: a, type: GgmlType.Q4_K, n: 40 }, { w: b, type: GgmlType.Q6_K, n: 24, bias }, { w: c, type: GgmlType.Q8_0, n: 8 }], K);
+      const oa = new Float32Array(M * 40), ob = new Float32Array(M * 24), oc = new Float32Array(M * 8);
+      nb.linearPacked(h, x, M, [oa, ob, oc], false);
+      bitsEqual(oa, run(pack1(GgmlType.Q4_K, a, 40, K), x, M, 40), 'part a');
+      bitsEqual(oc, run(pack1(GgmlType.Q8_0, c, 8, K), x, M, 8), 'part c');
+      const plain = run(pack1(GgmlType.Q6_K, b, 24, K), x, M, 24);
+      const withBias = plain.map((v, i) => Math.fround(v + bias[i % 24]));
+      bitsEqual(ob, withBias, 'part b + bias');
+      // accumulate: out + result
+      const acc = new Float32Array(M * 40).fill(0.5);
+      const o2 = new Float32Array(M * 24), o3 = new Float32Array(M * 8);
+      nb.linearPacked(h, x, M, [acc, o2, o3], true);
+      bitsEqual(acc, oa.map((v) => Math.fround(0.5 + v)), 'accumulate');
+      nb.packedLinearFree(h);
+      nb.packedLinearFree(h);  // idempotent
+
+      // gate/up = silu(gate) * up through siluMul
+      const I = 24;
+      const g = randomQuant(GgmlType.Q4_K, I, K, 4), u = randomQuant(GgmlType.Q6_K, I, K, 5);
+      const gu = nb.packGateUpQuant(g, GgmlType.Q4_K, u, GgmlType.Q6_K, I, K);
+      const out = new Float32Array(M * I);
+      nb.linearPacked(gu, x, M, [out], false);
+      const og = run(pack1(GgmlType.Q4_K, g, I, K), x, M, I), ou = run(pack1(GgmlType.Q6_K, u, I, K), x, M, I);
+      const want = new Float32Array(M * I);
+      nb.siluMul(want, og, ou, M, I, I, I);
+      bitsEqual(out, want, 'gate/up');
+      const accOut = new Float32Array(M * I).fill(-0.75);
+      nb.linearPacked(gu, x, M, [accOut], true);
+      bitsEqual(accOut, want.map((v) => Math.fround(-0.75 + v)), 'gate/up accumulate');
+      const solo = new Float32Array(I);
+      nb.linearPacked(gu, x.subarray(4 * K, 5 * K), 1, [solo], false);
+      bitsEqual(solo, out.subarray(4 * I, 5 * I), 'gate/up solo');
+    });
+  });
+});
+
+describe('embeddingQuant', () => {
+  test('rows are the dequantized table rows', () => {
+    for (const type of [GgmlType.Q4_K, GgmlType.Q8_0, GgmlType.Q6_K, GgmlType.IQ4_NL]) {
+      const hidden = 256, vocab = 11;
+      const t = randomQuant(type, vocab, hidden, 9);
+      const deq = dequantizeRef(type, t, vocab, hidden);
+      const ids = new Int32Array([3, 0, 10, 3]);
+      const out = new Float32Array(ids.length * hidden);
+      nb.embeddingQuant(out, t, type, ids, hidden);
+      for (let i = 0; i < ids.length; i++) bitsEqual(out.subarray(i * hidden, (i + 1) * hidden), deq.subarray(ids[i] * hidden, (ids[i] + 1) * hidden), `row ${i}`);
+    }
+  });
+});
+
+describe('argument validation', () => {
+  const K = 256;
+  const w = randomQuant(GgmlType.Q4_K, 4, K, 1);
+  test('packLinearQuant / packGateUpQuant reject bad types, sizes and K', () => {
+    assert.throws(() => nb.packLinearQuant([{ w, type: 99 as GgmlType, n: 4 }], K), RangeError);
+    assert.throws(() => nb.packLinearQuant([{ w, type: GgmlType.F32, n: 4 }], K), RangeError);
+    assert.throws(() => nb.packLinearQuant([{ w, type: GgmlType.Q4_K, n: 5 }], K), RangeError);
+    assert.throws(() => nb.packLinearQuant([{ w, type: GgmlType.Q4_K, n: 4 }], 128), RangeError);
+    assert.throws(() => nb.packLinearQuant([{ w: new Float32Array(4) as unknown as Uint8Array, type: GgmlType.Q4_K, n: 4 }], K), TypeError);
+    assert.throws(() => nb.packLinearQuant([{ w, type: GgmlType.Q4_K, n: 4, bias: new Float32Array(3) }], K), RangeError);
+    assert.throws(() => nb.packLinearQuant([], K), RangeError);
+    assert.throws(() => nb.packLinearQuant([{ w, type: GgmlType.Q4_K, n: 4 }], 1.5), TypeError);
+    assert.throws(() => nb.packGateUpQuant(w, GgmlType.Q4_K, w, GgmlType.Q4_K, 3, K), RangeError);
+    assert.throws(() => nb.packGateUpQuant(w, GgmlType.Q4_K, w, 77 as GgmlType, 4, K), RangeError);
+    assert.equal(ggmlRowBytes(GgmlType.Q4_K, K) * 4, w.length);
+  });
+  test('linearPacked checks x, outs and freed handles', () => {
+    const h = pack1(GgmlType.Q4_K, w, 4, K);
+    const x = new Float32Array(2 * K);
+    assert.throws(() => nb.linearPacked(h, x, 3, [new Float32Array(12)], false), RangeError);
+    assert.throws(() => nb.linearPacked(h, x, 2, [new Float32Array(7)], false), RangeError);
+    assert.throws(() => nb.linearPacked(h, x, 2, [new Float32Array(8), new Float32Array(8)], false), RangeError);
+    assert.throws(() => nb.linearPacked(h, x, 2, [new Float64Array(8) as unknown as Float32Array], false), TypeError);
+    assert.throws(() => nb.linearPacked(h, x, 2, [x.subarray(0, 8)], false), RangeError);
+    assert.throws(() => nb.linearPacked(h, x, 2, [new Float32Array(8)], 1 as unknown as boolean), TypeError);
+    nb.packedLinearFree(h);
+    assert.throws(() => nb.linearPacked(h, x, 2, [new Float32Array(8)], false), /freed/);
+    assert.throws(() => nb.linearPacked({} as PackedLinearHandle, x, 2, [new Float32Array(8)], false), TypeError);
+  });
+  test('embeddingQuant and dequantizeRows check ids, sizes and types', () => {
+    const out = new Float32Array(2 * K);
+    assert.throws(() => nb.embeddingQuant(out, w, GgmlType.Q4_K, new Int32Array([4]), K), RangeError);
+    assert.throws(() => nb.embeddingQuant(out, w, GgmlType.Q4_K, new Int32Array([-1]), K), RangeError);
+    assert.throws(() => nb.embeddingQuant(out, w, GgmlType.Q4_K, new Int32Array([0, 1, 2]), K), RangeError);
+    assert.throws(() => nb.embeddingQuant(out, w, GgmlType.Q4_K, new Int32Array([0]), 100), RangeError);
+    assert.throws(() => nb.dequantizeRows(GgmlType.Q4_K, w, 3, K), RangeError);
+    assert.throws(() => nb.dequantizeRows(GgmlType.BF16, w, 4, K), RangeError);
+    assert.throws(() => nb.dequantizeRows(GgmlType.Q4_K, w as unknown as Uint8Array, 4, 100), RangeError);
+  });
+});
