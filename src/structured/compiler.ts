@@ -15,6 +15,7 @@ import { setImmediate as yieldToLoop } from 'node:timers/promises';
 import { GrammarError } from '../errors.js';
 import { buildGrammar, compileSpec, describe, normalizeSpec, type GrammarFormatOptions, type GrammarSpec, type NormalizedSpec } from './spec.js';
 import { GrammarMatcher } from './matcher.js';
+import { tokenBytes, Utf8Masks } from './utf8.js';
 import type { GrammarVocab } from './vocab.js';
 import { XGrammarInstance, XGrammarNativeError, type NativeCompiledGrammar, type NativeCompiler, type NativeTokenizerInfo } from './xgrammar.js';
 
@@ -120,6 +121,8 @@ export class GrammarCompiler {
   /** Int32 words per mask row: ceil(vocabSize / 32). */
   readonly bitmaskWords: number;
   readonly stopTokenIds: readonly number[];
+  /** @internal the UTF-8 validity masks every grammar mask is ANDed with (see utf8.ts). */
+  readonly utf8: Utf8Masks;
   private readonly cache = new Map<string, CompiledGrammar>();
   private readonly inflight = new Map<string, Promise<CompiledGrammar>>();
   private readonly checker: GrammarChecker;
@@ -136,6 +139,7 @@ export class GrammarCompiler {
     this.vocabSize = vocab.vocabSize;
     this.bitmaskWords = Math.ceil(vocab.vocabSize / 32);
     this.stopTokenIds = vocab.stopTokenIds;
+    this.utf8 = new Utf8Masks(tokenBytes(vocab), vocab.vocabSize);
     this.checker = new GrammarChecker(fmt);
     this.cacheSize = fmt.cacheSize ?? 64;
     if (!Number.isInteger(this.cacheSize) || this.cacheSize < 1) throw new RangeError(`cacheSize must be a positive integer, got ${fmt.cacheSize}`);

@@ -5,6 +5,8 @@
  * Bitmask layout (xgrammar's): token i is allowed iff bit (i & 31) of word (i >> 5) is set; a row
  * is ceil(vocabSize / 32) int32 words.
  *
+ * Every mask is also ANDed with a UTF-8 validity mask (utf8.ts): the output stays valid UTF-8.
+ *
  * Every precondition the native matcher would abort on (a mask after termination, a token out of
  * range, rolling back past the start) is checked here first: see xgrammar.ts for why an abort must
  * never happen on the engine's instance.
@@ -16,6 +18,9 @@ export class GrammarMatcher {
   private native: NativeMatcher | null;
   /** Accepted tokens, oldest first: the state a fork replays. */
   private readonly history: number[] = [];
+  /** The UTF-8 state before each accepted token (for rollback), and now. */
+  private readonly utf8States: number[] = [];
+  private utf8State = 0;
   private terminated = false;
 
   /** @internal use CompiledGrammar.createMatcher() */
@@ -64,6 +69,7 @@ export class GrammarMatcher {
         vec.delete();
       }
     });
+    this.compiler.utf8.and(this.utf8State, out, offset);
   }
 
   /**
@@ -73,9 +79,13 @@ export class GrammarMatcher {
   acceptToken(id: number): boolean {
     const m = this.live();
     if (this.terminated || !Number.isInteger(id) || id < 0 || id >= this.compiler.vocabSize) return false;
+    const { utf8 } = this.compiler;
+    if (!utf8.allows(this.utf8State, id)) return false;
     const ok = this.compiler.instance.call('accept', () => m.AcceptToken(id, false));
     if (ok) {
       this.history.push(id);
+      this.utf8States.push(this.utf8State);
+      this.utf8State = utf8.next(this.utf8State, id);
       this.terminated = m.IsTerminated();
     }
     return ok;
@@ -88,6 +98,8 @@ export class GrammarMatcher {
     if (n === 0) return;
     this.compiler.instance.call('rollback', () => m.Rollback(n));
     this.history.length -= n;
+    this.utf8State = this.utf8States[this.history.length]!;
+    this.utf8States.length = this.history.length;
     this.terminated = m.IsTerminated();
   }
 
@@ -109,6 +121,8 @@ export class GrammarMatcher {
     const m = this.live();
     this.compiler.instance.call('reset', () => m.Reset());
     this.history.length = 0;
+    this.utf8States.length = 0;
+    this.utf8State = 0;
     this.terminated = false;
   }
 

@@ -19,9 +19,8 @@
  *   become negated classes that also exclude what JSON escapes; a pattern that needs an escaped
  *   character literally (or in a range of a positive class) is refused.
  *
- * Not fixed: the build's negated classes (its own JSON strings included) also let single bytes of
- * invalid UTF-8 through, which decode to U+FFFD; the JSON still parses, but such a character counts
- * against length limits (test/structured.test.ts measures how often a random walk does this).
+ * The build's negated classes (its own JSON strings included) also let single bytes of invalid
+ * UTF-8 through; that is fixed at the token level by the matcher's UTF-8 mask (utf8.ts).
  */
 import { GrammarError } from '../errors.js';
 
