@@ -13,7 +13,7 @@
  */
 import { setImmediate as yieldToLoop } from 'node:timers/promises';
 import { GrammarError } from '../errors.js';
-import { buildGrammar, compileSpec, describe, normalizeSpec, type GrammarFormatOptions, type GrammarSpec, type NormalizedSpec } from './spec.js';
+import { compileSpec, describe, normalizeSpec, type GrammarFormatOptions, type GrammarSpec, type NormalizedSpec } from './spec.js';
 import { GrammarMatcher } from './matcher.js';
 import { tokenBytes, Utf8Masks } from './utf8.js';
 import type { GrammarVocab } from './vocab.js';
@@ -29,8 +29,9 @@ function toGrammarError(spec: NormalizedSpec, err: unknown): never {
 
 /**
  * Validates specs on its own instance, replaced after any failure (a failed native call may leave
- * an instance leaking). A check parses the spec and compiles it against a one-token vocabulary:
- * cheap, and it reaches the compile-stage failures too. Errors are GrammarError (400).
+ * an instance leaking). A check compiles the spec against a one-token vocabulary: cheap (no token
+ * masks to build), and it meets every parse and compile failure the engine's compile would.
+ * Errors are GrammarError (400).
  */
 export class GrammarChecker {
   private instance: Promise<{ inst: XGrammarInstance; compiler: NativeCompiler }> | null = null;
@@ -43,10 +44,7 @@ export class GrammarChecker {
     const current = (this.instance ??= GrammarChecker.start());
     const { inst, compiler } = await current;
     try {
-      inst.call('check', (b) => {
-        buildGrammar(b, norm, this.fmt).delete();
-        compileSpec(b, compiler, norm, this.fmt).delete();
-      });
+      inst.call('check', (b) => compileSpec(b, compiler, norm, this.fmt).delete());
     } catch (err) {
       if (inst.aborted && this.instance === current) this.instance = null;
       toGrammarError(norm, err);

@@ -15,30 +15,23 @@
  * - string with minLength / maxLength: its characters are `[^"\\\r\n]`, so raw control characters
  *   (invalid in JSON) pass. Fix: express the lengths as a pattern over JSON-safe characters.
  * - string pattern: the regex is applied to the raw JSON text, so `.`, `\s`, `\S`, `\W`, `\D` and
- *   negated classes can emit a quote, a backslash or a control character. Fix: those constructs
- *   become negated classes that also exclude what JSON escapes; a pattern that needs an escaped
- *   character literally (or in a range of a positive class) is refused.
+ *   negated classes can emit a quote, a backslash or a control character. Fix: `.` and negated
+ *   classes also exclude what JSON escapes, the shorthands become JSON-safe ASCII subsets; a
+ *   pattern that needs an escaped character literally (or in a range of a positive class), or a
+ *   class with non-ASCII members (char-classes.ts), is refused.
  *
  * The build's negated classes (its own JSON strings included) also let single bytes of invalid
  * UTF-8 through; that is fixed at the token level by the matcher's UTF-8 mask (utf8.ts).
  */
 import { GrammarError } from '../errors.js';
+import { assertAsciiClasses } from './char-classes.js';
 
 const PARAM = 'response_format';
 const MAX_INT = Number.MAX_SAFE_INTEGER;
 /** What a JSON string may not hold unescaped, as the inside of a negated xgrammar class. */
 const JSON_UNSAFE = '\\x00-\\x1f"\\\\';
-/**
- * One character a JSON string may hold unescaped. Negated on purpose: in this build, class ranges
- * with a non-ASCII end are wrong (`[a\u0100-\U0010FFFF]` matches control characters, `[\x80-…]`
- * no non-ASCII), and `\uXXXX` escapes in classes lose their high byte; negated classes work.
- */
+/** One character a JSON string may hold unescaped (a negated class of ASCII members is right here). */
 const SAFE_CHAR = `[^${JSON_UNSAFE}]`;
-/**
- * JS `\s` beyond ASCII: U+00A0 as an escape, the rest as literal characters (`\uXXXX` escapes lose
- * their high byte here). U+1680 is left out: this build fails to compile a class holding it.
- */
-const UNICODE_SPACES = '\\xa0\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000\ufeff';
 /** Keys whose values are data, not subschemas. */
 const DATA_KEYS = new Set(['enum', 'const', 'default', 'examples', 'required']);
 
@@ -125,14 +118,15 @@ function fixString(node: Schema, path: string): Schema {
 /** Escapes (after the backslash) that denote a character JSON must escape. */
 const UNSAFE_ESCAPES = new Set(['n', 'r', 't', 'f', 'v', '0', '"', '\\', 'a', 'e']);
 /**
- * Shorthand classes, replaced (outside a bracket class) by their JSON-safe members: \s by a space
- * (a narrowing), the negated ones by negated classes that also exclude what JSON escapes.
+ * Shorthand classes, replaced (outside a bracket class) by JSON-safe subsets: \s by a space, the
+ * negated ones by their printable ASCII members (classes with non-ASCII members are unreliable in
+ * this build, see char-classes.ts). Narrowings: every string they allow still matches.
  */
 const SHORTHAND: Record<string, string> = {
   s: '[ ]',
-  S: `[^ \\t\\n\\r\\f\\v${UNICODE_SPACES}${JSON_UNSAFE}]`,
-  W: `[^a-zA-Z0-9_${JSON_UNSAFE}]`,
-  D: `[^0-9${JSON_UNSAFE}]`,
+  S: '[!#-\\[\\]-~]',
+  W: '[ !#-/:-@\\[\\]^`{-~]',
+  D: '[ !#-/:-\\[\\]-~]',
 };
 
 function hexEscapeValue(p: string, i: number): number | null {
@@ -150,6 +144,7 @@ export function jsonSafePattern(p: string, path = '#'): string {
   const refuse = (what: string): never => {
     throw new GrammarError(`JSON schema at ${path}: pattern ${JSON.stringify(p)} ${what}; such characters cannot be constrained inside a JSON string yet`, { param: PARAM });
   };
+  assertAsciiClasses(p, `JSON schema at ${path}: pattern ${JSON.stringify(p)}`);
   let out = '';
   let inClass = false;
   let negated = false;

@@ -4,8 +4,9 @@
  * xgrammar grammar.
  */
 import { GrammarError } from '../errors.js';
+import { assertAsciiClasses } from './char-classes.js';
 import { fixSchema } from './schema-fixes.js';
-import type { NativeCompiledGrammar, NativeCompiler, NativeGrammar, XGrammarBinding } from './xgrammar.js';
+import type { NativeCompiledGrammar, NativeCompiler, XGrammarBinding } from './xgrammar.js';
 
 export type GrammarSpec =
   /** `response_format: {type: "json_object"}`: any JSON object. */
@@ -68,6 +69,7 @@ export function normalizeSpec(spec: GrammarSpec): NormalizedSpec {
     }
     case 'regex':
       if (typeof spec.pattern !== 'string' || spec.pattern === '') throw new GrammarError('regex must be a non-empty string', { param: PARAM });
+      assertAsciiClasses(spec.pattern, `regex ${JSON.stringify(spec.pattern)}`);
       text = spec.pattern;
       break;
     case 'choice':
@@ -78,6 +80,7 @@ export function normalizeSpec(spec: GrammarSpec): NormalizedSpec {
       break;
     case 'grammar':
       if (typeof spec.ebnf !== 'string' || spec.ebnf.trim() === '') throw new GrammarError('grammar must be a non-empty EBNF string', { param: PARAM });
+      assertAsciiClasses(spec.ebnf, 'EBNF grammar', { ebnf: true });
       text = spec.ebnf;
       break;
     default:
@@ -111,22 +114,6 @@ export function describe(spec: NormalizedSpec): string {
       return 'choice list';
     case 'grammar':
       return 'EBNF grammar';
-  }
-}
-
-/** Parse the spec into a grammar without a vocabulary: cheap, catches every authoring error. */
-export function buildGrammar(b: XGrammarBinding, spec: NormalizedSpec, fmt: GrammarFormatOptions): NativeGrammar {
-  const anyWs = fmt.anyWhitespace ?? true;
-  switch (spec.kind) {
-    case 'json_object':
-      return b.Grammar.FromJSONSchema(ANY_OBJECT_SCHEMA, anyWs, undefined, undefined, false, fmt.maxWhitespace, false);
-    case 'json_schema':
-      return b.Grammar.FromJSONSchema(spec.text, anyWs, undefined, undefined, spec.strict, fmt.maxWhitespace, false);
-    case 'regex':
-    case 'choice':
-      return b.Grammar.FromStructuralTag(structuralTag(spec));
-    case 'grammar':
-      return b.Grammar.FromEBNF(spec.text, 'root');
   }
 }
 

@@ -23,19 +23,11 @@ import { PagewiseError } from '../errors.js';
 export interface NativeHandle {
   delete(): void;
 }
-export interface NativeGrammar extends NativeHandle {
-  ToString(): string;
-}
-export interface NativeTokenizerInfo extends NativeHandle {
-  GetVocabSize(): number;
-  GetDecodedVocab(): NativeVector<string>;
-}
-export interface NativeCompiledGrammar extends NativeHandle {
-  GetTokenizerInfo(): NativeTokenizerInfo;
-}
+export type NativeGrammar = NativeHandle;
+export type NativeTokenizerInfo = NativeHandle;
+export type NativeCompiledGrammar = NativeHandle;
 export interface NativeCompiler extends NativeHandle {
   CompileJSONSchema(schema: string, anyWhitespace: boolean, indent: number | undefined, separators: undefined, strictMode: boolean, maxWhitespace: number | undefined): NativeCompiledGrammar;
-  CompileBuiltinJSONGrammar(): NativeCompiledGrammar;
   CompileGrammar(grammar: NativeGrammar): NativeCompiledGrammar;
   CompileStructuralTag(json: string): NativeCompiledGrammar;
 }
@@ -58,8 +50,6 @@ export interface XGrammarBinding {
   GrammarMatcher: new (compiled: NativeCompiledGrammar, overrideStopTokens: NativeVector<number> | undefined, terminateWithoutStopToken: boolean, maxRollbackTokens: number) => NativeMatcher;
   Grammar: {
     FromEBNF(ebnf: string, rootRule: string): NativeGrammar;
-    FromJSONSchema(schema: string, anyWhitespace: boolean, indent: number | undefined, separators: undefined, strictMode: boolean, maxWhitespace: number | undefined, printConverted: boolean): NativeGrammar;
-    FromStructuralTag(json: string): NativeGrammar;
   };
   vecStringFromJSArray(a: Array<string | Uint8Array>): NativeVector<string>;
   vecIntFromJSArray(a: number[]): NativeVector<number>;
