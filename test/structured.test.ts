@@ -17,6 +17,8 @@ import {
   applyTokenBitmask,
   bitmaskWords,
   grammarVocab,
+  detectVocabType,
+  detectAddPrefixSpace,
   type GrammarMatcher,
   type GrammarSpec,
 } from '../src/structured/index.js';
@@ -400,6 +402,36 @@ describe('structured outputs: compile cache and errors', () => {
     m.dispose();
     f.dispose();
     assert.ok(g.released);
+    c.dispose();
+  });
+
+  test('vocab detection from tokenizer.json; special ids become empty strings', () => {
+    const llama = JSON.parse(readFileSync(join(fixturePath('llama-tiny'), 'tokenizer.json'), 'utf8')) as Record<string, unknown>;
+    assert.equal(detectVocabType(llama), 'byte_fallback');
+    assert.equal(detectAddPrefixSpace(llama), true);
+    const v = grammarVocab(llama, model.tok, { stopTokenIds: [2], vocabSize: 520 });
+    assert.deepEqual([v.encodedVocab[0], v.encodedVocab[1], v.encodedVocab[2], v.encodedVocab[3]], ['', '', '</s>', '<0x00>']);
+    assert.equal(v.vocabSize, 520);
+    const gen = buildTokenizer(300, 64).tokenizer;
+    assert.equal(detectVocabType(gen), 'byte_level');
+    assert.equal(detectAddPrefixSpace(gen), false);
+    assert.equal(detectVocabType({ decoder: { type: 'Metaspace', replacement: '▁' } }), 'byte_fallback');
+    assert.equal(detectVocabType({ decoder: { type: 'WordPiece' } }), 'raw');
+    assert.throws(() => grammarVocab(llama, model.tok, { stopTokenIds: [2], vocabSize: 100 }), RangeError);
+    assert.throws(() => grammarVocab(llama, model.tok, { stopTokenIds: [600] }), RangeError);
+  });
+
+  test('maxWhitespace caps whitespace runs between JSON tokens', async () => {
+    const vocab = grammarVocab(JSON.parse(readFileSync(join(fixturePath('llama-tiny'), 'tokenizer.json'), 'utf8')), model.tok, { stopTokenIds: [2] });
+    const c = await GrammarCompiler.create(vocab, { maxWhitespace: 1 });
+    const schema = { type: 'object', properties: { a: { type: 'integer' }, b: { type: 'array', items: { type: 'boolean' } } }, required: ['a', 'b'], additionalProperties: false };
+    for (let seed = 0; seed < 6; seed++) {
+      const m = (await c.compile({ kind: 'json_schema', schema })).createMatcher();
+      const text = model.tok.decode(randomWalk(m, { ...model, compiler: c }, new Rng(seed)));
+      m.dispose();
+      assert.ok(ajv.validate(schema, JSON.parse(text)), text);
+      assert.doesNotMatch(text, /\s\s/, JSON.stringify(text));
+    }
     c.dispose();
   });
 
