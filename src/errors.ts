@@ -26,6 +26,12 @@ export class InvalidRequestError extends PagewiseError {
   override readonly type: string = 'invalid_request_error';
 }
 
+/**
+ * A response format / structured-output constraint that cannot be compiled: an invalid or
+ * unsupported JSON schema, a malformed regex or EBNF grammar, an empty choice list (400).
+ */
+export class GrammarError extends InvalidRequestError {}
+
 /** The prompt plus the requested tokens cannot fit in the model's context or the KV pool (400). */
 export class ContextLengthError extends InvalidRequestError {}
 
@@ -70,6 +76,7 @@ export interface SerializedError {
 const byName: Record<string, new (message: string, opts?: { param?: string | null; code?: string | null }) => PagewiseError> = {
   PagewiseError,
   InvalidRequestError,
+  GrammarError,
   ContextLengthError,
   AuthenticationError,
   NotFoundError,

@@ -1,0 +1,140 @@
+/**
+ * What a request constrains its output to, in one normalized form whatever API field it came from
+ * (`response_format`, vLLM's `structured_outputs` / `guided_*`), and how each kind becomes an
+ * xgrammar grammar.
+ */
+import { GrammarError } from '../errors.js';
+import { assertAsciiClasses } from './char-classes.js';
+import { fixSchema } from './schema-fixes.js';
+import type { NativeCompiledGrammar, NativeCompiler, XGrammarBinding } from './xgrammar.js';
+
+export type GrammarSpec =
+  /** `response_format: {type: "json_object"}`: any JSON object. */
+  | { kind: 'json_object' }
+  /**
+   * A JSON schema (object or its JSON text). `strict` (default true, as vLLM) forbids properties
+   * and items the schema does not list unless it allows them explicitly; false follows plain JSON
+   * Schema semantics (extra properties allowed unless `additionalProperties: false`).
+   */
+  | { kind: 'json_schema'; schema: unknown; strict?: boolean }
+  /** The whole output matches this regex. */
+  | { kind: 'regex'; pattern: string }
+  /** The whole output is exactly one of these strings. */
+  | { kind: 'choice'; choices: readonly string[] }
+  /** An EBNF grammar in xgrammar's (GBNF-like) syntax, root rule `root`. */
+  | { kind: 'grammar'; ebnf: string };
+
+export interface GrammarFormatOptions {
+  /** Allow any whitespace between JSON tokens (default true); false: xgrammar's compact layout. */
+  anyWhitespace?: boolean;
+  /** Cap on consecutive whitespace characters between JSON tokens (default: no cap). */
+  maxWhitespace?: number;
+}
+
+/** A spec with its text fixed: the cache key, and what the native side receives. */
+export interface NormalizedSpec {
+  kind: GrammarSpec['kind'];
+  /** Schema JSON, regex, choices as JSON, EBNF text, or '' for json_object. */
+  text: string;
+  strict: boolean;
+  key: string;
+}
+
+/** What `param` a GrammarError names. */
+const PARAM = 'response_format';
+
+export function normalizeSpec(spec: GrammarSpec): NormalizedSpec {
+  let text: string;
+  let strict = true;
+  switch (spec.kind) {
+    case 'json_object':
+      text = '';
+      break;
+    case 'json_schema': {
+      let schema = spec.schema;
+      if (typeof schema === 'string') {
+        try {
+          schema = JSON.parse(schema);
+        } catch (err) {
+          throw new GrammarError(`JSON schema is not valid JSON: ${(err as Error).message}`, { param: PARAM });
+        }
+      }
+      if (typeof schema !== 'boolean' && (typeof schema !== 'object' || schema === null || Array.isArray(schema))) {
+        throw new GrammarError('JSON schema must be an object or a boolean', { param: PARAM });
+      }
+      // Around the loaded xgrammar build's bugs; narrows only (see schema-fixes.ts).
+      text = JSON.stringify(fixSchema(schema));
+      strict = spec.strict ?? true;
+      break;
+    }
+    case 'regex':
+      if (typeof spec.pattern !== 'string' || spec.pattern === '') throw new GrammarError('regex must be a non-empty string', { param: PARAM });
+      assertAsciiClasses(spec.pattern, `regex ${JSON.stringify(spec.pattern)}`);
+      text = spec.pattern;
+      break;
+    case 'choice':
+      if (!Array.isArray(spec.choices) || spec.choices.length === 0 || !spec.choices.every((c) => typeof c === 'string' && c !== '')) {
+        throw new GrammarError('choice must be a non-empty list of non-empty strings', { param: PARAM });
+      }
+      text = JSON.stringify(spec.choices);
+      break;
+    case 'grammar':
+      if (typeof spec.ebnf !== 'string' || spec.ebnf.trim() === '') throw new GrammarError('grammar must be a non-empty EBNF string', { param: PARAM });
+      assertAsciiClasses(spec.ebnf, 'EBNF grammar', { ebnf: true });
+      text = spec.ebnf;
+      break;
+    default:
+      throw new GrammarError(`unknown structured output kind ${JSON.stringify((spec as { kind: unknown }).kind)}`, { param: PARAM });
+  }
+  return { kind: spec.kind, text, strict, key: `${spec.kind}\u0000${strict ? 1 : 0}\u0000${text}` };
+}
+
+/** json_object is the schema "any object", so it also rejects top-level arrays and scalars. */
+const ANY_OBJECT_SCHEMA = '{"type":"object"}';
+
+/** regex and choice go through xgrammar's structural-tag formats, its only entry for them on the web build. */
+function structuralTag(spec: NormalizedSpec): string {
+  const format =
+    spec.kind === 'regex'
+      ? { type: 'regex', pattern: spec.text }
+      : { type: 'or', elements: (JSON.parse(spec.text) as string[]).map((value) => ({ type: 'const_string', value })) };
+  return JSON.stringify({ type: 'structural_tag', format });
+}
+
+/** What the failure is about, for the error message. */
+export function describe(spec: NormalizedSpec): string {
+  switch (spec.kind) {
+    case 'json_object':
+      return 'JSON object grammar';
+    case 'json_schema':
+      return 'JSON schema';
+    case 'regex':
+      return 'regex';
+    case 'choice':
+      return 'choice list';
+    case 'grammar':
+      return 'EBNF grammar';
+  }
+}
+
+/** Compile the spec against the compiler's vocabulary (builds the token-mask cache). */
+export function compileSpec(b: XGrammarBinding, compiler: NativeCompiler, spec: NormalizedSpec, fmt: GrammarFormatOptions): NativeCompiledGrammar {
+  const anyWs = fmt.anyWhitespace ?? true;
+  switch (spec.kind) {
+    case 'json_object':
+      return compiler.CompileJSONSchema(ANY_OBJECT_SCHEMA, anyWs, undefined, undefined, false, fmt.maxWhitespace);
+    case 'json_schema':
+      return compiler.CompileJSONSchema(spec.text, anyWs, undefined, undefined, spec.strict, fmt.maxWhitespace);
+    case 'regex':
+    case 'choice':
+      return compiler.CompileStructuralTag(structuralTag(spec));
+    case 'grammar': {
+      const g = b.Grammar.FromEBNF(spec.text, 'root');
+      try {
+        return compiler.CompileGrammar(g);
+      } finally {
+        g.delete();
+      }
+    }
+  }
+}
