@@ -118,14 +118,16 @@ describe('WeightSource contract (safetensors)', () => {
 });
 
 describe('the model and what a source returns', () => {
-  test('a quantized tensor is refused with its name, its type and its source', async () => {
+  test('quantized matrices the kernels cannot take are refused with their name, type and source; vectors must be float', async () => {
     const { config, weights } = openModelPackage(await presetModelDir());
     const build = (quant: Record<string, GgmlType>) => () =>
       new CausalLM(cpuBackend(), config, new AlteredSource(weights, { quant }), { precision: 'float32', maxTokens: 4 });
-    throwsLoad(build({ 'model.layers.1.mlp.down_proj.weight': GgmlType.Q4_K }), 'unsupported_weight_type', '"model.layers.1.mlp.down_proj.weight"', 'Q4_K', 'model.gguf');
-    throwsLoad(build({ 'model.layers.0.self_attn.k_proj.weight': GgmlType.Q8_0 }), 'unsupported_weight_type', '"model.layers.0.self_attn.k_proj.weight"', 'Q8_0');
-    throwsLoad(build({ 'model.embed_tokens.weight': GgmlType.Q6_K }), 'unsupported_weight_type', '"model.embed_tokens.weight"', 'Q6_K');
-    throwsLoad(build({ 'model.norm.weight': GgmlType.F16 }), 'unsupported_weight_type', '"model.norm.weight"', 'F16');
+    // The preset's rows are 128 values: not whole 256-value K-quant blocks.
+    throwsLoad(build({ 'model.layers.1.mlp.down_proj.weight': GgmlType.Q4_K }), 'unsupported_weight_type', '"model.layers.1.mlp.down_proj.weight"', 'Q4_K', 'not whole', 'model.gguf');
+    throwsLoad(build({ 'model.layers.0.self_attn.k_proj.weight': GgmlType.IQ2_XXS }), 'unsupported_weight_type', '"model.layers.0.self_attn.k_proj.weight"', 'IQ2_XXS', 'no kernels');
+    // q/k/v share one pack: one quantized, the others float, is refused.
+    throwsLoad(build({ 'model.layers.0.self_attn.k_proj.weight': GgmlType.Q8_0 }), 'unsupported_weight_type', 'mixes float and quantized');
+    throwsLoad(build({ 'model.norm.weight': GgmlType.Q8_0 }), 'unsupported_weight_type', '"model.norm.weight"', 'Q8_0', 'weight matrices only');
   });
 
   test('a missing tensor is refused by name; an untied model without lm_head says so', async () => {

@@ -41,6 +41,7 @@ export const ENGINE_FLAGS_HELP = `Engine options:
   --threads N                  native compute threads (default: ${ENGINE_DEFAULTS.threads}, all cores)
   --dtype D                    auto | float32 | bfloat16 (default auto)
   --kv-cache-dtype D           auto | float32 | bfloat16 (default auto: follows --dtype)
+  --quantization Q             q8_0 | q4_0: quantize a float checkpoint's weight matrices at load
   --kv-cache-memory SIZE       KV pool size, e.g. 4GiB (default: 40% of free RAM, at most 4GiB)
   --block-size N               tokens per KV block (default ${ENGINE_DEFAULTS.blockSize})
   --max-num-batched-tokens N   token budget per step (default ${ENGINE_DEFAULTS.maxNumBatchedTokens})
@@ -61,6 +62,7 @@ export function engineConfigFromFlags(flags: Map<string, string | true>): Partia
     threads: intFlag(flags, 'threads'),
     dtype: strFlag(flags, 'dtype') as ComputeDtype | undefined,
     kvCacheDtype: strFlag(flags, 'kv-cache-dtype') as KvCacheDtype | undefined,
+    quantization: strFlag(flags, 'quantization') as EngineConfig['quantization'] | undefined,
     kvCacheMemory: kvMem === undefined ? undefined : parseByteSize(kvMem),
     blockSize: intFlag(flags, 'block-size'),
     maxNumBatchedTokens: intFlag(flags, 'max-num-batched-tokens'),
@@ -79,6 +81,7 @@ export const ENGINE_FLAGS = {
     'threads',
     'dtype',
     'kv-cache-dtype',
+    'quantization',
     'kv-cache-memory',
     'block-size',
     'max-num-batched-tokens',

@@ -22,6 +22,8 @@ export interface EngineConfig {
   dtype: ComputeDtype;
   /** KV cache element type; `auto` follows the compute dtype. */
   kvCacheDtype: KvCacheDtype;
+  /** Quantize a float checkpoint's weight matrices at load (`q8_0`, `q4_0`); null keeps them as stored. */
+  quantization: 'q8_0' | 'q4_0' | null;
   /** Bytes of the KV pool; null = a share of free memory (see kvCacheBytes()). */
   kvCacheMemory: number | null;
   /** Tokens per KV block. */
@@ -43,6 +45,7 @@ export const ENGINE_DEFAULTS: EngineConfig = {
   threads: availableParallelism(),
   dtype: 'auto',
   kvCacheDtype: 'auto',
+  quantization: null,
   kvCacheMemory: null,
   blockSize: 16,
   maxNumBatchedTokens: 2048,
@@ -71,6 +74,9 @@ export function makeEngineConfig(input: Partial<EngineConfig> = {}): EngineConfi
   if (typeof c.model !== 'string' || c.model.length === 0) throw new InvalidRequestError('model must be a non-empty string', { param: 'model' });
   checkInt('threads', c.threads, 1, 1024);
   if (!['auto', 'float32', 'bfloat16'].includes(c.dtype)) throw new InvalidRequestError(`dtype must be auto, float32 or bfloat16, got ${c.dtype}`, { param: 'dtype' });
+  if (c.quantization !== null && c.quantization !== 'q8_0' && c.quantization !== 'q4_0') {
+    throw new InvalidRequestError(`quantization must be q8_0 or q4_0, got ${String(c.quantization)}`, { param: 'quantization' });
+  }
   if (!['auto', 'float32', 'bfloat16'].includes(c.kvCacheDtype)) {
     throw new InvalidRequestError(`kv-cache-dtype must be auto, float32 or bfloat16, got ${c.kvCacheDtype}`, { param: 'kvCacheDtype' });
   }

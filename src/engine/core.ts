@@ -11,6 +11,7 @@ import type { EngineConfig } from '../config/engine-config.js';
 import { InvalidRequestError } from '../errors.js';
 import { KVCacheManager } from '../kv/kv-cache-manager.js';
 import { openModelPackage } from '../model/loader/package.js';
+import { QuantizingSource } from '../model/quantize/quantizing-source.js';
 import { autoPrecision, CausalLM, type Precision } from '../model/model.js';
 import { ModelRunner, type LogitsRequest } from '../model/runner.js';
 import { Sampler, type SamplerRow } from '../sampling/sampler.js';
@@ -52,7 +53,7 @@ export class EngineCore {
   ) {
     const files = openModelPackage(modelDir);
     const mc = files.config;
-    const weights = files.weights;
+    const weights = cfg.quantization ? new QuantizingSource(files.weights, cfg.quantization) : files.weights;
     const precision: Precision = cfg.dtype === 'auto' ? autoPrecision(mc, weights) : cfg.dtype;
     const kvDtype = cfg.kvCacheDtype === 'auto' ? precision : cfg.kvCacheDtype;
     const { maxModelLen, numBlocks, blockBytes, dtype } = sizeKvCache(be, mc, cfg, kvDtype);

@@ -1,9 +1,9 @@
 /** Token embedding and the output head. */
 import type { ComputeBackend, DType, PackedLinearHandle, WeightArray } from '../../backend/backend.js';
+import type { GgmlType } from '../../backend/quant.js';
 import { ModelLoadError } from '../../errors.js';
 import type { WeightTensor } from '../loader/weight-source.js';
 import type { ModelBuilder } from './builder.js';
-import { floatWeight } from './linear.js';
 
 export const EMBED_TOKENS = 'model.embed_tokens.weight';
 export const LM_HEAD = 'lm_head';
@@ -11,8 +11,8 @@ export const LM_HEAD = 'lm_head';
 /** The [vocab, hidden] token embedding table, kept in its stored dtype (often a view of the mapped file). */
 export class Embedding {
   private readonly be: ComputeBackend;
-  private readonly data: WeightArray;
-  private readonly dtype: DType;
+  /** Float table (stored dtype) or quantized rows. */
+  private readonly table: { kind: 'float'; data: WeightArray; dtype: DType } | { kind: 'quant'; data: Uint8Array; type: GgmlType };
   private readonly hidden: number;
   /** The table as read, for a head tied to it. */
   readonly tensor: WeightTensor;
@@ -22,14 +22,15 @@ export class Embedding {
     this.be = b.be;
     this.hidden = hiddenSize;
     this.tensor = b.tensor(EMBED_TOKENS, [vocabSize, hiddenSize]);
-    const t = floatWeight(this.tensor);
-    this.data = t.data;
-    this.dtype = t.dtype;
+    const t = this.tensor;
+    this.table = t.kind === 'quant' ? { kind: 'quant', data: t.data, type: t.type } : { kind: 'float', data: t.data, dtype: t.dtype };
   }
 
   /** x[t, :] = table[ids[t], :] for the first T ids. */
   forward(x: Float32Array, ids: Int32Array, T: number): void {
-    this.be.embedding(x, this.data, this.dtype, ids.subarray(0, T), this.hidden);
+    const t = this.table;
+    if (t.kind === 'quant') this.be.embeddingQuant(x, t.data, t.type, ids.subarray(0, T), this.hidden);
+    else this.be.embedding(x, t.data, t.dtype, ids.subarray(0, T), this.hidden);
   }
 }
 
