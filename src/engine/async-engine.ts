@@ -111,12 +111,11 @@ export class AsyncEngine {
     });
   }
 
-  /** Resolve the model, load its tokenizer, start the worker and wait until the model is loaded. */
+  /** Resolve the model, start the worker, wait until the model is loaded, then build its tokenizer. */
   static async start(opts: EngineStartOptions = {}): Promise<AsyncEngine> {
     const { log = (l: string) => process.stderr.write(`${l}\n`), ...rest } = opts;
     const config = makeEngineConfig(rest);
     const modelDir = await resolveModel(config.model);
-    const tokenizer = PagewiseTokenizer.fromDir(modelDir);
     const worker = startWorker({ modelDir, config });
     // Remove only our own start-up listeners: Worker.removeAllListeners() also drops Node's internal
     // 'newListener' hook that starts the message port, after which no message is ever delivered.
@@ -138,6 +137,13 @@ export class AsyncEngine {
       worker.off('error', onError);
       worker.off('exit', onExit);
     });
+    let tokenizer: PagewiseTokenizer;
+    try {
+      tokenizer = PagewiseTokenizer.fromFiles(info.tokenizer);
+    } catch (err) {
+      await worker.terminate();
+      throw err;
+    }
     const gib = (b: number): string => `${(b / 1024 ** 3).toFixed(2)} GiB`;
     log(
       `pagewise: model ${modelDir} (${info.model.architecture}, ${info.model.numLayers} layers, hidden ${info.model.hiddenSize}), ` +

@@ -10,7 +10,7 @@ import type { ComputeBackend, KvCacheHandle } from '../backend/backend.js';
 import type { EngineConfig } from '../config/engine-config.js';
 import { InvalidRequestError } from '../errors.js';
 import { KVCacheManager } from '../kv/kv-cache-manager.js';
-import { openModelPackage } from '../model/loader/package.js';
+import { openModelPackage, readPackageTokenizer } from '../model/loader/package.js';
 import { QuantizingSource } from '../model/quantize/quantizing-source.js';
 import { autoPrecision, CausalLM, type Precision } from '../model/model.js';
 import { ModelRunner, type LogitsRequest } from '../model/runner.js';
@@ -86,6 +86,8 @@ export class EngineCore {
       eosTokenIds: [...new Set(eos)],
       threads: be.describe().threads,
       isa: be.describe().kernels,
+      generationConfig: files.generationConfig,
+      tokenizer: readPackageTokenizer(files.tokenizer),
     };
     this.limits = engineLimits(this.info);
   }

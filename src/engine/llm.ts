@@ -4,7 +4,6 @@
  * input order.
  */
 import { generationDefaults } from '../config/generation-defaults.js';
-import { loadModelFiles } from '../model/loader/model-dir.js';
 import { makeSamplingParams, type SamplingParamsInput } from '../sampling/params.js';
 import { AsyncEngine, type EngineStartOptions } from './async-engine.js';
 import type { RequestOutput } from './output-processor.js';
@@ -36,7 +35,7 @@ export class LLM {
     const sp = makeSamplingParams(params, {
       vocabSize: engine.info.model.vocabSize,
       maxModelLen: engine.info.maxModelLen,
-      defaults: generationDefaults(loadModelFiles(engine.info.modelDir).generationConfig, 'auto').defaults,
+      defaults: generationDefaults(engine.info.generationConfig, 'auto').defaults,
     });
     const ids = await Promise.all(list.map((p) => this.tokenize(p)));
     const streams = ids.map((promptTokenIds) => engine.generate({ promptTokenIds, params: sp }));

@@ -5,9 +5,10 @@
  * objects, arrays, Maps).
  */
 import type { EngineConfig } from '../config/engine-config.js';
-import type { ModelConfig } from '../config/model-config.js';
+import type { GenerationConfig, ModelConfig } from '../config/model-config.js';
 import type { SerializedError } from '../errors.js';
 import type { SamplingParams } from '../sampling/params.js';
+import type { TokenizerFiles } from '../tokenizer/tokenizer.js';
 
 /** Why a sequence ended. */
 export type FinishReason = 'stop' | 'length' | 'abort' | 'error';
@@ -97,6 +98,10 @@ export interface EngineInfo {
   eosTokenIds: number[];
   threads: number;
   isa: string;
+  /** The model's generation config (sampling defaults, stop ids), whatever format it came in. */
+  generationConfig: GenerationConfig;
+  /** The model's tokenizer, read by the worker from whatever format the model is in. */
+  tokenizer: TokenizerFiles;
 }
 
 export type ToWorker =

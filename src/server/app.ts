@@ -14,7 +14,6 @@ import { AuthenticationError, InvalidRequestError, NotFoundError, PagewiseError,
 import { chatHandler } from './chat.js';
 import { completionsHandler } from './completions.js';
 import { generationDefaults } from '../config/generation-defaults.js';
-import { loadModelFiles } from '../model/loader/model-dir.js';
 import { warnIgnored, type ServeContext, type ServerLog } from './context.js';
 import { errorBody, toHttpError } from './errors.js';
 import { ServerMetrics } from './metrics.js';
@@ -105,7 +104,7 @@ export function createServer(engine: AsyncEngine, opts: ServerOptions = {}): Pag
   if (names.length === 0 || names.some((n) => typeof n !== 'string' || n.length === 0)) throw new InvalidRequestError('served model names must be non-empty strings');
   const log = opts.log ?? defaultLog;
   const bodyLimit = opts.bodyLimit ?? DEFAULT_BODY_LIMIT;
-  const gen = generationDefaults(loadModelFiles(info.modelDir).generationConfig, opts.generationConfig ?? 'auto');
+  const gen = generationDefaults(info.generationConfig, opts.generationConfig ?? 'auto');
   if (gen.applied.length > 0) log('info', `default sampling parameters from the model's generation_config.json: ${gen.applied.join(', ')} (--generation-config vllm to ignore them)`);
 
   const reqCtx: RequestContext = {

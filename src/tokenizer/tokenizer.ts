@@ -91,6 +91,33 @@ function selectTemplate(raw: unknown, wantTools: boolean): string | null {
   return null;
 }
 
+/**
+ * What a tokenizer is built from, whatever the model format: a Hugging Face directory's files as
+ * they are, or the equivalent a GGUF file's metadata is converted into. Plain data, so the engine
+ * worker can read a model's tokenizer and hand it to the main thread in one message.
+ */
+export interface TokenizerFiles {
+  tokenizerJson: JsonObject;
+  tokenizerConfig: JsonObject;
+  /** A template overriding the config's (`chat_template.jinja` / `.json`), if any. */
+  chatTemplate?: unknown;
+}
+
+/** The tokenizer files of a Hugging Face model directory. */
+export function readTokenizerFiles(dir: string): TokenizerFiles {
+  const tokenizerJson = readJson(join(dir, 'tokenizer.json'), 'tokenizer.json');
+  const tokenizerConfig = readJson(join(dir, 'tokenizer_config.json'), 'tokenizer_config.json');
+  const jinjaPath = join(dir, 'chat_template.jinja');
+  const jsonPath = join(dir, 'chat_template.json');
+  if (existsSync(jinjaPath)) return { tokenizerJson, tokenizerConfig, chatTemplate: readFileSync(jinjaPath, 'utf8') };
+  if (existsSync(jsonPath)) {
+    const t = readJson(jsonPath, 'chat_template.json')['chat_template'];
+    if (t === undefined) throw new ModelLoadError(`chat_template.json has no "chat_template" field: ${jsonPath}`);
+    return { tokenizerJson, tokenizerConfig, chatTemplate: t };
+  }
+  return { tokenizerJson, tokenizerConfig };
+}
+
 export class PagewiseTokenizer {
   /** Number of token ids (highest id + 1), added tokens included. */
   readonly vocabSize: number;
@@ -161,19 +188,11 @@ export class PagewiseTokenizer {
    * transformers.
    */
   static fromDir(dir: string): PagewiseTokenizer {
-    const tokenizerJson = readJson(join(dir, 'tokenizer.json'), 'tokenizer.json');
-    const config = readJson(join(dir, 'tokenizer_config.json'), 'tokenizer_config.json');
-    let template: unknown;
-    const jinjaPath = join(dir, 'chat_template.jinja');
-    const jsonPath = join(dir, 'chat_template.json');
-    if (existsSync(jinjaPath)) {
-      template = readFileSync(jinjaPath, 'utf8');
-    } else if (existsSync(jsonPath)) {
-      const t = readJson(jsonPath, 'chat_template.json')['chat_template'];
-      if (t === undefined) throw new ModelLoadError(`chat_template.json has no "chat_template" field: ${jsonPath}`);
-      template = t;
-    }
-    return new PagewiseTokenizer(tokenizerJson, config, template);
+    return PagewiseTokenizer.fromFiles(readTokenizerFiles(dir));
+  }
+
+  static fromFiles(f: TokenizerFiles): PagewiseTokenizer {
+    return new PagewiseTokenizer(f.tokenizerJson, f.tokenizerConfig, f.chatTemplate ?? undefined);
   }
 
   encode(text: string, opts: EncodeOptions = {}): number[] {

@@ -11,6 +11,7 @@ import { ModelLoadError } from '../../errors.js';
 import { loadModelFiles } from './model-dir.js';
 import type { WeightSource } from './weight-source.js';
 import { WeightStore } from './weights.js';
+import { readTokenizerFiles, type TokenizerFiles } from '../../tokenizer/tokenizer.js';
 
 /** Where the tokenizer is read from. */
 export type TokenizerSource =
@@ -72,4 +73,12 @@ export function openModelPackage(path: string): ModelPackage {
     });
   }
   return format.open(path);
+}
+
+/** The tokenizer a package names, as plain data (the worker sends it to the main thread). */
+export function readPackageTokenizer(source: TokenizerSource): TokenizerFiles {
+  switch (source.kind) {
+    case 'huggingface':
+      return readTokenizerFiles(source.dir);
+  }
 }
