@@ -25,7 +25,7 @@ export async function benchLatency(argv: string[]): Promise<void> {
   const outputLen = intFlag(flags, 'output-len') ?? 128;
   const iters = intFlag(flags, 'iters') ?? 3;
   const cfg = makeEngineConfig({ maxNumBatchedTokens: Math.max(2048, B * inputLen), ...engineConfigFromFlags(flags) });
-  const dir = await resolveModel(cfg.model);
+  const dir = await resolveModel(cfg.model, cfg.ggufFile === null ? {} : { ggufFile: cfg.ggufFile });
   const core = new EngineCore(createBackend({ threads: cfg.threads }), dir, cfg);
   try {
     // Every iteration takes fresh blocks; commit their memory now, as a server does while idle, so

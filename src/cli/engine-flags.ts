@@ -41,6 +41,7 @@ export const ENGINE_FLAGS_HELP = `Engine options:
   --threads N                  native compute threads (default: ${ENGINE_DEFAULTS.threads}, all cores)
   --dtype D                    auto | float32 | bfloat16 (default auto)
   --kv-cache-dtype D           auto | float32 | bfloat16 (default auto: follows --dtype)
+  --gguf-file NAME             a GGUF file inside the --model directory or hub repository
   --quantization Q             q8_0 | q4_0: quantize a float checkpoint's weight matrices at load
   --kv-cache-memory SIZE       KV pool size, e.g. 4GiB (default: 40% of free RAM, at most 4GiB)
   --block-size N               tokens per KV block (default ${ENGINE_DEFAULTS.blockSize})
@@ -62,6 +63,7 @@ export function engineConfigFromFlags(flags: Map<string, string | true>): Partia
     threads: intFlag(flags, 'threads'),
     dtype: strFlag(flags, 'dtype') as ComputeDtype | undefined,
     kvCacheDtype: strFlag(flags, 'kv-cache-dtype') as KvCacheDtype | undefined,
+    ggufFile: strFlag(flags, 'gguf-file'),
     quantization: strFlag(flags, 'quantization') as EngineConfig['quantization'] | undefined,
     kvCacheMemory: kvMem === undefined ? undefined : parseByteSize(kvMem),
     blockSize: intFlag(flags, 'block-size'),
@@ -82,6 +84,7 @@ export const ENGINE_FLAGS = {
     'dtype',
     'kv-cache-dtype',
     'quantization',
+    'gguf-file',
     'kv-cache-memory',
     'block-size',
     'max-num-batched-tokens',

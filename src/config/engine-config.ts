@@ -22,6 +22,8 @@ export interface EngineConfig {
   dtype: ComputeDtype;
   /** KV cache element type; `auto` follows the compute dtype. */
   kvCacheDtype: KvCacheDtype;
+  /** A GGUF file inside the model directory or repository (`--gguf-file`); null: the model path is the model. */
+  ggufFile: string | null;
   /** Quantize a float checkpoint's weight matrices at load (`q8_0`, `q4_0`); null keeps them as stored. */
   quantization: 'q8_0' | 'q4_0' | null;
   /** Bytes of the KV pool; null = a share of free memory (see kvCacheBytes()). */
@@ -46,6 +48,7 @@ export const ENGINE_DEFAULTS: EngineConfig = {
   dtype: 'auto',
   kvCacheDtype: 'auto',
   quantization: null,
+  ggufFile: null,
   kvCacheMemory: null,
   blockSize: 16,
   maxNumBatchedTokens: 2048,

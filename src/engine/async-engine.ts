@@ -115,7 +115,7 @@ export class AsyncEngine {
   static async start(opts: EngineStartOptions = {}): Promise<AsyncEngine> {
     const { log = (l: string) => process.stderr.write(`${l}\n`), ...rest } = opts;
     const config = makeEngineConfig(rest);
-    const modelDir = await resolveModel(config.model);
+    const modelDir = await resolveModel(config.model, config.ggufFile === null ? {} : { ggufFile: config.ggufFile });
     const worker = startWorker({ modelDir, config });
     // Remove only our own start-up listeners: Worker.removeAllListeners() also drops Node's internal
     // 'newListener' hook that starts the message port, after which no message is ever delivered.

@@ -5,7 +5,7 @@
 import { existsSync, statSync } from 'node:fs';
 import { chmod, mkdir, mkdtemp, rename, rm } from 'node:fs/promises';
 import { homedir } from 'node:os';
-import { dirname, join, resolve as resolvePath } from 'node:path';
+import { dirname, isAbsolute, join, resolve as resolvePath } from 'node:path';
 import { ModelLoadError } from '../../errors.js';
 import { startModuleWorker } from '../../shared/worker-thread.js';
 import { findCachedSnapshot, hfHubCacheDir, isRepoId } from './hf-cache.js';
@@ -22,6 +22,11 @@ export interface ResolveOptions {
   onProgress?: (p: DownloadProgress) => void;
   /** Never touch the network (default: true when HF_HUB_OFFLINE is set). */
   offline?: boolean;
+  /**
+   * A GGUF file inside the model directory or hub repository (`--gguf-file`): the model is that
+   * file (the first part of a split file names the rest).
+   */
+  ggufFile?: string;
 }
 
 /**
@@ -120,15 +125,27 @@ async function resolveHub(repoId: string, opts: ResolveOptions): Promise<string>
 /**
  * Turn a model spec into a local Hugging Face model directory:
  * - `demo`: a small random-weight Llama built on first use into the Pagewise cache;
- * - a path to an existing directory: used as is;
+ * - a path to an existing directory or model file (a .gguf): used as is;
  * - `org/name`: the Hugging Face cache's snapshot when complete, else downloaded into that cache.
  */
 export async function resolveModel(spec: string, opts: ResolveOptions = {}): Promise<string> {
-  if (spec === 'demo') return ensureDemoModel();
-  if (existsSync(spec)) {
-    if (!statSync(spec).isDirectory()) throw new ModelLoadError(`model path ${spec} is a file; expected a model directory (with config.json)`, { code: 'model_file_missing' });
-    return resolvePath(spec);
+  const path = await resolveModelPath(spec, opts);
+  if (opts.ggufFile === undefined) return path;
+  const name = opts.ggufFile;
+  // A plain file name (or a path inside the repository): never a way out of it.
+  if (name === '' || name.split(/[\\/]/).some((p) => p === '..') || isAbsolute(name)) {
+    throw new ModelLoadError(`--gguf-file must name a file inside the model directory, got "${name}"`, { code: 'model_file_missing' });
   }
+  if (!statSync(path).isDirectory()) throw new ModelLoadError(`--gguf-file needs a model directory or repository, but ${path} is a file`, { code: 'model_file_missing' });
+  const file = join(path, name);
+  if (!existsSync(file)) throw new ModelLoadError(`${path} has no file ${name} (--gguf-file)`, { code: 'model_file_missing' });
+  return file;
+}
+
+async function resolveModelPath(spec: string, opts: ResolveOptions): Promise<string> {
+  if (spec === 'demo') return ensureDemoModel();
+  // A directory or a single-file model (e.g. a .gguf): openModelPackage tells the format.
+  if (existsSync(spec)) return resolvePath(spec);
   const looksLikePath = /^(\.{0,2}\/|~|[A-Za-z]:\\)/.test(spec) || spec.split('/').length > 2;
   if (!looksLikePath && isRepoId(spec)) return resolveHub(spec, opts);
   throw new ModelLoadError(
