@@ -2,7 +2,7 @@
  * A GGUF model opened from disk: one file or a split set (`NAME-00001-of-0000N.gguf`), memory-mapped,
  * with typed metadata access and tensor bytes as views into the mapping (no copies).
  */
-import { existsSync } from 'node:fs';
+import { statSync } from 'node:fs';
 import { basename } from 'node:path';
 import { nativeHost } from '../../../backend/native.js';
 import { ModelLoadError } from '../../../errors.js';
@@ -24,16 +24,23 @@ export interface GgufTensorEntry extends GgufTensorInfo {
   bytes: Uint8Array;
 }
 
-/** A parsed GGUF header with its bytes (one shard). */
+/** A parsed GGUF header with the memory holding the file (one shard). */
 export interface GgufShard {
   path: string;
   header: GgufHeader;
-  bytes: Uint8Array;
+  buffer: ArrayBufferLike;
+  /** Where the file starts in `buffer`. */
+  byteOffset: number;
 }
 
+// One typed array over a multi-GB mapping can exceed V8's limit: the header is parsed from a
+// bounded prefix and each tensor gets its own view.
+const MAX_HEADER_VIEW = 2 ** 31 - 1;
+
 /** Parse one in-memory GGUF image (a mapping or, in tests, a buffer). */
-export function parseGgufShard(bytes: Uint8Array, path: string): GgufShard {
-  return { path, header: parseGgufHeader(bytes, path), bytes };
+export function parseGgufShard(buffer: ArrayBufferLike, path: string, byteOffset = 0, byteLength = buffer.byteLength - byteOffset): GgufShard {
+  const head = new Uint8Array(buffer, byteOffset, Math.min(byteLength, MAX_HEADER_VIEW));
+  return { path, header: parseGgufHeader(head, path, byteLength), buffer, byteOffset };
 }
 
 export class GgufFile {
@@ -56,7 +63,7 @@ export class GgufFile {
           throw new ModelLoadError(`${description}: tensor "${t.name}" appears in more than one shard (${basename(s.path)})`, { code: 'invalid_gguf' });
         }
         const start = s.header.dataOffset + t.offset;
-        this.tensorMap.set(t.name, { ...t, file: s.path, bytes: s.bytes.subarray(start, start + t.nbytes) });
+        this.tensorMap.set(t.name, { ...t, file: s.path, bytes: new Uint8Array(s.buffer, s.byteOffset + start, t.nbytes) });
       }
     }
   }
@@ -65,14 +72,21 @@ export class GgufFile {
   static open(path: string): GgufFile {
     const m = SPLIT_RE.exec(path);
     const map = (p: string): GgufShard => {
-      if (!existsSync(p)) throw new ModelLoadError(`GGUF file not found: ${p}`, { code: 'model_not_found' });
+      let size: number;
+      try {
+        size = statSync(p).size;
+      } catch (e) {
+        throw new ModelLoadError(`GGUF file not found: ${p}`, { code: 'model_file_missing', cause: e });
+      }
+      // mmap of an empty file fails with an unhelpful errno; report the truncation it is.
+      if (size < 24) throw new ModelLoadError(`${p}: truncated file (${size} bytes is smaller than a GGUF header)`, { code: 'invalid_gguf' });
       let buf: ArrayBuffer;
       try {
         buf = nativeHost().mmapFile(p);
       } catch (e) {
         throw new ModelLoadError(`${p}: cannot map the file: ${(e as Error).message}`, { code: 'invalid_gguf', cause: e });
       }
-      return parseGgufShard(new Uint8Array(buf), p);
+      return parseGgufShard(buf, p);
     };
     if (!m) {
       const shard = map(path);
@@ -130,7 +144,7 @@ export class GgufFile {
     const e = this.entry(key, 'a number', (t) => FLOAT_TYPES.has(t) || INTEGER_TYPES.has(t));
     if (e === undefined) return undefined;
     if (typeof e.value !== 'number') this.fail(key, `value ${String(e.value)} is out of range`);
-    return e.value;
+    return e.type === GgufValueType.FLOAT32 ? shortestF32Decimal(e.value) : e.value;
   }
   bool(key: string): boolean | undefined {
     return this.entry(key, 'bool', (t) => t === GgufValueType.BOOL)?.value as boolean | undefined;
@@ -163,4 +177,17 @@ function splitField(shard: GgufShard, key: string): number {
     throw new ModelLoadError(`${shard.path}: split shard without an integer "${key}"`, { code: 'invalid_gguf' });
   }
   return e.value;
+}
+
+/**
+ * The shortest decimal that rounds to this float32 (9.99999975e-06 → 1e-5): what the value was
+ * written from, and what config.json would say, so configs from GGUF and from HF compare equal.
+ */
+function shortestF32Decimal(v: number): number {
+  if (!Number.isFinite(v)) return v;
+  for (let p = 1; p <= 9; p++) {
+    const x = Number(v.toPrecision(p));
+    if (Math.fround(x) === v) return x;
+  }
+  return v;
 }

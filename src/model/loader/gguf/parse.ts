@@ -143,8 +143,11 @@ class Cursor {
   }
 }
 
-/** Parse a GGUF header (metadata and tensor infos) and validate the tensor table against the file size. */
-export function parseGgufHeader(bytes: Uint8Array, source: string): GgufHeader {
+/**
+ * Parse a GGUF header (metadata and tensor infos) and validate the tensor table against the file
+ * size. `bytes` holds at least the header (it may be a prefix of a file of `fileSize` bytes).
+ */
+export function parseGgufHeader(bytes: Uint8Array, source: string, fileSize = bytes.length): GgufHeader {
   const c: Cursor = new Cursor(bytes, source);
   if (bytes.length < 4 || c.u32('magic') !== GGUF_MAGIC) c.fail('not a GGUF file (bad magic; expected "GGUF")', 'invalid_gguf_magic');
   const version = c.u32('version');
@@ -200,8 +203,8 @@ export function parseGgufHeader(bytes: Uint8Array, source: string): GgufHeader {
   }
 
   const dataOffset = alignUp(c.pos, alignment);
-  if (dataOffset > bytes.length && nTensors > 0) c.fail(`truncated file: data section starts at byte ${dataOffset}, file has ${bytes.length}`);
-  const dataSize = bytes.length - dataOffset;
+  if (dataOffset > fileSize && nTensors > 0) c.fail(`truncated file: data section starts at byte ${dataOffset}, file has ${fileSize}`);
+  const dataSize = fileSize - dataOffset;
   const byOffset = [...tensors].sort((a, b) => a.offset - b.offset);
   let prevEnd = 0;
   let prevName = '';

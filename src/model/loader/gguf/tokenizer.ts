@@ -73,7 +73,8 @@ export function ggufTokenizer(f: GgufFile): GgufTokenizer {
   const addBos = (f.bool(GGUF_KEYS.addBos) ?? model === 'llama') && bos !== null;
   const addEos = (f.bool(GGUF_KEYS.addEos) ?? false) && eos !== null;
 
-  const vocab: Record<string, number> = {};
+  // No prototype: a vocabulary may well hold "constructor" or "__proto__".
+  const vocab: Record<string, number> = Object.create(null) as Record<string, number>;
   for (let i = 0; i < n; i++) {
     if (tokens[i]! in vocab) f.fail(GGUF_KEYS.tokens, `lists "${tokens[i]}" twice (ids ${vocab[tokens[i]!]} and ${i})`);
     vocab[tokens[i]!] = i;
