@@ -173,7 +173,9 @@ function postProcessor(bosTok: string | null, bosId: number | null, eosTok: stri
  */
 export function scoreMerges(tokens: readonly string[], scores: readonly number[], types: readonly number[]): string[] {
   const normal = new Map<string, number>();
-  for (let i = 0; i < tokens.length; i++) if (types[i] === GgufTokenType.NORMAL) normal.set(tokens[i]!, i);
+  // A piece holding a plain space can never match (the normalizer turns spaces into ▁) and would
+  // not fit the "left right" merge notation.
+  for (let i = 0; i < tokens.length; i++) if (types[i] === GgufTokenType.NORMAL && !tokens[i]!.includes(' ')) normal.set(tokens[i]!, i);
   const found: Array<{ merge: string; score: number; l: number; r: number }> = [];
   for (const [piece, id] of normal) {
     const chars = Array.from(piece);

@@ -60,6 +60,11 @@ export class GgufWeightSource implements WeightSource {
     if (perm !== null) {
       const nHeads = perm === 'q' ? this.heads.numHeads : this.heads.numKvHeads;
       const info = GGML_TYPES.get(t!.type)!;
+      if (t!.ne.length === 1 && info.blockSize !== 1) {
+        throw new ModelLoadError(`${this.description}: tensor "${t!.name}" is a quantized vector (${info.name}); q/k biases must be float`, {
+          code: 'unsupported_tensor_type',
+        });
+      }
       // A matrix permutes whole rows (ne[0] values each); a bias permutes single values.
       const rowBytes = t!.ne.length === 1 ? info.blockBytes : (t!.ne[0]! / info.blockSize) * info.blockBytes;
       const rows = bytes.length / rowBytes;
