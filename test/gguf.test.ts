@@ -301,3 +301,33 @@ test('fuzz: mutated and truncated fixture headers only ever throw ModelLoadError
   }
   assert.ok(runs > 50 && failures > 0, `${runs} runs, ${failures} rejected`);
 });
+
+test('split GGUF sets: shards are found from any one of them, checked, and their tensor tables merged', async () => {
+  const { mkdtempSync, writeFileSync, rmSync } = await import('node:fs');
+  const { tmpdir } = await import('node:os');
+  const dir = mkdtempSync(join(tmpdir(), 'gguf-split-'));
+  try {
+    const u16 = (value: number): BuilderValue => ({ type: GgufValueType.UINT16, value });
+    const shard = (no: number, count: number, name: string, extra: Array<[string, BuilderValue]> = []): Uint8Array =>
+      buildGguf({
+        metadata: [['split.no', u16(no)], ['split.count', u16(count)], ...extra],
+        tensors: [{ name, ne: [4], type: GgmlType.F32, data: new Uint8Array(Float32Array.from([no, no, no, no]).buffer) }],
+      });
+    writeFileSync(join(dir, 'm-00001-of-00002.gguf'), shard(0, 2, 'a', [['general.architecture', str('llama')]]));
+    writeFileSync(join(dir, 'm-00002-of-00002.gguf'), shard(1, 2, 'b'));
+    const f = GgufFile.open(join(dir, 'm-00002-of-00002.gguf'));
+    assert.deepEqual(f.tensorNames(), ['a', 'b']);
+    assert.equal(f.string('general.architecture'), 'llama');
+    assert.deepEqual(Array.from(new Float32Array(f.tensor('b')!.bytes.slice().buffer)), [1, 1, 1, 1]);
+    writeFileSync(join(dir, 'm-00002-of-00002.gguf'), shard(1, 2, 'a'));
+    assert.throws(() => GgufFile.open(join(dir, 'm-00001-of-00002.gguf')), /tensor "a" appears in more than one shard/);
+    writeFileSync(join(dir, 'm-00002-of-00002.gguf'), shard(0, 2, 'b'));
+    assert.throws(() => GgufFile.open(join(dir, 'm-00001-of-00002.gguf')), /split metadata says shard 1 of 2, the file name says 2 of 2/);
+    rmSync(join(dir, 'm-00002-of-00002.gguf'));
+    assert.throws(() => GgufFile.open(join(dir, 'm-00001-of-00002.gguf')), (e: unknown) => e instanceof ModelLoadError && /not found/.test(e.message));
+    writeFileSync(join(dir, 'lonely.gguf'), shard(0, 2, 'a'));
+    assert.throws(() => GgufFile.open(join(dir, 'lonely.gguf')), /one shard of a split model/);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
