@@ -331,3 +331,27 @@ test('split GGUF sets: shards are found from any one of them, checked, and their
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('quantized q/k rows come back in HF order too (Q8_0 file dequantized vs the F32 file)', async () => {
+  const { f16ToF32 } = await import('../src/model/loader/dtype.js');
+  const q8 = openGgufModel(ggufPath('llama-q256-Q8_0')).weights;
+  const ref = openGgufModel(ggufPath('llama-q256-F32')).weights;
+  for (const [name, shape] of [['model.layers.0.self_attn.q_proj.weight', [256, 256]], ['model.layers.1.self_attn.k_proj.weight', [128, 256]]] as const) {
+    const q = q8.get(name, [...shape]);
+    const r = ref.get(name, [...shape]);
+    assert.ok(q.kind === 'quant' && q.type === GgmlType.Q8_0 && r.kind === 'float');
+    const view = new DataView(q.data.buffer, q.data.byteOffset, q.data.byteLength);
+    let worst = 0;
+    // Q8_0 block: f16 scale, then 32 int8 values; value = scale * q.
+    for (let b = 0; b < q.data.length / 34; b++) {
+      const d = f16ToF32(view.getUint16(b * 34, true));
+      for (let j = 0; j < 32; j++) {
+        const err = Math.abs(d * view.getInt8(b * 34 + 2 + j) - r.data[b * 32 + j]!);
+        worst = Math.max(worst, err / Math.max(d, 1e-12));
+      }
+    }
+    // Within half a step plus the f16 rounding of the scale (127 · 2^-11 ≈ 0.062 steps) everywhere;
+    // rows out of order would be off by tens of steps.
+    assert.ok(worst <= 0.5 + 127 * 2 ** -11, `${name}: worst error ${worst} quantization steps`);
+  }
+});
