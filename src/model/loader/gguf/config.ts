@@ -1,0 +1,120 @@
+/**
+ * ModelConfig and GenerationConfig from GGUF metadata (`general.architecture` and `{arch}.*` keys),
+ * filled the way parseModelConfig fills them from config.json.
+ */
+import type { Architecture, GenerationConfig, ModelConfig, TorchDtype } from '../../../config/model-config.js';
+import { GgmlType } from '../../../backend/quant.js';
+import { ModelLoadError } from '../../../errors.js';
+import { GGUF_KEYS, archKey } from './format.js';
+import type { GgufFile } from './file.js';
+
+/** GGUF architecture → the HF architecture the engine runs. Mistral models usually say `llama`. */
+const ARCHITECTURES: Readonly<Record<string, { architecture: Architecture; modelType: string }>> = {
+  llama: { architecture: 'LlamaForCausalLM', modelType: 'llama' },
+  mistral: { architecture: 'MistralForCausalLM', modelType: 'mistral' },
+  qwen2: { architecture: 'Qwen2ForCausalLM', modelType: 'qwen2' },
+};
+export const SUPPORTED_GGUF_ARCHITECTURES: readonly string[] = Object.keys(ARCHITECTURES);
+
+export function ggufArchitecture(f: GgufFile): string {
+  const arch = f.string(GGUF_KEYS.architecture);
+  if (arch === undefined) f.fail(GGUF_KEYS.architecture, 'is missing');
+  if (!(arch in ARCHITECTURES)) {
+    throw new ModelLoadError(
+      `${f.description}: unsupported GGUF architecture "${arch}" (supported: ${SUPPORTED_GGUF_ARCHITECTURES.join(', ')})`,
+      { code: 'unsupported_architecture' },
+    );
+  }
+  return arch;
+}
+
+function dim(f: GgufFile, key: string, fallback?: number): number {
+  const v = f.int(key) ?? fallback;
+  if (v === undefined) f.fail(key, 'is missing');
+  if (!Number.isInteger(v) || v <= 0) f.fail(key, `must be a positive integer, got ${v}`);
+  return v;
+}
+
+function tokenId(f: GgufFile, key: string, vocabSize: number): number | null {
+  const v = f.int(key);
+  // 0xFFFFFFFF (and -1) is the "none" that llama.cpp writes.
+  if (v === undefined || v === 0xffffffff || v === -1) return null;
+  if (!Number.isInteger(v) || v < 0 || v >= vocabSize) f.fail(key, `token id ${v} is outside the vocabulary (${vocabSize})`);
+  return v;
+}
+
+export function ggufModelConfig(f: GgufFile): { config: ModelConfig; generationConfig: GenerationConfig } {
+  const arch = ggufArchitecture(f);
+  const { architecture, modelType } = ARCHITECTURES[arch]!;
+  const tokens = f.stringArray(GGUF_KEYS.tokens);
+  if (tokens === undefined || tokens.length === 0) f.fail(GGUF_KEYS.tokens, 'is missing or empty');
+  const vocabSize = tokens.length;
+  const declared = f.int(archKey(arch, 'vocabSize'));
+  if (declared !== undefined && declared !== vocabSize) f.fail(archKey(arch, 'vocabSize'), `is ${declared} but the token list has ${vocabSize} tokens`);
+
+  const hiddenSize = dim(f, archKey(arch, 'embeddingLength'));
+  const numHeads = dim(f, archKey(arch, 'headCount'));
+  const numKvHeads = dim(f, archKey(arch, 'headCountKv'), numHeads);
+  if (numHeads % numKvHeads !== 0) f.fail(archKey(arch, 'headCountKv'), `head_count (${numHeads}) must be a multiple of head_count_kv (${numKvHeads})`);
+  const headDimDefault = hiddenSize % numHeads === 0 ? hiddenSize / numHeads : undefined;
+  const headDim = dim(f, archKey(arch, 'keyLength'), headDimDefault);
+  const valueLength = f.int(archKey(arch, 'valueLength'));
+  if (valueLength !== undefined && valueLength !== headDim) f.fail(archKey(arch, 'valueLength'), `(${valueLength}) differs from key_length (${headDim}); not supported`);
+  if (headDim % 2 !== 0) f.fail(archKey(arch, 'keyLength'), `head dimension must be even for rotary embeddings, got ${headDim}`);
+  const ropeDims = f.int(archKey(arch, 'ropeDimensionCount'));
+  if (ropeDims !== undefined && ropeDims !== headDim) {
+    f.fail(archKey(arch, 'ropeDimensionCount'), `(${ropeDims}) differs from the head dimension (${headDim}): partial rotary embeddings are not supported`);
+  }
+
+  const scalingType = f.string(archKey(arch, 'ropeScalingType'));
+  if (scalingType !== undefined && scalingType !== 'none') {
+    f.fail(archKey(arch, 'ropeScalingType'), `"${scalingType}" is not supported (supported: none)`);
+  }
+  const factor = f.float(archKey(arch, 'ropeScalingFactor'));
+  if (factor !== undefined && factor !== 0 && factor !== 1) f.fail(archKey(arch, 'ropeScalingFactor'), `${factor} is not supported without a scaling type`);
+  // Llama 3.1+ files carry their llama3 RoPE rule as precomputed per-frequency factors, which the
+  // engine's RopeScaling (parameters, not factors) cannot express yet.
+  if (f.tensor('rope_freqs.weight') !== undefined) {
+    throw new ModelLoadError(`${f.description}: per-frequency RoPE factors (rope_freqs.weight, Llama 3.1 style) are not supported yet`, { code: 'unsupported_model' });
+  }
+  const ropeTheta = f.float(archKey(arch, 'ropeFreqBase')) ?? 10000;
+  if (!(ropeTheta > 0)) f.fail(archKey(arch, 'ropeFreqBase'), `must be positive, got ${ropeTheta}`);
+  const rmsNormEps = f.float(archKey(arch, 'rmsEps'));
+  if (rmsNormEps === undefined) f.fail(archKey(arch, 'rmsEps'), 'is missing');
+  if (!(rmsNormEps > 0)) f.fail(archKey(arch, 'rmsEps'), `must be positive, got ${rmsNormEps}`);
+  const slidingWindow = f.int(archKey(arch, 'slidingWindow')) ?? null;
+
+  const embd = f.tensor('token_embd.weight');
+  const torchDtype: TorchDtype | null =
+    embd?.type === GgmlType.F32 ? 'float32' : embd?.type === GgmlType.F16 ? 'float16' : embd?.type === GgmlType.BF16 ? 'bfloat16' : null;
+
+  const bosTokenId = tokenId(f, GGUF_KEYS.bosId, vocabSize);
+  const eosTokenIds: number[] = [];
+  for (const key of [GGUF_KEYS.eosId, GGUF_KEYS.eotId, GGUF_KEYS.eomId]) {
+    const id = tokenId(f, key, vocabSize);
+    if (id !== null && !eosTokenIds.includes(id)) eosTokenIds.push(id);
+  }
+
+  const config: ModelConfig = {
+    architecture,
+    modelType,
+    hiddenSize,
+    intermediateSize: dim(f, archKey(arch, 'feedForwardLength')),
+    numLayers: dim(f, archKey(arch, 'blockCount')),
+    numHeads,
+    numKvHeads,
+    headDim,
+    vocabSize,
+    maxPositionEmbeddings: dim(f, archKey(arch, 'contextLength'), 2048),
+    rmsNormEps,
+    ropeTheta,
+    ropeScaling: { type: 'default' },
+    attentionBias: architecture === 'Qwen2ForCausalLM' || f.tensor('blk.0.attn_q.bias') !== undefined,
+    tieWordEmbeddings: f.tensor('output.weight') === undefined,
+    torchDtype,
+    slidingWindow,
+    bosTokenId,
+    eosTokenIds,
+  };
+  return { config, generationConfig: { eosTokenIds: [...eosTokenIds], bosTokenId } };
+}
