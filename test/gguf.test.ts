@@ -355,3 +355,25 @@ test('quantized q/k rows come back in HF order too (Q8_0 file dequantized vs the
     assert.ok(worst <= 0.5 + 127 * 2 ** -11, `${name}: worst error ${worst} quantization steps`);
   }
 });
+
+test('Llama 3 RoPE scaling survives HF → GGUF (rope_freqs.weight) → config', async () => {
+  const { cpSync, mkdtempSync, writeFileSync, rmSync } = await import('node:fs');
+  const { tmpdir } = await import('node:os');
+  const { quantizeModel } = await import('../src/model/quantize/hf-to-gguf.js');
+  const tmp = mkdtempSync(join(tmpdir(), 'pw-rope-'));
+  try {
+    const dir = join(tmp, 'hf');
+    cpSync(fixturePath('stories260k'), dir, { recursive: true });
+    const cfg = JSON.parse(readFileSync(join(dir, 'config.json'), 'utf8')) as Record<string, unknown>;
+    cfg['rope_scaling'] = { rope_type: 'llama3', factor: 32, low_freq_factor: 1, high_freq_factor: 4, original_max_position_embeddings: 8192 };
+    cfg['rope_theta'] = 500000;
+    writeFileSync(join(dir, 'config.json'), JSON.stringify(cfg));
+    const out = join(tmp, 'm.gguf');
+    quantizeModel(dir, out, 'q8_0');
+    const m = openGgufModel(out);
+    assert.deepEqual(m.config.ropeScaling, { type: 'llama3', factor: 32, lowFreqFactor: 1, highFreqFactor: 4, originalMaxPositionEmbeddings: 8192 });
+    assert.equal(m.config.ropeTheta, 500000);
+  } finally {
+    rmSync(tmp, { recursive: true, force: true });
+  }
+});

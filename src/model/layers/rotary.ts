@@ -29,6 +29,29 @@ function llama3Adjust(invFreq: number, s: RopeScaling): number {
 }
 
 /**
+ * The `llama3` rule as per-frequency divisors (headDim/2 entries: 1 for kept frequencies, `factor`
+ * for slowed ones, interpolated between), the form GGUF files store it in (`rope_freqs.weight`),
+ * computed the way llama.cpp's converter does (float32 base frequencies).
+ */
+export function llama3RopeFactors(headDim: number, ropeTheta: number, s: RopeScaling): Float32Array {
+  if (s.type !== 'llama3') throw new RangeError('not a llama3 rope scaling');
+  const out = new Float32Array(headDim / 2);
+  const lowWavelen = s.originalMaxPositionEmbeddings / s.lowFreqFactor;
+  const highWavelen = s.originalMaxPositionEmbeddings / s.highFreqFactor;
+  for (let i = 0; i < headDim / 2; i++) {
+    const freq = Math.fround(1 / Math.fround(ropeTheta ** Math.fround((2 * i) / headDim)));
+    const wavelen = (2 * Math.PI) / freq;
+    if (wavelen < highWavelen) out[i] = 1;
+    else if (wavelen > lowWavelen) out[i] = s.factor;
+    else {
+      const smooth = (s.originalMaxPositionEmbeddings / wavelen - s.lowFreqFactor) / (s.highFreqFactor - s.lowFreqFactor);
+      out[i] = 1 / ((1 - smooth) / s.factor + smooth);
+    }
+  }
+  return out;
+}
+
+/**
  * One set of rotary frequencies and the step's angle table over them ([T, headDim], cos then sin),
  * computed once per step and shared by every layer using these frequencies (a model with local
  * and global layers of different bases holds one Rotary per base).

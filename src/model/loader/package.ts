@@ -5,18 +5,21 @@
  * *.safetensors and tokenizer.json; a GGUF file holds them all. Each format is one entry of
  * FORMATS.
  */
-import { existsSync, statSync } from 'node:fs';
+import { closeSync, existsSync, openSync, readSync, statSync } from 'node:fs';
 import type { GenerationConfig, ModelConfig } from '../../config/model-config.js';
 import { ModelLoadError } from '../../errors.js';
 import { loadModelFiles } from './model-dir.js';
 import type { WeightSource } from './weight-source.js';
 import { WeightStore } from './weights.js';
+import { openGgufModel } from './gguf/index.js';
 import { readTokenizerFiles, type TokenizerFiles } from '../../tokenizer/tokenizer.js';
 
 /** Where the tokenizer is read from. */
 export type TokenizerSource =
   /** tokenizer.json and tokenizer_config.json of a Hugging Face directory (src/tokenizer). */
-  { kind: 'huggingface'; dir: string };
+  | { kind: 'huggingface'; dir: string }
+  /** Already converted (a GGUF file's tokenizer metadata, src/model/loader/gguf/tokenizer.ts). */
+  | { kind: 'files'; files: TokenizerFiles };
 
 export interface ModelPackage {
   /** What the model was opened from (directory or file), for messages. */
@@ -57,7 +60,37 @@ const huggingfaceDir: ModelFormat = {
   },
 };
 
-const FORMATS: readonly ModelFormat[] = [huggingfaceDir];
+const GGUF_MAGIC = 0x46554747; // "GGUF", little-endian
+
+/** A GGUF file (llama.cpp's format): one file, or any part of a split set, holds everything. */
+const ggufFile: ModelFormat = {
+  name: 'gguf',
+  expects: 'a GGUF file',
+  detect(path) {
+    if (!statSync(path).isFile()) return false;
+    if (path.endsWith('.gguf')) return true;
+    const head = Buffer.alloc(4);
+    const fd = openSync(path, 'r');
+    try {
+      return readSync(fd, head, 0, 4, 0) === 4 && head.readUInt32LE(0) === GGUF_MAGIC;
+    } finally {
+      closeSync(fd);
+    }
+  },
+  open(path) {
+    const m = openGgufModel(path);
+    return {
+      path,
+      format: 'gguf',
+      config: m.config,
+      generationConfig: m.generationConfig,
+      weights: m.weights,
+      tokenizer: { kind: 'files', files: { tokenizerJson: m.tokenizerJson, tokenizerConfig: m.tokenizerConfig, chatTemplate: m.chatTemplate ?? undefined } },
+    };
+  },
+};
+
+const FORMATS: readonly ModelFormat[] = [huggingfaceDir, ggufFile];
 
 /**
  * Open the model at `path` (a local directory or file; hub ids are resolved to one before, by
@@ -80,5 +113,7 @@ export function readPackageTokenizer(source: TokenizerSource): TokenizerFiles {
   switch (source.kind) {
     case 'huggingface':
       return readTokenizerFiles(source.dir);
+    case 'files':
+      return source.files;
   }
 }

@@ -15,6 +15,7 @@ import { loadModelFiles } from '../loader/model-dir.js';
 import { WeightStore } from '../loader/weights.js';
 import { tokenizerMetadata } from './gguf-tokenizer.js';
 import { quantizeWeightChunks, type FloatWeight } from './quantize.js';
+import { llama3RopeFactors } from '../layers/rotary.js';
 import { QUANT_SCHEMES, tensorType, type QuantScheme } from './schemes.js';
 
 /** llama.cpp's architecture name: Mistral is written as `llama`, as llama.cpp's converter does. */
@@ -61,27 +62,6 @@ export function qkRowOrder(headDim: number): (ggufRow: number) => number {
     const w = i % headDim;
     return h * headDim + (w & 1) * half + (w >> 1);
   };
-}
-
-/** llama.cpp's per-dimension RoPE divisors for `rope_type: llama3` (its `rope_freqs.weight`). */
-export function llama3RopeFactors(cfg: ModelConfig): Float32Array {
-  if (cfg.ropeScaling.type !== 'llama3') throw new RangeError('not a llama3 rope scaling');
-  const { factor, lowFreqFactor, highFreqFactor, originalMaxPositionEmbeddings: oldCtx } = cfg.ropeScaling;
-  const d = cfg.headDim;
-  const out = new Float32Array(d / 2);
-  const lowWavelen = oldCtx / lowFreqFactor;
-  const highWavelen = oldCtx / highFreqFactor;
-  for (let i = 0; i < d / 2; i++) {
-    const freq = Math.fround(1 / Math.fround(cfg.ropeTheta ** Math.fround((2 * i) / d)));
-    const wavelen = (2 * Math.PI) / freq;
-    if (wavelen < highWavelen) out[i] = 1;
-    else if (wavelen > lowWavelen) out[i] = factor;
-    else {
-      const smooth = (oldCtx / wavelen - lowFreqFactor) / (highFreqFactor - lowFreqFactor);
-      out[i] = 1 / ((1 - smooth) / factor + smooth);
-    }
-  }
-  return out;
 }
 
 /** The bytes of a 1-D weight as F32, elements reordered by `order` when given. */
@@ -154,7 +134,7 @@ export function quantizeModel(dir: string, outPath: string, scheme: QuantScheme,
 
   const tensors: GgufTensorToWrite[] = [];
   if (cfg.ropeScaling.type === 'llama3') {
-    const factors = llama3RopeFactors(cfg);
+    const factors = llama3RopeFactors(cfg.headDim, cfg.ropeTheta, cfg.ropeScaling);
     tensors.push({ name: 'rope_freqs.weight', ne: [factors.length], type: GgmlType.F32, data: () => [new Uint8Array(factors.buffer)] });
   }
   const qkDim = cfg.headDim;

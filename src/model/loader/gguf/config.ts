@@ -2,7 +2,8 @@
  * ModelConfig and GenerationConfig from GGUF metadata (`general.architecture` and `{arch}.*` keys),
  * filled the way parseModelConfig fills them from config.json.
  */
-import type { Architecture, GenerationConfig, ModelConfig, TorchDtype } from '../../../config/model-config.js';
+import type { Architecture, GenerationConfig, ModelConfig, RopeScaling, TorchDtype } from '../../../config/model-config.js';
+import { llama3RopeFactors } from '../../layers/rotary.js';
 import { GgmlType } from '../../../backend/quant.js';
 import { ModelLoadError } from '../../../errors.js';
 import { GGUF_KEYS, archKey } from './format.js';
@@ -43,6 +44,28 @@ function tokenId(f: GgufFile, key: string, vocabSize: number): number | null {
   return v;
 }
 
+/**
+ * Llama 3.1+ files store their RoPE rule only as per-frequency divisors (`rope_freqs.weight`),
+ * which llama.cpp's converter computes from transformers' `rope_scaling`. The engine's rule takes
+ * the parameters, so find the standard ones (low/high frequency factors 1 and 4, factor = the
+ * largest divisor, the original context among the published ones) that reproduce the divisors.
+ */
+function llama3Scaling(f: GgufFile, theta: number, headDim: number): RopeScaling {
+  const t = f.tensor('rope_freqs.weight');
+  if (t === undefined) return { type: 'default' };
+  if (t.type !== GgmlType.F32 || t.ne.length !== 1 || t.ne[0] !== headDim / 2) {
+    throw new ModelLoadError(`${f.description}: tensor "rope_freqs.weight" must be F32 [${headDim / 2}]`, { code: 'invalid_gguf' });
+  }
+  const stored = new Float32Array(t.bytes.slice().buffer);
+  const factor = Math.max(...stored);
+  for (const original of [8192, 4096, 2048, 16384, 32768, 131072]) {
+    const scaling: RopeScaling = { type: 'llama3', factor, lowFreqFactor: 1, highFreqFactor: 4, originalMaxPositionEmbeddings: original };
+    const want = llama3RopeFactors(headDim, theta, scaling);
+    if (want.every((v, i) => Math.abs(v - stored[i]!) <= 1e-6 * Math.abs(v))) return scaling;
+  }
+  throw new ModelLoadError(`${f.description}: "rope_freqs.weight" matches no Llama 3 RoPE scaling with the standard parameters`, { code: 'unsupported_model' });
+}
+
 export function ggufModelConfig(f: GgufFile): { config: ModelConfig; generationConfig: GenerationConfig } {
   const arch = ggufArchitecture(f);
   const { architecture, modelType } = ARCHITECTURES[arch]!;
@@ -72,13 +95,10 @@ export function ggufModelConfig(f: GgufFile): { config: ModelConfig; generationC
   }
   const factor = f.float(archKey(arch, 'ropeScalingFactor'));
   if (factor !== undefined && factor !== 0 && factor !== 1) f.fail(archKey(arch, 'ropeScalingFactor'), `${factor} is not supported without a scaling type`);
-  // Llama 3.1+ files carry their llama3 RoPE rule as precomputed per-frequency factors, which the
-  // engine's RopeScaling (parameters, not factors) cannot express yet.
-  if (f.tensor('rope_freqs.weight') !== undefined) {
-    throw new ModelLoadError(`${f.description}: per-frequency RoPE factors (rope_freqs.weight, Llama 3.1 style) are not supported yet`, { code: 'unsupported_model' });
-  }
   const ropeTheta = f.float(archKey(arch, 'ropeFreqBase')) ?? 10000;
   if (!(ropeTheta > 0)) f.fail(archKey(arch, 'ropeFreqBase'), `must be positive, got ${ropeTheta}`);
+  const maxPositionEmbeddings = dim(f, archKey(arch, 'contextLength'), 2048);
+  const ropeScaling = llama3Scaling(f, ropeTheta, headDim);
   const rmsNormEps = f.float(archKey(arch, 'rmsEps'));
   if (rmsNormEps === undefined) f.fail(archKey(arch, 'rmsEps'), 'is missing');
   if (!(rmsNormEps > 0)) f.fail(archKey(arch, 'rmsEps'), `must be positive, got ${rmsNormEps}`);
@@ -105,10 +125,10 @@ export function ggufModelConfig(f: GgufFile): { config: ModelConfig; generationC
     numKvHeads,
     headDim,
     vocabSize,
-    maxPositionEmbeddings: dim(f, archKey(arch, 'contextLength'), 2048),
+    maxPositionEmbeddings,
     rmsNormEps,
     ropeTheta,
-    ropeScaling: { type: 'default' },
+    ropeScaling,
     attentionBias: architecture === 'Qwen2ForCausalLM' || f.tensor('blk.0.attn_q.bias') !== undefined,
     tieWordEmbeddings: f.tensor('output.weight') === undefined,
     torchDtype,
