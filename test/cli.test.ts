@@ -10,7 +10,7 @@ import { join, resolve } from 'node:path';
 import { describe, test } from 'node:test';
 import { promisify } from 'node:util';
 import { ggmlRowBytes, GgmlType } from '../src/backend/quant.js';
-import { fixturePath, loadGolden } from './helpers/fixtures.js';
+import { fixturePath, loadGolden, type Golden } from './helpers/fixtures.js';
 import { readTestGguf } from './helpers/gguf-test-reader.js';
 
 const root = resolve(import.meta.dirname, '..');
@@ -60,6 +60,26 @@ describe('pagewise generate', () => {
     const lines = many.stdout.trim().split('\n').map((l) => JSON.parse(l) as { token_ids: number[]; prompt_token_ids: number[] });
     assert.deepEqual(lines.map((l) => l.token_ids), [tc[1]!.greedy.token_ids, tc[2]!.greedy.token_ids, tc[0]!.greedy.token_ids]);
     assert.deepEqual(lines[1]!.prompt_token_ids, tc[2]!.prompt_token_ids);
+  });
+
+  test('a GGUF model: the file itself, or --gguf-file inside a directory; a quantized file runs on the integer kernels', async () => {
+    const tc = loadGolden('stories260k').text_cases![0]!;
+    const gguf = join(fixturePath('gguf'), 'stories260k', 'stories260k.gguf');
+    const one = await pagewise(['generate', '--model', gguf, '--prompt', tc.prompt, '--max-tokens', '200', '--temperature', '0', ...engineFlags]);
+    assert.equal(one.code, 0, one.stderr);
+    assert.equal(one.stdout, `${tc.greedy.text_completion}\n`);
+
+    const g = JSON.parse(readFileSync(join(fixturePath('gguf'), 'llama-q256-Q4_K_M', 'golden.json'), 'utf8')) as Golden;
+    const c = g.cases[3]!;
+    const q = await pagewise([
+      'generate', '--model', join(fixturePath('gguf'), 'llama-q256-Q4_K_M'), '--gguf-file', 'llama-q256-Q4_K_M.gguf',
+      '--prompt-ids', c.prompt_token_ids.join(','), '--max-tokens', String(c.greedy.max_tokens), '--temperature', '0', '--json', ...engineFlags,
+    ]);
+    assert.equal(q.code, 0, q.stderr);
+    assert.deepEqual((JSON.parse(q.stdout.trim()) as { token_ids: number[] }).token_ids, c.greedy.token_ids);
+    const bad = await pagewise(['generate', '--model', join(fixturePath('gguf'), 'llama-q256-Q4_K_M'), '--gguf-file', '../x.gguf', '--prompt-ids', '1', ...engineFlags]);
+    assert.notEqual(bad.code, 0);
+    assert.match(bad.stderr, /--gguf-file must name a file inside/);
   });
 
   test('--logprobs N --prompt-logprobs N --json: per-token and per-prompt-position logprobs match the golden', async () => {
