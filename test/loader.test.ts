@@ -10,6 +10,7 @@ import { fileURLToPath } from 'node:url';
 import { DType } from '../src/backend/backend.js';
 import { parseGenerationConfig, parseModelConfig, type ModelConfig } from '../src/config/model-config.js';
 import { ModelLoadError } from '../src/errors.js';
+import { openModelPackage } from '../src/model/loader/package.js';
 import { tensorPlan } from '../src/model/fixture/weights-gen.js';
 import { writeFixture } from '../src/model/fixture/write-fixture.js';
 import { bf16ToF32, f16ToF32, f32ToBf16, f32ToF16, toFloat32 } from '../src/model/loader/dtype.js';
@@ -540,7 +541,7 @@ describe('resolveModel', () => {
     return { cache, snapshot };
   }
 
-  test('an existing local directory resolves to its absolute path; a file or missing path is an error', async () => {
+  test('an existing local directory or file resolves to its absolute path (the package loader tells the format); a missing path is an error', async () => {
     const dir = tempDir();
     assert.equal(await resolveModel(dir), dir);
     const rel = './test';
@@ -552,7 +553,8 @@ describe('resolveModel', () => {
       process.chdir(cwd);
     }
     writeFileSync(join(dir, 'f'), 'x');
-    await rejectsLoad(resolveModel(join(dir, 'f')), 'is a file');
+    assert.equal(await resolveModel(join(dir, 'f')), join(dir, 'f'));
+    assert.throws(() => openModelPackage(join(dir, 'f')), (e: unknown) => e instanceof ModelLoadError && /not a model in a supported format/.test(e.message));
     await rejectsLoad(resolveModel(join(dir, 'missing')), 'does not exist');
     await rejectsLoad(resolveModel('not a model'), '"not a model"', 'org/name');
   });
