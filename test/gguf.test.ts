@@ -377,3 +377,27 @@ test('Llama 3 RoPE scaling survives HF → GGUF (rope_freqs.weight) → config',
     rmSync(tmp, { recursive: true, force: true });
   }
 });
+
+test('every pre-tokenizer name `pagewise quantize` writes is one the reader takes: a byte-level BPE model round-trips through GGUF and encodes alike', async () => {
+  const { mkdtempSync, rmSync } = await import('node:fs');
+  const { tmpdir } = await import('node:os');
+  const { quantizeModel } = await import('../src/model/quantize/hf-to-gguf.js');
+  const { writeFixture } = await import('../src/model/fixture/write-fixture.js');
+  const tmp = mkdtempSync(join(tmpdir(), 'pw-pre-'));
+  try {
+    for (const preset of ['tiny', 'qwen2-tiny']) {
+      const dir = join(tmp, preset);
+      await writeFixture(preset, dir);
+      const out = join(tmp, `${preset}.gguf`);
+      quantizeModel(dir, out, 'q8_0');
+      const m = openGgufModel(out);
+      const fromGguf = new PagewiseTokenizer(m.tokenizerJson, m.tokenizerConfig, m.chatTemplate ?? undefined);
+      const hf = PagewiseTokenizer.fromDir(dir);
+      for (const text of ['Hello world', '  two  spaces and 12345 digits', 'naïve café — 😀', 'line\nbreak\ttab']) {
+        assert.deepEqual(fromGguf.encode(text), hf.encode(text), `${preset}: ${JSON.stringify(text)}`);
+      }
+    }
+  } finally {
+    rmSync(tmp, { recursive: true, force: true });
+  }
+});

@@ -36,6 +36,8 @@ const splitThenBytes = (regex: string): Json => ({
 const GPT2_PRE: Readonly<Record<string, { preTokenizer: Json; normalizer: Json | null; ignoreMerges: boolean }>> = {
   default: { preTokenizer: byteLevel(true), normalizer: null, ignoreMerges: false },
   gpt2: { preTokenizer: byteLevel(true), normalizer: null, ignoreMerges: false },
+  // llama.cpp's own name for GPT-2's rule (what its converter and `pagewise quantize` write).
+  'gpt-2': { preTokenizer: byteLevel(true), normalizer: null, ignoreMerges: false },
   'llama-bpe': { preTokenizer: splitThenBytes(LLAMA3_SPLIT), normalizer: null, ignoreMerges: true },
   llama3: { preTokenizer: splitThenBytes(LLAMA3_SPLIT), normalizer: null, ignoreMerges: true },
   smollm: {
