@@ -8,10 +8,12 @@ import { createServer, shutdownGracefully } from '../server/app.js';
 import { intFlag, numFlag, parseArgs, strFlag, UsageError } from './args.js';
 
 export const SERVE_HELP = `Usage: pagewise serve [--host 127.0.0.1] [--port 8000] [--api-key KEY] [--served-model-name NAME]
-                      [--generation-config auto|vllm] [--shutdown-grace SECONDS] [--access-log] [engine options]
+                      [--generation-config auto|vllm] [--shutdown-grace SECONDS] [--access-log] [--no-dashboard]
+                      [engine options]
 
 Serves the OpenAI API (POST /v1/completions, POST /v1/chat/completions, GET /v1/models) and
-POST /tokenize, POST /detokenize, GET /health, GET /version, GET /metrics (Prometheus).
+POST /tokenize, POST /detokenize, GET /health, GET /version, GET /metrics (Prometheus), and a
+live dashboard at GET /dashboard (KV block map, queues, tokens/s, latency).
 
   --host H                 address to listen on (default 127.0.0.1)
   --port N                 port (default 8000; 0 picks a free one)
@@ -23,6 +25,8 @@ POST /tokenize, POST /detokenize, GET /health, GET /version, GET /metrics (Prome
                            apply to fields a request leaves unset; vllm: vLLM's built-in defaults
   --shutdown-grace S       seconds in-flight requests get to finish on SIGTERM/SIGINT (default 20)
   --access-log             log one line per HTTP request
+  --no-dashboard           do not serve the live dashboard at /dashboard (behind --api-key when
+                           set: a browser logs in with any user name and the key as password)
 
 ${ENGINE_FLAGS_HELP}
 `;
@@ -34,7 +38,7 @@ export async function serveCommand(argv: string[]): Promise<void> {
   }
   const flags = parseArgs(argv, {
     values: [...ENGINE_FLAGS.values, 'host', 'port', 'api-key', 'served-model-name', 'generation-config', 'shutdown-grace'],
-    booleans: [...ENGINE_FLAGS.booleans, 'access-log'],
+    booleans: [...ENGINE_FLAGS.booleans, 'access-log', 'no-dashboard'],
   });
   const host = strFlag(flags, 'host') ?? '127.0.0.1';
   const port = intFlag(flags, 'port') ?? 8000;
@@ -61,6 +65,7 @@ export async function serveCommand(argv: string[]): Promise<void> {
     apiKey,
     generationConfig: genCfg,
     accessLog: flags.has('access-log'),
+    dashboard: !flags.has('no-dashboard'),
     log,
   });
 
@@ -98,6 +103,7 @@ export async function serveCommand(argv: string[]): Promise<void> {
     'info',
     `serving model "${app.pagewise.servedModelNames.join('", "')}" (${info.modelDir}) on ${where}/v1 — ` +
       `KV pool ${info.numBlocks} blocks × ${info.blockSize} tokens, ${info.threads} threads, max model len ${info.maxModelLen}` +
-      `${apiKey ? ', API key required' : ''}`,
+      `${apiKey ? ', API key required' : ''}` +
+      `${flags.has('no-dashboard') ? '' : `; dashboard at ${where}/dashboard`}`,
   );
 }
