@@ -107,7 +107,7 @@ export const DASHBOARD_HTML = String.raw`<!doctype html>
       var sw = document.createElement("span");
       sw.className = "sw";
       sw.style.background = color(it.color);
-      sw.dataset.state = it.key;
+      if (it.key) sw.dataset.state = it.key;
       span.appendChild(sw);
       span.appendChild(document.createTextNode(it.label + (it.count === undefined ? "" : " ")));
       if (it.count !== undefined) {
