@@ -2,8 +2,9 @@
  * Soak: two rounds of a few hundred requests in all against one real server, 64 at a time, a fifth
  * of them hung up on mid-stream, the rest mixing endpoints, streaming and sampling settings
  * (greedy, seeded top-p, top-k with penalties, n = 2 with min-p, logprobs with a stop string).
- * After each round: no request failed, greedy answers equal the solo answer, every hang-up was
- * counted as an abort, nothing is running or waiting and no KV block is in use; and the process's
+ * After each round: no request failed, greedy answers equal the solo answer, every hang-up ended
+ * the request (counted as an abort) unless it came after the last token, nothing is running or
+ * waiting and no KV block is in use; and the process's
  * resident memory did not grow from the first round to the second beyond a small bound. Bounded:
  * the whole file runs in well under a minute.
  */
@@ -15,8 +16,13 @@ import { metricValue, raw, startServer, storiesWithChatTemplate, waitFor, type T
 
 const ROUND = 160;
 const CONCURRENCY = 64;
-/** Resident memory may grow this much from the end of round 1 to the end of round 2. */
+/**
+ * Resident memory may grow this much from the end of round 1 to the end of round 2 (it moves by a
+ * few MiB between two reads, and the engine worker's heap is collected on its own schedule), and
+ * the main thread's live JavaScript heap this much.
+ */
 const RSS_GROWTH_BOUND = 32 * 1024 * 1024;
+const HEAP_GROWTH_BOUND = 8 * 1024 * 1024;
 
 // A full collection before each measurement, so the bound is about what is kept, not garbage.
 setFlagsFromString('--expose-gc');
@@ -29,6 +35,8 @@ const PROMPTS = [
   'The sun was shining and the birds were singing. Sue wanted to',
 ];
 const GREEDY = { prompt: 'Once upon a time, there was a little boy named Tim. He', max_tokens: 24, temperature: 0 };
+/** The requests hung up on ask for this many tokens (no other request asks for more than 48). */
+const HANG_UP_TOKENS = 400;
 
 interface Outcome {
   ok: boolean;
@@ -80,7 +88,7 @@ describe('soak', () => {
       const res = await fetch(`${s.url}${path}`, {
         method: 'POST',
         headers: { 'content-type': 'application/json' },
-        body: JSON.stringify({ model: 'stories', ...input, max_tokens: 400, ignore_eos: true, temperature: 1, seed: i, stream: true }),
+        body: JSON.stringify({ model: 'stories', ...input, max_tokens: HANG_UP_TOKENS, ignore_eos: true, temperature: 1, seed: i, stream: true }),
         signal: ac.signal,
       });
       if (res.status !== 200) return { ok: false, aborted: false, detail: `hang-up request: ${res.status} ${await res.text()}` };
@@ -93,8 +101,7 @@ describe('soak', () => {
       }
       ac.abort();
       await reader.read().catch(() => {});
-      // On a stalled host the whole answer may have come before the hang-up: then it was not aborted.
-      return { ok: true, aborted: !/"finish_reason":"(stop|length)"/.test(text), detail: '' };
+      return { ok: true, aborted: true, detail: '' };
     }
     const stream = i % 2 === 1;
     const v = i % 10;
@@ -107,7 +114,7 @@ describe('soak', () => {
           { n: 2, temperature: 0.8, min_p: 0.05, seed: i },
           { temperature: 0.7, stop: ['.'], ...(chat ? { logprobs: true, top_logprobs: 2 } : { logprobs: 2 }) },
         ][i % 4]!;
-    const n = 'n' in sampling ? sampling.n : 1;
+    const n = ('n' in sampling ? sampling.n : undefined) ?? 1;
     const body = { model: 'stories', ...input, max_tokens: 8 + (i % 41), ...sampling, stream };
     const res = await fetch(`${s.url}${path}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
     const text = await res.text();
@@ -157,9 +164,15 @@ describe('soak', () => {
     return m ? Number(m[1]) : 0;
   };
 
-  /** Run a round and check what every round must leave behind; returns the resident memory after it. */
-  async function checkedRound(first: number): Promise<number> {
+  /** Run a round and check what every round must leave behind; returns the memory after it. */
+  async function checkedRound(first: number): Promise<{ rss: number; heap: number }> {
     const abortsBefore = aborts(await metrics());
+    // How the engine ended each request: only hang-ups end in abort or run to HANG_UP_TOKENS.
+    const ends = { abort: 0, full: 0 };
+    const off = s.engine.on('finished', (o) => {
+      if (o.outputs[0]!.finishReason === 'abort') ends.abort++;
+      else if (o.outputs[0]!.tokenIds.length === HANG_UP_TOKENS) ends.full++;
+    });
     const outcomes = await round(first);
     assert.deepEqual(
       outcomes.filter((o) => !o.ok).map((o) => o.detail),
@@ -170,32 +183,45 @@ describe('soak', () => {
     assert.ok(greedy.length >= ROUND / 10);
     for (const g of greedy) assert.equal(g.greedyText, solo, 'a greedy answer under load equals the solo answer');
     await waitFor(() => s.engine.numInFlight === 0, 10_000, 'every request to end');
+    off();
     await waitFor(async () => {
       const m = await metrics();
       return metricValue(m, 'pagewise:num_requests_running') === 0 && metricValue(m, 'pagewise:num_requests_waiting') === 0 && metricValue(m, 'pagewise:kv_cache_usage_perc') === 0;
     }, 5000, '/metrics to show nothing running or waiting and no KV block in use');
     const m = await metrics();
-    const aborted = outcomes.filter((o) => o.aborted).length;
-    assert.ok(aborted >= ROUND / 5 - 2, `most hang-ups came mid-stream (${aborted})`);
-    assert.equal(aborts(m) - abortsBefore, aborted, 'every mid-stream hang-up was counted as an abort');
+    const hangUps = outcomes.filter((o) => o.aborted).length;
+    assert.equal(hangUps, ROUND / 5);
+    // The client shares this process with the server: when it falls behind, a request may have
+    // produced its last token before the hang-up. Every other hang-up aborted its request.
+    assert.equal(ends.abort + ends.full, hangUps, `every hang-up aborted its request or came after its last token (${ends.abort} aborted, ${ends.full} complete)`);
+    assert.ok(ends.abort >= hangUps / 2, `most hang-ups came mid-stream (${ends.abort} of ${hangUps})`);
+    assert.equal(aborts(m) - abortsBefore, ends.abort, '/metrics counted every abort');
     assert.equal(s.engine.lastStats!.blocksUsed, 0);
     assert.deepEqual(
       s.logs.filter((l) => l.startsWith('error')),
       [],
       'the server logged no error',
     );
-    // Let the worker's idle work (committing the KV pool's pages) finish before measuring.
+    // Let the worker's idle work (committing the KV pool's pages) finish, collect, and take the
+    // least of a few reads.
     await new Promise((r) => setTimeout(r, 300));
     gc();
-    return process.memoryUsage().rss;
+    const heap = process.memoryUsage().heapUsed;
+    let rss = Infinity;
+    for (let k = 0; k < 5; k++) {
+      await new Promise((r) => setTimeout(r, 50));
+      rss = Math.min(rss, process.memoryUsage.rss());
+    }
+    return { rss, heap };
   }
 
   test(`two rounds of ${ROUND} requests, ${CONCURRENCY} at a time, a fifth hung up on mid-stream`, { timeout: 60_000 }, async (t) => {
     const t0 = Date.now();
-    const rss1 = await checkedRound(0);
-    const rss2 = await checkedRound(ROUND);
-    const growth = rss2 - rss1;
-    t.diagnostic(`2 × ${ROUND} requests in ${((Date.now() - t0) / 1000).toFixed(1)} s; resident memory ${(rss1 / 2 ** 20).toFixed(1)} → ${(rss2 / 2 ** 20).toFixed(1)} MiB`);
-    assert.ok(growth < RSS_GROWTH_BOUND, `resident memory grew ${(growth / 2 ** 20).toFixed(1)} MiB from round 1 to round 2 (bound ${RSS_GROWTH_BOUND / 2 ** 20} MiB)`);
+    const m1 = await checkedRound(0);
+    const m2 = await checkedRound(ROUND);
+    const mib = (b: number): string => `${(b / 2 ** 20).toFixed(1)} MiB`;
+    t.diagnostic(`2 × ${ROUND} requests in ${((Date.now() - t0) / 1000).toFixed(1)} s; resident memory ${mib(m1.rss)} → ${mib(m2.rss)}, heap ${mib(m1.heap)} → ${mib(m2.heap)}`);
+    assert.ok(m2.rss - m1.rss < RSS_GROWTH_BOUND, `resident memory grew ${mib(m2.rss - m1.rss)} from round 1 to round 2 (bound ${mib(RSS_GROWTH_BOUND)})`);
+    assert.ok(m2.heap - m1.heap < HEAP_GROWTH_BOUND, `the heap grew ${mib(m2.heap - m1.heap)} from round 1 to round 2 (bound ${mib(HEAP_GROWTH_BOUND)})`);
   });
 });

@@ -83,11 +83,9 @@ port.on('message', (m: ToWorker) => {
       // Stats too: the stopped sequence's blocks are free now, and no later step may report it.
       post({ type: 'outputs', deltas: core.stopSequence(m.requestId, m.index), stats: core.stats() });
       break;
-    case 'blockMap': {
-      const states = core.kv.pool.stateMap();
-      port.postMessage({ type: 'blockMap', states } satisfies FromWorker, [states.buffer]);
+    case 'blockMap':
+      post({ type: 'blockMap', states: core.kv.pool.stateMap() });
       break;
-    }
     case 'shutdown':
       closed = true;
       core.close();

@@ -186,7 +186,8 @@ export const DASHBOARD_HTML = String.raw`<!doctype html>
     var p = Math.pow(10, Math.floor(Math.log10(v))), m = v / p;
     return (m <= 1 ? 1 : m <= 2 ? 2 : m <= 5 ? 5 : 10) * p;
   }
-  // series: [{ color, values (null = no data), area, max (fixed scale) }]; x spans the window.
+  // series: [{ color, values (null = no data), area, max (fixed scale), sparse (bins: join the
+  // points across the empty seconds between them, and mark each) }]; x spans the window.
   function chart(canvas, series, unitFmt) {
     var dpr = window.devicePixelRatio || 1, w = canvas.clientWidth, h = canvas.clientHeight;
     canvas.width = Math.round(w * dpr);
@@ -226,12 +227,13 @@ export const DASHBOARD_HTML = String.raw`<!doctype html>
       ctx.beginPath();
       var pen = false;
       for (var k = 0; k < n; k++) {
-        if (s.values[k] === null) { pen = false; continue; }
+        if (s.values[k] === null) { if (!s.sparse) pen = false; continue; }
         var q = xy(k);
         if (pen) ctx.lineTo(q[0], q[1]); else ctx.moveTo(q[0], q[1]);
         pen = true;
       }
       ctx.stroke();
+      if (s.sparse) for (var d = 0; d < n; d++) if (s.values[d] !== null) { var r = xy(d); ctx.fillRect(r[0] - 1.5, r[1] - 1.5, 3, 3); }
     });
   }
 
@@ -258,8 +260,8 @@ export const DASHBOARD_HTML = String.raw`<!doctype html>
       { color: "gen", values: windowed(function (p) { return p.gen; }) },
     ], function (v) { return fmt.format(v); });
     chart($("c-lat"), [
-      { color: "e2e", values: binnedMean(function (p) { return p.e2eMs; }, function (p) { return p.done; }) },
-      { color: "ttft", values: binnedMean(function (p) { return p.ttftMs; }, function (p) { return p.ttftN; }) },
+      { color: "e2e", values: binnedMean(function (p) { return p.e2eMs; }, function (p) { return p.done; }), sparse: true },
+      { color: "ttft", values: binnedMean(function (p) { return p.ttftMs; }, function (p) { return p.ttftN; }), sparse: true },
     ], function (v) { return fmt.format(v); });
     chart($("c-req"), [
       { color: "kv", values: windowed(function (p) { return p.kv; }), area: true, max: 1 },
