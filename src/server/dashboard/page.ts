@@ -217,9 +217,11 @@ export const DASHBOARD_HTML = String.raw`<!doctype html>
       ctx.fillStyle = color(s.color);
       ctx.lineWidth = 1.5;
       if (s.area) {
-        ctx.globalAlpha = 0.25;
-        ctx.beginPath(); ctx.moveTo(left, top + ph);
-        for (var j = 0; j < n; j++) if (s.values[j] !== null) { var p = xy(j); ctx.lineTo(p[0], p[1]); }
+        var first = s.values.findIndex(function (v) { return v !== null; });
+        if (first < 0) return;
+        ctx.globalAlpha = 0.3;
+        ctx.beginPath(); ctx.moveTo(xy(first)[0], top + ph);
+        for (var j = first; j < n; j++) if (s.values[j] !== null) { var p = xy(j); ctx.lineTo(p[0], p[1]); }
         ctx.lineTo(left + pw, top + ph); ctx.closePath(); ctx.fill();
         ctx.globalAlpha = 1;
         return;
