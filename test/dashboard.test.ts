@@ -261,12 +261,15 @@ describe('the dashboard in headless Chromium, under load', () => {
   let s: TestServer;
   let browser: Browser;
   let page: Page;
+  /** Script errors on the page (none expected). */
+  const pageErrors: string[] = [];
   before(async () => {
     if (!existsSync(CHROMIUM)) throw new Error(`Chromium not found at ${CHROMIUM}: install Debian's chromium (apt-get install chromium) or set PAGEWISE_CHROMIUM`);
     // A small pool (about 200 blocks of 16 tokens), so the load fills a good part of the map.
     s = await startServer({ model: fixturePath('stories260k'), kvCacheMemory: 8 * 1024 * 1024 });
     browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: ['--no-sandbox'] });
     page = await browser.newPage({ viewport: { width: 1280, height: 1000 } });
+    page.on('pageerror', (err) => pageErrors.push(err.message));
   });
   after(async () => {
     await browser?.close();
@@ -389,5 +392,21 @@ describe('the dashboard in headless Chromium, under load', () => {
     assert.ok(v.counts.cached! > 0);
     assert.equal(v.counts.free! + v.counts.cached!, s.engine.info.numBlocks);
     for (const k of ['free', 'cached', 'used', 'shared'] as const) assert.equal(v.drawn[k], v.counts[k]);
+    assert.deepEqual(pageErrors, [], 'no script error on the page');
+  });
+
+  // (Without credentials the routes answer 401 with a Basic challenge: 'dashboard routes' above.)
+  test('behind an API key, a browser logs in with the key as password and the page goes live', async () => {
+    const locked = await startServer({ model: fixturePath('stories260k'), kvCacheMemory: 8 * 1024 * 1024 }, { apiKey: 'k3y' });
+    const context = await browser.newContext({ httpCredentials: { username: 'me', password: 'k3y' } });
+    try {
+      const p = await context.newPage();
+      const res = await p.goto(`${locked.url}/dashboard`);
+      assert.equal(res?.status(), 200);
+      await waitFor(async () => (await p.evaluate(READ_PAGE) as PageView).counts.free === locked.engine.info.numBlocks, 10_000, 'the locked page to go live');
+    } finally {
+      await context.close();
+      await locked.close();
+    }
   });
 });
