@@ -10,6 +10,7 @@
  * .ci/run does, or point PAGEWISE_CHROMIUM at a Chromium binary).
  */
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync } from 'node:fs';
 import { request as httpRequest } from 'node:http';
 import { tmpdir } from 'node:os';
@@ -215,9 +216,35 @@ describe('dashboard routes', () => {
     assert.equal(next!.data['blocks'], undefined, 'an unchanged map is not sent again');
   });
 
-  test('off with dashboard: false (--no-dashboard)', async () => {
+  test('off with dashboard: false', async () => {
     assert.equal((await raw(off.url, { path: '/dashboard' })).status, 404);
     assert.equal((await raw(off.url, { path: '/dashboard/events' })).status, 404);
+  });
+
+  test('pagewise serve says where the dashboard is; --no-dashboard turns it off', async () => {
+    for (const flags of [[], ['--no-dashboard']]) {
+      const argv = ['serve', '--model', fixturePath('stories260k'), '--port', '0', '--threads', '1', '--kv-cache-memory', '8MiB', ...flags];
+      const code = `import('./src/cli/main.ts').then((m) => m.main(${JSON.stringify(argv)}))`;
+      const child = spawn(process.execPath, ['--import', 'tsx', '-e', code], { cwd: new URL('..', import.meta.url), stdio: ['ignore', 'ignore', 'pipe'] });
+      let stderr = '';
+      child.stderr.on('data', (d: Buffer) => (stderr += d.toString('utf8')));
+      const exited = new Promise((resolve) => child.on('exit', resolve));
+      try {
+        await waitFor(() => /serving model .* on http:\/\/127\.0\.0\.1:\d+\/v1/.test(stderr), 20_000, 'the server to listen');
+        const url = /on (http:\/\/127\.0\.0\.1:\d+)\/v1/.exec(stderr)![1]!;
+        const status = (await raw(url, { path: '/dashboard' })).status;
+        if (flags.length === 0) {
+          assert.match(stderr, new RegExp(`dashboard at ${url}/dashboard`));
+          assert.equal(status, 200);
+        } else {
+          assert.doesNotMatch(stderr, /dashboard at/);
+          assert.equal(status, 404);
+        }
+      } finally {
+        child.kill('SIGKILL');
+        await exited;
+      }
+    }
   });
 });
 
