@@ -7,6 +7,7 @@
  * their own modules.
  */
 import type { ComputeBackend, KvCacheHandle } from '../backend/backend.js';
+import { nativeHost } from '../backend/native.js';
 import type { EngineConfig } from '../config/engine-config.js';
 import { InvalidRequestError } from '../errors.js';
 import { KVCacheManager } from '../kv/kv-cache-manager.js';
@@ -71,6 +72,10 @@ export class EngineCore {
       maxSeqs: cfg.maxNumSeqs,
       maxBlocksPerSeq: Math.ceil(maxModelLen / cfg.blockSize),
     });
+    // The model has packed its weights into its own memory: the file's pages that loading read
+    // would otherwise stay resident too (a GGUF model counted twice). Tensors still used from
+    // the mapping fault back in from the page cache when read.
+    nativeHost().releaseMappedPages();
     this.sampler = new Sampler(be, mc.vocabSize);
     const eos = files.generationConfig.eosTokenIds.length > 0 ? files.generationConfig.eosTokenIds : mc.eosTokenIds;
     this.info = {
