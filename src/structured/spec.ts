@@ -22,7 +22,12 @@ export type GrammarSpec =
   /** The whole output is exactly one of these strings. */
   | { kind: 'choice'; choices: readonly string[] }
   /** An EBNF grammar in xgrammar's (GBNF-like) syntax, root rule `root`. */
-  | { kind: 'grammar'; ebnf: string };
+  | { kind: 'grammar'; ebnf: string }
+  /**
+   * An xgrammar structural-tag format (sequences of constant strings, JSON schemas, tags, ...):
+   * what tool calls are constrained with (src/server/tools). Not a client-facing field.
+   */
+  | { kind: 'structural_tag'; format: Record<string, unknown> };
 
 export interface GrammarFormatOptions {
   /** Allow any whitespace between JSON tokens (default true); false: xgrammar's compact layout. */
@@ -83,10 +88,35 @@ export function normalizeSpec(spec: GrammarSpec): NormalizedSpec {
       assertAsciiClasses(spec.ebnf, 'EBNF grammar', { ebnf: true });
       text = spec.ebnf;
       break;
+    case 'structural_tag':
+      if (typeof spec.format !== 'object' || spec.format === null || Array.isArray(spec.format)) throw new GrammarError('structural tag format must be an object', { param: PARAM });
+      text = JSON.stringify({ type: 'structural_tag', format: fixFormat(spec.format) });
+      break;
     default:
       throw new GrammarError(`unknown structured output kind ${JSON.stringify((spec as { kind: unknown }).kind)}`, { param: PARAM });
   }
   return { kind: spec.kind, text, strict, key: `${spec.kind}\u0000${strict ? 1 : 0}\u0000${text}` };
+}
+
+/**
+ * A structural-tag format with the same care as the top-level kinds: every embedded JSON schema
+ * gets the schema fixes, every regex and grammar the character-class check.
+ */
+function fixFormat(format: unknown): unknown {
+  if (Array.isArray(format)) return format.map(fixFormat);
+  if (typeof format !== 'object' || format === null) return format;
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(format)) {
+    if (k === 'json_schema') out[k] = fixSchema(v);
+    else if (k === 'pattern' && typeof v === 'string') {
+      assertAsciiClasses(v, `regex ${JSON.stringify(v)}`);
+      out[k] = v;
+    } else if (k === 'grammar' && typeof v === 'string') {
+      assertAsciiClasses(v, 'EBNF grammar', { ebnf: true });
+      out[k] = v;
+    } else out[k] = fixFormat(v);
+  }
+  return out;
 }
 
 /** json_object is the schema "any object", so it also rejects top-level arrays and scalars. */
@@ -114,6 +144,8 @@ export function describe(spec: NormalizedSpec): string {
       return 'choice list';
     case 'grammar':
       return 'EBNF grammar';
+    case 'structural_tag':
+      return 'tool call grammar';
   }
 }
 
@@ -128,6 +160,8 @@ export function compileSpec(b: XGrammarBinding, compiler: NativeCompiler, spec: 
     case 'regex':
     case 'choice':
       return compiler.CompileStructuralTag(structuralTag(spec));
+    case 'structural_tag':
+      return compiler.CompileStructuralTag(spec.text);
     case 'grammar': {
       const g = b.Grammar.FromEBNF(spec.text, 'root');
       try {
