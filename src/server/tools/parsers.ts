@@ -201,15 +201,28 @@ const llama3Json: ToolCallParser = {
 // ---------------------------------------------------------------------------------------------
 
 const MISTRAL_MARK = '[TOOL_CALLS]';
+/** A call list with its marker gone: `[TOOL_CALLS]` is a special token in Mistral's vocabularies, dropped from text by skip_special_tokens. */
+const BARE_LIST = /^\[\s*\{\s*"name"/;
+/** What may still become BARE_LIST. */
+const BARE_LIST_PREFIX = /^\[\s*(\{\s*("(n(a(m(e)?)?)?)?)?)?)?$/;
 
 const mistral: ToolCallParser = {
   name: 'mistral',
   parse(text, final) {
-    const mark = text.indexOf(MISTRAL_MARK);
-    if (mark < 0) return contentOnly(text, final, MISTRAL_MARK);
+    let mark = text.indexOf(MISTRAL_MARK);
+    let listAt: number;
+    if (mark >= 0) listAt = skipWs(text, mark + MISTRAL_MARK.length);
+    else {
+      const start = skipWs(text, 0);
+      const rest = text.slice(start);
+      if (!final && BARE_LIST_PREFIX.test(rest)) return { content: '', calls: [] };
+      if (!BARE_LIST.test(rest)) return contentOnly(text, final, MISTRAL_MARK);
+      mark = 0;
+      listAt = start;
+    }
     const content = text.slice(0, mark);
     const calls: ParsedCall[] = [];
-    let at = skipWs(text, mark + MISTRAL_MARK.length);
+    let at = listAt;
     if (at < text.length && text[at] !== '[') return final ? { content: text, calls: [] } : { content, calls };
     at = skipWs(text, at + 1);
     while (at < text.length) {
