@@ -15,12 +15,17 @@ import { EngineCore } from '../src/engine/core.js';
 import { LLM } from '../src/engine/llm.js';
 import { makeEngineConfig } from '../src/config/engine-config.js';
 import { createBackend } from '../src/backend/index.js';
-import { GrammarError } from '../src/errors.js';
+import { GrammarError, InvalidRequestError } from '../src/errors.js';
 import { makeSamplingParams } from '../src/sampling/params.js';
 import type { GrammarSpec } from '../src/structured/spec.js';
-import type { PagewiseTokenizer } from '../src/tokenizer/tokenizer.js';
 import { fixturePath } from './helpers/fixtures.js';
-import { startServer, TEST_ENGINE, type TestServer } from './helpers/server.js';
+import { requestContext, startServer, TEST_ENGINE, type TestServer } from './helpers/server.js';
+import { parseChatRequest, parseCompletionRequest } from '../src/server/request.js';
+import { PagewiseTokenizer } from '../src/tokenizer/tokenizer.js';
+import { Sampler } from '../src/sampling/sampler.js';
+import { tokenBitmask } from '../src/sampling/logits-processors.js';
+import { Rng } from '../src/sampling/rng.js';
+import { cpuBackend } from '../src/backend/native.js';
 
 /**
  * A random model's JSON strings and containers end only when it happens to sample their closing
@@ -108,6 +113,74 @@ function checkOutputs(outputs: ReadonlyArray<{ text: string; finish: string | nu
   }
   return stops;
 }
+
+describe('structured outputs: request fields and the sampler stage', () => {
+  const tok = PagewiseTokenizer.fromDir(fixturePath('llama-tiny'));
+  const ctx = requestContext(tok);
+  const schema = SCHEMAS[0]!.schema;
+
+  test('every field maps onto SamplingParams.structuredOutputs; text and "text" formats leave it off', () => {
+    const so = (body: Record<string, unknown>): unknown => parseCompletionRequest({ prompt: 'a', ...body }, ctx).params[0]!.structuredOutputs;
+    assert.equal(so({}), null);
+    assert.equal(so({ response_format: { type: 'text' } }), null);
+    assert.deepEqual(so({ response_format: { type: 'json_object' } }), { kind: 'json_object' });
+    assert.deepEqual(so({ response_format: { type: 'json_schema', json_schema: { name: 'x', schema, strict: false } } }), { kind: 'json_schema', schema, strict: false });
+    assert.deepEqual(so({ structured_outputs: { json: schema } }), { kind: 'json_schema', schema });
+    assert.deepEqual(so({ structured_outputs: { regex: 'a+', disable_fallback: false } }), { kind: 'regex', pattern: 'a+' });
+    assert.deepEqual(so({ structured_outputs: { choice: ['x', 'y'] } }), { kind: 'choice', choices: ['x', 'y'] });
+    assert.deepEqual(so({ structured_outputs: { grammar: 'root ::= "a"' } }), { kind: 'grammar', ebnf: 'root ::= "a"' });
+    assert.deepEqual(so({ structured_outputs: { json_object: true } }), { kind: 'json_object' });
+    assert.deepEqual(so({ guided_json: schema, guided_decoding_backend: 'xgrammar' }), { kind: 'json_schema', schema });
+    assert.deepEqual(so({ guided_regex: 'b' }), { kind: 'regex', pattern: 'b' });
+    assert.deepEqual(so({ guided_choice: ['p'] }), { kind: 'choice', choices: ['p'] });
+    assert.deepEqual(so({ guided_grammar: 'root ::= "b"' }), { kind: 'grammar', ebnf: 'root ::= "b"' });
+    const chat = parseChatRequest({ messages: [{ role: 'user', content: 'x' }], response_format: { type: 'json_object' } }, requestContext(PagewiseTokenizer.fromDir(fixturePath('qwen2-tiny'))));
+    assert.deepEqual(chat.params.structuredOutputs, { kind: 'json_object' });
+    assert.equal(chat.grammarParam, 'response_format');
+  });
+
+  test('shape errors are 400s naming the field, before any compile', () => {
+    const bad = (body: Record<string, unknown>, param: string, message: RegExp): void => {
+      assert.throws(
+        () => parseCompletionRequest({ prompt: 'a', ...body }, ctx),
+        (e: unknown) => e instanceof InvalidRequestError && e.status === 400 && e.param === param && message.test(e.message),
+        JSON.stringify(body),
+      );
+    };
+    bad({ response_format: 'json' }, 'response_format', /must be an object/);
+    bad({ response_format: { type: 'json_schema', json_schema: { name: 'x', schema: 5 } } }, 'response_format', /JSON schema/);
+    bad({ response_format: { type: 'json_schema', json_schema: { name: 'x', schema: {}, strict: 'yes' } } }, 'response_format', /strict/);
+    bad({ structured_outputs: {} }, 'structured_outputs', /exactly one/);
+    bad({ structured_outputs: { regex: 'a', whitespace_pattern: ' *' } }, 'structured_outputs', /whitespace_pattern/);
+    bad({ structured_outputs: { regex: 'a[à-é]' } }, 'structured_outputs', /non-ASCII/);
+    bad({ guided_choice: 'x' }, 'guided_choice', /list of strings/);
+    bad({ guided_regex: '' }, 'guided_regex', /non-empty/);
+    bad({ guided_json: schema, response_format: { type: 'json_object' } }, 'guided_json', /only one/);
+    bad({ guided_whitespace_pattern: '\\s*', guided_regex: 'a' }, 'guided_whitespace_pattern', /not supported/);
+    bad({ guided_json: { type: 'integer', minimum: 3, maximum: 1 } }, 'guided_json', /range is empty/);
+    bad({ guided_regex: 'a', allowed_token_ids: [5] }, 'allowed_token_ids', /cannot be combined/);
+  });
+
+  test('the grammar stage masks exactly the ids outside the row\'s bitmask; unconstrained rows are untouched', () => {
+    const V = 70;
+    const sampler = new Sampler(cpuBackend(), V);
+    const allowed = [3, 31, 32, 33, 64, 69];
+    const mask = tokenBitmask(allowed, V);
+    const p = makeSamplingParams({ temperature: 1, seed: 1 }, { vocabSize: V });
+    const logits = new Float32Array(2 * V).map((_, i) => Math.sin(i) * 3);
+    const raw = logits.slice();
+    sampler.process(logits, [
+      { params: p, rng: new Rng(1), promptTokenIds: [], outputTokenIds: [], eosTokenIds: [2], grammarMask: mask },
+      { params: p, rng: new Rng(1), promptTokenIds: [], outputTokenIds: [], eosTokenIds: [2], grammarMask: null },
+    ]);
+    for (let i = 0; i < V; i++) assert.equal(logits[i], allowed.includes(i) ? raw[i] : -Infinity, `id ${i}`);
+    assert.deepEqual(logits.subarray(V), raw.subarray(V));
+    for (let seed = 0; seed < 50; seed++) {
+      const r = sampler.sample(raw.slice(0, V), [{ params: makeSamplingParams({ temperature: 1.5, seed }, { vocabSize: V }), rng: new Rng(seed), promptTokenIds: [], outputTokenIds: [], eosTokenIds: [2], grammarMask: mask }]);
+      assert.ok(allowed.includes(r[0]!.tokenId), `drew ${r[0]!.tokenId}`);
+    }
+  });
+});
 
 describe('structured outputs through the server (openai client)', () => {
   let s: TestServer;

@@ -119,6 +119,14 @@ describe('tool-call parsers', () => {
     assert.equal(TOOL_CALL_PARSERS['mistral']!.parse('x [TOOL_', false).content, 'x ');
   });
 
+  test('mistral: a call list whose [TOOL_CALLS] special token was dropped from the text still parses', () => {
+    const m = TOOL_CALL_PARSERS['mistral']!;
+    const r = extractToolCalls(m, ' [{"name": "f", "arguments": {"a": 1}}]', true);
+    assert.deepEqual(r.toolCalls.map((c) => [c.function.name, c.function.arguments]), [['f', '{"a": 1}']]);
+    assert.equal(m.parse('[{"na', false).content, '');
+    assert.equal(m.parse('[1, 2]', false).content, '[1, 2]');
+  });
+
   test('python literals: quotes, escapes, nesting, JSON literals; incomplete text is not invalid', () => {
     const r = readPythonCalls(`[f(a='it\\'s', b=(1, 2), c={'k': [True, None, false]}, d=-1.5e3)]`, 0);
     assert.equal(r.invalid, false);

@@ -294,6 +294,8 @@ export function makeSamplingParams(input: SamplingParamsInput, ctx: SamplingPara
     if (typeof so !== 'object' || Array.isArray(so)) fail('structured_outputs', `structured_outputs must be an object, got ${show(so)}`);
     normalizeSpec(so as GrammarSpec);
     structuredOutputs = so as GrammarSpec;
+    // Their intersection with a grammar's mask could be empty, leaving no token to sample.
+    if (allowedTokenIds !== null) fail('allowed_token_ids', 'allowed_token_ids cannot be combined with structured outputs (the grammar decides which tokens are allowed)');
   }
 
   const greedy = temperature < SAMPLING_EPS;
