@@ -11,6 +11,8 @@ import OpenAI from 'openai';
 import { TOOL_CALL_PARSERS, type ToolCallParser } from '../src/server/tools/parsers.js';
 import { extractToolCalls, ToolCallStream } from '../src/server/tools/stream.js';
 import { readPythonCalls } from '../src/server/tools/python-calls.js';
+import { parseToolRequest } from '../src/server/tools/request.js';
+import { InvalidRequestError } from '../src/errors.js';
 import { postJson, startServer, type TestServer } from './helpers/server.js';
 import { toolsModel, type ToolFormat } from './helpers/tools-fixture.js';
 
@@ -133,6 +135,39 @@ describe('tool-call parsers', () => {
     assert.deepEqual(r.calls, [{ name: 'f', args: { a: "it's", b: [1, 2], c: { k: [true, null, false] }, d: -1500 } }]);
     const partial = readPythonCalls('[f(a=1), g(b="x', 0);
     assert.deepEqual([partial.calls.length, partial.pendingName, partial.invalid, partial.end], [1, 'g', false, -1]);
+  });
+});
+
+describe('tool request fields', () => {
+  const tools = [{ type: 'function', function: { name: 'f', parameters: { type: 'object', properties: { a: { type: 'integer' } }, required: ['a'] } } }];
+  const hermes = TOOL_CALL_PARSERS['hermes']!;
+  const refuses = (body: Record<string, unknown>, cfg: Parameters<typeof parseToolRequest>[1], param: string, message: RegExp): void => {
+    assert.throws(() => parseToolRequest(body, cfg), (e: unknown) => e instanceof InvalidRequestError && e.param === param && message.test(e.message), JSON.stringify(body));
+  };
+
+  test('tool_choice defaults and rules (as vLLM)', () => {
+    const off = { parser: null, autoToolChoice: false };
+    const on = { parser: hermes, autoToolChoice: true };
+    assert.equal(parseToolRequest({}, on), null);
+    assert.equal(parseToolRequest({ tools }, off)!.choice, 'none');
+    assert.equal(parseToolRequest({ tools }, off)!.parser, null);
+    assert.equal(parseToolRequest({ tools }, on)!.choice, 'auto');
+    assert.equal(parseToolRequest({ tools }, on)!.parser, hermes);
+    assert.equal(parseToolRequest({ tools }, on)!.constraint, null);
+    const req = parseToolRequest({ tools, tool_choice: 'required', parallel_tool_calls: false }, off)!;
+    assert.equal(req.parser, TOOL_CALL_PARSERS['llama3_json'], 'forced calls without a parser use the JSON format');
+    assert.equal(req.constraint?.kind, 'structural_tag');
+    assert.equal(req.parallel, false);
+    const named = parseToolRequest({ tools, tool_choice: { type: 'function', function: { name: 'f' } } }, on)!;
+    assert.deepEqual(named.choice, { name: 'f' });
+    assert.equal(named.constraint?.kind, 'structural_tag');
+    refuses({ tools, tool_choice: 'auto' }, off, 'tool_choice', /--enable-auto-tool-choice/);
+    refuses({ tool_choice: 'required' }, on, 'tool_choice', /needs tools/);
+    refuses({ tools, tool_choice: { type: 'function', function: { name: 'g' } } }, on, 'tool_choice', /not in tools/);
+    refuses({ tools, tool_choice: 'sometimes' }, on, 'tool_choice', /must be/);
+    refuses({ tools: [{ type: 'function', function: { name: 'a b' } }] }, on, 'tools', /name/);
+    refuses({ tools: [tools[0], tools[0]] }, on, 'tools', /twice/);
+    refuses({ tools, parallel_tool_calls: 'no' }, on, 'parallel_tool_calls', /boolean/);
   });
 });
 

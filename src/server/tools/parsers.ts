@@ -110,11 +110,6 @@ function finalize(text: string, p: ToolParse, final: boolean): ToolParse {
   return wellFormed(p.calls) ? p : { content: text, calls: [] };
 }
 
-/** The arguments schema of a tool (an empty object schema when it gives none). */
-function argsSchema(t: ToolDef): Record<string, unknown> {
-  return t.parameters;
-}
-
 function tagsWithSeparator(tags: unknown[], separator: string, parallel: boolean): Record<string, unknown> {
   return { type: 'tags_with_separator', tags, separator, at_least_one: true, stop_after_first: !parallel };
 }
@@ -151,7 +146,7 @@ const hermes: ToolCallParser = {
     const tags = tools.map((t) => ({
       type: 'tag',
       begin: `${HERMES_OPEN}\n{"name": ${q(t.name)}, "arguments": `,
-      content: { type: 'json_schema', json_schema: argsSchema(t) },
+      content: { type: 'json_schema', json_schema: t.parameters },
       end: `}\n${HERMES_CLOSE}`,
     }));
     return { kind: 'structural_tag', format: tagsWithSeparator(tags, '\n', parallel) };
@@ -190,7 +185,7 @@ const llama3Json: ToolCallParser = {
     const tags = tools.map((t) => ({
       type: 'tag',
       begin: `{"name": ${q(t.name)}, "parameters": `,
-      content: { type: 'json_schema', json_schema: argsSchema(t) },
+      content: { type: 'json_schema', json_schema: t.parameters },
       end: '}',
     }));
     return { kind: 'structural_tag', format: tagsWithSeparator(tags, '; ', parallel) };
@@ -240,7 +235,7 @@ const mistral: ToolCallParser = {
     const tags = tools.map((t) => ({
       type: 'tag',
       begin: `{"name": ${q(t.name)}, "arguments": `,
-      content: { type: 'json_schema', json_schema: argsSchema(t) },
+      content: { type: 'json_schema', json_schema: t.parameters },
       end: '}',
     }));
     return {
@@ -278,7 +273,7 @@ const pythonic: ToolCallParser = {
   },
   constraint(tools, parallel) {
     const tags = tools.map((t) => {
-      const params = argsSchema(t);
+      const params = t.parameters;
       const props = (params['properties'] ?? {}) as Record<string, unknown>;
       const required = Array.isArray(params['required']) ? (params['required'] as string[]).filter((k) => Object.hasOwn(props, k)) : [];
       // Definitions travel with each property, so its $refs still resolve.
