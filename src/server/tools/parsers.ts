@@ -199,7 +199,7 @@ const MISTRAL_MARK = '[TOOL_CALLS]';
 /** A call list with its marker gone: `[TOOL_CALLS]` is a special token in Mistral's vocabularies, dropped from text by skip_special_tokens. */
 const BARE_LIST = /^\[\s*\{\s*"name"/;
 /** What may still become BARE_LIST. */
-const BARE_LIST_PREFIX = /^\[\s*(\{\s*("(n(a(m(e)?)?)?)?)?)?)?$/;
+const BARE_LIST_PREFIX = /^\[\s*(\{\s*("(n(a(m(e)?)?)?)?)?)?$/;
 
 const mistral: ToolCallParser = {
   name: 'mistral',
