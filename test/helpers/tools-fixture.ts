@@ -24,7 +24,8 @@ const CALLS: Record<ToolFormat, string> = {
 
 export function toolTemplate(format: ToolFormat): string {
   return (
-    '{%- if tools %}<|system|>\nYou can call these functions:\n{% for t in tools %}{{ t | tojson }}\n{% endfor %}<|end|>\n{% endif %}' +
+    // Tool names only: llama-tiny's context is 512 tokens of a 512-token vocabulary.
+    '{%- if tools %}<|system|>\nYou can call: {% for t in tools %}{{ t.function.name }}{% if not loop.last %}, {% endif %}{% endfor %}<|end|>\n{% endif %}' +
     '{%- for m in messages %}' +
     "{%- if m.role == 'assistant' and m.tool_calls %}<|assistant|>\n" +
     CALLS[format] +

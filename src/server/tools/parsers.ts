@@ -114,6 +114,14 @@ function tagsWithSeparator(tags: unknown[], separator: string, parallel: boolean
   return { type: 'tags_with_separator', tags, separator, at_least_one: true, stop_after_first: !parallel };
 }
 
+/**
+ * A list of tags between fixed strings. As a tag, not a sequence: the xgrammar build we load fails
+ * (an internal error) on tags_with_separator inside a sequence, and compiles it as a tag's content.
+ */
+function bracketed(begin: string, content: Record<string, unknown>, end: string): Record<string, unknown> {
+  return { type: 'tag', begin, content, end };
+}
+
 // ---------------------------------------------------------------------------------------------
 
 const HERMES_OPEN = '<tool_call>';
@@ -240,7 +248,7 @@ const mistral: ToolCallParser = {
     }));
     return {
       kind: 'structural_tag',
-      format: { type: 'sequence', elements: [{ type: 'const_string', value: `${MISTRAL_MARK}[` }, tagsWithSeparator(tags, ', ', parallel), { type: 'const_string', value: ']' }] },
+      format: bracketed(`${MISTRAL_MARK}[`, tagsWithSeparator(tags, ', ', parallel), ']'),
     };
   },
   // Mistral's templates require ids of nine letters and digits.
@@ -289,7 +297,7 @@ const pythonic: ToolCallParser = {
     });
     return {
       kind: 'structural_tag',
-      format: { type: 'sequence', elements: [{ type: 'const_string', value: '[' }, tagsWithSeparator(tags, ', ', parallel), { type: 'const_string', value: ']' }] },
+      format: bracketed('[', tagsWithSeparator(tags, ', ', parallel), ']'),
     };
   },
   newCallId: openAiId,

@@ -30,7 +30,8 @@ class Incomplete extends Error {}
 class Invalid extends Error {}
 
 const IDENT = /[A-Za-z_][A-Za-z0-9_.]*/y;
-const NUMBER = /-?(?:0|[1-9][0-9_]*)(?:\.[0-9_]+)?(?:[eE][+-]?[0-9]+)?/y;
+const NUMBER = /^-?(?:0|[1-9][0-9_]*)(?:\.[0-9_]+)?(?:[eE][+-]?[0-9]+)?$/;
+const NUMBER_CHARS = /-?[0-9][0-9_.eE+-]*|-$/y;
 
 class Reader {
   constructor(
@@ -72,12 +73,14 @@ class Reader {
     if (c === '"' || c === "'") return this.string(c);
     if (c === '[' || c === '(') return this.list(c === '[' ? ']' : ')');
     if (c === '{') return this.dict();
-    NUMBER.lastIndex = this.i;
-    const num = NUMBER.exec(this.text);
-    if (num) {
-      if (num.index + num[0].length >= this.text.length) throw new Incomplete();
-      this.i += num[0].length;
-      return Number(num[0].replaceAll('_', ''));
+    // A number's characters run to the end of the text: it may still grow ("-2." → "-2.5").
+    NUMBER_CHARS.lastIndex = this.i;
+    const run = NUMBER_CHARS.exec(this.text);
+    if (run) {
+      if (run.index + run[0].length >= this.text.length) throw new Incomplete();
+      if (!NUMBER.test(run[0])) throw new Invalid();
+      this.i += run[0].length;
+      return Number(run[0].replaceAll('_', ''));
     }
     const word = this.ident();
     const literals: Record<string, unknown> = { True: true, False: false, None: null, true: true, false: false, null: null };
