@@ -106,7 +106,7 @@ describe('makeSamplingParams: defaults and normalisation', () => {
       presencePenalty: 0, frequencyPenalty: 0, repetitionPenalty: 1,
       seed: null, stop: [], stopTokenIds: [], includeStopStrInOutput: false, ignoreEos: false,
       maxTokens: 16, minTokens: 0, logprobs: null, promptLogprobs: null, logitBias: null, allowedTokenIds: null,
-      skipSpecialTokens: true, spacesBetweenSpecialTokens: true, useBeamSearch: false, lengthPenalty: 1, earlyStopping: false,
+      skipSpecialTokens: true, spacesBetweenSpecialTokens: true, useBeamSearch: false, lengthPenalty: 1, earlyStopping: false, structuredOutputs: null,
     });
   });
 
@@ -631,7 +631,7 @@ describe('Sampling pipeline: stages and masks', () => {
   test('the stages run in vLLM order, each skipping rows it does not apply to', () => {
     assert.deepEqual(
       logitsProcessors(V).map((s) => s.name),
-      ['penalties', 'allowed_token_ids', 'logit_bias', 'min_tokens'],
+      ['grammar', 'penalties', 'allowed_token_ids', 'logit_bias', 'min_tokens'],
     );
     assert.deepEqual(
       DRAW_STAGES.map((s) => s.name),
