@@ -326,10 +326,23 @@ export class EngineCore {
       rows = new Float32Array(group.length * V);
       for (let i = 0; i < group.length; i++) rows.set(logits.subarray(rowOf[i]! * V, (rowOf[i]! + 1) * V), i * V);
     }
-    const masks = this.grammars.masksFor(group.map((s) => s.grammar));
+    // Structured outputs: a row whose draw is one pass over its raw logits draws first without its
+    // mask (llama.cpp's order): when its grammar accepts the token, no mask was needed; when not,
+    // it draws again with the mask (a second random number), which together give exactly the
+    // masked distribution (greedy: the same argmax). Other constrained rows are masked first.
+    const speculative = group.map((s) => s.grammar !== null && !s.grammar.isTerminated() && this.sampler.drawsFromRawRow(samplerRow(s, null)));
+    const masks = this.grammars.masksFor(group.map((s, i) => (speculative[i] ? null : s.grammar)));
     const results = this.sampler.sample(rows, group.map((s, i) => samplerRow(s, masks[i]!)));
+    for (let i = 0; i < group.length; i++) {
+      const s = group[i]!;
+      if (speculative[i] && !s.grammar!.acceptToken(results[i]!.tokenId)) {
+        // The row is untouched (no stage applied): draw again from it, masked.
+        const mask = this.grammars.masksFor([s.grammar])[0]!;
+        results[i] = this.sampler.sample(rows.subarray(i * V, (i + 1) * V), [samplerRow(s, mask)])[0]!;
+        s.acceptGrammarToken(results[i]!.tokenId);
+      } else if (!speculative[i]) s.acceptGrammarToken(results[i]!.tokenId);
+    }
     const finished = this.scheduler.update(group.map((seq, i) => ({ seq, tokenId: results[i]!.tokenId, logprob: results[i]!.logprob })));
-    for (let i = 0; i < group.length; i++) group[i]!.acceptGrammarToken(results[i]!.tokenId);
     this.counters.countGenerated(group.length);
     for (let i = 0; i < group.length; i++) {
       const s = group[i]!;

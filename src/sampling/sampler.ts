@@ -118,6 +118,18 @@ export class Sampler {
   }
 
   /**
+   * Whether the row's token is one pass over its raw logits (greedy argmax, or a softmax draw at a
+   * temperature) with no stage changing them. For such a row a grammar's mask can be tried after
+   * the draw instead of before: an allowed token is what the masked greedy pass picks, and drawing
+   * unmasked, then again with the mask when the token is refused, gives exactly the masked
+   * distribution (see EngineCore.sample).
+   */
+  drawsFromRawRow(row: SamplerRow): boolean {
+    const p = row.params;
+    return !anyApplies(this.processors, row) && (p.temperature < SAMPLING_EPS || !narrows(p, this.V));
+  }
+
+  /**
    * Apply only the logits processors to each row in place, without sampling: what `sample` feeds
    * to its argmax / random draw (beam search proposes tokens from these rows).
    */
