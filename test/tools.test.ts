@@ -13,6 +13,8 @@ import { extractToolCalls, ToolCallStream } from '../src/server/tools/stream.js'
 import { readPythonCalls } from '../src/server/tools/python-calls.js';
 import { parseToolRequest } from '../src/server/tools/request.js';
 import { InvalidRequestError } from '../src/errors.js';
+import { serveCommand } from '../src/cli/serve.js';
+import { UsageError } from '../src/cli/args.js';
 import { postJson, startServer, type TestServer } from './helpers/server.js';
 import { toolsModel, type ToolFormat } from './helpers/tools-fixture.js';
 
@@ -139,6 +141,11 @@ describe('tool-call parsers', () => {
 });
 
 describe('tool request fields', () => {
+  test('serve flags: --tool-call-parser names a parser; --enable-auto-tool-choice needs one', async () => {
+    await assert.rejects(serveCommand(['--tool-call-parser', 'bogus']), (e: unknown) => e instanceof UsageError && /hermes, llama3_json, mistral, pythonic/.test(e.message));
+    await assert.rejects(serveCommand(['--enable-auto-tool-choice']), (e: unknown) => e instanceof UsageError && /needs --tool-call-parser/.test(e.message));
+  });
+
   const tools = [{ type: 'function', function: { name: 'f', parameters: { type: 'object', properties: { a: { type: 'integer' } }, required: ['a'] } } }];
   const hermes = TOOL_CALL_PARSERS['hermes']!;
   const refuses = (body: Record<string, unknown>, cfg: Parameters<typeof parseToolRequest>[1], param: string, message: RegExp): void => {
