@@ -234,8 +234,10 @@ for (const format of FORMATS) {
     });
 
     test('call (tool_choice required), streamed and not, then the tool result and the answer', async () => {
-      // A bias on EOS (allowed only where the calls can end) keeps a random model from chaining calls to the length limit.
-      const body = { model, messages, tools: TOOLS, tool_choice: 'required' as const, seed: 11, max_tokens: 300, logit_bias: EOS_BIAS };
+      // A bias on EOS (allowed only where the calls can end) keeps a random model from chaining calls
+      // to the length limit; in the list formats a chain ends at "]", not at EOS, so one call there.
+      const list = format === 'mistral' || format === 'pythonic';
+      const body = { model, messages, tools: TOOLS, tool_choice: 'required' as const, parallel_tool_calls: !list, seed: 11, max_tokens: 300, logit_bias: EOS_BIAS };
       const r = await client.chat.completions.create(body);
       const choice = r.choices[0]!;
       assert.equal(choice.finish_reason, 'tool_calls', JSON.stringify(choice.message));
@@ -294,6 +296,30 @@ for (const format of FORMATS) {
       for (const seed of [1, 2]) {
         const single = await client.chat.completions.create({ model, messages, tools: TOOLS, tool_choice: 'required', parallel_tool_calls: false, seed, max_tokens: 200 });
         assert.equal(single.choices[0]!.message.tool_calls?.length, 1);
+      }
+    });
+
+    test('n = 2, streamed: each choice gets its own calls, the same as without streaming', async () => {
+      // One call each: in the list formats (mistral, pythonic) the EOS bias cannot end a chain of calls early.
+      const body = { model, messages, tools: TOOLS, tool_choice: 'required' as const, parallel_tool_calls: false, n: 2, seed: 21, max_tokens: 300, logit_bias: EOS_BIAS };
+      const whole = await client.chat.completions.create(body);
+      const acc: Array<Array<{ name: string; args: string }>> = [[], []];
+      const finish: Array<string | null> = [null, null];
+      for await (const chunk of await client.chat.completions.create({ ...body, stream: true })) {
+        for (const c of chunk.choices) {
+          finish[c.index] = c.finish_reason ?? finish[c.index]!;
+          for (const d of c.delta.tool_calls ?? []) {
+            if (d.id) acc[c.index]![d.index] = { name: d.function!.name!, args: d.function?.arguments ?? '' };
+            else acc[c.index]![d.index]!.args += d.function?.arguments ?? '';
+          }
+        }
+      }
+      for (const [i, choice] of whole.choices.entries()) {
+        assert.equal(choice.finish_reason, 'tool_calls');
+        assert.equal(finish[i], 'tool_calls');
+        const calls = (choice.message.tool_calls ?? []) as OpenAI.ChatCompletionMessageFunctionToolCall[];
+        assert.deepEqual(acc[i], calls.map((c) => ({ name: c.function.name, args: c.function.arguments })));
+        for (const c of calls) checkCall(c, format);
       }
     });
 
