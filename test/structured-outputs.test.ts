@@ -139,11 +139,12 @@ describe('structured outputs: request fields and the sampler stage', () => {
     assert.equal(so({ response_format: { type: 'text' } }), null);
     assert.deepEqual(so({ response_format: { type: 'json_object' } }), { kind: 'json_object' });
     assert.deepEqual(so({ response_format: { type: 'json_schema', json_schema: { name: 'x', schema, strict: false } } }), { kind: 'json_schema', schema, strict: false });
-    assert.deepEqual(so({ structured_outputs: { json: schema } }), { kind: 'json_schema', schema });
+    assert.deepEqual(so({ structured_outputs: { json: schema } }), { kind: 'json_schema', schema, compact: false });
+    assert.deepEqual(so({ structured_outputs: { json: schema, disable_any_whitespace: true } }), { kind: 'json_schema', schema, compact: true });
     assert.deepEqual(so({ structured_outputs: { regex: 'a+', disable_fallback: false } }), { kind: 'regex', pattern: 'a+' });
     assert.deepEqual(so({ structured_outputs: { choice: ['x', 'y'] } }), { kind: 'choice', choices: ['x', 'y'] });
     assert.deepEqual(so({ structured_outputs: { grammar: 'root ::= "a"' } }), { kind: 'grammar', ebnf: 'root ::= "a"' });
-    assert.deepEqual(so({ structured_outputs: { json_object: true } }), { kind: 'json_object' });
+    assert.deepEqual(so({ structured_outputs: { json_object: true } }), { kind: 'json_object', compact: false });
     assert.deepEqual(so({ guided_json: schema, guided_decoding_backend: 'xgrammar' }), { kind: 'json_schema', schema });
     assert.deepEqual(so({ guided_regex: 'b' }), { kind: 'regex', pattern: 'b' });
     assert.deepEqual(so({ guided_choice: ['p'] }), { kind: 'choice', choices: ['p'] });
@@ -307,6 +308,13 @@ describe('structured outputs through the server (openai client)', () => {
     const beam = await create({ n: 2, best_of: 3, use_beam_search: true, temperature: 0, max_tokens: 120, logit_bias: { ...bias, ...noWhitespaceBias(s.engine.tokenizer) }, guided_json: schema });
     assert.equal(beam.choices.length, 2);
     assert.ok(checkOutputs(all(beam), schema, 'beam search') >= 1, JSON.stringify(all(beam)));
+
+    // Greedy decoding with disable_any_whitespace: compact JSON that ends (whitespace cannot loop).
+    const compact = await create({ temperature: 0, max_tokens: 120, structured_outputs: { json: schema, disable_any_whitespace: true } });
+    assert.equal(compact.choices[0]!.finish_reason, 'stop', compact.choices[0]!.text);
+    assert.equal(checkOutputs(all(compact), schema, 'compact'), 1);
+    // xgrammar's compact layout: one space after ':' and ',' (as JSON.stringify with separators), no other whitespace.
+    assert.doesNotMatch(compact.choices[0]!.text.replace(/"(?:[^"\\]|\\.)*"/g, '""'), /[\n\r\t]|  |[^:,] /);
 
     // A JSON schema given as text, as vLLM accepts it.
     const asText = await create({ max_tokens: 200, logit_bias: bias, structured_outputs: { json: JSON.stringify(schema) } });

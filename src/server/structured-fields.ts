@@ -1,7 +1,7 @@
 /**
  * The structured-output fields of a request, read into one GrammarSpec: OpenAI's `response_format`
  * (`json_object`, `json_schema`), vLLM's `structured_outputs` object (`json`, `regex`, `choice`,
- * `grammar`, `json_object`) and its legacy `guided_json` / `guided_regex` / `guided_choice` /
+ * `grammar`, `json_object`; `disable_any_whitespace` for compact JSON) and its legacy `guided_json` / `guided_regex` / `guided_choice` /
  * `guided_grammar`. At most one of them may constrain a request. The spec's shape is checked here
  * (sync, while parsing); whether it compiles is checked by `checkGrammar` before the request is
  * submitted, so a bad schema, regex or grammar is a 400 that never reaches the engine.
@@ -62,7 +62,7 @@ function responseFormat(v: unknown): GrammarSpec | null {
 /** vLLM's StructuredOutputsParams: exactly one of its constraint fields. */
 const SO_KINDS = ['json', 'regex', 'choice', 'grammar', 'json_object'] as const;
 /** Its options we accept at their defaults only (we do not implement them otherwise). */
-const SO_DEFAULT_OFF = ['disable_fallback', 'disable_any_whitespace', 'disable_additional_properties'];
+const SO_DEFAULT_OFF = ['disable_fallback', 'disable_additional_properties'];
 
 function structuredOutputs(v: unknown): GrammarSpec {
   const param = 'structured_outputs';
@@ -72,6 +72,7 @@ function structuredOutputs(v: unknown): GrammarSpec {
     if ((SO_KINDS as readonly string[]).includes(k)) continue;
     if (SO_DEFAULT_OFF.includes(k) && val === false) continue;
     if (k === 'backend' && typeof val === 'string') continue;
+    if (k === 'disable_any_whitespace' && typeof val === 'boolean') continue;
     fail(param, `structured_outputs.${k} is not supported by this server`);
   }
   const given = SO_KINDS.filter((k) => v[k] !== undefined && v[k] !== null && v[k] !== false);
@@ -79,9 +80,11 @@ function structuredOutputs(v: unknown): GrammarSpec {
   const k = given[0]!;
   const val = v[k];
   const at = `${param}.${k}`;
+  // No whitespace between JSON tokens (JSON kinds only; regexes and grammars say their own).
+  const compact = v['disable_any_whitespace'] === true;
   switch (k) {
     case 'json':
-      return { kind: 'json_schema', schema: schemaValue(at, val) };
+      return { kind: 'json_schema', schema: schemaValue(at, val), compact };
     case 'regex':
       return { kind: 'regex', pattern: stringValue(at, val) };
     case 'choice':
@@ -90,7 +93,7 @@ function structuredOutputs(v: unknown): GrammarSpec {
       return { kind: 'grammar', ebnf: stringValue(at, val) };
     case 'json_object':
       if (val !== true) fail(at, `${at} must be true, got ${describe(val)}`);
-      return { kind: 'json_object' };
+      return { kind: 'json_object', compact };
   }
 }
 

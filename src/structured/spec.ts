@@ -10,13 +10,13 @@ import type { NativeCompiledGrammar, NativeCompiler, XGrammarBinding } from './x
 
 export type GrammarSpec =
   /** `response_format: {type: "json_object"}`: any JSON object. */
-  | { kind: 'json_object' }
+  | { kind: 'json_object'; compact?: boolean }
   /**
    * A JSON schema (object or its JSON text). `strict` (default true, as vLLM) forbids properties
    * and items the schema does not list unless it allows them explicitly; false follows plain JSON
    * Schema semantics (extra properties allowed unless `additionalProperties: false`).
    */
-  | { kind: 'json_schema'; schema: unknown; strict?: boolean }
+  | { kind: 'json_schema'; schema: unknown; strict?: boolean; compact?: boolean }
   /** The whole output matches this regex. */
   | { kind: 'regex'; pattern: string }
   /** The whole output is exactly one of these strings. */
@@ -42,6 +42,12 @@ export interface NormalizedSpec {
   /** Schema JSON, regex, choices as JSON, EBNF text, or '' for json_object. */
   text: string;
   strict: boolean;
+  /**
+   * JSON kinds: no whitespace between JSON tokens (vLLM's `disable_any_whitespace`), whatever the
+   * compiler's GrammarFormatOptions say. Deterministic decoding can otherwise fall into whitespace
+   * that the grammar allows forever.
+   */
+  compact: boolean;
   key: string;
 }
 
@@ -51,6 +57,7 @@ const PARAM = 'response_format';
 export function normalizeSpec(spec: GrammarSpec): NormalizedSpec {
   let text: string;
   let strict = true;
+  const compact = (spec.kind === 'json_object' || spec.kind === 'json_schema') && spec.compact === true;
   switch (spec.kind) {
     case 'json_object':
       text = '';
@@ -95,7 +102,7 @@ export function normalizeSpec(spec: GrammarSpec): NormalizedSpec {
     default:
       throw new GrammarError(`unknown structured output kind ${JSON.stringify((spec as { kind: unknown }).kind)}`, { param: PARAM });
   }
-  return { kind: spec.kind, text, strict, key: `${spec.kind}\u0000${strict ? 1 : 0}\u0000${text}` };
+  return { kind: spec.kind, text, strict, compact, key: `${spec.kind}\u0000${strict ? 1 : 0}${compact ? 'c' : ''}\u0000${text}` };
 }
 
 /**
@@ -151,7 +158,7 @@ export function describe(spec: NormalizedSpec): string {
 
 /** Compile the spec against the compiler's vocabulary (builds the token-mask cache). */
 export function compileSpec(b: XGrammarBinding, compiler: NativeCompiler, spec: NormalizedSpec, fmt: GrammarFormatOptions): NativeCompiledGrammar {
-  const anyWs = fmt.anyWhitespace ?? true;
+  const anyWs = !spec.compact && (fmt.anyWhitespace ?? true);
   switch (spec.kind) {
     case 'json_object':
       return compiler.CompileJSONSchema(ANY_OBJECT_SCHEMA, anyWs, undefined, undefined, false, fmt.maxWhitespace);
