@@ -6,9 +6,11 @@ import { ENGINE_FLAGS, ENGINE_FLAGS_HELP, engineConfigFromFlags } from './engine
 import { AsyncEngine } from '../engine/async-engine.js';
 import { createServer, shutdownGracefully } from '../server/app.js';
 import { intFlag, numFlag, parseArgs, strFlag, UsageError } from './args.js';
+import { TOOL_CALL_PARSERS, toolCallParser } from '../server/tools/parsers.js';
 
 export const SERVE_HELP = `Usage: pagewise serve [--host 127.0.0.1] [--port 8000] [--api-key KEY] [--served-model-name NAME]
-                      [--generation-config auto|vllm] [--shutdown-grace SECONDS] [--access-log] [--no-dashboard]
+                      [--generation-config auto|vllm] [--shutdown-grace SECONDS] [--access-log]
+                      [--enable-auto-tool-choice] [--tool-call-parser NAME] [--no-dashboard]
                       [engine options]
 
 Serves the OpenAI API (POST /v1/completions, POST /v1/chat/completions, GET /v1/models) and
@@ -25,6 +27,10 @@ live dashboard at GET /dashboard (KV block map, queues, tokens/s, latency).
                            apply to fields a request leaves unset; vllm: vLLM's built-in defaults
   --shutdown-grace S       seconds in-flight requests get to finish on SIGTERM/SIGINT (default 20)
   --access-log             log one line per HTTP request
+  --tool-call-parser P     how the model writes tool calls: hermes | llama3_json | mistral | pythonic;
+                           its output is parsed into message.tool_calls
+  --enable-auto-tool-choice  let the model decide to call tools (tool_choice "auto", the default
+                           when tools are given); needs --tool-call-parser
   --no-dashboard           do not serve the live dashboard at /dashboard (behind --api-key when
                            set: a browser logs in with any user name and the key as password)
 
@@ -37,8 +43,8 @@ export async function serveCommand(argv: string[]): Promise<void> {
     return;
   }
   const flags = parseArgs(argv, {
-    values: [...ENGINE_FLAGS.values, 'host', 'port', 'api-key', 'served-model-name', 'generation-config', 'shutdown-grace'],
-    booleans: [...ENGINE_FLAGS.booleans, 'access-log', 'no-dashboard'],
+    values: [...ENGINE_FLAGS.values, 'host', 'port', 'api-key', 'served-model-name', 'generation-config', 'shutdown-grace', 'tool-call-parser'],
+    booleans: [...ENGINE_FLAGS.booleans, 'access-log', 'enable-auto-tool-choice', 'no-dashboard'],
   });
   const host = strFlag(flags, 'host') ?? '127.0.0.1';
   const port = intFlag(flags, 'port') ?? 8000;
@@ -51,6 +57,11 @@ export async function serveCommand(argv: string[]): Promise<void> {
     .filter((s) => s.length > 0);
   const genCfg = strFlag(flags, 'generation-config') ?? 'auto';
   if (genCfg !== 'auto' && genCfg !== 'vllm') throw new UsageError(`--generation-config must be auto or vllm, got "${genCfg}"`);
+  const parserName = strFlag(flags, 'tool-call-parser');
+  const toolParser = parserName === undefined ? null : toolCallParser(parserName);
+  if (toolParser === undefined) throw new UsageError(`--tool-call-parser must be one of ${Object.keys(TOOL_CALL_PARSERS).join(', ')}, got "${parserName}"`);
+  const autoToolChoice = flags.has('enable-auto-tool-choice');
+  if (autoToolChoice && toolParser === null) throw new UsageError('--enable-auto-tool-choice needs --tool-call-parser');
   const grace = numFlag(flags, 'shutdown-grace') ?? 20;
   if (grace < 0) throw new UsageError(`--shutdown-grace must be >= 0, got ${grace}`);
 
@@ -65,6 +76,7 @@ export async function serveCommand(argv: string[]): Promise<void> {
     apiKey,
     generationConfig: genCfg,
     accessLog: flags.has('access-log'),
+    tools: { parser: toolParser, autoToolChoice },
     dashboard: !flags.has('no-dashboard'),
     log,
   });

@@ -28,6 +28,11 @@ try {
   fatal(err);
 }
 post({ type: 'ready', info: core.info });
+// Requests whose grammar compiled between steps join the loop; those whose grammar failed are refused.
+core.events = {
+  admitted: () => kick(),
+  rejected: (requestId, err) => post({ type: 'rejected', requestId, error: serializeError(err) }),
+};
 
 let looping = false;
 let closed = false;

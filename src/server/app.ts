@@ -20,6 +20,7 @@ import { errorBody, toHttpError } from './errors.js';
 import { ServerMetrics } from './metrics.js';
 import { parseDetokenizeRequest, parseTokenizeRequest } from './request.js';
 import { longestTokenChars, type RequestContext } from './request-context.js';
+import type { ToolConfig } from './tools/request.js';
 
 export interface ServerOptions {
   /** Names clients use in `model` (default: the engine's --model value). The first is reported. */
@@ -30,6 +31,8 @@ export interface ServerOptions {
   bodyLimit?: number;
   /** `auto` (default): the model's generation_config.json sampling defaults apply; `vllm`: vLLM's built-ins. */
   generationConfig?: 'auto' | 'vllm';
+  /** Tool calling: --tool-call-parser (hermes, llama3_json, mistral, pythonic) and --enable-auto-tool-choice. */
+  tools?: ToolConfig;
   /** Where warnings, errors and (with accessLog) one line per request go (default: stderr). */
   log?: ServerLog;
   /** Log one line per finished HTTP request (default false). */
@@ -121,6 +124,7 @@ export function createServer(engine: AsyncEngine, opts: ServerOptions = {}): Pag
     defaults: gen.defaults,
     maxNewTokens: gen.maxNewTokens,
     maxTokenChars: longestTokenChars(engine.tokenizer, info.model.vocabSize),
+    tools: opts.tools,
   };
   const metrics = new ServerMetrics(names[0]!, info);
   const sc: ServeContext = { engine, req: reqCtx, metrics, log, closing: false, inFlight: 0 };

@@ -16,6 +16,7 @@ import {
 import { Generation } from './generation.js';
 import { parseCompletionRequest, type CompletionRequest } from './request.js';
 import { streamGeneration } from './streaming.js';
+import { checkGrammar } from './structured-fields.js';
 
 interface Shared {
   sc: ServeContext;
@@ -34,6 +35,7 @@ function tokensOf(outs: readonly CompletionOutput[], echoOnly: boolean): number 
 
 export async function completionsHandler(sc: ServeContext, request: FastifyRequest, reply: FastifyReply): Promise<unknown> {
   const req = parseCompletionRequest(request.body, sc.req);
+  await checkGrammar(req.params, req.grammarParam);
   warnIgnored(sc, 'POST /v1/completions', req.ignoredFields);
   checkAccepting(sc);
   const id = responseId('cmpl', req.requestId);

@@ -8,6 +8,7 @@ import { maxRequestTokens } from '../shared/request-limits.js';
 import type { ChatMessage } from '../tokenizer/tokenizer.js';
 import type { RequestContext } from './request-context.js';
 import { checkText, describe, fail, get, optBool, optInt, tokenIds, type Body } from './request-fields.js';
+import { parseMessageToolCalls, parseToolsList } from './tools/request.js';
 
 /** Refuse text that cannot possibly fit in the context, before spending time tokenizing it. */
 export function checkTextFits(param: string, text: string, ctx: RequestContext): void {
@@ -81,7 +82,10 @@ export function completionPrompts(raws: readonly RawPrompt[], k: number | null, 
 // ---------------------------------------------------------------------------------------------
 // Chat messages
 
-/** Parse `messages` into the tokenizer's ChatMessage list. Only text content is supported. */
+/**
+ * Parse `messages` into the tokenizer's ChatMessage list. Only text content is supported; an
+ * assistant's `tool_calls` and a tool result's `tool_call_id` are kept for the chat template.
+ */
 export function parseMessages(v: unknown): ChatMessage[] {
   if (v === undefined || v === null) fail('messages', 'messages is required');
   if (!Array.isArray(v)) fail('messages', `messages must be a list of message objects, got ${describe(v)}`);
@@ -111,6 +115,13 @@ export function parseMessages(v: unknown): ChatMessage[] {
         .join('\n');
     } else fail('messages', `${at}.content must be a string, a list of content parts, or null, got ${describe(c)}`);
     const out: ChatMessage = { role, content };
+    const calls = msg['tool_calls'];
+    if (calls !== undefined && calls !== null) out.tool_calls = parseMessageToolCalls(calls, at);
+    const callId = msg['tool_call_id'];
+    if (callId !== undefined && callId !== null) {
+      if (typeof callId !== 'string') fail('messages', `${at}.tool_call_id must be a string, got ${describe(callId)}`);
+      out.tool_call_id = checkText('messages', callId);
+    }
     const name = msg['name'];
     if (name !== undefined && name !== null) {
       if (typeof name !== 'string') fail('messages', `${at}.name must be a string, got ${describe(name)}`);
@@ -141,16 +152,9 @@ export function renderChat(body: Body, ctx: RequestContext, messages: ChatMessag
     if (!Array.isArray(docs)) fail('documents', `documents must be a list of objects, got ${describe(docs)}`);
     extra['documents'] = docs;
   }
-  const tools = get(body, 'tools');
-  const toolChoice = get(body, 'tool_choice');
-  if (tools !== undefined) {
-    if (!Array.isArray(tools) || tools.some((t) => typeof t !== 'object' || t === null || Array.isArray(t))) fail('tools', 'tools must be a list of tool objects');
-    if (tools.length > 0 && toolChoice !== 'none') {
-      fail('tool_choice', 'tool calling is not supported by this server (tool calls are not parsed from the output); send tool_choice "none" to only render the tools into the prompt');
-    }
-  } else if (toolChoice !== undefined && toolChoice !== 'none') {
-    fail('tool_choice', 'tool_choice needs tools, and tool calling is not supported by this server');
-  }
+  // The tools as sent, for the template's `tools` variable (tool_choice is the route's business).
+  const toolsRaw = get(body, 'tools');
+  const tools = toolsRaw === undefined ? undefined : parseToolsList(toolsRaw).raw;
 
   let text = ctx.tokenizer.applyChatTemplate(messages, { addGenerationPrompt: addGen, tools: tools ?? undefined, extra });
   if (continueFinal) {

@@ -16,9 +16,12 @@
  *   top_p, top_k, repetition_penalty), as vLLM's `--generation-config auto` (its default) does.
  * - Beam search is vLLM's legacy form: `use_beam_search` with `best_of` as the beam width,
  *   `temperature` 0 and `n` hypotheses returned (all reported when the search ends).
+ * - Structured outputs (response_format, structured_outputs, guided_*) are read by
+ *   structured-fields.ts into `SamplingParams.structuredOutputs`; the route checks that the grammar
+ *   compiles (checkGrammar) before submitting.
  * - Unknown fields are ignored (and reported so the route can log a warning); fields we know but
- *   cannot honour (suffix, structured output, tool calling, per-request templates)
- *   are rejected rather than silently ignored, because ignoring them would change the output.
+ *   cannot honour (suffix, per-request templates) are rejected rather than silently ignored,
+ *   because ignoring them would change the output.
  */
 import { ContextLengthError } from '../errors.js';
 import { makeSamplingParams, MAX_LOGPROBS, type SamplingParams, type SamplingParamsInput } from '../sampling/params.js';
@@ -26,6 +29,8 @@ import { checkTextFits, completionPrompts, parseMessages, parsePromptField, rend
 import type { RequestContext } from './request-context.js';
 import { asBody, checkText, describe, fail, get, optBool, optInt, optString, resolveModelName, tokenIds, unknownFields, type Body } from './request-fields.js';
 import { hasExtraCandidates } from '../shared/fan-out.js';
+import { parseStructuredField } from './structured-fields.js';
+import { parseToolRequest, type ToolRequest } from './tools/request.js';
 import { checkWidth, maxRequestTokens } from '../shared/request-limits.js';
 
 interface CommonRequest {
@@ -40,6 +45,8 @@ interface CommonRequest {
   returnTokensAsTokenIds: boolean;
   /** Top-level fields the request sent that this server does not know (logged, then ignored). */
   ignoredFields: string[];
+  /** The field the structured-output constraint came from (errors name it), null when none. */
+  grammarParam: string | null;
 }
 
 export interface CompletionRequest extends CommonRequest {
@@ -66,6 +73,8 @@ export interface ChatRequest extends CommonRequest {
   promptLogprobs: number | null;
   /** With `echo`, the final assistant message's content, which the response starts with. */
   echoText: string | null;
+  /** The tools offered and how calls are chosen and parsed; null without tools. */
+  tools: ToolRequest | null;
 }
 
 export interface TokenizeRequest {
@@ -156,14 +165,6 @@ const CHAT_FIELDS = new Set([
 
 /** Reject fields we know but cannot honour: ignoring them would silently change the output. */
 function rejectUnsupported(body: Body): void {
-  const rf = get(body, 'response_format');
-  if (rf !== undefined) {
-    const type = typeof rf === 'object' && !Array.isArray(rf) ? (rf as Body)['type'] : undefined;
-    if (type !== 'text') fail('response_format', `response_format ${JSON.stringify(type ?? null)} is not supported (structured output is not implemented); only {"type": "text"}`);
-  }
-  for (const k of ['structured_outputs', 'guided_json', 'guided_regex', 'guided_choice', 'guided_grammar']) {
-    if (get(body, k) !== undefined) fail(k, `${k} is not supported (structured output is not implemented)`);
-  }
   const lp = get(body, 'logits_processors');
   if (lp !== undefined && !(Array.isArray(lp) && lp.length === 0)) fail('logits_processors', 'logits_processors is not supported by this server');
   const prio = get(body, 'priority');
@@ -186,7 +187,7 @@ function parseStreamOptions(body: Body): { stream: boolean; includeUsage: boolea
   };
 }
 
-function parseCommon(body: Body, ctx: RequestContext, known: ReadonlySet<string>): CommonRequest {
+function parseCommon(body: Body, ctx: RequestContext, known: ReadonlySet<string>): Omit<CommonRequest, 'grammarParam'> {
   const model = resolveModelName(body, ctx);
   rejectUnsupported(body);
   const s = parseStreamOptions(body);
@@ -267,6 +268,8 @@ export function parseCompletionRequest(raw: unknown, ctx: RequestContext): Compl
   else maxTokens = mt;
 
   const input = samplingInput(body);
+  const structured = parseStructuredField(body);
+  input.structuredOutputs = structured?.spec ?? null;
   // Ranking best_of candidates needs their cumulative logprobs, which the sampler computes only
   // when logprobs are requested; ask for the chosen token's (0 alternatives) when the client did not.
   const wantsBestOf = typeof input.bestOf === 'number' && hasExtraCandidates({ n: (input.n as number | undefined) ?? 1, bestOf: input.bestOf });
@@ -286,7 +289,7 @@ export function parseCompletionRequest(raw: unknown, ctx: RequestContext): Compl
     const m = resolveMaxTokens(maxTokens, p.tokenIds.length, ctx, 'prompt');
     return m === base.maxTokens ? base : makeParams({ ...input, maxTokens: m }, ctx);
   });
-  return { ...common, prompts, params, n: base.n, echo, echoOnly, logprobs, promptLogprobs };
+  return { ...common, grammarParam: structured?.param ?? null, prompts, params, n: base.n, echo, echoOnly, logprobs, promptLogprobs };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -313,6 +316,14 @@ export function parseChatRequest(raw: unknown, ctx: RequestContext): ChatRequest
   const maxTokens = mtRaw as number | undefined;
 
   const input = samplingInput(body);
+  let structured = parseStructuredField(body);
+  const tools = parseToolRequest(body, ctx.tools ?? { parser: null, autoToolChoice: false });
+  if (tools?.constraint) {
+    // A required or named tool call is itself the constraint.
+    if (structured) fail('tool_choice', `tool_choice ${JSON.stringify(tools.choice)} constrains the output to tool calls and cannot be combined with ${structured.param}`);
+    structured = { spec: tools.constraint, param: 'tool_choice' };
+  }
+  input.structuredOutputs = structured?.spec ?? null;
   const wantsBestOf = typeof input.bestOf === 'number' && hasExtraCandidates({ n: (input.n as number | undefined) ?? 1, bestOf: input.bestOf });
   input.logprobs = topLogprobs ?? (wantsBestOf ? 0 : null);
   input.promptLogprobs = promptLogprobs;
@@ -328,7 +339,7 @@ export function parseChatRequest(raw: unknown, ctx: RequestContext): ChatRequest
 
   const last = messages[messages.length - 1]!;
   const echoText = echo && last.role === 'assistant' ? (typeof last.content === 'string' ? last.content : last.content.map((p) => p.text).join('\n')) : null;
-  return { ...common, prompt: { tokenIds: tokenIdsList, text: rendered.text }, params, n: params.n, topLogprobs, promptLogprobs, echoText };
+  return { ...common, grammarParam: structured?.param ?? null, prompt: { tokenIds: tokenIdsList, text: rendered.text }, params, n: params.n, topLogprobs, promptLogprobs, echoText, tools };
 }
 
 // ---------------------------------------------------------------------------------------------
