@@ -15,9 +15,11 @@ import { chatHandler } from './chat.js';
 import { completionsHandler } from './completions.js';
 import { generationDefaults } from '../config/generation-defaults.js';
 import { warnIgnored, type ServeContext, type ServerLog } from './context.js';
+import { discardBody, DISCARD_LIMIT_FACTOR } from './body-limit.js';
 import { errorBody, toHttpError } from './errors.js';
 import { ServerMetrics } from './metrics.js';
-import { parseDetokenizeRequest, parseTokenizeRequest } from './request.js';
+import { parseDetokenizeRequest, parseTokenize } from './request.js';
+import { TokenizerPool } from '../tokenizer/pool.js';
 import { longestTokenChars, type RequestContext } from './request-context.js';
 
 export interface ServerOptions {
@@ -33,6 +35,8 @@ export interface ServerOptions {
   log?: ServerLog;
   /** Log one line per finished HTTP request (default false). */
   accessLog?: boolean;
+  /** Threads that tokenize long inputs off the event loop (default 2; 0: on the event loop). */
+  tokenizerWorkers?: number;
 }
 
 /** Server state the CLI and tests reach through `app.pagewise`. */
@@ -120,7 +124,8 @@ export function createServer(engine: AsyncEngine, opts: ServerOptions = {}): Pag
     maxTokenChars: longestTokenChars(engine.tokenizer, info.model.vocabSize),
   };
   const metrics = new ServerMetrics(names[0]!, info);
-  const sc: ServeContext = { engine, req: reqCtx, metrics, log, closing: false, inFlight: 0 };
+  const tokens = new TokenizerPool(info.tokenizer, engine.tokenizer, { workers: opts.tokenizerWorkers });
+  const sc: ServeContext = { engine, req: reqCtx, tokens, metrics, log, closing: false, inFlight: 0 };
 
   // The metrics follow the engine's events until the server closes.
   const unsubscribe = [engine.on('stats', (s) => metrics.onStats(s)), engine.on('finished', (o) => metrics.onFinished(o))];
@@ -177,8 +182,9 @@ export function createServer(engine: AsyncEngine, opts: ServerOptions = {}): Pag
     done(null, value);
   });
 
-  app.setErrorHandler((err, request, reply) => {
+  app.setErrorHandler(async (err, request, reply) => {
     const e = toHttpError(err);
+    if (e.status === 413) await discardBody(request.raw, bodyLimit * DISCARD_LIMIT_FACTOR);
     if (e.status >= 500) {
       const cause = err instanceof Error && err.cause instanceof Error ? ` (cause: ${err.cause.message})` : '';
       // Errors outside our hierarchy are bugs: their stack is what someone will need.
@@ -231,6 +237,8 @@ export function createServer(engine: AsyncEngine, opts: ServerOptions = {}): Pag
     root: info.modelDir,
     parent: null,
     max_model_len: info.maxModelLen,
+    // Token ids a prompt may hold are 0..vocab_size-1 (`bench serve` draws its random prompts there).
+    vocab_size: info.model.vocabSize,
   });
   const startedAt = Math.floor(Date.now() / 1000);
   app.get('/v1/models', async () => ({ object: 'list', data: names.map(modelCard) }));
@@ -241,7 +249,7 @@ export function createServer(engine: AsyncEngine, opts: ServerOptions = {}): Pag
   });
 
   app.post('/tokenize', async (request) => {
-    const r = parseTokenizeRequest(request.body, reqCtx);
+    const r = await tokens.run(parseTokenize(request.body, reqCtx));
     warnIgnored(sc, 'POST /tokenize', r.ignoredFields);
     const body: Record<string, unknown> = { count: r.tokenIds.length, max_model_len: info.maxModelLen, tokens: r.tokenIds };
     if (r.returnTokenStrs) body['token_strs'] = r.tokenIds.map((id) => engine.tokenizer.idToToken(id) ?? '');
@@ -266,6 +274,7 @@ export function createServer(engine: AsyncEngine, opts: ServerOptions = {}): Pag
 
   app.addHook('onClose', async () => {
     for (const off of unsubscribe) off();
+    await tokens.close();
   });
 
   return app as unknown as PagewiseServer;
