@@ -7,7 +7,7 @@ import { randomUUID } from 'node:crypto';
 import { Worker } from 'node:worker_threads';
 import { makeEngineConfig, type EngineConfig } from '../config/engine-config.js';
 import { deserializeError, EngineDeadError, InvalidRequestError, PagewiseError, ServiceUnavailableError } from '../errors.js';
-import { resolveModel } from '../model/loader/resolve.js';
+import { resolveModel, type DownloadProgress } from '../model/loader/resolve.js';
 import type { SamplingParams } from '../sampling/params.js';
 import { PagewiseTokenizer } from '../tokenizer/tokenizer.js';
 import { checkRequestFits, engineLimits } from '../shared/request-limits.js';
@@ -18,6 +18,8 @@ import type { EngineInfo, EngineStats, FromWorker, RequestDelta, ToWorker } from
 export interface EngineStartOptions extends Partial<EngineConfig> {
   /** Where progress and start-up facts are logged (default: stderr). */
   log?: (line: string) => void;
+  /** Progress of a hub download (default: a progress bar on a terminal, a line per file otherwise). */
+  onDownloadProgress?: (p: DownloadProgress) => void;
 }
 
 export interface GenerateRequest {
@@ -113,9 +115,9 @@ export class AsyncEngine {
 
   /** Resolve the model, start the worker, wait until the model is loaded, then build its tokenizer. */
   static async start(opts: EngineStartOptions = {}): Promise<AsyncEngine> {
-    const { log = (l: string) => process.stderr.write(`${l}\n`), ...rest } = opts;
+    const { log = (l: string) => process.stderr.write(`${l}\n`), onDownloadProgress: _progress, ...rest } = opts;
     const config = makeEngineConfig(rest);
-    const modelDir = await resolveModel(config.model, config.ggufFile === null ? {} : { ggufFile: config.ggufFile });
+    const modelDir = await resolveModel(config.model, { ggufFile: config.ggufFile, revision: config.revision, onProgress: opts.onDownloadProgress });
     const worker = startWorker({ modelDir, config });
     // Remove only our own start-up listeners: Worker.removeAllListeners() also drops Node's internal
     // 'newListener' hook that starts the message port, after which no message is ever delivered.

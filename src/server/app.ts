@@ -14,7 +14,8 @@ import { AuthenticationError, InvalidRequestError, NotFoundError, PagewiseError,
 import { chatHandler } from './chat.js';
 import { completionsHandler } from './completions.js';
 import { generationDefaults } from '../config/generation-defaults.js';
-import { warnIgnored, type ServeContext, type ServerLog } from './context.js';
+import { warnIgnored, type ServeContext } from './context.js';
+import { createLogger, requestIdFrom, runInRequest, withRequestIds, type RequestRecord, type ServerLog } from './log.js';
 import { discardBody, DISCARD_LIMIT_FACTOR } from './body-limit.js';
 import { errorBody, toHttpError } from './errors.js';
 import { ServerMetrics } from './metrics.js';
@@ -31,9 +32,9 @@ export interface ServerOptions {
   bodyLimit?: number;
   /** `auto` (default): the model's generation_config.json sampling defaults apply; `vllm`: vLLM's built-ins. */
   generationConfig?: 'auto' | 'vllm';
-  /** Where warnings, errors and (with accessLog) one line per request go (default: stderr). */
+  /** Where warnings, errors and the access lines go (default: text lines on stderr, level info). */
   log?: ServerLog;
-  /** Log one line per finished HTTP request (default false). */
+  /** Log one line per HTTP request: status, tokens, time to first token, total time (default true). */
   accessLog?: boolean;
   /** Threads that tokenize long inputs off the event loop (default 2; 0: on the event loop). */
   tokenizerWorkers?: number;
@@ -90,10 +91,6 @@ export function tooDeep(value: unknown, max: number): boolean {
   return false;
 }
 
-function defaultLog(level: string, message: string): void {
-  process.stderr.write(`pagewise: ${level === 'info' ? '' : `${level}: `}${message}\n`);
-}
-
 /** Constant-time key check: both sides are hashed first, so lengths never leak either. */
 function keyMatches(header: string | undefined, keyDigest: Buffer): boolean {
   if (typeof header !== 'string') return false;
@@ -106,7 +103,8 @@ export function createServer(engine: AsyncEngine, opts: ServerOptions = {}): Pag
   const info = engine.info;
   const names = opts.servedModelName === undefined ? [info.config.model] : typeof opts.servedModelName === 'string' ? [opts.servedModelName] : [...opts.servedModelName];
   if (names.length === 0 || names.some((n) => typeof n !== 'string' || n.length === 0)) throw new InvalidRequestError('served model names must be non-empty strings');
-  const log = opts.log ?? defaultLog;
+  // Every line logged while a request is handled carries its id (log.ts).
+  const log = withRequestIds(opts.log ?? createLogger());
   const bodyLimit = opts.bodyLimit ?? DEFAULT_BODY_LIMIT;
   const gen = generationDefaults(info.generationConfig, opts.generationConfig ?? 'auto');
   if (gen.applied.length > 0) log('info', `default sampling parameters from the model's generation_config.json: ${gen.applied.join(', ')} (--generation-config vllm to ignore them)`);
@@ -182,6 +180,41 @@ export function createServer(engine: AsyncEngine, opts: ServerOptions = {}): Pag
     done(null, value);
   });
 
+  // Every request: an id, the record its access line reports, and its work run inside it.
+  const records = new WeakMap<FastifyRequest, RequestRecord>();
+  const inRequest = (request: FastifyRequest, fn: () => void): void => {
+    const r = records.get(request);
+    if (r) runInRequest(r, fn);
+    else fn();
+  };
+  const accessLog = opts.accessLog ?? true;
+  app.addHook('onRequest', (request, reply, done) => {
+    const record: RequestRecord = { id: requestIdFrom(request.headers['x-request-id']), start: performance.now() };
+    records.set(request, record);
+    // On the raw response: streamed (hijacked) replies write their own head.
+    reply.raw.setHeader('x-request-id', record.id);
+    if (accessLog) {
+      reply.raw.once('close', () =>
+        runInRequest(record, () =>
+          log('info', `${request.method} ${request.url.split('?')[0]}`, {
+            status: reply.raw.statusCode,
+            // The client left before the whole response was written.
+            aborted: reply.raw.writableFinished ? undefined : true,
+            response_id: record.responseId,
+            prompt_tokens: record.promptTokens,
+            completion_tokens: record.completionTokens,
+            ttft_ms: record.firstTokenAt === undefined ? undefined : Math.round((record.firstTokenAt - record.start) * 10) / 10,
+            total_ms: Math.round((performance.now() - record.start) * 10) / 10,
+            remote: request.ip,
+          }),
+        ),
+      );
+    }
+    runInRequest(record, done);
+  });
+  // The body arrives in stream events outside the request's async context: enter it again.
+  app.addHook('preHandler', (request, _reply, done) => inRequest(request, done));
+
   app.setErrorHandler(async (err, request, reply) => {
     const e = toHttpError(err);
     if (e.status === 413) await discardBody(request.raw, bodyLimit * DISCARD_LIMIT_FACTOR);
@@ -189,7 +222,7 @@ export function createServer(engine: AsyncEngine, opts: ServerOptions = {}): Pag
       const cause = err instanceof Error && err.cause instanceof Error ? ` (cause: ${err.cause.message})` : '';
       // Errors outside our hierarchy are bugs: their stack is what someone will need.
       const stack = !(err instanceof PagewiseError) && err instanceof Error && err.stack ? `\n${err.stack}` : '';
-      log('error', `${request.method} ${request.url.split('?')[0]}: ${e.body.error.message}${cause}${stack}`);
+      inRequest(request, () => log('error', `${request.method} ${request.url.split('?')[0]}: ${e.body.error.message}${cause}${stack}`));
     }
     if (e.status === 401) void reply.header('www-authenticate', 'Bearer');
     return reply.code(e.status).send(e.body);
@@ -205,12 +238,6 @@ export function createServer(engine: AsyncEngine, opts: ServerOptions = {}): Pag
       const path = request.url.split('?')[0]!;
       if (OPEN_PATHS.has(path)) return;
       if (!keyMatches(request.headers.authorization, digest)) throw new AuthenticationError('Invalid or missing API key: send it as "Authorization: Bearer <key>"', { code: 'invalid_api_key' });
-    });
-  }
-
-  if (opts.accessLog) {
-    app.addHook('onResponse', async (request, reply) => {
-      log('info', `${request.ip} ${request.method} ${request.url.split('?')[0]} ${reply.statusCode} ${reply.elapsedTime.toFixed(0)}ms`);
     });
   }
 

@@ -7,10 +7,10 @@ import type { AsyncEngine } from '../engine/async-engine.js';
 import { ServiceUnavailableError } from '../errors.js';
 import type { ServerMetrics } from './metrics.js';
 import type { RequestContext } from './request-context.js';
+import type { ServerLog } from './log.js';
 import type { TokenizerPool } from '../tokenizer/pool.js';
 
-export type LogLevel = 'info' | 'warn' | 'error';
-export type ServerLog = (level: LogLevel, message: string) => void;
+export type { LogLevel, ServerLog } from './log.js';
 
 export interface ServeContext {
   engine: AsyncEngine;
