@@ -58,10 +58,14 @@ function upToDate(stamp) {
   }
 }
 
-/** npm tells its scripts where its own node-gyp is; outside npm, the one on PATH. */
+/**
+ * npm tells its scripts where its own node-gyp is; run by hand, the one bundled with the npm next to
+ * this node, else the one on PATH.
+ */
 function nodeGyp(args) {
-  const bundled = process.env.npm_config_node_gyp;
-  const [cmd, argv] = bundled && existsSync(bundled) ? [process.execPath, [bundled, ...args]] : ['node-gyp', args];
+  const besideNode = join(dirname(process.execPath), '..', 'lib', 'node_modules', 'npm', 'node_modules', 'node-gyp', 'bin', 'node-gyp.js');
+  const bundled = [process.env.npm_config_node_gyp, besideNode].find((p) => p && existsSync(p));
+  const [cmd, argv] = bundled ? [process.execPath, [bundled, ...args]] : ['node-gyp', args];
   const r = spawnSync(cmd, argv, { cwd: root, stdio: 'inherit', shell: process.platform === 'win32' && cmd === 'node-gyp' });
   if (r.error) throw r.error;
   return r.status ?? 1;
