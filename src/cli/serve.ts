@@ -68,7 +68,6 @@ export async function serveCommand(argv: string[]): Promise<void> {
 
   const log = createLogger({ format: format as LogFormat, level: level as LogLevel });
   const engineOpts = engineConfigFromFlags(flags);
-  // The engine's start-up lines carry the text format's prefix.
   // JSON logs stay JSON lines: a hub download logs each file instead of drawing a bar.
   let lastFile = -1;
   const onDownloadProgress =
@@ -79,7 +78,14 @@ export async function serveCommand(argv: string[]): Promise<void> {
           log('info', 'downloading', { repo: p.repo, file: p.file, file_index: p.fileIndex + 1, file_count: p.fileCount, total_bytes: p.totalBytes });
         }
       : undefined;
-  const engine = await AsyncEngine.start({ ...engineOpts, onDownloadProgress, log: (l) => log('info', l.replace(/^pagewise: /, '')) });
+  // The engine's start-up lines carry the text format's prefix; the logger adds its own.
+  const engine = await AsyncEngine.start({
+    ...engineOpts,
+    onDownloadProgress,
+    // No bar between JSON lines; the start-up line says when the model is loaded.
+    onLoadProgress: format === 'json' ? () => undefined : undefined,
+    log: (l) => log('info', l.replace(/^pagewise: /, '')),
+  });
   const app = createServer(engine, {
     servedModelName: names && names.length > 0 ? names : undefined,
     apiKey,

@@ -15,7 +15,8 @@ import { chatHandler } from './chat.js';
 import { completionsHandler } from './completions.js';
 import { generationDefaults } from '../config/generation-defaults.js';
 import { warnIgnored, type ServeContext } from './context.js';
-import { createLogger, requestIdFrom, runInRequest, withRequestIds, type RequestRecord, type ServerLog } from './log.js';
+import { createLogger, withRequestIds, type ServerLog } from './log.js';
+import { trackRequests } from './request-log.js';
 import { discardBody, DISCARD_LIMIT_FACTOR } from './body-limit.js';
 import { errorBody, toHttpError } from './errors.js';
 import { ServerMetrics } from './metrics.js';
@@ -180,40 +181,8 @@ export function createServer(engine: AsyncEngine, opts: ServerOptions = {}): Pag
     done(null, value);
   });
 
-  // Every request: an id, the record its access line reports, and its work run inside it.
-  const records = new WeakMap<FastifyRequest, RequestRecord>();
-  const inRequest = (request: FastifyRequest, fn: () => void): void => {
-    const r = records.get(request);
-    if (r) runInRequest(r, fn);
-    else fn();
-  };
-  const accessLog = opts.accessLog ?? true;
-  app.addHook('onRequest', (request, reply, done) => {
-    const record: RequestRecord = { id: requestIdFrom(request.headers['x-request-id']), start: performance.now() };
-    records.set(request, record);
-    // On the raw response: streamed (hijacked) replies write their own head.
-    reply.raw.setHeader('x-request-id', record.id);
-    if (accessLog) {
-      reply.raw.once('close', () =>
-        runInRequest(record, () =>
-          log('info', `${request.method} ${request.url.split('?')[0]}`, {
-            status: reply.raw.statusCode,
-            // The client left before the whole response was written.
-            aborted: reply.raw.writableFinished ? undefined : true,
-            response_id: record.responseId,
-            prompt_tokens: record.promptTokens,
-            completion_tokens: record.completionTokens,
-            ttft_ms: record.firstTokenAt === undefined ? undefined : Math.round((record.firstTokenAt - record.start) * 10) / 10,
-            total_ms: Math.round((performance.now() - record.start) * 10) / 10,
-            remote: request.ip,
-          }),
-        ),
-      );
-    }
-    runInRequest(record, done);
-  });
-  // The body arrives in stream events outside the request's async context: enter it again.
-  app.addHook('preHandler', (request, _reply, done) => inRequest(request, done));
+  // Every request: an id on all its log lines, and an access line at its end.
+  const inRequest = trackRequests(app, log, opts.accessLog ?? true);
 
   app.setErrorHandler(async (err, request, reply) => {
     const e = toHttpError(err);

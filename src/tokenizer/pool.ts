@@ -82,8 +82,10 @@ export class TokenizerPool {
   /** Stop the workers; jobs still queued or running fail. */
   async close(): Promise<void> {
     this.closed = true;
-    for (const t of this.queue.splice(0)) t.reject(new PagewiseError('the tokenizer pool is closed'));
-    await Promise.all(this.slots.splice(0).map((s) => s.worker.terminate()));
+    const slots = this.slots.splice(0);
+    const running = slots.flatMap((s) => (s.task ? [s.task] : []));
+    for (const t of [...this.queue.splice(0), ...running]) t.reject(new PagewiseError('the tokenizer pool is closed'));
+    await Promise.all(slots.map((s) => s.worker.terminate()));
   }
 
   private job(job: TokenizerJob): unknown {

@@ -25,6 +25,7 @@ import { dirname, join, relative } from 'node:path';
 import { Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { TtyProgressBar } from '../../shared/progress-bar.js';
 import { COMMIT_HASH, ggufSplitParts, repoCacheDir } from './hf-cache.js';
 
 /** Byte progress of a download, across all files of the model. */
@@ -343,33 +344,20 @@ function fmtBytes(n: number): string {
   return `${(n / 1e3).toFixed(0)} kB`;
 }
 
-/** A progress bar on stderr: redrawn in place on a terminal, one line per file otherwise. */
+/** Download progress on stderr: a bar redrawn in place on a terminal, one line per file otherwise. */
 export function stderrProgressBar(): (p: DownloadProgress) => void {
-  const tty = process.stderr.isTTY === true;
-  let lastDraw = 0;
+  let bar: TtyProgressBar | null = null;
   let lastFile = -1;
-  let finished = false;
   return (p) => {
-    const done = p.fileIndex === p.fileCount && p.loadedBytes >= p.totalBytes;
-    if (finished) return;
-    finished = done;
-    if (!tty) {
-      if (p.fileIndex !== lastFile && !done) {
-        lastFile = p.fileIndex;
-        process.stderr.write(`downloading ${p.repo}: ${p.file} (${p.fileIndex + 1}/${p.fileCount})\n`);
-      }
-      return;
+    bar ??= new TtyProgressBar(`downloading ${p.repo}`);
+    const done = p.fileIndex === p.fileCount;
+    if (bar.enabled) {
+      const detail = `${fmtBytes(p.loadedBytes)}/${fmtBytes(p.totalBytes)}${done ? '' : ` ${p.file}`}`;
+      if (done) bar.finish(detail);
+      else bar.update(p.totalBytes > 0 ? p.loadedBytes / p.totalBytes : 0, detail);
+    } else if (p.fileIndex !== lastFile && !done) {
+      lastFile = p.fileIndex;
+      process.stderr.write(`downloading ${p.repo}: ${p.file} (${p.fileIndex + 1}/${p.fileCount})\n`);
     }
-    const now = Date.now();
-    if (!done && now - lastDraw < 100) return;
-    lastDraw = now;
-    const frac = p.totalBytes > 0 ? Math.min(1, p.loadedBytes / p.totalBytes) : 1;
-    const width = 30;
-    const filled = Math.round(frac * width);
-    const bar = '='.repeat(filled) + ' '.repeat(width - filled);
-    process.stderr.write(
-      `\r${p.repo} [${bar}] ${(frac * 100).toFixed(0).padStart(3)}% ${fmtBytes(p.loadedBytes)}/${fmtBytes(p.totalBytes)} ${p.file}\x1b[K` +
-        (done ? '\n' : ''),
-    );
   };
 }
