@@ -6,7 +6,7 @@
  */
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -289,7 +289,7 @@ describe('hub downloads', () => {
     // The token file huggingface-cli login writes works too.
     const home = tempDir();
     process.env['HF_TOKEN_PATH'] = join(home, 'token');
-    (await import('node:fs')).writeFileSync(join(home, 'token'), `${TOKEN}\n`);
+    writeFileSync(join(home, 'token'), `${TOKEN}\n`);
     try {
       assert.equal(await resolveModel('org/private', { cacheDir: tempDir(), onProgress: quiet }).then((d) => existsSync(join(d, 'config.json'))), true);
     } finally {

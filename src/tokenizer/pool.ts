@@ -45,6 +45,9 @@ export class TokenizerPool {
   private readonly inlineChars: number;
   private nextId = 1;
   private closed = false;
+  /** Workers that died in a row without answering anything; past a few, jobs run inline. */
+  private failures = 0;
+  private static readonly MAX_FAILURES = 3;
 
   /**
    * @param files what the workers build their tokenizers from
@@ -89,7 +92,8 @@ export class TokenizerPool {
   }
 
   private job(job: TokenizerJob): unknown {
-    if (this.size === 0 || jobSize(job) < this.inlineChars) return runJob(this.local, job);
+    // Inline when short, when there are no workers, or when they keep dying (never a respawn loop).
+    if (this.size === 0 || this.failures > TokenizerPool.MAX_FAILURES || jobSize(job) < this.inlineChars) return runJob(this.local, job);
     // Several long texts (a batch of prompts) spread over the workers.
     if (job.op === 'encode' && job.texts.length > 1) {
       return Promise.all(job.texts.map((t) => this.job({ op: 'encode', texts: [t], addSpecialTokens: job.addSpecialTokens }) as Promise<number[][]> | number[][])).then((parts) =>
@@ -122,6 +126,7 @@ export class TokenizerPool {
       const task = slot.task;
       if (task === null || task.id !== m.id) return;
       slot.task = null;
+      this.failures = 0;
       if (m.ok) task.resolve(m.ids !== undefined ? m.ids.map((a) => Array.from(a)) : m.text);
       else task.reject(deserializeError(m.error));
       this.dispatch();
@@ -132,6 +137,18 @@ export class TokenizerPool {
       slot.task?.reject(new PagewiseError(`a tokenizer worker failed: ${why}`));
       slot.task = null;
       if (this.closed) return;
+      if (++this.failures > TokenizerPool.MAX_FAILURES) {
+        // Jobs from now on run inline; the ones waiting for a worker run there too.
+        this.slots.splice(i, 1);
+        for (const t of this.queue.splice(0)) {
+          try {
+            t.resolve(runJob(this.local, t.job));
+          } catch (err) {
+            t.reject(err);
+          }
+        }
+        return;
+      }
       this.slots[i] = this.spawn();
       this.dispatch();
     };

@@ -332,8 +332,10 @@ export async function downloadToHubCache(repoId: string, opts: HubDownloadOption
     report();
   }
   if (!COMMIT_HASH.test(opts.revision)) {
-    await mkdir(join(repoDir, 'refs'), { recursive: true });
-    await writeFile(join(repoDir, 'refs', opts.revision), commit);
+    // A branch name may hold slashes (refs/feature/x), as in huggingface_hub's cache.
+    const ref = join(repoDir, 'refs', opts.revision);
+    await mkdir(dirname(ref), { recursive: true });
+    await writeFile(ref, commit);
   }
   return snapshot;
 }

@@ -132,7 +132,8 @@ async function resolveHub(repoId: string, opts: ResolveOptions): Promise<string>
  */
 export async function resolveModel(spec: string, opts: ResolveOptions = {}): Promise<string> {
   const name = opts.ggufFile ?? undefined;
-  if (opts.revision !== undefined && opts.revision !== null && !/^[\w.-]+(\/[\w.-]+)*$/.test(opts.revision)) {
+  const rev = opts.revision ?? undefined;
+  if (rev !== undefined && (!/^[\w.-]+(\/[\w.-]+)*$/.test(rev) || rev.split('/').some((p) => p === '.' || p === '..'))) {
     throw new ModelLoadError(`--revision must be a branch, tag or commit hash, got "${opts.revision}"`, { code: 'model_not_found' });
   }
   // A plain file name (or a path inside the repository): never a way out of it.
