@@ -139,3 +139,28 @@ describe('serve behind a wrapper that passes no signals on', () => {
     }
   });
 });
+
+describe('load progress', () => {
+  test('the engine reports tensors read while it loads; the bar draws on a terminal only', async () => {
+    const { AsyncEngine } = await import('../src/engine/async-engine.js');
+    const { TtyProgressBar } = await import('../src/shared/progress-bar.js');
+    const seen: Array<[number, number]> = [];
+    const engine = await AsyncEngine.start({ model: fixturePath('stories260k'), kvCacheMemory: 16 << 20, threads: 1, log: () => undefined, onLoadProgress: (r, t) => seen.push([r, t]) });
+    await engine.shutdown();
+    assert.ok(seen.length > 5, `${seen.length} progress messages`);
+    assert.ok(seen.every(([r, t], i) => r >= 1 && r <= t && t === seen[0]![1] && (i === 0 || r > seen[i - 1]![0])), JSON.stringify(seen));
+    assert.ok(seen.at(-1)![0] >= seen[0]![1] - 1, 'the model reads (about) every tensor of the checkpoint');
+
+    const writes: string[] = [];
+    const fake = (isTTY: boolean) => ({ isTTY, write: (s: string) => void writes.push(s) }) as unknown as NodeJS.WriteStream;
+    const quiet = new TtyProgressBar('loading x', fake(false));
+    quiet.update(0.5);
+    quiet.finish();
+    assert.deepEqual(writes, []);
+    const bar = new TtyProgressBar('loading x', fake(true));
+    bar.update(0.5, '1/2 tensors');
+    bar.finish('done');
+    assert.match(writes[0]!, /^\rloading x \[={15} {15}\]  50% 1\/2 tensors/);
+    assert.match(writes.join(''), /100% done\x1b\[K\n$/);
+  });
+});

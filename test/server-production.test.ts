@@ -257,7 +257,10 @@ describe('logs', () => {
     assert.equal(a3['status'], 400);
     assert.equal(a3['completion_tokens'], undefined);
     const health = await fetch(`${s.url}/health`);
-    assert.equal((await accessLine(health.headers.get('x-request-id')!))['status'], 200);
+    const healthId = health.headers.get('x-request-id')!;
+    assert.equal((await accessLine(healthId))['status'], 200);
+    // --log-level debug also shows each request as it arrives.
+    assert.ok(linesOf(healthId).some((l) => l['level'] === 'debug' && l['msg'] === 'GET /health received'));
   });
 
   test('a client that leaves mid-stream is logged as aborted', async () => {

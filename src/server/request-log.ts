@@ -16,11 +16,13 @@ export function trackRequests(app: FastifyInstance, log: ServerLog, accessLog: b
     records.set(request, record);
     // On the raw response: streamed (hijacked) replies write their own head.
     reply.raw.setHeader('x-request-id', record.id);
+    const path = request.url.split('?')[0]!;
+    const shown = path.length > 200 ? `${path.slice(0, 200)}…` : path;
+    runInRequest(record, () => log('debug', `${request.method} ${shown} received`, { content_length: request.headers['content-length'], remote: request.ip }));
     if (accessLog) {
-      const path = request.url.split('?')[0]!;
       reply.raw.once('close', () =>
         runInRequest(record, () =>
-          log('info', `${request.method} ${path.length > 200 ? `${path.slice(0, 200)}…` : path}`, {
+          log('info', `${request.method} ${shown}`, {
             status: reply.raw.statusCode,
             // The client left before the whole response was written.
             aborted: reply.raw.writableFinished ? undefined : true,
