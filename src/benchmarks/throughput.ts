@@ -12,6 +12,8 @@ import type { EngineStats } from '../engine/protocol.js';
 import { isRandomDataset, makeWorkload, randomTokenRange, type WorkItem } from './workload.js';
 import { benchHeader } from './header.js';
 import { mean } from './stats.js';
+import { openModelPackage } from '../model/loader/package.js';
+import { resolveModel } from '../model/loader/resolve.js';
 
 export interface ThroughputResult {
   num_prompts: number;
@@ -36,18 +38,10 @@ function hitRate(s: EngineStats | null): number {
   return s && s.prefixCacheQueries > 0 ? s.prefixCacheHits / s.prefixCacheQueries : 0;
 }
 
-/**
- * Run one workload on a fresh engine and measure it. The workload is made from the engine's info
- * (random prompts are drawn inside the model's vocabulary); the result carries it for later runs.
- */
-export async function runThroughput(
-  cfg: Partial<EngineConfig>,
-  makeWork: (info: AsyncEngine['info']) => WorkItem[],
-  seed: number,
-): Promise<ThroughputResult & { engine: AsyncEngine['info']; work: WorkItem[] }> {
+/** Run one workload on a fresh engine and measure it. */
+export async function runThroughput(cfg: Partial<EngineConfig>, work: WorkItem[], seed: number): Promise<ThroughputResult & { engine: AsyncEngine['info'] }> {
   const engine = await AsyncEngine.start({ ...cfg, log: () => {} });
   try {
-    const work = makeWork(engine.info);
     const waste: number[] = [];
     const contiguous: number[] = [];
     let usagePeak = 0;
@@ -76,7 +70,6 @@ export async function runThroughput(
     const output = outs.reduce((a, o) => a + o.outputs.reduce((b, c) => b + c.tokenIds.length, 0), 0);
     return {
       engine: engine.info,
-      work,
       num_prompts: work.length,
       elapsed_s: elapsed,
       requests_per_s: work.length / elapsed,
@@ -107,21 +100,22 @@ export async function benchThroughput(argv: string[]): Promise<void> {
   const seed = intFlag(flags, 'seed') ?? 0;
   const numPrompts = intFlag(flags, 'num-prompts') ?? 256;
   const dataset = strFlag(flags, 'dataset') ?? 'fixed';
-  const inputLen = intFlag(flags, 'input-len') ?? 128;
-  const outputLen = intFlag(flags, 'output-len') ?? 128;
-  const makeWork = (info: AsyncEngine['info']): WorkItem[] => {
-    const vocabSize = info.model.vocabSize;
-    if (isRandomDataset(dataset)) {
-      const [lo, hi] = randomTokenRange(vocabSize);
-      process.stderr.write(`bench throughput: random prompt token ids from [${lo}, ${hi}) (the model's vocabulary: ${vocabSize} ids)\n`);
-    }
-    return makeWorkload({ numPrompts, dataset, inputLen, outputLen, seed, vocabSize });
-  };
-  const { engine, work, ...res } = await runThroughput(cfg, makeWork, seed);
-  const tokenIdRange = isRandomDataset(dataset) ? randomTokenRange(engine.model.vocabSize) : null;
+  // Random prompt ids stay inside the model's vocabulary, whatever its format (a GGUF file too).
+  const vocabSize = openModelPackage(await resolveModel(cfg.model ?? 'demo', { ggufFile: cfg.ggufFile, revision: cfg.revision })).config.vocabSize;
+  const tokenIdRange = isRandomDataset(dataset) ? randomTokenRange(vocabSize) : null;
+  if (tokenIdRange) process.stderr.write(`bench throughput: random prompt token ids from [${tokenIdRange.join(', ')}) (the model's vocabulary: ${vocabSize} ids)\n`);
+  const work = makeWorkload({
+    numPrompts,
+    dataset,
+    inputLen: intFlag(flags, 'input-len') ?? 128,
+    outputLen: intFlag(flags, 'output-len') ?? 128,
+    seed,
+    vocabSize,
+  });
+  const { engine, ...res } = await runThroughput(cfg, work, seed);
   const out: Record<string, unknown> = { bench: 'throughput', ...benchHeader(engine), dataset, seed, token_id_range: tokenIdRange, ...res };
   if (flags.has('compare-static')) {
-    const st = await runThroughput({ ...cfg, scheduler: 'static' }, () => work, seed);
+    const st = await runThroughput({ ...cfg, scheduler: 'static' }, work, seed);
     out['static_output_tokens_per_s'] = st.output_tokens_per_s;
     out['static_total_tokens_per_s'] = st.total_tokens_per_s;
     out['static_elapsed_s'] = st.elapsed_s;
@@ -129,7 +123,7 @@ export async function benchThroughput(argv: string[]): Promise<void> {
   }
   if (flags.has('compare-prefix-caching')) {
     // The same workload with prefix caching off (on is the default run above, unless disabled).
-    const off = await runThroughput({ ...cfg, enablePrefixCaching: false }, () => work, seed);
+    const off = await runThroughput({ ...cfg, enablePrefixCaching: false }, work, seed);
     out['no_prefix_caching_total_tokens_per_s'] = off.total_tokens_per_s;
     out['no_prefix_caching_elapsed_s'] = off.elapsed_s;
     out['prefix_caching_speedup'] = res.total_tokens_per_s / off.total_tokens_per_s;
