@@ -78,6 +78,12 @@ class FakeHub {
   private handle(req: IncomingMessage, res: ServerResponse): void {
     const url = new URL(req.url ?? '/', 'http://x');
     this.seen.push({ method: req.method ?? '', path: decodeURIComponent(url.pathname), range: req.headers.range ?? null, auth: req.headers.authorization !== undefined });
+    // Sizes are the files' own: a client must not ask for a compressed transfer.
+    if (req.headers['accept-encoding'] !== 'identity') {
+      res.writeHead(400);
+      console.log('BAD', req.method, req.url, JSON.stringify(req.headers));
+      return void res.end('accept-encoding must be identity');
+    }
     const fail = (status: number, code: string): void => {
       res.writeHead(status, { 'x-error-code': code, 'content-type': 'application/json' });
       res.end(req.method === 'HEAD' ? undefined : JSON.stringify({ error: code }));

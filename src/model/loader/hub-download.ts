@@ -133,7 +133,9 @@ function hubError(res: Response, repo: string, revision: string, path: string): 
 async function request(hub: Hub, url: string, init: { method: 'HEAD' | 'GET'; headers?: Record<string, string>; followAbsolute: boolean }): Promise<Response> {
   let current = url;
   for (let hop = 0; ; hop++) {
-    const res = await fetch(current, { method: init.method, redirect: 'manual', headers: { ...init.headers, ...authFor(hub, current) } });
+    // identity: sizes and byte ranges are of the file itself, never of a compressed transfer.
+    const headers = { 'accept-encoding': 'identity', ...init.headers, ...authFor(hub, current) };
+    const res = await fetch(current, { method: init.method, redirect: 'manual', headers });
     const location = res.headers.get('location');
     if (res.status < 300 || res.status >= 400 || location === null) return res;
     const relativeLocation = !/^[a-z][a-z0-9+.-]*:/i.test(location) && !location.startsWith('//');
