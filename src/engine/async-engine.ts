@@ -122,7 +122,7 @@ export class AsyncEngine {
   static async start(opts: EngineStartOptions = {}): Promise<AsyncEngine> {
     const { log = (l: string) => process.stderr.write(`${l}\n`), onDownloadProgress: _download, onLoadProgress: _load, ...rest } = opts;
     const config = makeEngineConfig(rest);
-    const modelDir = await resolveModel(config.model, { ggufFile: config.ggufFile, revision: config.revision, onProgress: opts.onDownloadProgress });
+    const modelDir = await resolveModel(config.model, { ggufFile: config.ggufFile, revision: config.revision, onProgress: opts.onDownloadProgress, log });
     const worker = startWorker({ modelDir, config });
     const bar = new TtyProgressBar(`loading ${config.model}`);
     const onLoad = opts.onLoadProgress ?? ((read: number, total: number): void => bar.update(read / total, `${read}/${total} tensors`));
