@@ -10,10 +10,10 @@ import { ENGINE_FLAGS, engineConfigFromFlags } from '../cli/engine-flags.js';
 import { intFlag, parseArgs, strFlag } from '../cli/args.js';
 import { makeSamplingParams } from '../sampling/params.js';
 import type { EngineStats } from '../engine/protocol.js';
-import { makeWorkload, type WorkItem } from './workload.js';
+import { isRandomDataset, makeWorkload, randomTokenRange, type WorkItem } from './workload.js';
 import { benchHeader } from './header.js';
 import { mean } from './stats.js';
-import { loadModelFiles } from '../model/loader/model-dir.js';
+import { openModelPackage } from '../model/loader/package.js';
 import { resolveModel } from '../model/loader/resolve.js';
 import type { GrammarSpec } from '../structured/spec.js';
 import { UsageError } from '../cli/args.js';
@@ -124,7 +124,10 @@ export async function benchThroughput(argv: string[]): Promise<void> {
   const seed = intFlag(flags, 'seed') ?? 0;
   const numPrompts = intFlag(flags, 'num-prompts') ?? 256;
   const dataset = strFlag(flags, 'dataset') ?? 'fixed';
-  const vocabSize = loadModelFiles(await resolveModel(cfg.model ?? 'demo')).config.vocabSize;
+  // Random prompt ids stay inside the model's vocabulary, whatever its format (a GGUF file too).
+  const vocabSize = openModelPackage(await resolveModel(cfg.model ?? 'demo', { ggufFile: cfg.ggufFile, revision: cfg.revision })).config.vocabSize;
+  const tokenIdRange = isRandomDataset(dataset) ? randomTokenRange(vocabSize) : null;
+  if (tokenIdRange) process.stderr.write(`bench throughput: random prompt token ids from [${tokenIdRange.join(', ')}) (the model's vocabulary: ${vocabSize} ids)\n`);
   const work = makeWorkload({
     numPrompts,
     dataset,
@@ -138,7 +141,7 @@ export async function benchThroughput(argv: string[]): Promise<void> {
     throw new UsageError(`--structured must be one of ${STRUCTURED_MODES.join(', ')}, got "${structured}"`);
   }
   const { engine, ...res } = await runThroughput(cfg, work, seed);
-  const out: Record<string, unknown> = { bench: 'throughput', ...benchHeader(engine), dataset, seed, ...res };
+  const out: Record<string, unknown> = { bench: 'throughput', ...benchHeader(engine), dataset, seed, token_id_range: tokenIdRange, ...res };
   if (structured !== undefined) {
     const mode = structured as StructuredMode;
     const spec = benchSpec(mode);

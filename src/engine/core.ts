@@ -12,6 +12,7 @@ import type { EngineConfig } from '../config/engine-config.js';
 import { InvalidRequestError } from '../errors.js';
 import { KVCacheManager } from '../kv/kv-cache-manager.js';
 import { openModelPackage, readPackageTokenizer } from '../model/loader/package.js';
+import { withReadProgress } from '../model/loader/weight-source.js';
 import { QuantizingSource } from '../model/quantize/quantizing-source.js';
 import { autoPrecision, CausalLM, type Precision } from '../model/model.js';
 import { ModelRunner, type LogitsRequest } from '../model/runner.js';
@@ -69,10 +70,13 @@ export class EngineCore {
     private readonly be: ComputeBackend,
     modelDir: string,
     cfg: EngineConfig,
+    /** Load progress: tensors read so far, of the checkpoint's total. */
+    onLoadProgress?: (read: number, total: number) => void,
   ) {
     const files = openModelPackage(modelDir);
     const mc = files.config;
-    const weights = cfg.quantization ? new QuantizingSource(files.weights, cfg.quantization) : files.weights;
+    const source = onLoadProgress ? withReadProgress(files.weights, onLoadProgress) : files.weights;
+    const weights = cfg.quantization ? new QuantizingSource(source, cfg.quantization) : source;
     const precision: Precision = cfg.dtype === 'auto' ? autoPrecision(mc, weights) : cfg.dtype;
     const kvDtype = cfg.kvCacheDtype === 'auto' ? precision : cfg.kvCacheDtype;
     const { maxModelLen, numBlocks, blockBytes, dtype } = sizeKvCache(be, mc, cfg, kvDtype);

@@ -9,7 +9,7 @@ import type { RequestOutput } from '../engine/output-processor.js';
 import { checkAccepting, responseId, warnIgnored, type ServeContext } from './context.js';
 import { chatLogprobs, promptLogprobsOut, TokenStrings, usage } from './format.js';
 import { Generation } from './generation.js';
-import { parseChatRequest, type ChatRequest } from './request.js';
+import { parseChat, type ChatRequest } from './request.js';
 import { streamGeneration } from './streaming.js';
 import { checkGrammar } from './structured-fields.js';
 import { extractToolCalls, ToolCallStream } from './tools/stream.js';
@@ -26,7 +26,7 @@ interface Shared {
 }
 
 export async function chatHandler(sc: ServeContext, request: FastifyRequest, reply: FastifyReply): Promise<unknown> {
-  const req = parseChatRequest(request.body, sc.req);
+  const req = await sc.tokens.run(parseChat(request.body, sc.req));
   await checkGrammar([req.params], req.grammarParam);
   warnIgnored(sc, 'POST /v1/chat/completions', req.ignoredFields);
   checkAccepting(sc);

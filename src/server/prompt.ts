@@ -5,6 +5,7 @@
  */
 import { ContextLengthError } from '../errors.js';
 import { maxRequestTokens } from '../shared/request-limits.js';
+import { encodeTexts, renderChatTemplate, type WithTokenizer } from '../tokenizer/jobs.js';
 import type { ChatMessage } from '../tokenizer/tokenizer.js';
 import type { RequestContext } from './request-context.js';
 import { checkText, describe, fail, get, optBool, optInt, tokenIds, type Body } from './request-fields.js';
@@ -70,13 +71,15 @@ export function parsePromptField(body: Body, vocabSize: number): RawPrompt[] {
 
 /**
  * Tokenize (text) and truncate (to the last k tokens, when k is set) each prompt. With truncation
- * the text may be long on purpose; without, a hopeless prompt is refused untokenized.
+ * the text may be long on purpose; without, a hopeless prompt is refused untokenized. Tokenizing
+ * is yielded as jobs (tokenizer/jobs.ts): the server runs it off the event loop.
  */
-export function completionPrompts(raws: readonly RawPrompt[], k: number | null, addSpecialTokens: boolean, ctx: RequestContext): PreparedPrompt[] {
+export function* completionPrompts(raws: readonly RawPrompt[], k: number | null, addSpecialTokens: boolean, ctx: RequestContext): WithTokenizer<PreparedPrompt[]> {
   if (k === null) for (const p of raws) if ('text' in p) checkTextFits('prompt', p.text, ctx);
-  return raws.map((p) =>
-    'text' in p ? { tokenIds: truncate(ctx.tokenizer.encode(p.text, { addSpecialTokens }), k), text: p.text } : { tokenIds: truncate(p.ids, k), text: null },
-  );
+  const texts = raws.flatMap((p) => ('text' in p ? [p.text] : []));
+  const encoded = texts.length > 0 ? yield* encodeTexts(texts, addSpecialTokens) : [];
+  let next = 0;
+  return raws.map((p) => ('text' in p ? { tokenIds: truncate(encoded[next++]!, k), text: p.text } : { tokenIds: truncate(p.ids, k), text: null }));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -137,7 +140,7 @@ export interface RenderedChat {
 }
 
 /** Render messages with the model's template and tokenize them (no second BOS, see encodeChatPrompt). */
-export function renderChat(body: Body, ctx: RequestContext, messages: ChatMessage[], defaultAddSpecial: boolean, boundText: boolean): RenderedChat {
+export function* renderChat(body: Body, ctx: RequestContext, messages: ChatMessage[], defaultAddSpecial: boolean, boundText: boolean): WithTokenizer<RenderedChat> {
   if (get(body, 'chat_template') !== undefined) fail('chat_template', 'chat_template in requests is not supported; the model\'s own template is used');
   const continueFinal = optBool(body, 'continue_final_message', false);
   const addGen = optBool(body, 'add_generation_prompt', !continueFinal);
@@ -156,7 +159,7 @@ export function renderChat(body: Body, ctx: RequestContext, messages: ChatMessag
   const toolsRaw = get(body, 'tools');
   const tools = toolsRaw === undefined ? undefined : parseToolsList(toolsRaw).raw;
 
-  let text = ctx.tokenizer.applyChatTemplate(messages, { addGenerationPrompt: addGen, tools: tools ?? undefined, extra });
+  let text = yield* renderChatTemplate(messages, { addGenerationPrompt: addGen, tools: tools ?? undefined, extra });
   if (continueFinal) {
     // Leave the final message open: cut the rendering right after its content (as transformers does).
     const last = messages[messages.length - 1]!;
@@ -168,6 +171,7 @@ export function renderChat(body: Body, ctx: RequestContext, messages: ChatMessag
     }
   }
   if (boundText) checkTextFits('messages', text, ctx);
-  const tokenIds = addSpecialTokens ? ctx.tokenizer.encode(text, { addSpecialTokens: true }) : ctx.tokenizer.encodeChatPrompt(text);
-  return { text, tokenIds };
+  // add_special_tokens defaults to false here: the template wrote its own BOS (see encodeChatPrompt).
+  const [tokenIds] = yield* encodeTexts([text], addSpecialTokens);
+  return { text, tokenIds: tokenIds! };
 }

@@ -3,6 +3,10 @@
  * The field readers are in request-fields.ts, prompt building (chat template, tokenizing,
  * truncation) in prompt.ts; this module holds each route's request shape and its rules.
  *
+ * Parsing is written as generators that yield their tokenizer work (src/tokenizer/jobs.ts): the
+ * server runs them on its tokenizer pool, so long inputs are tokenized off the event loop; the
+ * `parse*Request` functions run them inline.
+ *
  * Everything a client sends is checked here, before anything reaches the engine, and every problem
  * is an InvalidRequestError naming the field (OpenAI's `param`). Request bodies come from JSON, so
  * every field is read as `unknown` and checked for its type; nothing here trusts a static type.
@@ -27,6 +31,7 @@ import { ContextLengthError } from '../errors.js';
 import { makeSamplingParams, MAX_LOGPROBS, type SamplingParams, type SamplingParamsInput } from '../sampling/params.js';
 import { checkTextFits, completionPrompts, parseMessages, parsePromptField, renderChat, truncate, truncation, type PreparedPrompt } from './prompt.js';
 import type { RequestContext } from './request-context.js';
+import { encodeTexts, runInline, type WithTokenizer } from '../tokenizer/jobs.js';
 import { asBody, checkText, describe, fail, get, optBool, optInt, optString, resolveModelName, tokenIds, unknownFields, type Body } from './request-fields.js';
 import { hasExtraCandidates } from '../shared/fan-out.js';
 import { parseStructuredField } from './structured-fields.js';
@@ -243,7 +248,7 @@ function resolveMaxTokens(requested: number | undefined, promptLen: number, ctx:
 // ---------------------------------------------------------------------------------------------
 // /v1/completions
 
-export function parseCompletionRequest(raw: unknown, ctx: RequestContext): CompletionRequest {
+export function* parseCompletion(raw: unknown, ctx: RequestContext): WithTokenizer<CompletionRequest> {
   const body = asBody(raw);
   const common = parseCommon(body, ctx, COMPLETION_FIELDS);
   const suffix = get(body, 'suffix');
@@ -283,7 +288,7 @@ export function parseCompletionRequest(raw: unknown, ctx: RequestContext): Compl
   const k = truncation(body, ctx);
   const raws = parsePromptField(body, ctx.vocabSize);
   if (raws.length > ctx.maxPrompts) fail('prompt', `a request may carry at most ${ctx.maxPrompts} prompts (--max-waiting-requests), got ${raws.length}`);
-  const prompts = completionPrompts(raws, k, addSpecialTokens, ctx);
+  const prompts = yield* completionPrompts(raws, k, addSpecialTokens, ctx);
   const params = prompts.map((p) => {
     if (p.tokenIds.length === 0) fail('prompt', 'prompt is empty after tokenization');
     const m = resolveMaxTokens(maxTokens, p.tokenIds.length, ctx, 'prompt');
@@ -295,7 +300,7 @@ export function parseCompletionRequest(raw: unknown, ctx: RequestContext): Compl
 // ---------------------------------------------------------------------------------------------
 // /v1/chat/completions
 
-export function parseChatRequest(raw: unknown, ctx: RequestContext): ChatRequest {
+export function* parseChat(raw: unknown, ctx: RequestContext): WithTokenizer<ChatRequest> {
   const body = asBody(raw);
   const common = parseCommon(body, ctx, CHAT_FIELDS);
   const messages = parseMessages(body['messages']);
@@ -331,7 +336,7 @@ export function parseChatRequest(raw: unknown, ctx: RequestContext): ChatRequest
   if (common.stream && base.bestOf !== base.n && !base.useBeamSearch) fail('best_of', 'best_of must equal n when stream is true (except with beam search)');
 
   const k = truncation(body, ctx);
-  const rendered = renderChat(body, ctx, messages, false, k === null);
+  const rendered = yield* renderChat(body, ctx, messages, false, k === null);
   const tokenIdsList = truncate(rendered.tokenIds, k);
   if (tokenIdsList.length === 0) fail('messages', 'the rendered chat prompt is empty');
   const m = resolveMaxTokens(maxTokens, tokenIdsList.length, ctx, 'messages');
@@ -360,7 +365,7 @@ const TOKENIZE_FIELDS = new Set([
   'tool_choice',
 ]);
 
-export function parseTokenizeRequest(raw: unknown, ctx: RequestContext): TokenizeRequest {
+export function* parseTokenize(raw: unknown, ctx: RequestContext): WithTokenizer<TokenizeRequest> {
   const body = asBody(raw);
   resolveModelName(body, ctx);
   const returnTokenStrs = optBool(body, 'return_token_strs', false);
@@ -373,9 +378,10 @@ export function parseTokenizeRequest(raw: unknown, ctx: RequestContext): Tokeniz
     if (typeof prompt !== 'string') fail('prompt', `prompt must be a string, got ${describe(prompt)}`);
     const addSpecialTokens = optBool(body, 'add_special_tokens', true);
     checkTextFits('prompt', checkText('prompt', prompt), ctx);
-    return { tokenIds: ctx.tokenizer.encode(prompt, { addSpecialTokens }), returnTokenStrs, ignoredFields };
+    const [tokenIds] = yield* encodeTexts([prompt], addSpecialTokens);
+    return { tokenIds: tokenIds!, returnTokenStrs, ignoredFields };
   }
-  const rendered = renderChat(body, ctx, parseMessages(body['messages']), false, true);
+  const rendered = yield* renderChat(body, ctx, parseMessages(body['messages']), false, true);
   return { tokenIds: rendered.tokenIds, returnTokenStrs, ignoredFields };
 }
 
@@ -385,4 +391,19 @@ export function parseDetokenizeRequest(raw: unknown, ctx: RequestContext): Detok
   const v = get(body, 'tokens');
   if (v === undefined) fail('tokens', 'tokens is required');
   return { tokenIds: tokenIds('tokens', v, ctx.vocabSize, true), ignoredFields: unknownFields(body, new Set(['model', 'tokens'])) };
+}
+
+// ---------------------------------------------------------------------------------------------
+// The same parsers with the tokenizer run inline, on this thread
+
+export function parseCompletionRequest(raw: unknown, ctx: RequestContext): CompletionRequest {
+  return runInline(parseCompletion(raw, ctx), ctx.tokenizer);
+}
+
+export function parseChatRequest(raw: unknown, ctx: RequestContext): ChatRequest {
+  return runInline(parseChat(raw, ctx), ctx.tokenizer);
+}
+
+export function parseTokenizeRequest(raw: unknown, ctx: RequestContext): TokenizeRequest {
+  return runInline(parseTokenize(raw, ctx), ctx.tokenizer);
 }
