@@ -221,7 +221,7 @@ export const DASHBOARD_HTML = String.raw`<!doctype html>
       if (s.area) {
         var first = s.values.findIndex(function (v) { return v !== null; });
         if (first < 0) return;
-        ctx.globalAlpha = 0.3;
+        ctx.globalAlpha = 0.45;
         ctx.beginPath(); ctx.moveTo(xy(first)[0], top + ph);
         for (var j = first; j < n; j++) if (s.values[j] !== null) { var p = xy(j); ctx.lineTo(p[0], p[1]); }
         ctx.lineTo(left + pw, top + ph); ctx.closePath(); ctx.fill();
