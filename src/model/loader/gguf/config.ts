@@ -2,7 +2,7 @@
  * ModelConfig and GenerationConfig from GGUF metadata (`general.architecture` and `{arch}.*` keys),
  * filled the way parseModelConfig fills them from config.json.
  */
-import type { Architecture, GenerationConfig, ModelConfig, RopeScaling, TorchDtype } from '../../../config/model-config.js';
+import type { Architecture, GenerationConfig, LayerType, ModelConfig, RopeScaling, TorchDtype } from '../../../config/model-config.js';
 import { llama3RopeFactors } from '../../layers/rotary.js';
 import { GgmlType } from '../../../backend/quant.js';
 import { ModelLoadError } from '../../../errors.js';
@@ -14,6 +14,7 @@ const ARCHITECTURES: Readonly<Record<string, { architecture: Architecture; model
   llama: { architecture: 'LlamaForCausalLM', modelType: 'llama' },
   mistral: { architecture: 'MistralForCausalLM', modelType: 'mistral' },
   qwen2: { architecture: 'Qwen2ForCausalLM', modelType: 'qwen2' },
+  qwen3: { architecture: 'Qwen3ForCausalLM', modelType: 'qwen3' },
 };
 export const SUPPORTED_GGUF_ARCHITECTURES: readonly string[] = Object.keys(ARCHITECTURES);
 
@@ -103,6 +104,9 @@ export function ggufModelConfig(f: GgufFile): { config: ModelConfig; generationC
   if (rmsNormEps === undefined) f.fail(archKey(arch, 'rmsEps'), 'is missing');
   if (!(rmsNormEps > 0)) f.fail(archKey(arch, 'rmsEps'), `must be positive, got ${rmsNormEps}`);
   const slidingWindow = f.int(archKey(arch, 'slidingWindow')) ?? null;
+  const numLayers = dim(f, archKey(arch, 'blockCount'));
+  // A window in these files applies to every layer (Mistral's rule).
+  const layerTypes = new Array<LayerType>(numLayers).fill(slidingWindow === null ? 'full_attention' : 'sliding_attention');
 
   const embd = f.tensor('token_embd.weight');
   const torchDtype: TorchDtype | null =
@@ -120,7 +124,7 @@ export function ggufModelConfig(f: GgufFile): { config: ModelConfig; generationC
     modelType,
     hiddenSize,
     intermediateSize: dim(f, archKey(arch, 'feedForwardLength')),
-    numLayers: dim(f, archKey(arch, 'blockCount')),
+    numLayers,
     numHeads,
     numKvHeads,
     headDim,
@@ -133,6 +137,12 @@ export function ggufModelConfig(f: GgufFile): { config: ModelConfig; generationC
     tieWordEmbeddings: f.tensor('output.weight') === undefined,
     torchDtype,
     slidingWindow,
+    layerTypes,
+    hiddenAct: 'silu',
+    queryPreAttnScalar: headDim,
+    attnLogitSoftcapping: null,
+    finalLogitSoftcapping: null,
+    ropeLocalTheta: null,
     bosTokenId,
     eosTokenIds,
   };
