@@ -406,6 +406,8 @@ export function parseModelConfig(json: unknown, source: string): ModelConfig {
   const act = f.string(rules.activation.key) ?? rules.activation.fallback;
   if (act !== 'silu' && act !== 'gelu_pytorch_tanh') f.fail(rules.activation.key, `unsupported activation "${act}" (supported: silu, gelu_pytorch_tanh)`);
   if (f.boolean('mlp_bias', false)) f.fail('mlp_bias', 'MLP biases are not supported');
+  // Gemma 3 embedding models (EmbeddingGemma) attend both ways: not a causal LM.
+  if (f.boolean('use_bidirectional_attention', false)) f.fail('use_bidirectional_attention', 'bidirectional attention is not supported (causal language models only)');
 
   // An absent `sliding_window` takes the transformers default, an explicit null means none.
   const { rule } = rules.window;
