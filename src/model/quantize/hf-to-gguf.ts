@@ -123,6 +123,9 @@ export function quantizeModel(dir: string, outPath: string, scheme: QuantScheme,
     [`${arch}.vocab_size`, u32(cfg.vocabSize)],
     [`${arch}.rope.dimension_count`, u32(cfg.headDim)],
   );
+  if (cfg.ropeScaling.type === 'linear') {
+    meta.push([`${arch}.rope.scaling.type`, str('linear')], [`${arch}.rope.scaling.factor`, f32(cfg.ropeScaling.factor)]);
+  }
   if (cfg.headDim * cfg.numHeads !== cfg.hiddenSize) {
     meta.push([`${arch}.attention.key_length`, u32(cfg.headDim)], [`${arch}.attention.value_length`, u32(cfg.headDim)]);
   }

@@ -91,15 +91,17 @@ export function ggufModelConfig(f: GgufFile): { config: ModelConfig; generationC
   }
 
   const scalingType = f.string(archKey(arch, 'ropeScalingType'));
-  if (scalingType !== undefined && scalingType !== 'none') {
-    f.fail(archKey(arch, 'ropeScalingType'), `"${scalingType}" is not supported (supported: none)`);
+  if (scalingType !== undefined && scalingType !== 'none' && scalingType !== 'linear') {
+    f.fail(archKey(arch, 'ropeScalingType'), `"${scalingType}" is not supported (supported: none, linear)`);
   }
   const factor = f.float(archKey(arch, 'ropeScalingFactor'));
-  if (factor !== undefined && factor !== 0 && factor !== 1) f.fail(archKey(arch, 'ropeScalingFactor'), `${factor} is not supported without a scaling type`);
+  const linear = scalingType === 'linear';
+  if (linear && !(factor !== undefined && factor > 0)) f.fail(archKey(arch, 'ropeScalingFactor'), `must be positive for linear scaling, got ${factor}`);
+  if (!linear && factor !== undefined && factor !== 0 && factor !== 1) f.fail(archKey(arch, 'ropeScalingFactor'), `${factor} is not supported without a scaling type`);
   const ropeTheta = f.float(archKey(arch, 'ropeFreqBase')) ?? 10000;
   if (!(ropeTheta > 0)) f.fail(archKey(arch, 'ropeFreqBase'), `must be positive, got ${ropeTheta}`);
   const maxPositionEmbeddings = dim(f, archKey(arch, 'contextLength'), 2048);
-  const ropeScaling = llama3Scaling(f, ropeTheta, headDim);
+  const ropeScaling: RopeScaling = linear ? { type: 'linear', factor: factor! } : llama3Scaling(f, ropeTheta, headDim);
   const rmsNormEps = f.float(archKey(arch, 'rmsEps'));
   if (rmsNormEps === undefined) f.fail(archKey(arch, 'rmsEps'), 'is missing');
   if (!(rmsNormEps > 0)) f.fail(archKey(arch, 'rmsEps'), `must be positive, got ${rmsNormEps}`);
