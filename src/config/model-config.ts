@@ -403,7 +403,7 @@ export function parseModelConfig(json: unknown, source: string): ModelConfig {
 
   // ModelConfig has no field for these because the engine implements one value of each; a config
   // asking for another must fail here rather than run and produce garbage.
-  const act = f.string(rules.activation.key) ?? rules.activation.fallback;
+  const act: string = f.string(rules.activation.key) ?? rules.activation.fallback;
   if (act !== 'silu' && act !== 'gelu_pytorch_tanh') f.fail(rules.activation.key, `unsupported activation "${act}" (supported: silu, gelu_pytorch_tanh)`);
   if (f.boolean('mlp_bias', false)) f.fail('mlp_bias', 'MLP biases are not supported');
   // Gemma 3 embedding models (EmbeddingGemma) attend both ways: not a causal LM.
@@ -442,7 +442,7 @@ export function parseModelConfig(json: unknown, source: string): ModelConfig {
     torchDtype: parseTorchDtype(f),
     slidingWindow,
     layerTypes,
-    hiddenAct: act,
+    hiddenAct: act as Activation, // checked above
     queryPreAttnScalar: g ? f.positive('query_pre_attn_scalar', g.queryPreAttnScalar) : headDim,
     attnLogitSoftcapping: g ? softcap('attn_logit_softcapping', g.attnSoftcap) : null,
     finalLogitSoftcapping: g ? softcap('final_logit_softcapping', g.finalSoftcap) : null,
