@@ -401,8 +401,8 @@ export function parseModelConfig(json: unknown, source: string): ModelConfig {
 
   const { ropeTheta, ropeScaling } = parseRope(f, rules.ropeTheta, source);
 
-  // ModelConfig has no field for these because the engine implements one value of each; a config
-  // asking for another must fail here rather than run and produce garbage.
+  // Only the activations, MLP shape and attention direction the engine implements; a config asking
+  // for another must fail here rather than run and produce garbage.
   const act: string = f.string(rules.activation.key) ?? rules.activation.fallback;
   if (act !== 'silu' && act !== 'gelu_pytorch_tanh') f.fail(rules.activation.key, `unsupported activation "${act}" (supported: silu, gelu_pytorch_tanh)`);
   if (f.boolean('mlp_bias', false)) f.fail('mlp_bias', 'MLP biases are not supported');
