@@ -15,6 +15,20 @@ const ARCHITECTURES: Readonly<Record<string, { architecture: Architecture; model
   mistral: { architecture: 'MistralForCausalLM', modelType: 'mistral' },
   qwen2: { architecture: 'Qwen2ForCausalLM', modelType: 'qwen2' },
   qwen3: { architecture: 'Qwen3ForCausalLM', modelType: 'qwen3' },
+  gemma2: { architecture: 'Gemma2ForCausalLM', modelType: 'gemma2' },
+  gemma3: { architecture: 'Gemma3ForCausalLM', modelType: 'gemma3_text' },
+};
+
+/**
+ * What llama.cpp's Gemma files leave implicit, as llama.cpp reads them: the sliding-window layer
+ * pattern (every `swaPattern`-th layer global, Gemma 2 from layer 0 sliding), the tanh-GELU, the
+ * local RoPE base of Gemma 3 (10000), and the attention scale: query_pre_attn_scalar is not
+ * stored; it equals head_dim in every released model but the 27B ones (46 / 62 layers), whose
+ * scalar is hidden / heads.
+ */
+const GEMMA: Readonly<Record<string, { swaPattern: number; ropeLocalTheta: number | null; layers27b: number }>> = {
+  gemma2: { swaPattern: 2, ropeLocalTheta: null, layers27b: 46 },
+  gemma3: { swaPattern: 6, ropeLocalTheta: 10000, layers27b: 62 },
 };
 export const SUPPORTED_GGUF_ARCHITECTURES: readonly string[] = Object.keys(ARCHITECTURES);
 
@@ -107,8 +121,17 @@ export function ggufModelConfig(f: GgufFile): { config: ModelConfig; generationC
   if (!(rmsNormEps > 0)) f.fail(archKey(arch, 'rmsEps'), `must be positive, got ${rmsNormEps}`);
   const slidingWindow = f.int(archKey(arch, 'slidingWindow')) ?? null;
   const numLayers = dim(f, archKey(arch, 'blockCount'));
-  // A window in these files applies to every layer (Mistral's rule).
-  const layerTypes = new Array<LayerType>(numLayers).fill(slidingWindow === null ? 'full_attention' : 'sliding_attention');
+  const gemma = GEMMA[arch];
+  // A window applies to every layer (Mistral's rule), or to Gemma's local layers.
+  const layerTypes = Array.from({ length: numLayers }, (_, i): LayerType =>
+    slidingWindow === null || (gemma !== undefined && (i + 1) % gemma.swaPattern === 0) ? 'full_attention' : 'sliding_attention',
+  );
+  const softcap = (key: 'attnLogitSoftcapping' | 'finalLogitSoftcapping'): number | null => {
+    const v = f.float(archKey(arch, key));
+    if (v === undefined || v === 0) return null;
+    if (!(v > 0)) f.fail(archKey(arch, key), `must be positive, got ${v}`);
+    return v;
+  };
 
   const embd = f.tensor('token_embd.weight');
   const torchDtype: TorchDtype | null =
@@ -140,11 +163,11 @@ export function ggufModelConfig(f: GgufFile): { config: ModelConfig; generationC
     torchDtype,
     slidingWindow,
     layerTypes,
-    hiddenAct: 'silu',
-    queryPreAttnScalar: headDim,
-    attnLogitSoftcapping: null,
-    finalLogitSoftcapping: null,
-    ropeLocalTheta: null,
+    hiddenAct: gemma ? 'gelu_pytorch_tanh' : 'silu',
+    queryPreAttnScalar: gemma && numLayers === gemma.layers27b ? hiddenSize / numHeads : headDim,
+    attnLogitSoftcapping: softcap('attnLogitSoftcapping'),
+    finalLogitSoftcapping: softcap('finalLogitSoftcapping'),
+    ropeLocalTheta: gemma?.ropeLocalTheta ?? null,
     bosTokenId,
     eosTokenIds,
   };
