@@ -33,6 +33,7 @@ void for_range(int64_t rows, int64_t row_elems, FnRef<void(int64_t, int64_t)> fn
 
 float gelu_tanh_scalar(float x) { return x / (1.0f + std::exp(x * (kA + kB * (x * x)))); }
 
+#if PW_X86
 PW_AVX512 void gelu_mul_row_avx512(float* out, const float* g, const float* u, int64_t n) {
   for (int64_t i = 0; i < n; i += 16) {
     const __mmask16 m = n - i >= 16 ? static_cast<__mmask16>(0xffff) : static_cast<__mmask16>((1u << (n - i)) - 1u);
@@ -72,6 +73,7 @@ PW_AVX2 void softcap_avx2(float* out, const float* x, int64_t n, float cap) {
     _mm256_maskstore_ps(out + i, m, softcap8(_mm256_maskload_ps(x + i, m), c));
   }
 }
+#endif  // PW_X86
 
 // Contiguous pieces of a flat array for the thread pool.
 constexpr int64_t kPiece = 4096;
@@ -80,26 +82,42 @@ constexpr int64_t kPiece = 4096;
 
 void gelu_tanh_mul(float* out, const float* gate, const float* up, int64_t M, int64_t I, int64_t gate_stride,
                    int64_t up_stride) {
-  const Isa isa = active_isa();
+  [[maybe_unused]] const Isa isa = active_isa();  // x86 families only
   for_range(M, I * 4, [&](int64_t b, int64_t e) {
     for (int64_t m = b; m < e; m++) {
       const float* g = gate + m * gate_stride;
       const float* u = up + m * up_stride;
       float* o = out + m * I;
-      if (isa >= Isa::Avx512) gelu_mul_row_avx512(o, g, u, I);
-      else if (isa == Isa::Avx2) gelu_mul_row_avx2(o, g, u, I);
-      else gelu_mul_row_scalar(o, g, u, I);
+#if PW_X86
+      if (isa >= Isa::Avx512) {
+        gelu_mul_row_avx512(o, g, u, I);
+        continue;
+      }
+      if (isa == Isa::Avx2) {
+        gelu_mul_row_avx2(o, g, u, I);
+        continue;
+      }
+#endif
+      gelu_mul_row_scalar(o, g, u, I);
     }
   });
 }
 
 void softcap(float* out, const float* x, int64_t n, float cap) {
-  const Isa isa = active_isa();
+  [[maybe_unused]] const Isa isa = active_isa();  // x86 families only
   for_range((n + kPiece - 1) / kPiece, kPiece * 8, [&](int64_t b, int64_t e) {
     const int64_t i0 = b * kPiece, i1 = std::min(n, e * kPiece);
-    if (isa >= Isa::Avx512) softcap_avx512(out + i0, x + i0, i1 - i0, cap);
-    else if (isa == Isa::Avx2) softcap_avx2(out + i0, x + i0, i1 - i0, cap);
-    else for (int64_t i = i0; i < i1; i++) out[i] = softcap_scalar(x[i], cap);
+#if PW_X86
+    if (isa >= Isa::Avx512) {
+      softcap_avx512(out + i0, x + i0, i1 - i0, cap);
+      return;
+    }
+    if (isa == Isa::Avx2) {
+      softcap_avx2(out + i0, x + i0, i1 - i0, cap);
+      return;
+    }
+#endif
+    for (int64_t i = i0; i < i1; i++) out[i] = softcap_scalar(x[i], cap);
   });
 }
 

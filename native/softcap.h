@@ -5,12 +5,14 @@
 #pragma once
 #include <cmath>
 
+#include "common.h"
 #include "simd.h"
 
 namespace pw {
 
 inline float softcap_scalar(float x, float cap) { return cap * std::tanh(x / cap); }
 
+#if PW_X86
 PW_AVX512 PW_INLINE __m512 softcap16(__m512 x, __m512 cap) {
   const __m512 y = _mm512_div_ps(x, cap);
   const __m512 sign = _mm512_castsi512_ps(_mm512_and_si512(_mm512_castps_si512(y), _mm512_set1_epi32(INT32_MIN)));
@@ -30,5 +32,6 @@ PW_AVX2 PW_INLINE __m256 softcap8(__m256 x, __m256 cap) {
   const __m256 t = _mm256_div_ps(_mm256_sub_ps(one, e), _mm256_add_ps(one, e));
   return _mm256_mul_ps(cap, _mm256_or_ps(t, sign));
 }
+#endif  // PW_X86
 
 }  // namespace pw
