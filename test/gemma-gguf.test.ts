@@ -18,6 +18,9 @@ import { GgufValueType, writeGguf, type GgufMetaValue, type GgufTensorToWrite } 
 import { WeightStore } from '../src/model/loader/weights.js';
 import { tokenizerMetadata } from '../src/model/quantize/gguf-tokenizer.js';
 import { DType } from '../src/backend/backend.js';
+import { GgufFile, parseGgufShard } from '../src/model/loader/gguf/file.js';
+import { ggufModelConfig } from '../src/model/loader/gguf/config.js';
+import { arr, buildGguf, f32 as bf32, str as bstr, u32 as bu32, type BuilderValue } from './helpers/gguf-builder.js';
 import { fixturePath, loadGolden } from './helpers/fixtures.js';
 
 const tmp = mkdtempSync(join(tmpdir(), 'pagewise-gemma-gguf-'));
@@ -95,4 +98,38 @@ test('gemma3-tiny as a llama.cpp-style GGUF: the goldens, and log-probs equal to
     const b = fromHf[k]!.logprobs!.map((l) => l.token.logprob);
     assert.ok(a.every((v, i) => Object.is(v, b[i])), `${c.name}: GGUF log-probs differ from safetensors`);
   });
+});
+
+test('Gemma 2 GGUF metadata reads as llama.cpp reads it: alternating windows from layer 0, soft-caps, tanh GELU, the 27B scale', () => {
+  const meta = (layers: number): Array<[string, BuilderValue]> => [
+    ['general.architecture', bstr('gemma2')],
+    ['tokenizer.ggml.tokens', arr(GgufValueType.STRING, ['<pad>', '<eos>', '<bos>', 'a'])],
+    ['gemma2.block_count', bu32(layers)],
+    ['gemma2.context_length', bu32(8192)],
+    ['gemma2.embedding_length', bu32(4608)],
+    ['gemma2.feed_forward_length', bu32(36864)],
+    ['gemma2.attention.head_count', bu32(32)],
+    ['gemma2.attention.head_count_kv', bu32(16)],
+    ['gemma2.attention.key_length', bu32(128)],
+    ['gemma2.attention.value_length', bu32(128)],
+    ['gemma2.attention.layer_norm_rms_epsilon', bf32(1e-6)],
+    ['gemma2.attention.sliding_window', bu32(4096)],
+    ['gemma2.attn_logit_softcapping', bf32(50)],
+    ['gemma2.final_logit_softcapping', bf32(30)],
+  ];
+  const parse = (layers: number) => {
+    const bytes = buildGguf({ metadata: meta(layers) });
+    return ggufModelConfig(new GgufFile('gemma2.gguf', [parseGgufShard(bytes.buffer as ArrayBuffer, 'gemma2.gguf', bytes.byteOffset, bytes.byteLength)])).config;
+  };
+  const c = parse(4);
+  assert.equal(c.architecture, 'Gemma2ForCausalLM');
+  assert.deepEqual(c.layerTypes, ['sliding_attention', 'full_attention', 'sliding_attention', 'full_attention']);
+  assert.equal(c.slidingWindow, 4096);
+  assert.equal(c.hiddenAct, 'gelu_pytorch_tanh');
+  assert.equal(c.attnLogitSoftcapping, 50);
+  assert.equal(c.finalLogitSoftcapping, 30);
+  assert.equal(c.queryPreAttnScalar, 128);
+  assert.equal(c.ropeLocalTheta, null);
+  // Gemma 2 27B (46 layers): query_pre_attn_scalar = hidden / heads = 144, as llama.cpp assumes.
+  assert.equal(parse(46).queryPreAttnScalar, 144);
 });
