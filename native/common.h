@@ -9,6 +9,20 @@
 #include <type_traits>
 #include <utility>
 
+// Target architecture: x86-64 kernels (AVX2 / AVX-512, cpuid) or AArch64 kernels (NEON, BF16 dot
+// products); every other file tests these instead of compiler-specific macros. Other
+// architectures build the scalar kernels only.
+#if defined(__x86_64__) || defined(_M_X64)
+#define PW_X86 1
+#else
+#define PW_X86 0
+#endif
+#if defined(__aarch64__) || defined(_M_ARM64)
+#define PW_ARM64 1
+#else
+#define PW_ARM64 0
+#endif
+
 namespace pw {
 
 // Element types of weights / caches. Values are part of the JS contract (src/backend/native.ts).
