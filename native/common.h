@@ -36,7 +36,7 @@ enum class Isa : int { Scalar = 0, Avx2 = 1, Avx512 = 2, Avx512Bf16 = 3, Neon = 
 // CPU features found by detect (once, at first use); those of the other architecture stay false.
 struct CpuFeatures {
   bool avx2, fma, f16c, avx512f, avx512bw, avx512vl, avx512bf16;
-  bool neon, bf16;  // AArch64: Advanced SIMD, FEAT_BF16 (BFDOT / BFMMLA)
+  bool neon, bf16, dotprod;  // AArch64: Advanced SIMD, FEAT_BF16 (BFDOT / BFMMLA), FEAT_DotProd (SDOT)
 };
 const CpuFeatures& cpu_features();
 

@@ -22,13 +22,18 @@ CpuFeatures detect() {
   CpuFeatures f{};
   f.neon = true;  // Advanced SIMD is part of every AArch64 Linux and macOS target
 #if defined(__linux__)
-  // The kernel's HWCAP2_BF16 bit (asm/hwcap.h; spelled out for older headers).
-  constexpr unsigned long kHwcap2Bf16 = 1ul << 14;
+  // The kernel's HWCAP_ASIMDDP and HWCAP2_BF16 bits (asm/hwcap.h; spelled out for older headers).
+  constexpr unsigned long kHwcapAsimdDp = 1ul << 20, kHwcap2Bf16 = 1ul << 14;
+  f.dotprod = (getauxval(AT_HWCAP) & kHwcapAsimdDp) != 0;
   f.bf16 = (getauxval(AT_HWCAP2) & kHwcap2Bf16) != 0;
 #elif defined(__APPLE__)
-  int v = 0;
-  size_t len = sizeof(v);
-  f.bf16 = sysctlbyname("hw.optional.arm.FEAT_BF16", &v, &len, nullptr, 0) == 0 && v != 0;
+  auto has = [](const char* name) {
+    int v = 0;
+    size_t len = sizeof(v);
+    return sysctlbyname(name, &v, &len, nullptr, 0) == 0 && v != 0;
+  };
+  f.dotprod = has("hw.optional.arm.FEAT_DotProd");
+  f.bf16 = has("hw.optional.arm.FEAT_BF16");
 #endif
   return f;
 }

@@ -161,7 +161,7 @@ void embedding(float* out, const void* table, DType dtype, const int32_t* ids, i
 }
 
 void rmsnorm(float* out, const float* x, const float* weight, int64_t M, int64_t H, float eps) {
-  const Isa isa = active_isa();
+  [[maybe_unused]] const Isa isa = active_isa();  // x86 families only
   for_rows(M, H, [&](int64_t b, int64_t e) {
     for (int64_t m = b; m < e; m++) {
       const float* xr = x + m * H;
@@ -247,7 +247,7 @@ void rope(float* q, float* k, const float* cos_sin, int64_t T, int64_t n_heads, 
 
 void silu_mul(float* out, const float* gate, const float* up, int64_t M, int64_t I, int64_t gate_stride,
               int64_t up_stride) {
-  const Isa isa = active_isa();
+  [[maybe_unused]] const Isa isa = active_isa();  // x86 families only
   for_rows(M, I * 4, [&](int64_t b, int64_t e) {
     for (int64_t m = b; m < e; m++) {
       const float* g = gate + m * gate_stride;

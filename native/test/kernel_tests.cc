@@ -489,8 +489,20 @@ void test_attention() {
           q.insert(q.end(), qs[i].begin(), qs[i].end());
         }
         std::vector<float> out(q.size());
-        AttentionArgs a{out.data(), q.data(), &c, 0, tbl.data(), max_blocks, qsl.data(), lens.data(),
-                        static_cast<int64_t>(which.size()), nh, nkv, hd, scale};
+        AttentionArgs a{};  // by name: fields added later keep their zero (off) values
+        a.out = out.data();
+        a.q = q.data();
+        a.cache = &c;
+        a.layer = 0;
+        a.block_tables = tbl.data();
+        a.max_blocks_per_seq = max_blocks;
+        a.query_start_loc = qsl.data();
+        a.seq_lens = lens.data();
+        a.num_seqs = static_cast<int64_t>(which.size());
+        a.n_heads = nh;
+        a.n_kv_heads = nkv;
+        a.head_dim = hd;
+        a.scale = scale;
         paged_attention(a);
         return out;
       };
