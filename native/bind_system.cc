@@ -39,6 +39,7 @@ Napi::Value CpuInfo(const Napi::CallbackInfo& info) {
   o.Set("avx512bf16", f.avx512bf16);
   o.Set("neon", f.neon);
   o.Set("bf16", f.bf16);
+  o.Set("dotprod", f.dotprod);
   o.Set("detectedIsa", static_cast<int>(detected_isa()));
   o.Set("activeIsa", static_cast<int>(active_isa()));
   return o;

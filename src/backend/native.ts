@@ -36,9 +36,10 @@ export interface CpuInfo {
   avx512f: boolean;
   avx512bw: boolean;
   avx512bf16: boolean;
-  /** AArch64: Advanced SIMD, and FEAT_BF16 (BFDOT). */
+  /** AArch64: Advanced SIMD, FEAT_BF16 (BFDOT) and FEAT_DotProd (SDOT, the quantized kernels). */
   neon: boolean;
   bf16: boolean;
+  dotprod: boolean;
   /** Best kernel family this CPU supports. */
   detectedIsa: Isa;
   /** Kernel family in use now. */
