@@ -42,7 +42,10 @@ template <int NA, int64_t ITERS>
 PW_NEON_BF16 float bfdot_neon(float seed) {
   float32x4_t acc[NA];
   for (int i = 0; i < NA; i++) acc[i] = vdupq_n_f32(seed * static_cast<float>(i));
-  const uint16x8_t a = vdupq_n_u16(0x3f80), b = vdupq_n_u16(0x3400);  // 1.0, ~1.2e-7
+  uint16x8_t a = vdupq_n_u16(0x3f80), b = vdupq_n_u16(0x3400);  // 1.0, ~1.2e-7
+  // Opaque to the optimizer: GCC 12 would otherwise emit these bf16 constants as FP16 immediates
+  // (fmov v.8h, #1.0: the wrong bits, and an FP16 instruction the target lacks).
+  __asm__("" : "+w"(a), "+w"(b));
   for (int64_t it = 0; it < ITERS; it++) {
 #pragma GCC unroll 32
     for (int i = 0; i < NA; i++) acc[i] = simd::bfdot(acc[i], a, b);

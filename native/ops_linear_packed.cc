@@ -777,7 +777,7 @@ void linear_packed(const PackedLinear& P, const float* x, int64_t M, float* cons
     float* defer = fam.defer_silu ? defer_buf.data() : nullptr;
     for (int64_t st = ta0; st < tz; st += sub_tiles) {
       const int64_t st1 = std::min(tz, st + sub_tiles);
-      const int64_t s0 = tile_start(st), s1 = tile_start(st1);
+      [[maybe_unused]] const int64_t s0 = tile_start(st), s1 = tile_start(st1);  // s1: x86 silu pass
       size_t stride = 0, next_stride = 0;
       const uint8_t* w = group_ptr(P, ga, &stride);
       for (int64_t g = ga; g < gz; g++) {

@@ -455,6 +455,7 @@ void test_attention() {
       c.kv_heads = nkv;
       c.head_dim = hd;
       c.dtype = dt;
+      c.pool_bytes = static_cast<size_t>(c.num_blocks) * c.block_bytes();  // what bind_kv.cc sets
       if (!kv_cache_alloc(c)) {
         fail("out of memory");
         return;
