@@ -41,7 +41,7 @@
             "MACOSX_DEPLOYMENT_TARGET": "11.0",
             "GCC_OPTIMIZATION_LEVEL": "3",
             "OTHER_CFLAGS": ["-ffp-contract=off"],
-            "OTHER_CPLUSPLUSFLAGS": ["-ffp-contract=off", "-Wall"]
+            "OTHER_CPLUSPLUSFLAGS": ["-fno-math-errno", "-ffp-contract=off", "-Wall"]
           }
         }]
       ]

@@ -13,7 +13,7 @@
 //     float64 reference and a sequence alone against the same sequence in a batch.
 //   - quantized linear (12 GGML types): the scalar family within the error bound of float64,
 //     every other family the scalar family's bits, batch = solo.
-//   - sampling: argmax and counts exact.
+//   - sampling: argmax and counts exact; the bandwidth microbenchmark runs.
 //
 // Usage: kernel_tests [--expect-isa NAME]   (NAME as bind_system.cc spells it, e.g. NeonBf16)
 #include <algorithm>
@@ -571,6 +571,17 @@ void test_sampling() {
   });
 }
 
+// ---- machine-limit microbenchmarks: they run on every family (the peak-FLOP loops take seconds
+// under an emulator, so only the bandwidth stream runs here) ----
+
+void test_microbench() {
+  g_context = "microbench";
+  for_each_isa([&](Isa isa) {
+    const double gbs = bench_memory_bandwidth(size_t(1) << 20, 1);
+    check(gbs > 0 && std::isfinite(gbs), std::string(isa_name(isa)) + " bandwidth " + std::to_string(gbs));
+  });
+}
+
 // ---- quantized linear ----
 
 struct QType {
@@ -701,6 +712,7 @@ int main(int argc, char** argv) {
   const std::pair<const char*, void (*)()> suites[] = {
       {"linear", test_linear}, {"linear_packed", test_linear_packed}, {"elementwise", test_elementwise},
       {"attention", test_attention}, {"sampling", test_sampling}, {"quant", test_quant},
+      {"microbench", test_microbench},
   };
   for (const auto& [name, fn] : suites) {
     const int before = g_failures;
