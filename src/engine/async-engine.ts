@@ -7,7 +7,8 @@ import { randomUUID } from 'node:crypto';
 import { Worker } from 'node:worker_threads';
 import { makeEngineConfig, type EngineConfig } from '../config/engine-config.js';
 import { deserializeError, EngineDeadError, InvalidRequestError, PagewiseError, ServiceUnavailableError } from '../errors.js';
-import { resolveModel } from '../model/loader/resolve.js';
+import { resolveModel, type DownloadProgress } from '../model/loader/resolve.js';
+import { TtyProgressBar } from '../shared/progress-bar.js';
 import type { SamplingParams } from '../sampling/params.js';
 import { PagewiseTokenizer } from '../tokenizer/tokenizer.js';
 import { checkRequestFits, engineLimits } from '../shared/request-limits.js';
@@ -18,6 +19,10 @@ import type { EngineInfo, EngineStats, FromWorker, RequestDelta, ToWorker } from
 export interface EngineStartOptions extends Partial<EngineConfig> {
   /** Where progress and start-up facts are logged (default: stderr). */
   log?: (line: string) => void;
+  /** Progress of a hub download (default: a progress bar on a terminal, a line per file otherwise). */
+  onDownloadProgress?: (p: DownloadProgress) => void;
+  /** Progress of loading the model: tensors read, of the checkpoint's total (default: a bar on a terminal). */
+  onLoadProgress?: (read: number, total: number) => void;
 }
 
 export interface GenerateRequest {
@@ -113,10 +118,12 @@ export class AsyncEngine {
 
   /** Resolve the model, start the worker, wait until the model is loaded, then build its tokenizer. */
   static async start(opts: EngineStartOptions = {}): Promise<AsyncEngine> {
-    const { log = (l: string) => process.stderr.write(`${l}\n`), ...rest } = opts;
+    const { log = (l: string) => process.stderr.write(`${l}\n`), onDownloadProgress: _download, onLoadProgress: _load, ...rest } = opts;
     const config = makeEngineConfig(rest);
-    const modelDir = await resolveModel(config.model, config.ggufFile === null ? {} : { ggufFile: config.ggufFile });
+    const modelDir = await resolveModel(config.model, { ggufFile: config.ggufFile, revision: config.revision, onProgress: opts.onDownloadProgress });
     const worker = startWorker({ modelDir, config });
+    const bar = new TtyProgressBar(`loading ${config.model}`);
+    const onLoad = opts.onLoadProgress ?? ((read: number, total: number): void => bar.update(read / total, `${read}/${total} tensors`));
     // Remove only our own start-up listeners: Worker.removeAllListeners() also drops Node's internal
     // 'newListener' hook that starts the message port, after which no message is ever delivered.
     let onMsg: (m: FromWorker) => void = () => {};
@@ -124,7 +131,8 @@ export class AsyncEngine {
     let onExit: (code: number) => void = () => {};
     const info = await new Promise<EngineInfo>((resolve, reject) => {
       onMsg = (m: FromWorker): void => {
-        if (m.type === 'ready') resolve(m.info);
+        if (m.type === 'loading') onLoad(m.read, m.total);
+        else if (m.type === 'ready') resolve(m.info);
         else if (m.type === 'fatal') reject(deserializeError(m.error));
       };
       onError = reject;
@@ -133,6 +141,7 @@ export class AsyncEngine {
       worker.once('error', onError);
       worker.once('exit', onExit);
     }).finally(() => {
+      bar.finish();
       worker.off('message', onMsg);
       worker.off('error', onError);
       worker.off('exit', onExit);
@@ -256,6 +265,7 @@ export class AsyncEngine {
         this.die(new EngineDeadError(`engine core failed: ${m.error.message}`));
         if (m.stack) process.stderr.write(`pagewise: engine core failed:\n${m.stack}\n`);
         break;
+      case 'loading':
       case 'ready':
         break;
     }

@@ -111,6 +111,8 @@ export type ToWorker =
   | { type: 'shutdown' };
 
 export type FromWorker =
+  /** Model loading: tensors read so far, of the checkpoint's total. */
+  | { type: 'loading'; read: number; total: number }
   | { type: 'ready'; info: EngineInfo }
   | { type: 'outputs'; deltas: RequestDelta[]; stats: EngineStats | null }
   | { type: 'rejected'; requestId: string; error: SerializedError }

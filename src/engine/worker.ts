@@ -23,11 +23,16 @@ function fatal(err: unknown): never {
 
 let core: EngineCore;
 try {
-  core = new EngineCore(createBackend({ threads: config.threads }), modelDir, config);
+  core = new EngineCore(createBackend({ threads: config.threads }), modelDir, config, (read, total) => post({ type: 'loading', read, total }));
 } catch (err) {
   fatal(err);
 }
 post({ type: 'ready', info: core.info });
+// Requests whose grammar compiled between steps join the loop; those whose grammar failed are refused.
+core.events = {
+  admitted: () => kick(),
+  rejected: (requestId, err) => post({ type: 'rejected', requestId, error: serializeError(err) }),
+};
 
 let looping = false;
 let closed = false;

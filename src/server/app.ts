@@ -14,11 +14,16 @@ import { AuthenticationError, InvalidRequestError, NotFoundError, PagewiseError,
 import { chatHandler } from './chat.js';
 import { completionsHandler } from './completions.js';
 import { generationDefaults } from '../config/generation-defaults.js';
-import { warnIgnored, type ServeContext, type ServerLog } from './context.js';
+import { warnIgnored, type ServeContext } from './context.js';
+import { createLogger, withRequestIds, type ServerLog } from './log.js';
+import { trackRequests } from './request-log.js';
+import { discardBody, DISCARD_LIMIT_FACTOR } from './body-limit.js';
 import { errorBody, toHttpError } from './errors.js';
 import { ServerMetrics } from './metrics.js';
-import { parseDetokenizeRequest, parseTokenizeRequest } from './request.js';
+import { parseDetokenizeRequest, parseTokenize } from './request.js';
+import { TokenizerPool } from '../tokenizer/pool.js';
 import { longestTokenChars, type RequestContext } from './request-context.js';
+import type { ToolConfig } from './tools/request.js';
 
 export interface ServerOptions {
   /** Names clients use in `model` (default: the engine's --model value). The first is reported. */
@@ -29,10 +34,14 @@ export interface ServerOptions {
   bodyLimit?: number;
   /** `auto` (default): the model's generation_config.json sampling defaults apply; `vllm`: vLLM's built-ins. */
   generationConfig?: 'auto' | 'vllm';
-  /** Where warnings, errors and (with accessLog) one line per request go (default: stderr). */
+  /** Tool calling: --tool-call-parser (hermes, llama3_json, mistral, pythonic) and --enable-auto-tool-choice. */
+  tools?: ToolConfig;
+  /** Where warnings, errors and the access lines go (default: text lines on stderr, level info). */
   log?: ServerLog;
-  /** Log one line per finished HTTP request (default false). */
+  /** Log one line per HTTP request: status, tokens, time to first token, total time (default true). */
   accessLog?: boolean;
+  /** Threads that tokenize long inputs off the event loop (default 2; 0: on the event loop). */
+  tokenizerWorkers?: number;
 }
 
 /** Server state the CLI and tests reach through `app.pagewise`. */
@@ -86,10 +95,6 @@ export function tooDeep(value: unknown, max: number): boolean {
   return false;
 }
 
-function defaultLog(level: string, message: string): void {
-  process.stderr.write(`pagewise: ${level === 'info' ? '' : `${level}: `}${message}\n`);
-}
-
 /** Constant-time key check: both sides are hashed first, so lengths never leak either. */
 function keyMatches(header: string | undefined, keyDigest: Buffer): boolean {
   if (typeof header !== 'string') return false;
@@ -102,7 +107,8 @@ export function createServer(engine: AsyncEngine, opts: ServerOptions = {}): Pag
   const info = engine.info;
   const names = opts.servedModelName === undefined ? [info.config.model] : typeof opts.servedModelName === 'string' ? [opts.servedModelName] : [...opts.servedModelName];
   if (names.length === 0 || names.some((n) => typeof n !== 'string' || n.length === 0)) throw new InvalidRequestError('served model names must be non-empty strings');
-  const log = opts.log ?? defaultLog;
+  // Every line logged while a request is handled carries its id (log.ts).
+  const log = withRequestIds(opts.log ?? createLogger());
   const bodyLimit = opts.bodyLimit ?? DEFAULT_BODY_LIMIT;
   const gen = generationDefaults(info.generationConfig, opts.generationConfig ?? 'auto');
   if (gen.applied.length > 0) log('info', `default sampling parameters from the model's generation_config.json: ${gen.applied.join(', ')} (--generation-config vllm to ignore them)`);
@@ -118,9 +124,11 @@ export function createServer(engine: AsyncEngine, opts: ServerOptions = {}): Pag
     defaults: gen.defaults,
     maxNewTokens: gen.maxNewTokens,
     maxTokenChars: longestTokenChars(engine.tokenizer, info.model.vocabSize),
+    tools: opts.tools,
   };
   const metrics = new ServerMetrics(names[0]!, info);
-  const sc: ServeContext = { engine, req: reqCtx, metrics, log, closing: false, inFlight: 0 };
+  const tokens = new TokenizerPool(info.tokenizer, engine.tokenizer, { workers: opts.tokenizerWorkers });
+  const sc: ServeContext = { engine, req: reqCtx, tokens, metrics, log, closing: false, inFlight: 0 };
 
   // The metrics follow the engine's events until the server closes.
   const unsubscribe = [engine.on('stats', (s) => metrics.onStats(s)), engine.on('finished', (o) => metrics.onFinished(o))];
@@ -177,13 +185,17 @@ export function createServer(engine: AsyncEngine, opts: ServerOptions = {}): Pag
     done(null, value);
   });
 
-  app.setErrorHandler((err, request, reply) => {
+  // Every request: an id on all its log lines, and an access line at its end.
+  const inRequest = trackRequests(app, log, opts.accessLog ?? true);
+
+  app.setErrorHandler(async (err, request, reply) => {
     const e = toHttpError(err);
+    if (e.status === 413) await discardBody(request.raw, bodyLimit * DISCARD_LIMIT_FACTOR);
     if (e.status >= 500) {
       const cause = err instanceof Error && err.cause instanceof Error ? ` (cause: ${err.cause.message})` : '';
       // Errors outside our hierarchy are bugs: their stack is what someone will need.
       const stack = !(err instanceof PagewiseError) && err instanceof Error && err.stack ? `\n${err.stack}` : '';
-      log('error', `${request.method} ${request.url.split('?')[0]}: ${e.body.error.message}${cause}${stack}`);
+      inRequest(request, () => log('error', `${request.method} ${request.url.split('?')[0]}: ${e.body.error.message}${cause}${stack}`));
     }
     if (e.status === 401) void reply.header('www-authenticate', 'Bearer');
     return reply.code(e.status).send(e.body);
@@ -199,12 +211,6 @@ export function createServer(engine: AsyncEngine, opts: ServerOptions = {}): Pag
       const path = request.url.split('?')[0]!;
       if (OPEN_PATHS.has(path)) return;
       if (!keyMatches(request.headers.authorization, digest)) throw new AuthenticationError('Invalid or missing API key: send it as "Authorization: Bearer <key>"', { code: 'invalid_api_key' });
-    });
-  }
-
-  if (opts.accessLog) {
-    app.addHook('onResponse', async (request, reply) => {
-      log('info', `${request.ip} ${request.method} ${request.url.split('?')[0]} ${reply.statusCode} ${reply.elapsedTime.toFixed(0)}ms`);
     });
   }
 
@@ -231,6 +237,8 @@ export function createServer(engine: AsyncEngine, opts: ServerOptions = {}): Pag
     root: info.modelDir,
     parent: null,
     max_model_len: info.maxModelLen,
+    // Token ids a prompt may hold are 0..vocab_size-1 (`bench serve` draws its random prompts there).
+    vocab_size: info.model.vocabSize,
   });
   const startedAt = Math.floor(Date.now() / 1000);
   app.get('/v1/models', async () => ({ object: 'list', data: names.map(modelCard) }));
@@ -241,7 +249,7 @@ export function createServer(engine: AsyncEngine, opts: ServerOptions = {}): Pag
   });
 
   app.post('/tokenize', async (request) => {
-    const r = parseTokenizeRequest(request.body, reqCtx);
+    const r = await tokens.run(parseTokenize(request.body, reqCtx));
     warnIgnored(sc, 'POST /tokenize', r.ignoredFields);
     const body: Record<string, unknown> = { count: r.tokenIds.length, max_model_len: info.maxModelLen, tokens: r.tokenIds };
     if (r.returnTokenStrs) body['token_strs'] = r.tokenIds.map((id) => engine.tokenizer.idToToken(id) ?? '');
@@ -266,6 +274,7 @@ export function createServer(engine: AsyncEngine, opts: ServerOptions = {}): Pag
 
   app.addHook('onClose', async () => {
     for (const off of unsubscribe) off();
+    await tokens.close();
   });
 
   return app as unknown as PagewiseServer;
