@@ -26,6 +26,7 @@
 
 #include "ops.h"
 #include "simd.h"
+#include "simd_neon.h"
 
 namespace pw {
 namespace {
@@ -402,6 +403,14 @@ void row_step_scalar(const float* q, float* acc, RowState& st, const Chunk& ch, 
   }
 }
 
+#if PW_ARM64
+// NEON: the scalar step with 4-lane dots and vectorized P.V (simd::attend_chunk).
+void row_step_neon(const float* q, float* acc, RowState& st, const Chunk& ch, int nvalid, int64_t hd, float scale) {
+  static_assert(kChunk <= 32, "attend_chunk holds at most 32 scores");
+  simd::attend_chunk(q, acc, st.m, st.l, ch.k, ch.v, nvalid, hd, scale);
+}
+#endif
+
 // ---------------------------------------------------------------------------------------------
 
 using RowStep = void (*)(const float* q, float* acc, RowState& st, const Chunk& ch, int nvalid, int64_t hd,
@@ -413,6 +422,8 @@ RowStep pick_row_step(Isa isa) {
 #if PW_X86
   if (isa >= Isa::Avx512) return row_step_avx512;
   return isa == Isa::Avx2 ? row_step_avx2 : row_step_scalar;
+#elif PW_ARM64
+  return isa >= Isa::Neon ? row_step_neon : row_step_scalar;
 #else
   (void)isa;
   return row_step_scalar;

@@ -13,6 +13,8 @@
 //     BFDOT's own rounding (round-to-odd inner sum, denormals flushed) is deterministic, so each
 //     output still depends only on its row, not on the batch.
 #pragma once
+#include <algorithm>
+#include <cmath>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
@@ -185,6 +187,46 @@ PW_NEON_BF16 void panel_tile_bf16(const uint8_t* x, size_t ldx, const uint8_t* w
   }
   for (int i = 0; i < MR; i++)
     for (int c = 0; c < W; c++) red[i * W + c] = hsum4(acc[i][c]);
+}
+
+// One online-softmax step of paged attention (ops_attention.cc) for one query row over a staged
+// chunk of n <= 32 keys, k and v [n][hd] contiguous: the scalar step's operations (ops_attention.cc's
+// row_step_scalar) with each score dot(q, k_j) one 4-lane accumulator over d (zero-padded tail),
+// reduced by hsum4, and the per-element acc * alpha and acc + p_j * v_j done 4 elements at a time
+// (a product then a sum, as the scalar step rounds them).
+inline void attend_chunk(const float* q, float* acc, float& m, float& l, const float* k, const float* v, int n,
+                         int64_t hd, float scale) {
+  float s[32];
+  float mc = -__builtin_inff();
+  for (int j = 0; j < n; j++) {
+    const float* kj = k + j * hd;
+    float32x4_t a = vdupq_n_f32(0.0f);
+    int64_t d = 0;
+    for (; d + 4 <= hd; d += 4) a = vfmaq_f32(a, vld1q_f32(q + d), vld1q_f32(kj + d));
+    if (d < hd) a = vfmaq_f32(a, load4n<0>(q, d, hd - d), load4n<0>(kj, d, hd - d));
+    s[j] = hsum4(a) * scale;
+    mc = std::max(mc, s[j]);
+  }
+  const float mnew = std::max(m, mc);
+  const float alpha = m == -__builtin_inff() ? 0.0f : std::exp(m - mnew);
+  float lc = 0.0f;
+  for (int j = 0; j < n; j++) {
+    s[j] = std::exp(s[j] - mnew);
+    lc += s[j];
+  }
+  l = l * alpha + lc;
+  m = mnew;
+  const float32x4_t av = vdupq_n_f32(alpha);
+  int64_t d = 0;
+  for (; d + 4 <= hd; d += 4) vst1q_f32(acc + d, vmulq_f32(vld1q_f32(acc + d), av));
+  for (; d < hd; d++) acc[d] *= alpha;
+  for (int j = 0; j < n; j++) {
+    const float* vj = v + j * hd;
+    const float32x4_t p = vdupq_n_f32(s[j]);
+    d = 0;
+    for (; d + 4 <= hd; d += 4) vst1q_f32(acc + d, vaddq_f32(vld1q_f32(acc + d), vmulq_f32(p, vld1q_f32(vj + d))));
+    for (; d < hd; d++) acc[d] += s[j] * vj[d];
+  }
 }
 
 }  // namespace simd
