@@ -12,6 +12,9 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, afterEach, before, describe, test } from 'node:test';
+import { parseArgs } from '../src/cli/args.js';
+import { ENGINE_FLAGS, engineConfigFromFlags } from '../src/cli/engine-flags.js';
+import { AsyncEngine } from '../src/engine/async-engine.js';
 import { ModelLoadError } from '../src/errors.js';
 import { tensorPlan } from '../src/model/fixture/weights-gen.js';
 import { writeFixture } from '../src/model/fixture/write-fixture.js';
@@ -300,6 +303,25 @@ describe('hub downloads', () => {
       assert.equal(await resolveModel('org/private', { cacheDir: tempDir(), onProgress: quiet }).then((d) => existsSync(join(d, 'config.json'))), true);
     } finally {
       process.env['HF_TOKEN_PATH'] = join(scratch, 'no-token');
+    }
+  });
+
+  test('the engine starts from org/name at --revision (flags → EngineConfig → download → load)', async () => {
+    const cfg = engineConfigFromFlags(parseArgs(['--model', 'org/name', '--revision', 'v1.0', '--threads', '1', '--kv-cache-memory', '8MiB'], ENGINE_FLAGS));
+    assert.equal(cfg.revision, 'v1.0');
+    process.env['HF_HUB_CACHE'] = tempDir();
+    const progress: DownloadProgress[] = [];
+    try {
+      const engine = await AsyncEngine.start({ ...cfg, log: () => undefined, onDownloadProgress: (p) => progress.push(p), onLoadProgress: () => undefined });
+      try {
+        assert.equal(engine.info.modelDir, join(process.env['HF_HUB_CACHE']!, 'models--org--name', 'snapshots', commitA));
+        assert.equal(engine.info.maxModelLen, 64, "v1.0's config");
+        assert.ok(progress.length > 0);
+      } finally {
+        await engine.shutdown();
+      }
+    } finally {
+      delete process.env['HF_HUB_CACHE'];
     }
   });
 

@@ -14,10 +14,11 @@ import { TOOL_CALL_PARSERS, toolCallParser } from '../server/tools/parsers.js';
 export const SERVE_HELP = `Usage: pagewise serve [--host 127.0.0.1] [--port 8000] [--api-key KEY] [--served-model-name NAME]
                       [--generation-config auto|vllm] [--shutdown-grace SECONDS] [--log-format text|json]
                       [--log-level debug|info|warn|error] [--no-access-log] [--tokenizer-workers N]
-                      [--enable-auto-tool-choice] [--tool-call-parser NAME] [engine options]
+                      [--enable-auto-tool-choice] [--tool-call-parser NAME] [--no-dashboard] [engine options]
 
 Serves the OpenAI API (POST /v1/completions, POST /v1/chat/completions, GET /v1/models) and
-POST /tokenize, POST /detokenize, GET /health, GET /version, GET /metrics (Prometheus).
+POST /tokenize, POST /detokenize, GET /health, GET /version, GET /metrics (Prometheus), and a
+live dashboard at GET /dashboard (KV block map, queues, tokens/s, latency).
 
   --host H                 address to listen on (default 127.0.0.1)
   --port N                 port (default 8000; 0 picks a free one)
@@ -38,6 +39,8 @@ POST /tokenize, POST /detokenize, GET /health, GET /version, GET /metrics (Prome
                            its output is parsed into message.tool_calls
   --enable-auto-tool-choice  let the model decide to call tools (tool_choice "auto", the default
                            when tools are given); needs --tool-call-parser
+  --no-dashboard           do not serve the live dashboard at /dashboard (behind --api-key when
+                           set: a browser logs in with any user name and the key as password)
 
 ${ENGINE_FLAGS_HELP}
 `;
@@ -49,7 +52,7 @@ export async function serveCommand(argv: string[]): Promise<void> {
   }
   const flags = parseArgs(argv, {
     values: [...ENGINE_FLAGS.values, 'host', 'port', 'api-key', 'served-model-name', 'generation-config', 'shutdown-grace', 'log-format', 'log-level', 'tokenizer-workers', 'tool-call-parser'],
-    booleans: [...ENGINE_FLAGS.booleans, 'no-access-log', 'enable-auto-tool-choice'],
+    booleans: [...ENGINE_FLAGS.booleans, 'no-access-log', 'enable-auto-tool-choice', 'no-dashboard'],
   });
   const host = strFlag(flags, 'host') ?? '127.0.0.1';
   const port = intFlag(flags, 'port') ?? 8000;
@@ -104,6 +107,7 @@ export async function serveCommand(argv: string[]): Promise<void> {
     accessLog: !flags.has('no-access-log'),
     tokenizerWorkers,
     tools: { parser: toolParser, autoToolChoice },
+    dashboard: !flags.has('no-dashboard'),
     log,
   });
 
@@ -142,7 +146,8 @@ export async function serveCommand(argv: string[]): Promise<void> {
     'info',
     `serving model "${app.pagewise.servedModelNames.join('", "')}" (${info.modelDir}) on ${where}/v1 — ` +
       `KV pool ${info.numBlocks} blocks × ${info.blockSize} tokens, ${info.threads} threads, max model len ${info.maxModelLen}` +
-      `${apiKey ? ', API key required' : ''}`,
+      `${apiKey ? ', API key required' : ''}` +
+      `${flags.has('no-dashboard') ? '' : `; dashboard at ${where}/dashboard`}`,
   );
 }
 

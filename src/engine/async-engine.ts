@@ -101,6 +101,8 @@ export class AsyncEngine {
   private readonly streams = new Map<string, RequestStream>();
   /** Requests sent but not yet scheduled (bounded by maxWaitingRequests). */
   private readonly unscheduled = new Set<string>();
+  /** Callers waiting for the block map the worker was asked for (one question in flight at a time). */
+  private blockMapWaiters: Array<(states: Uint8Array | null) => void> = [];
   private dead: PagewiseError | null = null;
   private closing = false;
 
@@ -120,7 +122,7 @@ export class AsyncEngine {
   static async start(opts: EngineStartOptions = {}): Promise<AsyncEngine> {
     const { log = (l: string) => process.stderr.write(`${l}\n`), onDownloadProgress: _download, onLoadProgress: _load, ...rest } = opts;
     const config = makeEngineConfig(rest);
-    const modelDir = await resolveModel(config.model, { ggufFile: config.ggufFile, revision: config.revision, onProgress: opts.onDownloadProgress });
+    const modelDir = await resolveModel(config.model, { ggufFile: config.ggufFile, revision: config.revision, onProgress: opts.onDownloadProgress, log });
     const worker = startWorker({ modelDir, config });
     const bar = new TtyProgressBar(`loading ${config.model}`);
     const onLoad = opts.onLoadProgress ?? ((read: number, total: number): void => bar.update(read / total, `${read}/${total} tensors`));
@@ -224,6 +226,25 @@ export class AsyncEngine {
     this.streams.clear();
     if (!this.dead) this.send({ type: 'shutdown' });
     await this.worker.terminate();
+    this.answerBlockMap(null);
+  }
+
+  /**
+   * The KV pool's state map: a BlockState code (src/shared/block-map.ts) per block, as the worker
+   * saw it between two steps; null when the engine is not running. Callers that ask while a
+   * question is in flight share its answer, so any number of watchers costs one round trip.
+   */
+  blockMap(): Promise<Uint8Array | null> {
+    if (this.dead || this.closing) return Promise.resolve(null);
+    return new Promise((resolve) => {
+      if (this.blockMapWaiters.push(resolve) === 1) this.send({ type: 'blockMap' });
+    });
+  }
+
+  private answerBlockMap(states: Uint8Array | null): void {
+    const waiters = this.blockMapWaiters;
+    this.blockMapWaiters = [];
+    for (const w of waiters) w(states);
   }
 
   private send(m: ToWorker): void {
@@ -261,6 +282,9 @@ export class AsyncEngine {
         s?.fail(deserializeError(m.error));
         break;
       }
+      case 'blockMap':
+        this.answerBlockMap(m.states);
+        break;
       case 'fatal':
         this.die(new EngineDeadError(`engine core failed: ${m.error.message}`));
         if (m.stack) process.stderr.write(`pagewise: engine core failed:\n${m.stack}\n`);
@@ -294,5 +318,6 @@ export class AsyncEngine {
     for (const s of this.streams.values()) s.fail(err);
     this.streams.clear();
     this.unscheduled.clear();
+    this.answerBlockMap(null);
   }
 }

@@ -85,7 +85,11 @@ port.on('message', (m: ToWorker) => {
       post({ type: 'outputs', deltas: core.abort(m.requestIds), stats: core.stats() });
       break;
     case 'stopSeq':
-      post({ type: 'outputs', deltas: core.stopSequence(m.requestId, m.index), stats: null });
+      // Stats too: the stopped sequence's blocks are free now, and no later step may report it.
+      post({ type: 'outputs', deltas: core.stopSequence(m.requestId, m.index), stats: core.stats() });
+      break;
+    case 'blockMap':
+      post({ type: 'blockMap', states: core.kv.pool.stateMap() });
       break;
     case 'shutdown':
       closed = true;

@@ -4,7 +4,7 @@
  * stop it; `shutdownGracefully` does both, in the order a SIGTERM needs.
  *
  * Routes: POST /v1/completions, POST /v1/chat/completions, GET /v1/models (and /v1/models/:id),
- * POST /tokenize, POST /detokenize, GET /health, GET /version, GET /metrics.
+ * POST /tokenize, POST /detokenize, GET /health, GET /version, GET /metrics, GET /dashboard.
  */
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { readFileSync } from 'node:fs';
@@ -12,6 +12,7 @@ import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest }
 import type { AsyncEngine } from '../engine/async-engine.js';
 import { AuthenticationError, InvalidRequestError, NotFoundError, PagewiseError, ServiceUnavailableError } from '../errors.js';
 import { chatHandler } from './chat.js';
+import { basicAsBearer, DASHBOARD_CHALLENGE, isDashboardPath, registerDashboard } from './dashboard/index.js';
 import { completionsHandler } from './completions.js';
 import { generationDefaults } from '../config/generation-defaults.js';
 import { warnIgnored, type ServeContext } from './context.js';
@@ -42,6 +43,8 @@ export interface ServerOptions {
   accessLog?: boolean;
   /** Threads that tokenize long inputs off the event loop (default 2; 0: on the event loop). */
   tokenizerWorkers?: number;
+  /** Serve the live dashboard at /dashboard (default true; `--no-dashboard` turns it off). */
+  dashboard?: boolean;
 }
 
 /** Server state the CLI and tests reach through `app.pagewise`. */
@@ -197,7 +200,7 @@ export function createServer(engine: AsyncEngine, opts: ServerOptions = {}): Pag
       const stack = !(err instanceof PagewiseError) && err instanceof Error && err.stack ? `\n${err.stack}` : '';
       inRequest(request, () => log('error', `${request.method} ${request.url.split('?')[0]}: ${e.body.error.message}${cause}${stack}`));
     }
-    if (e.status === 401) void reply.header('www-authenticate', 'Bearer');
+    if (e.status === 401 && !reply.hasHeader('www-authenticate')) void reply.header('www-authenticate', 'Bearer');
     return reply.code(e.status).send(e.body);
   });
   app.setNotFoundHandler((request, reply) => {
@@ -205,11 +208,17 @@ export function createServer(engine: AsyncEngine, opts: ServerOptions = {}): Pag
     return reply.code(404).send(errorBody(`Not found: ${request.method} ${path.length > 200 ? `${path.slice(0, 200)}…` : path}`, 'not_found_error'));
   });
 
+  const dashboard = opts.dashboard ?? true;
   if (opts.apiKey) {
     const digest = createHash('sha256').update(opts.apiKey, 'utf8').digest();
-    app.addHook('onRequest', async (request) => {
+    app.addHook('onRequest', async (request, reply) => {
       const path = request.url.split('?')[0]!;
       if (OPEN_PATHS.has(path)) return;
+      // Browsers send the dashboard's key as Basic credentials (src/server/dashboard/index.ts).
+      if (dashboard && isDashboardPath(path)) {
+        if (keyMatches(basicAsBearer(request.headers.authorization), digest)) return;
+        void reply.header('www-authenticate', DASHBOARD_CHALLENGE);
+      }
       if (!keyMatches(request.headers.authorization, digest)) throw new AuthenticationError('Invalid or missing API key: send it as "Authorization: Bearer <key>"', { code: 'invalid_api_key' });
     });
   }
@@ -271,6 +280,8 @@ export function createServer(engine: AsyncEngine, opts: ServerOptions = {}): Pag
     const text = await metrics.text();
     return reply.header('content-type', metrics.contentType).send(text);
   });
+
+  if (dashboard) registerDashboard(app, engine, names[0]!);
 
   app.addHook('onClose', async () => {
     for (const off of unsubscribe) off();

@@ -20,6 +20,8 @@ export interface ResolveOptions {
   revision?: string | null;
   /** Download progress; without it a progress bar is drawn on stderr. */
   onProgress?: (p: DownloadProgress) => void;
+  /** Where a warning line goes (default: stderr). */
+  log?: (line: string) => void;
   /** Never touch the network (default: true when HF_HUB_OFFLINE is set). */
   offline?: boolean;
   /**
@@ -62,10 +64,10 @@ function buildInWorker(preset: string, dir: string): Promise<void> {
   });
 }
 
-export async function ensureDemoModel(): Promise<string> {
+export async function ensureDemoModel(log: (line: string) => void = (l) => void process.stderr.write(`${l}\n`)): Promise<string> {
   if (!warnedDemo) {
     warnedDemo = true;
-    process.stderr.write('pagewise: the "demo" model has RANDOM weights and produces nonsense text; it exists to try the engine without a download.\n');
+    log('pagewise: the "demo" model has RANDOM weights and produces nonsense text; it exists to try the engine without a download.');
   }
   const dir = demoModelDir();
   if (existsSync(join(dir, 'config.json'))) return dir;
@@ -149,7 +151,7 @@ export async function resolveModel(spec: string, opts: ResolveOptions = {}): Pro
 }
 
 async function resolveModelPath(spec: string, opts: ResolveOptions): Promise<string> {
-  if (spec === 'demo') return ensureDemoModel();
+  if (spec === 'demo') return ensureDemoModel(opts.log);
   // A directory or a single-file model (e.g. a .gguf): openModelPackage tells the format.
   if (existsSync(spec)) return resolvePath(spec);
   const looksLikePath = /^(\.{0,2}\/|~|[A-Za-z]:\\)/.test(spec) || spec.split('/').length > 2;
