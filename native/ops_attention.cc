@@ -33,6 +33,7 @@
 
 #include "ops.h"
 #include "simd.h"
+#include "simd_neon.h"
 #include "softcap.h"
 
 namespace pw {
@@ -63,6 +64,7 @@ struct RowState {
   float m, l;
 };
 
+#if PW_X86
 // ---------------------------------------------------------------------------------------------
 // AVX-512
 
@@ -400,6 +402,8 @@ PW_AVX2 void row_step_avx2(const float* q, float* acc, RowState& st, const Chunk
   }
 }
 
+#endif  // PW_X86
+
 // ---------------------------------------------------------------------------------------------
 // Scalar: sequential float dot, std::exp.
 
@@ -431,6 +435,18 @@ void row_step_scalar(const float* q, float* acc, RowState& st, const Chunk& ch, 
   }
 }
 
+#if PW_ARM64
+// NEON: the scalar step with 4-lane dots and vectorized P.V (simd::attend_chunk).
+// A chunk cut by a sliding window (lo > 0) or with a logit soft-cap takes the scalar step: which
+// step a chunk gets depends only on the model and the query's position, never on the batch.
+void row_step_neon(const float* q, float* acc, RowState& st, const Chunk& ch, int lo, int nvalid, int64_t hd, float scale,
+                   float cap) {
+  static_assert(kChunk <= 32, "attend_chunk holds at most 32 scores");
+  if (lo != 0 || cap != 0.0f) return row_step_scalar(q, acc, st, ch, lo, nvalid, hd, scale, cap);
+  simd::attend_chunk(q, acc, st.m, st.l, ch.k, ch.v, nvalid, hd, scale);
+}
+#endif
+
 // ---------------------------------------------------------------------------------------------
 
 using RowStep = void (*)(const float* q, float* acc, RowState& st, const Chunk& ch, int lo, int nvalid, int64_t hd,
@@ -439,8 +455,15 @@ using RowsStep = void (*)(const float* const* q, float* const* acc, RowState* co
                           int nvalid, float scale, float cap);
 
 RowStep pick_row_step(Isa isa) {
+#if PW_X86
   if (isa >= Isa::Avx512) return row_step_avx512;
   return isa == Isa::Avx2 ? row_step_avx2 : row_step_scalar;
+#elif PW_ARM64
+  return isa >= Isa::Neon ? row_step_neon : row_step_scalar;
+#else
+  (void)isa;
+  return row_step_scalar;
+#endif
 }
 
 // Multi-row steps (index R - 1) for the AVX-512 head dims compiled in; all null otherwise.
@@ -448,14 +471,23 @@ struct RowsSteps {
   RowsStep fn[4] = {nullptr, nullptr, nullptr, nullptr};
 };
 
+#if PW_X86
 template <int HD, bool BF>
 RowsSteps rows_steps() {
   return RowsSteps{{rows_step_avx512<HD, 1, BF>, rows_step_avx512<HD, 2, BF>, rows_step_avx512<HD, 3, BF>,
                     rows_step_avx512<HD, 4, BF>}};
 }
 
+#endif  // PW_X86
+
 // bf: the steps that read a bf16 cache directly (no staging).
 RowsSteps pick_rows_steps(Isa isa, int64_t hd, bool bf) {
+#if !PW_X86
+  (void)isa;
+  (void)hd;
+  (void)bf;
+  return RowsSteps{};
+#else
   if (isa < Isa::Avx512) return RowsSteps{};
   switch (hd) {
     case 32: return bf ? rows_steps<32, true>() : rows_steps<32, false>();
@@ -465,6 +497,7 @@ RowsSteps pick_rows_steps(Isa isa, int64_t hd, bool bf) {
     case 128: return bf ? rows_steps<128, true>() : rows_steps<128, false>();
     default: return RowsSteps{};
   }
+#endif
 }
 
 struct Item {
@@ -615,10 +648,13 @@ void run_item(const AttentionArgs& a, const Item& it, Isa isa, const Item* after
           if (bf16) {
             const uint16_t* ks = reinterpret_cast<const uint16_t*>(pool) + kidx;
             const uint16_t* vs = reinterpret_cast<const uint16_t*>(pool) + vidx;
+#if PW_X86
             if (isa >= Isa::Avx512) {
               widen_bf16_avx512(kst + j * hd, ks, static_cast<int64_t>(cnt));
               widen_bf16_avx512(vst + j * hd, vs, static_cast<int64_t>(cnt));
-            } else {
+            } else
+#endif
+            {
               for (size_t e = 0; e < cnt; e++) {
                 kst[j * hd + e] = bf16_to_f32(ks[e]);
                 vst[j * hd + e] = bf16_to_f32(vs[e]);
@@ -672,9 +708,12 @@ void run_item(const AttentionArgs& a, const Item& it, Isa isa, const Item* after
         const int64_t head = (it.head0 + hi) * q_group + it.g0 + g;
         const int64_t r = hi * head_rows + (t - it.tok0) * group + g;
         float* o = a.out + ((q_begin + t) * a.n_heads + head) * hd;
+#if PW_X86
         if (isa >= Isa::Avx512) {
           finish_avx512(o, acc + r * hd, st[r].l, hd);
-        } else {
+        } else
+#endif
+        {
           for (int64_t d = 0; d < hd; d++) o[d] = acc[r * hd + d] / st[r].l;
         }
       }

@@ -1,4 +1,5 @@
-// SIMD row kernels of the quantized linear op (AVX-512 VNNI; AVX2 at the end of the file): 16
+// SIMD row kernels of the quantized linear op on x86 (AVX-512 VNNI; AVX2 at the end of the file;
+// rows_neon.cc is the AArch64 twin, and other targets run the scalar kernel): 16
 // weight rows at a time, one row per 32-bit lane, so the float steps of linear.cc's contract run
 // lane-wise on 16 outputs at once (the same operations as the scalar kernel, in the same order:
 // the same bits).
@@ -14,8 +15,6 @@
 //   - More rows (prefill, batches): the block is decoded once into L1 (Decoded.u) and each group
 //     of 4 activation rows shares every weight load; activation rows go in chunks that stay in L2
 //     across the K blocks (the "blocked path").
-#include <immintrin.h>
-
 #include <algorithm>
 #include <cstring>
 #include <vector>
@@ -23,6 +22,9 @@
 #include "../simd.h"
 #include "kernels.h"
 #include "quant.h"
+
+#if PW_X86
+#include <immintrin.h>
 
 #define PW_VNNI __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")))
 
@@ -525,3 +527,4 @@ int rows_fast(Isa isa, const Task& t, const QuantLinear::Part& part, const uint8
 
 }  // namespace quant
 }  // namespace pw
+#endif  // PW_X86
