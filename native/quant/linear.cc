@@ -42,6 +42,9 @@ void quantize_act_row(const float* x, int64_t K, const ActRow& r) {
     }
     r.sum16[2 * b] = sum[0];
     r.sum16[2 * b + 1] = sum[1];
+    r.sumf16[2 * b] = static_cast<float>(sum[0]);
+    r.sumf16[2 * b + 1] = static_cast<float>(sum[1]);
+    r.sumf32[b] = static_cast<float>(sum[0] + sum[1]);
   }
 }
 
@@ -211,12 +214,15 @@ void quant_linear_release(QuantLinear& p) {
 void quant_linear(const QuantLinear& p, const float* x, int64_t M, float* const* outs, bool accumulate) {
   if (M == 0) return;
   const int64_t K = p.K;
-  // Activations, quantized once per call.
+  // Activations, quantized once per call, rows at a fixed stride; the row area has room for M
+  // rounded up to 16 rows (Task::act_stride: the AMX kernel loads 16 rows at a time and drops the
+  // sums of the rows past M).
   thread_local std::vector<uint8_t> act_buf;
   const size_t kk = static_cast<size_t>(K);
-  const size_t row_bytes = align64(kk * 2) + 2 * align64(kk) + align64(kk / 32 * 4) + align64(kk / 16 * 4);
-  uint8_t* base = scratch(act_buf, static_cast<size_t>(M) * row_bytes + static_cast<size_t>(M) * sizeof(ActRow) + 64);
-  ActRow* act = reinterpret_cast<ActRow*>(base + static_cast<size_t>(M) * row_bytes);
+  const size_t row_bytes = align64(kk * 2) + 2 * align64(kk) + 2 * align64(kk / 32 * 4) + 2 * align64(kk / 16 * 4);
+  const size_t padded_rows = static_cast<size_t>((M + 15) / 16 * 16);
+  uint8_t* base = scratch(act_buf, padded_rows * row_bytes + static_cast<size_t>(M) * sizeof(ActRow) + 64);
+  ActRow* act = reinterpret_cast<ActRow*>(base + padded_rows * row_bytes);
   for (int64_t m = 0; m < M; m++) {
     uint8_t* r = base + static_cast<size_t>(m) * row_bytes;
     act[m].v = reinterpret_cast<int16_t*>(r);
@@ -227,7 +233,11 @@ void quant_linear(const QuantLinear& p, const float* x, int64_t M, float* const*
     r += align64(kk);
     act[m].s = reinterpret_cast<float*>(r);
     r += align64(kk / 32 * 4);
+    act[m].sumf32 = reinterpret_cast<float*>(r);
+    r += align64(kk / 32 * 4);
     act[m].sum16 = reinterpret_cast<int32_t*>(r);
+    r += align64(kk / 16 * 4);
+    act[m].sumf16 = reinterpret_cast<float*>(r);
   }
   auto prep = [&](int64_t b, int64_t e) {
     for (int64_t m = b; m < e; m++) quantize_act_row(x + m * K, K, act[m]);
@@ -267,7 +277,7 @@ void quant_linear(const QuantLinear& p, const float* x, int64_t M, float* const*
       const QuantLinear::Part& part = p.parts[pi];
       const int64_t lr = item_of[it].row0;
       const int64_t nr = std::min<int64_t>(kGroupRows, part.n - lr);
-      Task t{part.type, K, M, act};
+      Task t{part.type, K, M, act, static_cast<int64_t>(row_bytes)};
       const int done = rows_fast(isa, t, part, p.data, lr, nr, acc);
       for (int64_t i = done; i < nr; i++) row_scalar(t, part, p.data, lr + i, acc + i * M);
       // acc[i * M + m] is output (m, lr + i).

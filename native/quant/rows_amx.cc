@@ -1,0 +1,225 @@
+// The AMX-INT8 kernel of the quantized linear op's blocked path (prefill, large batches): the
+// integer sums of 16 activation rows x 16 weight rows per sub-block in one tile instruction.
+//
+// Per weight block the 16-row group is decoded once into L1 by the AVX-512 decoders
+// (decode_group_signed: signed q, quad-major, which is the layout of a tile's B operand: one
+// 64-byte row per value quad, 4 bytes per weight row). Per sub-block of SUB values (32 or 16):
+//   C_hi = TDPBSSD(A_hi, B), C_lo = TDPBSSD(A_lo, B)
+// with A_hi / A_lo the activations' hi / lo bytes (act_quant.h) of 16 activation rows (tile rows
+// at the activation row stride, SUB bytes each) and B the weights (SUB / 4 quad rows). Signed
+// times signed bytes, so no offset term: I = 256 C_hi + C_lo = sum(q v) exactly, the same integer
+// as every other family's. C row i holds the 16 weight rows' sums of activation row i, one per
+// 32-bit lane: the float epilogue runs lane-wise on it, the same operations in the same order as
+// the VNNI kernel's (linear.cc's contract), so the outputs are the same bits.
+//
+// Cost model, per 16 x 16 outputs and sub-block: two tile products (TMUL) and about 8 vector ops
+// per activation row for the epilogue (the floats of the contract, which no tile can do): the
+// epilogue bounds the speed, about 4x the VNNI kernel's, which spends 2 vpdpbusd per value quad
+// and row.
+#include "kernels.h"
+
+#if defined(__x86_64__)
+#include <cpuid.h>
+#include <immintrin.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cstdlib>
+#include <cstring>
+#include <vector>
+
+#include "../simd.h"
+
+#define PW_AMX __attribute__((target("amx-tile,amx-int8,avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")))
+
+namespace pw {
+namespace quant {
+namespace {
+
+// The CPU has AMX-TILE and AMX-INT8 (CPUID.(EAX=7,ECX=0):EDX bits 24, 25) and Linux grants this
+// process the tile data state. Linux wants each process to ask once, before any thread's first
+// tile instruction (so that signal stacks can be sized for the 8 KiB of tiles); a refusal (old
+// kernel, a too small alternate signal stack somewhere) leaves the VNNI kernels.
+bool amx_granted() {
+  static const bool granted = [] {
+    unsigned a = 0, b = 0, c = 0, d = 0;
+    if (!__get_cpuid_count(7, 0, &a, &b, &c, &d) || !(d & (1u << 24)) || !(d & (1u << 25))) return false;
+    constexpr long kArchGetXcompPerm = 0x1022, kArchReqXcompPerm = 0x1023, kXfeatureXtiledata = 18;
+    if (syscall(SYS_arch_prctl, kArchReqXcompPerm, kXfeatureXtiledata) != 0) return false;
+    unsigned long perm = 0;
+    return syscall(SYS_arch_prctl, kArchGetXcompPerm, &perm) == 0 && ((perm >> kXfeatureXtiledata) & 1) != 0;
+  }();
+  return granted;
+}
+
+std::atomic<bool>& amx_switch() {
+  static std::atomic<bool> on{[] {
+    const char* e = std::getenv("PAGEWISE_QUANT_AMX");
+    return !(e && std::strcmp(e, "0") == 0);
+  }()};
+  return on;
+}
+
+struct alignas(64) TileConfig {
+  uint8_t palette;
+  uint8_t start_row;
+  uint8_t reserved[14];
+  uint16_t colsb[16];  // bytes per row
+  uint8_t rows[16];
+};
+static_assert(sizeof(TileConfig) == 64, "LDTILECFG reads 64 bytes");
+
+// Tiles 0..3: the int32 sums C (activation row x weight row) of two sub-blocks, hi and lo halves
+// each; 4, 5: a sub-block's activation hi and lo bytes (16 rows x SUB); 6, 7: the weights of two
+// sub-blocks (SUB / 4 quad rows x 64 bytes). The configuration is per thread and kept with the
+// thread's state, so it is loaded when a thread first needs it or the sub-block size changes
+// (nothing else in the process uses tiles).
+PW_AMX void configure(int sub) {
+  thread_local int current = 0;
+  if (current == sub) return;
+  TileConfig c;
+  std::memset(&c, 0, sizeof c);
+  c.palette = 1;
+  for (int i = 0; i < 4; i++) {
+    c.rows[i] = kTileRows;
+    c.colsb[i] = 64;
+  }
+  for (int i = 4; i < 6; i++) {
+    c.rows[i] = kTileRows;
+    c.colsb[i] = static_cast<uint16_t>(sub);
+  }
+  for (int i = 6; i < 8; i++) {
+    c.rows[i] = static_cast<uint8_t>(sub / 4);
+    c.colsb[i] = 64;
+  }
+  _tile_loadconfig(&c);
+  current = sub;
+}
+
+// linear.cc's term of a sub-block, lane-wise over the 16 weight rows: c = a * float(I) - m *
+// float(X) (no m term for a type whose m is always 0, as the VNNI kernel), I = 256 C_hi + C_lo.
+template <bool HAS_MIN>
+PW_AMX PW_INLINE __m512 term(const int32_t* chi, const int32_t* clo, const float* a, const float* m, float xf) {
+  const __m512i I = _mm512_add_epi32(_mm512_slli_epi32(_mm512_load_si512(chi), 8), _mm512_load_si512(clo));
+  __m512 c = _mm512_mul_ps(_mm512_load_ps(a), _mm512_cvtepi32_ps(I));
+  if constexpr (HAS_MIN) c = _mm512_sub_ps(c, _mm512_mul_ps(_mm512_load_ps(m), _mm512_set1_ps(xf)));
+  return c;
+}
+
+// accp[m][16 lanes] += block blk's terms for activation rows m0 .. m0 + mr (mr <= 16; the tiles
+// hold 16 rows, the sums of rows past mr are dropped), two sub-blocks per round of tile products.
+template <int BLOCK, int SUB, bool HAS_MIN>
+PW_AMX void block_tiles(const Decoded& d, const Task& t, int64_t blk, int64_t m0, int64_t mr, float* accp) {
+  constexpr int subs = BLOCK / SUB, quads = SUB / 4, step = subs >= 2 ? 2 : 1, abs_per_blk = BLOCK / kActBlock;
+  alignas(64) int32_t c[4][kTileRows][kTileRows];
+  const int8_t* hi = t.act[m0].hi + blk * BLOCK;
+  const int8_t* lo = t.act[m0].lo + blk * BLOCK;
+  const long st = static_cast<long>(t.act_stride);
+  for (int s0 = 0; s0 < subs; s0 += step) {
+    _tile_zero(0);
+    _tile_zero(1);
+    _tile_loadd(6, d.u[s0 * quads], 64);
+    _tile_loadd(4, hi + s0 * SUB, st);
+    _tile_loadd(5, lo + s0 * SUB, st);
+    _tile_dpbssd(0, 4, 6);
+    _tile_dpbssd(1, 5, 6);
+    if constexpr (step == 2) {
+      _tile_zero(2);
+      _tile_zero(3);
+      _tile_loadd(7, d.u[(s0 + 1) * quads], 64);
+      _tile_loadd(4, hi + (s0 + 1) * SUB, st);
+      _tile_loadd(5, lo + (s0 + 1) * SUB, st);
+      _tile_dpbssd(2, 4, 7);
+      _tile_dpbssd(3, 5, 7);
+    }
+    _tile_stored(0, c[0], 64);
+    _tile_stored(1, c[1], 64);
+    if constexpr (step == 2) {
+      _tile_stored(2, c[2], 64);
+      _tile_stored(3, c[3], 64);
+    }
+    for (int64_t i = 0; i < mr; i++) {
+      const ActRow& x = t.act[m0 + i];
+      float* ap = accp + (m0 + i) * kTileRows;
+      __m512 acc = _mm512_load_ps(ap);
+      if constexpr (SUB == 32) {  // a sub-block per activation block
+        for (int j = 0; j < step; j++) {
+          const int si = s0 + j;
+          const int64_t kb = blk * abs_per_blk + si;
+          const __m512 ts = term<HAS_MIN>(c[2 * j][i], c[2 * j + 1][i], d.a[si], d.m[si], x.sumf32[kb]);
+          acc = _mm512_add_ps(acc, _mm512_mul_ps(_mm512_set1_ps(x.s[kb]), ts));
+        }
+      } else {  // the two sub-blocks of activation block kb
+        const int64_t kb = blk * abs_per_blk + s0 / 2;
+        const __m512 c0 = term<HAS_MIN>(c[0][i], c[1][i], d.a[s0], d.m[s0], x.sumf16[2 * kb]);
+        const __m512 c1 = term<HAS_MIN>(c[2][i], c[3][i], d.a[s0 + 1], d.m[s0 + 1], x.sumf16[2 * kb + 1]);
+        acc = _mm512_add_ps(acc, _mm512_mul_ps(_mm512_set1_ps(x.s[kb]), _mm512_add_ps(c0, c1)));
+      }
+      _mm512_store_ps(ap, acc);
+    }
+  }
+}
+
+template <int BLOCK, int SUB>
+PW_AMX void rows_tiles(bool has_min, const Decoded& d, const Task& t, int64_t blk, int64_t m0, int64_t mr, float* accp) {
+  if (has_min) block_tiles<BLOCK, SUB, true>(d, t, blk, m0, mr, accp);
+  else block_tiles<BLOCK, SUB, false>(d, t, blk, m0, mr, accp);
+}
+
+PW_AMX void amx_group(const Task& t, const QuantLinear::Part& part, const uint8_t* data, int64_t lr, int64_t nr, float* out) {
+  TypeInfo ti;
+  type_info(t.type, &ti);
+  configure(ti.sub);
+  thread_local std::vector<float> accbuf;
+  thread_local Decoded dec;
+  const size_t need = static_cast<size_t>(t.M) * kTileRows + 16;
+  if (accbuf.size() < need) accbuf.resize(need);
+  float* accp = reinterpret_cast<float*>((reinterpret_cast<uintptr_t>(accbuf.data()) + 63) & ~uintptr_t(63));
+  std::fill(accp, accp + t.M * kTileRows, 0.0f);
+  const int64_t nblk = t.K / ti.block;
+  // Activation rows in chunks whose hi and lo bytes stay in L2 across the blocks (1 MiB: 256 rows
+  // of K = 2048); each chunk decodes the weights again (a small cost next to its rows' products).
+  const int64_t chunk = std::max<int64_t>(kTileRows, ((int64_t(1) << 20) / (2 * t.K)) / kTileRows * kTileRows);
+  for (int64_t mc = 0; mc < t.M; mc += chunk) {
+    const int64_t me = std::min(t.M, mc + chunk);
+    for (int64_t blk = 0; blk < nblk; blk++) {
+      const bool has_min = decode_group_signed(ti, part, data, lr, blk, nr, dec);
+      // The tile loads' asm does not tell the compiler which memory it reads: dec is written first.
+      asm volatile("" ::: "memory");
+      for (int64_t m0 = mc; m0 < me; m0 += kTileRows) {
+        const int64_t mr = std::min<int64_t>(kTileRows, me - m0);
+        if (ti.block == 32) rows_tiles<32, 32>(has_min, dec, t, blk, m0, mr, accp);
+        else if (ti.sub == 16) rows_tiles<256, 16>(has_min, dec, t, blk, m0, mr, accp);
+        else rows_tiles<256, 32>(has_min, dec, t, blk, m0, mr, accp);
+      }
+    }
+  }
+  for (int64_t i = 0; i < nr; i++)
+    for (int64_t m = 0; m < t.M; m++) out[i * t.M + m] = accp[m * kTileRows + i];
+}
+
+}  // namespace
+
+bool quant_amx(int set) {
+  if (set >= 0) amx_switch().store(set != 0, std::memory_order_relaxed);
+  return amx_switch().load(std::memory_order_relaxed) && amx_granted();
+}
+
+void tile16_amx(const Task& t, const QuantLinear::Part& part, const uint8_t* data, int64_t lr, int64_t nr, float* out) {
+  amx_group(t, part, data, lr, nr, out);
+}
+
+}  // namespace quant
+}  // namespace pw
+
+#else  // no AMX off x86-64
+
+namespace pw {
+namespace quant {
+bool quant_amx(int) { return false; }
+}  // namespace quant
+}  // namespace pw
+
+#endif
