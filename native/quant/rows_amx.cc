@@ -5,8 +5,8 @@
 // (decode_group_signed: signed q, quad-major, which is the layout of a tile's B operand: one
 // 64-byte row per value quad, 4 bytes per weight row). Per sub-block of SUB values (32 or 16):
 //   C_hi = TDPBSSD(A_hi, B), C_lo = TDPBSSD(A_lo, B)
-// with A_hi / A_lo the activations' hi / lo bytes (act_quant.h) of 16 activation rows (tile rows
-// at the activation row stride, SUB bytes each) and B the weights (SUB / 4 quad rows). Signed
+// with A_hi / A_lo the activations' hi / lo bytes (act_quant.h) of 16 activation rows (SUB bytes
+// each, from a copy laid out for the tiles: amx_tile_row) and B the weights (SUB / 4 quad rows). Signed
 // times signed bytes, so no offset term: I = 256 C_hi + C_lo = sum(q v) exactly, the same integer
 // as every other family's. C row i holds the 16 weight rows' sums of activation row i, one per
 // 32-bit lane: the float epilogue runs lane-wise on it, the same operations in the same order as
@@ -16,7 +16,31 @@
 // per activation row for the epilogue (the floats of the contract, which no tile can do): the
 // epilogue bounds the speed, about 4x the VNNI kernel's, which spends 2 vpdpbusd per value quad
 // and row.
+#include <cstring>
+
 #include "kernels.h"
+
+namespace pw {
+namespace quant {
+
+size_t amx_tiles_bytes(int64_t M, int64_t K) { return static_cast<size_t>((M + 15) / 16 * (K / kActBlock)) * 1024; }
+
+void amx_tile_row(const ActRow* r, int64_t m, int64_t K, int8_t* tiles) {
+  const int64_t nkb = K / kActBlock;
+  int8_t* t = tiles + (m / 16) * nkb * 1024 + (m % 16) * kActBlock;
+  for (int64_t kb = 0; kb < nkb; kb++, t += 1024) {
+    if (r) {
+      std::memcpy(t, r->hi + kb * kActBlock, kActBlock);
+      std::memcpy(t + 512, r->lo + kb * kActBlock, kActBlock);
+    } else {
+      std::memset(t, 0, kActBlock);
+      std::memset(t + 512, 0, kActBlock);
+    }
+  }
+}
+
+}  // namespace quant
+}  // namespace pw
 
 #if defined(__x86_64__)
 #include <cpuid.h>
@@ -114,23 +138,24 @@ template <int BLOCK, int SUB, bool HAS_MIN>
 PW_AMX void block_tiles(const Decoded& d, const Task& t, int64_t blk, int64_t m0, int64_t mr, float* accp) {
   constexpr int subs = BLOCK / SUB, quads = SUB / 4, step = subs >= 2 ? 2 : 1, abs_per_blk = BLOCK / kActBlock;
   alignas(64) int32_t c[4][kTileRows][kTileRows];
-  const int8_t* hi = t.act[m0].hi + blk * BLOCK;
-  const int8_t* lo = t.act[m0].lo + blk * BLOCK;
-  const long st = static_cast<long>(t.act_stride);
+  // Sub-block si's hi tile in the activation tile of rows m0..: (block of 32, 16-byte half) + 512
+  // for its lo tile; rows 32 bytes apart.
+  const int8_t* at = t.tiles + (m0 / kTileRows) * (t.K / kActBlock) * 1024 + blk * abs_per_blk * 1024;
+  auto a_tile = [&](int si) { return at + (SUB == 32 ? si : si / 2) * 1024 + (SUB == 16 ? (si % 2) * 16 : 0); };
   for (int s0 = 0; s0 < subs; s0 += step) {
     _tile_zero(0);
     _tile_zero(1);
     _tile_loadd(6, d.u[s0 * quads], 64);
-    _tile_loadd(4, hi + s0 * SUB, st);
-    _tile_loadd(5, lo + s0 * SUB, st);
+    _tile_loadd(4, a_tile(s0), 32);
+    _tile_loadd(5, a_tile(s0) + 512, 32);
     _tile_dpbssd(0, 4, 6);
     _tile_dpbssd(1, 5, 6);
     if constexpr (step == 2) {
       _tile_zero(2);
       _tile_zero(3);
       _tile_loadd(7, d.u[(s0 + 1) * quads], 64);
-      _tile_loadd(4, hi + (s0 + 1) * SUB, st);
-      _tile_loadd(5, lo + (s0 + 1) * SUB, st);
+      _tile_loadd(4, a_tile(s0 + 1), 32);
+      _tile_loadd(5, a_tile(s0 + 1) + 512, 32);
       _tile_dpbssd(2, 4, 7);
       _tile_dpbssd(3, 5, 7);
     }
@@ -172,15 +197,12 @@ PW_AMX void amx_group(const Task& t, const QuantLinear::Part& part, const uint8_
   TypeInfo ti;
   type_info(t.type, &ti);
   configure(ti.sub);
-  thread_local std::vector<float> accbuf;
   thread_local Decoded dec;
-  const size_t need = static_cast<size_t>(t.M) * kTileRows + 16;
-  if (accbuf.size() < need) accbuf.resize(need);
-  float* accp = reinterpret_cast<float*>((reinterpret_cast<uintptr_t>(accbuf.data()) + 63) & ~uintptr_t(63));
+  float* const accp = out;
   std::fill(accp, accp + t.M * kTileRows, 0.0f);
   const int64_t nblk = t.K / ti.block;
-  // Activation rows in chunks whose hi and lo bytes stay in L2 across the blocks (1 MiB: 256 rows
-  // of K = 2048); each chunk decodes the weights again (a small cost next to its rows' products).
+  // Activation rows in chunks whose tiles stay in L2 across the blocks (1 MiB: 256 rows of K =
+  // 2048); each chunk decodes the weights again (a small cost next to its rows' products).
   const int64_t chunk = std::max<int64_t>(kTileRows, ((int64_t(1) << 20) / (2 * t.K)) / kTileRows * kTileRows);
   for (int64_t mc = 0; mc < t.M; mc += chunk) {
     const int64_t me = std::min(t.M, mc + chunk);
@@ -196,8 +218,6 @@ PW_AMX void amx_group(const Task& t, const QuantLinear::Part& part, const uint8_
       }
     }
   }
-  for (int64_t i = 0; i < nr; i++)
-    for (int64_t m = 0; m < t.M; m++) out[i * t.M + m] = accp[m * kTileRows + i];
 }
 
 }  // namespace
@@ -205,6 +225,13 @@ PW_AMX void amx_group(const Task& t, const QuantLinear::Part& part, const uint8_
 bool quant_amx(int set) {
   if (set >= 0) amx_switch().store(set != 0, std::memory_order_relaxed);
   return amx_switch().load(std::memory_order_relaxed) && amx_granted();
+}
+
+// From 5 rows (more than the VNNI kernel's streaming path takes) the tiles beat it: their fixed
+// cost per sub-block is two products, the epilogue's is per row.
+bool use_amx(Isa isa, int64_t M) {
+  static const bool vnni = __builtin_cpu_supports("avx512vnni");
+  return M >= 5 && isa >= Isa::Avx512 && vnni && quant_amx(-1);
 }
 
 void tile16_amx(const Task& t, const QuantLinear::Part& part, const uint8_t* data, int64_t lr, int64_t nr, float* out) {
@@ -219,6 +246,7 @@ void tile16_amx(const Task& t, const QuantLinear::Part& part, const uint8_t* dat
 namespace pw {
 namespace quant {
 bool quant_amx(int) { return false; }
+bool use_amx(Isa, int64_t) { return false; }
 }  // namespace quant
 }  // namespace pw
 

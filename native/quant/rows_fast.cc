@@ -420,19 +420,16 @@ struct AllRows {
 PW_VNNI void tile16(const Task& t, const QuantLinear::Part& part, const uint8_t* data, int64_t lr, int64_t nr, float* out) {
   TypeInfo ti;
   type_info(t.type, &ti);
-  thread_local std::vector<float> accbuf;
   thread_local Decoded dec;
   Decoded& d = dec;
-  const size_t need = static_cast<size_t>(t.M) * kTileRows + 16;
-  if (accbuf.size() < need) accbuf.resize(need);
-  float* accp = reinterpret_cast<float*>((reinterpret_cast<uintptr_t>(accbuf.data()) + 63) & ~uintptr_t(63));
+  float* const accp = out;
   std::fill(accp, accp + t.M * kTileRows, 0.0f);
   const int64_t nblk = t.K / ti.block;
   // Activation rows in chunks whose quantized rows stay in L2 across the blocks (64 rows of K =
   // 2048: 256 KiB); each chunk decodes the weights again (a small cost next to 64 rows' products).
   const int64_t chunk = std::max<int64_t>(kMR, ((int64_t(256) << 10) / (2 * t.K)) / kMR * kMR);
   for (int64_t mc = 0; mc < t.M; mc += chunk) {
-    const Task tc{t.type, t.K, std::min(chunk, t.M - mc), t.act + mc, t.act_stride};
+    const Task tc{t.type, t.K, std::min(chunk, t.M - mc), t.act + mc, nullptr};
     float* const accc = accp + mc * kTileRows;
     for (int64_t blk = 0; blk < nblk; blk++) {
       const uint8_t* gb = group_block_prefetch(part, data, lr, blk);
@@ -445,8 +442,6 @@ PW_VNNI void tile16(const Task& t, const QuantLinear::Part& part, const uint8_t*
       else rows_decoded<256, 32>(d, tc, blk, accc);
     }
   }
-  for (int64_t i = 0; i < nr; i++)
-    for (int64_t m = 0; m < t.M; m++) out[i * t.M + m] = accp[m * kTileRows + i];
 }
 
 // Stores the block's signed q (u minus the source's offset, exact in int8) for the AMX path.
@@ -525,12 +520,9 @@ PW_AVX2 void rows_avx2(const Decoded& d, const Task& t, int64_t blk, float* accp
 PW_AVX2 void tile16_avx2(const Task& t, const QuantLinear::Part& part, const uint8_t* data, int64_t lr, int64_t nr, float* out) {
   TypeInfo ti;
   type_info(t.type, &ti);
-  thread_local std::vector<float> accbuf;
   thread_local Decoded dec;
   Decoded& d = dec;
-  const size_t need = static_cast<size_t>(t.M) * kTileRows + 16;
-  if (accbuf.size() < need) accbuf.resize(need);
-  float* accp = reinterpret_cast<float*>((reinterpret_cast<uintptr_t>(accbuf.data()) + 63) & ~uintptr_t(63));
+  float* const accp = out;
   std::fill(accp, accp + t.M * kTileRows, 0.0f);
   for (int64_t blk = 0; blk < t.K / ti.block; blk++) {
     decode16(ti, part, data, lr, blk, nr, d);
@@ -538,8 +530,6 @@ PW_AVX2 void tile16_avx2(const Task& t, const QuantLinear::Part& part, const uin
     else if (ti.sub == 16) rows_avx2<256, 16>(d, t, blk, accp);
     else rows_avx2<256, 32>(d, t, blk, accp);
   }
-  for (int64_t i = 0; i < nr; i++)
-    for (int64_t m = 0; m < t.M; m++) out[i * t.M + m] = accp[m * kTileRows + i];
 }
 
 PW_VNNI bool decode_signed(const TypeInfo& ti, const QuantLinear::Part& part, const uint8_t* data, int64_t lr, int64_t blk, int64_t nr,
@@ -562,7 +552,7 @@ bool decode_group_signed(const TypeInfo& ti, const QuantLinear::Part& part, cons
 
 int rows_fast(Isa isa, const Task& t, const QuantLinear::Part& part, const uint8_t* data, int64_t lr, int64_t nr, float* acc) {
   if (isa >= Isa::Avx512 && has_vnni()) {
-    if (t.M >= kAmxMinRows && quant_amx(-1)) tile16_amx(t, part, data, lr, nr, acc);
+    if (t.tiles) tile16_amx(t, part, data, lr, nr, acc);
     else tile16(t, part, data, lr, nr, acc);
     return static_cast<int>(nr);
   }
