@@ -132,65 +132,85 @@ PW_AMX PW_INLINE __m512 term(const int32_t* chi, const int32_t* clo, const float
   return c;
 }
 
-// accp[m][16 lanes] += block blk's terms for activation rows m0 .. m0 + mr (mr <= 16; the tiles
-// hold 16 rows, the sums of rows past mr are dropped), two sub-blocks per round of tile products.
-template <int BLOCK, int SUB, bool HAS_MIN>
-PW_AMX void block_tiles(const Decoded& d, const Task& t, int64_t blk, int64_t m0, int64_t mr, float* accp) {
-  constexpr int subs = BLOCK / SUB, quads = SUB / 4, step = subs >= 2 ? 2 : 1, abs_per_blk = BLOCK / kActBlock;
-  alignas(64) int32_t c[4][kTileRows][kTileRows];
-  // Sub-block si's hi tile in the activation tile of rows m0..: (block of 32, 16-byte half) + 512
-  // for its lo tile; rows 32 bytes apart.
-  const int8_t* at = t.tiles + (m0 / kTileRows) * (t.K / kActBlock) * 1024 + blk * abs_per_blk * 1024;
-  auto a_tile = [&](int si) { return at + (SUB == 32 ? si : si / 2) * 1024 + (SUB == 16 ? (si % 2) * 16 : 0); };
-  for (int s0 = 0; s0 < subs; s0 += step) {
+// Round r of a block: the products of sub-block si of activation tile T (r = T * subs + si) into
+// C tiles 0, 1 (r even) or 2, 3 (r odd), with B in tile 6 or 7.
+template <int SUB>
+PW_AMX PW_INLINE void issue(const Decoded& d, const int8_t* a, int si, bool odd) {
+  const void* b = d.u[si * (SUB / 4)];
+  if (odd) {
+    _tile_zero(2);
+    _tile_zero(3);
+    _tile_loadd(7, b, 64);
+    _tile_loadd(4, a, 32);
+    _tile_loadd(5, a + 512, 32);
+    _tile_dpbssd(2, 4, 7);
+    _tile_dpbssd(3, 5, 7);
+  } else {
     _tile_zero(0);
     _tile_zero(1);
-    _tile_loadd(6, d.u[s0 * quads], 64);
-    _tile_loadd(4, a_tile(s0), 32);
-    _tile_loadd(5, a_tile(s0) + 512, 32);
+    _tile_loadd(6, b, 64);
+    _tile_loadd(4, a, 32);
+    _tile_loadd(5, a + 512, 32);
     _tile_dpbssd(0, 4, 6);
     _tile_dpbssd(1, 5, 6);
-    if constexpr (step == 2) {
-      _tile_zero(2);
-      _tile_zero(3);
-      _tile_loadd(7, d.u[(s0 + 1) * quads], 64);
-      _tile_loadd(4, a_tile(s0 + 1), 32);
-      _tile_loadd(5, a_tile(s0 + 1) + 512, 32);
-      _tile_dpbssd(2, 4, 7);
-      _tile_dpbssd(3, 5, 7);
+  }
+}
+
+// accp[m][16 lanes] += block blk's terms for activation rows mc .. me (mc a multiple of 16; the
+// tiles hold 16 rows, the sums of rows past me are dropped). A software pipeline: round r + 1's
+// tile products run while the vector units finish round r from its stored sums (C tiles and their
+// buffers alternate), so the products' latency hides behind the epilogue.
+template <int BLOCK, int SUB, bool HAS_MIN>
+PW_AMX void block_tiles(const Decoded& d, const Task& t, int64_t blk, int64_t mc, int64_t me, float* accp) {
+  constexpr int subs = BLOCK / SUB, abs_per_blk = BLOCK / kActBlock;
+  alignas(64) int32_t c[2][2][kTileRows][kTileRows];  // [round parity][hi, lo][activation row][weight row]
+  alignas(64) float c0[kTileRows][kTileRows];         // SUB 16: the first sub-block's terms
+  const int64_t nkb = t.K / kActBlock;
+  // Sub-block si's hi tile in activation tile T (a block of 32 and, SUB 16, its half); + 512: lo.
+  auto a_tile = [&](int64_t T, int si) {
+    return t.tiles + ((mc / kTileRows + T) * nkb + blk * abs_per_blk + (SUB == 32 ? si : si / 2)) * 1024 + (SUB == 16 ? (si % 2) * 16 : 0);
+  };
+  const int64_t rounds = (me - mc + kTileRows - 1) / kTileRows * subs;
+  issue<SUB>(d, a_tile(0, 0), 0, false);
+  for (int64_t r = 0; r < rounds; r++) {
+    const bool odd = r & 1;
+    int32_t(*cr)[kTileRows][kTileRows] = c[odd];
+    if (odd) {
+      _tile_stored(2, cr[0], 64);
+      _tile_stored(3, cr[1], 64);
+    } else {
+      _tile_stored(0, cr[0], 64);
+      _tile_stored(1, cr[1], 64);
     }
-    _tile_stored(0, c[0], 64);
-    _tile_stored(1, c[1], 64);
-    if constexpr (step == 2) {
-      _tile_stored(2, c[2], 64);
-      _tile_stored(3, c[3], 64);
-    }
+    if (r + 1 < rounds) issue<SUB>(d, a_tile((r + 1) / subs, static_cast<int>((r + 1) % subs)), static_cast<int>((r + 1) % subs), !odd);
+    const int64_t m0 = mc + r / subs * kTileRows, mr = std::min<int64_t>(kTileRows, me - m0);
+    const int si = static_cast<int>(r % subs);
     for (int64_t i = 0; i < mr; i++) {
       const ActRow& x = t.act[m0 + i];
-      float* ap = accp + (m0 + i) * kTileRows;
-      __m512 acc = _mm512_load_ps(ap);
       if constexpr (SUB == 32) {  // a sub-block per activation block
-        for (int j = 0; j < step; j++) {
-          const int si = s0 + j;
-          const int64_t kb = blk * abs_per_blk + si;
-          const __m512 ts = term<HAS_MIN>(c[2 * j][i], c[2 * j + 1][i], d.a[si], d.m[si], x.sumf32[kb]);
-          acc = _mm512_add_ps(acc, _mm512_mul_ps(_mm512_set1_ps(x.s[kb]), ts));
+        const int64_t kb = blk * abs_per_blk + si;
+        const __m512 ts = term<HAS_MIN>(cr[0][i], cr[1][i], d.a[si], d.m[si], x.sumf32[kb]);
+        float* ap = accp + (m0 + i) * kTileRows;
+        _mm512_store_ps(ap, _mm512_add_ps(_mm512_load_ps(ap), _mm512_mul_ps(_mm512_set1_ps(x.s[kb]), ts)));
+      } else {  // two sub-blocks per activation block kb: ts = c0 + c1
+        const int64_t kb = blk * abs_per_blk + si / 2;
+        const __m512 ci = term<HAS_MIN>(cr[0][i], cr[1][i], d.a[si], d.m[si], x.sumf16[2 * kb + si % 2]);
+        if (si % 2 == 0) {
+          _mm512_store_ps(c0[i], ci);
+        } else {
+          float* ap = accp + (m0 + i) * kTileRows;
+          const __m512 ts = _mm512_add_ps(_mm512_load_ps(c0[i]), ci);
+          _mm512_store_ps(ap, _mm512_add_ps(_mm512_load_ps(ap), _mm512_mul_ps(_mm512_set1_ps(x.s[kb]), ts)));
         }
-      } else {  // the two sub-blocks of activation block kb
-        const int64_t kb = blk * abs_per_blk + s0 / 2;
-        const __m512 c0 = term<HAS_MIN>(c[0][i], c[1][i], d.a[s0], d.m[s0], x.sumf16[2 * kb]);
-        const __m512 c1 = term<HAS_MIN>(c[2][i], c[3][i], d.a[s0 + 1], d.m[s0 + 1], x.sumf16[2 * kb + 1]);
-        acc = _mm512_add_ps(acc, _mm512_mul_ps(_mm512_set1_ps(x.s[kb]), _mm512_add_ps(c0, c1)));
       }
-      _mm512_store_ps(ap, acc);
     }
   }
 }
 
 template <int BLOCK, int SUB>
-PW_AMX void rows_tiles(bool has_min, const Decoded& d, const Task& t, int64_t blk, int64_t m0, int64_t mr, float* accp) {
-  if (has_min) block_tiles<BLOCK, SUB, true>(d, t, blk, m0, mr, accp);
-  else block_tiles<BLOCK, SUB, false>(d, t, blk, m0, mr, accp);
+PW_AMX void rows_tiles(bool has_min, const Decoded& d, const Task& t, int64_t blk, int64_t mc, int64_t me, float* accp) {
+  if (has_min) block_tiles<BLOCK, SUB, true>(d, t, blk, mc, me, accp);
+  else block_tiles<BLOCK, SUB, false>(d, t, blk, mc, me, accp);
 }
 
 PW_AMX void amx_group(const Task& t, const QuantLinear::Part& part, const uint8_t* data, int64_t lr, int64_t nr, float* out) {
@@ -210,12 +230,9 @@ PW_AMX void amx_group(const Task& t, const QuantLinear::Part& part, const uint8_
       const bool has_min = decode_group_signed(ti, part, data, lr, blk, nr, dec);
       // The tile loads' asm does not tell the compiler which memory it reads: dec is written first.
       asm volatile("" ::: "memory");
-      for (int64_t m0 = mc; m0 < me; m0 += kTileRows) {
-        const int64_t mr = std::min<int64_t>(kTileRows, me - m0);
-        if (ti.block == 32) rows_tiles<32, 32>(has_min, dec, t, blk, m0, mr, accp);
-        else if (ti.sub == 16) rows_tiles<256, 16>(has_min, dec, t, blk, m0, mr, accp);
-        else rows_tiles<256, 32>(has_min, dec, t, blk, m0, mr, accp);
-      }
+      if (ti.block == 32) rows_tiles<32, 32>(has_min, dec, t, blk, mc, me, accp);
+      else if (ti.sub == 16) rows_tiles<256, 16>(has_min, dec, t, blk, mc, me, accp);
+      else rows_tiles<256, 32>(has_min, dec, t, blk, mc, me, accp);
     }
   }
 }
