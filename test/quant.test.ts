@@ -158,10 +158,10 @@ describe('linearPacked on quantized packs', () => {
   }
 
   test('zero activation blocks, zero rows and zero-scale weight blocks: every family gives the same bits, batch = solo', () => {
-    const K = 512, N = 21, M = 6;
+    const K = 512, N = 21, M = 20; // 20 rows: the AMX path too
     const x = randomX(M, K, 31);
     x.fill(0, 0, K); // row 0 all zero
-    for (let m = 1; m < M; m++) x.fill(0, m * K + 32 * m, m * K + 32 * m + 64); // zero blocks
+    for (let m = 1; m < M; m++) x.fill(0, m * K + 32 * (m % 14), m * K + 32 * (m % 14) + 64); // zero blocks
     for (const type of [GgmlType.Q4_K, GgmlType.Q6_K, GgmlType.Q8_0, GgmlType.Q4_1, GgmlType.Q2_K, GgmlType.IQ4_XS]) {
       const w = randomQuant(type, N, K, 3, 0.01);
       const bytes = typeInfo(type).blockBytes;

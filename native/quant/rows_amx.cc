@@ -12,10 +12,12 @@
 // 32-bit lane: the float epilogue runs lane-wise on it, the same operations in the same order as
 // the VNNI kernel's (linear.cc's contract), so the outputs are the same bits.
 //
-// Cost model, per 16 x 16 outputs and sub-block: two tile products (TMUL) and about 8 vector ops
-// per activation row for the epilogue (the floats of the contract, which no tile can do): the
-// epilogue bounds the speed, about 4x the VNNI kernel's, which spends 2 vpdpbusd per value quad
-// and row.
+// Cost, per round of 16 x 16 outputs and one sub-block of 32 (measured on this project's Sapphire
+// Rapids-class VM core at ~2.8 GHz): ~22 ns of tile work (two TDPBSSD and two TILESTORED at 16
+// cycles each, three tile loads) and ~26 ns of epilogue (about 8 vector ops per activation row:
+// the contract's floats, which no tile can do), overlapping to ~40 ns; the VNNI kernel spends
+// 16 vpdpbusd besides the same epilogue per row. The sums of every sub-block must leave the tiles
+// (hi and lo: two 1 KiB stores), so this path is ~1.2-1.5x the VNNI kernel, not the TMUL peak.
 #include <cstring>
 
 #include "kernels.h"
@@ -172,19 +174,24 @@ PW_AMX void block_tiles(const Decoded& d, const Task& t, int64_t blk, int64_t mc
   };
   const int64_t rounds = (me - mc + kTileRows - 1) / kTileRows * subs;
   issue<SUB>(d, a_tile(0, 0), 0, false);
-  for (int64_t r = 0; r < rounds; r++) {
-    const bool odd = r & 1;
-    int32_t(*cr)[kTileRows][kTileRows] = c[odd];
-    if (odd) {
-      _tile_stored(2, cr[0], 64);
-      _tile_stored(3, cr[1], 64);
-    } else {
-      _tile_stored(0, cr[0], 64);
-      _tile_stored(1, cr[1], 64);
+  for (int64_t r = 0; r <= rounds; r++) {
+    if (r < rounds) {  // round r's sums out, round r + 1's products in
+      if (r & 1) {
+        _tile_stored(2, c[1][0], 64);
+        _tile_stored(3, c[1][1], 64);
+      } else {
+        _tile_stored(0, c[0][0], 64);
+        _tile_stored(1, c[0][1], 64);
+      }
+      if (r + 1 < rounds) issue<SUB>(d, a_tile((r + 1) / subs, static_cast<int>((r + 1) % subs)), static_cast<int>((r + 1) % subs), !(r & 1));
     }
-    if (r + 1 < rounds) issue<SUB>(d, a_tile((r + 1) / subs, static_cast<int>((r + 1) % subs)), static_cast<int>((r + 1) % subs), !odd);
-    const int64_t m0 = mc + r / subs * kTileRows, mr = std::min<int64_t>(kTileRows, me - m0);
-    const int si = static_cast<int>(r % subs);
+    if (r == 0) continue;
+    // The epilogue of round p = r - 1, whose sums were stored an iteration ago (reading them right
+    // after the tile stores would wait for those to complete).
+    const int64_t p = r - 1;
+    int32_t(*cr)[kTileRows][kTileRows] = c[p & 1];
+    const int64_t m0 = mc + p / subs * kTileRows, mr = std::min<int64_t>(kTileRows, me - m0);
+    const int si = static_cast<int>(p % subs);
     for (int64_t i = 0; i < mr; i++) {
       const ActRow& x = t.act[m0 + i];
       if constexpr (SUB == 32) {  // a sub-block per activation block
@@ -221,9 +228,9 @@ PW_AMX void amx_group(const Task& t, const QuantLinear::Part& part, const uint8_
   float* const accp = out;
   std::fill(accp, accp + t.M * kTileRows, 0.0f);
   const int64_t nblk = t.K / ti.block;
-  // Activation rows in chunks whose tiles stay in L2 across the blocks (1 MiB: 256 rows of K =
-  // 2048); each chunk decodes the weights again (a small cost next to its rows' products).
-  const int64_t chunk = std::max<int64_t>(kTileRows, ((int64_t(1) << 20) / (2 * t.K)) / kTileRows * kTileRows);
+  // Activation rows in chunks whose tiles stay in L2 across the blocks (256 KiB, as the VNNI
+  // kernel's: 64 rows of K = 2048; 1 MiB measured no better); each chunk decodes the weights again.
+  const int64_t chunk = std::max<int64_t>(kTileRows, ((int64_t(256) << 10) / (2 * t.K)) / kTileRows * kTileRows);
   for (int64_t mc = 0; mc < t.M; mc += chunk) {
     const int64_t me = std::min(t.M, mc + chunk);
     for (int64_t blk = 0; blk < nblk; blk++) {
@@ -244,11 +251,11 @@ bool quant_amx(int set) {
   return amx_switch().load(std::memory_order_relaxed) && amx_granted();
 }
 
-// From 5 rows (more than the VNNI kernel's streaming path takes) the tiles beat it: their fixed
-// cost per sub-block is two products, the epilogue's is per row.
+// From 16 rows (a full tile): below, a round's fixed cost (two products, two tile stores) is
+// shared by too few rows (measured at M = 8: 0.7-1.1x the VNNI kernel, depending on the type).
 bool use_amx(Isa isa, int64_t M) {
   static const bool vnni = __builtin_cpu_supports("avx512vnni");
-  return M >= 5 && isa >= Isa::Avx512 && vnni && quant_amx(-1);
+  return M >= 16 && isa >= Isa::Avx512 && vnni && quant_amx(-1);
 }
 
 void tile16_amx(const Task& t, const QuantLinear::Part& part, const uint8_t* data, int64_t lr, int64_t nr, float* out) {
