@@ -405,6 +405,15 @@ PW_VNNI PW_INLINE const uint8_t* group_block_prefetch(const QuantLinear::Part& p
     const uint8_t* nx = gb + static_cast<size_t>(part.ib) * kGroupRows;
     for (int c = 0; c < part.ib * kGroupRows; c += 64) _mm_prefetch(reinterpret_cast<const char*>(nx + c), _MM_HINT_T0);
   }
+  // And the block 3 ahead (into the next group at its end: usually this thread's next item) into
+  // L2: the T0 prefetches alone hold a core's L1 miss buffers, ~9 GB/s per core from memory at
+  // M = 1; this one measured +20-25 % there (2 or 6 ahead: no gain).
+  constexpr int kAhead = 3;
+  const size_t gbytes = static_cast<size_t>(part.ib) * kGroupRows;
+  const uint8_t* end = data + part.offset + static_cast<size_t>((part.n + kGroupRows - 1) / kGroupRows * part.nblk) * gbytes;
+  const uint8_t* far = gb + gbytes * kAhead;
+  if (far < end)
+    for (size_t c = 0; c < gbytes; c += 64) _mm_prefetch(reinterpret_cast<const char*>(far + c), _MM_HINT_T1);
   return gb;
 }
 
