@@ -6,9 +6,9 @@
 // 64-byte row per value quad, 4 bytes per weight row). Per sub-block of SUB values (32 or 16):
 //   C_hi = TDPBSSD(A_hi, B), C_lo = TDPBSSD(A_lo, B)
 // with A_hi / A_lo the activations' hi / lo bytes (act_quant.h) of 16 activation rows (SUB bytes
-// each, from a copy laid out for the tiles: amx_tile_row) and B the weights (SUB / 4 quad rows). Signed
-// times signed bytes, so no offset term: I = 256 C_hi + C_lo = sum(q v) exactly, the same integer
-// as every other family's. C row i holds the 16 weight rows' sums of activation row i, one per
+// each, from a copy laid out for the tiles: amx_tile_row) and B the weights (SUB / 4 quad rows).
+// Signed times signed bytes, so no offset term: I = 256 C_hi + C_lo = sum(q v) exactly, the same
+// integer as every other family's. C row i holds the 16 weight rows' sums of activation row i, one per
 // 32-bit lane: the float epilogue runs lane-wise on it, the same operations in the same order as
 // the VNNI kernel's (linear.cc's contract), so the outputs are the same bits.
 //
@@ -25,6 +25,7 @@
 namespace pw {
 namespace quant {
 
+// The tile layout of the activations: plain byte copies (linear.cc calls them only when use_amx).
 size_t amx_tiles_bytes(int64_t M, int64_t K) { return static_cast<size_t>((M + 15) / 16 * (K / kActBlock)) * 1024; }
 
 void amx_tile_row(const ActRow* r, int64_t m, int64_t K, int8_t* tiles) {
@@ -53,8 +54,6 @@ void amx_tile_row(const ActRow* r, int64_t m, int64_t K, int8_t* tiles) {
 #include <algorithm>
 #include <atomic>
 #include <cstdlib>
-#include <cstring>
-#include <vector>
 
 #include "../simd.h"
 
