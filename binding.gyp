@@ -27,6 +27,7 @@
         "native/quant/linear.cc",
         "native/quant/rows_fast.cc",
         "native/quant/rows_neon.cc",
+        "native/quant/rows_amx.cc",
         "native/quant/bind_quant.cc"
       ],
       "include_dirs": ["<!@(node -p \"require('node-addon-api').include\")"],

@@ -76,6 +76,13 @@ export interface CpuTestHooks {
    */
   dequantizeRows(type: GgmlType, src: Uint8Array, rows: number, k: number): Float32Array;
 
+  /**
+   * The AMX-INT8 path of the quantized linear op's blocked kernel (many activation rows): `on`
+   * switches it (default: on unless PAGEWISE_QUANT_AMX=0), no argument only asks. Returns whether
+   * it runs now (only where the CPU has AMX and the OS grants it). Every path gives the same bits.
+   */
+  quantAmx(on?: boolean): boolean;
+
   /** Read back [kvHeads*headDim] K or V values of one slot as float32 (tests, debugging). */
   kvCacheReadSlot(cache: KvCacheHandle, layer: number, which: 'k' | 'v', slot: number): Float32Array;
 }
