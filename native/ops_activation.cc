@@ -33,6 +33,10 @@ void for_range(int64_t rows, int64_t row_elems, FnRef<void(int64_t, int64_t)> fn
 
 float gelu_tanh_scalar(float x) { return x / (1.0f + std::exp(x * (kA + kB * (x * x)))); }
 
+void gelu_mul_row_scalar(float* out, const float* g, const float* u, int64_t n) {
+  for (int64_t i = 0; i < n; i++) out[i] = gelu_tanh_scalar(g[i]) * u[i];
+}
+
 #if PW_X86
 PW_AVX512 void gelu_mul_row_avx512(float* out, const float* g, const float* u, int64_t n) {
   for (int64_t i = 0; i < n; i += 16) {
@@ -52,10 +56,6 @@ PW_AVX2 void gelu_mul_row_avx2(float* out, const float* g, const float* u, int64
     const __m256 gl = _mm256_div_ps(x, _mm256_add_ps(_mm256_set1_ps(1.0f), simd::exp8(z)));
     _mm256_maskstore_ps(out + i, m, _mm256_mul_ps(gl, _mm256_maskload_ps(u + i, m)));
   }
-}
-
-void gelu_mul_row_scalar(float* out, const float* g, const float* u, int64_t n) {
-  for (int64_t i = 0; i < n; i++) out[i] = gelu_tanh_scalar(g[i]) * u[i];
 }
 
 PW_AVX512 void softcap_avx512(float* out, const float* x, int64_t n, float cap) {

@@ -58,7 +58,7 @@ PW_NEON_DOT void block_sums_sdot(const int8_t* q, const ActRow& x, int64_t k0, i
   }
 }
 
-// Weight row lr of the part against every activation row: acc[m].
+// Weight row lr of the part against every activation row: acc[m * kGroupRows] (kernels.h's layout).
 void row_neon(const Task& t, const QuantLinear::Part& part, const uint8_t* data, int64_t lr, float* acc, bool dotprod) {
   TypeInfo ti;
   type_info(t.type, &ti);
@@ -69,7 +69,7 @@ void row_neon(const Task& t, const QuantLinear::Part& part, const uint8_t* data,
   const int64_t nblk = t.K / ti.block;
   const int abs_per_blk = ti.block / kActBlock;
   const int subs_per_ab = kActBlock / ti.sub;
-  for (int64_t m = 0; m < t.M; m++) acc[m] = 0.0f;
+  for (int64_t m = 0; m < t.M; m++) acc[m * kGroupRows] = 0.0f;
   for (int64_t blk = 0; blk < nblk; blk++) {
     if (part.ib) {
       deinterleave_block(t.type, part.group_block(data, lr / kGroupRows, blk), static_cast<int>(lr % kGroupRows), fb);
@@ -82,7 +82,7 @@ void row_neon(const Task& t, const QuantLinear::Part& part, const uint8_t* data,
       int32_t I[kMaxSubs];
       if (dotprod) block_sums_sdot(q, x, blk * ti.block, ti.block / ti.sub, ti.sub, I);
       else block_sums_mlal(q, x, blk * ti.block, ti.block / ti.sub, ti.sub, I);
-      float am = acc[m];
+      float am = acc[m * kGroupRows];
       for (int ab = 0; ab < abs_per_blk; ab++) {
         const int64_t kb = blk * abs_per_blk + ab;
         float ts = 0.0f;
@@ -94,7 +94,7 @@ void row_neon(const Task& t, const QuantLinear::Part& part, const uint8_t* data,
         }
         am = am + x.s[kb] * ts;
       }
-      acc[m] = am;
+      acc[m * kGroupRows] = am;
     }
   }
 }
@@ -106,7 +106,7 @@ int rows_fast(Isa isa, const Task& t, const QuantLinear::Part& part, const uint8
 #if PW_ARM64
   if (isa >= Isa::Neon) {
     const bool dotprod = cpu_features().dotprod;
-    for (int64_t i = 0; i < nr; i++) row_neon(t, part, data, lr + i, acc + i * t.M, dotprod);
+    for (int64_t i = 0; i < nr; i++) row_neon(t, part, data, lr + i, acc + i, dotprod);
     return static_cast<int>(nr);
   }
 #else
