@@ -77,10 +77,9 @@ export function ggufTokenizer(f: GgufFile): GgufTokenizer {
 
   // No prototype: a vocabulary may well hold "constructor" or "__proto__".
   const vocab: Record<string, number> = Object.create(null) as Record<string, number>;
-  for (let i = 0; i < n; i++) {
-    if (tokens[i]! in vocab) f.fail(GGUF_KEYS.tokens, `lists "${tokens[i]}" twice (ids ${vocab[tokens[i]!]} and ${i})`);
-    vocab[tokens[i]!] = i;
-  }
+  // A piece may be listed twice (Gemma 3's vocabulary holds "//", "<?" and "#" twice): text maps to
+  // the later id, as llama.cpp's token_to_id does, so both engines encode alike.
+  for (let i = 0; i < n; i++) vocab[tokens[i]!] = i;
   const addedTokens: Json[] = [];
   const addedDecoder: Record<string, Json> = {};
   for (let i = 0; i < n; i++) {
