@@ -26,7 +26,7 @@ export async function benchLatency(argv: string[]): Promise<void> {
   const iters = intFlag(flags, 'iters') ?? 3;
   const cfg = makeEngineConfig({ maxNumBatchedTokens: Math.max(2048, B * inputLen), ...engineConfigFromFlags(flags) });
   const dir = await resolveModel(cfg.model, cfg.ggufFile === null ? {} : { ggufFile: cfg.ggufFile });
-  const core = new EngineCore(createBackend({ threads: cfg.threads }), dir, cfg);
+  const core = new EngineCore(createBackend({ threads: cfg.threads, device: cfg.device }), dir, cfg);
   try {
     // Every iteration takes fresh blocks; commit their memory now, as a server does while idle, so
     // the steps measure the model, not first touches of fresh memory (on a VM ~8 us per 4 KiB

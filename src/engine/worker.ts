@@ -23,7 +23,7 @@ function fatal(err: unknown): never {
 
 let core: EngineCore;
 try {
-  core = new EngineCore(createBackend({ threads: config.threads }), modelDir, config);
+  core = new EngineCore(createBackend({ threads: config.threads, device: config.device }), modelDir, config);
 } catch (err) {
   fatal(err);
 }
