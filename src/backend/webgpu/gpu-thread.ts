@@ -8,7 +8,7 @@
  */
 import { parentPort, workerData } from 'node:worker_threads';
 import { KERNELS, type KernelName } from './kernels.js';
-import { BufferUsage, MAP_READ, type GpuBuffer, type GpuComputePass, type GpuComputePipeline, type GpuAdapterInfo, type GpuDevice, type WebGpuModule } from './gpu-types.js';
+import { BufferUsage, MAP_READ, type GpuBuffer, type GpuComputePass, type GpuComputePipeline, type Gpu, type GpuAdapterInfo, type GpuDevice, type WebGpuModule } from './gpu-types.js';
 import { CTRL, type AdapterReport, type BatchMessage, type Binding, type Command, type GpuThreadData } from './protocol.js';
 
 const { ctrl: ctrlBuf, text: textBuf } = workerData as GpuThreadData;
@@ -36,6 +36,8 @@ function finish(seq: number, error: string | null): void {
   Atomics.notify(ctrl, CTRL.DONE);
 }
 
+/** Dawn's instance lives as long as this object is referenced: keep it for the thread's life. */
+let gpu: Gpu;
 let device: GpuDevice;
 const pipelines = new Map<KernelName, GpuComputePipeline>();
 const mirrors = new Map<number, GpuBuffer>();
@@ -84,7 +86,7 @@ async function init(): Promise<AdapterReport> {
     );
   }
   Object.assign(globalThis, mod.globals);
-  const gpu = mod.create([]);
+  gpu = mod.create([]);
   const adapter = await gpu.requestAdapter({ powerPreference: 'high-performance' });
   if (!adapter) throw new Error(noAdapterMessage(mod));
   const l = adapter.limits;
