@@ -247,6 +247,9 @@ async function runBatch(msg: BatchMessage): Promise<void> {
     new Uint8Array(msg.reply!, 0, replyBytes).set(new Uint8Array(staging.getMappedRange(0, align(replyBytes, 4)), 0, replyBytes));
     staging.unmap();
     staging.destroy();
+  } else {
+    // A batch ends when the GPU has run it (timing and ordering with the host rely on that).
+    await device.queue.onSubmittedWorkDone();
   }
 }
 

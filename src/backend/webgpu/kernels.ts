@@ -187,6 +187,45 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid:
 `;
 
 /**
+ * The same product as {@link linear} for a few rows (decode), without workgroup memory or barriers:
+ * one invocation per output column n, looping over the M rows. Each output takes exactly the
+ * operations of the tiled kernel (one accumulator, k in order, one fused multiply-add each, then
+ * bias, then the accumulate add), so which kernel ran never changes a bit: batch invariance holds
+ * across the switch. P: as {@link linear}. Dispatch (ceil(N / 64)).
+ */
+const linearRows = /* wgsl */ `${PRELUDE}
+@group(0) @binding(1) var<storage, read> X: array<f32>;
+@group(0) @binding(2) var<storage, read> W: array<f32>;
+@group(0) @binding(3) var<storage, read> BIAS: array<f32>;
+@group(0) @binding(4) var<storage, read_write> OUT: array<f32>;
+@compute @workgroup_size(64)
+fn main(@builtin(global_invocation_id) g: vec3<u32>) {
+  let M = P[0];
+  let N = P[1];
+  let K = P[2];
+  let flags = P[5];
+  let n = g.x;
+  if (n >= N) { return; }
+  for (var m = 0u; m < M; m++) {
+    var acc = 0.0;
+    for (var k = 0u; k < K; k++) {
+      var xv = X[P[3] + m * K + k];
+      if ((flags & 4u) != 0u) { xv = bf16(xv); }
+      acc = fma(xv, W[n * K + k], acc);
+    }
+    var r = acc;
+    if ((flags & 1u) != 0u) { r = r + BIAS[n]; }
+    let o = P[4] + m * N + n;
+    if ((flags & 2u) != 0u) { r = OUT[o] + r; }
+    OUT[o] = r;
+  }
+}
+`;
+
+/** Up to this many rows a linear layer runs {@link linearRows}, above it the tiled {@link linear}. */
+export const LINEAR_ROWS_MAX = 8;
+
+/**
  * Store K/V rows of T tokens into one layer's cache. Layer layout: per block [K, V], each
  * [kvHeads, blockSize, headDim].  P: T, kvDim, D, blockSize, kOffset, vOffset, flags (1: round
  * to BF16). Slot -1 skips the token. Dispatch (ceil(kvDim / 64), T).
@@ -316,7 +355,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid:
 }
 `;
 
-export const KERNELS = { gatherRows, rmsnorm, rope, siluMul, add, linear, kvWrite, copyBlocks, attention } as const;
+export const KERNELS = { gatherRows, rmsnorm, rope, siluMul, add, linear, linearRows, kvWrite, copyBlocks, attention } as const;
 export type KernelName = keyof typeof KERNELS;
 
 /** Largest head dimension the attention kernel takes (4 output dims per invocation of 64). */

@@ -33,7 +33,7 @@ import {
 } from '../backend.js';
 import type { GgmlType } from '../quant.js';
 import { createCpuBackend } from '../native.js';
-import { MAX_HEAD_DIM, type KernelName } from './kernels.js';
+import { LINEAR_ROWS_MAX, MAX_HEAD_DIM, type KernelName } from './kernels.js';
 import { CTRL, TEXT_BYTES, type AdapterReport, type Binding, type Command } from './protocol.js';
 
 /** How long the GPU thread may take to open the device and compile the kernels. */
@@ -453,7 +453,10 @@ export class WebGpuBackend implements ComputeBackend {
     const flags = (part.bias !== null ? 1 : 0) | (accumulate ? 2 : 0) | (bf16 ? 4 : 0);
     const w: Binding = { kind: 'param', id: part.w };
     const bias: Binding = part.bias !== null ? { kind: 'param', id: part.bias } : w;
-    this.dispatch('linear', [groups(part.n, 16), groups(M, 16), 1], [args([M, part.n, K, x.off, out.off, flags]), x.b, w, bias, out.b]);
+    const b = [args([M, part.n, K, x.off, out.off, flags]), x.b, w, bias, out.b];
+    // Both kernels give the same bits (see kernels.ts): the choice is speed only.
+    if (M <= LINEAR_ROWS_MAX) this.dispatch('linearRows', [groups(part.n, 64), 1, 1], b);
+    else this.dispatch('linear', [groups(part.n, 16), groups(M, 16), 1], b);
   }
 
   linearPacked(w: PackedLinearHandle, x: Float32Array, M: number, outs: Float32Array[], accumulate: boolean): void {
