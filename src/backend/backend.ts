@@ -78,6 +78,10 @@ export interface BackendDescription {
   threads: number;
   /** Kernel family or adapter name. */
   kernels: string;
+  /** A GPU's reported limits (WebGPU adapter limits such as maxStorageBufferBindingSize), for reports. */
+  limits?: Record<string, number>;
+  /** A GPU's optional features (WebGPU feature names), for reports. */
+  features?: string[];
 }
 
 export interface ComputeBackend {

@@ -164,7 +164,8 @@ export class WebGpuBackend implements ComputeBackend {
 
   describe(): BackendDescription {
     const a = this.adapter;
-    return { device: 'webgpu', threads: 1, kernels: [a.description || a.device || a.vendor, a.architecture].filter(Boolean).join(' / ') };
+    const name = [a.vendor, a.device, a.architecture, a.description].filter(Boolean).join(' / ');
+    return { device: 'webgpu', threads: 1, kernels: name || 'unnamed adapter', limits: a.limits, features: a.features };
   }
 
   // ---- batches and waiting ----
