@@ -88,7 +88,7 @@ async function init(): Promise<AdapterReport> {
   Object.assign(globalThis, mod.globals);
   gpu = mod.create([]);
   const adapter = await gpu.requestAdapter({ powerPreference: 'high-performance' });
-  if (!adapter) throw new Error(noAdapterMessage(mod));
+  if (!adapter) throw new Error(await noAdapterMessage(mod));
   const l = adapter.limits;
   const wanted = [
     'maxStorageBufferBindingSize',
@@ -129,17 +129,18 @@ async function init(): Promise<AdapterReport> {
 }
 
 /** The error for a machine without a usable adapter, naming what Dawn found. */
-function noAdapterMessage(mod: WebGpuModule): string {
-  let found = '';
+async function noAdapterMessage(mod: WebGpuModule): Promise<string> {
+  let found = 'Dawn found no adapter at all (no Vulkan loader or driver?).';
   try {
-    // Dawn lists every adapter when asked for one that does not exist.
-    mod.create(['adapter=pagewise-list-adapters']);
+    // Asked for an adapter that does not exist, Dawn refuses with the list of those it has.
+    const lister = mod.create(['adapter=pagewise-list-adapters']);
+    await lister.requestAdapter();
   } catch (e) {
-    found = (e as Error).message;
+    found = `Dawn reports: ${(e as Error).message.trim().replace(/\s*\n\s*/g, ' ')}.`;
   }
   const hint =
     'Install a GPU driver with Vulkan (Linux), Metal (macOS) or Direct3D 12 (Windows) support, or for a CPU fallback point VK_ICD_FILENAMES at SwiftShader (scripts/fetch-swiftshader.sh).';
-  return `--device webgpu: no WebGPU adapter found. ${found ? `Dawn reports: ${found.trim()}. ` : ''}${hint}`;
+  return `--device webgpu: no WebGPU adapter found. ${found} ${hint}`;
 }
 
 async function runBatch(msg: BatchMessage): Promise<void> {
