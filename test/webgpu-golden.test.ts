@@ -14,6 +14,7 @@ import { promisify } from 'node:util';
 import { LLM } from '../src/engine/llm.js';
 import { FIXTURES, fixturePath, loadGolden, type Golden } from './helpers/fixtures.js';
 import { ModelHarness } from './helpers/model-harness.js';
+import { postJson, startServer } from './helpers/server.js';
 import { webGpuForTests } from './helpers/webgpu.js';
 
 const { gpu, skip } = webGpuForTests();
@@ -128,5 +129,22 @@ describe('webgpu goldens', { skip }, () => {
     assert.deepEqual(out.token_ids, g.greedy.token_ids);
     // It ran on the adapter (the start-up line names it), not on the CPU.
     assert.ok(r.stderr.includes(gpu!.describe().kernels), r.stderr);
+  });
+
+  test('the server: /v1/completions with --device webgpu continues a story as the golden does', async () => {
+    const story = loadGolden('stories260k').text_cases![0]!;
+    const s = await startServer(
+      { model: fixturePath('stories260k'), device: 'webgpu', dtype: 'float32', kvCacheDtype: 'float32', kvCacheMemory: 16 * 1024 ** 2, threads: 1 },
+      { servedModelName: 'stories' },
+    );
+    try {
+      assert.equal(s.engine.info.isa, gpu!.describe().kernels, 'the engine runs on the adapter');
+      const r = await postJson(s.url, '/v1/completions', { prompt: story.prompt, max_tokens: 40, temperature: 0 });
+      assert.equal(r.status, 200, r.text);
+      const text = (r.json() as { choices: Array<{ text: string }> }).choices[0]!.text;
+      assert.ok(text.length > 0 && story.greedy.text_completion!.startsWith(text), `${JSON.stringify(text)} is not how the golden story goes on`);
+    } finally {
+      await s.close();
+    }
   });
 });
