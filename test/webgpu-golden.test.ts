@@ -29,13 +29,13 @@ function logsumexp(row: Float32Array): number {
 }
 
 /** The README's rules 2 and 3 over every position of one case. */
-function checkLogits(golden: Golden, caseIdx: number, logits: Float32Array, V: number, label: string): void {
+function checkLogits(golden: Golden, caseIdx: number, logits: Float32Array, V: number, label: string, tol = TOL): void {
   const c = golden.cases[caseIdx]!;
   for (let i = 0; i < c.prompt_token_ids.length; i++) {
     const row = logits.subarray(i * V, (i + 1) * V);
     const ids = c.top_k_ids[i]!;
     const gl = c.top_k_logits[i]!;
-    const bound = TOL * Math.max(1, Math.abs(gl[0]!));
+    const bound = tol * Math.max(1, Math.abs(gl[0]!));
     ids.forEach((id, j) => {
       const d = Math.abs(row[id]! - gl[j]!);
       assert.ok(d <= bound, `${label} pos ${i} id ${id}: |${row[id]} - ${gl[j]}| = ${d} > ${bound}`);
@@ -115,6 +115,16 @@ describe('webgpu goldens', { skip }, () => {
       });
     });
   }
+
+  test('llama-tiny in bfloat16 (what --dtype auto picks for its BF16 weights), BF16 KV: prompt logits within 1e-2', () => {
+    const golden = loadGolden('llama-tiny');
+    const h = new ModelHarness(fixturePath('llama-tiny'), { precision: 'bfloat16', kvDtype: 'bfloat16', blockSize: 16, backend: gpu! });
+    try {
+      golden.cases.forEach((c, i) => checkLogits(golden, i, h.logitsOf(c.prompt_token_ids), h.vocab, `llama-tiny bf16 ${c.name}`, 1e-2));
+    } finally {
+      h.close();
+    }
+  });
 
   test('the CLI: pagewise generate --device webgpu reproduces a golden greedy continuation', async () => {
     const g = loadGolden('llama-tiny').cases[1]!;
