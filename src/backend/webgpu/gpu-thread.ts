@@ -205,7 +205,7 @@ async function runBatch(msg: BatchMessage): Promise<void> {
         );
         break;
       case 'free': {
-        const map = c.what === 'param' ? params : caches;
+        const map = c.what === 'param' ? params : c.what === 'mirror' ? mirrors : caches;
         const b = map.get(c.id);
         map.delete(c.id);
         if (b) freed.push(...(Array.isArray(b) ? b : [b]));

@@ -24,7 +24,7 @@ export type Command =
   | { op: 'mirror'; id: number; init: Uint8Array }
   | { op: 'param'; id: number; data: Uint8Array }
   | { op: 'kv'; id: number; layers: number; layerBytes: number }
-  | { op: 'free'; what: 'param' | 'kv'; id: number }
+  | { op: 'free'; what: 'param' | 'kv' | 'mirror'; id: number }
   | { op: 'dispatch'; kernel: KernelName; groups: [number, number, number]; bindings: Binding[] }
   | { op: 'copy'; from: Binding; fromOffset: number; to: Binding; toOffset: number; bytes: number }
   /** Copy bytes of a mirror into the reply buffer at replyOffset. */

@@ -140,6 +140,8 @@ export class WebGpuBackend implements ComputeBackend {
   private nextId = 1;
   private reply = new SharedArrayBuffer(0);
   private readonly mirrors = new WeakMap<ArrayBufferLike, number>();
+  /** A mirror's device memory is freed once its host buffer is garbage-collected. */
+  private readonly mirrorReaper = new FinalizationRegistry<number>((id) => this.cmds.push({ op: 'free', what: 'mirror', id }));
   private readonly paramIds = new WeakMap<object, number>();
   private readonly packs = new WeakMap<object, PackInfo>();
   private readonly caches = new WeakMap<object, CacheInfo>();
@@ -234,6 +236,7 @@ export class WebGpuBackend implements ComputeBackend {
     if (id === undefined) {
       id = this.nextId++;
       this.mirrors.set(a.buffer, id);
+      this.mirrorReaper.register(a.buffer, id);
       this.record({ op: 'mirror', id, init: new Uint8Array(a.buffer.slice(0)) });
     }
     return { b: { kind: 'mirror', id }, off: a.byteOffset / 4 };
