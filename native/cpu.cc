@@ -1,15 +1,46 @@
 // CPU feature detection, the active kernel family, and portable dtype / memory helpers.
 #include <sys/mman.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <cstdlib>
 
 #include "common.h"
 
+#if PW_ARM64 && defined(__linux__)
+#include <sys/auxv.h>
+#elif PW_ARM64 && defined(__APPLE__)
+#include <sys/sysctl.h>
+#endif
+
 namespace pw {
 
 namespace {
 
+#if PW_ARM64
+CpuFeatures detect() {
+  CpuFeatures f{};
+  f.neon = true;  // Advanced SIMD is part of every AArch64 Linux and macOS target
+#if defined(__linux__)
+  // The kernel's HWCAP_ASIMDDP and HWCAP2_BF16 bits (asm/hwcap.h; spelled out for older headers).
+  constexpr unsigned long kHwcapAsimdDp = 1ul << 20, kHwcap2Bf16 = 1ul << 14;
+  f.dotprod = (getauxval(AT_HWCAP) & kHwcapAsimdDp) != 0;
+  f.bf16 = (getauxval(AT_HWCAP2) & kHwcap2Bf16) != 0;
+#elif defined(__APPLE__)
+  auto has = [](const char* name) {
+    int v = 0;
+    size_t len = sizeof(v);
+    return sysctlbyname(name, &v, &len, nullptr, 0) == 0 && v != 0;
+  };
+  f.dotprod = has("hw.optional.arm.FEAT_DotProd");
+  f.bf16 = has("hw.optional.arm.FEAT_BF16");
+#endif
+  return f;
+}
+
+Isa best_isa(const CpuFeatures& f) { return f.bf16 ? Isa::NeonBf16 : Isa::Neon; }
+
+#elif PW_X86
 CpuFeatures detect() {
   CpuFeatures f{};
   __builtin_cpu_init();
@@ -36,6 +67,11 @@ Isa best_isa(const CpuFeatures& f) {
   return Isa::Avx512Bf16;
 }
 
+#else
+CpuFeatures detect() { return CpuFeatures{}; }
+Isa best_isa(const CpuFeatures&) { return Isa::Scalar; }
+#endif
+
 std::atomic<int>& active_slot() {
   static std::atomic<int> slot{static_cast<int>(detected_isa())};
   return slot;
@@ -55,6 +91,14 @@ const CpuFeatures& cpu_features() {
 Isa detected_isa() {
   static const Isa isa = best_isa(cpu_features());
   return isa;
+}
+
+bool isa_supported(Isa isa) {
+  const Isa best = detected_isa();
+  if (isa == Isa::Scalar || isa == best) return true;
+  // The families below the best one in the same chain (common.h).
+  if (best == Isa::NeonBf16) return isa == Isa::Neon;
+  return best <= Isa::Avx512Bf16 && isa < best;
 }
 
 Isa active_isa() { return static_cast<Isa>(active_slot().load(std::memory_order_relaxed)); }
@@ -113,7 +157,11 @@ void* aligned_alloc_zeroed(size_t bytes, bool huge) {
     // Transparent huge pages where the system leaves it to us (THP "madvise" mode): large buffers
     // (packed weights, workspaces) are walked in big strides, 4 KiB pages would cost a TLB miss
     // per few rows. Not for memory first touched on the hot path (KV pools: kv_cache.cc).
+#ifdef MADV_HUGEPAGE  // Linux
     if (huge && bytes >= (size_t(2) << 20)) madvise(p, bytes, MADV_HUGEPAGE);
+#else
+    (void)huge;
+#endif
     return p;
   }
   void* p = nullptr;
@@ -123,13 +171,20 @@ void* aligned_alloc_zeroed(size_t bytes, bool huge) {
 }
 
 bool commit_pages(void* p, size_t bytes) {
+#if defined(__linux__)
 #ifndef MADV_POPULATE_WRITE
   constexpr int MADV_POPULATE_WRITE = 23;  // Linux 5.14; older kernels answer EINVAL
 #endif
-  const uintptr_t page = 4096;
+  // The system's page (16 KiB or 64 KiB on some AArch64 kernels): madvise wants it aligned.
+  static const uintptr_t page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
   const uintptr_t a = reinterpret_cast<uintptr_t>(p) & ~(page - 1);
   const uintptr_t e = reinterpret_cast<uintptr_t>(p) + bytes;
   return madvise(reinterpret_cast<void*>(a), e - a, MADV_POPULATE_WRITE) == 0;
+#else
+  (void)p;
+  (void)bytes;
+  return false;  // no such call (macOS): pages commit at first touch
+#endif
 }
 
 void aligned_free(void* p, size_t bytes) {

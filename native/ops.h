@@ -120,6 +120,8 @@ struct AttentionArgs {
   const int32_t* seq_lens;
   int64_t num_seqs, n_heads, n_kv_heads, head_dim;
   float scale;
+  int64_t sliding_window;  // > 0: a query at p sees keys p - sliding_window < j <= p only
+  float softcap;           // > 0: scores become softcap * tanh(score / softcap)
 };
 void paged_attention(const AttentionArgs& a);
 

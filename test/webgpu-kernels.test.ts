@@ -98,6 +98,28 @@ describe('webgpu kernels', { skip }, () => {
     }
   });
 
+  test('geluTanhMul, softcap and scale against the CPU, in place too', () => {
+    const rand = rng(7);
+    const [M, I, gs, us] = [3, 45, 50, 45];
+    const g = randomF32(M * gs, rand, 6);
+    const u = randomF32(M * us, rand, 2);
+    const got = onGpu(M * I, (o) => gpu!.geluTanhMul(o, g, u, M, I, gs, us));
+    const want = new Float32Array(M * I);
+    cpu.geluTanhMul(want, g, u, M, I, gs, us);
+    assert.equal(closeTo(got, want, 2e-6, 1e-7), null, 'geluTanhMul');
+    const x = randomF32(777, rand, 40);
+    const capped = onGpu(777, (o) => gpu!.softcap(o, x, 777, 1.5));
+    const cappedCpu = new Float32Array(777);
+    cpu.softcap(cappedCpu, x, 777, 1.5);
+    assert.equal(closeTo(capped, cappedCpu, 1e-6, 1e-7), null, 'softcap');
+    const scaled = Float32Array.from(x);
+    gpu!.scale(scaled, scaled, 777, 8);
+    gpu!.toHost(scaled);
+    const scaledCpu = new Float32Array(777);
+    cpu.scale(scaledCpu, x, 777, 8);
+    assert.ok(bitEqual(scaled, scaledCpu), 'scale');
+  });
+
   test('siluMul with row strides, and add', () => {
     const rand = rng(4);
     const [M, I, gs, us] = [6, 67, 70, 67];
@@ -181,12 +203,16 @@ describe('webgpu kernels', { skip }, () => {
       D: number;
       bs: number;
       dtype: DType;
+      window?: number;
+      softcap?: number;
     }
     const shapes: Array<Shape & { name: string }> = [
       { name: 'GQA 4/2 hd8 bs4 f32', nH: 4, nKv: 2, D: 8, bs: 4, dtype: DType.F32 },
       { name: 'MQA 6/1 hd40 bs1 f32', nH: 6, nKv: 1, D: 40, bs: 1, dtype: DType.F32 },
       { name: 'MHA 2/2 hd130 bs16 bf16', nH: 2, nKv: 2, D: 130, bs: 16, dtype: DType.BF16 },
       { name: 'GQA 8/2 hd64 bs16 f32', nH: 8, nKv: 2, D: 64, bs: 16, dtype: DType.F32 },
+      { name: 'GQA 4/2 hd24 bs4 window 8 softcap 1.5', nH: 4, nKv: 2, D: 24, bs: 4, dtype: DType.F32, window: 8, softcap: 1.5 },
+      { name: 'MQA 4/1 hd32 bs16 window 70 (across tiles)', nH: 4, nKv: 1, D: 32, bs: 16, dtype: DType.F32, window: 70 },
     ];
     for (const s of shapes) {
       test(`${s.name}: prefill, chunked prefill and decode against the reference and the CPU; batched = solo; shuffled blocks; copied blocks`, () => {
@@ -243,7 +269,7 @@ describe('webgpu kernels', { skip }, () => {
           });
           qsl[which.length] = off;
           const out = new Float32Array(total * qw).fill(NaN);
-          be.pagedAttention(out, q, cache, 1, t, maxBlocks, qsl, sl, which.length, s.nH, s.nKv, s.D, 1 / Math.sqrt(s.D));
+          be.pagedAttention(out, q, cache, 1, t, maxBlocks, qsl, sl, which.length, s.nH, s.nKv, s.D, 1 / Math.sqrt(s.D), s.window ?? 0, s.softcap ?? 0);
           if (be === gpu) gpu.toHost(out);
           return out;
         };
@@ -254,7 +280,8 @@ describe('webgpu kernels', { skip }, () => {
         const fullCpu = attend(cpu, cCache, all, lens);
         const round = (a: Float32Array): Float32Array | Float64Array => (s.dtype === DType.BF16 ? Float64Array.from(a, roundBf16) : a);
         let off = 0;
-        seqs.forEach((sq, i) => {
+        // The float64 reference knows no window or soft-capping; the CPU backend (tested against it) does.
+        if (!s.window && !s.softcap) seqs.forEach((sq, i) => {
           const ref = attentionRef(sq.q, round(sq.k), round(sq.v), sq.len, sq.len, s.nH, s.nKv, s.D, 1 / Math.sqrt(s.D));
           assert.equal(closeTo(full.subarray(off * qw, (off + sq.len) * qw), ref, 1e-4, 2e-5), null, `seq ${i} vs reference`);
           off += sq.len;

@@ -7,8 +7,9 @@ import { Isa, cpuBackend } from '../../src/backend/native.js';
 /** The best family this CPU has. */
 export const detectedIsa: Isa = cpuBackend().cpuInfo().detectedIsa;
 
-/** Every family up to the detected one (scalar first). */
-export const isas: Isa[] = [Isa.Scalar, Isa.Avx2, Isa.Avx512, Isa.Avx512Bf16].filter((i) => i <= detectedIsa);
+/** Every family of this architecture's chain up to the detected one (scalar first). */
+const chain: Isa[] = detectedIsa >= Isa.Neon ? [Isa.Scalar, Isa.Neon, Isa.NeonBf16] : [Isa.Scalar, Isa.Avx2, Isa.Avx512, Isa.Avx512Bf16];
+export const isas: Isa[] = chain.filter((i) => i <= detectedIsa);
 
 /** Runs fn once per supported kernel family, restoring the best one afterwards. */
 export function forEachIsa(fn: (isa: Isa) => void): void {

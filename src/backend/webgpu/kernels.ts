@@ -123,6 +123,45 @@ fn main(@builtin(global_invocation_id) g: vec3<u32>) {
 }
 `;
 
+/**
+ * out[m, i] = gelu_tanh(gate[m, i]) * up[m, i] (GeGLU, transformers' gelu_pytorch_tanh); arguments
+ * as siluMul. tanh's argument is clamped to +-15, where float32 tanh is already +-1 (some
+ * implementations overflow beyond).
+ */
+const geluTanhMul = /* wgsl */ `${PRELUDE}
+@group(0) @binding(1) var<storage, read> G: array<f32>;
+@group(0) @binding(2) var<storage, read> U: array<f32>;
+@group(0) @binding(3) var<storage, read_write> OUT: array<f32>;
+@compute @workgroup_size(64)
+fn main(@builtin(global_invocation_id) g: vec3<u32>) {
+  let I = P[1];
+  let i = g.x;
+  let m = g.y;
+  if (i >= I || m >= P[0]) { return; }
+  let x = G[P[2] + m * P[5] + i];
+  let t = tanh(clamp(0.7978845608028654 * (x + 0.044715 * x * x * x), -15.0, 15.0));
+  OUT[P[4] + m * I + i] = 0.5 * x * (1.0 + t) * U[P[3] + m * P[6] + i];
+}
+`;
+
+/**
+ * Element-wise maps: out[i] = x[i] * s (mode 0) or cap * tanh(x[i] / cap) (mode 1, soft-capping).
+ * P: n, xOffset, outOffset, mode, s or cap.  Dispatch (ceil(n / 256)).
+ */
+const map = /* wgsl */ `${PRELUDE}
+@group(0) @binding(1) var<storage, read> X: array<f32>;
+@group(0) @binding(2) var<storage, read_write> OUT: array<f32>;
+@compute @workgroup_size(256)
+fn main(@builtin(global_invocation_id) g: vec3<u32>) {
+  if (g.x >= P[0]) { return; }
+  let x = X[P[1] + g.x];
+  let c = pf(4);
+  var r = x * c;
+  if (P[3] == 1u) { r = c * tanh(clamp(x / c, -15.0, 15.0)); }
+  OUT[P[2] + g.x] = r;
+}
+`;
+
 /** out[i] = a[i] + b[i].  P: n, aOffset, bOffset, outOffset.  Dispatch (ceil(n / 256)). */
 const add = /* wgsl */ `${PRELUDE}
 @group(0) @binding(1) var<storage, read> A: array<f32>;
@@ -276,7 +315,10 @@ fn main(@builtin(global_invocation_id) g: vec3<u32>) {
  * Keys are consumed in tiles of 64 absolute positions (an online softmax across tiles; within a
  * tile every invocation reads the same scores in the same order), so a row's arithmetic depends
  * only on its own context, never on the batch, the chunking or the physical blocks.
- * P: nH, nKv, D (<= 256), blockSize, maxBlocksPerSeq, qOffset, outOffset, scale.
+ * A sliding window (P[8] > 0) keeps keys p - window < j <= p; the tiles stay at absolute
+ * positions, so a windowed row is computed alike whatever the batch too. Soft-capping (P[9] > 0)
+ * maps each scaled score to cap * tanh(score / cap).
+ * P: nH, nKv, D (<= 256), blockSize, maxBlocksPerSeq, qOffset, outOffset, scale, window, softcap.
  * Dispatch (nH, T).
  */
 const attention = /* wgsl */ `${PRELUDE}
@@ -311,37 +353,46 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid:
   var m = 0.0;
   var l = 0.0;
   var acc = array<f32, 4>(0.0, 0.0, 0.0, 0.0);
+  let window = P[8];
+  let cap = pf(9);
+  var jLo = 0u;
+  if (window > 0u && p + 1u > window) { jLo = p + 1u - window; }
+  let first = jLo / WG;
   let tiles = p / WG + 1u;
-  for (var tile = 0u; tile < tiles; tile++) {
+  for (var tile = first; tile < tiles; tile++) {
     let j0 = tile * WG;
     let j = j0 + tid;
+    // Valid keys of this tile: i in [lo, cnt).
+    var lo = 0u;
+    if (jLo > j0) { lo = jLo - j0; }
     var score = 0.0;
-    if (j <= p) {
+    if (j <= p && j >= jLo) {
       let blk = u32(TABLES[s * mb + j / bs]);
       let kb = blk * blockStride + (kvh * bs + j % bs) * D;
       var dot = 0.0;
       for (var d = 0u; d < D; d++) { dot = fma(qs[d], CACHE[kb + d], dot); }
       score = dot * scale;
+      if (cap > 0.0) { score = cap * tanh(clamp(score / cap, -15.0, 15.0)); }
       vb[tid] = kb + kvDim * bs;
     }
     sc[tid] = score;
     workgroupBarrier();
     let cnt = min(WG, p + 1u - j0);
-    var mNew = sc[0];
-    for (var i = 1u; i < cnt; i++) { mNew = max(mNew, sc[i]); }
-    if (tile > 0u) { mNew = max(m, mNew); }
+    var mNew = sc[lo];
+    for (var i = lo + 1u; i < cnt; i++) { mNew = max(mNew, sc[i]); }
+    if (tile > first) { mNew = max(m, mNew); }
     var corr = 0.0;
-    if (tile > 0u) { corr = exp(m - mNew); }
-    if (j <= p) { pw[tid] = exp(score - mNew); }
+    if (tile > first) { corr = exp(m - mNew); }
+    if (j <= p && j >= jLo) { pw[tid] = exp(score - mNew); }
     workgroupBarrier();
     var sum = 0.0;
-    for (var i = 0u; i < cnt; i++) { sum = sum + pw[i]; }
+    for (var i = lo; i < cnt; i++) { sum = sum + pw[i]; }
     l = l * corr + sum;
     for (var c = 0u; c < 4u; c++) {
       let d = tid + c * WG;
       if (d < D) {
         var a = acc[c] * corr;
-        for (var i = 0u; i < cnt; i++) { a = fma(pw[i], CACHE[vb[i] + d], a); }
+        for (var i = lo; i < cnt; i++) { a = fma(pw[i], CACHE[vb[i] + d], a); }
         acc[c] = a;
       }
     }
@@ -355,7 +406,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid:
 }
 `;
 
-export const KERNELS = { gatherRows, rmsnorm, rope, siluMul, add, linear, linearRows, kvWrite, copyBlocks, attention } as const;
+export const KERNELS = { gatherRows, rmsnorm, rope, siluMul, geluTanhMul, map, add, linear, linearRows, kvWrite, copyBlocks, attention } as const;
 export type KernelName = keyof typeof KERNELS;
 
 /** Largest head dimension the attention kernel takes (4 output dims per invocation of 64). */

@@ -359,6 +359,10 @@ export class WebGpuBackend implements ComputeBackend {
   }
 
   siluMul(out: Float32Array, gate: Float32Array, up: Float32Array, M: number, I: number, gateStride: number, upStride: number): void {
+    this.gatedMul('siluMul', out, gate, up, M, I, gateStride, upStride);
+  }
+
+  private gatedMul(kernel: 'siluMul' | 'geluTanhMul', out: Float32Array, gate: Float32Array, up: Float32Array, M: number, I: number, gateStride: number, upStride: number): void {
     checkInt('M', M, 0);
     checkInt('I', I, 1);
     checkInt('gateStride', gateStride, I);
@@ -371,7 +375,31 @@ export class WebGpuBackend implements ComputeBackend {
     const o = this.output(out);
     const g = this.inputBeside(gate, span(gateStride), [o], TEMP_ALIAS);
     const u = this.inputBeside(up, span(upStride), [o], TEMP_ALIAS + 1);
-    this.dispatch('siluMul', [groups(I, 64), M, 1], [args([M, I, g.off, u.off, o.off, gateStride, upStride]), g.b, u.b, o.b]);
+    this.dispatch(kernel, [groups(I, 64), M, 1], [args([M, I, g.off, u.off, o.off, gateStride, upStride]), g.b, u.b, o.b]);
+  }
+
+  geluTanhMul(out: Float32Array, gate: Float32Array, up: Float32Array, M: number, I: number, gateStride: number, upStride: number): void {
+    this.gatedMul('geluTanhMul', out, gate, up, M, I, gateStride, upStride);
+  }
+
+  softcap(out: Float32Array, x: Float32Array, n: number, cap: number): void {
+    if (!(cap > 0 && Number.isFinite(cap))) throw new RangeError(`cap must be > 0, got ${cap}`);
+    this.map(out, x, n, 1, cap);
+  }
+
+  scale(out: Float32Array, x: Float32Array, n: number, s: number): void {
+    if (!Number.isFinite(s)) throw new RangeError(`s must be finite, got ${s}`);
+    this.map(out, x, n, 0, s);
+  }
+
+  private map(out: Float32Array, x: Float32Array, n: number, mode: number, c: number): void {
+    checkInt('n', n, 0);
+    checkArray('x', x, Float32Array, n);
+    checkArray('out', out, Float32Array, n);
+    if (n === 0) return;
+    const o = this.output(out);
+    const xi = this.inputBeside(x, n, [o], TEMP_ALIAS);
+    this.dispatch('map', [groups(n, 256), 1, 1], [args([n, xi.off, o.off, mode, c], [4]), xi.b, o.b]);
   }
 
   add(out: Float32Array, a: Float32Array, b: Float32Array, n: number): void {
@@ -598,8 +626,12 @@ export class WebGpuBackend implements ComputeBackend {
     nKvHeads: number,
     headDim: number,
     scale: number,
+    slidingWindow: number,
+    softcap: number,
   ): void {
     const c = this.cacheInfo(cache);
+    checkInt('slidingWindow', slidingWindow, 0);
+    if (!(softcap >= 0 && Number.isFinite(softcap))) throw new RangeError(`softcap must be >= 0, got ${softcap}`);
     checkInt('layer', layer, 0);
     if (layer >= c.layers) throw new RangeError(`layer ${layer} >= ${c.layers}`);
     checkInt('numSeqs', numSeqs, 0);
@@ -627,7 +659,9 @@ export class WebGpuBackend implements ComputeBackend {
       if (!(len >= b - a)) throw new RangeError(`seqLens[${s}] = ${len} is shorter than its ${b - a} query tokens`);
       const blocks = Math.ceil(len / c.blockSize);
       if (blocks > maxBlocksPerSeq) throw new RangeError(`sequence ${s} needs ${blocks} blocks, more than maxBlocksPerSeq ${maxBlocksPerSeq}`);
-      for (let i = 0; i < blocks; i++) {
+      // Blocks wholly before the window of the first query token are never read (they may be freed).
+      const firstKey = slidingWindow > 0 ? Math.max(0, len - (b - a) + 1 - slidingWindow) : 0;
+      for (let i = Math.floor(firstKey / c.blockSize); i < blocks; i++) {
         const blk = blockTables[s * maxBlocksPerSeq + i]!;
         if (!(blk >= 0 && blk < c.numBlocks)) throw new RangeError(`blockTables[${s}][${i}] = ${blk} is outside [0, ${c.numBlocks})`);
       }
@@ -640,7 +674,7 @@ export class WebGpuBackend implements ComputeBackend {
     const o = this.output(out);
     const qi = this.inputBeside(q, T * qDim, [o], TEMP_ALIAS);
     this.dispatch('attention', [nHeads, T, 1], [
-      args([nHeads, nKvHeads, headDim, c.blockSize, maxBlocksPerSeq, qi.off, o.off, scale], [7]),
+      args([nHeads, nKvHeads, headDim, c.blockSize, maxBlocksPerSeq, qi.off, o.off, scale, slidingWindow, softcap], [7, 9]),
       qi.b,
       { kind: 'kv', id: c.id, layer },
       { kind: 'data', data: bytesOf(blockTables, numSeqs * maxBlocksPerSeq) },
