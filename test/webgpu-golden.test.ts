@@ -1,5 +1,5 @@
 /**
- * The fixture goldens through `--device webgpu` (float32 weights and KV cache): prompt logits of
+ * The fixture goldens (every architecture's fixture) through `--device webgpu` (float32 weights and KV cache): prompt logits of
  * every position within the fixtures README's float32 tolerance, exact greedy continuations
  * through the engine (all cases batched) with their log-probs, batched output equal to each case
  * run alone bit for bit, and chunked prefill / decode equal to one-shot prefill bit for bit. The
