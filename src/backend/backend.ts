@@ -78,6 +78,10 @@ export interface BackendDescription {
   threads: number;
   /** Kernel family or adapter name. */
   kernels: string;
+  /** A GPU's reported limits (WebGPU adapter limits such as maxStorageBufferBindingSize), for reports. */
+  limits?: Record<string, number>;
+  /** A GPU's optional features (WebGPU feature names), for reports. */
+  features?: string[];
 }
 
 export interface ComputeBackend {
@@ -180,6 +184,18 @@ export interface ComputeBackend {
 
   /** out[i] = x[i] * s (float32 product) for i < n; out may alias x. */
   scale(out: Float32Array, x: Float32Array, n: number, s: number): void;
+
+  /** out[r, :] = x[rows[r], :] for r < R; x is [rows, H] (rows = floor(x.length / H)). out must not overlap x. */
+  gatherRows(out: Float32Array, x: Float32Array, rows: Int32Array, R: number, H: number): void;
+
+  /**
+   * Make the host contents of `a` current. A backend that computes in another memory (a GPU)
+   * keeps what its ops write there and copies it back only here: the runner calls it on the
+   * logits, the one read back of a step, before the sampler reads them. Host code must not read
+   * an op's output without it, nor write into an array ops have written (the device copy is the
+   * truth). The CPU backend computes in place: a no-op.
+   */
+  toHost(a: Float32Array): void;
 
   /**
    * Allocate a paged KV cache: for each layer, numBlocks blocks each holding K and V of

@@ -128,7 +128,7 @@ export interface NativeHost {
 }
 
 /** Everything the addon exports. */
-type Addon = Omit<ComputeBackend, 'describe'> & CpuTestHooks & MachineBenchmarks & NativeHost;
+type Addon = Omit<ComputeBackend, 'describe' | 'gatherRows' | 'toHost'> & CpuTestHooks & MachineBenchmarks & NativeHost;
 
 function findAddon(): string {
   // Works from src/backend (tsx) and dist/backend (compiled): walk up to the package root.
@@ -169,7 +169,22 @@ export function createCpuBackend(threads: number): ComputeBackend {
   a.setThreads(threads);
   return Object.assign(Object.create(a) as Addon, {
     describe: () => ({ device: 'cpu', threads: a.getThreads(), kernels: isaNames[a.cpuInfo().activeIsa] ?? 'unknown' }),
+    gatherRows,
+    // Host memory is where the CPU backend computes: always current.
+    toHost: (_a: Float32Array): void => {},
   });
+}
+
+/** ComputeBackend.gatherRows on the host (a copy per row; not worth a native call). */
+function gatherRows(out: Float32Array, x: Float32Array, rows: Int32Array, R: number, H: number): void {
+  if (!(out instanceof Float32Array) || !(x instanceof Float32Array) || !(rows instanceof Int32Array)) throw new TypeError('gatherRows: out and x must be Float32Arrays, rows an Int32Array');
+  if (!Number.isInteger(R) || !Number.isInteger(H) || R < 0 || H < 1 || rows.length < R || out.length < R * H) throw new RangeError('gatherRows: bad R, H or array sizes');
+  const xRows = Math.floor(x.length / H);
+  for (let r = 0; r < R; r++) {
+    const i = rows[r]!;
+    if (!(i >= 0 && i < xRows)) throw new RangeError(`gatherRows: rows[${r}] = ${i} is outside [0, ${xRows})`);
+    out.set(x.subarray(i * H, i * H + H), r * H);
+  }
 }
 
 /** The CPU backend with its test hooks and microbenchmarks (tests and `pagewise bench kernels`). */

@@ -26,14 +26,17 @@ export async function benchLatency(argv: string[]): Promise<void> {
   const iters = intFlag(flags, 'iters') ?? 3;
   const cfg = makeEngineConfig({ maxNumBatchedTokens: Math.max(2048, B * inputLen), ...engineConfigFromFlags(flags) });
   const dir = await resolveModel(cfg.model, cfg.ggufFile === null ? {} : { ggufFile: cfg.ggufFile });
-  const core = new EngineCore(createBackend({ threads: cfg.threads }), dir, cfg);
+  const be = createBackend({ threads: cfg.threads, device: cfg.device });
+  const core = new EngineCore(be, dir, cfg);
+  // The CPU's bandwidth and FLOP peaks bound a CPU run only; a GPU run reports its adapter instead.
+  const cpuPeaks = cfg.device === 'cpu';
   try {
     // Every iteration takes fresh blocks; commit their memory now, as a server does while idle, so
     // the steps measure the model, not first touches of fresh memory (on a VM ~8 us per 4 KiB
     // page: ~10% of a 512-token smollm prefill).
     const blocks = (iters + 1) * B * Math.ceil((inputLen + outputLen) / core.info.config.blockSize);
     core.commitKvCache(blocks * (core.info.kvCacheBytes / core.info.numBlocks));
-    const peaksBefore = measureMachinePeaks();
+    const peaksBefore = cpuPeaks ? measureMachinePeaks() : null;
     const V = core.info.model.vocabSize;
     const prefillMs: number[] = [];
     const decodeMs: number[] = [];
@@ -64,9 +67,9 @@ export async function benchLatency(argv: string[]): Promise<void> {
       prefillMs.push(prefill);
       decodeMs.push(median(decode));
     }
-    const peaks = bestPeaks(peaksBefore, measureMachinePeaks());
+    const peaks = peaksBefore ? bestPeaks(peaksBefore, measureMachinePeaks()) : null;
     const stepBytes = core.weightBytesPerStep();
-    const boundMs = (stepBytes / (peaks.memory_bandwidth_gbs * 1e9)) * 1000;
+    const boundMs = peaks ? (stepBytes / (peaks.memory_bandwidth_gbs * 1e9)) * 1000 : null;
     const dMs = median(decodeMs);
     const out = {
       bench: 'latency',
@@ -80,10 +83,14 @@ export async function benchLatency(argv: string[]): Promise<void> {
       decode_step_ms: dMs,
       decode_tokens_per_s: B / (dMs / 1000),
       weight_bytes_per_step: stepBytes,
+      // Weights streamed per second by a decode step (the memory-bound measure on any device).
+      decode_weight_gbs: stepBytes / (dMs / 1000) / 1e9,
+      device: cfg.device,
+      ...(cfg.device === 'cpu' ? {} : { adapter: be.describe() }),
       machine_peaks: peaks,
       decode_bandwidth_bound_ms: boundMs,
-      decode_bandwidth_bound_tokens_per_s: B / (boundMs / 1000),
-      decode_fraction_of_bandwidth_bound: boundMs / dMs,
+      decode_bandwidth_bound_tokens_per_s: boundMs === null ? null : B / (boundMs / 1000),
+      decode_fraction_of_bandwidth_bound: boundMs === null ? null : boundMs / dMs,
       // Model FLOPs (2 per parameter per prompt token, the output head included: the usual
       // accounting, and the performance issue's), and the FLOPs the prefill actually executes
       // (the head for the last token only, causal attention added).

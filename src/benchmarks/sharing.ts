@@ -53,7 +53,7 @@ export async function benchSharing(argv: string[]): Promise<void> {
   const outputLen = intFlag(flags, 'output-len') ?? 128;
   const iters = intFlag(flags, 'iters') ?? 3;
   const cfg = makeEngineConfig({ maxNumBatchedTokens: Math.max(2048, inputLen), ...engineConfigFromFlags(flags) });
-  const core = new EngineCore(createBackend({ threads: cfg.threads }), await resolveModel(cfg.model, cfg.ggufFile === null ? {} : { ggufFile: cfg.ggufFile }), cfg);
+  const core = new EngineCore(createBackend({ threads: cfg.threads, device: cfg.device }), await resolveModel(cfg.model, cfg.ggufFile === null ? {} : { ggufFile: cfg.ggufFile }), cfg);
   try {
     const V = core.info.model.vocabSize;
     const prompts = makeWorkload({ numPrompts: 2 * iters + 3, dataset: 'fixed', inputLen, outputLen, seed: intFlag(flags, 'seed') ?? 0, vocabSize: V }).map((w) => w.promptTokenIds);

@@ -5,6 +5,7 @@
 import {
   ENGINE_DEFAULTS,
   type ComputeDtype,
+  type Device,
   type EngineConfig,
   type KvCacheDtype,
   type SchedulerKind,
@@ -39,6 +40,7 @@ export function parseByteSize(text: string, flag = '--kv-cache-memory'): number 
 export const ENGINE_FLAGS_HELP = `Engine options:
   --model M                    demo (default, random weights), a local HF model dir, or org/name
   --threads N                  native compute threads (default: ${ENGINE_DEFAULTS.threads}, all cores)
+  --device D                   cpu | webgpu (default cpu; webgpu needs the optional "webgpu" package)
   --dtype D                    auto | float32 | bfloat16 (default auto)
   --kv-cache-dtype D           auto | float32 | bfloat16 (default auto: follows --dtype)
   --gguf-file NAME             a GGUF file inside the --model directory or hub repository
@@ -63,6 +65,7 @@ export function engineConfigFromFlags(flags: Map<string, string | true>): Partia
   return {
     model: strFlag(flags, 'model'),
     threads: intFlag(flags, 'threads'),
+    device: strFlag(flags, 'device') as Device | undefined,
     dtype: strFlag(flags, 'dtype') as ComputeDtype | undefined,
     kvCacheDtype: strFlag(flags, 'kv-cache-dtype') as KvCacheDtype | undefined,
     ggufFile: strFlag(flags, 'gguf-file'),
@@ -85,6 +88,7 @@ export const ENGINE_FLAGS = {
   values: [
     'model',
     'threads',
+    'device',
     'dtype',
     'kv-cache-dtype',
     'quantization',

@@ -8,12 +8,16 @@ import { InvalidRequestError } from '../errors.js';
 export type ComputeDtype = 'auto' | 'float32' | 'bfloat16';
 export type KvCacheDtype = 'auto' | 'float32' | 'bfloat16';
 export type SchedulerKind = 'continuous' | 'static';
+/** Where the model computes: the CPU (native kernels) or a GPU through WebGPU (src/backend/webgpu). */
+export type Device = 'cpu' | 'webgpu';
 
 export interface EngineConfig {
   /** Model: 'demo', a local directory, or a Hugging Face id `org/name`. */
   model: string;
   /** Threads of the native pool (default: all cores). */
   threads: number;
+  /** Compute device (`--device`): `cpu` (default) or `webgpu`. */
+  device: Device;
   /**
    * Compute precision. `float32`: weights widened exactly, float32 activations. `bfloat16`:
    * BF16 weights and BF16-rounded matmul inputs with float32 accumulation. `auto`: bfloat16 for
@@ -53,6 +57,7 @@ export interface EngineConfig {
 export const ENGINE_DEFAULTS: EngineConfig = {
   model: 'demo',
   threads: availableParallelism(),
+  device: 'cpu',
   dtype: 'auto',
   kvCacheDtype: 'auto',
   quantization: null,
@@ -86,6 +91,7 @@ export function makeEngineConfig(input: Partial<EngineConfig> = {}): EngineConfi
   const c: EngineConfig = { ...ENGINE_DEFAULTS, ...defined };
   if (typeof c.model !== 'string' || c.model.length === 0) throw new InvalidRequestError('model must be a non-empty string', { param: 'model' });
   checkInt('threads', c.threads, 1, 1024);
+  if (c.device !== 'cpu' && c.device !== 'webgpu') throw new InvalidRequestError(`device must be cpu or webgpu, got ${String(c.device)}`, { param: 'device' });
   if (!['auto', 'float32', 'bfloat16'].includes(c.dtype)) throw new InvalidRequestError(`dtype must be auto, float32 or bfloat16, got ${c.dtype}`, { param: 'dtype' });
   if (c.quantization !== null && c.quantization !== 'q8_0' && c.quantization !== 'q4_0') {
     throw new InvalidRequestError(`quantization must be q8_0 or q4_0, got ${String(c.quantization)}`, { param: 'quantization' });

@@ -23,7 +23,7 @@ function fatal(err: unknown): never {
 
 let core: EngineCore;
 try {
-  core = new EngineCore(createBackend({ threads: config.threads }), modelDir, config, (read, total) => post({ type: 'loading', read, total }));
+  core = new EngineCore(createBackend({ threads: config.threads, device: config.device }), modelDir, config, (read, total) => post({ type: 'loading', read, total }));
 } catch (err) {
   fatal(err);
 }

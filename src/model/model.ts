@@ -39,7 +39,7 @@ export class CausalLM {
   private readonly maxTokens: number;
 
   constructor(
-    be: ComputeBackend,
+    private readonly be: ComputeBackend,
     readonly cfg: ModelConfig,
     weights: WeightSource,
     readonly opts: ModelOptions,
@@ -73,7 +73,7 @@ export class CausalLM {
     for (const layer of this.parts.layers) layer.forward(x, step);
     const R = rows.length;
     const sel = out.subarray(0, R * H);
-    for (let r = 0; r < R; r++) sel.set(x.subarray(rows[r]! * H, rows[r]! * H + H), r * H);
+    this.be.gatherRows(sel, x, rows, R, H);
     this.parts.finalNorm.apply(sel, sel, R);
   }
 

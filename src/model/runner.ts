@@ -116,6 +116,7 @@ export class ModelRunner {
     const H = this.model.cfg.hiddenSize;
     const out = this.logitsBuf.subarray(0, count * this.model.cfg.vocabSize);
     this.model.logits(this.hidden.subarray(first * H, (first + count) * H), count, out);
+    this.be.toHost(out);
     return out;
   }
 }

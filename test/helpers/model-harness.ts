@@ -3,7 +3,7 @@
  * position: what the fixture goldens pin. The prompt can be fed in chunks to exercise prefill with
  * cached context and decode.
  */
-import { DType, type KvCacheHandle } from '../../src/backend/backend.js';
+import { DType, type ComputeBackend, type KvCacheHandle } from '../../src/backend/backend.js';
 import { cpuBackend } from '../../src/backend/native.js';
 import type { Sequence } from '../../src/engine/sequence.js';
 import { KVCacheManager, type KvSequence } from '../../src/kv/kv-cache-manager.js';
@@ -19,6 +19,8 @@ export interface HarnessOptions {
   chunk?: number;
   numBlocks?: number;
   maxTokens?: number;
+  /** Default: the CPU backend. */
+  backend?: ComputeBackend;
 }
 
 export class ModelHarness {
@@ -27,18 +29,20 @@ export class ModelHarness {
   readonly runner: ModelRunner;
   readonly cache: KvCacheHandle;
   readonly vocab: number;
+  private readonly be: ComputeBackend;
 
   constructor(dir: string, readonly opts: HarnessOptions) {
+    const be = (this.be = opts.backend ?? cpuBackend());
     const { config: cfg, weights } = openModelPackage(dir);
     const bs = opts.blockSize ?? 16;
     const maxTokens = opts.maxTokens ?? 512;
     const numBlocks = opts.numBlocks ?? Math.ceil(1024 / bs) * 4;
-    this.model = new CausalLM(cpuBackend(), cfg, weights, { precision: opts.precision, maxTokens });
+    this.model = new CausalLM(be, cfg, weights, { precision: opts.precision, maxTokens });
     const dt = opts.kvDtype === 'bfloat16' ? DType.BF16 : DType.F32;
     const layout = this.model.kvLayout;
-    this.cache = cpuBackend().kvCacheCreate(layout.slots, numBlocks, bs, cfg.numKvHeads, cfg.headDim, dt);
+    this.cache = be.kvCacheCreate(layout.slots, numBlocks, bs, cfg.numKvHeads, cfg.headDim, dt);
     this.kv = new KVCacheManager(numBlocks, bs, false, layout);
-    this.runner = new ModelRunner(cpuBackend(), this.model, this.cache, { blockSize: bs, maxTokens, maxSeqs: 8, maxBlocksPerSeq: Math.ceil(4096 / bs) });
+    this.runner = new ModelRunner(be, this.model, this.cache, { blockSize: bs, maxTokens, maxSeqs: 8, maxBlocksPerSeq: Math.ceil(4096 / bs) });
     this.vocab = cfg.vocabSize;
   }
 
@@ -67,6 +71,6 @@ export class ModelHarness {
   }
 
   close(): void {
-    cpuBackend().kvCacheFree(this.cache);
+    this.be.kvCacheFree(this.cache);
   }
 }

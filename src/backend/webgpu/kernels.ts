@@ -1,0 +1,410 @@
+/**
+ * The WGSL compute kernels of the WebGPU backend, float32 throughout. Every kernel reads its scalar
+ * arguments from a small read-only storage array `P` (binding 0; float arguments as their bits) and
+ * addresses its arrays with element offsets from `P`, so the host can pass views into larger
+ * buffers (the activation mirrors) without binding-offset alignment rules.
+ *
+ * Batch invariance: each output element is computed by one invocation (or one workgroup for a
+ * row reduction) in an order fixed by the element's own coordinates and the problem's fixed
+ * sizes (K, H, head dim), never by the number of rows in the batch: no atomics, no split of a
+ * reduction chosen by batch size. Batched rows therefore equal solo rows bit for bit.
+ */
+
+/** Shared prelude: the argument array and the bfloat16 rounding used by BF16 precision and BF16 KV. */
+const PRELUDE = /* wgsl */ `
+@group(0) @binding(0) var<storage, read> P: array<u32>;
+fn pf(i: u32) -> f32 { return bitcast<f32>(P[i]); }
+// Round a float32 to the nearest bfloat16 (ties to even), kept in a float32.
+fn bf16(x: f32) -> f32 {
+  let b = bitcast<u32>(x);
+  return bitcast<f32>((b + 0x7fffu + ((b >> 16u) & 1u)) & 0xffff0000u);
+}
+`;
+
+/**
+ * out[t, i] = table[ids[t], i].  P: T, H, outOffset.  Dispatch (ceil(H / 64), T).
+ * Also the row gather of the final hidden states (ids = row indices into a [rows, H] matrix at
+ * table offset P[3]).
+ */
+const gatherRows = /* wgsl */ `${PRELUDE}
+@group(0) @binding(1) var<storage, read> IDS: array<i32>;
+@group(0) @binding(2) var<storage, read> TABLE: array<f32>;
+@group(0) @binding(3) var<storage, read_write> OUT: array<f32>;
+@compute @workgroup_size(64)
+fn main(@builtin(global_invocation_id) g: vec3<u32>) {
+  let H = P[1];
+  let i = g.x;
+  let t = g.y;
+  if (i >= H || t >= P[0]) { return; }
+  OUT[P[2] + t * H + i] = TABLE[P[3] + u32(IDS[t]) * H + i];
+}
+`;
+
+/**
+ * out[m, :] = x[m, :] / sqrt(mean(x[m, :]^2) + eps) * w.  P: H, xOffset, outOffset, eps.
+ * One workgroup per row: strided partial sums of squares, then a fixed tree. Dispatch (M).
+ */
+const rmsnorm = /* wgsl */ `${PRELUDE}
+@group(0) @binding(1) var<storage, read> X: array<f32>;
+@group(0) @binding(2) var<storage, read> WT: array<f32>;
+@group(0) @binding(3) var<storage, read_write> OUT: array<f32>;
+var<workgroup> red: array<f32, 256>;
+@compute @workgroup_size(256)
+fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+  let H = P[0];
+  let xb = P[1] + wg.x * H;
+  let ob = P[2] + wg.x * H;
+  var s = 0.0;
+  for (var i = lid.x; i < H; i += 256u) { let v = X[xb + i]; s = fma(v, v, s); }
+  red[lid.x] = s;
+  workgroupBarrier();
+  for (var w = 128u; w > 0u; w >>= 1u) {
+    if (lid.x < w) { red[lid.x] = red[lid.x] + red[lid.x + w]; }
+    workgroupBarrier();
+  }
+  let r = 1.0 / sqrt(red[0] / f32(H) + pf(3));
+  for (var i = lid.x; i < H; i += 256u) { OUT[ob + i] = X[xb + i] * r * WT[i]; }
+}
+`;
+
+/**
+ * Rotary embedding (rotate_half) in place on q [T, nH*D] and k [T, nKv*D] with the step's angle
+ * table cs [T, D] (cos half, sin half).  P: T, nH, nKv, D, qOffset, kOffset, csOffset.
+ * Dispatch (ceil((nH + nKv) * D/2 / 64), T).
+ */
+const rope = /* wgsl */ `${PRELUDE}
+@group(0) @binding(1) var<storage, read> CS: array<f32>;
+@group(0) @binding(2) var<storage, read_write> Q: array<f32>;
+@group(0) @binding(3) var<storage, read_write> K: array<f32>;
+@compute @workgroup_size(64)
+fn main(@builtin(global_invocation_id) g: vec3<u32>) {
+  let nH = P[1];
+  let nKv = P[2];
+  let D = P[3];
+  let half = D / 2u;
+  let t = g.y;
+  if (g.x >= (nH + nKv) * half || t >= P[0]) { return; }
+  let h = g.x / half;
+  let i = g.x % half;
+  let c = CS[P[6] + t * D + i];
+  let s = CS[P[6] + t * D + half + i];
+  if (h < nH) {
+    let b = P[4] + (t * nH + h) * D;
+    let x1 = Q[b + i];
+    let x2 = Q[b + i + half];
+    Q[b + i] = x1 * c - x2 * s;
+    Q[b + i + half] = x2 * c + x1 * s;
+  } else {
+    let b = P[5] + (t * nKv + h - nH) * D;
+    let x1 = K[b + i];
+    let x2 = K[b + i + half];
+    K[b + i] = x1 * c - x2 * s;
+    K[b + i + half] = x2 * c + x1 * s;
+  }
+}
+`;
+
+/**
+ * out[m, i] = silu(gate[m, i]) * up[m, i].  P: M, I, gateOffset, upOffset, outOffset,
+ * gateStride, upStride.  Dispatch (ceil(I / 64), M).
+ */
+const siluMul = /* wgsl */ `${PRELUDE}
+@group(0) @binding(1) var<storage, read> G: array<f32>;
+@group(0) @binding(2) var<storage, read> U: array<f32>;
+@group(0) @binding(3) var<storage, read_write> OUT: array<f32>;
+@compute @workgroup_size(64)
+fn main(@builtin(global_invocation_id) g: vec3<u32>) {
+  let I = P[1];
+  let i = g.x;
+  let m = g.y;
+  if (i >= I || m >= P[0]) { return; }
+  let x = G[P[2] + m * P[5] + i];
+  OUT[P[4] + m * I + i] = x / (1.0 + exp(-x)) * U[P[3] + m * P[6] + i];
+}
+`;
+
+/** out[m, i] = gelu_tanh(gate[m, i]) * up[m, i] (GeGLU, transformers' gelu_pytorch_tanh); arguments as siluMul. */
+const geluTanhMul = /* wgsl */ `${PRELUDE}
+@group(0) @binding(1) var<storage, read> G: array<f32>;
+@group(0) @binding(2) var<storage, read> U: array<f32>;
+@group(0) @binding(3) var<storage, read_write> OUT: array<f32>;
+@compute @workgroup_size(64)
+fn main(@builtin(global_invocation_id) g: vec3<u32>) {
+  let I = P[1];
+  let i = g.x;
+  let m = g.y;
+  if (i >= I || m >= P[0]) { return; }
+  let x = G[P[2] + m * P[5] + i];
+  // 0.5 x (1 + tanh(u)) = x / (1 + exp(-2u)): no cancellation where tanh(u) is near -1.
+  let u = 0.7978845608028654 * (x + 0.044715 * x * x * x);
+  OUT[P[4] + m * I + i] = x / (1.0 + exp(-2.0 * u)) * U[P[3] + m * P[6] + i];
+}
+`;
+
+/**
+ * Element-wise maps: out[i] = x[i] * s (mode 0) or cap * tanh(x[i] / cap) (mode 1, soft-capping).
+ * P: n, xOffset, outOffset, mode, s or cap.  Dispatch (ceil(n / 256)).
+ */
+const map = /* wgsl */ `${PRELUDE}
+@group(0) @binding(1) var<storage, read> X: array<f32>;
+@group(0) @binding(2) var<storage, read_write> OUT: array<f32>;
+@compute @workgroup_size(256)
+fn main(@builtin(global_invocation_id) g: vec3<u32>) {
+  if (g.x >= P[0]) { return; }
+  let x = X[P[1] + g.x];
+  let c = pf(4);
+  var r = x * c;
+  if (P[3] == 1u) { r = c * tanh(clamp(x / c, -15.0, 15.0)); }
+  OUT[P[2] + g.x] = r;
+}
+`;
+
+/** out[i] = a[i] + b[i].  P: n, aOffset, bOffset, outOffset.  Dispatch (ceil(n / 256)). */
+const add = /* wgsl */ `${PRELUDE}
+@group(0) @binding(1) var<storage, read> A: array<f32>;
+@group(0) @binding(2) var<storage, read> B: array<f32>;
+@group(0) @binding(3) var<storage, read_write> OUT: array<f32>;
+@compute @workgroup_size(256)
+fn main(@builtin(global_invocation_id) g: vec3<u32>) {
+  if (g.x >= P[0]) { return; }
+  OUT[P[3] + g.x] = A[P[1] + g.x] + B[P[2] + g.x];
+}
+`;
+
+/**
+ * out[m, n] (+)= sum_k x[m, k] w[n, k] (+ bias[n]), w [N, K] row-major (Hugging Face layout).
+ * P: M, N, K, xOffset, outOffset, flags (1: bias, 2: accumulate into out, 4: round x to BF16).
+ * 16 x 16 outputs per workgroup; x and w tiles of 16 k staged in workgroup memory. Each output is
+ * one accumulator taking k = 0, 1, ..., K-1 in order with one fused multiply-add each, whatever M
+ * or the tile it falls in. Dispatch (ceil(N / 16), ceil(M / 16)).
+ */
+const linear = /* wgsl */ `${PRELUDE}
+@group(0) @binding(1) var<storage, read> X: array<f32>;
+@group(0) @binding(2) var<storage, read> W: array<f32>;
+@group(0) @binding(3) var<storage, read> BIAS: array<f32>;
+@group(0) @binding(4) var<storage, read_write> OUT: array<f32>;
+const TS: u32 = 16u;
+var<workgroup> xs: array<array<f32, 16>, 16>;
+var<workgroup> ws: array<array<f32, 17>, 16>;
+@compute @workgroup_size(16, 16)
+fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+  let M = P[0];
+  let N = P[1];
+  let K = P[2];
+  let flags = P[5];
+  let m = wg.y * TS + lid.y;
+  let n = wg.x * TS + lid.x;
+  let wn = wg.x * TS + lid.y;
+  var acc = 0.0;
+  for (var k0 = 0u; k0 < K; k0 += TS) {
+    let k = k0 + lid.x;
+    var xv = 0.0;
+    if (m < M && k < K) {
+      xv = X[P[3] + m * K + k];
+      if ((flags & 4u) != 0u) { xv = bf16(xv); }
+    }
+    xs[lid.y][lid.x] = xv;
+    var wv = 0.0;
+    if (wn < N && k < K) { wv = W[wn * K + k]; }
+    ws[lid.y][lid.x] = wv;
+    workgroupBarrier();
+    let kn = min(TS, K - k0);
+    for (var kk = 0u; kk < kn; kk++) { acc = fma(xs[lid.y][kk], ws[lid.x][kk], acc); }
+    workgroupBarrier();
+  }
+  if (m < M && n < N) {
+    var r = acc;
+    if ((flags & 1u) != 0u) { r = r + BIAS[n]; }
+    let o = P[4] + m * N + n;
+    if ((flags & 2u) != 0u) { r = OUT[o] + r; }
+    OUT[o] = r;
+  }
+}
+`;
+
+/**
+ * The same product as {@link linear} for a few rows (decode), without workgroup memory or barriers:
+ * one invocation per output column n, looping over the M rows. Each output takes exactly the
+ * operations of the tiled kernel (one accumulator, k in order, one fused multiply-add each, then
+ * bias, then the accumulate add), so which kernel ran never changes a bit: batch invariance holds
+ * across the switch. P: as {@link linear}. Dispatch (ceil(N / 64)).
+ */
+const linearRows = /* wgsl */ `${PRELUDE}
+@group(0) @binding(1) var<storage, read> X: array<f32>;
+@group(0) @binding(2) var<storage, read> W: array<f32>;
+@group(0) @binding(3) var<storage, read> BIAS: array<f32>;
+@group(0) @binding(4) var<storage, read_write> OUT: array<f32>;
+@compute @workgroup_size(64)
+fn main(@builtin(global_invocation_id) g: vec3<u32>) {
+  let M = P[0];
+  let N = P[1];
+  let K = P[2];
+  let flags = P[5];
+  let n = g.x;
+  if (n >= N) { return; }
+  for (var m = 0u; m < M; m++) {
+    var acc = 0.0;
+    for (var k = 0u; k < K; k++) {
+      var xv = X[P[3] + m * K + k];
+      if ((flags & 4u) != 0u) { xv = bf16(xv); }
+      acc = fma(xv, W[n * K + k], acc);
+    }
+    var r = acc;
+    if ((flags & 1u) != 0u) { r = r + BIAS[n]; }
+    let o = P[4] + m * N + n;
+    if ((flags & 2u) != 0u) { r = OUT[o] + r; }
+    OUT[o] = r;
+  }
+}
+`;
+
+/** Up to this many rows a linear layer runs {@link linearRows}, above it the tiled {@link linear}. */
+export const LINEAR_ROWS_MAX = 8;
+
+/**
+ * Store K/V rows of T tokens into one layer's cache. Layer layout: per block [K, V], each
+ * [kvHeads, blockSize, headDim].  P: T, kvDim, D, blockSize, kOffset, vOffset, flags (1: round
+ * to BF16). Slot -1 skips the token. Dispatch (ceil(kvDim / 64), T).
+ */
+const kvWrite = /* wgsl */ `${PRELUDE}
+@group(0) @binding(1) var<storage, read> KIN: array<f32>;
+@group(0) @binding(2) var<storage, read> VIN: array<f32>;
+@group(0) @binding(3) var<storage, read> SLOTS: array<i32>;
+@group(0) @binding(4) var<storage, read_write> CACHE: array<f32>;
+@compute @workgroup_size(64)
+fn main(@builtin(global_invocation_id) g: vec3<u32>) {
+  let kvDim = P[1];
+  let D = P[2];
+  let bs = P[3];
+  let j = g.x;
+  let t = g.y;
+  if (j >= kvDim || t >= P[0]) { return; }
+  let slot = SLOTS[t];
+  if (slot < 0) { return; }
+  let blk = u32(slot) / bs;
+  let off = u32(slot) % bs;
+  let at = blk * 2u * kvDim * bs + ((j / D) * bs + off) * D + j % D;
+  var k = KIN[P[4] + t * kvDim + j];
+  var v = VIN[P[5] + t * kvDim + j];
+  if ((P[6] & 1u) != 0u) { k = bf16(k); v = bf16(v); }
+  CACHE[at] = k;
+  CACHE[at + kvDim * bs] = v;
+}
+`;
+
+/** Copy whole blocks of one layer: pairs [src0, dst0, src1, dst1, ...].  P: pairs, blockWords.  Dispatch (ceil(words / 256), pairs). */
+const copyBlocks = /* wgsl */ `${PRELUDE}
+@group(0) @binding(1) var<storage, read> PAIRS: array<i32>;
+@group(0) @binding(2) var<storage, read_write> CACHE: array<f32>;
+@compute @workgroup_size(256)
+fn main(@builtin(global_invocation_id) g: vec3<u32>) {
+  let words = P[1];
+  if (g.x >= words || g.y >= P[0]) { return; }
+  let src = u32(PAIRS[2u * g.y]);
+  let dst = u32(PAIRS[2u * g.y + 1u]);
+  CACHE[dst * words + g.x] = CACHE[src * words + g.x];
+}
+`;
+
+/**
+ * Paged attention, one workgroup of 64 per (query head, query token). INFO holds each token's
+ * [sequence, absolute position]; keys 0..position are read through the sequence's block table.
+ * Keys are consumed in tiles of 64 absolute positions (an online softmax across tiles; within a
+ * tile every invocation reads the same scores in the same order), so a row's arithmetic depends
+ * only on its own context, never on the batch, the chunking or the physical blocks.
+ * A sliding window (P[8] > 0) keeps keys p - window < j <= p; the tiles stay at absolute
+ * positions, so a windowed row is computed alike whatever the batch too. Soft-capping (P[9] > 0)
+ * maps each scaled score to cap * tanh(score / cap).
+ * P: nH, nKv, D (<= 256), blockSize, maxBlocksPerSeq, qOffset, outOffset, scale, window, softcap.
+ * Dispatch (nH, T).
+ */
+const attention = /* wgsl */ `${PRELUDE}
+@group(0) @binding(1) var<storage, read> Q: array<f32>;
+@group(0) @binding(2) var<storage, read> CACHE: array<f32>;
+@group(0) @binding(3) var<storage, read> TABLES: array<i32>;
+@group(0) @binding(4) var<storage, read> INFO: array<i32>;
+@group(0) @binding(5) var<storage, read_write> OUT: array<f32>;
+const WG: u32 = 64u;
+var<workgroup> qs: array<f32, 256>;
+var<workgroup> sc: array<f32, 64>;
+var<workgroup> pw: array<f32, 64>;
+var<workgroup> vb: array<u32, 64>;
+@compute @workgroup_size(64)
+fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+  let nH = P[0];
+  let nKv = P[1];
+  let D = P[2];
+  let bs = P[3];
+  let mb = P[4];
+  let scale = pf(7);
+  let h = wg.x;
+  let t = wg.y;
+  let tid = lid.x;
+  let s = u32(INFO[2u * t]);
+  let p = u32(INFO[2u * t + 1u]);
+  let kvh = h / (nH / nKv);
+  let kvDim = nKv * D;
+  let blockStride = 2u * kvDim * bs;
+  for (var d = tid; d < D; d += WG) { qs[d] = Q[P[5] + (t * nH + h) * D + d]; }
+  workgroupBarrier();
+  var m = 0.0;
+  var l = 0.0;
+  var acc = array<f32, 4>(0.0, 0.0, 0.0, 0.0);
+  let window = P[8];
+  let cap = pf(9);
+  var jLo = 0u;
+  if (window > 0u && p + 1u > window) { jLo = p + 1u - window; }
+  let first = jLo / WG;
+  let tiles = p / WG + 1u;
+  for (var tile = first; tile < tiles; tile++) {
+    let j0 = tile * WG;
+    let j = j0 + tid;
+    // Valid keys of this tile: i in [lo, cnt).
+    var lo = 0u;
+    if (jLo > j0) { lo = jLo - j0; }
+    var score = 0.0;
+    if (j <= p && j >= jLo) {
+      let blk = u32(TABLES[s * mb + j / bs]);
+      let kb = blk * blockStride + (kvh * bs + j % bs) * D;
+      var dot = 0.0;
+      for (var d = 0u; d < D; d++) { dot = fma(qs[d], CACHE[kb + d], dot); }
+      score = dot * scale;
+      if (cap > 0.0) { score = cap * tanh(clamp(score / cap, -15.0, 15.0)); }
+      vb[tid] = kb + kvDim * bs;
+    }
+    sc[tid] = score;
+    workgroupBarrier();
+    let cnt = min(WG, p + 1u - j0);
+    var mNew = sc[lo];
+    for (var i = lo + 1u; i < cnt; i++) { mNew = max(mNew, sc[i]); }
+    if (tile > first) { mNew = max(m, mNew); }
+    var corr = 0.0;
+    if (tile > first) { corr = exp(m - mNew); }
+    if (j <= p && j >= jLo) { pw[tid] = exp(score - mNew); }
+    workgroupBarrier();
+    var sum = 0.0;
+    for (var i = lo; i < cnt; i++) { sum = sum + pw[i]; }
+    l = l * corr + sum;
+    for (var c = 0u; c < 4u; c++) {
+      let d = tid + c * WG;
+      if (d < D) {
+        var a = acc[c] * corr;
+        for (var i = lo; i < cnt; i++) { a = fma(pw[i], CACHE[vb[i] + d], a); }
+        acc[c] = a;
+      }
+    }
+    m = mNew;
+    workgroupBarrier();
+  }
+  for (var c = 0u; c < 4u; c++) {
+    let d = tid + c * WG;
+    if (d < D) { OUT[P[6] + (t * nH + h) * D + d] = acc[c] / l; }
+  }
+}
+`;
+
+export const KERNELS = { gatherRows, rmsnorm, rope, siluMul, geluTanhMul, map, add, linear, linearRows, kvWrite, copyBlocks, attention } as const;
+export type KernelName = keyof typeof KERNELS;
+
+/** Largest head dimension the attention kernel takes (4 output dims per invocation of 64). */
+export const MAX_HEAD_DIM = 256;

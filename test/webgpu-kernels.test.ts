@@ -1,0 +1,326 @@
+/**
+ * Every kernel of the WebGPU backend against the CPU backend and the float64 references, on
+ * awkward sizes (one row, odd widths, sizes around the kernels' tiles of 16, 64 and 256, block
+ * boundaries), plus the invariances the engine relies on: a row of a batch equals the same row
+ * alone bit for bit, physical blocks and chunking change nothing, copied blocks read alike.
+ * Runs on any adapter (SwiftShader in CI); skips with a message where there is none (see
+ * helpers/webgpu.ts).
+ */
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import { DType, MatmulPrecision, type KvCacheHandle } from '../src/backend/backend.js';
+import { cpuBackend } from '../src/backend/native.js';
+import { attentionRef, bitEqual, closeTo, embeddingRef, linearRef, randomF32, randomWeights, rmsnormRef, rng, roundBf16, siluMulRef } from './reference/ops.js';
+import { webGpuForTests } from './helpers/webgpu.js';
+
+const { gpu, skip } = webGpuForTests();
+const cpu = cpuBackend();
+
+/** Run a GPU op into a fresh output and read it back. */
+function onGpu(n: number, op: (out: Float32Array) => void): Float32Array {
+  const out = new Float32Array(n).fill(NaN);
+  op(out);
+  gpu!.toHost(out);
+  return out;
+}
+
+describe('webgpu kernels', { skip }, () => {
+  test('adapter report: name and limits', () => {
+    const d = gpu!.describe();
+    assert.equal(d.device, 'webgpu');
+    assert.ok(d.kernels.length > 0);
+    assert.ok(gpu!.adapter.limits['maxStorageBufferBindingSize']! >= 128 * 1024 * 1024);
+  });
+
+  test('embedding (F32, F16, BF16 tables) and row gather equal the CPU exactly', () => {
+    const rand = rng(1);
+    for (const dtype of [DType.F32, DType.F16, DType.BF16]) {
+      for (const [vocab, hidden] of [[37, 19], [5, 1], [300, 65]] as const) {
+        const table = randomWeights(vocab * hidden, dtype, rand);
+        const ids = Int32Array.from({ length: 7 }, () => Math.floor(rand() * vocab));
+        const got = onGpu(ids.length * hidden, (o) => gpu!.embedding(o, table, dtype, ids, hidden));
+        const want = new Float32Array(ids.length * hidden);
+        cpu.embedding(want, table, dtype, ids, hidden);
+        assert.ok(bitEqual(got, want), `embedding dtype ${dtype} ${vocab}x${hidden}`);
+        assert.equal(closeTo(got, embeddingRef(table, dtype, ids, hidden), 0), null);
+      }
+    }
+    const x = randomF32(11 * 13, rand);
+    const rows = Int32Array.from([10, 0, 3, 3]);
+    const got = onGpu(4 * 13, (o) => gpu!.gatherRows(o, x, rows, 4, 13));
+    const want = new Float32Array(4 * 13);
+    cpu.gatherRows(want, x, rows, 4, 13);
+    assert.ok(bitEqual(got, want));
+    assert.throws(() => gpu!.embedding(new Float32Array(19), randomF32(37 * 19, rand), DType.F32, Int32Array.of(37), 19), RangeError);
+  });
+
+  test('rmsnorm: widths around the workgroup of 256, in place, one row alone = in a batch', () => {
+    const rand = rng(2);
+    for (const H of [1, 7, 64, 255, 256, 257, 700]) {
+      const M = 5;
+      const x = randomF32(M * H, rand, 3);
+      const w = randomF32(H, rand);
+      const got = onGpu(M * H, (o) => gpu!.rmsnorm(o, x, w, M, H, 1e-5));
+      assert.equal(closeTo(got, rmsnormRef(x, w, M, H, 1e-5), 2e-6, 1e-7), null, `H=${H}`);
+      const alone = onGpu(H, (o) => gpu!.rmsnorm(o, x.subarray(3 * H, 4 * H), w, 1, H, 1e-5));
+      assert.ok(bitEqual(alone, got.subarray(3 * H, 4 * H)), `H=${H}: row alone differs`);
+      // In place: the output overwrites its input.
+      const inPlace = Float32Array.from(x);
+      gpu!.rmsnorm(inPlace, inPlace, w, M, H, 1e-5);
+      gpu!.toHost(inPlace);
+      assert.ok(bitEqual(inPlace, got), `H=${H}: in place differs`);
+    }
+  });
+
+  test('ropeTable + rope (rotate_half): GQA heads, large positions, against the CPU', () => {
+    const rand = rng(3);
+    for (const [nH, nKv, D] of [[4, 2, 6], [3, 3, 64], [8, 1, 128]] as const) {
+      const T = 9;
+      const positions = Int32Array.from({ length: T }, (_, t) => (t === 0 ? 0 : Math.floor(rand() * 5000)));
+      const invFreq = Float32Array.from({ length: D / 2 }, (_, i) => Math.pow(10000, (-2 * i) / D));
+      const q = randomF32(T * nH * D, rand);
+      const k = randomF32(T * nKv * D, rand);
+      const csCpu = new Float32Array(T * D);
+      cpu.ropeTable(csCpu, positions, T, invFreq);
+      const qc = Float32Array.from(q);
+      const kc = Float32Array.from(k);
+      cpu.rope(qc, kc, csCpu, T, nH, nKv, D);
+      const cs = new Float32Array(T * D);
+      gpu!.ropeTable(cs, positions, T, invFreq);
+      assert.equal(closeTo(cs, csCpu, 0, 1e-7), null, 'angle table');
+      const qg = Float32Array.from(q);
+      const kg = Float32Array.from(k);
+      gpu!.rope(qg, kg, cs, T, nH, nKv, D);
+      gpu!.toHost(qg);
+      gpu!.toHost(kg);
+      assert.equal(closeTo(qg, qc, 0, 1e-6), null, `q ${nH}/${nKv}/${D}`);
+      assert.equal(closeTo(kg, kc, 0, 1e-6), null, `k ${nH}/${nKv}/${D}`);
+    }
+  });
+
+  test('geluTanhMul, softcap and scale against the CPU, in place too', () => {
+    const rand = rng(7);
+    const [M, I, gs, us] = [3, 45, 50, 45];
+    const g = randomF32(M * gs, rand, 6);
+    const u = randomF32(M * us, rand, 2);
+    const got = onGpu(M * I, (o) => gpu!.geluTanhMul(o, g, u, M, I, gs, us));
+    const want = new Float32Array(M * I);
+    cpu.geluTanhMul(want, g, u, M, I, gs, us);
+    assert.equal(closeTo(got, want, 2e-6, 1e-7), null, 'geluTanhMul');
+    const x = randomF32(777, rand, 40);
+    const capped = onGpu(777, (o) => gpu!.softcap(o, x, 777, 1.5));
+    const cappedCpu = new Float32Array(777);
+    cpu.softcap(cappedCpu, x, 777, 1.5);
+    assert.equal(closeTo(capped, cappedCpu, 1e-6, 1e-7), null, 'softcap');
+    const scaled = Float32Array.from(x);
+    gpu!.scale(scaled, scaled, 777, 8);
+    gpu!.toHost(scaled);
+    const scaledCpu = new Float32Array(777);
+    cpu.scale(scaledCpu, x, 777, 8);
+    assert.ok(bitEqual(scaled, scaledCpu), 'scale');
+  });
+
+  test('siluMul with row strides, and add', () => {
+    const rand = rng(4);
+    const [M, I, gs, us] = [6, 67, 70, 67];
+    const g = randomF32(M * gs, rand, 4);
+    const u = randomF32(M * us, rand, 2);
+    const got = onGpu(M * I, (o) => gpu!.siluMul(o, g, u, M, I, gs, us));
+    assert.equal(closeTo(got, siluMulRef(g, u, M, I, gs, us), 1e-6, 1e-7), null);
+    const a = randomF32(1001, rand);
+    const b = randomF32(1001, rand);
+    const sum = onGpu(1001, (o) => gpu!.add(o, a, b, 1001));
+    const want = new Float32Array(1001);
+    cpu.add(want, a, b, 1001);
+    assert.ok(bitEqual(sum, want));
+  });
+
+  test('linear: tiles of 16 cut anywhere, bias, accumulate, F32/F16/BF16 weights, BF16 precision; rows alone = batched', () => {
+    const rand = rng(5);
+    const cases: Array<[number, number, number, DType, MatmulPrecision]> = [
+      [1, 1, 1, DType.F32, MatmulPrecision.F32],
+      [3, 5, 7, DType.F32, MatmulPrecision.F32],
+      [17, 33, 16, DType.F16, MatmulPrecision.F32],
+      [16, 16, 45, DType.BF16, MatmulPrecision.F32],
+      [19, 40, 96, DType.BF16, MatmulPrecision.BF16],
+      [2, 300, 64, DType.F32, MatmulPrecision.F32],
+    ];
+    for (const [M, N, K, dtype, precision] of cases) {
+      const label = `M${M} N${N} K${K} dtype ${dtype} precision ${precision}`;
+      const w = randomWeights(N * K, dtype, rand);
+      const w2 = randomWeights(3 * K, dtype, rand);
+      const bias = randomF32(N, rand);
+      const x = randomF32(M * K, rand);
+      const pack = gpu!.packLinear([{ w, n: N, bias }, { w: w2, n: 3 }], dtype, K, precision);
+      const out = new Float32Array(M * N);
+      const out2 = new Float32Array(M * 3);
+      gpu!.linearPacked(pack, x, M, [out, out2], false);
+      gpu!.toHost(out);
+      gpu!.toHost(out2);
+      const ref = linearRef(x, w, dtype, bias, M, N, K, precision);
+      assert.equal(closeTo(out, ref.out, 1, 0, Float64Array.from(ref.absSum, (a) => a * 2e-6 + 1e-7)), null, label);
+      const ref2 = linearRef(x, w2, dtype, null, M, 3, K, precision);
+      assert.equal(closeTo(out2, ref2.out, 1, 0, Float64Array.from(ref2.absSum, (a) => a * 2e-6 + 1e-7)), null, `${label} second part`);
+      // Accumulate: out += x . w^T + bias, the same bits as linear then add.
+      const acc = randomF32(M * N, rand);
+      const accGpu = Float32Array.from(acc);
+      gpu!.linearPacked(pack, x, M, [accGpu, new Float32Array(M * 3)], true);
+      gpu!.toHost(accGpu);
+      const sum = new Float32Array(M * N);
+      for (let i = 0; i < M * N; i++) sum[i] = acc[i]! + out[i]!;
+      assert.ok(bitEqual(accGpu, sum), `${label}: accumulate`);
+      for (const m of [0, M - 1]) {
+        const alone = new Float32Array(N);
+        gpu!.linearPacked(pack, x.subarray(m * K, (m + 1) * K), 1, [alone, new Float32Array(3)], false);
+        gpu!.toHost(alone);
+        assert.ok(bitEqual(alone, out.subarray(m * N, (m + 1) * N)), `${label}: row ${m} alone differs`);
+      }
+      gpu!.packedLinearFree(pack);
+      gpu!.packedLinearFree(pack);
+    }
+  });
+
+  test('gate/up pack: silu(x . gate) * (x . up), the bits of two packs + siluMul', () => {
+    const rand = rng(6);
+    const [M, I, K] = [5, 37, 29];
+    const gate = randomWeights(I * K, DType.F32, rand);
+    const up = randomWeights(I * K, DType.F32, rand);
+    const x = randomF32(M * K, rand);
+    const fused = onGpu(M * I, (o) => gpu!.linearPacked(gpu!.packGateUp(gate, up, DType.F32, I, K, MatmulPrecision.F32), x, M, [o], false));
+    const g = onGpu(M * I, (o) => gpu!.linearPacked(gpu!.packLinear([{ w: gate, n: I }], DType.F32, K, MatmulPrecision.F32), x, M, [o], false));
+    const u = onGpu(M * I, (o) => gpu!.linearPacked(gpu!.packLinear([{ w: up, n: I }], DType.F32, K, MatmulPrecision.F32), x, M, [o], false));
+    const two = onGpu(M * I, (o) => gpu!.siluMul(o, g, u, M, I, I, I));
+    assert.ok(bitEqual(fused, two));
+    const want = new Float32Array(M * I);
+    cpu.linearPacked(cpu.packGateUp(gate, up, DType.F32, I, K, MatmulPrecision.F32), x, M, [want], false);
+    assert.equal(closeTo(fused, want, 1e-5, 1e-6), null);
+  });
+
+  describe('paged KV cache and attention', () => {
+    interface Shape {
+      nH: number;
+      nKv: number;
+      D: number;
+      bs: number;
+      dtype: DType;
+      window?: number;
+      softcap?: number;
+    }
+    const shapes: Array<Shape & { name: string }> = [
+      { name: 'GQA 4/2 hd8 bs4 f32', nH: 4, nKv: 2, D: 8, bs: 4, dtype: DType.F32 },
+      { name: 'MQA 6/1 hd40 bs1 f32', nH: 6, nKv: 1, D: 40, bs: 1, dtype: DType.F32 },
+      { name: 'MHA 2/2 hd130 bs16 bf16', nH: 2, nKv: 2, D: 130, bs: 16, dtype: DType.BF16 },
+      { name: 'GQA 8/2 hd64 bs16 f32', nH: 8, nKv: 2, D: 64, bs: 16, dtype: DType.F32 },
+      { name: 'GQA 4/2 hd24 bs4 window 8 softcap 1.5', nH: 4, nKv: 2, D: 24, bs: 4, dtype: DType.F32, window: 8, softcap: 1.5 },
+      { name: 'MQA 4/1 hd32 bs16 window 70 (across tiles)', nH: 4, nKv: 1, D: 32, bs: 16, dtype: DType.F32, window: 70 },
+    ];
+    for (const s of shapes) {
+      test(`${s.name}: prefill, chunked prefill and decode against the reference and the CPU; batched = solo; shuffled blocks; copied blocks`, () => {
+        const rand = rng(s.D * 7 + s.bs);
+        const kvw = s.nKv * s.D;
+        const qw = s.nH * s.D;
+        // Lengths: one token, a block boundary, across the attention kernel's tiles of 64.
+        const lens = [1, 2 * s.bs, 65, 130 + 1];
+        const seqs = lens.map((len) => ({ len, k: randomF32(len * kvw, rand), v: randomF32(len * kvw, rand), q: randomF32(len * qw, rand, 2) }));
+        const perSeq = lens.map((l) => Math.ceil(l / s.bs));
+        const numBlocks = perSeq.reduce((a, b) => a + b, 0) + 4;
+        const maxBlocks = Math.max(...perSeq) + 1;
+        // Shuffled physical blocks.
+        const ids = Array.from({ length: numBlocks }, (_, i) => i).sort(() => rand() - 0.5);
+        const tables = new Int32Array(lens.length * maxBlocks).fill(-3);
+        let next = 0;
+        lens.forEach((_, si) => {
+          for (let b = 0; b < perSeq[si]!; b++) tables[si * maxBlocks + b] = ids[next++]!;
+        });
+        const make = (be: typeof cpu | NonNullable<typeof gpu>): KvCacheHandle => {
+          const cache = be.kvCacheCreate(2, numBlocks, s.bs, s.nKv, s.D, s.dtype);
+          seqs.forEach((sq, si) => {
+            // Write in two uneven pieces, with a skipped slot.
+            for (const [a, b] of [[0, Math.ceil(sq.len / 3)], [Math.ceil(sq.len / 3), sq.len]] as const) {
+              const n = b - a;
+              const slots = new Int32Array(n + 1).fill(-1);
+              const k = new Float32Array((n + 1) * kvw).fill(1e30);
+              const v = new Float32Array((n + 1) * kvw).fill(1e30);
+              for (let i = 0; i < n; i++) {
+                const p = a + i;
+                slots[i + 1] = tables[si * maxBlocks + Math.floor(p / s.bs)]! * s.bs + (p % s.bs);
+                k.set(sq.k.subarray(p * kvw, (p + 1) * kvw), (i + 1) * kvw);
+                v.set(sq.v.subarray(p * kvw, (p + 1) * kvw), (i + 1) * kvw);
+              }
+              be.kvCacheWrite(cache, 1, k, v, slots, n + 1);
+            }
+          });
+          return cache;
+        };
+        const attend = (be: typeof cpu | NonNullable<typeof gpu>, cache: KvCacheHandle, which: number[], qLens: number[], tbl = tables): Float32Array => {
+          const total = qLens.reduce((a, b) => a + b, 0);
+          const q = new Float32Array(total * qw);
+          const qsl = new Int32Array(which.length + 1);
+          const sl = new Int32Array(which.length);
+          const t = new Int32Array(which.length * maxBlocks);
+          let off = 0;
+          which.forEach((si, i) => {
+            const sq = seqs[si]!;
+            q.set(sq.q.subarray((sq.len - qLens[i]!) * qw, sq.len * qw), off * qw);
+            qsl[i] = off;
+            off += qLens[i]!;
+            sl[i] = sq.len;
+            t.set(tbl.subarray(si * maxBlocks, (si + 1) * maxBlocks), i * maxBlocks);
+          });
+          qsl[which.length] = off;
+          const out = new Float32Array(total * qw).fill(NaN);
+          be.pagedAttention(out, q, cache, 1, t, maxBlocks, qsl, sl, which.length, s.nH, s.nKv, s.D, 1 / Math.sqrt(s.D), s.window ?? 0, s.softcap ?? 0);
+          if (be === gpu) gpu.toHost(out);
+          return out;
+        };
+        const all = lens.map((_, i) => i);
+        const gCache = make(gpu!);
+        const cCache = make(cpu);
+        const full = attend(gpu!, gCache, all, lens);
+        const fullCpu = attend(cpu, cCache, all, lens);
+        const round = (a: Float32Array): Float32Array | Float64Array => (s.dtype === DType.BF16 ? Float64Array.from(a, roundBf16) : a);
+        let off = 0;
+        // The float64 reference knows no window or soft-capping; the CPU backend (tested against it) does.
+        if (!s.window && !s.softcap) seqs.forEach((sq, i) => {
+          const ref = attentionRef(sq.q, round(sq.k), round(sq.v), sq.len, sq.len, s.nH, s.nKv, s.D, 1 / Math.sqrt(s.D));
+          assert.equal(closeTo(full.subarray(off * qw, (off + sq.len) * qw), ref, 1e-4, 2e-5), null, `seq ${i} vs reference`);
+          off += sq.len;
+        });
+        assert.equal(closeTo(full, fullCpu, 1e-4, 2e-5), null, 'vs CPU');
+
+        const offsets = [0];
+        for (const l of lens) offsets.push(offsets[offsets.length - 1]! + l);
+        const rows = (i: number, n: number): Float32Array => full.subarray((offsets[i + 1]! - n) * qw, offsets[i + 1]! * qw);
+        // Each sequence alone, a reversed batch, chunked prefill (last 40%), decode: the same bits.
+        all.forEach((i) => assert.ok(bitEqual(attend(gpu!, gCache, [i], [lens[i]!]), rows(i, lens[i]!)), `seq ${i} alone`));
+        const rev = attend(gpu!, gCache, [3, 2, 1, 0], [lens[3]!, lens[2]!, lens[1]!, lens[0]!]);
+        assert.ok(bitEqual(rev.subarray(0, lens[3]! * qw), rows(3, lens[3]!)), 'reversed batch');
+        const tails = lens.map((l) => Math.max(1, Math.ceil(l * 0.4)));
+        const chunked = attend(gpu!, gCache, all, tails);
+        let o = 0;
+        all.forEach((i) => {
+          assert.ok(bitEqual(chunked.subarray(o * qw, (o + tails[i]!) * qw), rows(i, tails[i]!)), `chunked prefill seq ${i}`);
+          o += tails[i]!;
+        });
+        const decode = attend(gpu!, gCache, all, lens.map(() => 1));
+        all.forEach((i) => assert.ok(bitEqual(decode.subarray(i * qw, (i + 1) * qw), rows(i, 1)), `decode seq ${i}`));
+
+        // Copy-on-write: copy sequence 3's blocks to the spare blocks and read through the copies.
+        const spare = ids.slice(next, next + Math.min(4, perSeq[3]!));
+        const src = Int32Array.from(spare, (_, b) => tables[3 * maxBlocks + b]!);
+        gpu!.kvCacheCopyBlocks(gCache, src, Int32Array.from(spare));
+        const moved = Int32Array.from(tables);
+        spare.forEach((blk, b) => (moved[3 * maxBlocks + b] = blk));
+        assert.ok(bitEqual(attend(gpu!, gCache, [3], [lens[3]!], moved), rows(3, lens[3]!)), 'copied blocks');
+        assert.throws(() => gpu!.kvCacheCopyBlocks(gCache, Int32Array.of(numBlocks), Int32Array.of(0)), RangeError);
+        assert.throws(() => gpu!.kvCacheWrite(gCache, 0, new Float32Array(kvw), new Float32Array(kvw), Int32Array.of(numBlocks * s.bs), 1), RangeError);
+        gpu!.kvCacheFree(gCache);
+        cpu.kvCacheFree(cCache);
+      });
+    }
+  });
+
+  test('quantized weights are refused with a clear error', () => {
+    assert.throws(() => gpu!.packLinearQuant([{ w: new Uint8Array(34), type: 8, n: 1 }], 32), /does not run quantized/);
+  });
+});
