@@ -15,19 +15,25 @@ namespace pw {
 enum class DType : int { F32 = 0, F16 = 1, BF16 = 2 };
 
 // Kernel families, best first. Values are part of the JS contract.
-enum class Isa : int { Scalar = 0, Avx2 = 1, Avx512 = 2, Avx512Bf16 = 3 };
+// AmxBf16: the AVX512_BF16 family with BF16-precision linear ops on AMX tiles (ops_linear_amx.cc).
+enum class Isa : int { Scalar = 0, Avx2 = 1, Avx512 = 2, Avx512Bf16 = 3, AmxBf16 = 4 };
 
 // CPU features found by detect (once, at first use).
 struct CpuFeatures {
   bool avx2, fma, f16c, avx512f, avx512bw, avx512vl, avx512bf16;
+  bool amx_bf16;  // AMX-TILE and AMX-BF16, and the OS granted this process the tile data (amx.h)
 };
 const CpuFeatures& cpu_features();
 
 // Best ISA this CPU supports (detected once).
 Isa detected_isa();
 // ISA the kernels currently dispatch on (<= detected_isa(); tests lower it to exercise every path).
+// It starts at detected_isa(), or lower where the environment variable PAGEWISE_ISA names a family
+// (isa_short_name): the one switch benchmarks use to compare families in separate processes.
 Isa active_isa();
 void set_active_isa(Isa isa);
+// Lower-case name of a family ("scalar", "avx2", "avx512", "avx512bf16", "amxbf16").
+const char* isa_short_name(Isa isa);
 
 // A non-owning reference to a callable (what std::function would be without the copy, and so
 // without a heap allocation when the callable is bigger than its small buffer): valid while the

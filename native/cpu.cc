@@ -2,8 +2,11 @@
 #include <sys/mman.h>
 
 #include <atomic>
+#include <cstdio>
 #include <cstdlib>
+#include <cstring>
 
+#include "amx.h"
 #include "common.h"
 
 namespace pw {
@@ -25,6 +28,9 @@ CpuFeatures detect() {
   f.avx512bw = __builtin_cpu_supports("avx512bw");
   f.avx512vl = __builtin_cpu_supports("avx512vl");
   f.avx512bf16 = __builtin_cpu_supports("avx512bf16");
+  const AmxFeatures amx = amx_features();
+  // Asks the OS for the tile state only on CPUs that have the BF16 tiles.
+  f.amx_bf16 = amx.tile && amx.bf16 && amx_tile_data_granted();
   return f;
 }
 
@@ -33,11 +39,27 @@ Isa best_isa(const CpuFeatures& f) {
   if (!(f.avx2 && f.fma && f.f16c)) return Isa::Scalar;
   if (!(f.avx512f && f.avx512bw && f.avx512vl)) return Isa::Avx2;
   if (!f.avx512bf16) return Isa::Avx512;
-  return Isa::Avx512Bf16;
+  // The AMX family prepares activations and finishes tiles with AVX-512 (BF16 included).
+  if (!f.amx_bf16) return Isa::Avx512Bf16;
+  return Isa::AmxBf16;
+}
+
+// The family to start with: the detected one, capped by PAGEWISE_ISA (see common.h). An unknown
+// name is reported once on stderr and ignored.
+Isa initial_isa() {
+  const Isa best = detected_isa();
+  const char* e = std::getenv("PAGEWISE_ISA");
+  if (!e || !*e) return best;
+  for (int i = 0; i <= static_cast<int>(Isa::AmxBf16); i++) {
+    if (std::strcmp(e, isa_short_name(static_cast<Isa>(i))) == 0) return static_cast<int>(best) < i ? best : static_cast<Isa>(i);
+  }
+  std::fprintf(stderr, "pagewise: PAGEWISE_ISA=%s is not a kernel family (scalar, avx2, avx512, avx512bf16, amxbf16); using %s\n", e,
+               isa_short_name(best));
+  return best;
 }
 
 std::atomic<int>& active_slot() {
-  static std::atomic<int> slot{static_cast<int>(detected_isa())};
+  static std::atomic<int> slot{static_cast<int>(initial_isa())};
   return slot;
 }
 
@@ -60,6 +82,17 @@ Isa detected_isa() {
 Isa active_isa() { return static_cast<Isa>(active_slot().load(std::memory_order_relaxed)); }
 
 void set_active_isa(Isa isa) { active_slot().store(static_cast<int>(isa), std::memory_order_relaxed); }
+
+const char* isa_short_name(Isa isa) {
+  switch (isa) {
+    case Isa::Scalar: return "scalar";
+    case Isa::Avx2: return "avx2";
+    case Isa::Avx512: return "avx512";
+    case Isa::Avx512Bf16: return "avx512bf16";
+    case Isa::AmxBf16: return "amxbf16";
+  }
+  return "?";
+}
 
 float f16_to_f32(uint16_t h) {
   const uint32_t sign = static_cast<uint32_t>(h & 0x8000u) << 16;

@@ -1,6 +1,7 @@
 /**
  * The CPU backend: C++17 kernels in a node-addon-api addon (native/, built by node-gyp into
- * build/Release/pagewise.node), with run-time ISA dispatch (AVX-512 BF16 / AVX-512 / AVX2 / scalar)
+ * build/Release/pagewise.node), with run-time ISA dispatch (AMX-BF16 / AVX-512 BF16 / AVX-512 / AVX2 / scalar;
+ * PAGEWISE_ISA=<name> caps the family a process starts with, see native/common.h)
  * and its own thread pool. Besides the compute contract (`backend.ts`) the addon exposes test hooks
  * (kernel family, thread count, a plain unpacked linear, KV slot read-back), machine
  * microbenchmarks, and host services (file mapping, aligned memory).
@@ -21,6 +22,8 @@ export enum Isa {
   Avx2 = 1,
   Avx512 = 2,
   Avx512Bf16 = 3,
+  /** Avx512Bf16 with BF16-precision linear ops on AMX tiles (needs AMX-BF16 and the OS granting the tile state). */
+  AmxBf16 = 4,
 }
 
 export interface CpuInfo {
@@ -30,6 +33,8 @@ export interface CpuInfo {
   avx512f: boolean;
   avx512bw: boolean;
   avx512bf16: boolean;
+  /** AMX-TILE and AMX-BF16, with the tile state granted to this process. */
+  amxBf16: boolean;
   /** Best kernel family this CPU supports. */
   detectedIsa: Isa;
   /** Kernel family in use now. */
@@ -129,7 +134,7 @@ function addon(): Addon {
   return cached;
 }
 
-const isaNames: Record<number, string> = { [Isa.Scalar]: 'scalar', [Isa.Avx2]: 'avx2', [Isa.Avx512]: 'avx512', [Isa.Avx512Bf16]: 'avx512bf16' };
+const isaNames: Record<number, string> = { [Isa.Scalar]: 'scalar', [Isa.Avx2]: 'avx2', [Isa.Avx512]: 'avx512', [Isa.Avx512Bf16]: 'avx512bf16', [Isa.AmxBf16]: 'amxbf16' };
 
 /**
  * The CPU compute backend with its thread pool resized to `threads`. The pool and the kernel

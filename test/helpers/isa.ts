@@ -8,7 +8,7 @@ import { Isa, cpuBackend } from '../../src/backend/native.js';
 export const detectedIsa: Isa = cpuBackend().cpuInfo().detectedIsa;
 
 /** Every family up to the detected one (scalar first). */
-export const isas: Isa[] = [Isa.Scalar, Isa.Avx2, Isa.Avx512, Isa.Avx512Bf16].filter((i) => i <= detectedIsa);
+export const isas: Isa[] = [Isa.Scalar, Isa.Avx2, Isa.Avx512, Isa.Avx512Bf16, Isa.AmxBf16].filter((i) => i <= detectedIsa);
 
 /** Runs fn once per supported kernel family, restoring the best one afterwards. */
 export function forEachIsa(fn: (isa: Isa) => void): void {
