@@ -90,33 +90,41 @@ PW_INLINE void static_for(F&& f, std::integer_sequence<int, I...>) {
   (f(std::integral_constant<int, I>{}), ...);
 }
 
-// NA weight panels (each nkb k blocks of 1 KiB) x NB activation blocks (b, b + b_stride, each
-// nkb tiles): the NA x NB C tiles over all of K, stored to cbuf (tile a * NB + b at 256 floats
-// each, [16 outputs][16 rows]).
+// NA weight panels (a[i]: k block kb at kb KiB) x NB activation blocks (b + j * b_stride, the
+// same way): k blocks [kb0, kb1) into the NA x NB C tiles, which start at zero (first) or from
+// their float32 values at c + i * ci_stride + j * 256 ([16 outputs][16 rows]), where they are
+// stored back. Storing and reloading a C tile is exact, so K chunks leave every sum's sequence of
+// operations as one pass over K would.
 template <int NA, int NB>
-void amx_block(const uint8_t* const* a, const uint8_t* b, size_t b_stride, int64_t nkb, float* cbuf) {
+void amx_block(const uint8_t* const* a, const uint8_t* b, size_t b_stride, int64_t kb0, int64_t kb1, float* c,
+               size_t ci_stride, bool first) {
   constexpr int A0 = NA * NB, B0 = NA * NB + NA;
   static_assert(B0 + NB <= 8, "8 tile registers");
-  static_for([&](auto c) { tile_zero<decltype(c)::value>(); }, std::make_integer_sequence<int, NA * NB>{});
-  for (int64_t kb = 0; kb < nkb; kb++) {
+  auto ct = [&](int t) { return c + static_cast<size_t>(t / NB) * ci_stride + static_cast<size_t>(t % NB) * 256; };
+  if (first) {
+    static_for([&](auto t) { tile_zero<decltype(t)::value>(); }, std::make_integer_sequence<int, NA * NB>{});
+  } else {
+    static_for([&](auto t) { tile_load<decltype(t)::value>(ct(decltype(t)::value), 64); }, std::make_integer_sequence<int, NA * NB>{});
+  }
+  for (int64_t kb = kb0; kb < kb1; kb++) {
     const size_t off = static_cast<size_t>(kb) * kTileBytes;
     static_for([&](auto i) { tile_load<A0 + decltype(i)::value>(a[decltype(i)::value] + off, 64); },
                std::make_integer_sequence<int, NA>{});
     static_for([&](auto j) { tile_load<B0 + decltype(j)::value>(b + decltype(j)::value * b_stride + off, 64); },
                std::make_integer_sequence<int, NB>{});
     static_for(
-        [&](auto c) {
-          constexpr int i = decltype(c)::value / NB, j = decltype(c)::value % NB;
-          tile_dpbf16<decltype(c)::value, A0 + i, B0 + j>();
+        [&](auto t) {
+          constexpr int i = decltype(t)::value / NB, j = decltype(t)::value % NB;
+          tile_dpbf16<decltype(t)::value, A0 + i, B0 + j>();
         },
         std::make_integer_sequence<int, NA * NB>{});
   }
-  static_for([&](auto c) { tile_store<decltype(c)::value>(cbuf + decltype(c)::value * 256, 64); },
-             std::make_integer_sequence<int, NA * NB>{});
+  static_for([&](auto t) { tile_store<decltype(t)::value>(ct(decltype(t)::value), 64); }, std::make_integer_sequence<int, NA * NB>{});
 }
 
-using BlockFn = void (*)(const uint8_t* const*, const uint8_t*, size_t, int64_t, float*);
+using BlockFn = void (*)(const uint8_t* const*, const uint8_t*, size_t, int64_t, int64_t, float*, size_t, bool);
 constexpr int kMaxNA = 3;
+constexpr int64_t kSubPanels = 8;  // panels whose C tiles a work item keeps while it walks K
 // block_fns[na - 1][nb - 1]; nb = 2 only with na <= 2.
 const BlockFn block_fns[kMaxNA][2] = {
     {amx_block<1, 1>, amx_block<1, 2>}, {amx_block<2, 1>, amx_block<2, 2>}, {amx_block<3, 1>, nullptr}};
@@ -287,29 +295,44 @@ struct Items {
   PW_AVX512 void run(int64_t item) const {
     const int64_t pa = item / nmc * pchunk, pz = std::min(np, pa + pchunk);
     const int64_t ma = item % nmc * mchunk, mz = std::min(nmb, ma + mchunk);
+    const int64_t nm = mz - ma;
     // Two activation blocks or more: 2 x 2 tiles; one: 3 panels at a time (3 C tiles in flight).
-    const int na_max = mz - ma >= 2 ? 2 : kMaxNA;
-    thread_local std::vector<uint8_t> pbuf;
-    uint8_t* pb = scratch(pbuf, kMaxNA * panel_bytes);
-    alignas(64) float cbuf[4 * 256];
+    const int na_max = nm >= 2 ? 2 : kMaxNA;
+    // K in chunks of 8 k blocks: a pair of activation blocks' chunk (16 KiB) stays in L1 while the
+    // sub-range's panels pass, each panel pair's chunk (16 KiB) read from L2; over all of K at once,
+    // a panel pair and an activation pair outgrow L1 from K ~ 400 up. A single activation block
+    // has nothing to keep: one pass.
+    const int64_t kc = nm >= 2 ? 8 : nkb;
+    thread_local std::vector<uint8_t> pbuf, cvec;
+    uint8_t* pb = scratch(pbuf, kSubPanels * panel_bytes);
+    float* cb = reinterpret_cast<float*>(scratch(cvec, static_cast<size_t>(kSubPanels * nm) * kTileBytes));
     TileScope tiles;
-    for (int64_t p = pa; p < pz; p += na_max) {
-      const int na = static_cast<int>(std::min<int64_t>(na_max, pz - p));
-      const uint8_t* a[kMaxNA];
-      for (int i = 0; i < na; i++) a[i] = src(p + i, pb + static_cast<size_t>(i) * panel_bytes);
-      for (int64_t mb = ma; mb < mz;) {
-        const int nb = na_max == 2 ? static_cast<int>(std::min<int64_t>(2, mz - mb)) : 1;
-        block_fns[na - 1][nb - 1](a, xt + static_cast<size_t>(mb) * panel_bytes, panel_bytes, nkb, cbuf);
-        for (int i = 0; i < na; i++) {
-          for (int j = 0; j < nb; j++) {
-            const int64_t m0 = 16 * (mb + j);
-            const int rows = static_cast<int>(std::min<int64_t>(16, M - m0));
-            __m512 v[16];
-            tile_rows(cbuf + (i * nb + j) * 256, rows, v);
-            for (int r = 0; r < rows; r++) epi(p + i, m0 + r, v[r]);
+    for (int64_t ps = pa; ps < pz; ps += kSubPanels) {
+      const int64_t pe = std::min(pz, ps + kSubPanels);
+      const uint8_t* a[kSubPanels];
+      for (int64_t p = ps; p < pe; p++) a[p - ps] = src(p, pb + static_cast<size_t>(p - ps) * panel_bytes);
+      for (int64_t kb0 = 0; kb0 < nkb; kb0 += kc) {
+        const int64_t kb1 = std::min(nkb, kb0 + kc);
+        for (int64_t mb = ma; mb < mz;) {
+          const int nb = na_max == 2 ? static_cast<int>(std::min<int64_t>(2, mz - mb)) : 1;
+          for (int64_t p = ps; p < pe;) {
+            const int na = static_cast<int>(std::min<int64_t>(nb == 2 ? 2 : kMaxNA, pe - p));
+            float* c = cb + static_cast<size_t>((p - ps) * nm + (mb - ma)) * 256;
+            block_fns[na - 1][nb - 1](a + (p - ps), xt + static_cast<size_t>(mb) * panel_bytes, panel_bytes, kb0, kb1, c,
+                                      static_cast<size_t>(nm) * 256, kb0 == 0);
+            p += na;
           }
+          mb += nb;
         }
-        mb += nb;
+      }
+      for (int64_t p = ps; p < pe; p++) {
+        for (int64_t mb = ma; mb < mz; mb++) {
+          const int64_t m0 = 16 * mb;
+          const int rows = static_cast<int>(std::min<int64_t>(16, M - m0));
+          __m512 v[16];
+          tile_rows(cb + static_cast<size_t>((p - ps) * nm + (mb - ma)) * 256, rows, v);
+          for (int r = 0; r < rows; r++) epi(p, m0 + r, v[r]);
+        }
       }
     }
   }
