@@ -9,6 +9,8 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
+import { spawnSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
 import { DType, MatmulPrecision } from '../src/backend/backend.js';
 import { Isa, cpuBackend } from '../src/backend/native.js';
 import {
@@ -48,6 +50,24 @@ describe('runtime', () => {
     if (detectedIsa < Isa.AmxBf16) assert.throws(() => nb.setIsa(detectedIsa + 1), RangeError);
     assert.throws(() => nb.setIsa(7 as Isa), RangeError);
     assert.throws(() => nb.setIsa(-1 as Isa), RangeError);
+  });
+
+  test('PAGEWISE_ISA caps the family a process starts with; an unknown name is reported and ignored', () => {
+    const backend = fileURLToPath(new URL('../src/backend/native.ts', import.meta.url));
+    const activeIn = (value: string): { isa: number; stderr: string } => {
+      const r = spawnSync(process.execPath, ['--import', 'tsx', '-e', `import(${JSON.stringify(backend)}).then((m) => console.log(m.cpuBackend().cpuInfo().activeIsa))`], {
+        env: { ...process.env, PAGEWISE_ISA: value },
+        encoding: 'utf8',
+      });
+      assert.equal(r.status, 0, r.stderr);
+      return { isa: Number(r.stdout.trim()), stderr: r.stderr };
+    };
+    assert.equal(activeIn('scalar').isa, Isa.Scalar);
+    assert.equal(activeIn('amxbf16').isa, detectedIsa, 'never above what the CPU has');
+    if (detectedIsa >= Isa.Avx512Bf16) assert.equal(activeIn('avx512bf16').isa, Isa.Avx512Bf16);
+    const bad = activeIn('avx9000');
+    assert.equal(bad.isa, detectedIsa);
+    assert.match(bad.stderr, /PAGEWISE_ISA=avx9000 is not a kernel family/);
   });
 
   test('setThreads / getThreads', () => {
