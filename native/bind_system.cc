@@ -7,6 +7,8 @@
 
 #include <cerrno>
 #include <cstring>
+#include <map>
+#include <mutex>
 #include <string>
 
 #include "binding.h"
@@ -63,6 +65,11 @@ Napi::Value SetThreads(const Napi::CallbackInfo& info) {
 
 Napi::Value GetThreads(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), num_threads()); }
 
+// The live file mappings (start -> size), so releaseMappedPages can drop their resident pages
+// without ever touching memory that is not a file mapping.
+std::mutex g_maps_mu;
+std::map<void*, size_t> g_maps;
+
 Napi::Value MmapFile(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (info.Length() < 1 || !info[0].IsString()) type_error("mmapFile: path must be a string");
@@ -92,7 +99,30 @@ Napi::Value MmapFile(const Napi::CallbackInfo& info) {
   const int e = errno;
   close(fd);
   if (p == MAP_FAILED) plain_error("mmapFile: cannot map '" + path + "': " + std::strerror(e));
-  return Napi::ArrayBuffer::New(env, p, size, [size](Napi::Env, void* data) { munmap(data, size); });
+  {
+    std::lock_guard<std::mutex> lock(g_maps_mu);
+    g_maps[p] = size;
+  }
+  return Napi::ArrayBuffer::New(env, p, size, [size](Napi::Env, void* data) {
+    {
+      std::lock_guard<std::mutex> lock(g_maps_mu);
+      g_maps.erase(data);
+    }
+    munmap(data, size);
+  });
+}
+
+// Drops every file mapping's pages from this process's resident set (MADV_DONTNEED). The
+// mappings are private and never written, so nothing is lost: the pages stay in the OS page
+// cache and a later read faults them back in. Called once the model has copied (packed) what it
+// computes from, so the file's bytes are not counted twice. Returns the bytes advised.
+Napi::Value ReleaseMappedPages(const Napi::CallbackInfo& info) {
+  std::lock_guard<std::mutex> lock(g_maps_mu);
+  double bytes = 0;
+  for (const auto& [p, size] : g_maps) {
+    if (madvise(p, size, MADV_DONTNEED) == 0) bytes += static_cast<double>(size);
+  }
+  return Napi::Number::New(info.Env(), bytes);
 }
 
 Napi::Value AllocAligned(const Napi::CallbackInfo& info) {
@@ -147,6 +177,7 @@ void InitSystem(Napi::Env env, Napi::Object exports) {
   bind<SetThreads>(env, exports, "setThreads");
   bind<GetThreads>(env, exports, "getThreads");
   bind<MmapFile>(env, exports, "mmapFile");
+  bind<ReleaseMappedPages>(env, exports, "releaseMappedPages");
   bind<AllocAligned>(env, exports, "allocAligned");
   bind<BenchMemoryBandwidth>(env, exports, "benchMemoryBandwidth");
   bind<BenchPeakFlops>(env, exports, "benchPeakFlops");

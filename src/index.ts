@@ -5,4 +5,5 @@ export type { RequestOutput, CompletionOutput, RequestMetrics } from './engine/o
 export type { EngineInfo, EngineStats, TokenLogprobs } from './engine/protocol.js';
 export { makeEngineConfig, type EngineConfig } from './config/engine-config.js';
 export { makeSamplingParams, type SamplingParams, type SamplingParamsInput } from './sampling/params.js';
+export type { GrammarSpec } from './structured/spec.js';
 export * from './errors.js';

@@ -20,6 +20,8 @@ import {
   type ServeBenchResult,
 } from '../src/benchmarks/serve.js';
 import { parseResults, renderMarkdown, renderSvg, type Result } from '../scripts/benchmark-report.js';
+import { fixturePath } from './helpers/fixtures.js';
+import { startServer, type TestServer } from './helpers/server.js';
 
 interface Seen {
   path: string;
@@ -213,7 +215,7 @@ describe('bench serve against a fake server', () => {
   });
 
   test('prompts are reproducible from the seed', () => {
-    const o = { ...SERVE_DEFAULTS, numPrompts: 3, inputLen: 4 };
+    const o = { ...SERVE_DEFAULTS, numPrompts: 3, inputLen: 4, tokenIdRange: [100, 1000] as [number, number] };
     assert.deepEqual(buildPrompts({ ...o, seed: 1 }), buildPrompts({ ...o, seed: 1 }));
     assert.notDeepEqual(buildPrompts({ ...o, seed: 1 }), buildPrompts({ ...o, seed: 2 }));
   });
@@ -355,7 +357,7 @@ describe('bench serve flags', () => {
     assert.equal(o.requestRate, Infinity);
     assert.equal(o.maxConcurrency, null);
     assert.equal(o.timeoutS, 600);
-    assert.deepEqual(o.tokenIdRange, [100, 1000]);
+    assert.equal(o.tokenIdRange, null, 'by default: inside the model\'s vocabulary');
     assert.equal(o.ignoreEos, true);
     const p = parseServeArgs([
       '--request-rate', '2.5', '--max-concurrency', '4', '--goodput', 'ttft:500', 'tpot:50', '--json',
@@ -386,6 +388,45 @@ describe('bench serve flags', () => {
     let out = '';
     await benchServe(['--help'], { ...quiet, out: (s) => void (out += s) });
     assert.match(out, /--max-concurrency/);
+  });
+});
+
+describe('bench serve against Pagewise', () => {
+  // stories260k has a 512-token vocabulary: ids drawn from a fixed 100..1000 would all be refused.
+  let s: TestServer;
+  before(async () => {
+    s = await startServer({ model: fixturePath('stories260k'), maxModelLen: 256 });
+  });
+  after(async () => {
+    await s.close();
+  });
+
+  test('random prompt ids come from the vocabulary the server reports, and the run says so', async () => {
+    const notes: string[] = [];
+    let out = '';
+    await benchServe(['--base-url', s.url, '--num-prompts', '24', '--input-len', '16', '--output-len', '2', '--max-concurrency', '8', '--json'], {
+      out: (x) => void (out += x),
+      err: (x) => void notes.push(x),
+    });
+    const r = JSON.parse(out) as ServeBenchResult;
+    assert.equal(r.completed, 24, `failures: ${r.errors.join('; ')}`);
+    assert.deepEqual(r.token_id_range, [16, 512]);
+    assert.ok(notes.some((n) => /random prompt token ids from \[16, 512\) \(a vocabulary of 512 ids, from the server's vocab_size\)/.test(n)), notes.join(''));
+  });
+
+  test('--tokenizer bounds the ids; a --token-id-range past the vocabulary is a clear error', async () => {
+    const notes: string[] = [];
+    const r = await runServeBench(
+      { ...parseServeArgs(['--base-url', s.url, '--num-prompts', '2', '--input-len', '4', '--output-len', '1', '--tokenizer', fixturePath('stories260k')]) },
+      (n) => notes.push(n),
+    );
+    assert.equal(r.completed, 2);
+    assert.deepEqual(r.token_id_range, [16, 512]);
+    assert.match(notes.join('\n'), /from --tokenizer/);
+    await assert.rejects(runServeBench(parseServeArgs(['--base-url', s.url, '--num-prompts', '1', '--token-id-range', '100:1000'])), /--token-id-range 100:1000 reaches past the model's vocabulary \(512 ids/);
+    const inRange = await runServeBench(parseServeArgs(['--base-url', s.url, '--num-prompts', '2', '--input-len', '4', '--output-len', '1', '--token-id-range', '300:512']));
+    assert.equal(inRange.completed, 2);
+    assert.deepEqual(inRange.token_id_range, [300, 512]);
   });
 });
 

@@ -1,10 +1,7 @@
 import assert from 'node:assert/strict';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync, symlinkSync, truncateSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, truncateSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { createHash } from 'node:crypto';
-import { createServer } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { after, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { DType } from '../src/backend/backend.js';
@@ -12,10 +9,9 @@ import { parseGenerationConfig, parseModelConfig, type ModelConfig } from '../sr
 import { ModelLoadError } from '../src/errors.js';
 import { openModelPackage } from '../src/model/loader/package.js';
 import { tensorPlan } from '../src/model/fixture/weights-gen.js';
-import { writeFixture } from '../src/model/fixture/write-fixture.js';
 import { bf16ToF32, f16ToF32, f32ToBf16, f32ToF16, toFloat32 } from '../src/model/loader/dtype.js';
 import { loadModelFiles } from '../src/model/loader/model-dir.js';
-import { demoModelDir, resolveModel, type DownloadProgress } from '../src/model/loader/resolve.js';
+import { demoModelDir, resolveModel } from '../src/model/loader/resolve.js';
 import { SafetensorsFile, writeSafetensors, type TensorToWrite } from '../src/model/loader/safetensors.js';
 import { WeightStore } from '../src/model/loader/weights.js';
 import { ropeInvFreq } from '../src/model/layers/rotary.js';
@@ -596,82 +592,6 @@ describe('resolveModel', () => {
     await rejectsLoad(resolveModel('org/name', { cacheDir: cache }), 'offline', 'tokenizer.json');
     delete process.env['HF_HUB_OFFLINE'];
     delete process.env['HF_ENDPOINT'];
-  });
-
-  test('org/name not cached: downloaded from the Hub (a local mock) into the shared cache layout', async () => {
-    const src = tempDir();
-    await writeFixture('tiny', src);
-    const hubCommit = 'b'.repeat(40);
-    const served: Record<string, Buffer> = {
-      'README.md': Buffer.from('# model card'),
-      'pytorch_model.bin': Buffer.from('pickled weights must not be fetched'),
-      'original/consolidated.pth': Buffer.from('neither'),
-    };
-    for (const f of readdirSync(src)) served[f] = readFileSync(join(src, f));
-    const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
-    const listing = Object.entries(served)
-      .filter(([p]) => !p.includes('/'))
-      .map(([path, b]) => ({
-        type: 'file',
-        path,
-        size: b.length,
-        oid: createHash('sha1').update(b).digest('hex'),
-        ...(path.endsWith('.safetensors') ? { lfs: { oid: sha(b), size: b.length, pointerSize: 130 } } : {}),
-      }));
-    const requested: string[] = [];
-    let failShard = false;
-    const server = createServer((req, res) => {
-      const url = new URL(req.url ?? '/', 'http://x');
-      requested.push(url.pathname);
-      const json = (status: number, body: unknown) => {
-        res.writeHead(status, { 'content-type': 'application/json' });
-        res.end(JSON.stringify(body));
-      };
-      if (url.pathname === '/api/models/org/name/revision/main') return json(200, { _id: '1', id: 'org/name', sha: hubCommit });
-      if (url.pathname === `/api/models/org/name/tree/${hubCommit}`) return json(200, listing);
-      const prefix = `/org/name/resolve/${hubCommit}/`;
-      if (url.pathname.startsWith(prefix)) {
-        const path = decodeURIComponent(url.pathname.slice(prefix.length));
-        if (failShard && path === 'model.safetensors') return json(500, { error: 'boom' });
-        const body = served[path];
-        if (body) {
-          res.writeHead(200, { 'content-length': body.length });
-          return res.end(body);
-        }
-      }
-      json(404, { error: 'Repository not found' });
-    });
-    await new Promise<void>((ok) => server.listen(0, '127.0.0.1', ok));
-    const port = (server.address() as AddressInfo).port;
-    process.env['HF_ENDPOINT'] = `http://127.0.0.1:${port}`;
-    try {
-      // A server error mid-way is a clear error and leaves no partial blob behind.
-      const cache = tempDir();
-      failShard = true;
-      await rejectsLoad(resolveModel('org/name', { cacheDir: cache, onProgress: () => undefined }), 'could not download org/name', 'HTTP 500');
-      const blobs = join(cache, 'models--org--name', 'blobs');
-      assert.ok(readdirSync(blobs).every((b) => !b.includes('incomplete')));
-      failShard = false;
-
-      const progress: DownloadProgress[] = [];
-      const dir = await resolveModel('org/name', { cacheDir: cache, onProgress: (p) => progress.push(p) });
-      assert.equal(dir, join(cache, 'models--org--name', 'snapshots', hubCommit));
-      assert.equal(readFileSync(join(cache, 'models--org--name', 'refs', 'main'), 'utf8'), hubCommit);
-      // Laid out as huggingface_hub does: relative links to blobs named by the LFS sha256.
-      assert.equal(readlinkSync(join(dir, 'model.safetensors')), join('..', '..', 'blobs', sha(served['model.safetensors']!)));
-      assert.ok(!requested.some((p) => p.includes('pytorch_model.bin') || p.includes('README') || p.includes('original')));
-      const last = progress.at(-1)!;
-      assert.equal(last.loadedBytes, last.totalBytes);
-      assert.equal(last.fileCount, 5);
-      assert.ok(progress.some((p) => p.file === 'model.safetensors' && p.loadedBytes < p.totalBytes));
-      const { config } = loadModelFiles(dir);
-      assert.equal(WeightStore.open(dir).names().length, tensorPlan(config).length);
-
-      await rejectsLoad(resolveModel('org/missing', { cacheDir: cache, onProgress: () => undefined }), 'could not download org/missing', '404');
-    } finally {
-      await new Promise((ok) => server.close(ok));
-      delete process.env['HF_ENDPOINT'];
-    }
   });
 
   test('demo builds once into $PAGEWISE_CACHE, concurrently safe, with one warning', async () => {

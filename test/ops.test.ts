@@ -102,6 +102,23 @@ describe('runtime', () => {
     }
   });
 
+  test('releaseMappedPages drops file pages without changing what a mapping reads; other memory is untouched', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'pagewise-mmap-'));
+    try {
+      const bytes = Uint8Array.from({ length: 3 * 4096 + 17 }, (_, i) => (i * 13 + 5) & 255);
+      writeFileSync(join(dir, 'w.bin'), bytes);
+      const mapped = new Uint8Array(nb.mmapFile(join(dir, 'w.bin')));
+      assert.deepEqual(mapped, bytes); // every page resident now
+      const heap = nb.allocAligned(8192);
+      new Uint8Array(heap).fill(7);
+      assert.ok(nb.releaseMappedPages() >= bytes.length);
+      assert.deepEqual(mapped, bytes); // faulted back in from the file
+      assert.ok(new Uint8Array(heap).every((b) => b === 7)); // not a file mapping: never advised
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   test('allocAligned returns zeroed memory', () => {
     const small = nb.allocAligned(100);
     assert.equal(small.byteLength, 100);

@@ -26,7 +26,7 @@ function params(input: SamplingParamsInput, vocabSize = V): SamplingParams {
 }
 
 function row(p: SamplingParams, seed = 0, extra: Partial<SamplerRow> = {}): SamplerRow {
-  return { params: p, rng: new Rng(seed), promptTokenIds: [], outputTokenIds: [], eosTokenIds: [2], ...extra };
+  return { params: p, rng: new Rng(seed), promptTokenIds: [], outputTokenIds: [], eosTokenIds: [2], grammarMask: null, ...extra };
 }
 
 /** Normal(0, sd²) logits from a seeded stream. */
@@ -90,7 +90,7 @@ function counts(logits: Float32Array, p: SamplingParams, draws: number, rng: Rng
   const sampler = new Sampler(cpuBackend(), n);
   const c = new Array<number>(n).fill(0);
   const buf = new Float32Array(n);
-  const r: SamplerRow = { params: p, rng, promptTokenIds: [], outputTokenIds: [], eosTokenIds: [] };
+  const r: SamplerRow = { params: p, rng, promptTokenIds: [], outputTokenIds: [], eosTokenIds: [], grammarMask: null };
   for (let i = 0; i < draws; i++) {
     buf.set(logits);
     c[sampler.sample(buf, [r])[0]!.tokenId]!++;
@@ -106,7 +106,7 @@ describe('makeSamplingParams: defaults and normalisation', () => {
       presencePenalty: 0, frequencyPenalty: 0, repetitionPenalty: 1,
       seed: null, stop: [], stopTokenIds: [], includeStopStrInOutput: false, ignoreEos: false,
       maxTokens: 16, minTokens: 0, logprobs: null, promptLogprobs: null, logitBias: null, allowedTokenIds: null,
-      skipSpecialTokens: true, spacesBetweenSpecialTokens: true, useBeamSearch: false, lengthPenalty: 1, earlyStopping: false,
+      skipSpecialTokens: true, spacesBetweenSpecialTokens: true, useBeamSearch: false, lengthPenalty: 1, earlyStopping: false, structuredOutputs: null,
     });
   });
 
@@ -514,7 +514,7 @@ describe('Sampler: batch invariance and determinism', () => {
     const steps = 40;
     const run = (batchOthers: SamplingParams[], position: number): number[] => {
       const s = new Sampler(cpuBackend(), n);
-      const me: SamplerRow = { params: mine, rng: new Rng(1234), promptTokenIds: [1, 2, 3], outputTokenIds: [], eosTokenIds: [2] };
+      const me: SamplerRow = { params: mine, rng: new Rng(1234), promptTokenIds: [1, 2, 3], outputTokenIds: [], eosTokenIds: [2], grammarMask: null };
       const rest = batchOthers.map((p, i) => row(p, 99 + i, { promptTokenIds: [5, 6] }));
       const out: number[] = [];
       for (let t = 0; t < steps; t++) {
@@ -631,7 +631,7 @@ describe('Sampling pipeline: stages and masks', () => {
   test('the stages run in vLLM order, each skipping rows it does not apply to', () => {
     assert.deepEqual(
       logitsProcessors(V).map((s) => s.name),
-      ['penalties', 'allowed_token_ids', 'logit_bias', 'min_tokens'],
+      ['grammar', 'penalties', 'allowed_token_ids', 'logit_bias', 'min_tokens'],
     );
     assert.deepEqual(
       DRAW_STAGES.map((s) => s.name),

@@ -100,6 +100,11 @@ export interface NativeHost {
    * that cannot be opened throws an Error naming the path.
    */
   mmapFile(path: string): ArrayBuffer;
+  /**
+   * Drop the resident pages of every live mmapFile mapping (they stay in the OS page cache; a
+   * later read faults them back in). Returns the bytes of mappings advised.
+   */
+  releaseMappedPages(): number;
   /** Zeroed, 64-byte-aligned native memory exposed without a copy. */
   allocAligned(bytes: number): ArrayBuffer;
   /**

@@ -50,6 +50,7 @@ export function benchSampler(opts: BenchSamplerOptions): Record<string, number> 
       promptTokenIds: prompt,
       outputTokenIds: output,
       eosTokenIds: [2 % V],
+      grammarMask: null,
     }));
     const run = (): void => {
       logits.set(source);

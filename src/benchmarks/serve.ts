@@ -14,11 +14,13 @@
  * The run is bounded by --num-prompts, --timeout-s per request and --max-duration-s overall.
  */
 import { setMaxListeners } from 'node:events';
-import { readFileSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { intFlag, numFlag, parseArgs, strFlag, UsageError } from '../cli/args.js';
+import { PagewiseTokenizer } from '../tokenizer/tokenizer.js';
 import { gitCommit, gitDirty, machineInfo, type MachineInfo } from './machine.js';
+import { randomTokenRange } from './workload.js';
 import {
   arrivalOffsets,
   goodput as computeGoodput,
@@ -53,8 +55,13 @@ export interface ServeBenchOptions {
   goodput?: Slo;
   timeoutS: number;
   maxDurationS: number;
-  /** Random prompt token ids are drawn uniformly from [lo, hi). */
-  tokenIdRange: [number, number];
+  /**
+   * Random prompt token ids are drawn uniformly from [lo, hi). null: inside the served model's
+   * vocabulary (from --tokenizer, else the vocab_size GET /v1/models reports).
+   */
+  tokenIdRange: [number, number] | null;
+  /** A tokenizer.json or model directory whose vocabulary bounds the random prompt ids. */
+  tokenizer?: string;
   /** Send vLLM's ignore_eos so every request produces exactly max_tokens. */
   ignoreEos: boolean;
   apiKey?: string;
@@ -112,7 +119,7 @@ export const SERVE_DEFAULTS = {
   endpoint: '/v1/completions',
   timeoutS: 600,
   maxDurationS: 3600,
-  tokenIdRange: [100, 1000] as [number, number],
+  tokenIdRange: null,
   ignoreEos: true,
 } satisfies Omit<ServeBenchOptions, 'model'>;
 
@@ -129,7 +136,9 @@ export const SERVE_USAGE = `pagewise bench serve — open-loop load test of an O
   --output-len O          max_tokens per request (default ${SERVE_DEFAULTS.outputLen})
   --dataset FILE.jsonl    prompts instead of random ids: {"prompt": "..."} or {"prompt_token_ids": [...]},
                           each with an optional "output_len"
-  --token-id-range A:B    random prompt ids drawn from [A, B) (default 100:1000, fits tiny models)
+  --token-id-range A:B    random prompt ids drawn from [A, B) (default: the model's vocabulary, from
+                          --tokenizer or the vocab_size GET /v1/models reports; else 100:1000)
+  --tokenizer PATH        a tokenizer.json or model directory: random prompt ids stay in its vocabulary
   --seed S                seed of prompts and arrival times (default 0)
   --endpoint PATH         /v1/completions (default) or /v1/chat/completions (text prompts only)
   --goodput ttft:MS tpot:MS e2el:MS
@@ -152,6 +161,7 @@ const FLAGS = {
     'output-len',
     'dataset',
     'token-id-range',
+    'tokenizer',
     'seed',
     'endpoint',
     'goodput',
@@ -189,7 +199,6 @@ export function parseServeArgs(argv: readonly string[]): ServeBenchOptions & { j
   };
   const o: ServeBenchOptions & { json: boolean; help: boolean } = {
     ...SERVE_DEFAULTS,
-    tokenIdRange: [...SERVE_DEFAULTS.tokenIdRange],
     json: f.get('json') === true,
     help: f.get('help') === true,
     ignoreEos: f.get('no-ignore-eos') !== true,
@@ -227,6 +236,8 @@ export function parseServeArgs(argv: readonly string[]): ServeBenchOptions & { j
     if (!(lo < hi)) bad(`--token-id-range must be A:B with 0 <= A < B, got "${range}"`);
     o.tokenIdRange = [lo, hi];
   }
+  const tokenizer = strFlag(f, 'tokenizer');
+  if (tokenizer !== undefined) o.tokenizer = tokenizer;
   const seed = intFlag(f, 'seed');
   if (seed !== undefined) o.seed = seed;
   const endpoint = strFlag(f, 'endpoint');
@@ -259,6 +270,7 @@ export interface BenchPrompt {
 /** Random token-id prompts, or the dataset's lines (cycled when it has fewer than numPrompts). */
 export function buildPrompts(o: ServeBenchOptions): BenchPrompt[] {
   if (o.dataset === undefined) {
+    if (o.tokenIdRange === null) throw new Error('random prompts need a token id range (see resolveTokenIdRange)');
     const rng = seededRng(o.seed);
     const [lo, hi] = o.tokenIdRange;
     return Array.from({ length: o.numPrompts }, () => {
@@ -550,35 +562,94 @@ class Semaphore {
   }
 }
 
-/** The first model the server lists at GET /v1/models. */
-async function firstServedModel(root: string, headers: Record<string, string>, timeoutMs: number): Promise<string> {
-  const url = `${root}/v1/models`;
+/** A model GET /v1/models lists; `vocabSize` where the server reports it (Pagewise does). */
+interface ServedModel {
+  id: string;
+  vocabSize: number | null;
+}
+
+/** The models the server lists at GET /v1/models. */
+async function servedModels(root: string, headers: Record<string, string>, timeoutMs: number): Promise<ServedModel[]> {
+  const res = await fetch(`${root}/v1/models`, { headers, signal: AbortSignal.timeout(Math.min(timeoutMs, 30_000)) });
+  if (res.status !== 200) throw new Error(`HTTP ${res.status}`);
+  const body = (await res.json()) as { data?: { id?: unknown; vocab_size?: unknown }[] };
+  const models = (body.data ?? []).flatMap((m) =>
+    typeof m.id === 'string' ? [{ id: m.id, vocabSize: Number.isSafeInteger(m.vocab_size) && (m.vocab_size as number) > 1 ? (m.vocab_size as number) : null }] : [],
+  );
+  if (models.length === 0) throw new Error('no models listed');
+  return models;
+}
+
+/** Random prompt ids when neither the options nor the server say what fits (vLLM reports no vocabulary). */
+export const FALLBACK_TOKEN_ID_RANGE: [number, number] = [100, 1000];
+
+/** The number of ids in a tokenizer.json's vocabulary, or in a model directory's tokenizer's. */
+function tokenizerVocabSize(path: string): number {
   try {
-    const res = await fetch(url, { headers, signal: AbortSignal.timeout(Math.min(timeoutMs, 30_000)) });
-    if (res.status !== 200) throw new Error(`HTTP ${res.status}`);
-    const body = (await res.json()) as { data?: { id?: unknown }[] };
-    const id = body.data?.[0]?.id;
-    if (typeof id !== 'string') throw new Error('no models listed');
-    return id;
+    if (statSync(path).isDirectory()) return PagewiseTokenizer.fromDir(path).vocabSize;
+    return new PagewiseTokenizer(JSON.parse(readFileSync(path, 'utf8')) as Record<string, unknown>, {}).vocabSize;
   } catch (err) {
-    const msg = err instanceof Error ? describeError(err, new AbortController().signal) : String(err);
-    throw new UsageError(`no --model given and GET ${url} failed (${msg}); is the server up?`);
+    throw new UsageError(`--tokenizer ${path}: ${(err as Error).message}`);
   }
 }
 
-/** Runs the load test and returns the result; throws only for bad options or an unreachable /v1/models. */
-export async function runServeBench(o: ServeBenchOptions): Promise<ServeBenchResult> {
-  const chat = /chat\/completions$/.test(o.endpoint);
+/**
+ * Where random prompt ids come from: --token-id-range (checked against the vocabulary when it is
+ * known), else the vocabulary of --tokenizer or the one the server reports, else the fallback.
+ * `note` hears which, so the run says what it sent.
+ */
+export function resolveTokenIdRange(o: ServeBenchOptions, served: ServedModel | null, note: (s: string) => void): [number, number] {
+  const vocab = o.tokenizer !== undefined ? tokenizerVocabSize(o.tokenizer) : (served?.vocabSize ?? null);
+  const from = o.tokenizer !== undefined ? `--tokenizer ${o.tokenizer}` : `the server's vocab_size`;
+  if (o.tokenIdRange !== null) {
+    if (vocab !== null && o.tokenIdRange[1] > vocab) {
+      throw new UsageError(`--token-id-range ${o.tokenIdRange.join(':')} reaches past the model's vocabulary (${vocab} ids, from ${from})`);
+    }
+    note(`random prompt token ids from [${o.tokenIdRange.join(', ')}) (--token-id-range)`);
+    return o.tokenIdRange;
+  }
+  if (vocab !== null) {
+    const range = randomTokenRange(vocab);
+    note(`random prompt token ids from [${range.join(', ')}) (a vocabulary of ${vocab} ids, from ${from})`);
+    return range;
+  }
+  note(
+    `random prompt token ids from [${FALLBACK_TOKEN_ID_RANGE.join(', ')}): the server reports no vocab_size; ` +
+      'pass --tokenizer or --token-id-range if that is outside its vocabulary',
+  );
+  return FALLBACK_TOKEN_ID_RANGE;
+}
+
+/**
+ * Runs the load test and returns the result; throws only for bad options or an unreachable
+ * /v1/models when the model must be read from it. `note` hears what the run chose (the prompt ids).
+ */
+export async function runServeBench(opts: ServeBenchOptions, note: (s: string) => void = () => undefined): Promise<ServeBenchResult> {
+  const chat = /chat\/completions$/.test(opts.endpoint);
+  // Accept an OpenAI-style base URL ending in /v1 as well as the server root.
+  let root = opts.baseUrl.replace(/\/+$/, '');
+  if (root.endsWith('/v1') && opts.endpoint.startsWith('/v1/')) root = root.slice(0, -3);
+  const headers: Record<string, string> = { 'content-type': 'application/json', accept: 'text/event-stream' };
+  if (opts.apiKey !== undefined) headers['authorization'] = `Bearer ${opts.apiKey}`;
+  const randomPrompts = opts.dataset === undefined;
+  // The model list names the model when none was given, and the vocabulary random prompts fit in.
+  let served: ServedModel | null = null;
+  if (opts.model === undefined || (randomPrompts && opts.tokenizer === undefined)) {
+    try {
+      const models = await servedModels(root, headers, opts.timeoutS * 1000);
+      served = opts.model === undefined ? models[0]! : (models.find((m) => m.id === opts.model) ?? null);
+    } catch (err) {
+      const msg = err instanceof Error ? describeError(err, new AbortController().signal) : String(err);
+      if (opts.model === undefined) throw new UsageError(`no --model given and GET ${root}/v1/models failed (${msg}); is the server up?`);
+      note(`GET ${root}/v1/models failed (${msg})`);
+    }
+  }
+  const model = opts.model ?? served!.id;
+  const o: ServeBenchOptions = { ...opts, tokenIdRange: randomPrompts ? resolveTokenIdRange(opts, served, note) : opts.tokenIdRange };
   const prompts = buildPrompts(o);
   if (chat && prompts.some((p) => typeof p.prompt !== 'string')) {
     throw new UsageError(`${o.endpoint} takes text prompts: use --dataset with "prompt" strings`);
   }
-  // Accept an OpenAI-style base URL ending in /v1 as well as the server root.
-  let root = o.baseUrl.replace(/\/+$/, '');
-  if (root.endsWith('/v1') && o.endpoint.startsWith('/v1/')) root = root.slice(0, -3);
-  const headers: Record<string, string> = { 'content-type': 'application/json', accept: 'text/event-stream' };
-  if (o.apiKey !== undefined) headers['authorization'] = `Bearer ${o.apiKey}`;
-  const model = o.model ?? (await firstServedModel(root, headers, o.timeoutS * 1000));
 
   // Arrivals use their own stream so changing the rate never changes the prompts.
   const offsets = arrivalOffsets(o.numPrompts, o.requestRate, seededRng(o.seed ^ 0x5bd1e995));
@@ -660,7 +731,7 @@ export function summarizeRun(
     output_len: o.outputLen,
     dataset: o.dataset ?? null,
     seed: o.seed,
-    token_id_range: o.dataset === undefined ? [...o.tokenIdRange] : null,
+    token_id_range: o.dataset === undefined && o.tokenIdRange !== null ? [...o.tokenIdRange] : null,
     ignore_eos: ignoreEosSent,
     completed: ok.length,
     failed: outcomes.length - ok.length,
@@ -706,6 +777,7 @@ export function formatServeTable(r: ServeBenchResult): string {
     row('Model:', r.model),
     row('Traffic request rate (req/s):', r.request_rate),
     row('Max request concurrency:', r.max_concurrency ?? 'none'),
+    ...(r.token_id_range ? [row('Random prompt token ids:', `${r.token_id_range[0]}:${r.token_id_range[1]}`)] : []),
     row('Successful requests:', r.completed),
     row('Failed requests:', r.failed),
     row('Benchmark duration (s):', f2(r.duration_s)),
@@ -762,7 +834,7 @@ export async function benchServe(argv: string[], io: BenchIo = stdio): Promise<v
     `bench serve: ${opts.numPrompts} requests to ${opts.baseUrl}${opts.endpoint}, rate ${rate} req/s, ` +
       `max concurrency ${opts.maxConcurrency ?? 'none'}\n`,
   );
-  const r = await runServeBench(opts);
+  const r = await runServeBench(opts, (s) => io.err(`bench serve: ${s}\n`));
   io.out(json ? `${JSON.stringify(r)}\n` : formatServeTable(r));
   if (r.completed === 0) process.exitCode = 1;
 }

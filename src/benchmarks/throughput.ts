@@ -1,7 +1,8 @@
 /**
  * `pagewise bench throughput`: offline throughput, all requests submitted at once (vLLM's
  * benchmark_throughput), with KV-waste sampling every step and an optional static-batching run on
- * the same workload.
+ * the same workload; `--structured json-schema` also runs it with every request constrained to a
+ * JSON schema (structured.ts).
  */
 import { AsyncEngine } from '../engine/async-engine.js';
 import { type EngineConfig } from '../config/engine-config.js';
@@ -9,11 +10,14 @@ import { ENGINE_FLAGS, engineConfigFromFlags } from '../cli/engine-flags.js';
 import { intFlag, parseArgs, strFlag } from '../cli/args.js';
 import { makeSamplingParams } from '../sampling/params.js';
 import type { EngineStats } from '../engine/protocol.js';
-import { makeWorkload, type WorkItem } from './workload.js';
+import { isRandomDataset, makeWorkload, randomTokenRange, type WorkItem } from './workload.js';
 import { benchHeader } from './header.js';
 import { mean } from './stats.js';
-import { loadModelFiles } from '../model/loader/model-dir.js';
+import { openModelPackage } from '../model/loader/package.js';
 import { resolveModel } from '../model/loader/resolve.js';
+import type { GrammarSpec } from '../structured/spec.js';
+import { UsageError } from '../cli/args.js';
+import { benchSpec, compileTimes, STRUCTURED_MODES, structuredTtft, type StructuredMode } from './structured.js';
 
 export interface ThroughputResult {
   num_prompts: number;
@@ -32,16 +36,32 @@ export interface ThroughputResult {
   /** Prompt tokens found in the prefix cache / prompt tokens looked up. */
   prefix_cache_hit_rate: number;
   steps: number;
+  /** With a grammar: generated tokens before each output's first EOS (the grammar's active part). */
+  tokens_before_eos: number;
 }
 
 function hitRate(s: EngineStats | null): number {
   return s && s.prefixCacheQueries > 0 ? s.prefixCacheHits / s.prefixCacheQueries : 0;
 }
 
-/** Run one workload on a fresh engine and measure it. */
-export async function runThroughput(cfg: Partial<EngineConfig>, work: WorkItem[], seed: number): Promise<ThroughputResult & { engine: AsyncEngine['info'] }> {
+/**
+ * Run one workload on a fresh engine and measure it. With `structured`, every request is
+ * constrained to that grammar, compiled (once, cached) before the timed run; `before(engine)`
+ * runs first, untimed.
+ */
+export async function runThroughput(
+  cfg: Partial<EngineConfig>,
+  work: WorkItem[],
+  seed: number,
+  structured: GrammarSpec | null = null,
+  before?: (engine: AsyncEngine) => Promise<void>,
+): Promise<ThroughputResult & { engine: AsyncEngine['info'] }> {
   const engine = await AsyncEngine.start({ ...cfg, log: () => {} });
   try {
+    await before?.(engine);
+    const V0 = engine.info.model.vocabSize;
+    // Compile before timing: the throughput measured is the steady state's.
+    if (structured) await engine.generate({ promptTokenIds: work[0]!.promptTokenIds, params: makeSamplingParams({ maxTokens: 1, structuredOutputs: structured }, { vocabSize: V0 }) }).final();
     const waste: number[] = [];
     const contiguous: number[] = [];
     let usagePeak = 0;
@@ -61,13 +81,16 @@ export async function runThroughput(cfg: Partial<EngineConfig>, work: WorkItem[]
       engine.generate({
         promptTokenIds: w.promptTokenIds,
         // vLLM's throughput benchmark: temperature 1, top_p 1, ignore_eos, exact output lengths.
-        params: makeSamplingParams({ temperature: 1, topP: 1, ignoreEos: true, maxTokens: w.outputLen, seed: seed + i }, { vocabSize: V }),
+        // With a grammar too: after the output completes, EOS is all it allows, so lengths stay exact.
+        params: makeSamplingParams({ temperature: 1, topP: 1, ignoreEos: true, maxTokens: w.outputLen, seed: seed + i, structuredOutputs: structured }, { vocabSize: V }),
       }),
     );
     const outs = await Promise.all(streams.map((s) => s.final()));
     const elapsed = (performance.now() - t0) / 1000;
     const input = work.reduce((a, w) => a + w.promptTokenIds.length, 0);
     const output = outs.reduce((a, o) => a + o.outputs.reduce((b, c) => b + c.tokenIds.length, 0), 0);
+    const eos = new Set(engine.info.eosTokenIds);
+    const beforeEos = outs.reduce((a, o) => a + o.outputs.reduce((b, c) => b + (c.tokenIds.findIndex((t) => eos.has(t)) + 1 || c.tokenIds.length), 0), 0);
     return {
       engine: engine.info,
       num_prompts: work.length,
@@ -85,6 +108,7 @@ export async function runThroughput(cfg: Partial<EngineConfig>, work: WorkItem[]
       num_preemptions: (last as EngineStats | null)?.numPreemptionsTotal ?? 0,
       prefix_cache_hit_rate: hitRate(last),
       steps,
+      tokens_before_eos: beforeEos,
     };
   } finally {
     await engine.shutdown();
@@ -93,14 +117,17 @@ export async function runThroughput(cfg: Partial<EngineConfig>, work: WorkItem[]
 
 export async function benchThroughput(argv: string[]): Promise<void> {
   const flags = parseArgs(argv, {
-    values: [...ENGINE_FLAGS.values, 'num-prompts', 'input-len', 'output-len', 'dataset', 'seed'],
+    values: [...ENGINE_FLAGS.values, 'num-prompts', 'input-len', 'output-len', 'dataset', 'seed', 'structured'],
     booleans: [...ENGINE_FLAGS.booleans, 'json', 'compare-static', 'compare-prefix-caching'],
   });
   const cfg = engineConfigFromFlags(flags);
   const seed = intFlag(flags, 'seed') ?? 0;
   const numPrompts = intFlag(flags, 'num-prompts') ?? 256;
   const dataset = strFlag(flags, 'dataset') ?? 'fixed';
-  const vocabSize = loadModelFiles(await resolveModel(cfg.model ?? 'demo')).config.vocabSize;
+  // Random prompt ids stay inside the model's vocabulary, whatever its format (a GGUF file too).
+  const vocabSize = openModelPackage(await resolveModel(cfg.model ?? 'demo', { ggufFile: cfg.ggufFile, revision: cfg.revision })).config.vocabSize;
+  const tokenIdRange = isRandomDataset(dataset) ? randomTokenRange(vocabSize) : null;
+  if (tokenIdRange) process.stderr.write(`bench throughput: random prompt token ids from [${tokenIdRange.join(', ')}) (the model's vocabulary: ${vocabSize} ids)\n`);
   const work = makeWorkload({
     numPrompts,
     dataset,
@@ -109,8 +136,29 @@ export async function benchThroughput(argv: string[]): Promise<void> {
     seed,
     vocabSize,
   });
+  const structured = strFlag(flags, 'structured');
+  if (structured !== undefined && !(STRUCTURED_MODES as readonly string[]).includes(structured)) {
+    throw new UsageError(`--structured must be one of ${STRUCTURED_MODES.join(', ')}, got "${structured}"`);
+  }
   const { engine, ...res } = await runThroughput(cfg, work, seed);
-  const out: Record<string, unknown> = { bench: 'throughput', ...benchHeader(engine), dataset, seed, ...res };
+  const out: Record<string, unknown> = { bench: 'throughput', ...benchHeader(engine), dataset, seed, token_id_range: tokenIdRange, ...res };
+  if (structured !== undefined) {
+    const mode = structured as StructuredMode;
+    const spec = benchSpec(mode);
+    let extra: Record<string, number> = {};
+    const st = await runThroughput(cfg, work, seed, spec, async (e) => {
+      extra = { ...(await compileTimes(e, spec)), ...(await structuredTtft(e, work[0]!.promptTokenIds, mode, seed)) };
+    });
+    out['structured'] = {
+      mode,
+      output_tokens_per_s: st.output_tokens_per_s,
+      elapsed_s: st.elapsed_s,
+      output_tokens: st.output_tokens,
+      tokens_before_eos: st.tokens_before_eos,
+      output_tokens_per_s_ratio: st.output_tokens_per_s / res.output_tokens_per_s,
+      ...extra,
+    };
+  }
   if (flags.has('compare-static')) {
     const st = await runThroughput({ ...cfg, scheduler: 'static' }, work, seed);
     out['static_output_tokens_per_s'] = st.output_tokens_per_s;

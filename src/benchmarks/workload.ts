@@ -32,10 +32,23 @@ function uniformInt(rng: Rng, lo: number, hi: number): number {
   return lo + Math.floor(rng.next() * (hi - lo + 1));
 }
 
+/**
+ * The ids random prompts are drawn from, [lo, hi), for a model of `vocabSize` ids: the whole
+ * vocabulary but its first ids, which are special tokens in most vocabularies.
+ */
+export function randomTokenRange(vocabSize: number): [number, number] {
+  if (!Number.isSafeInteger(vocabSize) || vocabSize < 2) throw new UsageError(`cannot draw random prompts from a vocabulary of ${vocabSize} ids`);
+  return [Math.min(16, vocabSize - 1), vocabSize];
+}
+
 function randomIds(rng: Rng, n: number, vocab: number): number[] {
-  // Avoid the first ids, which are special tokens in most vocabularies.
-  const lo = Math.min(16, vocab - 1);
-  return Array.from({ length: n }, () => uniformInt(rng, lo, vocab - 1));
+  const [lo, hi] = randomTokenRange(vocab);
+  return Array.from({ length: n }, () => uniformInt(rng, lo, hi - 1));
+}
+
+/** Whether a dataset name means random token ids (not a JSONL file). */
+export function isRandomDataset(dataset: string): boolean {
+  return dataset === 'random' || dataset === 'fixed' || dataset === 'shared-prefix';
 }
 
 export function makeWorkload(s: WorkloadSpec): WorkItem[] {

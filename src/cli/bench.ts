@@ -5,7 +5,7 @@ import { UsageError } from './args.js';
 
 const KINDS: Record<string, { help: string; run: (argv: string[]) => Promise<void> }> = {
   throughput: {
-    help: 'offline throughput: --model M --num-prompts N --input-len L --output-len O [--dataset fixed|random|shared-prefix|FILE.jsonl] [--seed S] [--compare-static] [--compare-prefix-caching] [--json]',
+    help: 'offline throughput: --model M --num-prompts N --input-len L --output-len O [--dataset fixed|random|shared-prefix|FILE.jsonl] [--seed S] [--compare-static] [--compare-prefix-caching] [--structured json-schema] [--json]',
     run: async (a) => (await import('../benchmarks/throughput.js')).benchThroughput(a),
   },
   latency: {

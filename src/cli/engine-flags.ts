@@ -42,6 +42,7 @@ export const ENGINE_FLAGS_HELP = `Engine options:
   --dtype D                    auto | float32 | bfloat16 (default auto)
   --kv-cache-dtype D           auto | float32 | bfloat16 (default auto: follows --dtype)
   --gguf-file NAME             a GGUF file inside the --model directory or hub repository
+  --revision R                 hub branch, tag or commit of an org/name model (default main)
   --quantization Q             q8_0 | q4_0: quantize a float checkpoint's weight matrices at load
   --kv-cache-memory SIZE       KV pool size, e.g. 4GiB (default: 40% of free RAM, at most 4GiB)
   --block-size N               tokens per KV block (default ${ENGINE_DEFAULTS.blockSize})
@@ -64,6 +65,7 @@ export function engineConfigFromFlags(flags: Map<string, string | true>): Partia
     dtype: strFlag(flags, 'dtype') as ComputeDtype | undefined,
     kvCacheDtype: strFlag(flags, 'kv-cache-dtype') as KvCacheDtype | undefined,
     ggufFile: strFlag(flags, 'gguf-file'),
+    revision: strFlag(flags, 'revision'),
     quantization: strFlag(flags, 'quantization') as EngineConfig['quantization'] | undefined,
     kvCacheMemory: kvMem === undefined ? undefined : parseByteSize(kvMem),
     blockSize: intFlag(flags, 'block-size'),
@@ -85,6 +87,7 @@ export const ENGINE_FLAGS = {
     'kv-cache-dtype',
     'quantization',
     'gguf-file',
+    'revision',
     'kv-cache-memory',
     'block-size',
     'max-num-batched-tokens',

@@ -24,6 +24,8 @@ export interface EngineConfig {
   kvCacheDtype: KvCacheDtype;
   /** A GGUF file inside the model directory or repository (`--gguf-file`); null: the model path is the model. */
   ggufFile: string | null;
+  /** Hub branch, tag or commit of an `org/name` model (`--revision`); null: main. */
+  revision: string | null;
   /** Quantize a float checkpoint's weight matrices at load (`q8_0`, `q4_0`); null keeps them as stored. */
   quantization: 'q8_0' | 'q4_0' | null;
   /** Bytes of the KV pool; null = a share of free memory (see kvCacheBytes()). */
@@ -49,6 +51,7 @@ export const ENGINE_DEFAULTS: EngineConfig = {
   kvCacheDtype: 'auto',
   quantization: null,
   ggufFile: null,
+  revision: null,
   kvCacheMemory: null,
   blockSize: 16,
   maxNumBatchedTokens: 2048,

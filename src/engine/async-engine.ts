@@ -7,7 +7,8 @@ import { randomUUID } from 'node:crypto';
 import { Worker } from 'node:worker_threads';
 import { makeEngineConfig, type EngineConfig } from '../config/engine-config.js';
 import { deserializeError, EngineDeadError, InvalidRequestError, PagewiseError, ServiceUnavailableError } from '../errors.js';
-import { resolveModel } from '../model/loader/resolve.js';
+import { resolveModel, type DownloadProgress } from '../model/loader/resolve.js';
+import { TtyProgressBar } from '../shared/progress-bar.js';
 import type { SamplingParams } from '../sampling/params.js';
 import { PagewiseTokenizer } from '../tokenizer/tokenizer.js';
 import { checkRequestFits, engineLimits } from '../shared/request-limits.js';
@@ -18,6 +19,10 @@ import type { EngineInfo, EngineStats, FromWorker, RequestDelta, ToWorker } from
 export interface EngineStartOptions extends Partial<EngineConfig> {
   /** Where progress and start-up facts are logged (default: stderr). */
   log?: (line: string) => void;
+  /** Progress of a hub download (default: a progress bar on a terminal, a line per file otherwise). */
+  onDownloadProgress?: (p: DownloadProgress) => void;
+  /** Progress of loading the model: tensors read, of the checkpoint's total (default: a bar on a terminal). */
+  onLoadProgress?: (read: number, total: number) => void;
 }
 
 export interface GenerateRequest {
@@ -96,6 +101,8 @@ export class AsyncEngine {
   private readonly streams = new Map<string, RequestStream>();
   /** Requests sent but not yet scheduled (bounded by maxWaitingRequests). */
   private readonly unscheduled = new Set<string>();
+  /** Callers waiting for the block map the worker was asked for (one question in flight at a time). */
+  private blockMapWaiters: Array<(states: Uint8Array | null) => void> = [];
   private dead: PagewiseError | null = null;
   private closing = false;
 
@@ -113,10 +120,12 @@ export class AsyncEngine {
 
   /** Resolve the model, start the worker, wait until the model is loaded, then build its tokenizer. */
   static async start(opts: EngineStartOptions = {}): Promise<AsyncEngine> {
-    const { log = (l: string) => process.stderr.write(`${l}\n`), ...rest } = opts;
+    const { log = (l: string) => process.stderr.write(`${l}\n`), onDownloadProgress: _download, onLoadProgress: _load, ...rest } = opts;
     const config = makeEngineConfig(rest);
-    const modelDir = await resolveModel(config.model, config.ggufFile === null ? {} : { ggufFile: config.ggufFile });
+    const modelDir = await resolveModel(config.model, { ggufFile: config.ggufFile, revision: config.revision, onProgress: opts.onDownloadProgress, log });
     const worker = startWorker({ modelDir, config });
+    const bar = new TtyProgressBar(`loading ${config.model}`);
+    const onLoad = opts.onLoadProgress ?? ((read: number, total: number): void => bar.update(read / total, `${read}/${total} tensors`));
     // Remove only our own start-up listeners: Worker.removeAllListeners() also drops Node's internal
     // 'newListener' hook that starts the message port, after which no message is ever delivered.
     let onMsg: (m: FromWorker) => void = () => {};
@@ -124,7 +133,8 @@ export class AsyncEngine {
     let onExit: (code: number) => void = () => {};
     const info = await new Promise<EngineInfo>((resolve, reject) => {
       onMsg = (m: FromWorker): void => {
-        if (m.type === 'ready') resolve(m.info);
+        if (m.type === 'loading') onLoad(m.read, m.total);
+        else if (m.type === 'ready') resolve(m.info);
         else if (m.type === 'fatal') reject(deserializeError(m.error));
       };
       onError = reject;
@@ -133,6 +143,7 @@ export class AsyncEngine {
       worker.once('error', onError);
       worker.once('exit', onExit);
     }).finally(() => {
+      bar.finish();
       worker.off('message', onMsg);
       worker.off('error', onError);
       worker.off('exit', onExit);
@@ -215,6 +226,25 @@ export class AsyncEngine {
     this.streams.clear();
     if (!this.dead) this.send({ type: 'shutdown' });
     await this.worker.terminate();
+    this.answerBlockMap(null);
+  }
+
+  /**
+   * The KV pool's state map: a BlockState code (src/shared/block-map.ts) per block, as the worker
+   * saw it between two steps; null when the engine is not running. Callers that ask while a
+   * question is in flight share its answer, so any number of watchers costs one round trip.
+   */
+  blockMap(): Promise<Uint8Array | null> {
+    if (this.dead || this.closing) return Promise.resolve(null);
+    return new Promise((resolve) => {
+      if (this.blockMapWaiters.push(resolve) === 1) this.send({ type: 'blockMap' });
+    });
+  }
+
+  private answerBlockMap(states: Uint8Array | null): void {
+    const waiters = this.blockMapWaiters;
+    this.blockMapWaiters = [];
+    for (const w of waiters) w(states);
   }
 
   private send(m: ToWorker): void {
@@ -252,10 +282,14 @@ export class AsyncEngine {
         s?.fail(deserializeError(m.error));
         break;
       }
+      case 'blockMap':
+        this.answerBlockMap(m.states);
+        break;
       case 'fatal':
         this.die(new EngineDeadError(`engine core failed: ${m.error.message}`));
         if (m.stack) process.stderr.write(`pagewise: engine core failed:\n${m.stack}\n`);
         break;
+      case 'loading':
       case 'ready':
         break;
     }
@@ -284,5 +318,6 @@ export class AsyncEngine {
     for (const s of this.streams.values()) s.fail(err);
     this.streams.clear();
     this.unscheduled.clear();
+    this.answerBlockMap(null);
   }
 }

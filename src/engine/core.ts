@@ -7,15 +7,19 @@
  * their own modules.
  */
 import type { ComputeBackend, KvCacheHandle } from '../backend/backend.js';
+import { nativeHost } from '../backend/native.js';
 import type { EngineConfig } from '../config/engine-config.js';
 import { InvalidRequestError } from '../errors.js';
 import { KVCacheManager } from '../kv/kv-cache-manager.js';
 import { openModelPackage, readPackageTokenizer } from '../model/loader/package.js';
+import { withReadProgress } from '../model/loader/weight-source.js';
 import { QuantizingSource } from '../model/quantize/quantizing-source.js';
 import { autoPrecision, CausalLM, type Precision } from '../model/model.js';
 import { ModelRunner, type LogitsRequest } from '../model/runner.js';
 import { Sampler, type SamplerRow } from '../sampling/sampler.js';
 import { Scheduler, type SchedulerOutput } from '../scheduler/scheduler.js';
+import type { CompiledGrammar } from '../structured/compiler.js';
+import { EngineGrammars } from '../structured/engine-grammars.js';
 import { checkRequestFits, engineLimits, type RequestLimits } from '../shared/request-limits.js';
 import { proposeTokens } from './beam-search.js';
 import { EngineCounters } from './engine-stats.js';
@@ -26,13 +30,22 @@ import { RequestState } from './request-state.js';
 import { SequenceGroup } from './sequence-group.js';
 import type { Sequence } from './sequence.js';
 
-const samplerRow = (s: Sequence): SamplerRow => ({
+const samplerRow = (s: Sequence, grammarMask: Uint32Array | null): SamplerRow => ({
   params: s.params,
   rng: s.rng,
   promptTokenIds: s.promptTokenIds,
   outputTokenIds: s.outputTokenIds,
   eosTokenIds: s.eosTokenIds,
+  grammarMask,
 });
+
+/** What the core reports outside its step: requests whose grammar compile finished. */
+export interface EngineCoreEvents {
+  /** Requests were admitted after their grammar compiled: there is work to step. */
+  admitted(): void;
+  /** A request was refused after `addRequest` returned (its grammar failed to compile). */
+  rejected(requestId: string, err: unknown): void;
+}
 
 export class EngineCore {
   readonly info: EngineInfo;
@@ -45,15 +58,25 @@ export class EngineCore {
   private readonly requests = new Map<string, RequestState>();
   private readonly counters = new EngineCounters();
   private nextSeqId = 0;
+  /** Structured outputs: the compiler for this vocabulary and the step's masks. */
+  private readonly grammars: EngineGrammars;
+  /** Requests waiting for their grammar to compile (not yet in the scheduler). */
+  private readonly compiling = new Map<string, EngineRequest>();
+  private closed = false;
+  /** Set by the host (worker.ts) to hear of admissions and refusals that happen between steps. */
+  events: EngineCoreEvents = { admitted: () => {}, rejected: () => {} };
 
   constructor(
     private readonly be: ComputeBackend,
     modelDir: string,
     cfg: EngineConfig,
+    /** Load progress: tensors read so far, of the checkpoint's total. */
+    onLoadProgress?: (read: number, total: number) => void,
   ) {
     const files = openModelPackage(modelDir);
     const mc = files.config;
-    const weights = cfg.quantization ? new QuantizingSource(files.weights, cfg.quantization) : files.weights;
+    const source = onLoadProgress ? withReadProgress(files.weights, onLoadProgress) : files.weights;
+    const weights = cfg.quantization ? new QuantizingSource(source, cfg.quantization) : source;
     const precision: Precision = cfg.dtype === 'auto' ? autoPrecision(mc, weights) : cfg.dtype;
     const kvDtype = cfg.kvCacheDtype === 'auto' ? precision : cfg.kvCacheDtype;
     const { maxModelLen, numBlocks, blockBytes, dtype } = sizeKvCache(be, mc, cfg, kvDtype);
@@ -71,6 +94,10 @@ export class EngineCore {
       maxSeqs: cfg.maxNumSeqs,
       maxBlocksPerSeq: Math.ceil(maxModelLen / cfg.blockSize),
     });
+    // The model has packed its weights into its own memory: the file's pages that loading read
+    // would otherwise stay resident too (a GGUF model counted twice). Tensors still used from
+    // the mapping fault back in from the page cache when read.
+    nativeHost().releaseMappedPages();
     this.sampler = new Sampler(be, mc.vocabSize);
     const eos = files.generationConfig.eosTokenIds.length > 0 ? files.generationConfig.eosTokenIds : mc.eosTokenIds;
     this.info = {
@@ -90,6 +117,7 @@ export class EngineCore {
       tokenizer: readPackageTokenizer(files.tokenizer),
     };
     this.limits = engineLimits(this.info);
+    this.grammars = new EngineGrammars(this.info.tokenizer, mc.vocabSize, this.info.eosTokenIds);
   }
 
   hasWork(): boolean {
@@ -105,11 +133,43 @@ export class EngineCore {
     return this.be.kvCacheCommit(this.cache, maxBytes);
   }
 
-  /** Admit a request; throws a clear error if it can never run (too long for the model or the pool). */
+  /**
+   * Admit a request; throws a clear error if it can never run (too long for the model or the pool).
+   * A request with structured outputs whose grammar is not compiled yet waits outside the scheduler
+   * while it compiles (other requests keep stepping), then is admitted (`events.admitted`) or
+   * refused (`events.rejected`).
+   */
   addRequest(req: EngineRequest): void {
-    if (this.requests.has(req.requestId)) throw new InvalidRequestError(`request id ${req.requestId} is already in use`);
+    if (this.requests.has(req.requestId) || this.compiling.has(req.requestId)) throw new InvalidRequestError(`request id ${req.requestId} is already in use`);
     checkRequestFits(this.limits, req.promptTokenIds, req.params);
-    const group = new SequenceGroup(req, this.info.eosTokenIds, this.info.maxModelLen, () => this.nextSeqId++);
+    const spec = req.params.structuredOutputs;
+    const hit = spec === null ? null : this.grammars.cached(spec);
+    if (spec === null || hit) {
+      this.admit(req, hit ?? null);
+      return;
+    }
+    this.compiling.set(req.requestId, req);
+    this.grammars.compile(spec).then(
+      (g) => {
+        if (!this.compiling.delete(req.requestId) || this.closed) return;
+        // A grammar evicted from the cache between its compile and now is compiled again.
+        if (g.released) this.addRequest(req);
+        else this.admit(req, g);
+        this.events.admitted();
+      },
+      (err: unknown) => {
+        if (this.compiling.delete(req.requestId)) this.events.rejected(req.requestId, err);
+      },
+    );
+  }
+
+  /** Requests waiting for a grammar compile. */
+  get numCompiling(): number {
+    return this.compiling.size;
+  }
+
+  private admit(req: EngineRequest, grammar: CompiledGrammar | null): void {
+    const group = new SequenceGroup(req, this.info.eosTokenIds, this.info.maxModelLen, () => this.nextSeqId++, grammar);
     this.requests.set(req.requestId, new RequestState(req, group));
     this.scheduler.add(group.first);
   }
@@ -118,12 +178,16 @@ export class EngineCore {
   abort(requestIds: readonly string[]): RequestDelta[] {
     const out: RequestDelta[] = [];
     for (const id of requestIds) {
+      if (this.compiling.delete(id)) {
+        out.push({ requestId: id, seqs: [], promptLogprobs: null, firstScheduledTime: null, finished: true, error: null });
+        continue;
+      }
       const st = this.requests.get(id);
       if (!st) continue;
       for (const s of st.group.finish(this.scheduler, 'abort')) st.addFinish(s);
       st.end();
       out.push(st.collect(true));
-      this.requests.delete(id);
+      this.end(st);
     }
     return out;
   }
@@ -138,7 +202,7 @@ export class EngineCore {
     if (!st || !seq || seq.status === 'finished' || st.group.beam) return [];
     for (const s of st.group.finish(this.scheduler, 'stop', index)) st.addFinish(s);
     if (!st.done) return [];
-    this.requests.delete(requestId);
+    this.end(st);
     return [st.collect(true)];
   }
 
@@ -162,7 +226,7 @@ export class EngineCore {
       // Beam search reports its start, then only its final hypotheses.
       if (st.group.beam && !finished && st.startReported) continue;
       deltas.push(st.collect(finished));
-      if (finished) this.requests.delete(st.req.requestId);
+      if (finished) this.end(st);
     }
     const stats = this.stats(sched.preempted.length, sched.numBatchedTokens, performance.now() - t0);
     return { deltas, stats };
@@ -188,6 +252,10 @@ export class EngineCore {
 
   /** Free the KV cache's native memory. The core must not be used afterwards. */
   close(): void {
+    this.closed = true;
+    this.compiling.clear();
+    for (const st of this.requests.values()) st.group.releaseGrammars();
+    this.grammars.dispose();
     this.be.kvCacheFree(this.cache);
     // Packed weights live in native memory; free them now rather than at garbage collection.
     this.runner.model.dispose();
@@ -195,6 +263,12 @@ export class EngineCore {
 
   private state(requestId: string): RequestState {
     return this.requests.get(requestId)!;
+  }
+
+  /** The request is over: forget it and free its grammar state. */
+  private end(st: RequestState): void {
+    this.requests.delete(st.req.requestId);
+    st.group.releaseGrammars();
   }
 
   /** Run the model on the scheduled tokens, then sample where a sequence reached its last token. */
@@ -236,10 +310,12 @@ export class EngineCore {
       const seq = samplers[r]!;
       const st = this.state(seq.requestId);
       if (st.group.beam) {
-        // The beam's proposals come from its processed logits (a copy: the row stays raw).
+        // The beam's proposals come from its processed logits (a copy: the row stays raw); a
+        // token its grammar forbids (-inf) is no proposal.
         const row = Float32Array.from(logits.subarray(r * V, (r + 1) * V));
-        this.sampler.process(row, [samplerRow(seq)]);
-        if (st.group.propose(seq, proposeTokens(row, st.group.beam.width))) beamSteps.add(st);
+        this.sampler.process(row, [samplerRow(seq, this.grammars.masksFor([seq.grammar])[0]!)]);
+        const proposals = proposeTokens(row, st.group.beam.width).filter((p) => p.logprob > -Infinity);
+        if (st.group.propose(seq, proposals)) beamSteps.add(st);
         continue;
       }
       for (const s of st.group.samplersOf(seq, this.scheduler)) {
@@ -259,7 +335,22 @@ export class EngineCore {
       rows = new Float32Array(group.length * V);
       for (let i = 0; i < group.length; i++) rows.set(logits.subarray(rowOf[i]! * V, (rowOf[i]! + 1) * V), i * V);
     }
-    const results = this.sampler.sample(rows, group.map(samplerRow));
+    // Structured outputs: a row whose draw is one pass over its raw logits draws first without its
+    // mask (llama.cpp's order): when its grammar accepts the token, no mask was needed; when not,
+    // it draws again with the mask (a second random number), which together give exactly the
+    // masked distribution (greedy: the same argmax). Other constrained rows are masked first.
+    const speculative = group.map((s) => s.grammar !== null && !s.grammar.isTerminated() && this.sampler.drawsFromRawRow(samplerRow(s, null)));
+    const masks = this.grammars.masksFor(group.map((s, i) => (speculative[i] ? null : s.grammar)));
+    const results = this.sampler.sample(rows, group.map((s, i) => samplerRow(s, masks[i]!)));
+    for (let i = 0; i < group.length; i++) {
+      const s = group[i]!;
+      if (speculative[i] && !s.grammar!.acceptToken(results[i]!.tokenId)) {
+        // The row is untouched (no stage applied): draw again from it, masked.
+        const mask = this.grammars.masksFor([s.grammar])[0]!;
+        results[i] = this.sampler.sample(rows.subarray(i * V, (i + 1) * V), [samplerRow(s, mask)])[0]!;
+        s.acceptGrammarToken(results[i]!.tokenId);
+      } else if (!speculative[i]) s.acceptGrammarToken(results[i]!.tokenId);
+    }
     const finished = this.scheduler.update(group.map((seq, i) => ({ seq, tokenId: results[i]!.tokenId, logprob: results[i]!.logprob })));
     this.counters.countGenerated(group.length);
     for (let i = 0; i < group.length; i++) {

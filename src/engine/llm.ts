@@ -1,10 +1,12 @@
 /**
  * LLM: the offline API. `new LLM({ model })`, then `generate(prompts, params)` submits every prompt
  * at once to the same engine the server uses (continuous batching) and returns the outputs in
- * input order.
+ * input order. `params.structuredOutputs` constrains every output to a grammar (a JSON schema, a
+ * JSON object, a regex, a choice or an EBNF grammar; see GrammarSpec).
  */
 import { generationDefaults } from '../config/generation-defaults.js';
 import { makeSamplingParams, type SamplingParamsInput } from '../sampling/params.js';
+import { sharedGrammarChecker } from '../structured/checker.js';
 import { AsyncEngine, type EngineStartOptions } from './async-engine.js';
 import type { RequestOutput } from './output-processor.js';
 
@@ -37,6 +39,8 @@ export class LLM {
       maxModelLen: engine.info.maxModelLen,
       defaults: generationDefaults(engine.info.generationConfig, 'auto').defaults,
     });
+    // A constraint that cannot compile is refused here (GrammarError), before anything is submitted.
+    if (sp.structuredOutputs !== null) await sharedGrammarChecker().check(sp.structuredOutputs);
     const ids = await Promise.all(list.map((p) => this.tokenize(p)));
     const streams = ids.map((promptTokenIds) => engine.generate({ promptTokenIds, params: sp }));
     return Promise.all(streams.map((s) => s.final()));

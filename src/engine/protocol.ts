@@ -108,10 +108,16 @@ export type ToWorker =
   | { type: 'add'; request: EngineRequest }
   | { type: 'abort'; requestIds: string[] }
   | { type: 'stopSeq'; requestId: string; index: number }
+  /** Ask for the KV pool's state map (answered between steps by a 'blockMap' message). */
+  | { type: 'blockMap' }
   | { type: 'shutdown' };
 
 export type FromWorker =
+  /** Model loading: tensors read so far, of the checkpoint's total. */
+  | { type: 'loading'; read: number; total: number }
   | { type: 'ready'; info: EngineInfo }
   | { type: 'outputs'; deltas: RequestDelta[]; stats: EngineStats | null }
   | { type: 'rejected'; requestId: string; error: SerializedError }
+  /** One BlockState code (src/shared/block-map.ts) per KV block, in block id order. */
+  | { type: 'blockMap'; states: Uint8Array }
   | { type: 'fatal'; error: SerializedError; stack: string | null };

@@ -13,6 +13,7 @@ import type { Scheduler } from '../scheduler/scheduler.js';
 import { initialSequences } from '../shared/fan-out.js';
 import { BeamGroup, type Hypothesis, type TokenProposal } from './beam-search.js';
 import { Sequence } from './sequence.js';
+import type { CompiledGrammar } from '../structured/compiler.js';
 
 export class SequenceGroup {
   readonly seqs: Sequence[] = [];
@@ -27,12 +28,16 @@ export class SequenceGroup {
     maxModelLen: number,
     /** Engine-wide sequence ids (larger = admitted later, which orders preemption). */
     private readonly nextSeqId: () => number,
+    /** Structured outputs: the request's compiled grammar; every sequence gets its own matcher. */
+    grammar: CompiledGrammar | null = null,
   ) {
     const { promptTokenIds: prompt, params } = req;
     const baseSeed = params.seed ?? Rng.randomSeed();
     for (let i = 0; i < initialSequences(params); i++) {
       const rng = new Rng(deriveSeed(baseSeed, i));
-      this.seqs.push(new Sequence(nextSeqId(), req.requestId, i, prompt, params, rng, eosTokenIds, req.arrivalTime));
+      const seq = new Sequence(nextSeqId(), req.requestId, i, prompt, params, rng, eosTokenIds, req.arrivalTime);
+      seq.grammar = grammar?.createMatcher() ?? null;
+      this.seqs.push(seq);
     }
     this.pendingForks = this.seqs.slice(1);
     this.beam = params.useBeamSearch
@@ -74,7 +79,10 @@ export class SequenceGroup {
   beamStep(scheduler: Scheduler): Hypothesis[] | null {
     const beam = this.beam!;
     const res = beam.step();
-    for (const b of res.die) scheduler.finish(b, 'stop');
+    for (const b of res.die) {
+      scheduler.finish(b, 'stop');
+      b.releaseGrammar();
+    }
     const live: Sequence[] = [];
     const byParent = new Map<Sequence, Array<{ tokenId: number; logprob: number }>>();
     for (const e of res.extend) {
@@ -88,19 +96,27 @@ export class SequenceGroup {
         const child = new Sequence(this.nextSeqId(), parent.requestId, this.seqs.length, parent.promptTokenIds, parent.params, parent.rng, parent.eosTokenIds, parent.arrivalTime);
         for (const t of parent.outputTokenIds) child.appendToken(t);
         child.cumulativeLogprob = parent.cumulativeLogprob + e.logprob;
+        child.grammar = parent.grammar?.fork() ?? null;
         child.appendToken(e.tokenId);
+        child.acceptGrammarToken(e.tokenId);
         scheduler.fork(parent, child);
         this.seqs.push(child);
         live.push(child);
       }
       parent.cumulativeLogprob += exts[0]!.logprob;
       parent.appendToken(exts[0]!.tokenId);
+      parent.acceptGrammarToken(exts[0]!.tokenId);
       live.push(parent);
     }
     beam.live = live;
     if (!res.done) return null;
     for (const b of live) scheduler.finish(b, 'length');
     return beam.results(this.first.params.n);
+  }
+
+  /** Free every sequence's grammar state (the request is over). */
+  releaseGrammars(): void {
+    for (const s of this.seqs) s.releaseGrammar();
   }
 
   /**

@@ -5,6 +5,7 @@
 import type { KvSequence } from '../kv/kv-cache-manager.js';
 import type { SamplingParams } from '../sampling/params.js';
 import type { Rng } from '../sampling/rng.js';
+import type { GrammarMatcher } from '../structured/matcher.js';
 import type { FinishReason } from './protocol.js';
 
 export type SequenceStatus = 'waiting' | 'running' | 'finished';
@@ -24,6 +25,8 @@ export class Sequence implements KvSequence {
   numPreemptions = 0;
   /** Cumulative logprob of the generated tokens (raw distribution). */
   cumulativeLogprob = 0;
+  /** Structured outputs: where the output stands in its grammar (null = unconstrained). */
+  grammar: GrammarMatcher | null = null;
 
   constructor(
     /** Engine-wide unique id (orders admission: larger = admitted later). */
@@ -48,6 +51,23 @@ export class Sequence implements KvSequence {
   appendToken(id: number): void {
     this.tokens.push(id);
     this.outputTokenIds.push(id);
+  }
+
+  /**
+   * Advance the grammar by a token just appended. The sampler only draws what the mask allows, so
+   * a refusal is a bug; a terminated grammar (the output is complete) ignores what follows, which
+   * is only ever a stop token repeated under ignore_eos.
+   */
+  acceptGrammarToken(id: number): void {
+    const g = this.grammar;
+    if (g === null || g.isTerminated()) return;
+    if (!g.acceptToken(id)) throw new Error(`sequence ${this.requestId}/${this.index}: its grammar refused sampled token ${id}`);
+  }
+
+  /** Free the grammar state (the sequence ended). */
+  releaseGrammar(): void {
+    this.grammar?.dispose();
+    this.grammar = null;
   }
 
   /** Tokens not yet in the KV cache (the rest of the prompt, or the last sampled token). */

@@ -23,11 +23,16 @@ function fatal(err: unknown): never {
 
 let core: EngineCore;
 try {
-  core = new EngineCore(createBackend({ threads: config.threads }), modelDir, config);
+  core = new EngineCore(createBackend({ threads: config.threads }), modelDir, config, (read, total) => post({ type: 'loading', read, total }));
 } catch (err) {
   fatal(err);
 }
 post({ type: 'ready', info: core.info });
+// Requests whose grammar compiled between steps join the loop; those whose grammar failed are refused.
+core.events = {
+  admitted: () => kick(),
+  rejected: (requestId, err) => post({ type: 'rejected', requestId, error: serializeError(err) }),
+};
 
 let looping = false;
 let closed = false;
@@ -80,7 +85,11 @@ port.on('message', (m: ToWorker) => {
       post({ type: 'outputs', deltas: core.abort(m.requestIds), stats: core.stats() });
       break;
     case 'stopSeq':
-      post({ type: 'outputs', deltas: core.stopSequence(m.requestId, m.index), stats: null });
+      // Stats too: the stopped sequence's blocks are free now, and no later step may report it.
+      post({ type: 'outputs', deltas: core.stopSequence(m.requestId, m.index), stats: core.stats() });
+      break;
+    case 'blockMap':
+      post({ type: 'blockMap', states: core.kv.pool.stateMap() });
       break;
     case 'shutdown':
       closed = true;

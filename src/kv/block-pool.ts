@@ -7,6 +7,8 @@
  * something else (popped from the head). This is vLLM v1's design: eviction = reuse of the least
  * recently freed block.
  */
+import { BlockState } from '../shared/block-map.js';
+
 export class BlockPool {
   readonly numBlocks: number;
   private readonly refCount: Int32Array;
@@ -57,6 +59,16 @@ export class BlockPool {
 
   refs(block: number): number {
     return this.refCount[block]!;
+  }
+
+  /** Every block's state (a BlockState code per block id), for a live view of the pool. */
+  stateMap(): Uint8Array {
+    const out = new Uint8Array(this.numBlocks);
+    for (let b = 0; b < this.numBlocks; b++) {
+      const r = this.refCount[b]!;
+      out[b] = r > 1 ? BlockState.shared : r === 1 ? BlockState.used : this.hashOf[b] !== null ? BlockState.cached : BlockState.free;
+    }
+    return out;
   }
 
   /** Take the least recently freed block; its cached content (if any) is forgotten. */

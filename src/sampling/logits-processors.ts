@@ -2,7 +2,8 @@
  * Logits processors: the stages that rewrite a row of logits in place before a token is chosen,
  * greedy or random alike, in vLLM's order:
  *
- *   penalties (repetition over prompt + output, frequency and presence over output)
+ *   grammar mask (structured outputs: the ids the row's grammar allows next)
+ *   → penalties (repetition over prompt + output, frequency and presence over output)
  *   → allowed_token_ids → logit_bias
  *   → min_tokens (EOS and stop ids suppressed while the output is shorter than min_tokens)
  *
@@ -10,13 +11,13 @@
  * which no stage applies is neither processed nor copied (its raw logits are its processed
  * logits), which is what lets plain rows be drawn together natively.
  *
- * Adding a stage (e.g. a grammar mask for structured outputs): implement `LogitsProcessor`, give
- * the row what the stage needs (a field on `SamplerRow`, such as this step's token bitmask, null
- * for unconstrained rows so `appliesTo` is one comparison), and insert the stage at its place in
- * `logitsProcessors()`. A mask stage calls `maskByBitmask` with the step's bitmask (32 tokens per
- * 32-bit word, bit j of word i = token 32·i + j: xgrammar's layout), which skips all-ones words, so
- * a permissive mask costs a word test per 32 tokens. Masking commutes with the other stages (they
- * keep -inf at -inf), so a grammar mask can go first, as vLLM applies it.
+ * Adding a stage: implement `LogitsProcessor`, give the row what the stage needs (a field on
+ * `SamplerRow`, null when the stage does not apply so `appliesTo` is one comparison, as the grammar
+ * stage's bitmask), and insert the stage at its place in `logitsProcessors()`. The grammar stage
+ * calls `maskByBitmask` with the step's bitmask (32 tokens per 32-bit word, bit j of word i = token
+ * 32·i + j: xgrammar's layout), which skips all-ones words, so a permissive mask costs a word test
+ * per 32 tokens. Masking commutes with the other stages (they keep -inf at -inf), so it goes first,
+ * as vLLM applies it.
  */
 import type { SamplerRow } from './sampler.js';
 
@@ -31,7 +32,7 @@ export interface LogitsProcessor {
 
 /** The stages, in order, for a vocabulary of V ids (stages own scratch sized V). */
 export function logitsProcessors(V: number): LogitsProcessor[] {
-  return [penalties(V), allowedTokenIds(V), logitBias(V), minTokens(V)];
+  return [grammarMask(V), penalties(V), allowedTokenIds(V), logitBias(V), minTokens(V)];
 }
 
 /** Whether any stage applies to the row. */
@@ -111,6 +112,15 @@ function growKeep(): void {
 // Stages are plain objects of one shape ({ name, appliesTo, apply }), built by the functions below
 // over their own scratch: the per-row `appliesTo` calls then load from one hidden class, which
 // keeps the check cheap for the rows that skip every stage.
+
+/** Structured outputs: ids the row's grammar does not allow next become -inf. */
+function grammarMask(V: number): LogitsProcessor {
+  return {
+    name: 'grammar',
+    appliesTo: (row) => row.grammarMask !== null,
+    apply: (L, off, row) => maskByBitmask(L, off, V, row.grammarMask!),
+  };
+}
 
 /** vLLM/HF rule: seen logits > 0 are divided by the penalty, <= 0 multiplied; then OpenAI's frequency/presence. */
 function penalties(V: number): LogitsProcessor {

@@ -22,6 +22,7 @@
  *   default). The engine still caps it at what is left of the context after the prompt.
  */
 import { InvalidRequestError } from '../errors.js';
+import { normalizeSpec, type GrammarSpec } from '../structured/spec.js';
 
 export interface SamplingParams {
   /** Outputs to return. */
@@ -58,6 +59,12 @@ export interface SamplingParams {
   useBeamSearch: boolean;
   lengthPenalty: number;
   earlyStopping: boolean | 'never';
+  /**
+   * Structured outputs: the grammar every sequence's output must match (a JSON schema, any JSON
+   * object, a regex, a choice, an EBNF grammar); null = unconstrained. Its shape is checked here;
+   * whether it compiles is checked asynchronously before submission (GrammarChecker).
+   */
+  structuredOutputs: GrammarSpec | null;
 }
 
 export type SamplingParamsInput = Partial<
@@ -127,6 +134,7 @@ const BUILTIN: SamplingParams = {
   useBeamSearch: false,
   lengthPenalty: 1,
   earlyStopping: false,
+  structuredOutputs: null,
 };
 
 function fail(param: string, message: string): never {
@@ -279,6 +287,17 @@ export function makeSamplingParams(input: SamplingParamsInput, ctx: SamplingPara
   if (es !== true && es !== false && es !== 'never') fail('early_stopping', `early_stopping must be true, false or "never", got ${show(es)}`);
   const earlyStopping: boolean | 'never' = es;
 
+  // --- structured outputs (GrammarError, a 400, names what is wrong with the spec)
+  const so = raw['structuredOutputs'];
+  let structuredOutputs: GrammarSpec | null = null;
+  if (so !== undefined && so !== null) {
+    if (typeof so !== 'object' || Array.isArray(so)) fail('structured_outputs', `structured_outputs must be an object, got ${show(so)}`);
+    normalizeSpec(so as GrammarSpec);
+    structuredOutputs = so as GrammarSpec;
+    // Their intersection with a grammar's mask could be empty, leaving no token to sample.
+    if (allowedTokenIds !== null) fail('allowed_token_ids', 'allowed_token_ids cannot be combined with structured outputs (the grammar decides which tokens are allowed)');
+  }
+
   const greedy = temperature < SAMPLING_EPS;
   if (useBeamSearch) {
     if (bestOf <= 1) fail('best_of', `best_of (the beam width) must be > 1 when using beam search, got ${bestOf}`);
@@ -327,6 +346,7 @@ export function makeSamplingParams(input: SamplingParamsInput, ctx: SamplingPara
     useBeamSearch,
     lengthPenalty,
     earlyStopping,
+    structuredOutputs,
   };
 }
 

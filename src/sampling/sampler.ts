@@ -1,7 +1,7 @@
 /**
  * The sampler: one token per row of logits.
  *
- *   logits processors (logits-processors.ts: penalties → allowed_token_ids → logit_bias → min_tokens)
+ *   logits processors (logits-processors.ts: grammar → penalties → allowed_token_ids → logit_bias → min_tokens)
  *   → greedy: argmax (ties → lowest id), no random draw
  *   → otherwise a random draw (random-draw.ts: temperature → top-k → top-p → min-p → inverse CDF)
  *
@@ -30,6 +30,11 @@ export interface SamplerRow {
   outputTokenIds: readonly number[];
   /** Suppressed (with params.stopTokenIds) while outputTokenIds.length < params.minTokens. */
   eosTokenIds: readonly number[];
+  /**
+   * Structured outputs: this step's allowed-token bitmask (ceil(V / 32) words, xgrammar's layout),
+   * or null for an unconstrained row, which the grammar stage then skips.
+   */
+  grammarMask: Uint32Array | null;
 }
 
 export interface SampleResult {
@@ -110,6 +115,18 @@ export class Sampler {
       }
     }
     return out;
+  }
+
+  /**
+   * Whether the row's token is one pass over its raw logits (greedy argmax, or a softmax draw at a
+   * temperature) with no stage changing them. For such a row a grammar's mask can be tried after
+   * the draw instead of before: an allowed token is what the masked greedy pass picks, and drawing
+   * unmasked, then again with the mask when the token is refused, gives exactly the masked
+   * distribution (see EngineCore.sample).
+   */
+  drawsFromRawRow(row: SamplerRow): boolean {
+    const p = row.params;
+    return !anyApplies(this.processors, row) && (p.temperature < SAMPLING_EPS || !narrows(p, this.V));
   }
 
   /**

@@ -4,7 +4,7 @@
  * stop it; `shutdownGracefully` does both, in the order a SIGTERM needs.
  *
  * Routes: POST /v1/completions, POST /v1/chat/completions, GET /v1/models (and /v1/models/:id),
- * POST /tokenize, POST /detokenize, GET /health, GET /version, GET /metrics.
+ * POST /tokenize, POST /detokenize, GET /health, GET /version, GET /metrics, GET /dashboard.
  */
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { readFileSync } from 'node:fs';
@@ -12,13 +12,19 @@ import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest }
 import type { AsyncEngine } from '../engine/async-engine.js';
 import { AuthenticationError, InvalidRequestError, NotFoundError, PagewiseError, ServiceUnavailableError } from '../errors.js';
 import { chatHandler } from './chat.js';
+import { basicAsBearer, DASHBOARD_CHALLENGE, isDashboardPath, registerDashboard } from './dashboard/index.js';
 import { completionsHandler } from './completions.js';
 import { generationDefaults } from '../config/generation-defaults.js';
-import { warnIgnored, type ServeContext, type ServerLog } from './context.js';
+import { warnIgnored, type ServeContext } from './context.js';
+import { createLogger, withRequestIds, type ServerLog } from './log.js';
+import { trackRequests } from './request-log.js';
+import { discardBody, DISCARD_LIMIT_FACTOR } from './body-limit.js';
 import { errorBody, toHttpError } from './errors.js';
 import { ServerMetrics } from './metrics.js';
-import { parseDetokenizeRequest, parseTokenizeRequest } from './request.js';
+import { parseDetokenizeRequest, parseTokenize } from './request.js';
+import { TokenizerPool } from '../tokenizer/pool.js';
 import { longestTokenChars, type RequestContext } from './request-context.js';
+import type { ToolConfig } from './tools/request.js';
 
 export interface ServerOptions {
   /** Names clients use in `model` (default: the engine's --model value). The first is reported. */
@@ -29,10 +35,16 @@ export interface ServerOptions {
   bodyLimit?: number;
   /** `auto` (default): the model's generation_config.json sampling defaults apply; `vllm`: vLLM's built-ins. */
   generationConfig?: 'auto' | 'vllm';
-  /** Where warnings, errors and (with accessLog) one line per request go (default: stderr). */
+  /** Tool calling: --tool-call-parser (hermes, llama3_json, mistral, pythonic) and --enable-auto-tool-choice. */
+  tools?: ToolConfig;
+  /** Where warnings, errors and the access lines go (default: text lines on stderr, level info). */
   log?: ServerLog;
-  /** Log one line per finished HTTP request (default false). */
+  /** Log one line per HTTP request: status, tokens, time to first token, total time (default true). */
   accessLog?: boolean;
+  /** Threads that tokenize long inputs off the event loop (default 2; 0: on the event loop). */
+  tokenizerWorkers?: number;
+  /** Serve the live dashboard at /dashboard (default true; `--no-dashboard` turns it off). */
+  dashboard?: boolean;
 }
 
 /** Server state the CLI and tests reach through `app.pagewise`. */
@@ -86,10 +98,6 @@ export function tooDeep(value: unknown, max: number): boolean {
   return false;
 }
 
-function defaultLog(level: string, message: string): void {
-  process.stderr.write(`pagewise: ${level === 'info' ? '' : `${level}: `}${message}\n`);
-}
-
 /** Constant-time key check: both sides are hashed first, so lengths never leak either. */
 function keyMatches(header: string | undefined, keyDigest: Buffer): boolean {
   if (typeof header !== 'string') return false;
@@ -102,7 +110,8 @@ export function createServer(engine: AsyncEngine, opts: ServerOptions = {}): Pag
   const info = engine.info;
   const names = opts.servedModelName === undefined ? [info.config.model] : typeof opts.servedModelName === 'string' ? [opts.servedModelName] : [...opts.servedModelName];
   if (names.length === 0 || names.some((n) => typeof n !== 'string' || n.length === 0)) throw new InvalidRequestError('served model names must be non-empty strings');
-  const log = opts.log ?? defaultLog;
+  // Every line logged while a request is handled carries its id (log.ts).
+  const log = withRequestIds(opts.log ?? createLogger());
   const bodyLimit = opts.bodyLimit ?? DEFAULT_BODY_LIMIT;
   const gen = generationDefaults(info.generationConfig, opts.generationConfig ?? 'auto');
   if (gen.applied.length > 0) log('info', `default sampling parameters from the model's generation_config.json: ${gen.applied.join(', ')} (--generation-config vllm to ignore them)`);
@@ -118,9 +127,11 @@ export function createServer(engine: AsyncEngine, opts: ServerOptions = {}): Pag
     defaults: gen.defaults,
     maxNewTokens: gen.maxNewTokens,
     maxTokenChars: longestTokenChars(engine.tokenizer, info.model.vocabSize),
+    tools: opts.tools,
   };
   const metrics = new ServerMetrics(names[0]!, info);
-  const sc: ServeContext = { engine, req: reqCtx, metrics, log, closing: false, inFlight: 0 };
+  const tokens = new TokenizerPool(info.tokenizer, engine.tokenizer, { workers: opts.tokenizerWorkers });
+  const sc: ServeContext = { engine, req: reqCtx, tokens, metrics, log, closing: false, inFlight: 0 };
 
   // The metrics follow the engine's events until the server closes.
   const unsubscribe = [engine.on('stats', (s) => metrics.onStats(s)), engine.on('finished', (o) => metrics.onFinished(o))];
@@ -177,15 +188,19 @@ export function createServer(engine: AsyncEngine, opts: ServerOptions = {}): Pag
     done(null, value);
   });
 
-  app.setErrorHandler((err, request, reply) => {
+  // Every request: an id on all its log lines, and an access line at its end.
+  const inRequest = trackRequests(app, log, opts.accessLog ?? true);
+
+  app.setErrorHandler(async (err, request, reply) => {
     const e = toHttpError(err);
+    if (e.status === 413) await discardBody(request.raw, bodyLimit * DISCARD_LIMIT_FACTOR);
     if (e.status >= 500) {
       const cause = err instanceof Error && err.cause instanceof Error ? ` (cause: ${err.cause.message})` : '';
       // Errors outside our hierarchy are bugs: their stack is what someone will need.
       const stack = !(err instanceof PagewiseError) && err instanceof Error && err.stack ? `\n${err.stack}` : '';
-      log('error', `${request.method} ${request.url.split('?')[0]}: ${e.body.error.message}${cause}${stack}`);
+      inRequest(request, () => log('error', `${request.method} ${request.url.split('?')[0]}: ${e.body.error.message}${cause}${stack}`));
     }
-    if (e.status === 401) void reply.header('www-authenticate', 'Bearer');
+    if (e.status === 401 && !reply.hasHeader('www-authenticate')) void reply.header('www-authenticate', 'Bearer');
     return reply.code(e.status).send(e.body);
   });
   app.setNotFoundHandler((request, reply) => {
@@ -193,18 +208,18 @@ export function createServer(engine: AsyncEngine, opts: ServerOptions = {}): Pag
     return reply.code(404).send(errorBody(`Not found: ${request.method} ${path.length > 200 ? `${path.slice(0, 200)}…` : path}`, 'not_found_error'));
   });
 
+  const dashboard = opts.dashboard ?? true;
   if (opts.apiKey) {
     const digest = createHash('sha256').update(opts.apiKey, 'utf8').digest();
-    app.addHook('onRequest', async (request) => {
+    app.addHook('onRequest', async (request, reply) => {
       const path = request.url.split('?')[0]!;
       if (OPEN_PATHS.has(path)) return;
+      // Browsers send the dashboard's key as Basic credentials (src/server/dashboard/index.ts).
+      if (dashboard && isDashboardPath(path)) {
+        if (keyMatches(basicAsBearer(request.headers.authorization), digest)) return;
+        void reply.header('www-authenticate', DASHBOARD_CHALLENGE);
+      }
       if (!keyMatches(request.headers.authorization, digest)) throw new AuthenticationError('Invalid or missing API key: send it as "Authorization: Bearer <key>"', { code: 'invalid_api_key' });
-    });
-  }
-
-  if (opts.accessLog) {
-    app.addHook('onResponse', async (request, reply) => {
-      log('info', `${request.ip} ${request.method} ${request.url.split('?')[0]} ${reply.statusCode} ${reply.elapsedTime.toFixed(0)}ms`);
     });
   }
 
@@ -231,6 +246,8 @@ export function createServer(engine: AsyncEngine, opts: ServerOptions = {}): Pag
     root: info.modelDir,
     parent: null,
     max_model_len: info.maxModelLen,
+    // Token ids a prompt may hold are 0..vocab_size-1 (`bench serve` draws its random prompts there).
+    vocab_size: info.model.vocabSize,
   });
   const startedAt = Math.floor(Date.now() / 1000);
   app.get('/v1/models', async () => ({ object: 'list', data: names.map(modelCard) }));
@@ -241,7 +258,7 @@ export function createServer(engine: AsyncEngine, opts: ServerOptions = {}): Pag
   });
 
   app.post('/tokenize', async (request) => {
-    const r = parseTokenizeRequest(request.body, reqCtx);
+    const r = await tokens.run(parseTokenize(request.body, reqCtx));
     warnIgnored(sc, 'POST /tokenize', r.ignoredFields);
     const body: Record<string, unknown> = { count: r.tokenIds.length, max_model_len: info.maxModelLen, tokens: r.tokenIds };
     if (r.returnTokenStrs) body['token_strs'] = r.tokenIds.map((id) => engine.tokenizer.idToToken(id) ?? '');
@@ -264,8 +281,11 @@ export function createServer(engine: AsyncEngine, opts: ServerOptions = {}): Pag
     return reply.header('content-type', metrics.contentType).send(text);
   });
 
+  if (dashboard) registerDashboard(app, engine, names[0]!);
+
   app.addHook('onClose', async () => {
     for (const off of unsubscribe) off();
+    await tokens.close();
   });
 
   return app as unknown as PagewiseServer;

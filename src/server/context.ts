@@ -7,13 +7,16 @@ import type { AsyncEngine } from '../engine/async-engine.js';
 import { ServiceUnavailableError } from '../errors.js';
 import type { ServerMetrics } from './metrics.js';
 import type { RequestContext } from './request-context.js';
+import type { ServerLog } from './log.js';
+import type { TokenizerPool } from '../tokenizer/pool.js';
 
-export type LogLevel = 'info' | 'warn' | 'error';
-export type ServerLog = (level: LogLevel, message: string) => void;
+export type { LogLevel, ServerLog } from './log.js';
 
 export interface ServeContext {
   engine: AsyncEngine;
   req: RequestContext;
+  /** Runs request parsing with long tokenizer work off the event loop. */
+  tokens: TokenizerPool;
   metrics: ServerMetrics;
   log: ServerLog;
   /** Set when shutdown begins: new work is refused with 503 and /health reports 503. */

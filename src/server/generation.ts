@@ -7,14 +7,23 @@ import type { FastifyReply } from 'fastify';
 import type { AsyncEngine, RequestStream } from '../engine/async-engine.js';
 import type { RequestOutput } from '../engine/output-processor.js';
 import type { SamplingParams } from '../sampling/params.js';
+import { currentRequest, type RequestRecord } from './log.js';
 import { TokenGapObserver, type ServerMetrics } from './metrics.js';
 
 /** The engine streams of one HTTP request (one per prompt). */
 export class Generation {
+  /** The HTTP request's access-log record (log.ts): its tokens and time to first token. */
+  private readonly record: RequestRecord | undefined = currentRequest();
+
   private constructor(
     readonly streams: RequestStream[],
     private readonly gaps: TokenGapObserver[],
-  ) {}
+  ) {
+    if (this.record) {
+      this.record.promptTokens = streams.reduce((s, st) => s + st.output.promptTokenIds.length, 0);
+      this.record.completionTokens = 0;
+    }
+  }
 
   /**
    * Submit every prompt. If one is refused (queue full, too long, engine down), the ones already
@@ -32,6 +41,8 @@ export class Generation {
       throw err;
     }
     for (const p of prompts) metrics.onAdmitted(p.params.n, p.params.maxTokens);
+    const record = currentRequest();
+    if (record) record.responseId = baseId;
     return new Generation(
       streams,
       streams.map(() => new TokenGapObserver(metrics)),
@@ -93,12 +104,22 @@ export class Generation {
         dirty.delete(i);
         const o = this.streams[i]!.output;
         this.gaps[i]!.observe(o);
+        this.count();
         yield [i, o];
         continue;
       }
       if (st.active === 0) return;
       await new Promise<void>((resolve) => (wake = resolve));
     }
+  }
+
+  /** Bring the access-log record's token counts up to date. */
+  private count(): void {
+    if (!this.record) return;
+    let tokens = 0;
+    for (const s of this.streams) for (const c of s.output.outputs) tokens += c.tokenIds.length;
+    if (tokens > 0) this.record.firstTokenAt ??= performance.now();
+    this.record.completionTokens = tokens;
   }
 
   /** Wait for every prompt to finish; returns the final outputs in prompt order. */

@@ -5,9 +5,11 @@
  */
 import { ContextLengthError } from '../errors.js';
 import { maxRequestTokens } from '../shared/request-limits.js';
+import { encodeTexts, renderChatTemplate, type WithTokenizer } from '../tokenizer/jobs.js';
 import type { ChatMessage } from '../tokenizer/tokenizer.js';
 import type { RequestContext } from './request-context.js';
 import { checkText, describe, fail, get, optBool, optInt, tokenIds, type Body } from './request-fields.js';
+import { parseMessageToolCalls, parseToolsList } from './tools/request.js';
 
 /** Refuse text that cannot possibly fit in the context, before spending time tokenizing it. */
 export function checkTextFits(param: string, text: string, ctx: RequestContext): void {
@@ -69,19 +71,24 @@ export function parsePromptField(body: Body, vocabSize: number): RawPrompt[] {
 
 /**
  * Tokenize (text) and truncate (to the last k tokens, when k is set) each prompt. With truncation
- * the text may be long on purpose; without, a hopeless prompt is refused untokenized.
+ * the text may be long on purpose; without, a hopeless prompt is refused untokenized. Tokenizing
+ * is yielded as jobs (tokenizer/jobs.ts): the server runs it off the event loop.
  */
-export function completionPrompts(raws: readonly RawPrompt[], k: number | null, addSpecialTokens: boolean, ctx: RequestContext): PreparedPrompt[] {
+export function* completionPrompts(raws: readonly RawPrompt[], k: number | null, addSpecialTokens: boolean, ctx: RequestContext): WithTokenizer<PreparedPrompt[]> {
   if (k === null) for (const p of raws) if ('text' in p) checkTextFits('prompt', p.text, ctx);
-  return raws.map((p) =>
-    'text' in p ? { tokenIds: truncate(ctx.tokenizer.encode(p.text, { addSpecialTokens }), k), text: p.text } : { tokenIds: truncate(p.ids, k), text: null },
-  );
+  const texts = raws.flatMap((p) => ('text' in p ? [p.text] : []));
+  const encoded = texts.length > 0 ? yield* encodeTexts(texts, addSpecialTokens) : [];
+  let next = 0;
+  return raws.map((p) => ('text' in p ? { tokenIds: truncate(encoded[next++]!, k), text: p.text } : { tokenIds: truncate(p.ids, k), text: null }));
 }
 
 // ---------------------------------------------------------------------------------------------
 // Chat messages
 
-/** Parse `messages` into the tokenizer's ChatMessage list. Only text content is supported. */
+/**
+ * Parse `messages` into the tokenizer's ChatMessage list. Only text content is supported; an
+ * assistant's `tool_calls` and a tool result's `tool_call_id` are kept for the chat template.
+ */
 export function parseMessages(v: unknown): ChatMessage[] {
   if (v === undefined || v === null) fail('messages', 'messages is required');
   if (!Array.isArray(v)) fail('messages', `messages must be a list of message objects, got ${describe(v)}`);
@@ -111,6 +118,13 @@ export function parseMessages(v: unknown): ChatMessage[] {
         .join('\n');
     } else fail('messages', `${at}.content must be a string, a list of content parts, or null, got ${describe(c)}`);
     const out: ChatMessage = { role, content };
+    const calls = msg['tool_calls'];
+    if (calls !== undefined && calls !== null) out.tool_calls = parseMessageToolCalls(calls, at);
+    const callId = msg['tool_call_id'];
+    if (callId !== undefined && callId !== null) {
+      if (typeof callId !== 'string') fail('messages', `${at}.tool_call_id must be a string, got ${describe(callId)}`);
+      out.tool_call_id = checkText('messages', callId);
+    }
     const name = msg['name'];
     if (name !== undefined && name !== null) {
       if (typeof name !== 'string') fail('messages', `${at}.name must be a string, got ${describe(name)}`);
@@ -126,7 +140,7 @@ export interface RenderedChat {
 }
 
 /** Render messages with the model's template and tokenize them (no second BOS, see encodeChatPrompt). */
-export function renderChat(body: Body, ctx: RequestContext, messages: ChatMessage[], defaultAddSpecial: boolean, boundText: boolean): RenderedChat {
+export function* renderChat(body: Body, ctx: RequestContext, messages: ChatMessage[], defaultAddSpecial: boolean, boundText: boolean): WithTokenizer<RenderedChat> {
   if (get(body, 'chat_template') !== undefined) fail('chat_template', 'chat_template in requests is not supported; the model\'s own template is used');
   const continueFinal = optBool(body, 'continue_final_message', false);
   const addGen = optBool(body, 'add_generation_prompt', !continueFinal);
@@ -141,18 +155,11 @@ export function renderChat(body: Body, ctx: RequestContext, messages: ChatMessag
     if (!Array.isArray(docs)) fail('documents', `documents must be a list of objects, got ${describe(docs)}`);
     extra['documents'] = docs;
   }
-  const tools = get(body, 'tools');
-  const toolChoice = get(body, 'tool_choice');
-  if (tools !== undefined) {
-    if (!Array.isArray(tools) || tools.some((t) => typeof t !== 'object' || t === null || Array.isArray(t))) fail('tools', 'tools must be a list of tool objects');
-    if (tools.length > 0 && toolChoice !== 'none') {
-      fail('tool_choice', 'tool calling is not supported by this server (tool calls are not parsed from the output); send tool_choice "none" to only render the tools into the prompt');
-    }
-  } else if (toolChoice !== undefined && toolChoice !== 'none') {
-    fail('tool_choice', 'tool_choice needs tools, and tool calling is not supported by this server');
-  }
+  // The tools as sent, for the template's `tools` variable (tool_choice is the route's business).
+  const toolsRaw = get(body, 'tools');
+  const tools = toolsRaw === undefined ? undefined : parseToolsList(toolsRaw).raw;
 
-  let text = ctx.tokenizer.applyChatTemplate(messages, { addGenerationPrompt: addGen, tools: tools ?? undefined, extra });
+  let text = yield* renderChatTemplate(messages, { addGenerationPrompt: addGen, tools: tools ?? undefined, extra });
   if (continueFinal) {
     // Leave the final message open: cut the rendering right after its content (as transformers does).
     const last = messages[messages.length - 1]!;
@@ -164,6 +171,7 @@ export function renderChat(body: Body, ctx: RequestContext, messages: ChatMessag
     }
   }
   if (boundText) checkTextFits('messages', text, ctx);
-  const tokenIds = addSpecialTokens ? ctx.tokenizer.encode(text, { addSpecialTokens: true }) : ctx.tokenizer.encodeChatPrompt(text);
-  return { text, tokenIds };
+  // add_special_tokens defaults to false here: the template wrote its own BOS (see encodeChatPrompt).
+  const [tokenIds] = yield* encodeTexts([text], addSpecialTokens);
+  return { text, tokenIds: tokenIds! };
 }

@@ -3,6 +3,7 @@
  */
 import type { SamplingParams } from '../sampling/params.js';
 import type { PagewiseTokenizer } from '../tokenizer/tokenizer.js';
+import type { ToolConfig } from './tools/request.js';
 
 /** What request parsing needs to know about the served model. */
 export interface RequestContext {
@@ -24,6 +25,8 @@ export interface RequestContext {
   maxNewTokens: number | null;
   /** Longest token string in the vocabulary (see longestTokenChars): bounds text before tokenizing. */
   maxTokenChars: number;
+  /** Tool calling (--tool-call-parser, --enable-auto-tool-choice); absent = neither. */
+  tools?: ToolConfig;
 }
 
 /**

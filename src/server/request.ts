@@ -3,6 +3,10 @@
  * The field readers are in request-fields.ts, prompt building (chat template, tokenizing,
  * truncation) in prompt.ts; this module holds each route's request shape and its rules.
  *
+ * Parsing is written as generators that yield their tokenizer work (src/tokenizer/jobs.ts): the
+ * server runs them on its tokenizer pool, so long inputs are tokenized off the event loop; the
+ * `parse*Request` functions run them inline.
+ *
  * Everything a client sends is checked here, before anything reaches the engine, and every problem
  * is an InvalidRequestError naming the field (OpenAI's `param`). Request bodies come from JSON, so
  * every field is read as `unknown` and checked for its type; nothing here trusts a static type.
@@ -16,16 +20,22 @@
  *   top_p, top_k, repetition_penalty), as vLLM's `--generation-config auto` (its default) does.
  * - Beam search is vLLM's legacy form: `use_beam_search` with `best_of` as the beam width,
  *   `temperature` 0 and `n` hypotheses returned (all reported when the search ends).
+ * - Structured outputs (response_format, structured_outputs, guided_*) are read by
+ *   structured-fields.ts into `SamplingParams.structuredOutputs`; the route checks that the grammar
+ *   compiles (checkGrammar) before submitting.
  * - Unknown fields are ignored (and reported so the route can log a warning); fields we know but
- *   cannot honour (suffix, structured output, tool calling, per-request templates)
- *   are rejected rather than silently ignored, because ignoring them would change the output.
+ *   cannot honour (suffix, per-request templates) are rejected rather than silently ignored,
+ *   because ignoring them would change the output.
  */
 import { ContextLengthError } from '../errors.js';
 import { makeSamplingParams, MAX_LOGPROBS, type SamplingParams, type SamplingParamsInput } from '../sampling/params.js';
 import { checkTextFits, completionPrompts, parseMessages, parsePromptField, renderChat, truncate, truncation, type PreparedPrompt } from './prompt.js';
 import type { RequestContext } from './request-context.js';
+import { encodeTexts, runInline, type WithTokenizer } from '../tokenizer/jobs.js';
 import { asBody, checkText, describe, fail, get, optBool, optInt, optString, resolveModelName, tokenIds, unknownFields, type Body } from './request-fields.js';
 import { hasExtraCandidates } from '../shared/fan-out.js';
+import { parseStructuredField } from './structured-fields.js';
+import { parseToolRequest, type ToolRequest } from './tools/request.js';
 import { checkWidth, maxRequestTokens } from '../shared/request-limits.js';
 
 interface CommonRequest {
@@ -40,6 +50,8 @@ interface CommonRequest {
   returnTokensAsTokenIds: boolean;
   /** Top-level fields the request sent that this server does not know (logged, then ignored). */
   ignoredFields: string[];
+  /** The field the structured-output constraint came from (errors name it), null when none. */
+  grammarParam: string | null;
 }
 
 export interface CompletionRequest extends CommonRequest {
@@ -66,6 +78,8 @@ export interface ChatRequest extends CommonRequest {
   promptLogprobs: number | null;
   /** With `echo`, the final assistant message's content, which the response starts with. */
   echoText: string | null;
+  /** The tools offered and how calls are chosen and parsed; null without tools. */
+  tools: ToolRequest | null;
 }
 
 export interface TokenizeRequest {
@@ -156,14 +170,6 @@ const CHAT_FIELDS = new Set([
 
 /** Reject fields we know but cannot honour: ignoring them would silently change the output. */
 function rejectUnsupported(body: Body): void {
-  const rf = get(body, 'response_format');
-  if (rf !== undefined) {
-    const type = typeof rf === 'object' && !Array.isArray(rf) ? (rf as Body)['type'] : undefined;
-    if (type !== 'text') fail('response_format', `response_format ${JSON.stringify(type ?? null)} is not supported (structured output is not implemented); only {"type": "text"}`);
-  }
-  for (const k of ['structured_outputs', 'guided_json', 'guided_regex', 'guided_choice', 'guided_grammar']) {
-    if (get(body, k) !== undefined) fail(k, `${k} is not supported (structured output is not implemented)`);
-  }
   const lp = get(body, 'logits_processors');
   if (lp !== undefined && !(Array.isArray(lp) && lp.length === 0)) fail('logits_processors', 'logits_processors is not supported by this server');
   const prio = get(body, 'priority');
@@ -186,7 +192,7 @@ function parseStreamOptions(body: Body): { stream: boolean; includeUsage: boolea
   };
 }
 
-function parseCommon(body: Body, ctx: RequestContext, known: ReadonlySet<string>): CommonRequest {
+function parseCommon(body: Body, ctx: RequestContext, known: ReadonlySet<string>): Omit<CommonRequest, 'grammarParam'> {
   const model = resolveModelName(body, ctx);
   rejectUnsupported(body);
   const s = parseStreamOptions(body);
@@ -242,7 +248,7 @@ function resolveMaxTokens(requested: number | undefined, promptLen: number, ctx:
 // ---------------------------------------------------------------------------------------------
 // /v1/completions
 
-export function parseCompletionRequest(raw: unknown, ctx: RequestContext): CompletionRequest {
+export function* parseCompletion(raw: unknown, ctx: RequestContext): WithTokenizer<CompletionRequest> {
   const body = asBody(raw);
   const common = parseCommon(body, ctx, COMPLETION_FIELDS);
   const suffix = get(body, 'suffix');
@@ -267,6 +273,8 @@ export function parseCompletionRequest(raw: unknown, ctx: RequestContext): Compl
   else maxTokens = mt;
 
   const input = samplingInput(body);
+  const structured = parseStructuredField(body);
+  input.structuredOutputs = structured?.spec ?? null;
   // Ranking best_of candidates needs their cumulative logprobs, which the sampler computes only
   // when logprobs are requested; ask for the chosen token's (0 alternatives) when the client did not.
   const wantsBestOf = typeof input.bestOf === 'number' && hasExtraCandidates({ n: (input.n as number | undefined) ?? 1, bestOf: input.bestOf });
@@ -280,19 +288,19 @@ export function parseCompletionRequest(raw: unknown, ctx: RequestContext): Compl
   const k = truncation(body, ctx);
   const raws = parsePromptField(body, ctx.vocabSize);
   if (raws.length > ctx.maxPrompts) fail('prompt', `a request may carry at most ${ctx.maxPrompts} prompts (--max-waiting-requests), got ${raws.length}`);
-  const prompts = completionPrompts(raws, k, addSpecialTokens, ctx);
+  const prompts = yield* completionPrompts(raws, k, addSpecialTokens, ctx);
   const params = prompts.map((p) => {
     if (p.tokenIds.length === 0) fail('prompt', 'prompt is empty after tokenization');
     const m = resolveMaxTokens(maxTokens, p.tokenIds.length, ctx, 'prompt');
     return m === base.maxTokens ? base : makeParams({ ...input, maxTokens: m }, ctx);
   });
-  return { ...common, prompts, params, n: base.n, echo, echoOnly, logprobs, promptLogprobs };
+  return { ...common, grammarParam: structured?.param ?? null, prompts, params, n: base.n, echo, echoOnly, logprobs, promptLogprobs };
 }
 
 // ---------------------------------------------------------------------------------------------
 // /v1/chat/completions
 
-export function parseChatRequest(raw: unknown, ctx: RequestContext): ChatRequest {
+export function* parseChat(raw: unknown, ctx: RequestContext): WithTokenizer<ChatRequest> {
   const body = asBody(raw);
   const common = parseCommon(body, ctx, CHAT_FIELDS);
   const messages = parseMessages(body['messages']);
@@ -313,6 +321,14 @@ export function parseChatRequest(raw: unknown, ctx: RequestContext): ChatRequest
   const maxTokens = mtRaw as number | undefined;
 
   const input = samplingInput(body);
+  let structured = parseStructuredField(body);
+  const tools = parseToolRequest(body, ctx.tools ?? { parser: null, autoToolChoice: false });
+  if (tools?.constraint) {
+    // A required or named tool call is itself the constraint.
+    if (structured) fail('tool_choice', `tool_choice ${JSON.stringify(tools.choice)} constrains the output to tool calls and cannot be combined with ${structured.param}`);
+    structured = { spec: tools.constraint, param: 'tool_choice' };
+  }
+  input.structuredOutputs = structured?.spec ?? null;
   const wantsBestOf = typeof input.bestOf === 'number' && hasExtraCandidates({ n: (input.n as number | undefined) ?? 1, bestOf: input.bestOf });
   input.logprobs = topLogprobs ?? (wantsBestOf ? 0 : null);
   input.promptLogprobs = promptLogprobs;
@@ -320,7 +336,7 @@ export function parseChatRequest(raw: unknown, ctx: RequestContext): ChatRequest
   if (common.stream && base.bestOf !== base.n && !base.useBeamSearch) fail('best_of', 'best_of must equal n when stream is true (except with beam search)');
 
   const k = truncation(body, ctx);
-  const rendered = renderChat(body, ctx, messages, false, k === null);
+  const rendered = yield* renderChat(body, ctx, messages, false, k === null);
   const tokenIdsList = truncate(rendered.tokenIds, k);
   if (tokenIdsList.length === 0) fail('messages', 'the rendered chat prompt is empty');
   const m = resolveMaxTokens(maxTokens, tokenIdsList.length, ctx, 'messages');
@@ -328,7 +344,7 @@ export function parseChatRequest(raw: unknown, ctx: RequestContext): ChatRequest
 
   const last = messages[messages.length - 1]!;
   const echoText = echo && last.role === 'assistant' ? (typeof last.content === 'string' ? last.content : last.content.map((p) => p.text).join('\n')) : null;
-  return { ...common, prompt: { tokenIds: tokenIdsList, text: rendered.text }, params, n: params.n, topLogprobs, promptLogprobs, echoText };
+  return { ...common, grammarParam: structured?.param ?? null, prompt: { tokenIds: tokenIdsList, text: rendered.text }, params, n: params.n, topLogprobs, promptLogprobs, echoText, tools };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -349,7 +365,7 @@ const TOKENIZE_FIELDS = new Set([
   'tool_choice',
 ]);
 
-export function parseTokenizeRequest(raw: unknown, ctx: RequestContext): TokenizeRequest {
+export function* parseTokenize(raw: unknown, ctx: RequestContext): WithTokenizer<TokenizeRequest> {
   const body = asBody(raw);
   resolveModelName(body, ctx);
   const returnTokenStrs = optBool(body, 'return_token_strs', false);
@@ -362,9 +378,10 @@ export function parseTokenizeRequest(raw: unknown, ctx: RequestContext): Tokeniz
     if (typeof prompt !== 'string') fail('prompt', `prompt must be a string, got ${describe(prompt)}`);
     const addSpecialTokens = optBool(body, 'add_special_tokens', true);
     checkTextFits('prompt', checkText('prompt', prompt), ctx);
-    return { tokenIds: ctx.tokenizer.encode(prompt, { addSpecialTokens }), returnTokenStrs, ignoredFields };
+    const [tokenIds] = yield* encodeTexts([prompt], addSpecialTokens);
+    return { tokenIds: tokenIds!, returnTokenStrs, ignoredFields };
   }
-  const rendered = renderChat(body, ctx, parseMessages(body['messages']), false, true);
+  const rendered = yield* renderChat(body, ctx, parseMessages(body['messages']), false, true);
   return { tokenIds: rendered.tokenIds, returnTokenStrs, ignoredFields };
 }
 
@@ -374,4 +391,19 @@ export function parseDetokenizeRequest(raw: unknown, ctx: RequestContext): Detok
   const v = get(body, 'tokens');
   if (v === undefined) fail('tokens', 'tokens is required');
   return { tokenIds: tokenIds('tokens', v, ctx.vocabSize, true), ignoredFields: unknownFields(body, new Set(['model', 'tokens'])) };
+}
+
+// ---------------------------------------------------------------------------------------------
+// The same parsers with the tokenizer run inline, on this thread
+
+export function parseCompletionRequest(raw: unknown, ctx: RequestContext): CompletionRequest {
+  return runInline(parseCompletion(raw, ctx), ctx.tokenizer);
+}
+
+export function parseChatRequest(raw: unknown, ctx: RequestContext): ChatRequest {
+  return runInline(parseChat(raw, ctx), ctx.tokenizer);
+}
+
+export function parseTokenizeRequest(raw: unknown, ctx: RequestContext): TokenizeRequest {
+  return runInline(parseTokenize(raw, ctx), ctx.tokenizer);
 }

@@ -1,7 +1,7 @@
 /**
- * Grammar compilation: a checker that validates specs on a disposable xgrammar instance (for the
- * server, before a request reaches the engine), and a GrammarCompiler, one per tokenizer, that
- * compiles specs against the vocabulary and caches the results by spec text in an LRU.
+ * Grammar compilation: a GrammarCompiler, one per tokenizer, that compiles specs against the
+ * vocabulary (after checking them on a GrammarChecker, checker.ts) and caches the results by spec
+ * text in an LRU.
  *
  * Threading: compiled grammars live in the wasm instance that built them and the web build has no
  * serialization, so compilation runs on the thread that will match (the engine's). `compile()`
@@ -12,61 +12,12 @@
  * spec text is compiled once and cached.
  */
 import { setImmediate as yieldToLoop } from 'node:timers/promises';
-import { GrammarError } from '../errors.js';
+import { GrammarChecker, toGrammarError } from './checker.js';
 import { compileSpec, describe, normalizeSpec, type GrammarFormatOptions, type GrammarSpec, type NormalizedSpec } from './spec.js';
 import { GrammarMatcher } from './matcher.js';
 import { tokenBytes, Utf8Masks } from './utf8.js';
 import type { GrammarVocab } from './vocab.js';
-import { XGrammarInstance, XGrammarNativeError, type NativeCompiledGrammar, type NativeCompiler, type NativeTokenizerInfo } from './xgrammar.js';
-
-function toGrammarError(spec: NormalizedSpec, err: unknown): never {
-  if (err instanceof XGrammarNativeError) {
-    const msg = err.message.replace(/^[^:]*: /, '');
-    throw new GrammarError(`invalid ${describe(spec)}: ${msg}`, { param: 'response_format', cause: err });
-  }
-  throw err;
-}
-
-/**
- * Validates specs on its own instance, replaced after any failure (a failed native call may leave
- * an instance leaking). A check compiles the spec against a one-token vocabulary: cheap (no token
- * masks to build), and it meets every parse and compile failure the engine's compile would.
- * Errors are GrammarError (400).
- */
-export class GrammarChecker {
-  private instance: Promise<{ inst: XGrammarInstance; compiler: NativeCompiler }> | null = null;
-
-  constructor(private readonly fmt: GrammarFormatOptions = {}) {}
-
-  /** Throws GrammarError when the spec cannot be compiled; returns its normalized form. */
-  async check(spec: GrammarSpec): Promise<NormalizedSpec> {
-    const norm = normalizeSpec(spec);
-    const current = (this.instance ??= GrammarChecker.start());
-    const { inst, compiler } = await current;
-    try {
-      inst.call('check', (b) => compileSpec(b, compiler, norm, this.fmt).delete());
-    } catch (err) {
-      if (inst.aborted && this.instance === current) this.instance = null;
-      toGrammarError(norm, err);
-    }
-    return norm;
-  }
-
-  private static async start(): Promise<{ inst: XGrammarInstance; compiler: NativeCompiler }> {
-    const inst = await XGrammarInstance.create();
-    const compiler = inst.call('checker', (b) => {
-      const vocab = b.vecStringFromJSArray(['a']);
-      const stops = b.vecIntFromJSArray([0]);
-      try {
-        return new b.GrammarCompiler(new b.TokenizerInfo(vocab, 'RAW', 1, stops, false), 1, false);
-      } finally {
-        vocab.delete();
-        stops.delete();
-      }
-    });
-    return { inst, compiler };
-  }
-}
+import { XGrammarInstance, type NativeCompiledGrammar, type NativeCompiler, type NativeTokenizerInfo } from './xgrammar.js';
 
 /** A compiled grammar. Reference-counted: the cache holds one reference, each matcher one. */
 export class CompiledGrammar {

@@ -4,6 +4,7 @@
  * matcher.ts (the per-sequence, per-step API).
  */
 export { type GrammarSpec, type GrammarFormatOptions, type NormalizedSpec, normalizeSpec } from './spec.js';
-export { GrammarChecker, GrammarCompiler, CompiledGrammar, type GrammarCompilerOptions } from './compiler.js';
+export { GrammarChecker, sharedGrammarChecker } from './checker.js';
+export { GrammarCompiler, CompiledGrammar, type GrammarCompilerOptions } from './compiler.js';
 export { GrammarMatcher, applyTokenBitmask, bitmaskWords } from './matcher.js';
 export { grammarVocab, detectVocabType, detectAddPrefixSpace, type GrammarVocab, type GrammarVocabOptions, type VocabType, type VocabTokenizer } from './vocab.js';

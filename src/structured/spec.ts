@@ -10,19 +10,24 @@ import type { NativeCompiledGrammar, NativeCompiler, XGrammarBinding } from './x
 
 export type GrammarSpec =
   /** `response_format: {type: "json_object"}`: any JSON object. */
-  | { kind: 'json_object' }
+  | { kind: 'json_object'; compact?: boolean }
   /**
    * A JSON schema (object or its JSON text). `strict` (default true, as vLLM) forbids properties
    * and items the schema does not list unless it allows them explicitly; false follows plain JSON
    * Schema semantics (extra properties allowed unless `additionalProperties: false`).
    */
-  | { kind: 'json_schema'; schema: unknown; strict?: boolean }
+  | { kind: 'json_schema'; schema: unknown; strict?: boolean; compact?: boolean }
   /** The whole output matches this regex. */
   | { kind: 'regex'; pattern: string }
   /** The whole output is exactly one of these strings. */
   | { kind: 'choice'; choices: readonly string[] }
   /** An EBNF grammar in xgrammar's (GBNF-like) syntax, root rule `root`. */
-  | { kind: 'grammar'; ebnf: string };
+  | { kind: 'grammar'; ebnf: string }
+  /**
+   * An xgrammar structural-tag format (sequences of constant strings, JSON schemas, tags, ...):
+   * what tool calls are constrained with (src/server/tools). Not a client-facing field.
+   */
+  | { kind: 'structural_tag'; format: Record<string, unknown> };
 
 export interface GrammarFormatOptions {
   /** Allow any whitespace between JSON tokens (default true); false: xgrammar's compact layout. */
@@ -37,6 +42,12 @@ export interface NormalizedSpec {
   /** Schema JSON, regex, choices as JSON, EBNF text, or '' for json_object. */
   text: string;
   strict: boolean;
+  /**
+   * JSON kinds: no whitespace between JSON tokens (vLLM's `disable_any_whitespace`), whatever the
+   * compiler's GrammarFormatOptions say. Deterministic decoding can otherwise fall into whitespace
+   * that the grammar allows forever.
+   */
+  compact: boolean;
   key: string;
 }
 
@@ -46,6 +57,7 @@ const PARAM = 'response_format';
 export function normalizeSpec(spec: GrammarSpec): NormalizedSpec {
   let text: string;
   let strict = true;
+  const compact = (spec.kind === 'json_object' || spec.kind === 'json_schema') && spec.compact === true;
   switch (spec.kind) {
     case 'json_object':
       text = '';
@@ -83,10 +95,35 @@ export function normalizeSpec(spec: GrammarSpec): NormalizedSpec {
       assertAsciiClasses(spec.ebnf, 'EBNF grammar', { ebnf: true });
       text = spec.ebnf;
       break;
+    case 'structural_tag':
+      if (typeof spec.format !== 'object' || spec.format === null || Array.isArray(spec.format)) throw new GrammarError('structural tag format must be an object', { param: PARAM });
+      text = JSON.stringify({ type: 'structural_tag', format: fixFormat(spec.format) });
+      break;
     default:
       throw new GrammarError(`unknown structured output kind ${JSON.stringify((spec as { kind: unknown }).kind)}`, { param: PARAM });
   }
-  return { kind: spec.kind, text, strict, key: `${spec.kind}\u0000${strict ? 1 : 0}\u0000${text}` };
+  return { kind: spec.kind, text, strict, compact, key: `${spec.kind}\u0000${strict ? 1 : 0}${compact ? 'c' : ''}\u0000${text}` };
+}
+
+/**
+ * A structural-tag format with the same care as the top-level kinds: every embedded JSON schema
+ * gets the schema fixes, every regex and grammar the character-class check.
+ */
+function fixFormat(format: unknown): unknown {
+  if (Array.isArray(format)) return format.map(fixFormat);
+  if (typeof format !== 'object' || format === null) return format;
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(format)) {
+    if (k === 'json_schema') out[k] = fixSchema(v);
+    else if (k === 'pattern' && typeof v === 'string') {
+      assertAsciiClasses(v, `regex ${JSON.stringify(v)}`);
+      out[k] = v;
+    } else if (k === 'grammar' && typeof v === 'string') {
+      assertAsciiClasses(v, 'EBNF grammar', { ebnf: true });
+      out[k] = v;
+    } else out[k] = fixFormat(v);
+  }
+  return out;
 }
 
 /** json_object is the schema "any object", so it also rejects top-level arrays and scalars. */
@@ -114,12 +151,14 @@ export function describe(spec: NormalizedSpec): string {
       return 'choice list';
     case 'grammar':
       return 'EBNF grammar';
+    case 'structural_tag':
+      return 'tool call grammar';
   }
 }
 
 /** Compile the spec against the compiler's vocabulary (builds the token-mask cache). */
 export function compileSpec(b: XGrammarBinding, compiler: NativeCompiler, spec: NormalizedSpec, fmt: GrammarFormatOptions): NativeCompiledGrammar {
-  const anyWs = fmt.anyWhitespace ?? true;
+  const anyWs = !spec.compact && (fmt.anyWhitespace ?? true);
   switch (spec.kind) {
     case 'json_object':
       return compiler.CompileJSONSchema(ANY_OBJECT_SCHEMA, anyWs, undefined, undefined, false, fmt.maxWhitespace);
@@ -128,6 +167,8 @@ export function compileSpec(b: XGrammarBinding, compiler: NativeCompiler, spec: 
     case 'regex':
     case 'choice':
       return compiler.CompileStructuralTag(structuralTag(spec));
+    case 'structural_tag':
+      return compiler.CompileStructuralTag(spec.text);
     case 'grammar': {
       const g = b.Grammar.FromEBNF(spec.text, 'root');
       try {

@@ -16,6 +16,10 @@ export interface ChatMessage {
   role: string;
   content: string | Array<{ type: 'text'; text: string }>;
   name?: string;
+  /** An assistant's tool calls (arguments as objects, for the template). */
+  tool_calls?: unknown[];
+  /** A tool result's call id. */
+  tool_call_id?: string;
 }
 
 export interface EncodeOptions {

@@ -47,13 +47,24 @@ export function requiredWeightFiles(dir: string): string[] | null {
   return existsSync(join(dir, 'model.safetensors')) ? ['model.safetensors'] : null;
 }
 
+/**
+ * The files of a GGUF model named by one of them: every part of a split set
+ * (`NAME-00001-of-0000N.gguf`, the convention gguf/file.ts reads), else just the file.
+ */
+export function ggufSplitParts(name: string): string[] {
+  const m = /^(.*)-(\d{5})-of-(\d{5})\.gguf$/.exec(name);
+  if (!m || Number(m[3]) < 1) return [name];
+  return Array.from({ length: Number(m[3]) }, (_, i) => `${m[1]}-${String(i + 1).padStart(5, '0')}-of-${m[3]}.gguf`);
+}
+
 export type SnapshotLookup = { dir: string } | { missing: string };
 
 /**
- * The cached snapshot of `repoId` at `revision` if it holds everything needed to run the model,
- * else a description of what is missing (for the error a failed download ends with).
+ * The cached snapshot of `repoId` at `revision` if it holds everything needed to run the model
+ * (with `ggufFile`: that GGUF file, all its parts), else a description of what is missing (for the
+ * error a failed download ends with).
  */
-export function findCachedSnapshot(cacheDir: string, repoId: string, revision: string): SnapshotLookup {
+export function findCachedSnapshot(cacheDir: string, repoId: string, revision: string, ggufFile?: string): SnapshotLookup {
   const repoDir = repoCacheDir(cacheDir, repoId);
   let commit = revision;
   if (!COMMIT_HASH.test(revision)) {
@@ -64,6 +75,10 @@ export function findCachedSnapshot(cacheDir: string, repoId: string, revision: s
   const dir = join(repoDir, 'snapshots', commit);
   if (!existsSync(dir)) return { missing: `no snapshot ${dir}` };
   // existsSync follows symlinks, so a snapshot link whose blob is gone counts as missing.
+  if (ggufFile !== undefined) {
+    const absent = ggufSplitParts(ggufFile).filter((f) => !existsSync(join(dir, f)));
+    return absent.length === 0 ? { dir } : { missing: `snapshot ${dir} lacks ${absent.join(', ')}` };
+  }
   const missing: string[] = REQUIRED_FILES.filter((f) => !existsSync(join(dir, f)));
   const weights = requiredWeightFiles(dir);
   if (weights === null) missing.push('model.safetensors or model.safetensors.index.json');

@@ -1,15 +1,32 @@
 /**
  * Download the files a model needs from the Hugging Face Hub into the shared hub cache layout
- * (see hf-cache.ts), with progress. Only what the engine reads is fetched: configs, tokenizer
- * files and the safetensors weights (never .bin / .pth / .gguf copies of the same weights).
+ * (see hf-cache.ts), speaking the Hub's file API as huggingface_hub does:
+ *
+ * - `HEAD {endpoint}/{repo}/resolve/{revision}/{path}` gives a file's commit (`X-Repo-Commit`), its
+ *   ETag (`X-Linked-Etag` for LFS files, else `ETag`: the blob's name in the cache) and its size
+ *   (`X-Linked-Size`, else `Content-Length`). Relative redirects (a renamed repository) are
+ *   followed; an absolute one is where an LFS file's bytes live (a CDN), and the metadata is on the
+ *   redirect itself.
+ * - The revision is pinned to the commit of the first file, and every other file is asked for at
+ *   that commit, so a push during the download cannot mix two versions.
+ * - `GET` fetches the bytes into `blobs/<etag>.incomplete`; an interrupted download resumes from
+ *   there with a `Range` request. The token (HF_TOKEN) goes to the Hub only, never to another
+ *   origin a redirect leads to. Sizes are checked, and LFS files against their sha256.
+ *
+ * Only what the engine reads is fetched: configs, tokenizer files and the safetensors weights (never
+ * .bin / .pth / .gguf copies of the same weights), or with `ggufFile` that GGUF file (all parts of a
+ * split one) and the configs and tokenizer files the repository has.
  */
-import { createWriteStream, existsSync } from 'node:fs';
-import { mkdir, readFile, rename, rm, symlink, writeFile } from 'node:fs/promises';
+import { createHash, type Hash } from 'node:crypto';
+import { createReadStream, createWriteStream, existsSync, readFileSync, statSync } from 'node:fs';
+import { mkdir, open, readFile, rename, rm, symlink, writeFile } from 'node:fs/promises';
+import { homedir } from 'node:os';
 import { dirname, join, relative } from 'node:path';
 import { Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { HUB_URL, listFiles, modelInfo, type ListFileEntry } from '@huggingface/hub';
-import { COMMIT_HASH, repoCacheDir } from './hf-cache.js';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { TtyProgressBar } from '../../shared/progress-bar.js';
+import { COMMIT_HASH, ggufSplitParts, repoCacheDir } from './hf-cache.js';
 
 /** Byte progress of a download, across all files of the model. */
 export interface DownloadProgress {
@@ -25,10 +42,13 @@ export interface DownloadProgress {
 export interface HubDownloadOptions {
   cacheDir: string;
   revision: string;
+  /** A GGUF file of the repository: the model is that file (and its split parts). */
+  ggufFile?: string;
   onProgress?: (p: DownloadProgress) => void;
 }
 
-const CONFIG_FILES = new Set([
+/** Files read beside the weights when the repository has them. */
+const CONFIG_FILES = [
   'config.json',
   'generation_config.json',
   'tokenizer.json',
@@ -36,29 +56,218 @@ const CONFIG_FILES = new Set([
   'special_tokens_map.json',
   'chat_template.jinja',
   'chat_template.json',
-]);
+];
 
-function credentials(): { hubUrl: string; accessToken?: string } {
-  const token = process.env['HF_TOKEN'] ?? process.env['HUGGING_FACE_HUB_TOKEN'];
-  return { hubUrl: process.env['HF_ENDPOINT'] ?? HUB_URL, ...(token ? { accessToken: token } : {}) };
-}
+const DEFAULT_ENDPOINT = 'https://huggingface.co';
+const MAX_REDIRECTS = 5;
 
-/** Cache key of a file, as huggingface_hub names blobs: the LFS sha256 for large files, else the git oid. */
-function etagOf(f: ListFileEntry): string {
-  const etag = f.lfs?.oid ?? f.xetHash ?? f.oid;
-  if (!etag) throw new Error(`the Hub listing gives no hash for ${f.path}`);
-  return etag;
-}
-
-/** Which of the repo's top-level files to fetch (the index, when present, names the shards). */
-function chooseFiles(files: Map<string, ListFileEntry>, index: { weight_map?: Record<string, string> } | null): string[] {
-  const chosen = [...files.keys()].filter((p) => CONFIG_FILES.has(p));
-  if (index) {
-    chosen.push('model.safetensors.index.json', ...new Set(Object.values(index.weight_map ?? {})));
-  } else if (files.has('model.safetensors')) {
-    chosen.push('model.safetensors');
+/** A failure the Hub reported, with its status and reason (`X-Error-Code`). */
+export class HubError extends Error {
+  constructor(
+    message: string,
+    readonly status: number,
+  ) {
+    super(message);
   }
-  return chosen;
+}
+
+/** The token, as huggingface_hub finds it: HF_TOKEN, else the file `huggingface-cli login` wrote. */
+function hubToken(): string | null {
+  const env = process.env['HF_TOKEN'] ?? process.env['HUGGING_FACE_HUB_TOKEN'];
+  if (env) return env.trim();
+  const home = process.env['HF_HOME'] ?? join(process.env['XDG_CACHE_HOME'] || join(homedir(), '.cache'), 'huggingface');
+  const file = process.env['HF_TOKEN_PATH'] ?? join(home, 'token');
+  try {
+    return readFileSync(file, 'utf8').trim() || null;
+  } catch {
+    return null;
+  }
+}
+
+interface Hub {
+  endpoint: string;
+  token: string | null;
+}
+
+/** What the Hub says about one file at one revision. */
+interface FileMeta {
+  path: string;
+  commit: string | null;
+  etag: string;
+  size: number;
+}
+
+/** `W/"abc"` → `abc`. */
+function normalizeEtag(v: string | null): string | null {
+  if (v === null) return null;
+  const e = v.replace(/^W\//, '').replace(/^"|"$/g, '');
+  return e.length > 0 ? e : null;
+}
+
+function resolveUrl(hub: Hub, repo: string, revision: string, path: string): string {
+  return `${hub.endpoint}/${repo}/resolve/${encodeURIComponent(revision)}/${path.split('/').map(encodeURIComponent).join('/')}`;
+}
+
+/** The Authorization header for `url`: only for the Hub's own origin. */
+function authFor(hub: Hub, url: string): Record<string, string> {
+  return hub.token !== null && new URL(url).origin === new URL(hub.endpoint).origin ? { authorization: `Bearer ${hub.token}` } : {};
+}
+
+/** A readable error out of an error status. */
+function hubError(res: Response, repo: string, revision: string, path: string): HubError {
+  const code = res.headers.get('x-error-code');
+  const what = `${repo}@${revision}/${path}`;
+  if (res.status === 401 || (res.status === 404 && code === 'RepoNotFound')) {
+    return new HubError(`HTTP ${res.status}: repository ${repo} not found, or it is private and needs a token (set HF_TOKEN)`, res.status);
+  }
+  if (res.status === 403) return new HubError(`HTTP 403: no access to ${repo}${code === 'GatedRepo' ? ' (a gated model: ask for access on its Hub page, then set HF_TOKEN)' : ''}`, 403);
+  if (res.status === 404 && code === 'RevisionNotFound') return new HubError(`HTTP 404: ${repo} has no revision "${revision}"`, 404);
+  return new HubError(`HTTP ${res.status} ${res.statusText} for ${what}`, res.status);
+}
+
+/**
+ * Request `url` following redirects by hand: relative ones (same Hub) always, absolute ones only
+ * when `followAbsolute` (GET: the CDN holding an LFS file; HEAD stops there, the metadata is on the
+ * redirect). The token is sent to the Hub's origin only.
+ */
+async function request(hub: Hub, url: string, init: { method: 'HEAD' | 'GET'; headers?: Record<string, string>; followAbsolute: boolean }): Promise<Response> {
+  let current = url;
+  for (let hop = 0; ; hop++) {
+    // identity: sizes and byte ranges are of the file itself, never of a compressed transfer.
+    const headers = { 'accept-encoding': 'identity', ...init.headers, ...authFor(hub, current) };
+    const res = await fetch(current, { method: init.method, redirect: 'manual', headers });
+    const location = res.headers.get('location');
+    if (res.status < 300 || res.status >= 400 || location === null) return res;
+    const relativeLocation = !/^[a-z][a-z0-9+.-]*:/i.test(location) && !location.startsWith('//');
+    if (!relativeLocation && !init.followAbsolute) return res;
+    if (hop === MAX_REDIRECTS) throw new HubError(`too many redirects from ${url}`, res.status);
+    await res.body?.cancel();
+    current = new URL(location, current).href;
+  }
+}
+
+/** HEAD a file: its metadata, or null when the repository has no such file. */
+async function headFile(hub: Hub, repo: string, revision: string, path: string): Promise<FileMeta | null> {
+  const res = await request(hub, resolveUrl(hub, repo, revision, path), { method: 'HEAD', followAbsolute: false });
+  if (res.status === 404 && res.headers.get('x-error-code') === 'EntryNotFound') return null;
+  if (res.status >= 400) throw hubError(res, repo, revision, path);
+  const etag = normalizeEtag(res.headers.get('x-linked-etag') ?? res.headers.get('etag'));
+  const size = Number(res.headers.get('x-linked-size') ?? res.headers.get('content-length'));
+  if (etag === null || !Number.isSafeInteger(size) || size < 0) throw new HubError(`the Hub sent no ETag or size for ${repo}@${revision}/${path}`, res.status);
+  return { path, commit: res.headers.get('x-repo-commit'), etag, size };
+}
+
+/**
+ * Another process downloading the same blob holds `<blob>.lock` (created exclusively, holding its
+ * pid); we wait for it, or take over a lock whose process is gone.
+ */
+async function withBlobLock<T>(blob: string, fn: () => Promise<T>): Promise<T> {
+  const lock = `${blob}.lock`;
+  for (;;) {
+    try {
+      const h = await open(lock, 'wx');
+      await h.writeFile(String(process.pid));
+      await h.close();
+      break;
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+      const pid = Number((await readFile(lock, 'utf8').catch(() => '')).trim());
+      let alive = false;
+      if (Number.isSafeInteger(pid) && pid > 0 && pid !== process.pid) {
+        try {
+          process.kill(pid, 0);
+          alive = true;
+        } catch (err) {
+          alive = (err as NodeJS.ErrnoException).code === 'EPERM';
+        }
+      }
+      if (alive) await sleep(200);
+      else await rm(lock, { force: true });
+    }
+  }
+  try {
+    return await fn();
+  } finally {
+    await rm(lock, { force: true });
+  }
+}
+
+/** sha256 of a file's first bytes (what a resumed download already has). */
+async function hashPrefix(path: string, h: Hash): Promise<void> {
+  for await (const chunk of createReadStream(path)) h.update(chunk as Buffer);
+}
+
+/**
+ * Fetch one file's bytes into `blob` (resuming `<blob>.incomplete`), checking its size and, for LFS
+ * files (named by their sha256), its hash.
+ */
+async function fetchBlob(hub: Hub, repo: string, commit: string, meta: FileMeta, blob: string, onBytes: (n: number) => void): Promise<void> {
+  const partial = `${blob}.incomplete`;
+  let have = existsSync(partial) ? statSync(partial).size : 0;
+  if (have > meta.size) {
+    await rm(partial, { force: true });
+    have = 0;
+  }
+  const url = resolveUrl(hub, repo, commit, meta.path);
+  const res = await request(hub, url, { method: 'GET', followAbsolute: true, headers: have > 0 ? { range: `bytes=${have}-` } : {} });
+  if (res.status !== 200 && res.status !== 206) throw hubError(res, repo, commit, meta.path);
+  if (res.status === 200 && have > 0) have = 0; // the server sent it all again: start over
+  if (!res.body) throw new HubError(`no body for ${url}`, res.status);
+  const isSha256 = /^[0-9a-f]{64}$/.test(meta.etag);
+  const hash = isSha256 ? createHash('sha256') : null;
+  if (hash && have > 0) await hashPrefix(partial, hash);
+  onBytes(have);
+  let received = have;
+  const counter = new Transform({
+    transform(chunk: Buffer, _enc, cb) {
+      received += chunk.byteLength;
+      hash?.update(chunk);
+      onBytes(chunk.byteLength);
+      cb(null, chunk);
+    },
+  });
+  await pipeline(Readable.fromWeb(res.body as Parameters<typeof Readable.fromWeb>[0]), counter, createWriteStream(partial, { flags: have > 0 ? 'a' : 'w' }));
+  if (received !== meta.size) throw new HubError(`${meta.path}: received ${received} bytes, the Hub lists ${meta.size}`, res.status);
+  if (hash) {
+    const got = hash.digest('hex');
+    if (got !== meta.etag) {
+      await rm(partial, { force: true });
+      throw new HubError(`${meta.path}: sha256 ${got} does not match the Hub's ${meta.etag}`, res.status);
+    }
+  }
+  await rename(partial, blob);
+}
+
+/** Which files to fetch: the metadata of each, the revision pinned to one commit. */
+async function plan(hub: Hub, repo: string, revision: string, ggufFile: string | undefined): Promise<{ commit: string; files: FileMeta[] }> {
+  // The first file pins the commit; everything else is asked for at that commit.
+  const first = ggufFile ?? 'config.json';
+  const head = await headFile(hub, repo, revision, first);
+  if (head === null) {
+    throw new HubError(
+      ggufFile !== undefined
+        ? `${repo}@${revision} has no file ${ggufFile} (--gguf-file)`
+        : `${repo}@${revision} has no config.json (is it a transformers model? for a GGUF repository pass --gguf-file)`,
+      404,
+    );
+  }
+  const commit = head.commit ?? (COMMIT_HASH.test(revision) ? revision : null);
+  if (commit === null || !COMMIT_HASH.test(commit)) throw new HubError(`the Hub gave no commit hash for ${repo}@${revision}`, 200);
+  const at = (path: string) => headFile(hub, repo, commit, path);
+  const optional = (await Promise.all(CONFIG_FILES.filter((p) => p !== first).map(at))).filter((m): m is FileMeta => m !== null);
+  if (ggufFile !== undefined) {
+    const parts = await Promise.all(ggufSplitParts(ggufFile).filter((p) => p !== ggufFile).map(async (p) => (await at(p)) ?? Promise.reject(new HubError(`${repo} has no ${p} (a part of ${ggufFile})`, 404))));
+    return { commit, files: [head, ...parts, ...optional] };
+  }
+  const index = await at('model.safetensors.index.json');
+  if (index === null) {
+    const single = await at('model.safetensors');
+    if (single === null) {
+      throw new HubError(`${repo} has no model.safetensors or model.safetensors.index.json (Pagewise loads safetensors weights; for a GGUF file pass --gguf-file)`, 404);
+    }
+    return { commit, files: [head, ...optional, single] };
+  }
+  return { commit, files: [head, ...optional, index] };
 }
 
 /**
@@ -66,88 +275,69 @@ function chooseFiles(files: Map<string, ListFileEntry>, index: { weight_map?: Re
  * Throws whatever the network or the Hub throws; the caller wraps it in a user-facing error.
  */
 export async function downloadToHubCache(repoId: string, opts: HubDownloadOptions): Promise<string> {
-  const { hubUrl, accessToken } = credentials();
-  const cred = { hubUrl, ...(accessToken ? { accessToken } : {}) };
-  // Pin the revision to a commit first so every file comes from the same one.
-  const commit = COMMIT_HASH.test(opts.revision)
-    ? opts.revision
-    : (await modelInfo({ name: repoId, revision: opts.revision, additionalFields: ['sha'], ...cred })).sha;
-  if (typeof commit !== 'string' || !COMMIT_HASH.test(commit)) throw new Error(`the Hub gave no commit hash for revision "${opts.revision}"`);
-
-  const files = new Map<string, ListFileEntry>();
-  for await (const f of listFiles({ repo: repoId, revision: commit, ...cred })) if (f.type === 'file') files.set(f.path, f);
-  if (!files.has('config.json')) throw new Error(`the repository has no config.json (is it a transformers model?)`);
-  if (!files.has('model.safetensors') && !files.has('model.safetensors.index.json')) {
-    throw new Error('the repository has no model.safetensors or model.safetensors.index.json (Pagewise loads safetensors weights only)');
-  }
-
+  const hub: Hub = { endpoint: (process.env['HF_ENDPOINT'] || DEFAULT_ENDPOINT).replace(/\/+$/, ''), token: hubToken() };
+  const { commit, files } = await plan(hub, repoId, opts.revision, opts.ggufFile);
   const repoDir = repoCacheDir(opts.cacheDir, repoId);
   const snapshot = join(repoDir, 'snapshots', commit);
-  const fetchOne = async (path: string, onBytes: (n: number) => void): Promise<void> => {
-    const entry = files.get(path);
-    if (!entry) throw new Error(`the repository lists no ${path}`);
-    const blob = join(repoDir, 'blobs', etagOf(entry));
-    const pointer = join(snapshot, path);
-    await mkdir(dirname(blob), { recursive: true });
-    await mkdir(dirname(pointer), { recursive: true });
+  await mkdir(join(repoDir, 'blobs'), { recursive: true });
+
+  /** Put one file into the cache (its blob, unless already there) and link it into the snapshot. */
+  const store = async (meta: FileMeta, onBytes: (n: number) => void): Promise<void> => {
+    const blob = join(repoDir, 'blobs', meta.etag);
     if (!existsSync(blob)) {
-      // A plain fetch of the resolve URL (the Hub redirects LFS/xet files to its CDN): the hub
-      // library's blob stream never ends when the server answers an error status.
-      const url = `${hubUrl}/${repoId}/resolve/${commit}/${path.split('/').map(encodeURIComponent).join('/')}`;
-      const resp = await fetch(url, accessToken ? { headers: { Authorization: `Bearer ${accessToken}` } } : {});
-      if (!resp.ok || !resp.body) throw new Error(`HTTP ${resp.status} ${resp.statusText} for ${url}`);
-      // A per-process temp name: two processes fetching the same blob must not interleave writes.
-      const partial = `${blob}.${process.pid}.incomplete`;
-      let received = 0;
-      const counter = new Transform({
-        transform(chunk: Buffer, _enc, cb) {
-          received += chunk.byteLength;
-          onBytes(chunk.byteLength);
-          cb(null, chunk);
-        },
+      await withBlobLock(blob, async () => {
+        // Another process may have finished it while we waited.
+        if (!existsSync(blob)) await fetchBlob(hub, repoId, commit, meta, blob, onBytes);
       });
-      try {
-        await pipeline(Readable.fromWeb(resp.body as Parameters<typeof Readable.fromWeb>[0]), counter, createWriteStream(partial));
-        if (received !== entry.size) throw new Error(`${path}: received ${received} bytes, the Hub lists ${entry.size}`);
-        await rename(partial, blob);
-      } finally {
-        await rm(partial, { force: true });
-      }
     }
+    const pointer = join(snapshot, meta.path);
+    await mkdir(dirname(pointer), { recursive: true });
     await rm(pointer, { force: true });
     // Relative links, as huggingface_hub makes them, keep the cache movable.
     await symlink(relative(dirname(pointer), blob), pointer);
   };
 
-  const progress = { repo: repoId, file: '', fileIndex: 0, fileCount: 0, loadedBytes: 0, totalBytes: 0 };
-  const report = () => opts.onProgress?.({ ...progress });
-  // The index must be local before we know which shards to fetch.
-  let index: { weight_map?: Record<string, string> } | null = null;
-  if (files.has('model.safetensors.index.json')) {
-    await fetchOne('model.safetensors.index.json', () => undefined);
-    index = JSON.parse(await readFile(join(snapshot, 'model.safetensors.index.json'), 'utf8')) as { weight_map?: Record<string, string> };
+  // A sharded checkpoint: the index (small, fetched first) names the shards.
+  let all = files;
+  const indexMeta = files.find((f) => f.path === 'model.safetensors.index.json');
+  if (indexMeta) {
+    await store(indexMeta, () => undefined);
+    const index = JSON.parse(await readFile(join(snapshot, indexMeta.path), 'utf8')) as { weight_map?: Record<string, string> };
+    const shards = await Promise.all(
+      [...new Set(Object.values(index.weight_map ?? {}))].map(
+        async (p) => (await headFile(hub, repoId, commit, p)) ?? Promise.reject(new HubError(`${repoId} has no ${p} (named by model.safetensors.index.json)`, 404)),
+      ),
+    );
+    all = [...files, ...shards];
   }
-  const todo = chooseFiles(files, index);
-  progress.fileCount = todo.length;
-  progress.totalBytes = todo.reduce((s, p) => s + (files.get(p)?.size ?? 0), 0);
-  for (const [i, path] of todo.entries()) {
-    progress.file = path;
-    progress.fileIndex = i;
+
+  const progress: DownloadProgress = {
+    repo: repoId,
+    file: '',
+    fileIndex: 0,
+    fileCount: all.length,
+    loadedBytes: 0,
+    totalBytes: all.reduce((s, f) => s + f.size, 0),
+  };
+  const report = (): void => opts.onProgress?.({ ...progress });
+  for (const meta of all) {
+    progress.file = meta.path;
     report();
     const before = progress.loadedBytes;
-    if (path === 'model.safetensors.index.json') progress.loadedBytes += files.get(path)?.size ?? 0;
-    else
-      await fetchOne(path, (n) => {
-        progress.loadedBytes += n;
-        report();
-      });
+    await store(meta, (n) => {
+      progress.loadedBytes += n;
+      report();
+    });
     // Files already in the cache count as loaded at once.
-    progress.loadedBytes = before + (files.get(path)?.size ?? 0);
+    progress.loadedBytes = before + meta.size;
+    progress.fileIndex++;
+    report();
   }
-  report();
   if (!COMMIT_HASH.test(opts.revision)) {
-    await mkdir(join(repoDir, 'refs'), { recursive: true });
-    await writeFile(join(repoDir, 'refs', opts.revision), commit);
+    // A branch name may hold slashes (refs/feature/x), as in huggingface_hub's cache.
+    const ref = join(repoDir, 'refs', opts.revision);
+    await mkdir(dirname(ref), { recursive: true });
+    await writeFile(ref, commit);
   }
   return snapshot;
 }
@@ -158,33 +348,20 @@ function fmtBytes(n: number): string {
   return `${(n / 1e3).toFixed(0)} kB`;
 }
 
-/** A progress bar on stderr: redrawn in place on a terminal, one line per file otherwise. */
+/** Download progress on stderr: a bar redrawn in place on a terminal, one line per file otherwise. */
 export function stderrProgressBar(): (p: DownloadProgress) => void {
-  const tty = process.stderr.isTTY === true;
-  let lastDraw = 0;
+  let bar: TtyProgressBar | null = null;
   let lastFile = -1;
-  let finished = false;
   return (p) => {
-    const done = p.loadedBytes >= p.totalBytes && p.fileIndex === p.fileCount - 1;
-    if (finished) return;
-    finished = done;
-    if (!tty) {
-      if (p.fileIndex !== lastFile) {
-        lastFile = p.fileIndex;
-        process.stderr.write(`downloading ${p.repo}: ${p.file} (${p.fileIndex + 1}/${p.fileCount})\n`);
-      }
-      return;
+    bar ??= new TtyProgressBar(`downloading ${p.repo}`);
+    const done = p.fileIndex === p.fileCount;
+    if (bar.enabled) {
+      const detail = `${fmtBytes(p.loadedBytes)}/${fmtBytes(p.totalBytes)}${done ? '' : ` ${p.file}`}`;
+      if (done) bar.finish(detail);
+      else bar.update(p.totalBytes > 0 ? p.loadedBytes / p.totalBytes : 0, detail);
+    } else if (p.fileIndex !== lastFile && !done) {
+      lastFile = p.fileIndex;
+      process.stderr.write(`downloading ${p.repo}: ${p.file} (${p.fileIndex + 1}/${p.fileCount})\n`);
     }
-    const now = Date.now();
-    if (!done && now - lastDraw < 100) return;
-    lastDraw = now;
-    const frac = p.totalBytes > 0 ? Math.min(1, p.loadedBytes / p.totalBytes) : 1;
-    const width = 30;
-    const filled = Math.round(frac * width);
-    const bar = '='.repeat(filled) + ' '.repeat(width - filled);
-    process.stderr.write(
-      `\r${p.repo} [${bar}] ${(frac * 100).toFixed(0).padStart(3)}% ${fmtBytes(p.loadedBytes)}/${fmtBytes(p.totalBytes)} ${p.file}\x1b[K` +
-        (done ? '\n' : ''),
-    );
   };
 }

@@ -16,17 +16,20 @@ export type { DownloadProgress } from './hub-download.js';
 export interface ResolveOptions {
   /** Hugging Face hub cache directory (default: HF_HUB_CACHE, HF_HOME/hub or ~/.cache/huggingface/hub). */
   cacheDir?: string;
-  /** Hub branch, tag or commit hash (default "main"). */
-  revision?: string;
+  /** Hub branch, tag or commit hash (default, or null: "main"). */
+  revision?: string | null;
   /** Download progress; without it a progress bar is drawn on stderr. */
   onProgress?: (p: DownloadProgress) => void;
+  /** Where a warning line goes (default: stderr). */
+  log?: (line: string) => void;
   /** Never touch the network (default: true when HF_HUB_OFFLINE is set). */
   offline?: boolean;
   /**
    * A GGUF file inside the model directory or hub repository (`--gguf-file`): the model is that
-   * file (the first part of a split file names the rest).
+   * file (the first part of a split file names the rest). From the hub only that file (its parts)
+   * and the repository's config and tokenizer files are downloaded. null: none.
    */
-  ggufFile?: string;
+  ggufFile?: string | null;
 }
 
 /**
@@ -61,10 +64,10 @@ function buildInWorker(preset: string, dir: string): Promise<void> {
   });
 }
 
-export async function ensureDemoModel(): Promise<string> {
+export async function ensureDemoModel(log: (line: string) => void = (l) => void process.stderr.write(`${l}\n`)): Promise<string> {
   if (!warnedDemo) {
     warnedDemo = true;
-    process.stderr.write('pagewise: the "demo" model has RANDOM weights and produces nonsense text; it exists to try the engine without a download.\n');
+    log('pagewise: the "demo" model has RANDOM weights and produces nonsense text; it exists to try the engine without a download.');
   }
   const dir = demoModelDir();
   if (existsSync(join(dir, 'config.json'))) return dir;
@@ -106,14 +109,15 @@ function describeCause(e: unknown): string {
 async function resolveHub(repoId: string, opts: ResolveOptions): Promise<string> {
   const cacheDir = hfHubCacheDir(opts.cacheDir);
   const revision = opts.revision ?? 'main';
-  const cached = findCachedSnapshot(cacheDir, repoId, revision);
+  const ggufFile = opts.ggufFile ?? undefined;
+  const cached = findCachedSnapshot(cacheDir, repoId, revision, ggufFile);
   if ('dir' in cached) return cached.dir;
   const hint = `pass a local directory or pre-populate the HF cache (${cacheDir}: ${cached.missing})`;
   if (opts.offline ?? (envFlag('HF_HUB_OFFLINE') || envFlag('TRANSFORMERS_OFFLINE'))) {
     throw new ModelLoadError(`${repoId} is not in the Hugging Face cache and offline mode is on; ${hint}`, { code: 'model_not_cached' });
   }
   try {
-    return await downloadToHubCache(repoId, { cacheDir, revision, onProgress: opts.onProgress ?? stderrProgressBar() });
+    return await downloadToHubCache(repoId, { cacheDir, revision, ggufFile, onProgress: opts.onProgress ?? stderrProgressBar() });
   } catch (e) {
     throw new ModelLoadError(`could not download ${repoId} from the Hugging Face Hub (${describeCause(e)}); ${hint}`, {
       code: 'model_download_failed',
@@ -129,13 +133,17 @@ async function resolveHub(repoId: string, opts: ResolveOptions): Promise<string>
  * - `org/name`: the Hugging Face cache's snapshot when complete, else downloaded into that cache.
  */
 export async function resolveModel(spec: string, opts: ResolveOptions = {}): Promise<string> {
-  const path = await resolveModelPath(spec, opts);
-  if (opts.ggufFile === undefined) return path;
-  const name = opts.ggufFile;
+  const name = opts.ggufFile ?? undefined;
+  const rev = opts.revision ?? undefined;
+  if (rev !== undefined && (!/^[\w.-]+(\/[\w.-]+)*$/.test(rev) || rev.split('/').some((p) => p === '.' || p === '..'))) {
+    throw new ModelLoadError(`--revision must be a branch, tag or commit hash, got "${opts.revision}"`, { code: 'model_not_found' });
+  }
   // A plain file name (or a path inside the repository): never a way out of it.
-  if (name === '' || name.split(/[\\/]/).some((p) => p === '..') || isAbsolute(name)) {
+  if (name !== undefined && (name === '' || name.split(/[\\/]/).some((p) => p === '..' || p === '') || isAbsolute(name))) {
     throw new ModelLoadError(`--gguf-file must name a file inside the model directory, got "${name}"`, { code: 'model_file_missing' });
   }
+  const path = await resolveModelPath(spec, opts);
+  if (name === undefined) return path;
   if (!statSync(path).isDirectory()) throw new ModelLoadError(`--gguf-file needs a model directory or repository, but ${path} is a file`, { code: 'model_file_missing' });
   const file = join(path, name);
   if (!existsSync(file)) throw new ModelLoadError(`${path} has no file ${name} (--gguf-file)`, { code: 'model_file_missing' });
@@ -143,7 +151,7 @@ export async function resolveModel(spec: string, opts: ResolveOptions = {}): Pro
 }
 
 async function resolveModelPath(spec: string, opts: ResolveOptions): Promise<string> {
-  if (spec === 'demo') return ensureDemoModel();
+  if (spec === 'demo') return ensureDemoModel(opts.log);
   // A directory or a single-file model (e.g. a .gguf): openModelPackage tells the format.
   if (existsSync(spec)) return resolvePath(spec);
   const looksLikePath = /^(\.{0,2}\/|~|[A-Za-z]:\\)/.test(spec) || spec.split('/').length > 2;

@@ -44,3 +44,27 @@ export function checkTensorShape(where: string, name: string, actual: readonly n
     });
   }
 }
+
+/**
+ * `src` reporting how many of its tensors have been read, for a load progress bar: each name
+ * counts once, out of every tensor the source holds (a model may read fewer; the end of the load
+ * closes the bar).
+ */
+export function withReadProgress(src: WeightSource, onProgress: (read: number, total: number) => void): WeightSource {
+  const seen = new Set<string>();
+  const total = src.names().length;
+  return {
+    description: src.description,
+    has: (name) => src.has(name),
+    names: () => src.names(),
+    shapeOf: (name) => src.shapeOf(name),
+    get(name, shape) {
+      const t = src.get(name, shape);
+      if (!seen.has(name)) {
+        seen.add(name);
+        onProgress(seen.size, total);
+      }
+      return t;
+    },
+  };
+}
