@@ -108,6 +108,13 @@ void amx_block(const uint8_t* const* a, const uint8_t* b, size_t b_stride, int64
   }
   for (int64_t kb = kb0; kb < kb1; kb++) {
     const size_t off = static_cast<size_t>(kb) * kTileBytes;
+    if constexpr (NB == 1) {
+      // One activation block (decode): the panels stream from memory with nothing to reuse; ask
+      // for each one simd::kStreamAhead bytes ahead, as the single-row AVX-512 kernels do.
+      for (int i = 0; i < NA; i++) {
+        for (int l = 0; l < 16; l++) _mm_prefetch(reinterpret_cast<const char*>(a[i] + off + simd::kStreamAhead + 64 * l), _MM_HINT_T0);
+      }
+    }
     static_for([&](auto i) { tile_load<A0 + decltype(i)::value>(a[decltype(i)::value] + off, 64); },
                std::make_integer_sequence<int, NA>{});
     static_for([&](auto j) { tile_load<B0 + decltype(j)::value>(b + decltype(j)::value * b_stride + off, 64); },
@@ -356,7 +363,9 @@ void run_amx(const Src& src, const Epi& epi, const float* x, int64_t M, int64_t 
   // activation blocks (128 rows x K) stays in L2 while the item's panels pass over it.
   const int64_t mchunk = std::min<int64_t>(nmb, 8);
   const int64_t nmc = (nmb + mchunk - 1) / mchunk;
-  const int64_t want = 4 * static_cast<int64_t>(num_threads());
+  // A single block of rows (decode) takes 2 items per thread: longer weight streams (what the
+  // single-row AVX-512 kernels measured best).
+  const int64_t want = (nmb == 1 ? 2 : 4) * static_cast<int64_t>(num_threads());
   const int64_t splits = std::max<int64_t>(1, (want + nmc - 1) / nmc);
   const int64_t pchunk = std::max<int64_t>(1, (np + splits - 1) / splits);
   const int64_t npc = (np + pchunk - 1) / pchunk;
