@@ -9,6 +9,7 @@
         "native/bind_linear.cc",
         "native/bind_kv.cc",
         "native/bind_attention.cc",
+        "native/bind_activation.cc",
         "native/bind_sampling.cc",
         "native/cpu.cc",
         "native/amx.cc",
@@ -18,6 +19,7 @@
         "native/ops_linear_amx.cc",
         "native/ops_elementwise.cc",
         "native/ops_attention.cc",
+        "native/ops_activation.cc",
         "native/kv_cache.cc",
         "native/microbench.cc",
         "native/ops_sampling.cc",
@@ -26,6 +28,8 @@
         "native/quant/decode.cc",
         "native/quant/linear.cc",
         "native/quant/rows_fast.cc",
+        "native/quant/rows_neon.cc",
+        "native/quant/rows_amx.cc",
         "native/quant/bind_quant.cc"
       ],
       "include_dirs": ["<!@(node -p \"require('node-addon-api').include\")"],
@@ -33,7 +37,19 @@
       "cflags!": ["-fno-exceptions"],
       "cflags_cc!": ["-fno-exceptions"],
       "cflags_cc": ["-std=c++17", "-O3", "-fno-math-errno", "-Wall", "-Wno-uninitialized", "-Wno-maybe-uninitialized", "-ffp-contract=off"],
-      "cflags": ["-O3", "-ffp-contract=off"]
+      "cflags": ["-O3", "-ffp-contract=off"],
+      "conditions": [
+        ["OS=='mac'", {
+          "xcode_settings": {
+            "GCC_ENABLE_CPP_EXCEPTIONS": "YES",
+            "CLANG_CXX_LANGUAGE_STANDARD": "c++17",
+            "MACOSX_DEPLOYMENT_TARGET": "11.0",
+            "GCC_OPTIMIZATION_LEVEL": "3",
+            "OTHER_CFLAGS": ["-ffp-contract=off"],
+            "OTHER_CPLUSPLUSFLAGS": ["-fno-math-errno", "-ffp-contract=off", "-Wall"]
+          }
+        }]
+      ]
     }
   ]
 }

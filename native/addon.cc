@@ -10,6 +10,7 @@
   X(Linear)                 \
   X(Kv)                     \
   X(Attention)              \
+  X(Activation)             \
   X(Sampling)              \
   X(Quantize)               \
   X(Quant)

@@ -1,5 +1,6 @@
 // Binding of paged attention: checks every block table, query range and sequence length against
 // the cache before the kernel reads anything.
+#include <algorithm>
 #include <cmath>
 #include <string>
 
@@ -12,8 +13,8 @@ namespace {
 
 Napi::Value PagedAttention(const Napi::CallbackInfo& info) {
   // pagedAttention(out, q, cache, layer, blockTables, maxBlocksPerSeq, queryStartLoc, seqLens,
-  //                numSeqs, nHeads, nKvHeads, headDim, scale)
-  Args a(info, "pagedAttention", 13);
+  //                numSeqs, nHeads, nKvHeads, headDim, scale, slidingWindow, softcap)
+  Args a(info, "pagedAttention", 15);
   auto out = a.f32(0, "out");
   auto q = a.f32(1, "q");
   KvCache& c = cache_arg(info, 2, a.op());
@@ -29,6 +30,9 @@ Napi::Value PagedAttention(const Napi::CallbackInfo& info) {
   const int64_t hd = a.integer(11, "headDim", 1, 1 << 20);
   const double scale = a.number(12, "scale");
   if (!std::isfinite(scale)) a.range_fail("scale", "must be finite");
+  const int64_t window = a.integer(13, "slidingWindow", 0, kMaxDim);
+  const double softcap = a.number(14, "softcap");
+  if (!std::isfinite(softcap) || softcap < 0) a.range_fail("softcap", "must be a finite number >= 0");
   if (nkv != c.kv_heads) a.range_fail("nKvHeads", "= " + std::to_string(nkv) + " does not match the cache's kvHeads = " + std::to_string(c.kv_heads));
   if (hd != c.head_dim) a.range_fail("headDim", "= " + std::to_string(hd) + " does not match the cache's headDim = " + std::to_string(c.head_dim));
   if (nh % nkv != 0) a.range_fail("nHeads", "= " + std::to_string(nh) + " is not a multiple of nKvHeads = " + std::to_string(nkv));
@@ -51,7 +55,9 @@ Napi::Value PagedAttention(const Napi::CallbackInfo& info) {
                                   " blocks, more than maxBlocksPerSeq = " + std::to_string(mb));
     }
     const int32_t* row = bt.data + s * mb;
-    for (int64_t b = 0; b < nb; b++) {
+    // With a window, blocks wholly before the first query's window are never read (they may be freed).
+    const int64_t first_key = window > 0 ? std::max<int64_t>(0, len - (q1 - q0) - window + 1) : 0;
+    for (int64_t b = first_key / c.block_size; b < nb; b++) {
       a.need_index("blockTables", std::to_string(s) + ", " + std::to_string(b), row[b], 0, c.num_blocks,
                    "is not a block id in");
     }
@@ -75,6 +81,8 @@ Napi::Value PagedAttention(const Napi::CallbackInfo& info) {
   args.n_kv_heads = nkv;
   args.head_dim = hd;
   args.scale = static_cast<float>(scale);
+  args.sliding_window = window;
+  args.softcap = static_cast<float>(softcap);
   paged_attention(args);
   return info.Env().Undefined();
 }

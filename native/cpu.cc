@@ -1,5 +1,6 @@
 // CPU feature detection, the active kernel family, and portable dtype / memory helpers.
 #include <sys/mman.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <cstdio>
@@ -9,10 +10,40 @@
 #include "amx.h"
 #include "common.h"
 
+#if PW_ARM64 && defined(__linux__)
+#include <sys/auxv.h>
+#elif PW_ARM64 && defined(__APPLE__)
+#include <sys/sysctl.h>
+#endif
+
 namespace pw {
 
 namespace {
 
+#if PW_ARM64
+CpuFeatures detect() {
+  CpuFeatures f{};
+  f.neon = true;  // Advanced SIMD is part of every AArch64 Linux and macOS target
+#if defined(__linux__)
+  // The kernel's HWCAP_ASIMDDP and HWCAP2_BF16 bits (asm/hwcap.h; spelled out for older headers).
+  constexpr unsigned long kHwcapAsimdDp = 1ul << 20, kHwcap2Bf16 = 1ul << 14;
+  f.dotprod = (getauxval(AT_HWCAP) & kHwcapAsimdDp) != 0;
+  f.bf16 = (getauxval(AT_HWCAP2) & kHwcap2Bf16) != 0;
+#elif defined(__APPLE__)
+  auto has = [](const char* name) {
+    int v = 0;
+    size_t len = sizeof(v);
+    return sysctlbyname(name, &v, &len, nullptr, 0) == 0 && v != 0;
+  };
+  f.dotprod = has("hw.optional.arm.FEAT_DotProd");
+  f.bf16 = has("hw.optional.arm.FEAT_BF16");
+#endif
+  return f;
+}
+
+Isa best_isa(const CpuFeatures& f) { return f.bf16 ? Isa::NeonBf16 : Isa::Neon; }
+
+#elif PW_X86
 CpuFeatures detect() {
   CpuFeatures f{};
   __builtin_cpu_init();
@@ -44,17 +75,23 @@ Isa best_isa(const CpuFeatures& f) {
   return Isa::AmxBf16;
 }
 
-// The family to start with: the detected one, capped by PAGEWISE_ISA (see common.h). An unknown
-// name is reported once on stderr and ignored.
+#else
+CpuFeatures detect() { return CpuFeatures{}; }
+Isa best_isa(const CpuFeatures&) { return Isa::Scalar; }
+#endif
+
+// The family to start with: the detected one, or the one PAGEWISE_ISA names (see common.h) where
+// this CPU can run it. A name that is no family is reported once on stderr and ignored.
 Isa initial_isa() {
   const Isa best = detected_isa();
   const char* e = std::getenv("PAGEWISE_ISA");
   if (!e || !*e) return best;
   for (int i = 0; i <= static_cast<int>(Isa::AmxBf16); i++) {
-    if (std::strcmp(e, isa_short_name(static_cast<Isa>(i))) == 0) return static_cast<int>(best) < i ? best : static_cast<Isa>(i);
+    const Isa isa = static_cast<Isa>(i);
+    if (std::strcmp(e, isa_short_name(isa)) == 0) return isa_supported(isa) ? isa : best;
   }
-  std::fprintf(stderr, "pagewise: PAGEWISE_ISA=%s is not a kernel family (scalar, avx2, avx512, avx512bf16, amxbf16); using %s\n", e,
-               isa_short_name(best));
+  std::fprintf(stderr, "pagewise: PAGEWISE_ISA=%s is not a kernel family (scalar, avx2, avx512, avx512bf16, amxbf16, neon, neonbf16); using %s\n",
+               e, isa_short_name(best));
   return best;
 }
 
@@ -79,6 +116,15 @@ Isa detected_isa() {
   return isa;
 }
 
+bool isa_supported(Isa isa) {
+  const Isa best = detected_isa();
+  if (isa == Isa::Scalar || isa == best) return true;
+  // The families below the best one in the same chain (common.h).
+  if (best == Isa::NeonBf16) return isa == Isa::Neon;
+  if (best == Isa::AmxBf16) return isa <= Isa::Avx512Bf16;  // the x86 chain ends with AmxBf16
+  return best <= Isa::Avx512Bf16 && isa < best;
+}
+
 Isa active_isa() { return static_cast<Isa>(active_slot().load(std::memory_order_relaxed)); }
 
 void set_active_isa(Isa isa) { active_slot().store(static_cast<int>(isa), std::memory_order_relaxed); }
@@ -90,6 +136,8 @@ const char* isa_short_name(Isa isa) {
     case Isa::Avx512: return "avx512";
     case Isa::Avx512Bf16: return "avx512bf16";
     case Isa::AmxBf16: return "amxbf16";
+    case Isa::Neon: return "neon";
+    case Isa::NeonBf16: return "neonbf16";
   }
   return "?";
 }
@@ -146,7 +194,11 @@ void* aligned_alloc_zeroed(size_t bytes, bool huge) {
     // Transparent huge pages where the system leaves it to us (THP "madvise" mode): large buffers
     // (packed weights, workspaces) are walked in big strides, 4 KiB pages would cost a TLB miss
     // per few rows. Not for memory first touched on the hot path (KV pools: kv_cache.cc).
+#ifdef MADV_HUGEPAGE  // Linux
     if (huge && bytes >= (size_t(2) << 20)) madvise(p, bytes, MADV_HUGEPAGE);
+#else
+    (void)huge;
+#endif
     return p;
   }
   void* p = nullptr;
@@ -156,13 +208,20 @@ void* aligned_alloc_zeroed(size_t bytes, bool huge) {
 }
 
 bool commit_pages(void* p, size_t bytes) {
+#if defined(__linux__)
 #ifndef MADV_POPULATE_WRITE
   constexpr int MADV_POPULATE_WRITE = 23;  // Linux 5.14; older kernels answer EINVAL
 #endif
-  const uintptr_t page = 4096;
+  // The system's page (16 KiB or 64 KiB on some AArch64 kernels): madvise wants it aligned.
+  static const uintptr_t page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
   const uintptr_t a = reinterpret_cast<uintptr_t>(p) & ~(page - 1);
   const uintptr_t e = reinterpret_cast<uintptr_t>(p) + bytes;
   return madvise(reinterpret_cast<void*>(a), e - a, MADV_POPULATE_WRITE) == 0;
+#else
+  (void)p;
+  (void)bytes;
+  return false;  // no such call (macOS): pages commit at first touch
+#endif
 }
 
 void aligned_free(void* p, size_t bytes) {

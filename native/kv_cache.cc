@@ -48,6 +48,7 @@ void kv_cache_release(KvCache& c) {
   c.freed = true;
 }
 
+#if PW_X86
 namespace {
 
 PW_AVX512 void to_bf16_avx512(uint16_t* dst, const float* src, int64_t n) {
@@ -57,10 +58,13 @@ PW_AVX512 void to_bf16_avx512(uint16_t* dst, const float* src, int64_t n) {
 }
 
 }  // namespace
+#endif  // PW_X86
 
 void kv_cache_write(KvCache& c, int64_t layer, const float* k, const float* v, const int32_t* slots, int64_t T) {
   const int64_t hd = c.head_dim, H = c.kv_heads;
+#if PW_X86
   const bool vec = active_isa() >= Isa::Avx512;
+#endif
   // Work unit u: K (u < H) or V (u >= H) of head u % H, every token in order, so even two tokens
   // mapped to one slot leave the same (last) value whatever the thread split.
   auto write = [&](int64_t u0, int64_t u1) {
@@ -76,9 +80,13 @@ void kv_cache_write(KvCache& c, int64_t layer, const float* k, const float* v, c
         const float* row = src + (t * H + h) * hd;
         if (c.dtype == DType::F32) {
           std::memcpy(static_cast<float*>(pool) + idx, row, hd * sizeof(float));
-        } else if (vec) {
+        }
+#if PW_X86
+        else if (vec) {
           to_bf16_avx512(static_cast<uint16_t*>(pool) + idx, row, hd);
-        } else {
+        }
+#endif
+        else {
           uint16_t* d = static_cast<uint16_t*>(pool) + idx;
           for (int64_t e = 0; e < hd; e++) d[e] = f32_to_bf16(row[e]);
         }

@@ -5,6 +5,7 @@
 #include <chrono>
 #include <vector>
 
+#include "microbench_neon.h"
 #include "ops.h"
 #include "simd.h"
 
@@ -23,7 +24,7 @@ double run_together(FnRef<void(int64_t)> fn) {
   parallel_items(n, [&](int64_t i) {
     arrived.fetch_add(1);
     const auto deadline = Clock::now() + std::chrono::seconds(1);
-    while (arrived.load() < n && Clock::now() < deadline) _mm_pause();
+    while (arrived.load() < n && Clock::now() < deadline) cpu_relax();
     const auto t0 = Clock::now();
     fn(i);
     secs[static_cast<size_t>(i)] = std::chrono::duration<double>(Clock::now() - t0).count();
@@ -31,6 +32,7 @@ double run_together(FnRef<void(int64_t)> fn) {
   return *std::max_element(secs.begin(), secs.end());
 }
 
+#if PW_X86
 PW_AVX512 float read_avx512(const float* p, size_t n) {
   __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
   size_t i = 0;
@@ -57,6 +59,7 @@ PW_AVX2 float read_avx2(const float* p, size_t n) {
   }
   return simd::hsum8(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
 }
+#endif  // PW_X86
 
 float read_scalar(const float* p, size_t n) {
   float a[8] = {};
@@ -70,6 +73,7 @@ constexpr int64_t kFmaIters = int64_t(1) << 22;
 // NA independent accumulator chains: a chain waits the instruction's latency between steps, so
 // throughput peaks only with >= latency x issue width chains (Zen 4: 4-cycle FMA / 6-cycle
 // vdpbf16ps, one zmm per cycle: 8 saturate). Sweep them with bench_peak_flops(..., accumulators).
+#if PW_X86
 template <int NA>
 PW_AVX512 float fma_avx512(float seed) {
   __m512 acc[NA];
@@ -124,7 +128,19 @@ template <int NA>
 PeakFns peak_fns() {
   return PeakFns{fma_avx512<NA>, fma_avx2<NA>, dpbf16_avx512<NA>, NA > 14 ? 14 : NA};
 }
+#elif PW_ARM64
+struct PeakFns {
+  float (*f32)(float);  // FMLA, 4 lanes
+  float (*bf)(float);   // BFDOT, 8 bf16 products (4 lanes of 2)
+};
 
+template <int NA>
+PeakFns peak_fns() {
+  return PeakFns{fma_neon<NA, kFmaIters>, bfdot_neon<NA, kFmaIters>};
+}
+#endif
+
+#if PW_X86 || PW_ARM64
 PeakFns peak_fns_for(int accumulators) {
   switch (accumulators) {
     case 1: return peak_fns<1>();
@@ -136,6 +152,7 @@ PeakFns peak_fns_for(int accumulators) {
     default: return peak_fns<16>();
   }
 }
+#endif
 
 volatile float g_sink;
 
@@ -155,7 +172,13 @@ double bench_memory_bandwidth(size_t bytes, int iters) {
       // Per-thread slices, 64-float (256-byte) aligned.
       const size_t per = (n / static_cast<size_t>(threads)) / 64 * 64;
       const float* s = p + per * static_cast<size_t>(t);
+#if PW_X86
       const float r = isa >= Isa::Avx512 ? read_avx512(s, per) : isa == Isa::Avx2 ? read_avx2(s, per) : read_scalar(s, per);
+#elif PW_ARM64
+      const float r = isa >= Isa::Neon ? read_neon(s, per) : read_scalar(s, per);
+#else
+      const float r = read_scalar(s, per);
+#endif
       g_sink = r;
     });
     const size_t per = (n / static_cast<size_t>(threads)) / 64 * 64;
@@ -169,7 +192,9 @@ double bench_memory_bandwidth(size_t bytes, int iters) {
 void bench_peak_flops(double* f32_gflops, double* bf16_gflops, int accumulators) {
   const Isa isa = active_isa();
   const int64_t threads = num_threads();
+#if PW_X86 || PW_ARM64
   const PeakFns fns = peak_fns_for(accumulators);
+#endif
   double best32 = 0, best16 = 0;
   // Rep 0 is a warm-up, not counted: a core that was idle runs its first ~10 ms of 512-bit FMAs
   // at half the rate (bench kernels, which measures the peaks first, read 250 / 501 GFLOP/s and
@@ -177,21 +202,43 @@ void bench_peak_flops(double* f32_gflops, double* bf16_gflops, int accumulators)
   for (int rep = 0; rep < 4; rep++) {
     const double s = run_together([&](int64_t t) {
       const float seed = 1e-3f * static_cast<float>(t + 1);
+#if PW_X86
       if (isa >= Isa::Avx512) g_sink = fns.f512(seed);
       else if (isa == Isa::Avx2) g_sink = fns.f2(seed);
-      else {
+      else
+#elif PW_ARM64
+      if (isa >= Isa::Neon) g_sink = fns.f32(seed);
+      else
+#endif
+      {
         float a = seed;
         for (int64_t i = 0; i < kFmaIters; i++) a = a * 0.999999f + 1e-7f;
         g_sink = a;
       }
     });
+#if PW_X86
     const double lanes = isa >= Isa::Avx512 ? 16.0 * accumulators : isa == Isa::Avx2 ? 8.0 * fns.n2 : 1;
+#elif PW_ARM64
+    const double lanes = isa >= Isa::Neon ? 4.0 * accumulators : 1;
+#else
+    const double lanes = 1;
+    (void)isa;
+    (void)accumulators;
+#endif
     if (rep > 0) best32 = std::max(best32, static_cast<double>(threads) * kFmaIters * lanes * 2 / s / 1e9);
-    if (cpu_features().avx512bf16 && detected_isa() >= Isa::Avx512Bf16) {
+#if PW_X86
+    if (cpu_features().avx512bf16 && (detected_isa() == Isa::Avx512Bf16 || detected_isa() == Isa::AmxBf16)) {
       const double s16 = run_together([&](int64_t t) { g_sink = fns.bf(1e-3f * static_cast<float>(t + 1)); });
       // 32 bf16 pairs per instruction, 2 flops each.
       if (rep > 0) best16 = std::max(best16, static_cast<double>(threads) * kFmaIters * accumulators * 32 * 2 / s16 / 1e9);
     }
+#elif PW_ARM64
+    if (detected_isa() == Isa::NeonBf16) {
+      const double s16 = run_together([&](int64_t t) { g_sink = fns.bf(1e-3f * static_cast<float>(t + 1)); });
+      // 8 bf16 pairs per BFDOT, 2 flops each.
+      if (rep > 0) best16 = std::max(best16, static_cast<double>(threads) * kFmaIters * accumulators * 8 * 2 / s16 / 1e9);
+    }
+#endif
   }
   *f32_gflops = best32;
   *bf16_gflops = best16;

@@ -72,7 +72,7 @@ void packed_linear_release(PackedLinear& p);  // idempotent
 // outs[s] is segment s's [M, n_s] output (silu pairs: one [M, I] output). accumulate: out += result.
 void linear_packed(const PackedLinear& p, const float* x, int64_t M, float* const* outs, bool accumulate);
 
-#if defined(__x86_64__)
+#if PW_X86
 // ---- AMX-BF16 linear (ops_linear_amx.cc): what linear() and linear_packed() run at BF16 precision
 // when the active family is Isa::AmxBf16 (the caller checks). w: bf16 [N, K]. ----
 void linear_amx(float* out, const float* x, const uint16_t* w, const float* bias, int64_t M, int64_t N, int64_t K);
@@ -127,6 +127,8 @@ struct AttentionArgs {
   const int32_t* seq_lens;
   int64_t num_seqs, n_heads, n_kv_heads, head_dim;
   float scale;
+  int64_t sliding_window;  // > 0: a query at p sees keys p - sliding_window < j <= p only
+  float softcap;           // > 0: scores become softcap * tanh(score / softcap)
 };
 void paged_attention(const AttentionArgs& a);
 

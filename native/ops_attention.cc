@@ -19,6 +19,13 @@
 // order). A row's operations depend only on its own q, its position and the key/value contents:
 // not on the tile, the other rows, the number of sequences, the thread that runs it, the
 // physical block ids or even the block size.
+//
+// Sliding windows (window > 0): a query at position p sees keys p - window < j <= p, so a row's
+// valid keys in a chunk are [lo, nvalid); lanes below lo are masked like those past nvalid, P.V
+// starts at lo, and chunks wholly before the window are never visited. Keys before the earliest
+// window of an item are never read (their blocks may have been freed and reused): staging fills
+// them with zeros, the in-place path points them at a zero row. Soft-capping (softcap > 0):
+// s_j = softcap * tanh(s_j / softcap) on the scaled scores (softcap.h), before masking.
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -26,6 +33,8 @@
 
 #include "ops.h"
 #include "simd.h"
+#include "simd_neon.h"
+#include "softcap.h"
 
 namespace pw {
 namespace {
@@ -55,6 +64,7 @@ struct RowState {
   float m, l;
 };
 
+#if PW_X86
 // ---------------------------------------------------------------------------------------------
 // AVX-512
 
@@ -155,14 +165,14 @@ PW_AVX512 PW_INLINE void scores16_rows(const float* const* q, const Chunk& ch, i
 // acc[d0 .. d0 + 16*ND) = acc * alpha, then += p_j * v_j in key order. ND vectors are kept in
 // registers so ND independent FMA chains run side by side (per element the order is the same).
 template <int ND>
-PW_AVX512 PW_INLINE void pv_block(float* acc, const Chunk& ch, int64_t hd, const float* p, int nvalid, __m512 av,
-                                  int64_t d0, __mmask16 last) {
+PW_AVX512 PW_INLINE void pv_block(float* acc, const Chunk& ch, int64_t hd, const float* p, int lo, int nvalid,
+                                  __m512 av, int64_t d0, __mmask16 last) {
   __m512 o[ND];
   for (int i = 0; i < ND; i++) {
     const __mmask16 m = i == ND - 1 ? last : static_cast<__mmask16>(0xffff);
     o[i] = _mm512_mul_ps(_mm512_maskz_loadu_ps(m, acc + d0 + 16 * i), av);
   }
-  for (int j = 0; j < nvalid; j++) {
+  for (int j = lo; j < nvalid; j++) {
     const __m512 pj = _mm512_set1_ps(p[j]);
     const float* v = ch.v + j * hd + d0;
     for (int i = 0; i < ND - 1; i++) o[i] = _mm512_fmadd_ps(pj, _mm512_loadu_ps(v + 16 * i), o[i]);
@@ -180,15 +190,29 @@ PW_INLINE __mmask16 key_mask(int nvalid, int g) {
   return static_cast<__mmask16>((1u << n) - 1u);
 }
 
+// Lanes of key group g inside [lo, nvalid).
+PW_INLINE __mmask16 key_mask(int lo, int nvalid, int g) {
+  return static_cast<__mmask16>(key_mask(nvalid, g) & ~key_mask(lo, g));
+}
+
 // One chunk step of one row for any head dim (the multi-row steps below cover the common ones).
-PW_AVX512 void row_step_avx512(const float* q, float* acc, RowState& st, const Chunk& ch, int nvalid, int64_t hd,
-                               float scale) {
+PW_AVX512 void row_step_avx512(const float* q, float* acc, RowState& st, const Chunk& ch, int lo, int nvalid,
+                               int64_t hd, float scale, float cap) {
   const __m512 sc = _mm512_set1_ps(scale);
+  const __m512 capv = _mm512_set1_ps(cap);
   const __m512 ninf = _mm512_set1_ps(-__builtin_inff());
-  const __mmask16 m0 = key_mask(nvalid, 0), m1 = key_mask(nvalid, 1);
-  const __m512 s0 = _mm512_mask_mov_ps(ninf, m0, scores16(q, ch, 0, hd, sc));
-  __m512 s1 = ninf;
-  if (m1) s1 = _mm512_mask_mov_ps(ninf, m1, scores16(q, ch, 1, hd, sc));
+  const __mmask16 m0 = key_mask(lo, nvalid, 0), m1 = key_mask(lo, nvalid, 1);
+  __m512 s0 = ninf, s1 = ninf;
+  if (m0) {
+    s0 = scores16(q, ch, 0, hd, sc);
+    if (cap > 0) s0 = softcap16(s0, capv);
+    s0 = _mm512_mask_mov_ps(ninf, m0, s0);
+  }
+  if (m1) {
+    s1 = scores16(q, ch, 1, hd, sc);
+    if (cap > 0) s1 = softcap16(s1, capv);
+    s1 = _mm512_mask_mov_ps(ninf, m1, s1);
+  }
   const float mc = _mm512_reduce_max_ps(_mm512_max_ps(s0, s1));  // max is exact in any order
   const float mnew = std::max(st.m, mc);
   const float alpha = st.m == -__builtin_inff() ? 0.0f : std::exp(st.m - mnew);
@@ -206,14 +230,14 @@ PW_AVX512 void row_step_avx512(const float* q, float* acc, RowState& st, const C
     const int nd = static_cast<int>((rest + 15) / 16);
     const __mmask16 last = rest % 16 ? static_cast<__mmask16>((1u << (rest % 16)) - 1u) : static_cast<__mmask16>(0xffff);
     switch (nd) {
-      case 1: pv_block<1>(acc, ch, hd, p, nvalid, av, d0, last); break;
-      case 2: pv_block<2>(acc, ch, hd, p, nvalid, av, d0, last); break;
-      case 3: pv_block<3>(acc, ch, hd, p, nvalid, av, d0, last); break;
-      case 4: pv_block<4>(acc, ch, hd, p, nvalid, av, d0, last); break;
-      case 5: pv_block<5>(acc, ch, hd, p, nvalid, av, d0, last); break;
-      case 6: pv_block<6>(acc, ch, hd, p, nvalid, av, d0, last); break;
-      case 7: pv_block<7>(acc, ch, hd, p, nvalid, av, d0, last); break;
-      default: pv_block<8>(acc, ch, hd, p, nvalid, av, d0, last); break;
+      case 1: pv_block<1>(acc, ch, hd, p, lo, nvalid, av, d0, last); break;
+      case 2: pv_block<2>(acc, ch, hd, p, lo, nvalid, av, d0, last); break;
+      case 3: pv_block<3>(acc, ch, hd, p, lo, nvalid, av, d0, last); break;
+      case 4: pv_block<4>(acc, ch, hd, p, lo, nvalid, av, d0, last); break;
+      case 5: pv_block<5>(acc, ch, hd, p, lo, nvalid, av, d0, last); break;
+      case 6: pv_block<6>(acc, ch, hd, p, lo, nvalid, av, d0, last); break;
+      case 7: pv_block<7>(acc, ch, hd, p, lo, nvalid, av, d0, last); break;
+      default: pv_block<8>(acc, ch, hd, p, lo, nvalid, av, d0, last); break;
     }
   }
 }
@@ -222,13 +246,13 @@ PW_AVX512 void row_step_avx512(const float* q, float* acc, RowState& st, const C
 // R * NB independent chains; per element still acc * alpha, then + p_j * v_j in key order.
 template <int HD, int R, int NB, bool BF>
 PW_AVX512 PW_INLINE void pv_rows(float* const* acc, const Chunk& ch, const float (*p)[kChunk], const float* alpha,
-                                 int nvalid, int d0) {
+                                 int lo, int nvalid, int d0) {
   __m512 o[R][NB];
   for (int r = 0; r < R; r++) {
     const __m512 av = _mm512_set1_ps(alpha[r]);
     for (int i = 0; i < NB; i++) o[r][i] = _mm512_mul_ps(_mm512_loadu_ps(acc[r] + d0 + 16 * i), av);
   }
-  for (int j = 0; j < nvalid; j++) {
+  for (int j = lo; j < nvalid; j++) {
     __m512 vv[NB];
     if constexpr (BF) {
       if (d0 == 0 && ch.vn) {
@@ -250,17 +274,17 @@ PW_AVX512 PW_INLINE void pv_rows(float* const* acc, const Chunk& ch, const float
 
 template <int HD, int R, int D0V, bool BF>
 PW_AVX512 PW_INLINE void pv_all(float* const* acc, const Chunk& ch, const float (*p)[kChunk], const float* alpha,
-                                int nvalid) {
+                                int lo, int nvalid) {
   constexpr int ND = HD / 16;
   constexpr int NDB = R * ND <= 16 ? ND : 16 / R;  // keep R * NB accumulators within 16 registers
   if constexpr (D0V < ND) {
     constexpr int NB = NDB < ND - D0V ? NDB : ND - D0V;
-    pv_rows<HD, R, NB, BF>(acc, ch, p, alpha, nvalid, 16 * D0V);
-    pv_all<HD, R, D0V + NB, BF>(acc, ch, p, alpha, nvalid);
+    pv_rows<HD, R, NB, BF>(acc, ch, p, alpha, lo, nvalid, 16 * D0V);
+    pv_all<HD, R, D0V + NB, BF>(acc, ch, p, alpha, lo, nvalid);
   }
 }
 
-// One chunk step for R rows with the same causal count (HD a multiple of 16, known at compile
+// One chunk step for R rows with the same valid keys (HD a multiple of 16, known at compile
 // time); BF: keys and values read straight from the bf16 pool (Chunk::kb / vb).
 //
 // The rows' softmax steps run phase by phase (all scores, all maxima, all exponentials) rather
@@ -269,16 +293,18 @@ PW_AVX512 PW_INLINE void pv_all(float* const* acc, const Chunk& ch, const float 
 // (scores16_rows gives scores16's bits).
 template <int HD, int R, bool BF>
 PW_AVX512 void rows_step_avx512(const float* const* q, float* const* acc, RowState* const* st, const Chunk& ch,
-                                int nvalid, float scale) {
+                                int lo, int nvalid, float scale, float cap) {
   const __m512 sc = _mm512_set1_ps(scale);
+  const __m512 capv = _mm512_set1_ps(cap);
   const __m512 ninf = _mm512_set1_ps(-__builtin_inff());
-  const __mmask16 m0 = key_mask(nvalid, 0), m1 = key_mask(nvalid, 1);
+  const __mmask16 m0 = key_mask(lo, nvalid, 0), m1 = key_mask(lo, nvalid, 1);
   __m512 s0[R], s1[R];
+  // Group 0 is always scored (its pass issues the next chunk's key prefetches).
   scores16_rows<HD, R, BF>(q, ch, 0, sc, ch.kn != nullptr, s0);
-  for (int r = 0; r < R; r++) s0[r] = _mm512_mask_mov_ps(ninf, m0, s0[r]);
+  for (int r = 0; r < R; r++) s0[r] = _mm512_mask_mov_ps(ninf, m0, cap > 0 ? softcap16(s0[r], capv) : s0[r]);
   if (m1) {
     scores16_rows<HD, R, BF>(q, ch, 1, sc, ch.kn != nullptr, s1);
-    for (int r = 0; r < R; r++) s1[r] = _mm512_mask_mov_ps(ninf, m1, s1[r]);
+    for (int r = 0; r < R; r++) s1[r] = _mm512_mask_mov_ps(ninf, m1, cap > 0 ? softcap16(s1[r], capv) : s1[r]);
   } else {
     for (int r = 0; r < R; r++) s1[r] = ninf;
   }
@@ -295,7 +321,7 @@ PW_AVX512 void rows_step_avx512(const float* const* q, float* const* acc, RowSta
     _mm512_store_ps(p[r], p0);
     _mm512_store_ps(p[r] + 16, p1);
   }
-  pv_all<HD, R, 0, BF>(acc, ch, p, alpha, nvalid);
+  pv_all<HD, R, 0, BF>(acc, ch, p, alpha, lo, nvalid);
 }
 
 PW_AVX512 void finish_avx512(float* out, const float* acc, float l, int64_t hd) {
@@ -329,21 +355,27 @@ PW_AVX2 PW_INLINE float dot_avx2(const float* q, const float* k, int64_t hd) {
   return simd::hsum8(acc);
 }
 
-PW_AVX2 void row_step_avx2(const float* q, float* acc, RowState& st, const Chunk& ch, int nvalid, int64_t hd,
-                           float scale) {
+PW_AVX2 void row_step_avx2(const float* q, float* acc, RowState& st, const Chunk& ch, int lo, int nvalid, int64_t hd,
+                           float scale, float cap) {
   alignas(32) float s[kChunk];
-  float mc = -__builtin_inff();
-  for (int j = 0; j < kChunk; j++) {
-    s[j] = j < nvalid ? dot_avx2(q, ch.k + j * hd, hd) * scale : -__builtin_inff();
-    mc = std::max(mc, s[j]);
+  for (int j = 0; j < kChunk; j++) s[j] = j >= lo && j < nvalid ? dot_avx2(q, ch.k + j * hd, hd) * scale : -__builtin_inff();
+  if (cap > 0) {
+    const __m256 capv = _mm256_set1_ps(cap);
+    for (int g = 0; g < kChunk / 8; g++) {
+      const __m256i valid = _mm256_andnot_si256(simd::mask8(std::max(0, std::min(8, lo - 8 * g))), simd::mask8(std::max(0, std::min(8, nvalid - 8 * g))));
+      const __m256 capped = softcap8(_mm256_load_ps(s + 8 * g), capv);
+      _mm256_store_ps(s + 8 * g, _mm256_blendv_ps(_mm256_set1_ps(-__builtin_inff()), capped, _mm256_castsi256_ps(valid)));
+    }
   }
+  float mc = -__builtin_inff();
+  for (int j = 0; j < kChunk; j++) mc = std::max(mc, s[j]);
   const float mnew = std::max(st.m, mc);
   const float alpha = st.m == -__builtin_inff() ? 0.0f : std::exp(st.m - mnew);
   const __m256 mv = _mm256_set1_ps(mnew);
   alignas(32) float p[kChunk];
   float lc = 0.0f;
   for (int g = 0; g < kChunk / 8; g++) {
-    const __m256i valid = simd::mask8(std::max(0, std::min(8, nvalid - 8 * g)));
+    const __m256i valid = _mm256_andnot_si256(simd::mask8(std::max(0, std::min(8, lo - 8 * g))), simd::mask8(std::max(0, std::min(8, nvalid - 8 * g))));
     const __m256 e = simd::exp8(_mm256_sub_ps(_mm256_load_ps(s + 8 * g), mv));
     const __m256 pv = _mm256_and_ps(e, _mm256_castsi256_ps(valid));
     _mm256_store_ps(p + 8 * g, pv);
@@ -356,7 +388,7 @@ PW_AVX2 void row_step_avx2(const float* q, float* acc, RowState& st, const Chunk
   for (; d + 32 <= hd; d += 32) {  // four independent chains
     __m256 o[4];
     for (int i = 0; i < 4; i++) o[i] = _mm256_mul_ps(_mm256_loadu_ps(acc + d + 8 * i), av);
-    for (int j = 0; j < nvalid; j++) {
+    for (int j = lo; j < nvalid; j++) {
       const __m256 pj = _mm256_set1_ps(p[j]);
       for (int i = 0; i < 4; i++) o[i] = _mm256_fmadd_ps(pj, _mm256_loadu_ps(ch.v + j * hd + d + 8 * i), o[i]);
     }
@@ -365,27 +397,31 @@ PW_AVX2 void row_step_avx2(const float* q, float* acc, RowState& st, const Chunk
   for (; d < hd; d += 8) {
     const __m256i dm = simd::mask8(std::min<int64_t>(8, hd - d));
     __m256 o = _mm256_mul_ps(_mm256_maskload_ps(acc + d, dm), av);
-    for (int j = 0; j < nvalid; j++) o = _mm256_fmadd_ps(_mm256_set1_ps(p[j]), _mm256_maskload_ps(ch.v + j * hd + d, dm), o);
+    for (int j = lo; j < nvalid; j++) o = _mm256_fmadd_ps(_mm256_set1_ps(p[j]), _mm256_maskload_ps(ch.v + j * hd + d, dm), o);
     _mm256_maskstore_ps(acc + d, dm, o);
   }
 }
 
+#endif  // PW_X86
+
 // ---------------------------------------------------------------------------------------------
 // Scalar: sequential float dot, std::exp.
 
-void row_step_scalar(const float* q, float* acc, RowState& st, const Chunk& ch, int nvalid, int64_t hd, float scale) {
+void row_step_scalar(const float* q, float* acc, RowState& st, const Chunk& ch, int lo, int nvalid, int64_t hd,
+                     float scale, float cap) {
   float s[kChunk];
   float mc = -__builtin_inff();
-  for (int j = 0; j < nvalid; j++) {
+  for (int j = lo; j < nvalid; j++) {
     float dot = 0.0f;
     for (int64_t d = 0; d < hd; d++) dot += q[d] * ch.k[j * hd + d];
     s[j] = dot * scale;
+    if (cap > 0) s[j] = softcap_scalar(s[j], cap);
     mc = std::max(mc, s[j]);
   }
   const float mnew = std::max(st.m, mc);
   const float alpha = st.m == -__builtin_inff() ? 0.0f : std::exp(st.m - mnew);
   float lc = 0.0f;
-  for (int j = 0; j < nvalid; j++) {
+  for (int j = lo; j < nvalid; j++) {
     s[j] = std::exp(s[j] - mnew);
     lc += s[j];
   }
@@ -393,22 +429,41 @@ void row_step_scalar(const float* q, float* acc, RowState& st, const Chunk& ch, 
   st.m = mnew;
   // Per element: acc * alpha, then + p_j * v_j in key order (loops ordered for independent chains).
   for (int64_t d = 0; d < hd; d++) acc[d] *= alpha;
-  for (int j = 0; j < nvalid; j++) {
+  for (int j = lo; j < nvalid; j++) {
     const float* v = ch.v + j * hd;
     for (int64_t d = 0; d < hd; d++) acc[d] += s[j] * v[d];
   }
 }
 
+#if PW_ARM64
+// NEON: the scalar step with 4-lane dots and vectorized P.V (simd::attend_chunk).
+// A chunk cut by a sliding window (lo > 0) or with a logit soft-cap takes the scalar step: which
+// step a chunk gets depends only on the model and the query's position, never on the batch.
+void row_step_neon(const float* q, float* acc, RowState& st, const Chunk& ch, int lo, int nvalid, int64_t hd, float scale,
+                   float cap) {
+  static_assert(kChunk <= 32, "attend_chunk holds at most 32 scores");
+  if (lo != 0 || cap != 0.0f) return row_step_scalar(q, acc, st, ch, lo, nvalid, hd, scale, cap);
+  simd::attend_chunk(q, acc, st.m, st.l, ch.k, ch.v, nvalid, hd, scale);
+}
+#endif
+
 // ---------------------------------------------------------------------------------------------
 
-using RowStep = void (*)(const float* q, float* acc, RowState& st, const Chunk& ch, int nvalid, int64_t hd,
-                        float scale);
-using RowsStep = void (*)(const float* const* q, float* const* acc, RowState* const* st, const Chunk& ch, int nvalid,
-                          float scale);
+using RowStep = void (*)(const float* q, float* acc, RowState& st, const Chunk& ch, int lo, int nvalid, int64_t hd,
+                        float scale, float cap);
+using RowsStep = void (*)(const float* const* q, float* const* acc, RowState* const* st, const Chunk& ch, int lo,
+                          int nvalid, float scale, float cap);
 
 RowStep pick_row_step(Isa isa) {
+#if PW_X86
   if (isa >= Isa::Avx512) return row_step_avx512;
   return isa == Isa::Avx2 ? row_step_avx2 : row_step_scalar;
+#elif PW_ARM64
+  return isa >= Isa::Neon ? row_step_neon : row_step_scalar;
+#else
+  (void)isa;
+  return row_step_scalar;
+#endif
 }
 
 // Multi-row steps (index R - 1) for the AVX-512 head dims compiled in; all null otherwise.
@@ -416,14 +471,23 @@ struct RowsSteps {
   RowsStep fn[4] = {nullptr, nullptr, nullptr, nullptr};
 };
 
+#if PW_X86
 template <int HD, bool BF>
 RowsSteps rows_steps() {
   return RowsSteps{{rows_step_avx512<HD, 1, BF>, rows_step_avx512<HD, 2, BF>, rows_step_avx512<HD, 3, BF>,
                     rows_step_avx512<HD, 4, BF>}};
 }
 
+#endif  // PW_X86
+
 // bf: the steps that read a bf16 cache directly (no staging).
 RowsSteps pick_rows_steps(Isa isa, int64_t hd, bool bf) {
+#if !PW_X86
+  (void)isa;
+  (void)hd;
+  (void)bf;
+  return RowsSteps{};
+#else
   if (isa < Isa::Avx512) return RowsSteps{};
   switch (hd) {
     case 32: return bf ? rows_steps<32, true>() : rows_steps<32, false>();
@@ -433,6 +497,7 @@ RowsSteps pick_rows_steps(Isa isa, int64_t hd, bool bf) {
     case 128: return bf ? rows_steps<128, true>() : rows_steps<128, false>();
     default: return RowsSteps{};
   }
+#endif
 }
 
 struct Item {
@@ -494,18 +559,33 @@ void run_item(const AttentionArgs& a, const Item& it, Isa isa, const Item* after
   thread_local std::vector<const float*> qp_buf;
   thread_local std::vector<float*> accp_buf;
   thread_local std::vector<RowState*> stp_buf;
-  thread_local std::vector<int> nv_buf;
+  thread_local std::vector<int> nv_buf, lo_buf;
   const float** qp = grow(qp_buf, static_cast<size_t>(head_rows));
   float** accp = grow(accp_buf, static_cast<size_t>(head_rows));
   RowState** stp = grow(stp_buf, static_cast<size_t>(head_rows));
   int* nv = grow(nv_buf, static_cast<size_t>(head_rows));
+  int* lov = grow(lo_buf, static_cast<size_t>(head_rows));
 
+  const int64_t window = a.sliding_window;
+  // First key any row of an item sees: 0, or the window start of its first token.
+  auto first_key = [&a, window](const Item& x) -> int64_t {
+    if (window <= 0) return 0;
+    const int64_t pos0 = a.seq_lens[x.seq] - (a.query_start_loc[x.seq + 1] - a.query_start_loc[x.seq]) + x.tok0;
+    return std::max<int64_t>(0, pos0 - window + 1);
+  };
+  const int64_t kmin = first_key(it);
   const int64_t last_pos = first_pos + it.tok1 - 1;
+  const int64_t chunk0 = kmin / kChunk;
   const int64_t nchunks = last_pos / kChunk + 1;
   auto chunk_end = [&](int64_t ci) { return std::min<int64_t>((ci + 1) * kChunk, last_pos + 1); };
-  // Pointers to the bf16 rows of keys [k0, k1) of head h (zero rows up to kChunk).
+  // Pointers to the bf16 rows of keys [k0, k1) of head h, chunk slots from k0 % kChunk; zero
+  // rows for the slots before (keys outside every window of the item) and after.
   auto fill_rows_of = [&](const int32_t* tbl, int64_t k0, int64_t k1, int64_t h, const uint16_t** kr, const uint16_t** vr) {
     const uint16_t* base = reinterpret_cast<const uint16_t*>(pool);
+    const int64_t skip = k0 % kChunk;
+    for (int64_t j = 0; j < skip; j++) kr[j] = vr[j] = zero_row.data();
+    kr += skip;
+    vr += skip;
     for (int64_t pos = k0; pos < k1;) {
       const int64_t off = pos % bs;
       const int64_t run = std::min<int64_t>(k1 - pos, bs - off);
@@ -517,7 +597,7 @@ void run_item(const AttentionArgs& a, const Item& it, Isa isa, const Item* after
       }
       pos += run;
     }
-    for (int64_t j = k1 - k0; j < kChunk; j++) kr[j] = vr[j] = zero_row.data();
+    for (int64_t j = k1 - k0; j < kChunk - skip; j++) kr[j] = vr[j] = zero_row.data();
   };
   auto fill_rows = [&](int64_t k0, int64_t k1, int64_t h, const uint16_t** kr, const uint16_t** vr) { fill_rows_of(table, k0, k1, h, kr, vr); };
   // The last chunk prefetches the first chunk of the item this thread most likely takes next
@@ -526,12 +606,14 @@ void run_item(const AttentionArgs& a, const Item& it, Isa isa, const Item* after
   // costs a chunk's worth of prefetches.
   const bool chain = direct && after && after->nheads == it.nheads;
   const int32_t* after_table = chain ? a.block_tables + after->seq * a.max_blocks_per_seq : nullptr;
-  const int64_t after_end = chain ? std::min<int64_t>(kChunk, a.seq_lens[after->seq] - (a.query_start_loc[after->seq + 1] - a.query_start_loc[after->seq]) + after->tok1) : 0;
+  const int64_t after_begin = chain ? first_key(*after) : 0;
+  const int64_t after_end = chain ? std::min<int64_t>((after_begin / kChunk + 1) * kChunk, a.seq_lens[after->seq] - (a.query_start_loc[after->seq + 1] - a.query_start_loc[after->seq]) + after->tok1) : 0;
   if (direct) {
-    for (int64_t hi = 0; hi < it.nheads; hi++) fill_rows(0, chunk_end(0), it.head0 + hi, rows_of(0, hi, false), rows_of(0, hi, true));
+    for (int64_t hi = 0; hi < it.nheads; hi++) fill_rows(kmin, chunk_end(chunk0), it.head0 + hi, rows_of(chunk0 % 2, hi, false), rows_of(chunk0 % 2, hi, true));
   }
-  for (int64_t ci = 0; ci < nchunks; ci++) {
+  for (int64_t ci = chunk0; ci < nchunks; ci++) {
     const int64_t k0 = ci * kChunk;
+    const int64_t kfrom = std::max(k0, kmin);  // keys before kfrom are outside every window here
     const int n = static_cast<int>(chunk_end(ci) - k0);
     const int64_t cur = ci % 2, nxt = 1 - cur;
     for (int64_t hi = 0; hi < it.nheads; hi++) {
@@ -545,13 +627,18 @@ void run_item(const AttentionArgs& a, const Item& it, Isa isa, const Item* after
           ch.kn = rows_of(nxt, hi, false);
           ch.vn = rows_of(nxt, hi, true);
         } else if (chain) {
-          fill_rows_of(after_table, 0, after_end, after->head0 + hi, rows_of(nxt, hi, false), rows_of(nxt, hi, true));
+          fill_rows_of(after_table, after_begin, after_end, after->head0 + hi, rows_of(nxt, hi, false), rows_of(nxt, hi, true));
           ch.kn = rows_of(nxt, hi, false);
           ch.vn = rows_of(nxt, hi, true);
         }
       } else {
         // Stage the chunk's keys, block run by block run (a run stays inside one physical block).
-        for (int j = 0; j < n;) {
+        const int jfrom = static_cast<int>(kfrom - k0);
+        if (jfrom > 0) {
+          std::fill(kst, kst + jfrom * hd, 0.0f);
+          std::fill(vst, vst + jfrom * hd, 0.0f);
+        }
+        for (int j = jfrom; j < n;) {
           const int64_t pos = k0 + j;
           const int64_t off = pos % bs;
           const int run = static_cast<int>(std::min<int64_t>(n - j, bs - off));
@@ -561,10 +648,13 @@ void run_item(const AttentionArgs& a, const Item& it, Isa isa, const Item* after
           if (bf16) {
             const uint16_t* ks = reinterpret_cast<const uint16_t*>(pool) + kidx;
             const uint16_t* vs = reinterpret_cast<const uint16_t*>(pool) + vidx;
+#if PW_X86
             if (isa >= Isa::Avx512) {
               widen_bf16_avx512(kst + j * hd, ks, static_cast<int64_t>(cnt));
               widen_bf16_avx512(vst + j * hd, vs, static_cast<int64_t>(cnt));
-            } else {
+            } else
+#endif
+            {
               for (size_t e = 0; e < cnt; e++) {
                 kst[j * hd + e] = bf16_to_f32(ks[e]);
                 vst[j * hd + e] = bf16_to_f32(vs[e]);
@@ -581,11 +671,13 @@ void run_item(const AttentionArgs& a, const Item& it, Isa isa, const Item* after
           std::fill(vst + n * hd, vst + kChunk * hd, 0.0f);
         }
       }
-      // Rows of this head whose causal window reaches this chunk, with their key counts in it.
+      // Rows of this head whose window reaches this chunk, with their valid keys [lo, nvalid) in it.
       int64_t active = 0;
       for (int64_t t = it.tok0; t < it.tok1; t++) {
         const int64_t pos = first_pos + t;
         if (pos < k0) continue;
+        const int64_t lo = window > 0 ? std::max<int64_t>(0, pos - window + 1 - k0) : 0;
+        if (lo >= kChunk) continue;
         const int nvalid = static_cast<int>(std::min<int64_t>(kChunk, pos + 1 - k0));
         for (int64_t g = 0; g < group; g++) {
           const int64_t r = hi * head_rows + (t - it.tok0) * group + g;
@@ -593,19 +685,20 @@ void run_item(const AttentionArgs& a, const Item& it, Isa isa, const Item* after
           accp[active] = acc + r * hd;
           stp[active] = st + r;
           nv[active] = nvalid;
+          lov[active] = static_cast<int>(lo);
           active++;
         }
       }
       if (rows_step.fn[0]) {
-        // Packs of up to 4 rows with the same key count share the V loads of P.V.
+        // Packs of up to 4 rows with the same valid keys share the V loads of P.V.
         for (int64_t i = 0; i < active;) {
           int64_t m = 1;
-          while (m < 4 && i + m < active && nv[i + m] == nv[i]) m++;
-          rows_step.fn[m - 1](qp + i, accp + i, stp + i, ch, nv[i], a.scale);
+          while (m < 4 && i + m < active && nv[i + m] == nv[i] && lov[i + m] == lov[i]) m++;
+          rows_step.fn[m - 1](qp + i, accp + i, stp + i, ch, lov[i], nv[i], a.scale, a.softcap);
           i += m;
         }
       } else {
-        for (int64_t i = 0; i < active; i++) row_step(qp[i], accp[i], *stp[i], ch, nv[i], hd, a.scale);
+        for (int64_t i = 0; i < active; i++) row_step(qp[i], accp[i], *stp[i], ch, lov[i], nv[i], hd, a.scale, a.softcap);
       }
     }
   }
@@ -615,9 +708,12 @@ void run_item(const AttentionArgs& a, const Item& it, Isa isa, const Item* after
         const int64_t head = (it.head0 + hi) * q_group + it.g0 + g;
         const int64_t r = hi * head_rows + (t - it.tok0) * group + g;
         float* o = a.out + ((q_begin + t) * a.n_heads + head) * hd;
+#if PW_X86
         if (isa >= Isa::Avx512) {
           finish_avx512(o, acc + r * hd, st[r].l, hd);
-        } else {
+        } else
+#endif
+        {
           for (int64_t d = 0; d < hd; d++) o[d] = acc[r * hd + d] / st[r].l;
         }
       }
@@ -649,7 +745,8 @@ void paged_attention(const AttentionArgs& a) {
     const int64_t first_pos = a.seq_lens[s] - q_len;
     for (int64_t t0 = 0; t0 < q_len; t0 += kTileTokens) {
       const int64_t t1 = std::min(q_len, t0 + kTileTokens);
-      const int64_t cost = (first_pos + t1) * (t1 - t0);  // per query head
+      const int64_t keys = a.sliding_window > 0 ? std::min(first_pos + t1, a.sliding_window + t1 - t0) : first_pos + t1;
+      const int64_t cost = keys * (t1 - t0);  // per query head
       if (whole_seq && (t1 - t0) * group <= 4) {
         items.push_back(Item{s, 0, a.n_kv_heads, t0, t1, 0, group, cost * group * a.n_kv_heads, 0});
       } else {

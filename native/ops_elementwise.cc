@@ -22,6 +22,7 @@ void for_rows(int64_t rows, int64_t row_elems, FnRef<void(int64_t, int64_t)> fn)
 
 // ---- embedding ----
 
+#if PW_X86
 PW_AVX512 void widen_row_avx512(float* out, const uint16_t* src, DType dt, int64_t n) {
   int64_t i = 0;
   if (dt == DType::BF16) {
@@ -38,6 +39,7 @@ PW_AVX512 void widen_row_avx512(float* out, const uint16_t* src, DType dt, int64
     }
   }
 }
+#endif  // PW_X86
 
 void widen_row(float* out, const void* src, DType dt, int64_t n, Isa isa) {
   if (dt == DType::F32) {
@@ -45,9 +47,15 @@ void widen_row(float* out, const void* src, DType dt, int64_t n, Isa isa) {
     return;
   }
   const auto* s = static_cast<const uint16_t*>(src);
+#if PW_X86
   if (isa >= Isa::Avx512) {
     widen_row_avx512(out, s, dt, n);
-  } else if (dt == DType::BF16) {
+    return;
+  }
+#else
+  (void)isa;
+#endif
+  if (dt == DType::BF16) {
     for (int64_t i = 0; i < n; i++) out[i] = bf16_to_f32(s[i]);
   } else {
     for (int64_t i = 0; i < n; i++) out[i] = f16_to_f32(s[i]);  // exact either way
@@ -62,6 +70,7 @@ double sumsq_scalar(const float* x, int64_t n) {
   return s;
 }
 
+#if PW_X86
 PW_AVX2 double sumsq_avx2(const float* x, int64_t n) {
   __m256d acc = _mm256_setzero_pd();
   int64_t i = 0;
@@ -104,9 +113,11 @@ PW_AVX512 void scale_row_avx512(float* out, const float* x, const float* w, floa
     _mm512_mask_storeu_ps(out + i, m, v);
   }
 }
+#endif  // PW_X86
 
 // ---- silu(gate) * up ----
 
+#if PW_X86
 PW_AVX512 void silu_mul_row_avx512(float* out, const float* g, const float* u, int64_t n) {
   int64_t i = 0;
   for (; i < n; i += 16) {
@@ -127,6 +138,7 @@ PW_AVX2 void silu_mul_row_avx2(float* out, const float* g, const float* u, int64
     _mm256_maskstore_ps(out + i, m, _mm256_mul_ps(simd::silu8(gv), uv));
   }
 }
+#endif  // PW_X86
 
 void silu_mul_row_scalar(float* out, const float* g, const float* u, int64_t n) {
   for (int64_t i = 0; i < n; i++) {
@@ -149,16 +161,23 @@ void embedding(float* out, const void* table, DType dtype, const int32_t* ids, i
 }
 
 void rmsnorm(float* out, const float* x, const float* weight, int64_t M, int64_t H, float eps) {
-  const Isa isa = active_isa();
+  [[maybe_unused]] const Isa isa = active_isa();  // x86 families only
   for_rows(M, H, [&](int64_t b, int64_t e) {
     for (int64_t m = b; m < e; m++) {
       const float* xr = x + m * H;
       float* o = out + m * H;
+#if PW_X86
       const double ss = isa >= Isa::Avx512 ? sumsq_avx512(xr, H) : isa == Isa::Avx2 ? sumsq_avx2(xr, H) : sumsq_scalar(xr, H);
+#else
+      const double ss = sumsq_scalar(xr, H);
+#endif
       const float r = static_cast<float>(1.0 / std::sqrt(ss / static_cast<double>(H) + static_cast<double>(eps)));
+#if PW_X86
       if (isa >= Isa::Avx512) {
         scale_row_avx512(o, xr, weight, r, H);
-      } else {
+      } else
+#endif
+      {
         for (int64_t i = 0; i < H; i++) o[i] = (xr[i] * r) * weight[i];  // HF order: (x * rsqrt) * w
       }
     }
@@ -191,6 +210,7 @@ void rope_head_scalar(float* x, const float* cv, const float* sv, int64_t half) 
   }
 }
 
+#if PW_X86
 PW_AVX512 void rope_head_avx512(float* x, const float* cv, const float* sv, int64_t half) {
   for (int64_t i = 0; i < half; i += 16) {
     const __mmask16 m = half - i >= 16 ? static_cast<__mmask16>(0xffff) : static_cast<__mmask16>((1u << (half - i)) - 1u);
@@ -200,20 +220,26 @@ PW_AVX512 void rope_head_avx512(float* x, const float* cv, const float* sv, int6
     _mm512_mask_storeu_ps(x + half + i, m, _mm512_add_ps(_mm512_mul_ps(x2, c), _mm512_mul_ps(x1, sn)));
   }
 }
+#endif  // PW_X86
 
 }  // namespace
 
 void rope(float* q, float* k, const float* cos_sin, int64_t T, int64_t n_heads, int64_t n_kv_heads, int64_t head_dim) {
   const int64_t half = head_dim / 2;
+#if PW_X86
   const bool vec = active_isa() >= Isa::Avx512;
+#endif
   for_rows(T, (n_heads + n_kv_heads) * head_dim, [&](int64_t b, int64_t e) {
     for (int64_t t = b; t < e; t++) {
       const float* cv = cos_sin + t * head_dim;
       const float* sv = cv + half;
       for (int64_t h = 0; h < n_heads + n_kv_heads; h++) {
         float* x = h < n_heads ? q + (t * n_heads + h) * head_dim : k + (t * n_kv_heads + h - n_heads) * head_dim;
+#if PW_X86
         if (vec) rope_head_avx512(x, cv, sv, half);
-        else rope_head_scalar(x, cv, sv, half);
+        else
+#endif
+          rope_head_scalar(x, cv, sv, half);
       }
     }
   });
@@ -221,15 +247,18 @@ void rope(float* q, float* k, const float* cos_sin, int64_t T, int64_t n_heads, 
 
 void silu_mul(float* out, const float* gate, const float* up, int64_t M, int64_t I, int64_t gate_stride,
               int64_t up_stride) {
-  const Isa isa = active_isa();
+  [[maybe_unused]] const Isa isa = active_isa();  // x86 families only
   for_rows(M, I * 4, [&](int64_t b, int64_t e) {
     for (int64_t m = b; m < e; m++) {
       const float* g = gate + m * gate_stride;
       const float* u = up + m * up_stride;
       float* o = out + m * I;
+#if PW_X86
       if (isa >= Isa::Avx512) silu_mul_row_avx512(o, g, u, I);
       else if (isa == Isa::Avx2) silu_mul_row_avx2(o, g, u, I);
-      else silu_mul_row_scalar(o, g, u, I);
+      else
+#endif
+        silu_mul_row_scalar(o, g, u, I);
     }
   });
 }

@@ -7,7 +7,8 @@
 // with the same tree (simd::hsum16x16). A single activation row (decode, M = 1) uses 1 x 16
 // tiles that walk the weight rows one after another (a linear memory stream), again with the
 // same per-accumulator sequence. So a row's result is the same for any M, any tiling, any thread
-// count and any neighbours in the batch.
+// count and any neighbours in the batch. The NEON families (AArch64) follow the same rule with
+// one 4-lane accumulator per output (simd_neon.h).
 //
 // Work is split into (row block, column block) items handed out to the pool; w blocks are sized
 // to stay in L2 while every row tile of the block streams over them.
@@ -19,6 +20,7 @@
 
 #include "ops.h"
 #include "simd.h"
+#include "simd_neon.h"
 
 namespace pw {
 namespace {
@@ -64,6 +66,7 @@ void tile_scalar(const Ctx& c, int64_t m0, int64_t n0) {
   c.out[m0 * c.ldo + n0] = r;
 }
 
+#if PW_X86
 // ---------------------------------------------------------------------------------------------
 // AVX2 + FMA: 8-lane accumulators, each reduced by hsum8; tiles up to 4 x 2 (M > 1) or 1 x 16
 // (M = 1).
@@ -262,6 +265,38 @@ PW_AVX512BF16 void tile_dpbf16(const Ctx& c, int64_t m0, int64_t n0) {
   }
   store_tile512<MR, NR>(c, m0, n0, acc);
 }
+#endif  // PW_X86
+
+#if PW_ARM64
+// ---------------------------------------------------------------------------------------------
+// NEON (simd_neon.h holds the arithmetic): tiles up to 4 x 4 (M > 1) or 1 x 16 (M = 1), each
+// output one 4-lane accumulator; KB is linear_packed's k block for the same precision.
+
+template <int MR, int NR>
+PW_INLINE void store_red(const Ctx& c, int64_t m0, int64_t n0, const float* red) {
+  for (int i = 0; i < MR; i++) {
+    for (int j = 0; j < NR; j++) {
+      float r = red[i * NR + j];
+      if (c.bias) r += c.bias[n0 + j];
+      c.out[(m0 + i) * c.ldo + n0 + j] = r;
+    }
+  }
+}
+
+template <int MR, int NR, int WT, int KB>
+void tile_neon(const Ctx& c, int64_t m0, int64_t n0) {
+  float red[MR * NR];
+  simd::dot_tile_f32<MR, NR, WT, KB>(static_cast<const float*>(c.x) + m0 * c.ldx, c.ldx, c.w + n0 * c.ldw, c.ldw, c.K, red);
+  store_red<MR, NR>(c, m0, n0, red);
+}
+
+template <int MR, int NR>
+void tile_bfdot(const Ctx& c, int64_t m0, int64_t n0) {
+  float red[MR * NR];
+  simd::dot_tile_bf16<MR, NR>(static_cast<const uint16_t*>(c.x) + m0 * c.ldx, c.ldx, c.w + n0 * c.ldw, c.ldw, c.K, red);
+  store_red<MR, NR>(c, m0, n0, red);
+}
+#endif  // PW_ARM64
 
 // ---------------------------------------------------------------------------------------------
 // Tile tables: table[mr - 1][nr - 1] computes an mr x nr tile.
@@ -295,6 +330,7 @@ Kernel make_kernel(bool single_row, int mr_max, int nr_max) {
   return k;
 }
 
+#if PW_X86
 template <int WT> struct Avx512T {
   template <int MR, int NR> struct T {
     static constexpr TileFn f = tile_avx512<MR, NR, WT, false>;
@@ -311,6 +347,18 @@ template <int MR, int NR> struct Dpbf16T {
   static constexpr TileFn f = tile_dpbf16<MR, NR, false>;
   static constexpr TileFn fs = tile_dpbf16<MR, NR, true>;
 };
+#elif PW_ARM64
+template <int WT, int KB> struct NeonT {
+  template <int MR, int NR> struct T {
+    static constexpr TileFn f = tile_neon<MR, NR, WT, KB>;
+    static constexpr TileFn fs = tile_neon<MR, NR, WT, KB>;
+  };
+};
+template <int MR, int NR> struct BfdotT {
+  static constexpr TileFn f = tile_bfdot<MR, NR>;
+  static constexpr TileFn fs = tile_bfdot<MR, NR>;
+};
+#endif
 template <int WT> struct ScalarT {
   template <int MR, int NR> struct T {
     static constexpr TileFn f = tile_scalar<WT>;
@@ -320,32 +368,57 @@ template <int WT> struct ScalarT {
 
 template <int WT>
 struct Kernels {
+#if PW_X86
   Kernel avx512 = make_kernel<Avx512T<WT>::template T>(false, 4, 4);
   Kernel avx512_row = make_kernel<Avx512T<WT>::template T>(true, 1, 16);
   Kernel avx2 = make_kernel<Avx2T<WT>::template T>(false, 4, 2);
   Kernel avx2_row = make_kernel<Avx2T<WT>::template T>(true, 1, 16);
+#elif PW_ARM64
+  Kernel neon = make_kernel<NeonT<WT, 16>::template T>(false, 4, 4);
+  Kernel neon_row = make_kernel<NeonT<WT, 16>::template T>(true, 1, 16);
+#endif
   Kernel scalar = make_kernel<ScalarT<WT>::template T>(false, 1, 1);
 };
 
-const Kernel& kernel_for(Isa isa, int wt, bool dpbf16, int64_t M) {
+// bf16: BF16 precision (the NEON float kernels then pad K to blocks of 32, as linear_packed does).
+const Kernel& kernel_for(Isa isa, int wt, bool dpbf16, bool bf16, int64_t M) {
+#if PW_X86
   static const Kernel kbf = make_kernel<Dpbf16T>(false, 4, 4);
   static const Kernel kbf_row = make_kernel<Dpbf16T>(true, 1, 16);
+  (void)bf16;
+#elif PW_ARM64
+  static const Kernel kbf = make_kernel<BfdotT>(false, 4, 4);
+  static const Kernel kbf_row = make_kernel<BfdotT>(true, 1, 16);
+  static const Kernel kneon_bf = make_kernel<NeonT<2, 32>::template T>(false, 4, 4);
+  static const Kernel kneon_bf_row = make_kernel<NeonT<2, 32>::template T>(true, 1, 16);
+  if (bf16 && isa == Isa::Neon) return M == 1 ? kneon_bf_row : kneon_bf;
+#else
+  (void)bf16;
+#endif
   static const Kernels<0> k0;
   static const Kernels<1> k1;
   static const Kernels<2> k2;
+#if PW_X86 || PW_ARM64
   if (dpbf16) return M == 1 ? kbf_row : kbf;
+#endif
   auto pick = [&](const auto& k) -> const Kernel& {
     switch (isa) {
+#if PW_X86
       case Isa::AmxBf16:
       case Isa::Avx512Bf16:
       case Isa::Avx512: return M == 1 ? k.avx512_row : k.avx512;
       case Isa::Avx2: return M == 1 ? k.avx2_row : k.avx2;
+#elif PW_ARM64
+      case Isa::NeonBf16:
+      case Isa::Neon: return M == 1 ? k.neon_row : k.neon;
+#endif
       default: return k.scalar;
     }
   };
   return wt == 0 ? pick(k0) : wt == 1 ? pick(k1) : pick(k2);
 }
 
+#if PW_X86
 // Vector f32_to_bf16 (bit-exact with the scalar one: RNE, NaN stays NaN) of 16 lanes, as the
 // rounded bits in the high halves of 32-bit lanes.
 PW_AVX512 PW_INLINE __m512i round_bf16_hi(__m512 v) {
@@ -372,6 +445,7 @@ PW_AVX512 void round_bf16_avx512(uint16_t* dst, const float* src, size_t n) {
   }
   for (; i < n; i++) dst[i] = f32_to_bf16(src[i]);
 }
+#endif  // PW_X86
 
 // Grow-only per-thread scratch for rounded activations (the engine calls from one thread).
 template <typename T>
@@ -389,8 +463,9 @@ void linear(float* out, const float* x, const void* w, DType dtype, const float*
   const Isa isa = active_isa();
   const int wt = static_cast<int>(dtype);
   const bool bf16 = precision == MatmulPrecision::BF16;
-  const bool dpbf16 = bf16 && isa == Isa::Avx512Bf16;
-#if defined(__x86_64__)
+  // A BF16 dot-product instruction: vdpbf16ps (x86) or BFDOT (AArch64).
+  const bool dpbf16 = bf16 && (isa == Isa::Avx512Bf16 || isa == Isa::NeonBf16);
+#if PW_X86
   if (bf16 && isa == Isa::AmxBf16) {
     linear_amx(out, x, static_cast<const uint16_t*>(w), bias, M, N, K);
     return;
@@ -410,21 +485,28 @@ void linear(float* out, const float* x, const void* w, DType dtype, const float*
   if (dpbf16) {
     // Round each activation once per call (RNE), vdpbf16ps reads the bf16 bits.
     uint16_t* xb = scratch<uint16_t>(nx);
+#if PW_X86
     round_bf16_avx512(xb, x, nx);
+#else
+    for (size_t i = 0; i < nx; i++) xb[i] = f32_to_bf16(x[i]);
+#endif
     c.x = xb;
   } else if (bf16) {
     // Same math without the instruction: bf16 activations times bf16 weights (exact products),
     // accumulated in float32 by the F32 kernels.
     float* xr = scratch<float>(nx);
+#if PW_X86
     if (isa >= Isa::Avx512) {
       round_bf16_f32_avx512(xr, x, nx);
-    } else {
+    } else
+#endif
+    {
       for (size_t i = 0; i < nx; i++) xr[i] = bf16_to_f32(f32_to_bf16(x[i]));
     }
     c.x = xr;
   }
 
-  const Kernel& kern = kernel_for(isa, wt, dpbf16, M);
+  const Kernel& kern = kernel_for(isa, wt, dpbf16, bf16, M);
   const int64_t MR = kern.mr_max, NR = kern.nr_max;
   // Column block: keep the w block (NB rows) within ~256 KiB of L2; row block: 64 rows of x.
   int64_t NB = std::max<int64_t>(NR, (int64_t(256) << 10) / std::max<int64_t>(1, c.ldw));

@@ -23,7 +23,9 @@
 // then NB B tiles; 2 x 2 for batches (8 tiles), 3 x 1 for up to 16 rows. Every tile is 16 rows of
 // 64 bytes. Each work item loads the tile configuration and releases the tiles when done (other
 // code may configure them differently, and released tiles cost nothing at a context switch).
-#if defined(__x86_64__)
+#include "common.h"
+
+#if PW_X86
 
 #include <algorithm>
 #include <cstring>
@@ -394,4 +396,4 @@ void linear_packed_amx(const PackedLinear& P, const float* x, int64_t M, float* 
 
 }  // namespace pw
 
-#endif  // __x86_64__
+#endif  // PW_X86

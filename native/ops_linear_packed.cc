@@ -3,8 +3,8 @@
 //
 // Numerics are exactly linear()'s (ops_linear.cc), bit for bit on every kernel family: each
 // output is one vector accumulator over K in fixed steps from k = 0 (32 bf16 pairs per vdpbf16ps,
-// 16 floats per FMA on AVX-512, 8 on AVX2, 8 scalar lanes), then the family's fixed reduction
-// tree, then + bias. Only the memory order and the blocking change:
+// 16 floats per FMA on AVX-512, 8 on AVX2, 8 scalar lanes; NEON: simd_neon.h), then the family's
+// fixed reduction tree, then + bias. Only the memory order and the blocking change:
 //
 //   Weights: groups of 4 weight rows (4 output columns; in a gate/up pack 2 gate + the same 2 up
 //   columns), 4 groups to a superpanel of 16 rows stored [K / KB][16][KB] (KB = 32 elements for
@@ -31,6 +31,7 @@
 
 #include "ops.h"
 #include "simd.h"
+#include "simd_neon.h"
 
 namespace pw {
 namespace {
@@ -70,6 +71,7 @@ struct TileArgs {
 };
 using MkFn = void (*)(const Job&, int64_t m0, int64_t g0, const TileArgs& a);
 
+#if PW_X86
 // ---------------------------------------------------------------------------------------------
 // AVX-512. A tile's accumulators acc[i][c] (row i, weight row c of its NG groups, W = 4 NG) are
 // reduced 16 at a time by hsum16x16 into lane (i % R) * W + c of a result vector, R = 16 / W rows
@@ -281,14 +283,18 @@ PW_AVX512 void mk_f32_512(const Job& j, int64_t m0, int64_t g0, const TileArgs& 
 // AVX2 and scalar: reductions into red[MR][4 NG], then a plain float epilogue (lane for lane what
 // linear()'s epilogues, siluMul and add compute; the build never contracts a * b + c into an FMA).
 
+#endif  // PW_X86
+
 enum class Fam { Scalar, Avx2 };
 
+#if PW_X86
 PW_AVX2 void silu_mul_avx2(float* o, const float* g, const float* u, int n, bool accumulate) {
   const __m256i m = simd::mask8(n);
   __m256 r = _mm256_mul_ps(simd::silu8(_mm256_maskload_ps(g, m)), _mm256_maskload_ps(u, m));
   if (accumulate) r = _mm256_add_ps(_mm256_maskload_ps(o, m), r);
   _mm256_maskstore_ps(o, m, r);
 }
+#endif  // PW_X86
 
 template <Fam F, int MR, int NG, bool SILU>
 PW_INLINE void epilogue_generic(const Job& j, int64_t m0, int64_t g0, const float* red) {
@@ -301,9 +307,12 @@ PW_INLINE void epilogue_generic(const Job& j, int64_t m0, int64_t g0, const floa
       const float* r = red + i * W + g * kRows;
       float* o = j.outs[d.seg] + (m0 + i) * ldo + d.col0;
       if constexpr (SILU) {
+#if PW_X86
         if constexpr (F == Fam::Avx2) {
           silu_mul_avx2(o, r, r + 2, d.ncols, j.accumulate);
-        } else {
+        } else
+#endif
+        {
           for (int c = 0; c < d.ncols; c++) {
             const float v = r[c] / (1.0f + std::exp(-r[c])) * r[c + 2];
             o[c] = j.accumulate ? o[c] + v : v;
@@ -321,6 +330,7 @@ PW_INLINE void epilogue_generic(const Job& j, int64_t m0, int64_t g0, const floa
   }
 }
 
+#if PW_X86
 // AVX2 + FMA (linear()'s tile_avx2): 8 k per FMA, each accumulator reduced by hsum8.
 template <int MR, int NG, bool SILU, int WT, int KB>
 PW_AVX2 void mk_avx2(const Job& j, int64_t m0, int64_t g0, const TileArgs& ta) {
@@ -346,6 +356,21 @@ PW_AVX2 void mk_avx2(const Job& j, int64_t m0, int64_t g0, const TileArgs& ta) {
   for (int a = 0; a < MR * W; a++) red[a] = simd::hsum8(acc[a]);
   epilogue_generic<Fam::Avx2, MR, NG, SILU>(j, m0, g0, red);
 }
+#endif  // PW_X86
+
+#if PW_ARM64
+// NEON (linear()'s tile_neon / tile_bfdot, simd_neon.h): one 4-lane accumulator per output, the
+// scalar epilogue (silu as silu_mul computes it for these families). KB = 0: BFDOT on bf16 rows.
+template <int MR, int NG, bool SILU, int WT, int KB>
+void mk_neon(const Job& j, int64_t m0, int64_t g0, const TileArgs& ta) {
+  constexpr int W = NG * kRows;
+  float red[MR * W];
+  const uint8_t* x = j.x + static_cast<size_t>(m0) * j.ldx;
+  if constexpr (KB == 0) simd::panel_tile_bf16<MR, W>(x, j.ldx, ta.w, ta.stride, j.P->nkb, red);
+  else simd::panel_tile_f32<MR, W, WT, KB>(x, j.ldx, ta.w, ta.stride, j.P->nkb, red);
+  epilogue_generic<Fam::Scalar, MR, NG, SILU>(j, m0, g0, red);
+}
+#endif  // PW_ARM64
 
 // Scalar (linear()'s tile_scalar): 8 partial sums (lane k % 8), products rounded then added.
 template <int WT>
@@ -416,6 +441,7 @@ Family make_family() {
   return f;
 }
 
+#if PW_X86
 template <int MR, int NG, bool SILU> struct DpT { static constexpr MkFn fn = mk_dpbf16<MR, NG, SILU>; };
 template <int WT, int KB> struct F512 {
   template <int MR, int NG, bool SILU> struct T { static constexpr MkFn fn = mk_f32_512<MR, NG, SILU, WT, KB>; };
@@ -423,6 +449,11 @@ template <int WT, int KB> struct F512 {
 template <int WT, int KB> struct A2 {
   template <int MR, int NG, bool SILU> struct T { static constexpr MkFn fn = mk_avx2<MR, NG, SILU, WT, KB>; };
 };
+#elif PW_ARM64
+template <int WT, int KB> struct Ne {
+  template <int MR, int NG, bool SILU> struct T { static constexpr MkFn fn = mk_neon<MR, NG, SILU, WT, KB>; };
+};
+#endif
 template <int WT, int KB> struct Sc {
   template <int MR, int NG, bool SILU> struct T { static constexpr MkFn fn = mk_scalar<MR, NG, SILU, WT, KB>; };
 };
@@ -440,7 +471,9 @@ Families make_families(bool avx512) {
 
 const Family& family_for(Isa isa, const PackedLinear& P) {
   // BF16 precision: vdpbf16ps on AVX512_BF16; elsewhere the float kernels on bf16 weights over
-  // activations already rounded to bf16 (k blocks of 32 either way), as linear() does.
+  // activations already rounded to bf16 (k blocks of 32 either way), as linear() does. AArch64:
+  // BFDOT on FEAT_BF16, the NEON float kernels otherwise.
+#if PW_X86
   static const Families dp = make_families<DpT, 6, 4>(true);
   static const Families f512[3] = {make_families<F512<0, 16>::T, 6, 4>(true), make_families<F512<1, 16>::T, 6, 4>(true),
                                    make_families<F512<2, 16>::T, 6, 4>(true)};
@@ -448,6 +481,12 @@ const Family& family_for(Isa isa, const PackedLinear& P) {
   static const Families a2[3] = {make_families<A2<0, 16>::T, 3, 2>(false), make_families<A2<1, 16>::T, 3, 2>(false),
                                  make_families<A2<2, 16>::T, 3, 2>(false)};
   static const Families a2bf = make_families<A2<2, 32>::T, 3, 2>(false);
+#elif PW_ARM64
+  static const Families bd = make_families<Ne<2, 0>::T, 4, 4>(false);
+  static const Families ne[3] = {make_families<Ne<0, 16>::T, 4, 4>(false), make_families<Ne<1, 16>::T, 4, 4>(false),
+                                 make_families<Ne<2, 16>::T, 4, 4>(false)};
+  static const Families nebf = make_families<Ne<2, 32>::T, 4, 4>(false);
+#endif
   static const Families sc[3] = {make_families<Sc<0, 16>::T, 1, 1>(false), make_families<Sc<1, 16>::T, 1, 1>(false),
                                  make_families<Sc<2, 16>::T, 1, 1>(false)};
   static const Families scbf = make_families<Sc<2, 32>::T, 1, 1>(false);
@@ -455,10 +494,15 @@ const Family& family_for(Isa isa, const PackedLinear& P) {
   const int wt = static_cast<int>(P.dtype);
   const Families* f;
   switch (isa) {
+#if PW_X86
     case Isa::AmxBf16:  // BF16 precision runs on tiles (linear_packed)
     case Isa::Avx512Bf16: f = bf ? &dp : &f512[wt]; break;
     case Isa::Avx512: f = bf ? &f512bf : &f512[wt]; break;
     case Isa::Avx2: f = bf ? &a2bf : &a2[wt]; break;
+#elif PW_ARM64
+    case Isa::NeonBf16: f = bf ? &bd : &ne[wt]; break;
+    case Isa::Neon: f = bf ? &nebf : &ne[wt]; break;
+#endif
     default: f = bf ? &scbf : &sc[wt]; break;
   }
   return P.silu_pairs ? f->silu : f->plain;
@@ -468,6 +512,7 @@ const Family& family_for(Isa isa, const PackedLinear& P) {
 // Activations: rows padded with zeros to the k blocks; BF16 precision rounds (RNE, NaN kept) to
 // bf16 bits (vdpbf16ps) or to bf16 values held as floats (the other families).
 
+#if PW_X86
 PW_AVX512 PW_INLINE __m512i round_bf16_hi(__m512 v) {  // linear()'s round_bf16_hi
   const __m512i u = _mm512_castps_si512(v);
   const __m512i abs = _mm512_and_si512(u, _mm512_set1_epi32(0x7fffffff));
@@ -498,6 +543,7 @@ PW_AVX512 void row_round_f32_512(float* dst, const float* src, int64_t K, int64_
   for (; k < K; k++) dst[k] = bf16_to_f32(f32_to_bf16(src[k]));
   std::fill(dst + K, dst + kpad, 0.0f);
 }
+#endif  // PW_X86
 
 // Grow-only per-thread scratch, 64-byte aligned (the engine calls from one thread).
 uint8_t* scratch_bytes(size_t n) {
@@ -602,7 +648,7 @@ void packed_linear_release(PackedLinear& P) {
 void linear_packed(const PackedLinear& P, const float* x, int64_t M, float* const* outs, bool accumulate) {
   if (M == 0) return;
   const Isa isa = active_isa();
-#if defined(__x86_64__)
+#if PW_X86
   if (P.precision == MatmulPrecision::BF16 && isa == Isa::AmxBf16) {
     linear_packed_amx(P, x, M, outs, accumulate);
     return;
@@ -610,7 +656,7 @@ void linear_packed(const PackedLinear& P, const float* x, int64_t M, float* cons
 #endif
   const Family& fam = family_for(isa, P);
   const bool bf = P.precision == MatmulPrecision::BF16;
-  const bool dp = bf && isa == Isa::Avx512Bf16;
+  const bool dp = bf && (isa == Isa::Avx512Bf16 || isa == Isa::NeonBf16);  // vdpbf16ps / BFDOT
   const int64_t K = P.K, kpad = P.kpad;
 
   // Activation rows, padded to the k blocks (and rounded for BF16 precision).
@@ -621,12 +667,21 @@ void linear_packed(const PackedLinear& P, const float* x, int64_t M, float* cons
       const float* src = x + m * K;
       uint8_t* dst = xs + static_cast<size_t>(m) * ldx;
       if (dp) {
+#if PW_X86
         row_to_bf16_512(reinterpret_cast<uint16_t*>(dst), src, K, kpad);
+#else
+        uint16_t* d = reinterpret_cast<uint16_t*>(dst);
+        for (int64_t k = 0; k < K; k++) d[k] = f32_to_bf16(src[k]);
+        std::fill(d + K, d + kpad, uint16_t(0));
+#endif
       } else if (bf) {
         float* d = reinterpret_cast<float*>(dst);
+#if PW_X86
         if (isa >= Isa::Avx512) {
           row_round_f32_512(d, src, K, kpad);
-        } else {
+        } else
+#endif
+        {
           for (int64_t k = 0; k < K; k++) d[k] = bf16_to_f32(f32_to_bf16(src[k]));
           std::fill(d + K, d + kpad, 0.0f);
         }
@@ -732,7 +787,7 @@ void linear_packed(const PackedLinear& P, const float* x, int64_t M, float* cons
     float* defer = fam.defer_silu ? defer_buf.data() : nullptr;
     for (int64_t st = ta0; st < tz; st += sub_tiles) {
       const int64_t st1 = std::min(tz, st + sub_tiles);
-      const int64_t s0 = tile_start(st), s1 = tile_start(st1);
+      [[maybe_unused]] const int64_t s0 = tile_start(st), s1 = tile_start(st1);  // s1: x86 silu pass
       size_t stride = 0, next_stride = 0;
       const uint8_t* w = group_ptr(P, ga, &stride);
       for (int64_t g = ga; g < gz; g++) {
@@ -744,7 +799,9 @@ void linear_packed(const PackedLinear& P, const float* x, int64_t M, float* cons
           const TileArgs ta{w, stride, st == ta0 && t == st ? next : nullptr, next_stride, defer ? defer + (m0 - s0) * 32 + 4 * gb : nullptr};
           fam.tile[mr - 1](j, m0, g, ta);
         }
+#if PW_X86
         if (defer && (gb == 7 || g + 1 == gz)) silu_pass512(j, s0, s1, g - gb, static_cast<int>(gb + 1), defer);
+#endif
         w = next;
         stride = next_stride;
       }

@@ -86,6 +86,7 @@ double nucleus_weights_scalar(const float* x, int64_t n, double maxv, double inv
 
 // ---- AVX-512 ----
 
+#if PW_X86
 PW_AVX512 float max_avx512(const float* x, int64_t n) {
   __m512 m = _mm512_set1_ps(-INFINITY);
   int64_t i = 0;
@@ -238,43 +239,72 @@ PW_AVX512 int64_t count_greater_avx512(const float* x, int64_t n, float v) {
   for (; i < n; i++) c += x[i] > v;
   return c;
 }
+#endif  // PW_X86
 
 }  // namespace
 
-// ---- ISA dispatch ----
+// ---- ISA dispatch (off x86 the portable kernels serve every family) ----
 
 int64_t row_argmax(const float* x, int64_t n) {
-  return active_isa() >= Isa::Avx512 ? argmax_avx512(x, n) : argmax_scalar(x, n);
+#if PW_X86
+  if (active_isa() >= Isa::Avx512) return argmax_avx512(x, n);
+#endif
+  return argmax_scalar(x, n);
 }
 
 int64_t row_softmax_sample(const float* x, int64_t n, float inv_t, double u) {
-  return active_isa() >= Isa::Avx512 ? softmax_sample_avx512(x, n, inv_t, u) : softmax_sample_scalar(x, n, inv_t, u);
+#if PW_X86
+  if (active_isa() >= Isa::Avx512) return softmax_sample_avx512(x, n, inv_t, u);
+#endif
+  return softmax_sample_scalar(x, n, inv_t, u);
 }
 
 double row_logsumexp(const float* x, int64_t n) {
-  return active_isa() >= Isa::Avx512 ? logsumexp_avx512(x, n) : logsumexp_scalar(x, n);
+#if PW_X86
+  if (active_isa() >= Isa::Avx512) return logsumexp_avx512(x, n);
+#endif
+  return logsumexp_scalar(x, n);
 }
 
 int64_t row_count_greater(const float* x, int64_t n, float v) {
-  return active_isa() >= Isa::Avx512 ? count_greater_avx512(x, n, v) : count_greater_scalar(x, n, v);
+#if PW_X86
+  if (active_isa() >= Isa::Avx512) return count_greater_avx512(x, n, v);
+#endif
+  return count_greater_scalar(x, n, v);
 }
 
 double row_nucleus_weights(const float* x, int64_t n, double maxv, double inv_t, double* w, uint16_t* bucket,
                            double* hist, double per_nat, int64_t nb) {
-  return active_isa() >= Isa::Avx512 ? nucleus_weights_avx512(x, n, maxv, inv_t, w, bucket, hist, per_nat, nb)
-                                     : nucleus_weights_scalar(x, n, maxv, inv_t, w, bucket, hist, per_nat, nb);
+#if PW_X86
+  if (active_isa() >= Isa::Avx512) return nucleus_weights_avx512(x, n, maxv, inv_t, w, bucket, hist, per_nat, nb);
+#endif
+  return nucleus_weights_scalar(x, n, maxv, inv_t, w, bucket, hist, per_nat, nb);
 }
 
 void draw_rows(const float* logits, int64_t n, const int32_t* rows, const double* inv_t, const double* u, int32_t* out,
                int64_t count) {
+#if PW_X86
   const bool vec = active_isa() >= Isa::Avx512;
+#endif
   auto draw = [&](int64_t i) {
     const float* row = logits + static_cast<int64_t>(rows[i]) * n;
     if (inv_t[i] == 0) {
-      out[i] = static_cast<int32_t>(vec ? argmax_avx512(row, n) : argmax_scalar(row, n));
+#if PW_X86
+      if (vec) {
+        out[i] = static_cast<int32_t>(argmax_avx512(row, n));
+        return;
+      }
+#endif
+      out[i] = static_cast<int32_t>(argmax_scalar(row, n));
     } else {
       const float ft = static_cast<float>(inv_t[i]);
-      out[i] = static_cast<int32_t>(vec ? softmax_sample_avx512(row, n, ft, u[i]) : softmax_sample_scalar(row, n, ft, u[i]));
+#if PW_X86
+      if (vec) {
+        out[i] = static_cast<int32_t>(softmax_sample_avx512(row, n, ft, u[i]));
+        return;
+      }
+#endif
+      out[i] = static_cast<int32_t>(softmax_sample_scalar(row, n, ft, u[i]));
     }
   };
   parallel_items(count, draw);

@@ -1,17 +1,22 @@
-// SIMD helpers shared by the kernels. The binary is compiled for generic x86-64; functions that
-// use AVX2 / AVX-512 carry a target attribute and only run after runtime dispatch (cpu.cc).
+// SIMD helpers shared by the x86 kernels (simd_neon.h holds the AArch64 ones). The binary is
+// compiled for generic x86-64; functions that use AVX2 / AVX-512 carry a target attribute and only
+// run after runtime dispatch (cpu.cc).
 //
 // Reductions are defined once per vector width with a fixed pairing tree, so a result never
 // depends on which code path (single vector or several transposed together) reduced it.
 #pragma once
-#include <immintrin.h>
-
 #include <cstddef>
 #include <cstdint>
+
+#include "common.h"
+
+#if PW_X86
+#include <immintrin.h>
 
 #define PW_AVX2 __attribute__((target("avx2,fma,f16c")))
 #define PW_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx2,fma,f16c")))
 #define PW_AVX512BF16 __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16,avx2,fma,f16c")))
+#endif  // PW_X86
 #define PW_INLINE inline __attribute__((always_inline))
 
 namespace pw {
@@ -22,6 +27,8 @@ namespace simd {
 // interleaved runs): none 40-42, 1 KiB 43, 2 KiB 44-47, 4 KiB 42-45, 8 KiB 42 GB/s: the hardware
 // prefetcher alone stops short of what two cores can pull.
 constexpr size_t kStreamAhead = 2048;
+
+#if PW_X86
 
 // ---------------------------------------------------------------------------------------------
 // AVX-512
@@ -215,6 +222,8 @@ PW_AVX2 PW_INLINE __m256 silu8(__m256 g) {
   const __m256 e = exp8(_mm256_sub_ps(_mm256_setzero_ps(), g));
   return _mm256_div_ps(g, _mm256_add_ps(_mm256_set1_ps(1.0f), e));
 }
+
+#endif  // PW_X86
 
 }  // namespace simd
 }  // namespace pw

@@ -6,7 +6,6 @@
 // CAS on `state` = (generation << 32 | next item), so a thread can only ever claim an item of the
 // generation it read the job for. Which thread runs which item never changes a result: kernels
 // make items independent outputs.
-#include <immintrin.h>
 
 #include <algorithm>
 #include <atomic>
@@ -85,7 +84,7 @@ struct Pool {
         s = state.load();
         if (gen_of(s) != seen) break;
         if ((++spins & 63) != 0 || std::chrono::steady_clock::now() - spin_start < kSpinTime) {
-          _mm_pause();
+          cpu_relax();
           continue;
         }
         std::unique_lock<std::mutex> lk(mu);
@@ -142,7 +141,7 @@ struct Pool {
     int spins = 0;
     while (done.load() < n) {
       if (++spins < 4096) {
-        _mm_pause();
+        cpu_relax();
       } else {
         std::this_thread::yield();
       }

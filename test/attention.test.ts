@@ -25,6 +25,9 @@ interface Shape {
   headDim: number;
   blockSize: number;
   dtype: DType;
+  /** Sliding window (0/absent: full causal attention) and score soft-cap (0/absent: none). */
+  window?: number;
+  softcap?: number;
 }
 
 /** One sequence: its full K/V ([len, nKv*hd]) and the queries of its last qLen tokens. */
@@ -124,13 +127,13 @@ function attend(s: Shape, p: Paged, seqs: Seq[], qLens = seqs.map((q) => q.qLen)
   });
   qsl[seqIdx.length] = off;
   const out = new Float32Array(total * w).fill(NaN);
-  nb.pagedAttention(out, q, p.cache, 1, tables, p.maxBlocks, qsl, lens, seqIdx.length, s.nHeads, s.nKvHeads, s.headDim, 1 / Math.sqrt(s.headDim));
+  nb.pagedAttention(out, q, p.cache, 1, tables, p.maxBlocks, qsl, lens, seqIdx.length, s.nHeads, s.nKvHeads, s.headDim, 1 / Math.sqrt(s.headDim), s.window ?? 0, s.softcap ?? 0);
   return out;
 }
 
 function reference(s: Shape, sq: Seq): Float64Array {
   const round = (a: Float32Array) => (s.dtype === DType.BF16 ? Float64Array.from(a, roundBf16) : a);
-  return attentionRef(sq.q, round(sq.k), round(sq.v), sq.qLen, sq.len, s.nHeads, s.nKvHeads, s.headDim, 1 / Math.sqrt(s.headDim));
+  return attentionRef(sq.q, round(sq.k), round(sq.v), sq.qLen, sq.len, s.nHeads, s.nKvHeads, s.headDim, 1 / Math.sqrt(s.headDim), s.window ?? 0, s.softcap ?? 0);
 }
 
 function checkAgainstReference(s: Shape, seqs: Seq[], out: Float32Array, label: string): void {
@@ -152,6 +155,13 @@ const shapes: Array<Shape & { name: string }> = [
   { name: 'MHA 4/4 hd80 bs32 bf16', nHeads: 4, nKvHeads: 4, headDim: 80, blockSize: 32, dtype: DType.BF16 },
   { name: 'MQA 6/1 hd8 bs1 f32', nHeads: 6, nKvHeads: 1, headDim: 8, blockSize: 1, dtype: DType.F32 },
   { name: 'GQA 4/2 hd128 bs16 bf16', nHeads: 4, nKvHeads: 2, headDim: 128, blockSize: 16, dtype: DType.BF16 },
+  // Sliding windows that start mid-chunk and mid-block, soft-capped scores, odd head dims.
+  { name: 'window 37 GQA 9/3 hd64 bs16 f32', nHeads: 9, nKvHeads: 3, headDim: 64, blockSize: 16, dtype: DType.F32, window: 37 },
+  { name: 'window 8 softcap 1.5 GQA 4/2 hd24 bs4 f32', nHeads: 4, nKvHeads: 2, headDim: 24, blockSize: 4, dtype: DType.F32, window: 8, softcap: 1.5 },
+  { name: 'window 16 MQA 4/1 hd32 bs16 bf16', nHeads: 4, nKvHeads: 1, headDim: 32, blockSize: 16, dtype: DType.BF16, window: 16 },
+  { name: 'window 1 MHA 2/2 hd16 bs1 bf16', nHeads: 2, nKvHeads: 2, headDim: 16, blockSize: 1, dtype: DType.BF16, window: 1 },
+  { name: 'softcap 2 GQA 6/2 hd80 bs32 bf16', nHeads: 6, nKvHeads: 2, headDim: 80, blockSize: 32, dtype: DType.BF16, softcap: 2 },
+  { name: 'window 50 softcap 0.7 GQA 8/2 hd96 bs16 f32', nHeads: 8, nKvHeads: 2, headDim: 96, blockSize: 16, dtype: DType.F32, window: 50, softcap: 0.7 },
 ];
 
 describe('pagedAttention', () => {
@@ -199,6 +209,22 @@ describe('pagedAttention', () => {
           seqs.forEach((_, i) => {
             assert.ok(bitEqual(decode.subarray(i * w, (i + 1) * w), full.subarray((offsets[i + 1] - 1) * w, offsets[i + 1] * w)), `${label}: decode of seq ${i} differs`);
           });
+
+          // With a window, blocks wholly before each sequence's first query's window are never
+          // read: marking them freed (-1) changes nothing (decode and chunked prefill).
+          if (shape.window) {
+            for (const [qLens, want] of [
+              [tails, chunked],
+              [seqs.map(() => 1), decode],
+            ] as const) {
+              const freed = { ...shuffled, tables: shuffled.tables.slice() };
+              seqs.forEach((sq, i) => {
+                const firstKey = Math.max(0, sq.len - qLens[i]! - shape.window! + 1);
+                for (let b = 0; b < Math.floor(firstKey / bs); b++) freed.tables[i * shuffled.maxBlocks + b] = -1;
+              });
+              assert.ok(bitEqual(attend(shape, freed, seqs, [...qLens]), want), `${label}: freed out-of-window blocks change results`);
+            }
+          }
 
           // Thread count never changes a bit.
           nb.setThreads(1);
@@ -437,8 +463,8 @@ describe('invalid arguments throw', () => {
     const qsl = new Int32Array([0, 3]);
     const lens = new Int32Array([5]);
     const tables = new Int32Array([2, 1]);
-    const call = (o: Partial<{ out: Float32Array; q: Float32Array; tables: Int32Array; mb: number; qsl: Int32Array; lens: Int32Array; nh: number; nkv: number; hd: number; layer: number }>) =>
-      nb.pagedAttention(o.out ?? out, o.q ?? q, c, o.layer ?? 0, o.tables ?? tables, o.mb ?? 2, o.qsl ?? qsl, o.lens ?? lens, 1, o.nh ?? 4, o.nkv ?? 2, o.hd ?? 8, 0.35);
+    const call = (o: Partial<{ out: Float32Array; q: Float32Array; tables: Int32Array; mb: number; qsl: Int32Array; lens: Int32Array; nh: number; nkv: number; hd: number; layer: number; window: number; softcap: number }>) =>
+      nb.pagedAttention(o.out ?? out, o.q ?? q, c, o.layer ?? 0, o.tables ?? tables, o.mb ?? 2, o.qsl ?? qsl, o.lens ?? lens, 1, o.nh ?? 4, o.nkv ?? 2, o.hd ?? 8, 0.35, o.window ?? 0, o.softcap ?? 0);
     call({}); // valid
     assert.throws(() => call({ tables: new Int32Array([2, 4]) }), RangeError); // block id out of range
     assert.throws(() => call({ tables: new Int32Array([-1, 1]) }), RangeError);
@@ -454,7 +480,16 @@ describe('invalid arguments throw', () => {
     assert.throws(() => call({ hd: 16 }), RangeError);
     assert.throws(() => call({ layer: 2 }), RangeError);
     assert.throws(() => call({ tables: new Int32Array([0]) }), RangeError); // table shorter than numSeqs*maxBlocks
-    assert.throws(() => nb.pagedAttention(out, q, c, 0, tables, 2, qsl, lens, 1, 4, 2, 8, NaN), RangeError);
+    assert.throws(() => nb.pagedAttention(out, q, c, 0, tables, 2, qsl, lens, 1, 4, 2, 8, NaN, 0, 0), RangeError);
+    // With a window, blocks wholly before the first query's window are never read: they may be -1.
+    const freed = { tables: new Int32Array([-1, 1, 2]), mb: 3, lens: new Int32Array([9]) };
+    call({ ...freed, window: 2 }); // queries at 6..8 see keys from 5 on: block 0 is not needed
+    assert.throws(() => call(freed), RangeError);
+    assert.throws(() => call({ ...freed, window: 4 }), RangeError); // key 3 is in block 0
+    assert.throws(() => call({ softcap: -1 }), RangeError);
+    assert.throws(() => call({ softcap: Infinity }), RangeError);
+    assert.throws(() => call({ window: -1 }), RangeError);
+    assert.throws(() => call({ window: 1.5 }), TypeError);
     assert.throws(() => (nb.pagedAttention as unknown as (...a: unknown[]) => void)(out, q, c), TypeError);
   });
 });

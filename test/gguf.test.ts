@@ -244,7 +244,7 @@ test('bad GGUF files give a ModelLoadError naming the problem', () => {
     ['tokenizer.ggml.model', str('llama')], ['tokenizer.ggml.tokens', tokens], ['tokenizer.ggml.scores', arr(GgufValueType.FLOAT32, [0])],
   ];
   expectLoadError(meta([...base.filter(([k]) => k !== 'llama.block_count'), ['llama.block_count', str('two')]]), /"llama.block_count" has type STRING, expected an integer/);
-  expectLoadError(buildGguf({ metadata: [['general.architecture', str('gptneox')]] }), /unsupported GGUF architecture "gptneox" \(supported: llama, mistral, qwen2\)/);
+  expectLoadError(buildGguf({ metadata: [['general.architecture', str('gptneox')]] }), /unsupported GGUF architecture "gptneox" \(supported: llama, mistral, qwen2, qwen3, gemma2, gemma3\)/);
   expectLoadError(meta([['general.alignment', u32(3)]]), /power of two/);
   expectLoadError(meta([['x', str('a')], ['x', str('b')]]), /duplicate metadata key "x"/);
   const t = (name: string, type: number, ne = [32], offset?: number): BuilderTensor => ({

@@ -16,9 +16,10 @@ const MODES: Mode[] = [
   { precision: 'bfloat16', kvDtype: 'bfloat16' },
 ];
 
+/** The fixtures README's tolerances (Gemma's post-branch norms pass BF16 rounding on undamped). */
 function tolerance(fixture: string, mode: Mode): number {
   if (mode.precision === 'float32' && mode.kvDtype === 'float32') return 1e-4;
-  return fixture === 'stories260k' ? 3e-2 : 1e-2;
+  return fixture === 'stories260k' || fixture.startsWith('gemma') ? 3e-2 : 1e-2;
 }
 
 function logsumexp(row: Float32Array): number {

@@ -9,7 +9,7 @@ import { blockHash, KVCacheManager, type KvSequence } from '../src/kv/kv-cache-m
 const BS = 4;
 
 function seq(tokens: number[]): KvSequence {
-  return { tokens, numComputedTokens: 0, blockTable: [], blockHashes: [] };
+  return { tokens, numComputedTokens: 0, blockTables: [], blockHashes: [] };
 }
 
 const range = (n: number, from = 0): number[] => Array.from({ length: n }, (_, i) => from + i);
@@ -28,10 +28,10 @@ describe('KVCacheManager', () => {
     const a = seq(range(9));
     assert.equal(kv.blocksNeeded(a, 9), 3);
     assert.ok(kv.allocate(a, 9));
-    assert.equal(a.blockTable.length, 3);
+    assert.equal(a.blockTables[0]!.length, 3);
     const b = seq(range(8));
     assert.equal(kv.allocate(b, 8), false);
-    assert.deepEqual(b.blockTable, []);
+    assert.deepEqual(b.blockTables.flat(), []);
     assert.equal(kv.pool.numFree, 1);
     // Growing into the partly filled last block takes nothing new.
     a.numComputedTokens = 9;
@@ -46,11 +46,11 @@ describe('KVCacheManager', () => {
     const exact = seq(range(8));
     assert.equal(kv.takeCachedPrefix(exact), 4);
     assert.equal(exact.numComputedTokens, 4);
-    assert.equal(exact.blockTable.length, 1);
+    assert.equal(exact.blockTables[0]!.length, 1);
     // One token more: both blocks hit.
     const longer = seq(range(9));
     assert.equal(kv.takeCachedPrefix(longer), 8);
-    assert.equal(longer.blockTable.length, 2);
+    assert.equal(longer.blockTables[0]!.length, 2);
   });
 
   test('hits follow the hash chain: an equal block after a different prefix does not hit', () => {
@@ -58,7 +58,7 @@ describe('KVCacheManager', () => {
     prefill(kv, seq([...range(4), ...range(4, 100), 7]));
     const other = seq([...range(4, 50), ...range(4, 100), 7]);
     assert.equal(kv.takeCachedPrefix(other), 0);
-    assert.deepEqual(other.blockTable, []);
+    assert.deepEqual(other.blockTables[0]!, []);
     // The second block's content alone is cached, but under the first prompt's chain.
     const second = range(4, 100);
     assert.notEqual(kv.pool.lookup(blockHash(blockHash(null, range(4), 0, 4), second, 0, 4)), undefined);
@@ -96,27 +96,27 @@ describe('KVCacheManager', () => {
     prefill(kv, parent);
     const child = seq(range(6));
     kv.fork(parent, child);
-    assert.deepEqual(child.blockTable, parent.blockTable);
+    assert.deepEqual(child.blockTables[0]!, parent.blockTables[0]!);
     assert.deepEqual(child.blockHashes, parent.blockHashes);
     assert.equal(child.numComputedTokens, 6);
-    for (const b of parent.blockTable) assert.equal(kv.pool.refs(b), 2);
+    for (const b of parent.blockTables[0]!) assert.equal(kv.pool.refs(b), 2);
     assert.throws(() => kv.fork(parent, child), /already has blocks/);
 
-    const [full, partial] = parent.blockTable as [number, number];
+    const [full, partial] = parent.blockTables[0]! as [number, number];
     assert.equal(kv.blocksNeeded(child, 1), 1, 'one block for the copy');
     assert.ok(kv.allocate(child, 1));
     const copies = kv.takeCopies();
     assert.equal(copies.length, 1);
     assert.equal(copies[0]![0], partial);
-    assert.equal(child.blockTable[0], full, 'the full block stays shared');
-    assert.equal(child.blockTable[1], copies[0]![1]);
+    assert.equal(child.blockTables[0]![0], full, 'the full block stays shared');
+    assert.equal(child.blockTables[0]![1], copies[0]![1]);
     assert.equal(kv.pool.refs(partial), 1);
     assert.equal(kv.pool.refs(full), 2);
     assert.deepEqual(kv.takeCopies(), [], 'copies are handed out once');
     // The parent now owns its partial block alone: no copy.
     assert.ok(kv.allocate(parent, 1));
     assert.deepEqual(kv.takeCopies(), []);
-    assert.equal(parent.blockTable[1], partial);
+    assert.equal(parent.blockTables[0]![1], partial);
   });
 
   test('a fork at a block boundary copies nothing', () => {
@@ -127,17 +127,17 @@ describe('KVCacheManager', () => {
     kv.fork(parent, child);
     assert.ok(kv.allocate(child, 1));
     assert.deepEqual(kv.takeCopies(), []);
-    assert.equal(child.blockTable.length, 3);
-    assert.notEqual(child.blockTable[2], parent.blockTable[2]);
+    assert.equal(child.blockTables[0]!.length, 3);
+    assert.notEqual(child.blockTables[0]![2], parent.blockTables[0]![2]);
   });
 
   test('free releases the last block first, so prefix blocks are evicted last', () => {
     const kv = new KVCacheManager(3, BS, true);
     const s = seq(range(12));
     prefill(kv, s);
-    const table = s.blockTable.slice();
+    const table = s.blockTables[0]!.slice();
     kv.free(s);
-    assert.deepEqual(s.blockTable, []);
+    assert.deepEqual(s.blockTables[0]!, []);
     assert.equal(s.numComputedTokens, 0);
     assert.deepEqual([kv.pool.allocate(), kv.pool.allocate(), kv.pool.allocate()], table.reverse());
   });
@@ -149,7 +149,7 @@ describe('KVCacheManager', () => {
     const child = seq(range(6));
     kv.fork(parent, child);
     kv.free(parent);
-    for (const b of child.blockTable) assert.equal(kv.pool.refs(b), 1);
+    for (const b of child.blockTables[0]!) assert.equal(kv.pool.refs(b), 1);
     assert.equal(kv.pool.numUsed, 2);
     kv.free(child);
     assert.equal(kv.pool.numUsed, 0);

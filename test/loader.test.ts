@@ -117,7 +117,64 @@ describe('model config', () => {
     const q = { ...base, architectures: ['Qwen2ForCausalLM'], model_type: 'qwen2', sliding_window: 4096 };
     assert.equal(parseModelConfig(q, 's').attentionBias, true);
     assert.equal(parseModelConfig({ ...q, use_sliding_window: false }, 's').slidingWindow, null);
-    assert.equal(parseModelConfig({ ...q, use_sliding_window: true }, 's').slidingWindow, 4096);
+    // The window applies to layers from max_window_layers (default 28) on: none of these 2 layers.
+    assert.equal(parseModelConfig({ ...q, use_sliding_window: true }, 's').slidingWindow, null);
+    const w = parseModelConfig({ ...q, use_sliding_window: true, max_window_layers: 1 }, 's');
+    assert.equal(w.slidingWindow, 4096);
+    assert.deepEqual(w.layerTypes, ['full_attention', 'sliding_attention']);
+  });
+
+  test('Qwen3: explicit head_dim, q/k/v/o bias from attention_bias, opt-in window, layer_types', () => {
+    const q = { ...base, architectures: ['Qwen3ForCausalLM'], model_type: 'qwen3', head_dim: 32 };
+    const c = parseModelConfig(q, 's');
+    assert.equal(c.headDim, 32);
+    assert.equal(c.attentionBias, false);
+    assert.equal(c.maxPositionEmbeddings, 32768);
+    assert.equal(c.hiddenAct, 'silu');
+    assert.deepEqual(c.layerTypes, ['full_attention', 'full_attention']);
+    assert.equal(c.queryPreAttnScalar, 32);
+    const lt = parseModelConfig({ ...q, use_sliding_window: true, sliding_window: 8, layer_types: ['sliding_attention', 'full_attention'] }, 's');
+    assert.deepEqual(lt.layerTypes, ['sliding_attention', 'full_attention']);
+    assert.equal(lt.slidingWindow, 8);
+    throwsLoad(() => parseModelConfig({ ...q, use_sliding_window: true, layer_types: ['sliding_attention'] }, '/m/config.json'), 'layer_types');
+  });
+
+  test('Gemma 2: tanh GELU, scale, soft-caps (defaults, explicit, null), alternating layers, tied head', () => {
+    const g = { ...base, architectures: ['Gemma2ForCausalLM'], model_type: 'gemma2', num_hidden_layers: 4 };
+    const c = parseModelConfig(g, 's');
+    assert.equal(c.headDim, 256);
+    assert.equal(c.hiddenAct, 'gelu_pytorch_tanh');
+    assert.equal(c.queryPreAttnScalar, 256);
+    assert.equal(c.attnLogitSoftcapping, 50);
+    assert.equal(c.finalLogitSoftcapping, 30);
+    assert.equal(c.slidingWindow, 4096);
+    assert.equal(c.tieWordEmbeddings, true);
+    assert.equal(c.ropeLocalTheta, null);
+    assert.deepEqual(c.layerTypes, ['sliding_attention', 'full_attention', 'sliding_attention', 'full_attention']);
+    const d = parseModelConfig({ ...g, head_dim: 16, query_pre_attn_scalar: 16, attn_logit_softcapping: null, final_logit_softcapping: 2, sliding_window: 8 }, 's');
+    assert.equal(d.attnLogitSoftcapping, null);
+    assert.equal(d.finalLogitSoftcapping, 2);
+    assert.equal(d.queryPreAttnScalar, 16);
+    assert.equal(d.slidingWindow, 8);
+    throwsLoad(() => parseModelConfig({ ...g, hidden_activation: 'gelu' }, '/m/config.json'), 'hidden_activation', 'gelu');
+  });
+
+  test('Gemma 3: 5:1 pattern from sliding_window_pattern, local RoPE base, linear rope scaling', () => {
+    const g = { ...base, architectures: ['Gemma3ForCausalLM'], model_type: 'gemma3_text', num_hidden_layers: 7, head_dim: 16 };
+    const c = parseModelConfig(g, 's');
+    assert.deepEqual(
+      c.layerTypes.map((t) => t[0]),
+      ['s', 's', 's', 's', 's', 'f', 's'],
+    );
+    assert.equal(c.ropeTheta, 1_000_000);
+    assert.equal(c.ropeLocalTheta, 10000);
+    assert.equal(c.attnLogitSoftcapping, null);
+    assert.equal(c.finalLogitSoftcapping, null);
+    const d = parseModelConfig({ ...g, sliding_window_pattern: 2, rope_local_base_freq: 500, rope_scaling: { rope_type: 'linear', factor: 8 } }, 's');
+    assert.deepEqual(d.layerTypes.map((t) => t[0]), ['s', 'f', 's', 'f', 's', 'f', 's']);
+    assert.equal(d.ropeLocalTheta, 500);
+    assert.deepEqual(d.ropeScaling, { type: 'linear', factor: 8 });
+    assert.equal(parseModelConfig({ ...g, sliding_window: null }, 's').layerTypes.every((t) => t === 'full_attention'), true);
   });
 
   test('Mistral sliding_window: value, explicit null, transformers default', () => {

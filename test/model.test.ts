@@ -13,6 +13,7 @@ import { SUPPORTED_ARCHITECTURES, type ModelConfig } from '../src/config/model-c
 import { ModelLoadError } from '../src/errors.js';
 import { architectureFor, registeredArchitectures } from '../src/model/architectures/registry.js';
 import { tensorPlan } from '../src/model/fixture/index.js';
+import { kvLayout } from '../src/kv/kv-layout.js';
 import { ModelBuilder } from '../src/model/layers/builder.js';
 import { openModelPackage } from '../src/model/loader/package.js';
 import type { WeightSource, WeightTensor } from '../src/model/loader/weight-source.js';
@@ -85,7 +86,7 @@ describe('architecture registry', () => {
 
   test('the builder refuses reads of tensors the architecture did not declare', async () => {
     const { config, weights } = openModelPackage(await presetModelDir());
-    const b = new ModelBuilder(cpuBackend(), config, weights, tensorPlan(config).map((t) => ({ ...t, role: 'linear' as const })), 'float32', 4);
+    const b = new ModelBuilder(cpuBackend(), config, weights, tensorPlan(config).map((t) => ({ ...t, role: 'linear' as const })), 'float32', 4, kvLayout(config));
     assert.equal(b.vector('model.norm.weight', config.hiddenSize).length, config.hiddenSize);
     assert.throws(() => b.tensor('model.norm.weight', [config.hiddenSize + 1]), /does not declare/);
     assert.throws(() => b.tensor('model.layers.0.self_attn.q_norm.weight', [config.headDim]), /does not declare/);

@@ -1,11 +1,15 @@
 /**
  * Quantized-weight ops (native/quant/) against the TypeScript reference (test/reference/
- * ggml-quant.ts) on every kernel family: exact dequantization, the linear op within a justified
- * bound of the float64 product, bit-for-bit batch / thread / family invariance, mixed-type packs,
- * gate/up, bias, accumulate, quantized embeddings, and argument validation.
+ * ggml-quant.ts) on every kernel family (and, on AVX-512, with the blocked path on VNNI and on
+ * AMX where the CPU has it): exact dequantization, the linear op within a justified bound of the
+ * float64 product, bit-for-bit batch / thread / family invariance, mixed-type packs, gate/up,
+ * bias, accumulate, quantized embeddings, and argument validation.
  */
 import { after, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
 import type { PackedLinearHandle } from '../src/backend/backend.js';
 import { Isa, cpuBackend } from '../src/backend/native.js';
 import { GgmlType, SUPPORTED_QUANT_TYPES, ggmlRowBytes, ggmlTypeName } from '../src/backend/quant.js';
@@ -14,10 +18,38 @@ import { detectedIsa, forEachIsa } from './helpers/isa.js';
 
 const nb = cpuBackend();
 const initialThreads = nb.getThreads();
+const initialAmx = nb.quantAmx();
 after(() => {
   nb.setIsa(detectedIsa);
   nb.setThreads(initialThreads);
+  nb.quantAmx(initialAmx);
 });
+
+/** The CPU lists AMX-INT8 (Linux): then the AMX path must run. */
+const cpuHasAmx = (() => {
+  try {
+    const flags = readFileSync('/proc/cpuinfo', 'utf8');
+    return /\bamx_tile\b/.test(flags) && /\bamx_int8\b/.test(flags);
+  } catch {
+    return false;
+  }
+})();
+
+/**
+ * Runs fn on every kernel family; the AVX-512 ones once with the VNNI blocked path and, where the
+ * CPU has AMX, once more with the AMX one.
+ */
+function forEachPath(fn: (path: string, isa: Isa) => void): void {
+  try {
+    forEachIsa((isa) => {
+      nb.quantAmx(false);
+      fn(`isa ${isa}`, isa);
+      if (isa >= Isa.Avx512 && nb.quantAmx(true)) fn(`isa ${isa} amx`, isa);
+    });
+  } finally {
+    nb.quantAmx(initialAmx);
+  }
+}
 
 function randomX(M: number, K: number, seed: number): Float32Array {
   const r = rng(seed);
@@ -96,7 +128,7 @@ describe('linearPacked on quantized packs', () => {
         const ref = matmulF64(w, x, Mmax, N, K);
         const h = pack1(type, wq, N, K);
         let scalarFull: Float32Array | undefined;
-        forEachIsa((isa) => {
+        forEachPath((path, isa) => {
           for (const threads of [1, 2]) {
             nb.setThreads(threads);
             const full = run(h, x, Mmax, N);
@@ -109,11 +141,11 @@ describe('linearPacked on quantized packs', () => {
                   if (!(Math.abs(got - want) <= b)) assert.fail(`${ggmlTypeName(type)} K=${K} (${m}, ${r}): ${got} vs ${want}, bound ${b}`);
                 }
             } else {
-              bitsEqual(full, scalarFull!, `${ggmlTypeName(type)} K=${K} isa ${isa} threads ${threads} vs scalar`);
+              bitsEqual(full, scalarFull!, `${ggmlTypeName(type)} K=${K} ${path} threads ${threads} vs scalar`);
             }
             for (const M of Ms) {
               const part = run(h, x.subarray(0, M * K), M, N);
-              bitsEqual(part, full.subarray(0, M * N), `${ggmlTypeName(type)} K=${K} M=${M} isa ${isa}`);
+              bitsEqual(part, full.subarray(0, M * N), `${ggmlTypeName(type)} K=${K} M=${M} ${path}`);
             }
             const solo = run(h, x.subarray(17 * K, 18 * K), 1, N);
             bitsEqual(solo, full.subarray(17 * N, 18 * N), `${ggmlTypeName(type)} row 17 solo`);
@@ -126,10 +158,10 @@ describe('linearPacked on quantized packs', () => {
   }
 
   test('zero activation blocks, zero rows and zero-scale weight blocks: every family gives the same bits, batch = solo', () => {
-    const K = 512, N = 21, M = 6;
+    const K = 512, N = 21, M = 20; // 20 rows: the AMX path too
     const x = randomX(M, K, 31);
     x.fill(0, 0, K); // row 0 all zero
-    for (let m = 1; m < M; m++) x.fill(0, m * K + 32 * m, m * K + 32 * m + 64); // zero blocks
+    for (let m = 1; m < M; m++) x.fill(0, m * K + 32 * (m % 14), m * K + 32 * (m % 14) + 64); // zero blocks
     for (const type of [GgmlType.Q4_K, GgmlType.Q6_K, GgmlType.Q8_0, GgmlType.Q4_1, GgmlType.Q2_K, GgmlType.IQ4_XS]) {
       const w = randomQuant(type, N, K, 3, 0.01);
       const bytes = typeInfo(type).blockBytes;
@@ -137,10 +169,10 @@ describe('linearPacked on quantized packs', () => {
       w.fill(0, ggmlRowBytes(type, K) * 5, ggmlRowBytes(type, K) * 6); // row 5 all zero
       const h = pack1(type, w, N, K);
       let first: Float32Array | undefined;
-      forEachIsa((isa) => {
+      forEachPath((path) => {
         const full = run(h, x, M, N);
-        for (let m = 0; m < M; m++) bitsEqual(run(h, x.subarray(m * K, (m + 1) * K), 1, N), full.subarray(m * N, (m + 1) * N), `${ggmlTypeName(type)} isa ${isa} row ${m}`);
-        if (first) bitsEqual(full, first, `${ggmlTypeName(type)} isa ${isa} vs scalar`);
+        for (let m = 0; m < M; m++) bitsEqual(run(h, x.subarray(m * K, (m + 1) * K), 1, N), full.subarray(m * N, (m + 1) * N), `${ggmlTypeName(type)} ${path} row ${m}`);
+        if (first) bitsEqual(full, first, `${ggmlTypeName(type)} ${path} vs scalar`);
         else first = full;
         for (let r = 0; r < N; r++) assert.ok(Object.is(full[r], 0), 'zero row of x gives +0');
       });
@@ -153,7 +185,7 @@ describe('linearPacked on quantized packs', () => {
     const x = randomX(M, K, 77);
     const a = randomQuant(GgmlType.Q4_K, 40, K, 1), b = randomQuant(GgmlType.Q6_K, 24, K, 2), c = randomQuant(GgmlType.Q8_0, 8, K, 3);
     const bias = new Float32Array(24).map((_, i) => i * 0.25 - 3);
-    forEachIsa(() => {
+    forEachPath(() => {
       const h = nb.packLinearQuant([{ w: a, type: GgmlType.Q4_K, n: 40 }, { w: b, type: GgmlType.Q6_K, n: 24, bias }, { w: c, type: GgmlType.Q8_0, n: 8 }], K);
       const oa = new Float32Array(M * 40), ob = new Float32Array(M * 24), oc = new Float32Array(M * 8);
       nb.linearPacked(h, x, M, [oa, ob, oc], false);
@@ -187,6 +219,82 @@ describe('linearPacked on quantized packs', () => {
       nb.linearPacked(gu, x.subarray(4 * K, 5 * K), 1, [solo], false);
       bitsEqual(solo, out.subarray(4 * I, 5 * I), 'gate/up solo');
     });
+  });
+});
+
+describe('the AMX blocked path', () => {
+  test('runs wherever the CPU lists AMX-INT8, and can be switched off and on', () => {
+    try {
+      assert.equal(nb.quantAmx(true), cpuHasAmx);
+      assert.equal(nb.quantAmx(), cpuHasAmx);
+      assert.equal(nb.quantAmx(false), false);
+      assert.equal(nb.quantAmx(), false);
+      assert.throws(() => nb.quantAmx(1 as unknown as boolean), TypeError);
+    } finally {
+      nb.quantAmx(initialAmx);
+    }
+  });
+
+  test('PAGEWISE_QUANT_AMX=0 switches it off at start-up, 1 or unset leaves it on', () => {
+    const addon = fileURLToPath(new URL('../build/Release/pagewise.node', import.meta.url));
+    const ask = (value: string | undefined): string => {
+      const env = { ...process.env };
+      if (value === undefined) delete env.PAGEWISE_QUANT_AMX;
+      else env.PAGEWISE_QUANT_AMX = value;
+      const r = spawnSync(process.execPath, ['-e', `process.stdout.write(String(require(${JSON.stringify(addon)}).quantAmx()))`], { env, encoding: 'utf8' });
+      assert.equal(r.status, 0, r.stderr);
+      return r.stdout;
+    };
+    assert.equal(ask('0'), 'false');
+    assert.equal(ask('1'), String(cpuHasAmx));
+    assert.equal(ask(undefined), String(cpuHasAmx));
+  });
+
+  // Activation rows around the 16-row tiles (M = 1 runs the streaming path: solo rows), weight
+  // rows not a multiple of 16, K one block and a few.
+  const Ms = [1, 15, 16, 17, 33, 100];
+  for (const type of SUPPORTED_QUANT_TYPES) {
+    test(`${ggmlTypeName(type)}: every path gives the scalar bits at awkward sizes, batch = solo`, () => {
+      const { blockSize } = typeInfo(type);
+      for (const [K, N] of [[blockSize, 37], [blockSize * 3, 21]]) {
+        const wq = randomQuant(type, N, K, 300 + K + type);
+        const Mmax = Ms[Ms.length - 1];
+        const x = randomX(Mmax, K, 11 + K);
+        const h = pack1(type, wq, N, K);
+        let scalar: Float32Array | undefined;
+        forEachPath((path) => {
+          const full = run(h, x, Mmax, N);
+          if (scalar) bitsEqual(full, scalar, `${ggmlTypeName(type)} K=${K} ${path} vs scalar`);
+          else scalar = full;
+          for (const M of Ms) bitsEqual(run(h, x.subarray(0, M * K), M, N), full.subarray(0, M * N), `${ggmlTypeName(type)} K=${K} M=${M} ${path}`);
+          for (const m of [0, 15, 16, 99]) bitsEqual(run(h, x.subarray(m * K, (m + 1) * K), 1, N), full.subarray(m * N, (m + 1) * N), `${path} row ${m} solo`);
+        });
+        nb.packedLinearFree(h);
+      }
+    });
+  }
+
+  test('two activation chunks (K = 8192) and mixed sub-block sizes in one pack: the scalar bits', () => {
+    const K = 8192, M = 100;
+    const x = randomX(M, K, 41);
+    const parts = [
+      { w: randomQuant(GgmlType.Q4_K, 19, K, 6), type: GgmlType.Q4_K, n: 19 },
+      { w: randomQuant(GgmlType.Q6_K, 16, K, 7), type: GgmlType.Q6_K, n: 16 },
+      { w: randomQuant(GgmlType.Q8_0, 5, K, 8), type: GgmlType.Q8_0, n: 5 },
+    ];
+    const h = nb.packLinearQuant(parts, K);
+    let first: Float32Array[] | undefined;
+    forEachPath((path) => {
+      for (const threads of [1, 2]) {
+        nb.setThreads(threads);
+        const outs = parts.map((p) => new Float32Array(M * p.n));
+        nb.linearPacked(h, x, M, outs, false);
+        if (!first) first = outs;
+        else outs.forEach((o, i) => bitsEqual(o, first![i], `part ${i} ${path} threads ${threads} vs scalar`));
+      }
+    });
+    nb.setThreads(initialThreads);
+    nb.packedLinearFree(h);
   });
 });
 

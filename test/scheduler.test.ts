@@ -185,7 +185,7 @@ describe('Scheduler', () => {
     );
     assert.equal(c.status, 'waiting');
     assert.equal(c.numComputedTokens, 0);
-    assert.deepEqual(c.blockTable, []);
+    assert.deepEqual(c.blockTables[0]!, []);
     assert.equal(c.numPreemptions, 1);
     assert.equal(s.stats().numPreemptions, 1);
     // c keeps its generated token and will recompute prompt + output; nothing else is admitted
@@ -243,8 +243,8 @@ describe('Scheduler', () => {
     const child = mkSeq(6, { n: 2, temperature: 1 }, 1, 'req');
     s.fork(parent, child);
     assert.equal(child.status, 'running');
-    assert.deepEqual(child.blockTable, parent.blockTable);
-    for (const b of parent.blockTable) assert.equal(kv.pool.refs(b), 2);
+    assert.deepEqual(child.blockTables[0]!, parent.blockTables[0]!);
+    for (const b of parent.blockTables[0]!) assert.equal(kv.pool.refs(b), 2);
     assert.equal(s.numRunning, 2);
     assert.equal(s.stats().runningRequests, 1, 'one request, two sequences');
     // A parent that is not running (preempted) queues its child instead.

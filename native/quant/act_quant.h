@@ -17,13 +17,17 @@ constexpr int kActBlock = 32;
 constexpr int kVMax = 32512;  // 127 * 256: hi never leaves [-127, 127]
 
 // One activation row quantized: v[K], hi[K], lo[K], s[K / 32], sum16[K / 16] (sum of v over each
-// 16 values, the offset terms of the weight formats).
+// 16 values, the offset terms of the weight formats), and those sums as floats, what the m terms
+// multiply: sumf16[K / 16] = float(sum16[i]), sumf32[K / 32] = float(sum16[2 b] + sum16[2 b + 1])
+// (exact: every such sum is below 2^20 in magnitude).
 struct ActRow {
   int16_t* v;
   int8_t* hi;
   int8_t* lo;
   float* s;
   int32_t* sum16;
+  float* sumf16;
+  float* sumf32;
 };
 
 // Quantizes x[0, K) (K a multiple of 32) into r. The same bits on every kernel family.

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "../common.h"
+#include "kernels.h"
 #include "quant.h"
 
 namespace pw {
@@ -303,6 +304,17 @@ Napi::Value DequantizeRows(const Napi::CallbackInfo& info) {
 
 }  // namespace
 
+Napi::Value QuantAmx(const Napi::CallbackInfo& info) {
+  // quantAmx(on?: boolean): switches the AMX path of the quantized linear op (tests, benchmarks);
+  // returns whether it runs now.
+  int set = -1;
+  if (info.Length() > 0 && !info[0].IsUndefined()) {
+    if (!info[0].IsBoolean()) type_fail("quantAmx: on must be a boolean");
+    set = info[0].As<Napi::Boolean>().Value() ? 1 : 0;
+  }
+  return Napi::Boolean::New(info.Env(), quant::quant_amx(set));
+}
+
 void InitQuant(Napi::Env env, Napi::Object exports) {
   auto* fwd = new Forward();
   fwd->linear_packed = Napi::Persistent(exports.Get("linearPacked").As<Napi::Function>());
@@ -314,6 +326,7 @@ void InitQuant(Napi::Env env, Napi::Object exports) {
   exports.Set("packGateUpQuant", Napi::Function::New<Guard<PackGateUpQuant>>(env, "packGateUpQuant"));
   exports.Set("embeddingQuant", Napi::Function::New<Guard<EmbeddingQuant>>(env, "embeddingQuant"));
   exports.Set("dequantizeRows", Napi::Function::New<Guard<DequantizeRows>>(env, "dequantizeRows"));
+  exports.Set("quantAmx", Napi::Function::New<Guard<QuantAmx>>(env, "quantAmx"));
 }
 
 }  // namespace pw

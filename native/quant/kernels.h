@@ -14,13 +14,52 @@ struct Task {
   int type;
   int64_t K;
   int64_t M;
-  const ActRow* act;  // M quantized activation rows
+  const ActRow* act;    // M quantized activation rows
+  const int8_t* tiles;  // the AMX path's copy of the activations (amx_tiles_bytes), or nullptr
 };
 
-// Computes acc[i * M + m] for rows lr + i, i in [0, nr) (nr <= 16, lr a multiple of 16) of the
-// part when the family has a kernel for it; returns how many (0 or nr; the scalar kernel does the
-// rest).
+// Computes acc[m * 16 + i] (acc 64-byte aligned) for rows lr + i, i in [0, nr) (nr <= 16, lr a
+// multiple of 16) of the part when the family has a kernel for it; returns how many (0 or nr; the
+// scalar kernel does the rest). With t.tiles the AMX kernel runs.
 int rows_fast(Isa isa, const Task& t, const QuantLinear::Part& part, const uint8_t* data, int64_t lr, int64_t nr, float* acc);
+
+// Whether a call of M activation rows runs the AMX kernel (rows_amx.cc): then the caller gives
+// Task::tiles, amx_tiles_bytes(M, K) bytes (64-byte aligned) filled by amx_tile_row for each row.
+bool use_amx(Isa isa, int64_t M);
+// The AMX layout: per 16 activation rows (a tile; rows past M zero) and block kb of 32 values, the
+// rows' hi bytes (16 x 32) then their lo bytes: a sub-block's tile is one load at stride 32.
+// amx_tile_row copies row m in (r nullptr: zeros, for the rows past M of the last tile).
+size_t amx_tiles_bytes(int64_t M, int64_t K);
+void amx_tile_row(const ActRow* r, int64_t m, int64_t K, int8_t* tiles);
+
+// The AMX switch of the blocked path, read in one place (rows_amx.cc): PAGEWISE_QUANT_AMX=0 turns
+// it off at start-up (the AVX-512 VNNI kernels run instead), unset or anything else leaves it on;
+// it runs only where the CPU has AMX-INT8 and the kernel grants the process the tile state.
+// quant_amx(1 / 0) switches it (tests, benchmarks), quant_amx(-1) only asks; each returns whether
+// the AMX path is in use now. Every path gives the same bits.
+bool quant_amx(int set);
+
+#if defined(__x86_64__)
+constexpr int kTileRows = 16;
+
+// A 16-row weight group's block decoded into L1: u[qi][r] holds the 4 bytes of values 4 qi ..
+// 4 qi + 3 of row r (quad-major: one 64-byte row per quad, what vpdpbusd and an AMX B tile
+// read), a and m per sub-block with one lane per row.
+struct Decoded {
+  alignas(64) uint32_t u[kMaxBlock / 4][kTileRows];
+  alignas(64) float a[kMaxSubs][kTileRows];
+  alignas(64) float m[kMaxSubs][kTileRows];
+};
+
+// Block blk of the group at lr (rows lr .. lr + nr; rows nr..15 give q = 0, a = m = 0) decoded
+// into d with u = q, the signed integers of decode_block (rows_fast.cc, AVX-512); the next group
+// block is prefetched. Returns false when the type's m is 0 in every block.
+bool decode_group_signed(const TypeInfo& ti, const QuantLinear::Part& part, const uint8_t* data, int64_t lr, int64_t blk,
+                         int64_t nr, Decoded& d);
+
+// The AMX-INT8 kernel of the blocked path (rows_amx.cc): out as rows_fast, from t.tiles.
+void tile16_amx(const Task& t, const QuantLinear::Part& part, const uint8_t* data, int64_t lr, int64_t nr, float* out);
+#endif
 
 }  // namespace quant
 }  // namespace pw

@@ -42,13 +42,16 @@ void quantize_act_row(const float* x, int64_t K, const ActRow& r) {
     }
     r.sum16[2 * b] = sum[0];
     r.sum16[2 * b + 1] = sum[1];
+    r.sumf16[2 * b] = static_cast<float>(sum[0]);
+    r.sumf16[2 * b + 1] = static_cast<float>(sum[1]);
+    r.sumf32[b] = static_cast<float>(sum[0] + sum[1]);
   }
 }
 
 namespace {
 
 // Scalar reference kernel (any type, either layout): weight row lr of the part against every
-// activation row. The block is decoded once and used for all M rows.
+// activation row, into acc[m * kGroupRows]. The block is decoded once and used for all M rows.
 void row_scalar(const Task& t, const QuantLinear::Part& part, const uint8_t* data, int64_t lr, float* acc) {
   const uint8_t* w = part.ib ? nullptr : data + part.offset + static_cast<size_t>(lr) * part.row_bytes;
   uint8_t fb[kMaxBlock + 64];
@@ -59,7 +62,7 @@ void row_scalar(const Task& t, const QuantLinear::Part& part, const uint8_t* dat
   const int subs_per_ab = kActBlock / ti.sub;
   int8_t q[kMaxBlock];
   float a[kMaxSubs], mm[kMaxSubs];
-  for (int64_t m = 0; m < t.M; m++) acc[m] = 0.0f;
+  for (int64_t m = 0; m < t.M; m++) acc[m * kGroupRows] = 0.0f;
   for (int64_t blk = 0; blk < nblk; blk++) {
     if (part.ib) {
       deinterleave_block(t.type, part.group_block(data, lr / kGroupRows, blk), static_cast<int>(lr % kGroupRows), fb);
@@ -69,7 +72,7 @@ void row_scalar(const Task& t, const QuantLinear::Part& part, const uint8_t* dat
     }
     for (int64_t m = 0; m < t.M; m++) {
       const ActRow& x = t.act[m];
-      float am = acc[m];
+      float am = acc[m * kGroupRows];
       for (int ab = 0; ab < abs_per_blk; ab++) {
         const int64_t kb = blk * abs_per_blk + ab;
         float ts = 0.0f;
@@ -85,7 +88,7 @@ void row_scalar(const Task& t, const QuantLinear::Part& part, const uint8_t* dat
         }
         am = am + x.s[kb] * ts;
       }
-      acc[m] = am;
+      acc[m * kGroupRows] = am;
     }
   }
 }
@@ -211,10 +214,10 @@ void quant_linear_release(QuantLinear& p) {
 void quant_linear(const QuantLinear& p, const float* x, int64_t M, float* const* outs, bool accumulate) {
   if (M == 0) return;
   const int64_t K = p.K;
-  // Activations, quantized once per call.
+  // Activations, quantized once per call (and copied into the AMX kernel's layout when it runs).
   thread_local std::vector<uint8_t> act_buf;
   const size_t kk = static_cast<size_t>(K);
-  const size_t row_bytes = align64(kk * 2) + 2 * align64(kk) + align64(kk / 32 * 4) + align64(kk / 16 * 4);
+  const size_t row_bytes = align64(kk * 2) + 2 * align64(kk) + 2 * align64(kk / 32 * 4) + 2 * align64(kk / 16 * 4);
   uint8_t* base = scratch(act_buf, static_cast<size_t>(M) * row_bytes + static_cast<size_t>(M) * sizeof(ActRow) + 64);
   ActRow* act = reinterpret_cast<ActRow*>(base + static_cast<size_t>(M) * row_bytes);
   for (int64_t m = 0; m < M; m++) {
@@ -227,11 +230,23 @@ void quant_linear(const QuantLinear& p, const float* x, int64_t M, float* const*
     r += align64(kk);
     act[m].s = reinterpret_cast<float*>(r);
     r += align64(kk / 32 * 4);
+    act[m].sumf32 = reinterpret_cast<float*>(r);
+    r += align64(kk / 32 * 4);
     act[m].sum16 = reinterpret_cast<int32_t*>(r);
+    r += align64(kk / 16 * 4);
+    act[m].sumf16 = reinterpret_cast<float*>(r);
   }
+  const Isa isa = active_isa();
+  thread_local std::vector<uint8_t> tiles_buf;
+  int8_t* tiles = use_amx(isa, M) ? reinterpret_cast<int8_t*>(scratch(tiles_buf, amx_tiles_bytes(M, K))) : nullptr;
   auto prep = [&](int64_t b, int64_t e) {
-    for (int64_t m = b; m < e; m++) quantize_act_row(x + m * K, K, act[m]);
+    for (int64_t m = b; m < e; m++) {
+      quantize_act_row(x + m * K, K, act[m]);
+      if (tiles) amx_tile_row(&act[m], m, K, tiles);
+    }
   };
+  if (tiles)
+    for (int64_t m = M; m % kGroupRows; m++) amx_tile_row(nullptr, m, K, tiles);
   if (M * K >= (int64_t(1) << 16)) parallel_for(M, prep);
   else prep(0, M);
 
@@ -256,32 +271,28 @@ void quant_linear(const QuantLinear& p, const float* x, int64_t M, float* const*
     total += p.parts[i].n;
   }
   const Item* item_of = item_list.data();
-  const Isa isa = active_isa();
   const int64_t items = static_cast<int64_t>(item_list.size());
   auto run = [&](int64_t ib, int64_t ie) {
-    thread_local std::vector<float> accv;
-    if (accv.size() < static_cast<size_t>(M * kGroupRows)) accv.resize(static_cast<size_t>(M * kGroupRows));
-    float* acc = accv.data();
+    thread_local std::vector<uint8_t> accv;
+    float* acc = reinterpret_cast<float*>(scratch(accv, static_cast<size_t>(M) * kGroupRows * sizeof(float)));
     for (int64_t it = ib; it < ie; it++) {
       const size_t pi = static_cast<size_t>(item_of[it].part);
       const QuantLinear::Part& part = p.parts[pi];
       const int64_t lr = item_of[it].row0;
       const int64_t nr = std::min<int64_t>(kGroupRows, part.n - lr);
-      Task t{part.type, K, M, act};
+      Task t{part.type, K, M, act, tiles};
       const int done = rows_fast(isa, t, part, p.data, lr, nr, acc);
-      for (int64_t i = done; i < nr; i++) row_scalar(t, part, p.data, lr + i, acc + i * M);
-      // acc[i * M + m] is output (m, lr + i).
-      for (int64_t i = 0; i < nr; i++) {
-        const float bb = part.bias.empty() ? 0.0f : part.bias[static_cast<size_t>(lr + i)];
-        for (int64_t m = 0; m < M; m++) {
-          float v = acc[i * M + m];
-          if (!part.bias.empty()) v = v + bb;
-          if (p.gate_up) {
-            gu[(pi * M + m) * p.parts[0].n + lr + i] = v;
-          } else {
-            float& o = outs[pi][m * part.n + lr + i];
-            o = accumulate ? o + v : v;
-          }
+      for (int64_t i = done; i < nr; i++) row_scalar(t, part, p.data, lr + i, acc + i);
+      // acc[m * kGroupRows + i] is output (m, lr + i).
+      const float* bias = part.bias.empty() ? nullptr : part.bias.data() + lr;
+      for (int64_t m = 0; m < M; m++) {
+        const float* a = acc + m * kGroupRows;
+        float* o = p.gate_up ? gu + (pi * M + m) * p.parts[0].n + lr : outs[pi] + m * part.n + lr;
+        const bool add_to = accumulate && !p.gate_up;
+        for (int64_t i = 0; i < nr; i++) {
+          float v = a[i];
+          if (bias) v = v + bias[i];
+          o[i] = add_to ? o[i] + v : v;
         }
       }
     }

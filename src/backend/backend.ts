@@ -166,8 +166,20 @@ export interface ComputeBackend {
    */
   siluMul(out: Float32Array, gate: Float32Array, up: Float32Array, M: number, I: number, gateStride: number, upStride: number): void;
 
+  /**
+   * out[m, i] = gelu_tanh(gate[m, i]) * up[m, i] (GeGLU, transformers' `gelu_pytorch_tanh`:
+   * 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))); shapes, strides and aliasing as siluMul.
+   */
+  geluTanhMul(out: Float32Array, gate: Float32Array, up: Float32Array, M: number, I: number, gateStride: number, upStride: number): void;
+
   /** out[i] = a[i] + b[i] for i < n; out may alias a or b. */
   add(out: Float32Array, a: Float32Array, b: Float32Array, n: number): void;
+
+  /** out[i] = cap * tanh(x[i] / cap) for i < n (tanh soft-capping, cap > 0); out may alias x. */
+  softcap(out: Float32Array, x: Float32Array, n: number, cap: number): void;
+
+  /** out[i] = x[i] * s (float32 product) for i < n; out may alias x. */
+  scale(out: Float32Array, x: Float32Array, n: number, s: number): void;
 
   /**
    * Allocate a paged KV cache: for each layer, numBlocks blocks each holding K and V of
@@ -206,6 +218,12 @@ export interface ComputeBackend {
    * the same order whatever the batch, the chunking or the physical blocks (the CPU backend
    * consumes keys in fixed chunks of absolute positions, so not even the block size changes it).
    * Only the first ceil(seqLens[s] / blockSize) entries of a sequence's table row are read.
+   *
+   * `slidingWindow` > 0 restricts a query at position p to keys p - slidingWindow < j <= p
+   * (transformers' sliding-window mask: the window counts the query itself); table entries of
+   * blocks wholly before the window of the sequence's first query token of this call are then
+   * never read (the KV manager frees them; they may hold anything). `softcap` > 0 caps every
+   * scaled score as softcap * tanh(score / softcap) before the softmax (Gemma 2). 0 disables each.
    * out: [totalTokens, nHeads*headDim], not overlapping q.
    */
   pagedAttention(
@@ -222,6 +240,8 @@ export interface ComputeBackend {
     nKvHeads: number,
     headDim: number,
     scale: number,
+    slidingWindow: number,
+    softcap: number,
   ): void;
 
   /**

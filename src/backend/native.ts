@@ -1,7 +1,8 @@
 /**
  * The CPU backend: C++17 kernels in a node-addon-api addon (native/, built by node-gyp into
- * build/Release/pagewise.node), with run-time ISA dispatch (AMX-BF16 / AVX-512 BF16 / AVX-512 / AVX2 / scalar;
- * PAGEWISE_ISA=<name> caps the family a process starts with, see native/common.h)
+ * build/Release/pagewise.node), with run-time ISA dispatch (x86-64: AMX-BF16 / AVX-512 BF16 / AVX-512 /
+ * AVX2 / scalar; AArch64: NEON with BFDOT / NEON / scalar; PAGEWISE_ISA=<name> picks the family a
+ * process starts with, see native/common.h)
  * and its own thread pool. Besides the compute contract (`backend.ts`) the addon exposes test hooks
  * (kernel family, thread count, a plain unpacked linear, KV slot read-back), machine
  * microbenchmarks, and host services (file mapping, aligned memory).
@@ -16,14 +17,19 @@ import { fileURLToPath } from 'node:url';
 import type { GgmlType } from './quant.js';
 import type { ComputeBackend, DType, KvCacheHandle, MatmulPrecision, WeightArray } from './backend.js';
 
-/** Kernel families, best first; values match native/common.h. */
+/**
+ * Kernel families; values match native/common.h. Each architecture has its own chain, best last:
+ * x86-64 Scalar < Avx2 < Avx512 < Avx512Bf16, AArch64 Scalar < Neon < NeonBf16.
+ */
 export enum Isa {
   Scalar = 0,
   Avx2 = 1,
   Avx512 = 2,
   Avx512Bf16 = 3,
+  Neon = 4,
+  NeonBf16 = 5,
   /** Avx512Bf16 with BF16-precision linear ops on AMX tiles (needs AMX-BF16 and the OS granting the tile state). */
-  AmxBf16 = 4,
+  AmxBf16 = 6,
 }
 
 export interface CpuInfo {
@@ -33,6 +39,10 @@ export interface CpuInfo {
   avx512f: boolean;
   avx512bw: boolean;
   avx512bf16: boolean;
+  /** AArch64: Advanced SIMD, FEAT_BF16 (BFDOT) and FEAT_DotProd (SDOT, the quantized kernels). */
+  neon: boolean;
+  bf16: boolean;
+  dotprod: boolean;
   /** AMX-TILE and AMX-BF16, with the tile state granted to this process. */
   amxBf16: boolean;
   /** Best kernel family this CPU supports. */
@@ -70,6 +80,13 @@ export interface CpuTestHooks {
    * float32, bit for bit ggml's own dequantization (what packLinearQuant's weights mean).
    */
   dequantizeRows(type: GgmlType, src: Uint8Array, rows: number, k: number): Float32Array;
+
+  /**
+   * The AMX-INT8 path of the quantized linear op's blocked kernel (many activation rows): `on`
+   * switches it (default: on unless PAGEWISE_QUANT_AMX=0), no argument only asks. Returns whether
+   * it runs now (only where the CPU has AMX and the OS grants it). Every path gives the same bits.
+   */
+  quantAmx(on?: boolean): boolean;
 
   /** Read back [kvHeads*headDim] K or V values of one slot as float32 (tests, debugging). */
   kvCacheReadSlot(cache: KvCacheHandle, layer: number, which: 'k' | 'v', slot: number): Float32Array;
@@ -139,7 +156,15 @@ function addon(): Addon {
   return cached;
 }
 
-const isaNames: Record<number, string> = { [Isa.Scalar]: 'scalar', [Isa.Avx2]: 'avx2', [Isa.Avx512]: 'avx512', [Isa.Avx512Bf16]: 'avx512bf16', [Isa.AmxBf16]: 'amxbf16' };
+const isaNames: Record<number, string> = {
+  [Isa.Scalar]: 'scalar',
+  [Isa.Avx2]: 'avx2',
+  [Isa.Avx512]: 'avx512',
+  [Isa.Avx512Bf16]: 'avx512bf16',
+  [Isa.Neon]: 'neon',
+  [Isa.NeonBf16]: 'neonbf16',
+  [Isa.AmxBf16]: 'amxbf16',
+};
 
 /**
  * The CPU compute backend with its thread pool resized to `threads`. The pool and the kernel

@@ -258,6 +258,7 @@ export async function benchKernels(argv: string[]): Promise<void> {
     isa: Isa[info.activeIsa],
     precision: qtype === undefined ? 'bfloat16' : 'quantized weights, 16-bit integer activations',
     weights: qtype === undefined ? 'BF16' : ggmlTypeName(qtype),
+    ...(qtype !== undefined ? { quant_amx: be.quantAmx() } : {}),
     machine_peaks: peaks,
     peak_accumulator_sweep: sweep,
     results,

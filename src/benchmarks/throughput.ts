@@ -15,6 +15,7 @@ import { benchHeader } from './header.js';
 import { mean } from './stats.js';
 import { openModelPackage } from '../model/loader/package.js';
 import { resolveModel } from '../model/loader/resolve.js';
+import { blocksForSequence, kvLayout } from '../kv/kv-layout.js';
 import type { GrammarSpec } from '../structured/spec.js';
 import { UsageError } from '../cli/args.js';
 import { benchSpec, compileTimes, STRUCTURED_MODES, structuredTtft, type StructuredMode } from './structured.js';
@@ -115,10 +116,20 @@ export async function runThroughput(
   }
 }
 
+/**
+ * What one sequence of `tokens` tokens costs in the engine's KV pool (every layer's window or whole
+ * context), and how many such sequences the pool holds at once.
+ */
+export function kvCapacity(info: AsyncEngine['info'], tokens: number): { kv_bytes_per_sequence: number; max_concurrent_sequences: number } {
+  const layout = kvLayout(info.model, info.config.slidingWindowKv);
+  const blocks = blocksForSequence(layout, tokens, info.blockSize, info.config.maxNumBatchedTokens);
+  return { kv_bytes_per_sequence: blocks * (info.kvCacheBytes / info.numBlocks), max_concurrent_sequences: Math.floor(info.numBlocks / blocks) };
+}
+
 export async function benchThroughput(argv: string[]): Promise<void> {
   const flags = parseArgs(argv, {
     values: [...ENGINE_FLAGS.values, 'num-prompts', 'input-len', 'output-len', 'dataset', 'seed', 'structured'],
-    booleans: [...ENGINE_FLAGS.booleans, 'json', 'compare-static', 'compare-prefix-caching'],
+    booleans: [...ENGINE_FLAGS.booleans, 'json', 'compare-static', 'compare-prefix-caching', 'compare-sliding-window-kv'],
   });
   const cfg = engineConfigFromFlags(flags);
   const seed = intFlag(flags, 'seed') ?? 0;
@@ -141,7 +152,17 @@ export async function benchThroughput(argv: string[]): Promise<void> {
     throw new UsageError(`--structured must be one of ${STRUCTURED_MODES.join(', ')}, got "${structured}"`);
   }
   const { engine, ...res } = await runThroughput(cfg, work, seed);
-  const out: Record<string, unknown> = { bench: 'throughput', ...benchHeader(engine), dataset, seed, token_id_range: tokenIdRange, ...res };
+  const longest = Math.max(...work.map((w) => w.promptTokenIds.length + w.outputLen));
+  const out: Record<string, unknown> = { bench: 'throughput', ...benchHeader(engine), dataset, seed, token_id_range: tokenIdRange, ...res, ...kvCapacity(engine, longest) };
+  if (flags.has('compare-sliding-window-kv')) {
+    // The same workload with every layer keeping its whole context (the window rule off).
+    const full = await runThroughput({ ...cfg, slidingWindowKv: false }, work, seed);
+    const cap = kvCapacity(full.engine, longest);
+    out['no_sliding_window_kv_bytes_per_sequence'] = cap.kv_bytes_per_sequence;
+    out['no_sliding_window_kv_max_concurrent_sequences'] = cap.max_concurrent_sequences;
+    out['no_sliding_window_kv_total_tokens_per_s'] = full.total_tokens_per_s;
+    out['no_sliding_window_kv_num_preemptions'] = full.num_preemptions;
+  }
   if (structured !== undefined) {
     const mode = structured as StructuredMode;
     const spec = benchSpec(mode);

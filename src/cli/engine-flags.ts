@@ -51,6 +51,7 @@ export const ENGINE_FLAGS_HELP = `Engine options:
   --max-model-len N            context length cap (default: the model's)
   --scheduler S                continuous | static (default continuous)
   --no-prefix-caching          turn automatic prefix caching off
+  --no-sliding-window-kv       keep every layer's whole context in the KV cache (sliding-window layers too)
   --max-waiting-requests N     queue bound before new requests are refused (default ${ENGINE_DEFAULTS.maxWaitingRequests})`;
 
 /**
@@ -74,6 +75,7 @@ export function engineConfigFromFlags(flags: Map<string, string | true>): Partia
     maxModelLen: intFlag(flags, 'max-model-len'),
     scheduler: strFlag(flags, 'scheduler') as SchedulerKind | undefined,
     enablePrefixCaching: flags.has('no-prefix-caching') ? false : undefined,
+    slidingWindowKv: flags.has('no-sliding-window-kv') ? false : undefined,
     maxWaitingRequests: intFlag(flags, 'max-waiting-requests'),
   };
 }
@@ -96,5 +98,5 @@ export const ENGINE_FLAGS = {
     'scheduler',
     'max-waiting-requests',
   ],
-  booleans: ['no-prefix-caching'],
+  booleans: ['no-prefix-caching', 'no-sliding-window-kv'],
 } as const;

@@ -40,6 +40,12 @@ export interface EngineConfig {
   maxModelLen: number | null;
   scheduler: SchedulerKind;
   enablePrefixCaching: boolean;
+  /**
+   * Sliding-window layers keep only their window in the KV cache (their own KV groups free the
+   * blocks that fall out of it; src/kv/kv-layout.ts). false: one group of every layer, each
+   * sequence holding its whole context in every layer (`--no-sliding-window-kv`, for comparison).
+   */
+  slidingWindowKv: boolean;
   /** Requests allowed to wait for admission before new ones are refused (server: 503). */
   maxWaitingRequests: number;
 }
@@ -59,6 +65,7 @@ export const ENGINE_DEFAULTS: EngineConfig = {
   maxModelLen: null,
   scheduler: 'continuous',
   enablePrefixCaching: true,
+  slidingWindowKv: true,
   maxWaitingRequests: 4096,
 };
 

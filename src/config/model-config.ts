@@ -12,11 +12,24 @@ import { ModelLoadError } from '../errors.js';
  * The architectures whose config.json this module reads (CONFIG_RULES below); each has a model
  * module in the registry of src/model/architectures, which must list exactly these.
  */
-export type Architecture = 'LlamaForCausalLM' | 'MistralForCausalLM' | 'Qwen2ForCausalLM';
+export type Architecture =
+  | 'LlamaForCausalLM'
+  | 'MistralForCausalLM'
+  | 'Qwen2ForCausalLM'
+  | 'Qwen3ForCausalLM'
+  | 'Gemma2ForCausalLM'
+  | 'Gemma3ForCausalLM';
+
+/** A layer's attention (transformers' `layer_types` values). */
+export type LayerType = 'full_attention' | 'sliding_attention';
+
+/** The MLP's gate activation: SiLU, or transformers' `gelu_pytorch_tanh` (tanh-approximated GELU). */
+export type Activation = 'silu' | 'gelu_pytorch_tanh';
 
 /** RoPE frequency rule (transformers' `rope_scaling.rope_type`). */
 export type RopeScaling =
   | { type: 'default' }
+  | { type: 'linear'; factor: number }
   | {
       type: 'llama3';
       factor: number;
@@ -51,10 +64,25 @@ export interface ModelConfig {
   tieWordEmbeddings: boolean;
   torchDtype: TorchDtype | null;
   /**
-   * Attention window in tokens, or null for full attention. Qwen2 reports null unless
-   * `use_sliding_window` is true; engines that cannot honour a window must reject non-null values.
+   * Attention window in tokens of the `sliding_attention` layers (a query sees itself and the
+   * slidingWindow - 1 tokens before it), or null when no layer has one. Qwen2/Qwen3 report null
+   * unless `use_sliding_window` is true.
    */
   slidingWindow: number | null;
+  /** Each layer's attention, numLayers entries; all `full_attention` when slidingWindow is null. */
+  layerTypes: LayerType[];
+  hiddenAct: Activation;
+  /** Attention scores are scaled by queryPreAttnScalar^-0.5 (Gemma's `query_pre_attn_scalar`; else headDim). */
+  queryPreAttnScalar: number;
+  /** Tanh soft-cap of attention scores (Gemma 2 `attn_logit_softcapping`), null for none. */
+  attnLogitSoftcapping: number | null;
+  /** Tanh soft-cap of the output logits (Gemma 2 `final_logit_softcapping`), null for none. */
+  finalLogitSoftcapping: number | null;
+  /**
+   * RoPE base of the sliding-window layers when it differs from the global one (Gemma 3's
+   * `rope_local_base_freq`, used without rope scaling); null: every layer uses ropeTheta and ropeScaling.
+   */
+  ropeLocalTheta: number | null;
   bosTokenId: number | null;
   /** `eos_token_id` of config.json (int or list in HF); empty when absent. */
   eosTokenIds: number[];
@@ -167,6 +195,11 @@ interface ConfigRules {
   maxPositionEmbeddings: number;
   rmsNormEps: number;
   ropeTheta: number;
+  /** `head_dim` when the config has none (else hidden / heads); `tie_word_embeddings` default. */
+  headDim?: number;
+  tieWordEmbeddings: boolean;
+  /** Which key names the MLP activation (Gemma: `hidden_activation`), and its default. */
+  activation: { key: string; fallback: Activation };
   /** Whether q/k/v carry biases, given the config. */
   attentionBias(f: Fields): boolean;
   /**
@@ -174,7 +207,16 @@ interface ConfigRules {
    * or never (Llama); `slidingWindow` is the transformers default for an absent key.
    */
   window: { rule: 'always' | 'opt-in' | 'never'; slidingWindow: number | null };
+  /** Layer i's type when a windowed config has no `layer_types` (transformers' derivation). */
+  layerType(i: number, f: Fields): LayerType;
+  /** Gemma's extras: scale, soft-caps and local RoPE base (absent: headDim, none, none). */
+  gemma?: { queryPreAttnScalar: number; attnSoftcap: number | null; finalSoftcap: number | null; ropeLocalTheta: number | null };
 }
+
+const SILU = { key: 'hidden_act', fallback: 'silu' } as const;
+const GEMMA_ACT = { key: 'hidden_activation', fallback: 'gelu_pytorch_tanh' } as const;
+/** Qwen2 / Qwen3: layers from `max_window_layers` on use the window. */
+const qwenLayerType = (i: number, f: Fields): LayerType => (i >= f.number('max_window_layers', 28) ? 'sliding_attention' : 'full_attention');
 
 const CONFIG_RULES: Record<Architecture, ConfigRules> = {
   LlamaForCausalLM: {
@@ -182,24 +224,72 @@ const CONFIG_RULES: Record<Architecture, ConfigRules> = {
     maxPositionEmbeddings: 2048,
     rmsNormEps: 1e-6,
     ropeTheta: 10000,
+    tieWordEmbeddings: false,
+    activation: SILU,
     attentionBias: (f) => f.boolean('attention_bias', false),
     window: { rule: 'never', slidingWindow: null },
+    layerType: () => 'full_attention',
   },
   MistralForCausalLM: {
     modelType: 'mistral',
     maxPositionEmbeddings: 4096 * 32,
     rmsNormEps: 1e-6,
     ropeTheta: 10000,
+    tieWordEmbeddings: false,
+    activation: SILU,
     attentionBias: () => false,
     window: { rule: 'always', slidingWindow: 4096 },
+    layerType: () => 'sliding_attention',
   },
   Qwen2ForCausalLM: {
     modelType: 'qwen2',
     maxPositionEmbeddings: 32768,
     rmsNormEps: 1e-6,
     ropeTheta: 10000,
+    tieWordEmbeddings: false,
+    activation: SILU,
     attentionBias: () => true,
     window: { rule: 'opt-in', slidingWindow: 4096 },
+    layerType: qwenLayerType,
+  },
+  Qwen3ForCausalLM: {
+    modelType: 'qwen3',
+    maxPositionEmbeddings: 32768,
+    rmsNormEps: 1e-6,
+    ropeTheta: 10000,
+    tieWordEmbeddings: false,
+    activation: SILU,
+    attentionBias: (f) => f.boolean('attention_bias', false),
+    window: { rule: 'opt-in', slidingWindow: 4096 },
+    layerType: qwenLayerType,
+  },
+  Gemma2ForCausalLM: {
+    modelType: 'gemma2',
+    maxPositionEmbeddings: 8192,
+    rmsNormEps: 1e-6,
+    ropeTheta: 10000,
+    headDim: 256,
+    tieWordEmbeddings: true,
+    activation: GEMMA_ACT,
+    attentionBias: (f) => f.boolean('attention_bias', false),
+    window: { rule: 'always', slidingWindow: 4096 },
+    // Even layers slide, odd ones are global.
+    layerType: (i) => (i % 2 === 0 ? 'sliding_attention' : 'full_attention'),
+    gemma: { queryPreAttnScalar: 256, attnSoftcap: 50, finalSoftcap: 30, ropeLocalTheta: null },
+  },
+  Gemma3ForCausalLM: {
+    modelType: 'gemma3_text',
+    maxPositionEmbeddings: 131072,
+    rmsNormEps: 1e-6,
+    ropeTheta: 1_000_000,
+    headDim: 256,
+    tieWordEmbeddings: true,
+    activation: GEMMA_ACT,
+    attentionBias: (f) => f.boolean('attention_bias', false),
+    window: { rule: 'always', slidingWindow: 4096 },
+    // Every `sliding_window_pattern`-th layer is global.
+    layerType: (i, f) => ((i + 1) % f.dim('sliding_window_pattern', 6) === 0 ? 'full_attention' : 'sliding_attention'),
+    gemma: { queryPreAttnScalar: 256, attnSoftcap: null, finalSoftcap: null, ropeLocalTheta: 10000 },
   },
 };
 
@@ -238,6 +328,7 @@ function parseRope(f: Fields, fallbackTheta: number, source: string): { ropeThet
   const s = new Fields(scaling, `${source} ${scalingKey}`);
   const type = s.string('rope_type') ?? s.string('type') ?? 'default';
   if (type === 'default') return { ropeTheta, ropeScaling: { type: 'default' } };
+  if (type === 'linear') return { ropeTheta, ropeScaling: { type: 'linear', factor: s.positive('factor') } };
   if (type === 'llama3') {
     const ropeScaling: RopeScaling = {
       type: 'llama3',
@@ -251,7 +342,7 @@ function parseRope(f: Fields, fallbackTheta: number, source: string): { ropeThet
     }
     return { ropeTheta, ropeScaling };
   }
-  throw new ModelLoadError(`${source}: unsupported rope scaling type "${type}" (key "${scalingKey}"; supported: default, llama3)`, {
+  throw new ModelLoadError(`${source}: unsupported rope scaling type "${type}" (key "${scalingKey}"; supported: default, linear, llama3)`, {
     code: 'invalid_model_config',
   });
 }
@@ -263,6 +354,20 @@ function parseTorchDtype(f: Fields): TorchDtype | null {
   if (v === null) return null;
   if (v === 'float32' || v === 'float16' || v === 'bfloat16') return v;
   f.fail(key, `unsupported dtype "${v}" (supported: float32, float16, bfloat16)`);
+}
+
+/**
+ * Each layer's attention: `layer_types` when the config has it (as recent transformers write it),
+ * else the architecture's derivation; all full attention without a window.
+ */
+function parseLayerTypes(f: Fields, numLayers: number, slidingWindow: number | null, rules: ConfigRules): LayerType[] {
+  if (slidingWindow === null) return new Array<LayerType>(numLayers).fill('full_attention');
+  const raw = f.raw('layer_types');
+  if (raw === undefined || raw === null) return Array.from({ length: numLayers }, (_, i) => rules.layerType(i, f));
+  if (!Array.isArray(raw) || raw.length !== numLayers || !raw.every((t) => t === 'full_attention' || t === 'sliding_attention')) {
+    f.fail('layer_types', `expected ${numLayers} entries of "full_attention" or "sliding_attention", got ${JSON.stringify(raw)}`);
+  }
+  return raw as LayerType[];
 }
 
 /**
@@ -283,8 +388,8 @@ export function parseModelConfig(json: unknown, source: string): ModelConfig {
     f.fail('num_key_value_heads', `num_attention_heads (${numHeads}) must be a multiple of num_key_value_heads (${numKvHeads})`);
   }
   let headDim: number;
-  if (f.has('head_dim')) {
-    headDim = f.dim('head_dim');
+  if (f.has('head_dim') || rules.headDim !== undefined) {
+    headDim = f.dim('head_dim', rules.headDim);
   } else {
     if (hiddenSize % numHeads !== 0) {
       f.fail('hidden_size', `hidden_size (${hiddenSize}) is not a multiple of num_attention_heads (${numHeads}) and no head_dim is given`);
@@ -296,11 +401,13 @@ export function parseModelConfig(json: unknown, source: string): ModelConfig {
 
   const { ropeTheta, ropeScaling } = parseRope(f, rules.ropeTheta, source);
 
-  // ModelConfig has no field for these because the engine implements one value of each; a config
-  // asking for another must fail here rather than run and produce garbage.
-  const act = f.string('hidden_act') ?? 'silu';
-  if (act !== 'silu') f.fail('hidden_act', `unsupported activation "${act}" (supported: silu)`);
+  // Only the activations, MLP shape and attention direction the engine implements; a config asking
+  // for another must fail here rather than run and produce garbage.
+  const act: string = f.string(rules.activation.key) ?? rules.activation.fallback;
+  if (act !== 'silu' && act !== 'gelu_pytorch_tanh') f.fail(rules.activation.key, `unsupported activation "${act}" (supported: silu, gelu_pytorch_tanh)`);
   if (f.boolean('mlp_bias', false)) f.fail('mlp_bias', 'MLP biases are not supported');
+  // Gemma 3 embedding models (EmbeddingGemma) attend both ways: not a causal LM.
+  if (f.boolean('use_bidirectional_attention', false)) f.fail('use_bidirectional_attention', 'bidirectional attention is not supported (causal language models only)');
 
   // An absent `sliding_window` takes the transformers default, an explicit null means none.
   const { rule } = rules.window;
@@ -310,13 +417,18 @@ export function parseModelConfig(json: unknown, source: string): ModelConfig {
     const raw = f.raw('sliding_window');
     slidingWindow = raw === undefined ? rules.window.slidingWindow : raw === null ? null : f.dim('sliding_window');
   }
+  const numLayers = f.dim('num_hidden_layers');
+  const layerTypes = parseLayerTypes(f, numLayers, slidingWindow, rules);
+  if (!layerTypes.includes('sliding_attention')) slidingWindow = null;
+  const g = rules.gemma;
+  const softcap = (key: string, fallback: number | null): number | null => (f.raw(key) === undefined ? fallback : f.has(key) ? f.positive(key) : null);
 
   return {
     architecture,
     modelType: f.string('model_type') ?? rules.modelType,
     hiddenSize,
     intermediateSize: f.dim('intermediate_size'),
-    numLayers: f.dim('num_hidden_layers'),
+    numLayers,
     numHeads,
     numKvHeads,
     headDim,
@@ -326,9 +438,15 @@ export function parseModelConfig(json: unknown, source: string): ModelConfig {
     ropeTheta,
     ropeScaling,
     attentionBias: rules.attentionBias(f),
-    tieWordEmbeddings: f.boolean('tie_word_embeddings', false),
+    tieWordEmbeddings: f.boolean('tie_word_embeddings', rules.tieWordEmbeddings),
     torchDtype: parseTorchDtype(f),
     slidingWindow,
+    layerTypes,
+    hiddenAct: act as Activation, // checked above
+    queryPreAttnScalar: g ? f.positive('query_pre_attn_scalar', g.queryPreAttnScalar) : headDim,
+    attnLogitSoftcapping: g ? softcap('attn_logit_softcapping', g.attnSoftcap) : null,
+    finalLogitSoftcapping: g ? softcap('final_logit_softcapping', g.finalSoftcap) : null,
+    ropeLocalTheta: g?.ropeLocalTheta != null ? f.positive('rope_local_base_freq', g.ropeLocalTheta) : null,
     bosTokenId: f.tokenId('bos_token_id'),
     eosTokenIds: f.tokenIds('eos_token_id'),
   };

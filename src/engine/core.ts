@@ -11,6 +11,7 @@ import { nativeHost } from '../backend/native.js';
 import type { EngineConfig } from '../config/engine-config.js';
 import { InvalidRequestError } from '../errors.js';
 import { KVCacheManager } from '../kv/kv-cache-manager.js';
+import { maxSequenceTokens } from '../kv/kv-layout.js';
 import { openModelPackage, readPackageTokenizer } from '../model/loader/package.js';
 import { withReadProgress } from '../model/loader/weight-source.js';
 import { QuantizingSource } from '../model/quantize/quantizing-source.js';
@@ -79,15 +80,17 @@ export class EngineCore {
     const weights = cfg.quantization ? new QuantizingSource(source, cfg.quantization) : source;
     const precision: Precision = cfg.dtype === 'auto' ? autoPrecision(mc, weights) : cfg.dtype;
     const kvDtype = cfg.kvCacheDtype === 'auto' ? precision : cfg.kvCacheDtype;
-    const { maxModelLen, numBlocks, blockBytes, dtype } = sizeKvCache(be, mc, cfg, kvDtype);
+    const model = new CausalLM(be, mc, weights, { precision, maxTokens: cfg.maxNumBatchedTokens, windowGroups: cfg.slidingWindowKv });
+    const layout = model.kvLayout;
+    const { maxModelLen, numBlocks, blockBytes, dtype } = sizeKvCache(be, mc, cfg, kvDtype, layout.slots);
 
-    this.cache = be.kvCacheCreate(mc.numLayers, numBlocks, cfg.blockSize, mc.numKvHeads, mc.headDim, dtype);
-    this.kv = new KVCacheManager(numBlocks, cfg.blockSize, cfg.enablePrefixCaching);
+    // One cache "layer" per slot of the layout's blocks (every layer without sliding windows).
+    this.cache = be.kvCacheCreate(layout.slots, numBlocks, cfg.blockSize, mc.numKvHeads, mc.headDim, dtype);
+    this.kv = new KVCacheManager(numBlocks, cfg.blockSize, cfg.enablePrefixCaching, layout);
     this.scheduler = new Scheduler(
       { maxNumBatchedTokens: cfg.maxNumBatchedTokens, maxNumSeqs: cfg.maxNumSeqs, kind: cfg.scheduler, maxModelLen },
       this.kv,
     );
-    const model = new CausalLM(be, mc, weights, { precision, maxTokens: cfg.maxNumBatchedTokens });
     this.runner = new ModelRunner(be, model, this.cache, {
       blockSize: cfg.blockSize,
       maxTokens: cfg.maxNumBatchedTokens,
@@ -109,6 +112,7 @@ export class EngineCore {
       numBlocks,
       blockSize: cfg.blockSize,
       kvCacheBytes: numBlocks * blockBytes,
+      kvSequenceTokens: maxSequenceTokens(layout, numBlocks, cfg.blockSize, cfg.maxNumBatchedTokens),
       maxModelLen,
       eosTokenIds: [...new Set(eos)],
       threads: be.describe().threads,

@@ -14,11 +14,9 @@ export interface KvSizing {
   dtype: DType;
 }
 
-/** The model's context, capped where unimplemented features would matter and by --max-model-len. */
+/** The model's context, capped by --max-model-len. */
 export function servedModelLen(mc: ModelConfig, cfg: EngineConfig): number {
   let maxModelLen = mc.maxPositionEmbeddings;
-  // Sliding-window attention is not implemented: cap the context where it would start to matter.
-  if (mc.slidingWindow !== null && mc.slidingWindow < maxModelLen) maxModelLen = mc.slidingWindow;
   if (cfg.maxModelLen !== null) {
     if (cfg.maxModelLen > maxModelLen) {
       throw new InvalidRequestError(`--max-model-len ${cfg.maxModelLen} exceeds the model's limit of ${maxModelLen} tokens`);
@@ -28,10 +26,11 @@ export function servedModelLen(mc: ModelConfig, cfg: EngineConfig): number {
   return maxModelLen;
 }
 
-export function sizeKvCache(be: ComputeBackend, mc: ModelConfig, cfg: EngineConfig, kvDtype: 'float32' | 'bfloat16'): KvSizing {
+/** `slots`: layers whose K/V one block holds (the KV layout's group size; all layers without windows). */
+export function sizeKvCache(be: ComputeBackend, mc: ModelConfig, cfg: EngineConfig, kvDtype: 'float32' | 'bfloat16', slots: number): KvSizing {
   const maxModelLen = servedModelLen(mc, cfg);
   const dtype = kvDtype === 'bfloat16' ? DType.BF16 : DType.F32;
-  const blockBytes = be.kvCacheBlockBytes(mc.numLayers, cfg.blockSize, mc.numKvHeads, mc.headDim, dtype);
+  const blockBytes = be.kvCacheBlockBytes(slots, cfg.blockSize, mc.numKvHeads, mc.headDim, dtype);
   const budget = cfg.kvCacheMemory ?? defaultKvCacheBytes();
   const numBlocks = Math.floor(budget / blockBytes);
   if (numBlocks < 1) {

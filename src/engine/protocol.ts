@@ -94,6 +94,8 @@ export interface EngineInfo {
   numBlocks: number;
   blockSize: number;
   kvCacheBytes: number;
+  /** Most tokens one sequence can hold in the whole pool (sliding-window groups hold only their windows). */
+  kvSequenceTokens: number;
   maxModelLen: number;
   eosTokenIds: number[];
   threads: number;

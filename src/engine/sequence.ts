@@ -16,7 +16,8 @@ export class Sequence implements KvSequence {
   readonly promptTokenIds: readonly number[];
   readonly outputTokenIds: number[] = [];
   numComputedTokens = 0;
-  blockTable: number[] = [];
+  /** One block table per KV group (filled by the KV manager). */
+  blockTables: number[][] = [];
   blockHashes: string[] = [];
   status: SequenceStatus = 'waiting';
   finishReason: FinishReason | null = null;

@@ -9,16 +9,25 @@ export interface ForwardBatch {
   numTokens: number;
   tokenIds: Int32Array;
   positions: Int32Array;
-  /** Cache slot (block * blockSize + offset) each token's K/V is written to. */
-  slotMapping: Int32Array;
   numSeqs: number;
   /** [numSeqs + 1] offsets of each sequence's tokens in the batch. */
   queryStartLoc: Int32Array;
   /** [numSeqs] total tokens of each sequence after this step (context + new). */
   seqLens: Int32Array;
-  /** [numSeqs * maxBlocksPerSeq] block tables, padded. */
-  blockTables: Int32Array;
+  /** Slot mappings and block tables of each KV group (src/kv/kv-layout.ts), in group order. */
+  groups: KvGroupBatch[];
   maxBlocksPerSeq: number;
+}
+
+/** Where one KV group's layers write and read this step's K/V. */
+export interface KvGroupBatch {
+  /** Cache slot (block * blockSize + offset) each token's K/V is written to (-1: not written). */
+  slotMapping: Int32Array;
+  /**
+   * [numSeqs * maxBlocksPerSeq] block tables, padded; NO_BLOCK (-1) for blocks a sliding-window
+   * group has freed (attention never reads them).
+   */
+  blockTables: Int32Array;
 }
 
 /** One step as the layers see it. */

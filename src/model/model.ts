@@ -6,6 +6,7 @@
  */
 import { DType, type ComputeBackend, type KvCacheHandle } from '../backend/backend.js';
 import type { ModelConfig } from '../config/model-config.js';
+import { kvLayout, type KvLayout } from '../kv/kv-layout.js';
 import type { ModelParts } from './architectures/architecture.js';
 import { architectureFor } from './architectures/registry.js';
 import type { ForwardBatch, Step } from './forward-batch.js';
@@ -21,9 +22,16 @@ export interface ModelOptions {
   precision: Precision;
   /** Largest batch (tokens) a forward pass takes; activation buffers are sized for it. */
   maxTokens: number;
+  /**
+   * Sliding-window layers in KV groups of their own that free out-of-window blocks (default
+   * true); false keeps one group of all layers (the baseline for the window rule's capacity gain).
+   */
+  windowGroups?: boolean;
 }
 
 export class CausalLM {
+  /** How the layers share the paged KV cache (the engine sizes and manages the cache by it). */
+  readonly kvLayout: KvLayout;
   private readonly parts: ModelParts;
   private readonly linears: Linears;
   private readonly rotaries: Rotary[];
@@ -37,7 +45,8 @@ export class CausalLM {
     readonly opts: ModelOptions,
   ) {
     const arch = architectureFor(cfg.architecture);
-    const b = new ModelBuilder(be, cfg, weights, arch.tensors(cfg), opts.precision, opts.maxTokens);
+    this.kvLayout = kvLayout(cfg, opts.windowGroups ?? true);
+    const b = new ModelBuilder(be, cfg, weights, arch.tensors(cfg), opts.precision, opts.maxTokens, this.kvLayout);
     this.parts = arch.build(b);
     this.linears = b.linears;
     this.rotaries = b.rotaries;
@@ -91,7 +100,13 @@ export class CausalLM {
   prefillFlops(promptLen: number): number {
     const { cfg } = this;
     const head = 2 * cfg.vocabSize * cfg.hiddenSize;
-    const attention = 4 * cfg.numLayers * cfg.numHeads * cfg.headDim * ((promptLen * (promptLen + 1)) / 2);
+    // Query-key pairs per layer: all causal pairs, or those inside the window.
+    let pairs = 0;
+    for (const t of cfg.layerTypes) {
+      const w = t === 'sliding_attention' && cfg.slidingWindow !== null ? cfg.slidingWindow : promptLen;
+      pairs += promptLen <= w ? (promptLen * (promptLen + 1)) / 2 : (w * (w + 1)) / 2 + (promptLen - w) * w;
+    }
+    const attention = 4 * cfg.numHeads * cfg.headDim * pairs;
     return promptLen * (this.flopsPerToken() - head) + head + attention;
   }
 

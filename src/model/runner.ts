@@ -46,11 +46,10 @@ export class ModelRunner {
       numTokens: 0,
       tokenIds: new Int32Array(T),
       positions: new Int32Array(T),
-      slotMapping: new Int32Array(T),
       numSeqs: 0,
       queryStartLoc: new Int32Array(S + 1),
       seqLens: new Int32Array(S),
-      blockTables: new Int32Array(S * cfg.maxBlocksPerSeq),
+      groups: model.kvLayout.groups.map(() => ({ slotMapping: new Int32Array(T), blockTables: new Int32Array(S * cfg.maxBlocksPerSeq) })),
       maxBlocksPerSeq: cfg.maxBlocksPerSeq,
     };
     this.rows = new Int32Array(T);
@@ -80,16 +79,21 @@ export class ModelRunner {
       const start = seq.numComputedTokens;
       const end = start + numNewTokens;
       if (t + numNewTokens > this.cfg.maxTokens) throw new Error(`step of more than ${this.cfg.maxTokens} tokens`);
-      if (seq.blockTable.length > mb) throw new Error(`sequence holds ${seq.blockTable.length} blocks, more than ${mb}`);
+      if (seq.blockTables.length !== b.groups.length) throw new Error(`sequence has ${seq.blockTables.length} block tables for ${b.groups.length} KV groups`);
       b.queryStartLoc[s] = t;
       starts.push(t);
+      for (let g = 0; g < b.groups.length; g++) {
+        const table = seq.blockTables[g]!;
+        const gb = b.groups[g]!;
+        if (table.length > mb) throw new Error(`sequence holds ${table.length} blocks, more than ${mb}`);
+        for (let p = start, i = t; p < end; p++, i++) gb.slotMapping[i] = table[Math.floor(p / bs)]! * bs + (p % bs);
+        gb.blockTables.set(table, s * mb);
+      }
       for (let p = start; p < end; p++, t++) {
         b.tokenIds[t] = seq.tokens[p]!;
         b.positions[t] = p;
-        b.slotMapping[t] = seq.blockTable[Math.floor(p / bs)]! * bs + (p % bs);
       }
       b.seqLens[s] = end;
-      b.blockTables.set(seq.blockTable, s * mb);
     }
     b.queryStartLoc[scheduled.length] = t;
     b.numTokens = t;

@@ -149,7 +149,7 @@ export class Scheduler {
     let logicalBlocks = 0;
     for (const s of this.running) {
       reservedTokens += s.promptLen + s.params.maxTokens;
-      logicalBlocks += s.blockTable.length;
+      logicalBlocks += this.kv.blocksHeld(s);
     }
     const requestsIn = (q: readonly Sequence[]): number => new Set(q.map((s) => s.requestId)).size;
     return {

@@ -26,12 +26,14 @@ export function engineLimits(info: {
   maxModelLen: number;
   numBlocks: number;
   blockSize: number;
+  /** Tokens one sequence can hold (KV layouts with sliding windows); default blocks × block size. */
+  kvSequenceTokens?: number;
   config: { maxNumSeqs: number };
 }): RequestLimits {
   return {
     vocabSize: info.model.vocabSize,
     maxModelLen: info.maxModelLen,
-    kvCacheTokens: info.numBlocks * info.blockSize,
+    kvCacheTokens: info.kvSequenceTokens ?? info.numBlocks * info.blockSize,
     blockSize: info.blockSize,
     maxNumSeqs: info.config.maxNumSeqs,
   };

@@ -54,4 +54,4 @@ export function loadGolden(name: string): Golden {
   return JSON.parse(readFileSync(join(fixturePath(name), 'golden.json'), 'utf8')) as Golden;
 }
 
-export const FIXTURES = ['stories260k', 'llama-tiny', 'qwen2-tiny'] as const;
+export const FIXTURES = ['stories260k', 'llama-tiny', 'qwen2-tiny', 'qwen3-tiny', 'gemma2-tiny', 'gemma3-tiny'] as const;

@@ -35,15 +35,16 @@ export class ModelHarness {
     const numBlocks = opts.numBlocks ?? Math.ceil(1024 / bs) * 4;
     this.model = new CausalLM(cpuBackend(), cfg, weights, { precision: opts.precision, maxTokens });
     const dt = opts.kvDtype === 'bfloat16' ? DType.BF16 : DType.F32;
-    this.cache = cpuBackend().kvCacheCreate(cfg.numLayers, numBlocks, bs, cfg.numKvHeads, cfg.headDim, dt);
-    this.kv = new KVCacheManager(numBlocks, bs, false);
+    const layout = this.model.kvLayout;
+    this.cache = cpuBackend().kvCacheCreate(layout.slots, numBlocks, bs, cfg.numKvHeads, cfg.headDim, dt);
+    this.kv = new KVCacheManager(numBlocks, bs, false, layout);
     this.runner = new ModelRunner(cpuBackend(), this.model, this.cache, { blockSize: bs, maxTokens, maxSeqs: 8, maxBlocksPerSeq: Math.ceil(4096 / bs) });
     this.vocab = cfg.vocabSize;
   }
 
   /** Raw logits [tokens.length, vocab] of every position of `tokens`, fed in chunks. */
   logitsOf(tokens: readonly number[]): Float32Array {
-    const seq: KvSequence = { tokens, numComputedTokens: 0, blockTable: [], blockHashes: [] };
+    const seq: KvSequence = { tokens, numComputedTokens: 0, blockTables: [], blockHashes: [] };
     const V = this.vocab;
     const out = new Float32Array(tokens.length * V);
     const chunk = this.opts.chunk ?? tokens.length;
@@ -59,6 +60,7 @@ export class ModelHarness {
         out.set(this.runner.logits(first, count), (seq.numComputedTokens + first) * V);
       }
       seq.numComputedTokens += n;
+      this.kv.commit(seq, n);
     }
     this.kv.free(seq);
     return out;

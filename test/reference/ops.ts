@@ -153,9 +153,23 @@ export function siluMulRef(gate: Float32Array, up: Float32Array, M: number, I: n
   return out;
 }
 
+/** transformers' gelu_pytorch_tanh(gate) * up, as written there: 0.5 x (1 + tanh(√(2/π) (x + 0.044715 x³))). */
+export function geluTanhMulRef(gate: Float32Array, up: Float32Array, M: number, I: number, gateStride: number, upStride: number): Float64Array {
+  const out = new Float64Array(M * I);
+  for (let m = 0; m < M; m++) {
+    for (let i = 0; i < I; i++) {
+      const x = gate[m * gateStride + i];
+      out[m * I + i] = 0.5 * x * (1 + Math.tanh(Math.sqrt(2 / Math.PI) * (x + 0.044715 * x * x * x))) * up[m * upStride + i];
+    }
+  }
+  return out;
+}
+
 /**
  * Contiguous causal attention of one sequence: k, v are [seqLen, nKvHeads*headDim] (already
  * rounded to the cache dtype by the caller); q holds the LAST qLen tokens, [qLen, nHeads*headDim].
+ * `window` > 0: a query at p sees keys p - window < j <= p only; `softcap` > 0: scores become
+ * softcap * tanh(score / softcap).
  */
 export function attentionRef(
   q: Float32Array,
@@ -167,29 +181,33 @@ export function attentionRef(
   nKvHeads: number,
   headDim: number,
   scale: number,
+  window = 0,
+  softcap = 0,
 ): Float64Array {
   const out = new Float64Array(qLen * nHeads * headDim);
   const group = nHeads / nKvHeads;
   const scores = new Float64Array(seqLen);
   for (let t = 0; t < qLen; t++) {
     const pos = seqLen - qLen + t;
+    const first = window > 0 ? Math.max(0, pos - window + 1) : 0;
     for (let h = 0; h < nHeads; h++) {
       const g = Math.floor(h / group);
       const qo = (t * nHeads + h) * headDim;
       let max = -Infinity;
-      for (let j = 0; j <= pos; j++) {
+      for (let j = first; j <= pos; j++) {
         let s = 0;
         const ko = (j * nKvHeads + g) * headDim;
         for (let d = 0; d < headDim; d++) s += q[qo + d] * k[ko + d];
         scores[j] = s * scale;
+        if (softcap > 0) scores[j] = softcap * Math.tanh(scores[j] / softcap);
         if (scores[j] > max) max = scores[j];
       }
       let sum = 0;
-      for (let j = 0; j <= pos; j++) {
+      for (let j = first; j <= pos; j++) {
         scores[j] = Math.exp(scores[j] - max);
         sum += scores[j];
       }
-      for (let j = 0; j <= pos; j++) {
+      for (let j = first; j <= pos; j++) {
         const p = scores[j] / sum;
         const vo = (j * nKvHeads + g) * headDim;
         for (let d = 0; d < headDim; d++) out[qo + d] += p * v[vo + d];

@@ -1,7 +1,9 @@
 /**
  * The Llama family: pre-norm decoder layers of GQA attention with rotate_half RoPE and a
  * SiLU-gated MLP, RMSNorm, optionally tied output head. Llama itself, and the architectures that
- * differ from it only in which attention projections carry biases (mistral.ts, qwen2.ts).
+ * differ from it only in which attention projections carry biases (mistral.ts, qwen2.ts) or in
+ * per-head q/k norms (qwen3.ts). Layers the config marks `sliding_attention` attend within the
+ * window.
  */
 import type { Architecture as ArchitectureName, ModelConfig } from '../../config/model-config.js';
 import { Attention } from '../layers/attention.js';
@@ -19,8 +21,14 @@ export interface AttentionBiases {
   o: boolean;
 }
 
+/** Which pieces a family member adds. */
+export interface LlamaVariant {
+  /** Per-head RMSNorm of q and k before RoPE (`self_attn.q_norm` / `k_norm`, [headDim] weights). */
+  qkNorm?: boolean;
+}
+
 /** A Llama-family architecture, given its bias rule. */
-export function llamaFamily(name: ArchitectureName, biases: (cfg: ModelConfig) => AttentionBiases): Architecture {
+export function llamaFamily(name: ArchitectureName, biases: (cfg: ModelConfig) => AttentionBiases, variant: LlamaVariant = {}): Architecture {
   return {
     name,
 
@@ -52,6 +60,12 @@ export function llamaFamily(name: ArchitectureName, biases: (cfg: ModelConfig) =
           );
         }
         if (bias.o) out.push({ name: `${p}.self_attn.o_proj.bias`, shape: [H], role: 'bias' });
+        if (variant.qkNorm) {
+          out.push(
+            { name: `${p}.self_attn.q_norm.weight`, shape: [cfg.headDim], role: 'norm' },
+            { name: `${p}.self_attn.k_norm.weight`, shape: [cfg.headDim], role: 'norm' },
+          );
+        }
       }
       out.push({ name: 'model.norm.weight', shape: [H], role: 'norm' });
       if (!cfg.tieWordEmbeddings) out.push({ name: `${LM_HEAD}.weight`, shape: [cfg.vocabSize, H], role: 'head' });
@@ -67,13 +81,16 @@ export function llamaFamily(name: ArchitectureName, biases: (cfg: ModelConfig) =
       const layers = [];
       for (let l = 0; l < cfg.numLayers; l++) {
         const p = `model.layers.${l}`;
+        const a = `${p}.self_attn`;
+        const qkNorm = variant.qkNorm ? { q: new RmsNorm(b, `${a}.q_norm.weight`, cfg.headDim), k: new RmsNorm(b, `${a}.k_norm.weight`, cfg.headDim) } : undefined;
+        const window = cfg.layerTypes[l] === 'sliding_attention' ? (cfg.slidingWindow ?? 0) : 0;
         layers.push(
           new PreNormDecoderLayer(
             b,
             new RmsNorm(b, `${p}.input_layernorm.weight`, H),
-            new Attention(b, { layer: l, prefix: `${p}.self_attn`, rotary, qkvBias: bias.qkv, oBias: bias.o }),
+            new Attention(b, { layer: l, prefix: a, rotary, qkvBias: bias.qkv, oBias: bias.o, qkNorm, window }),
             new RmsNorm(b, `${p}.post_attention_layernorm.weight`, H),
-            new GatedMlp(b, `${p}.mlp`),
+            new GatedMlp(b, `${p}.mlp`, cfg.hiddenAct),
           ),
         );
       }

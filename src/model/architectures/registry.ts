@@ -8,13 +8,18 @@ import type { Architecture as ArchitectureName } from '../../config/model-config
 import { ModelLoadError } from '../../errors.js';
 import type { Architecture } from './architecture.js';
 import { llama } from './llama.js';
+import { gemma2, gemma3 } from './gemma.js';
 import { mistral } from './mistral.js';
 import { qwen2 } from './qwen2.js';
+import { qwen3 } from './qwen3.js';
 
 const REGISTRY: Readonly<Record<ArchitectureName, Architecture>> = {
   LlamaForCausalLM: llama,
   MistralForCausalLM: mistral,
   Qwen2ForCausalLM: qwen2,
+  Qwen3ForCausalLM: qwen3,
+  Gemma2ForCausalLM: gemma2,
+  Gemma3ForCausalLM: gemma3,
 };
 
 /** Names the registry serves. */

@@ -5,6 +5,7 @@
  */
 import { MatmulPrecision, type ComputeBackend } from '../../backend/backend.js';
 import type { ModelConfig } from '../../config/model-config.js';
+import type { KvLayout } from '../../kv/kv-layout.js';
 import { toFloat32 } from '../loader/dtype.js';
 import { formatShape, type WeightSource, type WeightTensor } from '../loader/weight-source.js';
 import { floatWeight, Linears, type LinearWeight } from './linear.js';
@@ -13,7 +14,7 @@ import { Rotary } from './rotary.js';
 export type Precision = 'float32' | 'bfloat16';
 
 /** What a declared tensor is, so fixture generation can draw it from a fitting distribution. */
-export type TensorRole = 'embedding' | 'norm' | 'query-key' | 'linear' | 'bias' | 'head';
+export type TensorRole = 'embedding' | 'norm' | 'norm-offset' | 'query-key' | 'linear' | 'bias' | 'head';
 
 /** A tensor an architecture reads for a given config (Hugging Face name and shape). */
 export interface TensorDecl {
@@ -36,6 +37,8 @@ export class ModelBuilder {
     readonly precision: Precision,
     /** Rows of the largest batch (activation buffers are sized for it). */
     readonly maxTokens: number,
+    /** Which KV group and cache slot each layer uses. */
+    readonly kvLayout: KvLayout,
   ) {
     this.linears = new Linears(be, precision === 'bfloat16' ? MatmulPrecision.BF16 : MatmulPrecision.F32);
     this.declared = new Map(tensors.map((t) => [t.name, t.shape]));

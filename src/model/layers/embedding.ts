@@ -8,18 +8,24 @@ import type { ModelBuilder } from './builder.js';
 export const EMBED_TOKENS = 'model.embed_tokens.weight';
 export const LM_HEAD = 'lm_head';
 
-/** The [vocab, hidden] token embedding table, kept in its stored dtype (often a view of the mapped file). */
+/**
+ * The [vocab, hidden] token embedding table, kept in its stored dtype (often a view of the mapped
+ * file); with `scale`, looked-up rows are multiplied by it (Gemma's √hidden; a head tied to the
+ * table still sees the unscaled matrix).
+ */
 export class Embedding {
   private readonly be: ComputeBackend;
+  private readonly scale: number | null;
   /** Float table (stored dtype) or quantized rows. */
   private readonly table: { kind: 'float'; data: WeightArray; dtype: DType } | { kind: 'quant'; data: Uint8Array; type: GgmlType };
   private readonly hidden: number;
   /** The table as read, for a head tied to it. */
   readonly tensor: WeightTensor;
 
-  constructor(b: ModelBuilder) {
+  constructor(b: ModelBuilder, scale: number | null = null) {
     const { vocabSize, hiddenSize } = b.cfg;
     this.be = b.be;
+    this.scale = scale;
     this.hidden = hiddenSize;
     this.tensor = b.tensor(EMBED_TOKENS, [vocabSize, hiddenSize]);
     const t = this.tensor;
@@ -31,17 +37,27 @@ export class Embedding {
     const t = this.table;
     if (t.kind === 'quant') this.be.embeddingQuant(x, t.data, t.type, ids.subarray(0, T), this.hidden);
     else this.be.embedding(x, t.data, t.dtype, ids.subarray(0, T), this.hidden);
+    if (this.scale !== null) this.be.scale(x, x, T * this.hidden, this.scale);
   }
 }
 
-/** The output head: logits = hidden · W^T, W being `lm_head.weight` or, when tied, the embedding. */
+/**
+ * The output head: logits = hidden · W^T, W being `lm_head.weight` or, when tied, the embedding;
+ * with `softcap`, logits = softcap · tanh(logits / softcap) (Gemma 2's final soft-capping).
+ */
 export class LmHead {
   private readonly be: ComputeBackend;
   private readonly pack: PackedLinearHandle;
+  private readonly vocab: number;
 
-  constructor(b: ModelBuilder, embedding: Embedding) {
+  constructor(
+    b: ModelBuilder,
+    embedding: Embedding,
+    private readonly softcap: number | null = null,
+  ) {
     const { vocabSize, hiddenSize, tieWordEmbeddings } = b.cfg;
     this.be = b.be;
+    this.vocab = vocabSize;
     if (tieWordEmbeddings) {
       this.pack = b.linears.pack([b.linears.weight(embedding.tensor, null)]);
     } else {
@@ -53,5 +69,6 @@ export class LmHead {
   /** logits[r, :] = head(hidden[r, :]) for R rows. */
   forward(hidden: Float32Array, R: number, out: Float32Array): void {
     this.be.linearPacked(this.pack, hidden, R, [out], false);
+    if (this.softcap !== null) this.be.softcap(out, out, R * this.vocab, this.softcap);
   }
 }

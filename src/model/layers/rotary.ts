@@ -11,11 +11,13 @@ export function ropeInvFreq(cfg: Pick<ModelConfig, 'headDim' | 'ropeTheta' | 'ro
   const d = cfg.headDim;
   const half = d / 2;
   const out = new Float32Array(half);
-  for (let i = 0; i < half; i++) out[i] = llama3Adjust(Math.pow(cfg.ropeTheta, -(2 * i) / d), cfg.ropeScaling);
+  for (let i = 0; i < half; i++) out[i] = scaleFreq(Math.pow(cfg.ropeTheta, -(2 * i) / d), cfg.ropeScaling);
   return out;
 }
 
-function llama3Adjust(invFreq: number, s: RopeScaling): number {
+function scaleFreq(invFreq: number, s: RopeScaling): number {
+  // `linear`: positions divided by the factor (transformers' _compute_linear_scaling_rope_parameters).
+  if (s.type === 'linear') return invFreq / s.factor;
   if (s.type !== 'llama3') return invFreq;
   // Long wavelengths (low frequencies) are slowed down by `factor`, short ones kept, and the band
   // in between interpolated smoothly, so the model extrapolates beyond its original context.

@@ -19,8 +19,19 @@ import { llama3RopeFactors } from '../layers/rotary.js';
 import { QUANT_SCHEMES, tensorType, type QuantScheme } from './schemes.js';
 
 /** llama.cpp's architecture name: Mistral is written as `llama`, as llama.cpp's converter does. */
-function ggufArch(cfg: ModelConfig): 'llama' | 'qwen2' {
-  return cfg.architecture === 'Qwen2ForCausalLM' ? 'qwen2' : 'llama';
+function ggufArch(cfg: ModelConfig): 'llama' | 'qwen2' | 'qwen3' {
+  switch (cfg.architecture) {
+    case 'LlamaForCausalLM':
+    case 'MistralForCausalLM':
+      return 'llama';
+    case 'Qwen2ForCausalLM':
+      return 'qwen2';
+    case 'Qwen3ForCausalLM':
+      return 'qwen3';
+    default:
+      // Gemma files need llama.cpp's norm (+1) and attention-scale conventions, not written yet.
+      throw new ModelLoadError(`${cfg.architecture} cannot be written as GGUF yet (supported: Llama, Mistral, Qwen2, Qwen3)`, { code: 'unsupported_architecture' });
+  }
 }
 
 const LAYER_TENSORS: Record<string, string> = {
@@ -37,6 +48,8 @@ const LAYER_TENSORS: Record<string, string> = {
   'mlp.gate_proj.weight': 'ffn_gate.weight',
   'mlp.up_proj.weight': 'ffn_up.weight',
   'mlp.down_proj.weight': 'ffn_down.weight',
+  'self_attn.q_norm.weight': 'attn_q_norm.weight',
+  'self_attn.k_norm.weight': 'attn_k_norm.weight',
 };
 
 /** llama.cpp's name of an HF tensor; null for tensors GGUF files do not store (rotary inv_freq). */
@@ -48,7 +61,7 @@ export function ggufTensorName(hf: string): string | null {
   const m = /^model\.layers\.(\d+)\.(.+)$/.exec(hf);
   const inner = m ? LAYER_TENSORS[m[2]!] : undefined;
   if (m && inner) return `blk.${m[1]}.${inner}`;
-  throw new ModelLoadError(`tensor "${hf}" has no GGUF name (not a Llama / Mistral / Qwen2 tensor)`, { code: 'tensor_unexpected' });
+  throw new ModelLoadError(`tensor "${hf}" has no GGUF name (not a Llama / Mistral / Qwen2 / Qwen3 tensor)`, { code: 'tensor_unexpected' });
 }
 
 /**
@@ -110,6 +123,9 @@ export function quantizeModel(dir: string, outPath: string, scheme: QuantScheme,
     [`${arch}.vocab_size`, u32(cfg.vocabSize)],
     [`${arch}.rope.dimension_count`, u32(cfg.headDim)],
   );
+  if (cfg.ropeScaling.type === 'linear') {
+    meta.push([`${arch}.rope.scaling.type`, str('linear')], [`${arch}.rope.scaling.factor`, f32(cfg.ropeScaling.factor)]);
+  }
   if (cfg.headDim * cfg.numHeads !== cfg.hiddenSize) {
     meta.push([`${arch}.attention.key_length`, u32(cfg.headDim)], [`${arch}.attention.value_length`, u32(cfg.headDim)]);
   }

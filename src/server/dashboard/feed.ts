@@ -14,7 +14,7 @@ import { BLOCK_STATE_NAMES, countBlockStates, packBlockStates, type BlockStateNa
 import type { DashboardHistory, HistoryPoint } from './history.js';
 
 /** How often viewers get a frame: fast enough to watch blocks come and go, cheap for the worker. */
-export const FRAME_INTERVAL_MS = 250;
+const FRAME_INTERVAL_MS = 250;
 
 export interface DashboardInit {
   model: string;
@@ -61,12 +61,7 @@ export class DashboardFeed {
     private readonly engine: AsyncEngine,
     private readonly history: DashboardHistory,
     private readonly model: string,
-    private readonly intervalMs = FRAME_INTERVAL_MS,
   ) {}
-
-  get numViewers(): number {
-    return this.viewers.size;
-  }
 
   /** Start streaming to a response (the route has taken it over from fastify). */
   add(res: ServerResponse): void {
@@ -86,7 +81,7 @@ export class DashboardFeed {
       this.viewers.delete(viewer);
       if (this.viewers.size === 0) this.stop();
     });
-    if (this.timer === null) this.timer = setInterval(() => void this.tick(), this.intervalMs);
+    if (this.timer === null) this.timer = setInterval(() => void this.tick(), FRAME_INTERVAL_MS);
     // The first frame now, not an interval later.
     void this.tick();
   }

@@ -32,7 +32,7 @@ export interface HistoryTotals {
   finished: number;
 }
 
-export const HISTORY_SECONDS = 300;
+const HISTORY_SECONDS = 300;
 
 export class DashboardHistory {
   private readonly points: HistoryPoint[] = [];

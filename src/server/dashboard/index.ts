@@ -14,7 +14,7 @@ import { DashboardFeed } from './feed.js';
 import { DashboardHistory } from './history.js';
 import { DASHBOARD_HTML } from './page.js';
 
-export const DASHBOARD_PATH = '/dashboard';
+const DASHBOARD_PATH = '/dashboard';
 const EVENTS_PATH = `${DASHBOARD_PATH}/events`;
 
 /** The challenge a 401 on a dashboard path carries, so browsers ask for the key. */

@@ -85,7 +85,6 @@ export const DASHBOARD_HTML = String.raw`<!doctype html>
 (function () {
   var WINDOW_S = 300;          // the charts' span: the server keeps this much history
   var LATENCY_BIN_S = 5;       // latency means per 5 s: per-second means of a few requests are noise
-  var MAP_MAX_HEIGHT = 360;    // CSS pixels; larger pools get smaller cells, then several blocks a cell
   var css = getComputedStyle(document.documentElement);
   var color = function (name) { return css.getPropertyValue("--" + name).trim(); };
   var fmt = new Intl.NumberFormat("en-US", { maximumFractionDigits: 0 });
@@ -128,16 +127,19 @@ export const DASHBOARD_HTML = String.raw`<!doctype html>
     for (var i = 0; i < n; i++) out[i] = (bin.charCodeAt(i >> 2) >> ((i & 3) * 2)) & 3;
     return out;
   }
+  // The map takes at most 360 CSS pixels, and at most 40% of the window's height, so the numbers
+  // and charts stay in view: larger pools get smaller cells, then several blocks a cell.
   function layoutMap() {
     var n = init.numBlocks, w = Math.max(100, map.clientWidth), cell, cols, rows, per = 1;
+    var maxHeight = Math.max(24, Math.min(360, Math.floor(window.innerHeight * 0.4)));
     for (cell = 16; cell > 2; cell--) {
       cols = Math.floor(w / cell);
-      if (Math.ceil(n / cols) * cell <= MAP_MAX_HEIGHT) break;
+      if (Math.ceil(n / cols) * cell <= maxHeight) break;
     }
     cols = Math.floor(w / cell);
     rows = Math.ceil(n / cols);
-    if (rows * cell > MAP_MAX_HEIGHT) {
-      rows = Math.floor(MAP_MAX_HEIGHT / cell);
+    if (rows * cell > maxHeight) {
+      rows = Math.floor(maxHeight / cell);
       per = Math.ceil(n / (rows * cols));
       rows = Math.ceil(Math.ceil(n / per) / cols);
     }
@@ -219,7 +221,7 @@ export const DASHBOARD_HTML = String.raw`<!doctype html>
       if (s.area) {
         var first = s.values.findIndex(function (v) { return v !== null; });
         if (first < 0) return;
-        ctx.globalAlpha = 0.3;
+        ctx.globalAlpha = 0.45;
         ctx.beginPath(); ctx.moveTo(xy(first)[0], top + ph);
         for (var j = first; j < n; j++) if (s.values[j] !== null) { var p = xy(j); ctx.lineTo(p[0], p[1]); }
         ctx.lineTo(left + pw, top + ph); ctx.closePath(); ctx.fill();

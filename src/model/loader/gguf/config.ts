@@ -2,7 +2,7 @@
  * ModelConfig and GenerationConfig from GGUF metadata (`general.architecture` and `{arch}.*` keys),
  * filled the way parseModelConfig fills them from config.json.
  */
-import type { Architecture, GenerationConfig, ModelConfig, RopeScaling, TorchDtype } from '../../../config/model-config.js';
+import type { Architecture, GenerationConfig, LayerType, ModelConfig, RopeScaling, TorchDtype } from '../../../config/model-config.js';
 import { llama3RopeFactors } from '../../layers/rotary.js';
 import { GgmlType } from '../../../backend/quant.js';
 import { ModelLoadError } from '../../../errors.js';
@@ -14,6 +14,21 @@ const ARCHITECTURES: Readonly<Record<string, { architecture: Architecture; model
   llama: { architecture: 'LlamaForCausalLM', modelType: 'llama' },
   mistral: { architecture: 'MistralForCausalLM', modelType: 'mistral' },
   qwen2: { architecture: 'Qwen2ForCausalLM', modelType: 'qwen2' },
+  qwen3: { architecture: 'Qwen3ForCausalLM', modelType: 'qwen3' },
+  gemma2: { architecture: 'Gemma2ForCausalLM', modelType: 'gemma2' },
+  gemma3: { architecture: 'Gemma3ForCausalLM', modelType: 'gemma3_text' },
+};
+
+/**
+ * What llama.cpp's Gemma files leave implicit, as llama.cpp reads them: the sliding-window layer
+ * pattern (every `swaPattern`-th layer global, Gemma 2 from layer 0 sliding), the tanh-GELU, the
+ * local RoPE base of Gemma 3 (10000), and the attention scale: query_pre_attn_scalar is not
+ * stored; it equals head_dim in every released model but the 27B ones (46 / 62 layers), whose
+ * scalar is hidden / heads.
+ */
+const GEMMA: Readonly<Record<string, { swaPattern: number; ropeLocalTheta: number | null; layers27b: number }>> = {
+  gemma2: { swaPattern: 2, ropeLocalTheta: null, layers27b: 46 },
+  gemma3: { swaPattern: 6, ropeLocalTheta: 10000, layers27b: 62 },
 };
 export const SUPPORTED_GGUF_ARCHITECTURES: readonly string[] = Object.keys(ARCHITECTURES);
 
@@ -90,19 +105,33 @@ export function ggufModelConfig(f: GgufFile): { config: ModelConfig; generationC
   }
 
   const scalingType = f.string(archKey(arch, 'ropeScalingType'));
-  if (scalingType !== undefined && scalingType !== 'none') {
-    f.fail(archKey(arch, 'ropeScalingType'), `"${scalingType}" is not supported (supported: none)`);
+  if (scalingType !== undefined && scalingType !== 'none' && scalingType !== 'linear') {
+    f.fail(archKey(arch, 'ropeScalingType'), `"${scalingType}" is not supported (supported: none, linear)`);
   }
   const factor = f.float(archKey(arch, 'ropeScalingFactor'));
-  if (factor !== undefined && factor !== 0 && factor !== 1) f.fail(archKey(arch, 'ropeScalingFactor'), `${factor} is not supported without a scaling type`);
+  const linear = scalingType === 'linear';
+  if (linear && !(factor !== undefined && factor > 0)) f.fail(archKey(arch, 'ropeScalingFactor'), `must be positive for linear scaling, got ${factor}`);
+  if (!linear && factor !== undefined && factor !== 0 && factor !== 1) f.fail(archKey(arch, 'ropeScalingFactor'), `${factor} is not supported without a scaling type`);
   const ropeTheta = f.float(archKey(arch, 'ropeFreqBase')) ?? 10000;
   if (!(ropeTheta > 0)) f.fail(archKey(arch, 'ropeFreqBase'), `must be positive, got ${ropeTheta}`);
   const maxPositionEmbeddings = dim(f, archKey(arch, 'contextLength'), 2048);
-  const ropeScaling = llama3Scaling(f, ropeTheta, headDim);
+  const ropeScaling: RopeScaling = linear ? { type: 'linear', factor: factor! } : llama3Scaling(f, ropeTheta, headDim);
   const rmsNormEps = f.float(archKey(arch, 'rmsEps'));
   if (rmsNormEps === undefined) f.fail(archKey(arch, 'rmsEps'), 'is missing');
   if (!(rmsNormEps > 0)) f.fail(archKey(arch, 'rmsEps'), `must be positive, got ${rmsNormEps}`);
   const slidingWindow = f.int(archKey(arch, 'slidingWindow')) ?? null;
+  const numLayers = dim(f, archKey(arch, 'blockCount'));
+  const gemma = GEMMA[arch];
+  // A window applies to every layer (Mistral's rule), or to Gemma's local layers.
+  const layerTypes = Array.from({ length: numLayers }, (_, i): LayerType =>
+    slidingWindow === null || (gemma !== undefined && (i + 1) % gemma.swaPattern === 0) ? 'full_attention' : 'sliding_attention',
+  );
+  const softcap = (key: 'attnLogitSoftcapping' | 'finalLogitSoftcapping'): number | null => {
+    const v = f.float(archKey(arch, key));
+    if (v === undefined || v === 0) return null;
+    if (!(v > 0)) f.fail(archKey(arch, key), `must be positive, got ${v}`);
+    return v;
+  };
 
   const embd = f.tensor('token_embd.weight');
   const torchDtype: TorchDtype | null =
@@ -120,7 +149,7 @@ export function ggufModelConfig(f: GgufFile): { config: ModelConfig; generationC
     modelType,
     hiddenSize,
     intermediateSize: dim(f, archKey(arch, 'feedForwardLength')),
-    numLayers: dim(f, archKey(arch, 'blockCount')),
+    numLayers,
     numHeads,
     numKvHeads,
     headDim,
@@ -133,6 +162,12 @@ export function ggufModelConfig(f: GgufFile): { config: ModelConfig; generationC
     tieWordEmbeddings: f.tensor('output.weight') === undefined,
     torchDtype,
     slidingWindow,
+    layerTypes,
+    hiddenAct: gemma ? 'gelu_pytorch_tanh' : 'silu',
+    queryPreAttnScalar: gemma && numLayers === gemma.layers27b ? hiddenSize / numHeads : headDim,
+    attnLogitSoftcapping: softcap('attnLogitSoftcapping'),
+    finalLogitSoftcapping: softcap('finalLogitSoftcapping'),
+    ropeLocalTheta: gemma?.ropeLocalTheta ?? null,
     bosTokenId,
     eosTokenIds,
   };

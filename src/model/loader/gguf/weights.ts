@@ -1,14 +1,18 @@
 /**
  * A WeightSource over a GgufFile: tensors by Hugging Face name, shapes in HF order ([out, in]),
- * llama q/k rows put back in HF order. Float tensors are views into the mapping; quantized ones
- * stay quantized (raw blocks).
+ * llama q/k rows put back in HF order, Gemma norm weights back to HF's w (llama.cpp stores 1 + w).
+ * Float tensors are views into the mapping; quantized ones stay quantized (raw blocks).
  */
 import { DType, type WeightArray } from '../../../backend/backend.js';
 import { GGML_TYPES, GgmlType, SUPPORTED_QUANT_TYPES, ggmlTypeName } from '../../../backend/quant.js';
 import { ModelLoadError } from '../../../errors.js';
+import { toFloat32 } from '../dtype.js';
 import { checkTensorShape, type WeightSource, type WeightTensor } from '../weight-source.js';
 import type { GgufFile, GgufTensorEntry } from './file.js';
 import { ggufToHfName, qkPermutation, unpermuteQkRows } from './names.js';
+
+/** Architectures whose files store RMSNorm weights as 1 + w (llama.cpp's Gemma converters). */
+const NORM_PLUS_ONE_ARCHS: ReadonlySet<string> = new Set(['gemma2', 'gemma3']);
 
 const FLOAT_TYPES: ReadonlyMap<number, DType> = new Map([
   [GgmlType.F32, DType.F32],
@@ -77,6 +81,12 @@ export class GgufWeightSource implements WeightSource {
     }
     const dtype = FLOAT_TYPES.get(t!.type);
     if (dtype === undefined) return { name, kind: 'quant', type: t!.type, shape: [...shape], data: bytes, source: t!.file };
+    if (NORM_PLUS_ONE_ARCHS.has(this.arch) && name.endsWith('norm.weight')) {
+      // 1 + w back to w, in float32 (exact for the weights' range: Sterbenz).
+      const w = toFloat32({ dtype, data: floatView(bytes, dtype) });
+      for (let i = 0; i < w.length; i++) w[i] = w[i]! - 1;
+      return { name, kind: 'float', dtype: DType.F32, shape: [...shape], data: w, source: t!.file };
+    }
     return { name, kind: 'float', dtype, shape: [...shape], data: floatView(bytes, dtype), source: t!.file };
   }
 }

@@ -1,0 +1,278 @@
+// The AMX-INT8 kernel of the quantized linear op's blocked path (prefill, large batches): the
+// integer sums of 16 activation rows x 16 weight rows per sub-block in one tile instruction.
+//
+// Per weight block the 16-row group is decoded once into L1 by the AVX-512 decoders
+// (decode_group_signed: signed q, quad-major, which is the layout of a tile's B operand: one
+// 64-byte row per value quad, 4 bytes per weight row). Per sub-block of SUB values (32 or 16):
+//   C_hi = TDPBSSD(A_hi, B), C_lo = TDPBSSD(A_lo, B)
+// with A_hi / A_lo the activations' hi / lo bytes (act_quant.h) of 16 activation rows (SUB bytes
+// each, from a copy laid out for the tiles: amx_tile_row) and B the weights (SUB / 4 quad rows).
+// Signed times signed bytes, so no offset term: I = 256 C_hi + C_lo = sum(q v) exactly, the same
+// integer as every other family's. C row i holds the 16 weight rows' sums of activation row i, one per
+// 32-bit lane: the float epilogue runs lane-wise on it, the same operations in the same order as
+// the VNNI kernel's (linear.cc's contract), so the outputs are the same bits.
+//
+// Cost, per round of 16 x 16 outputs and one sub-block of 32 (measured on this project's Sapphire
+// Rapids-class VM core at ~2.8 GHz): ~22 ns of tile work (two TDPBSSD and two TILESTORED at 16
+// cycles each, three tile loads) and ~26 ns of epilogue (about 8 vector ops per activation row:
+// the contract's floats, which no tile can do), overlapping to ~40 ns; the VNNI kernel spends
+// 16 vpdpbusd besides the same epilogue per row. The sums of every sub-block must leave the tiles
+// (hi and lo: two 1 KiB stores), so this path is ~1.2-1.5x the VNNI kernel, not the TMUL peak.
+#include <cstring>
+
+#include "kernels.h"
+
+namespace pw {
+namespace quant {
+
+// The tile layout of the activations: plain byte copies (linear.cc calls them only when use_amx).
+size_t amx_tiles_bytes(int64_t M, int64_t K) { return static_cast<size_t>((M + 15) / 16 * (K / kActBlock)) * 1024; }
+
+void amx_tile_row(const ActRow* r, int64_t m, int64_t K, int8_t* tiles) {
+  const int64_t nkb = K / kActBlock;
+  int8_t* t = tiles + (m / 16) * nkb * 1024 + (m % 16) * kActBlock;
+  for (int64_t kb = 0; kb < nkb; kb++, t += 1024) {
+    if (r) {
+      std::memcpy(t, r->hi + kb * kActBlock, kActBlock);
+      std::memcpy(t + 512, r->lo + kb * kActBlock, kActBlock);
+    } else {
+      std::memset(t, 0, kActBlock);
+      std::memset(t + 512, 0, kActBlock);
+    }
+  }
+}
+
+}  // namespace quant
+}  // namespace pw
+
+#if defined(__x86_64__)
+#include <cpuid.h>
+#include <immintrin.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cstdlib>
+
+#include "../simd.h"
+
+#define PW_AMX __attribute__((target("amx-tile,amx-int8,avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")))
+
+namespace pw {
+namespace quant {
+namespace {
+
+// The CPU has AMX-TILE and AMX-INT8 (CPUID.(EAX=7,ECX=0):EDX bits 24, 25) and Linux grants this
+// process the tile data state. Linux wants each process to ask once, before any thread's first
+// tile instruction (so that signal stacks can be sized for the 8 KiB of tiles); a refusal (old
+// kernel, a too small alternate signal stack somewhere) leaves the VNNI kernels.
+bool amx_granted() {
+  static const bool granted = [] {
+    unsigned a = 0, b = 0, c = 0, d = 0;
+    if (!__get_cpuid_count(7, 0, &a, &b, &c, &d) || !(d & (1u << 24)) || !(d & (1u << 25))) return false;
+    constexpr long kArchGetXcompPerm = 0x1022, kArchReqXcompPerm = 0x1023, kXfeatureXtiledata = 18;
+    if (syscall(SYS_arch_prctl, kArchReqXcompPerm, kXfeatureXtiledata) != 0) return false;
+    unsigned long perm = 0;
+    return syscall(SYS_arch_prctl, kArchGetXcompPerm, &perm) == 0 && ((perm >> kXfeatureXtiledata) & 1) != 0;
+  }();
+  return granted;
+}
+
+std::atomic<bool>& amx_switch() {
+  static std::atomic<bool> on{[] {
+    const char* e = std::getenv("PAGEWISE_QUANT_AMX");
+    return !(e && std::strcmp(e, "0") == 0);
+  }()};
+  return on;
+}
+
+struct alignas(64) TileConfig {
+  uint8_t palette;
+  uint8_t start_row;
+  uint8_t reserved[14];
+  uint16_t colsb[16];  // bytes per row
+  uint8_t rows[16];
+};
+static_assert(sizeof(TileConfig) == 64, "LDTILECFG reads 64 bytes");
+
+// Tiles 0..3: the int32 sums C (activation row x weight row) of two sub-blocks, hi and lo halves
+// each; 4, 5: a sub-block's activation hi and lo bytes (16 rows x SUB); 6, 7: the weights of two
+// sub-blocks (SUB / 4 quad rows x 64 bytes). The configuration is per thread and kept with the
+// thread's state, so it is loaded when a thread first needs it or the sub-block size changes
+// (nothing else in the process uses tiles).
+PW_AMX void configure(int sub) {
+  thread_local int current = 0;
+  if (current == sub) return;
+  TileConfig c;
+  std::memset(&c, 0, sizeof c);
+  c.palette = 1;
+  for (int i = 0; i < 4; i++) {
+    c.rows[i] = kTileRows;
+    c.colsb[i] = 64;
+  }
+  for (int i = 4; i < 6; i++) {
+    c.rows[i] = kTileRows;
+    c.colsb[i] = static_cast<uint16_t>(sub);
+  }
+  for (int i = 6; i < 8; i++) {
+    c.rows[i] = static_cast<uint8_t>(sub / 4);
+    c.colsb[i] = 64;
+  }
+  _tile_loadconfig(&c);
+  current = sub;
+}
+
+// linear.cc's term of a sub-block, lane-wise over the 16 weight rows: c = a * float(I) - m *
+// float(X) (no m term for a type whose m is always 0, as the VNNI kernel), I = 256 C_hi + C_lo.
+template <bool HAS_MIN>
+PW_AMX PW_INLINE __m512 term(const int32_t* chi, const int32_t* clo, const float* a, const float* m, float xf) {
+  const __m512i I = _mm512_add_epi32(_mm512_slli_epi32(_mm512_load_si512(chi), 8), _mm512_load_si512(clo));
+  __m512 c = _mm512_mul_ps(_mm512_load_ps(a), _mm512_cvtepi32_ps(I));
+  if constexpr (HAS_MIN) c = _mm512_sub_ps(c, _mm512_mul_ps(_mm512_load_ps(m), _mm512_set1_ps(xf)));
+  return c;
+}
+
+// Round r of a block: the products of sub-block si of activation tile T (r = T * subs + si) into
+// C tiles 0, 1 (r even) or 2, 3 (r odd), with B in tile 6 or 7.
+template <int SUB>
+PW_AMX PW_INLINE void issue(const Decoded& d, const int8_t* a, int si, bool odd) {
+  const void* b = d.u[si * (SUB / 4)];
+  if (odd) {
+    _tile_zero(2);
+    _tile_zero(3);
+    _tile_loadd(7, b, 64);
+    _tile_loadd(4, a, 32);
+    _tile_loadd(5, a + 512, 32);
+    _tile_dpbssd(2, 4, 7);
+    _tile_dpbssd(3, 5, 7);
+  } else {
+    _tile_zero(0);
+    _tile_zero(1);
+    _tile_loadd(6, b, 64);
+    _tile_loadd(4, a, 32);
+    _tile_loadd(5, a + 512, 32);
+    _tile_dpbssd(0, 4, 6);
+    _tile_dpbssd(1, 5, 6);
+  }
+}
+
+// accp[m][16 lanes] += block blk's terms for activation rows mc .. me (mc a multiple of 16; the
+// tiles hold 16 rows, the sums of rows past me are dropped). A software pipeline: round r + 1's
+// tile products run while the vector units finish round r from its stored sums (C tiles and their
+// buffers alternate), so the products' latency hides behind the epilogue.
+template <int BLOCK, int SUB, bool HAS_MIN>
+PW_AMX void block_tiles(const Decoded& d, const Task& t, int64_t blk, int64_t mc, int64_t me, float* accp) {
+  constexpr int subs = BLOCK / SUB, abs_per_blk = BLOCK / kActBlock;
+  alignas(64) int32_t c[2][2][kTileRows][kTileRows];  // [round parity][hi, lo][activation row][weight row]
+  alignas(64) float c0[kTileRows][kTileRows];         // SUB 16: the first sub-block's terms
+  const int64_t nkb = t.K / kActBlock;
+  // Sub-block si's hi tile in activation tile T (a block of 32 and, SUB 16, its half); + 512: lo.
+  auto a_tile = [&](int64_t T, int si) {
+    return t.tiles + ((mc / kTileRows + T) * nkb + blk * abs_per_blk + (SUB == 32 ? si : si / 2)) * 1024 + (SUB == 16 ? (si % 2) * 16 : 0);
+  };
+  const int64_t rounds = (me - mc + kTileRows - 1) / kTileRows * subs;
+  issue<SUB>(d, a_tile(0, 0), 0, false);
+  for (int64_t r = 0; r <= rounds; r++) {
+    if (r < rounds) {  // round r's sums out, round r + 1's products in
+      if (r & 1) {
+        _tile_stored(2, c[1][0], 64);
+        _tile_stored(3, c[1][1], 64);
+      } else {
+        _tile_stored(0, c[0][0], 64);
+        _tile_stored(1, c[0][1], 64);
+      }
+      if (r + 1 < rounds) issue<SUB>(d, a_tile((r + 1) / subs, static_cast<int>((r + 1) % subs)), static_cast<int>((r + 1) % subs), !(r & 1));
+    }
+    if (r == 0) continue;
+    // The epilogue of round p = r - 1, whose sums were stored an iteration ago (reading them right
+    // after the tile stores would wait for those to complete).
+    const int64_t p = r - 1;
+    int32_t(*cr)[kTileRows][kTileRows] = c[p & 1];
+    const int64_t m0 = mc + p / subs * kTileRows, mr = std::min<int64_t>(kTileRows, me - m0);
+    const int si = static_cast<int>(p % subs);
+    for (int64_t i = 0; i < mr; i++) {
+      const ActRow& x = t.act[m0 + i];
+      if constexpr (SUB == 32) {  // a sub-block per activation block
+        const int64_t kb = blk * abs_per_blk + si;
+        const __m512 ts = term<HAS_MIN>(cr[0][i], cr[1][i], d.a[si], d.m[si], x.sumf32[kb]);
+        float* ap = accp + (m0 + i) * kTileRows;
+        _mm512_store_ps(ap, _mm512_add_ps(_mm512_load_ps(ap), _mm512_mul_ps(_mm512_set1_ps(x.s[kb]), ts)));
+      } else {  // two sub-blocks per activation block kb: ts = c0 + c1
+        const int64_t kb = blk * abs_per_blk + si / 2;
+        const __m512 ci = term<HAS_MIN>(cr[0][i], cr[1][i], d.a[si], d.m[si], x.sumf16[2 * kb + si % 2]);
+        if (si % 2 == 0) {
+          _mm512_store_ps(c0[i], ci);
+        } else {
+          float* ap = accp + (m0 + i) * kTileRows;
+          const __m512 ts = _mm512_add_ps(_mm512_load_ps(c0[i]), ci);
+          _mm512_store_ps(ap, _mm512_add_ps(_mm512_load_ps(ap), _mm512_mul_ps(_mm512_set1_ps(x.s[kb]), ts)));
+        }
+      }
+    }
+  }
+}
+
+template <int BLOCK, int SUB>
+PW_AMX void rows_tiles(bool has_min, const Decoded& d, const Task& t, int64_t blk, int64_t mc, int64_t me, float* accp) {
+  if (has_min) block_tiles<BLOCK, SUB, true>(d, t, blk, mc, me, accp);
+  else block_tiles<BLOCK, SUB, false>(d, t, blk, mc, me, accp);
+}
+
+PW_AMX void amx_group(const Task& t, const QuantLinear::Part& part, const uint8_t* data, int64_t lr, int64_t nr, float* out) {
+  TypeInfo ti;
+  type_info(t.type, &ti);
+  configure(ti.sub);
+  thread_local Decoded dec;
+  float* const accp = out;
+  std::fill(accp, accp + t.M * kTileRows, 0.0f);
+  const int64_t nblk = t.K / ti.block;
+  // Activation rows in chunks whose tiles stay in L2 across the blocks (1 MiB of the 2 MiB L2:
+  // 256 rows of K = 2048, 64 of K = 8192); each chunk decodes the weights again, and starts the
+  // pipeline again per block: with 256 KiB (16 rows of K = 8192) the down projection ran at
+  // ~0.86x the VNNI kernel.
+  const int64_t chunk = std::max<int64_t>(kTileRows, ((int64_t(1) << 20) / (2 * t.K)) / kTileRows * kTileRows);
+  for (int64_t mc = 0; mc < t.M; mc += chunk) {
+    const int64_t me = std::min(t.M, mc + chunk);
+    for (int64_t blk = 0; blk < nblk; blk++) {
+      const bool has_min = decode_group_signed(ti, part, data, lr, blk, nr, dec);
+      // The tile loads' asm does not tell the compiler which memory it reads: dec is written first.
+      asm volatile("" ::: "memory");
+      if (ti.block == 32) rows_tiles<32, 32>(has_min, dec, t, blk, mc, me, accp);
+      else if (ti.sub == 16) rows_tiles<256, 16>(has_min, dec, t, blk, mc, me, accp);
+      else rows_tiles<256, 32>(has_min, dec, t, blk, mc, me, accp);
+    }
+  }
+}
+
+}  // namespace
+
+bool quant_amx(int set) {
+  if (set >= 0) amx_switch().store(set != 0, std::memory_order_relaxed);
+  return amx_switch().load(std::memory_order_relaxed) && amx_granted();
+}
+
+// From 16 rows (a full tile): below, a round's fixed cost (two products, two tile stores) is
+// shared by too few rows (measured at M = 8: 0.7-1.1x the VNNI kernel, depending on the type).
+bool use_amx(Isa isa, int64_t M) {
+  static const bool vnni = __builtin_cpu_supports("avx512vnni");
+  return M >= 16 && isa >= Isa::Avx512 && vnni && quant_amx(-1);
+}
+
+void tile16_amx(const Task& t, const QuantLinear::Part& part, const uint8_t* data, int64_t lr, int64_t nr, float* out) {
+  amx_group(t, part, data, lr, nr, out);
+}
+
+}  // namespace quant
+}  // namespace pw
+
+#else  // no AMX off x86-64
+
+namespace pw {
+namespace quant {
+bool quant_amx(int) { return false; }
+bool use_amx(Isa, int64_t) { return false; }
+}  // namespace quant
+}  // namespace pw
+
+#endif
