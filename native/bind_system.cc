@@ -25,6 +25,7 @@ const char* isa_name(Isa i) {
     case Isa::Avx512Bf16: return "Avx512Bf16";
     case Isa::Neon: return "Neon";
     case Isa::NeonBf16: return "NeonBf16";
+    case Isa::AmxBf16: return "AmxBf16";
   }
   return "?";
 }
@@ -42,6 +43,7 @@ Napi::Value CpuInfo(const Napi::CallbackInfo& info) {
   o.Set("neon", f.neon);
   o.Set("bf16", f.bf16);
   o.Set("dotprod", f.dotprod);
+  o.Set("amxBf16", f.amx_bf16);
   o.Set("detectedIsa", static_cast<int>(detected_isa()));
   o.Set("activeIsa", static_cast<int>(active_isa()));
   return o;
@@ -50,8 +52,8 @@ Napi::Value CpuInfo(const Napi::CallbackInfo& info) {
 Napi::Value SetIsa(const Napi::CallbackInfo& info) {
   Args a(info, "setIsa", 1);
   const int64_t v = a.integer(0, "isa", -1000000, 1000000);
-  if (v < 0 || v > 5) {
-    a.range_fail("isa", "is not an Isa (Scalar=0, Avx2=1, Avx512=2, Avx512Bf16=3, Neon=4, NeonBf16=5): " + std::to_string(v));
+  if (v < 0 || v > 6) {
+    a.range_fail("isa", "is not an Isa (Scalar=0, Avx2=1, Avx512=2, Avx512Bf16=3, Neon=4, NeonBf16=5, AmxBf16=6): " + std::to_string(v));
   }
   const Isa isa = static_cast<Isa>(v);
   if (!isa_supported(isa)) {

@@ -29,14 +29,16 @@ namespace pw {
 enum class DType : int { F32 = 0, F16 = 1, BF16 = 2 };
 
 // Kernel families. Values are part of the JS contract. Each architecture has its own chain, best
-// last: x86-64 Scalar < Avx2 < Avx512 < Avx512Bf16, AArch64 Scalar < Neon < NeonBf16 (so an x86
-// comparison such as isa >= Isa::Avx512 only ever runs, under PW_X86, on x86 families).
-enum class Isa : int { Scalar = 0, Avx2 = 1, Avx512 = 2, Avx512Bf16 = 3, Neon = 4, NeonBf16 = 5 };
+// last: x86-64 Scalar < Avx2 < Avx512 < Avx512Bf16 < AmxBf16, AArch64 Scalar < Neon < NeonBf16 (so an
+// x86 comparison such as isa >= Isa::Avx512 only ever runs, under PW_X86, on x86 families).
+// AmxBf16: the AVX512_BF16 family with BF16-precision linear ops on AMX tiles (ops_linear_amx.cc).
+enum class Isa : int { Scalar = 0, Avx2 = 1, Avx512 = 2, Avx512Bf16 = 3, Neon = 4, NeonBf16 = 5, AmxBf16 = 6 };
 
 // CPU features found by detect (once, at first use); those of the other architecture stay false.
 struct CpuFeatures {
   bool avx2, fma, f16c, avx512f, avx512bw, avx512vl, avx512bf16;
   bool neon, bf16, dotprod;  // AArch64: Advanced SIMD, FEAT_BF16 (BFDOT / BFMMLA), FEAT_DotProd (SDOT)
+  bool amx_bf16;  // AMX-TILE and AMX-BF16, and the OS granted this process the tile data (amx.h)
 };
 const CpuFeatures& cpu_features();
 
@@ -45,8 +47,12 @@ Isa detected_isa();
 // True for the families this CPU can run: Scalar and the detected family's chain up to it.
 bool isa_supported(Isa isa);
 // ISA the kernels currently dispatch on (isa_supported; tests lower it to exercise every path).
+// It starts at detected_isa(), or lower where the environment variable PAGEWISE_ISA names a family
+// (isa_short_name) that isa_supported: the one switch benchmarks use to compare families.
 Isa active_isa();
 void set_active_isa(Isa isa);
+// Lower-case name of a family ("scalar", "avx2", "avx512", "avx512bf16", "amxbf16", "neon", "neonbf16").
+const char* isa_short_name(Isa isa);
 
 // Spin-wait hint for busy loops (pause / yield).
 inline void cpu_relax() {

@@ -3,8 +3,11 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cstdio>
 #include <cstdlib>
+#include <cstring>
 
+#include "amx.h"
 #include "common.h"
 
 #if PW_ARM64 && defined(__linux__)
@@ -56,6 +59,9 @@ CpuFeatures detect() {
   f.avx512bw = __builtin_cpu_supports("avx512bw");
   f.avx512vl = __builtin_cpu_supports("avx512vl");
   f.avx512bf16 = __builtin_cpu_supports("avx512bf16");
+  const AmxFeatures amx = amx_features();
+  // Asks the OS for the tile state only on CPUs that have the BF16 tiles.
+  f.amx_bf16 = amx.tile && amx.bf16 && amx_tile_data_granted();
   return f;
 }
 
@@ -64,7 +70,9 @@ Isa best_isa(const CpuFeatures& f) {
   if (!(f.avx2 && f.fma && f.f16c)) return Isa::Scalar;
   if (!(f.avx512f && f.avx512bw && f.avx512vl)) return Isa::Avx2;
   if (!f.avx512bf16) return Isa::Avx512;
-  return Isa::Avx512Bf16;
+  // The AMX family prepares activations and finishes tiles with AVX-512 (BF16 included).
+  if (!f.amx_bf16) return Isa::Avx512Bf16;
+  return Isa::AmxBf16;
 }
 
 #else
@@ -72,8 +80,23 @@ CpuFeatures detect() { return CpuFeatures{}; }
 Isa best_isa(const CpuFeatures&) { return Isa::Scalar; }
 #endif
 
+// The family to start with: the detected one, or the one PAGEWISE_ISA names (see common.h) where
+// this CPU can run it. A name that is no family is reported once on stderr and ignored.
+Isa initial_isa() {
+  const Isa best = detected_isa();
+  const char* e = std::getenv("PAGEWISE_ISA");
+  if (!e || !*e) return best;
+  for (int i = 0; i <= static_cast<int>(Isa::AmxBf16); i++) {
+    const Isa isa = static_cast<Isa>(i);
+    if (std::strcmp(e, isa_short_name(isa)) == 0) return isa_supported(isa) ? isa : best;
+  }
+  std::fprintf(stderr, "pagewise: PAGEWISE_ISA=%s is not a kernel family (scalar, avx2, avx512, avx512bf16, amxbf16, neon, neonbf16); using %s\n",
+               e, isa_short_name(best));
+  return best;
+}
+
 std::atomic<int>& active_slot() {
-  static std::atomic<int> slot{static_cast<int>(detected_isa())};
+  static std::atomic<int> slot{static_cast<int>(initial_isa())};
   return slot;
 }
 
@@ -98,12 +121,26 @@ bool isa_supported(Isa isa) {
   if (isa == Isa::Scalar || isa == best) return true;
   // The families below the best one in the same chain (common.h).
   if (best == Isa::NeonBf16) return isa == Isa::Neon;
+  if (best == Isa::AmxBf16) return isa <= Isa::Avx512Bf16;  // the x86 chain ends with AmxBf16
   return best <= Isa::Avx512Bf16 && isa < best;
 }
 
 Isa active_isa() { return static_cast<Isa>(active_slot().load(std::memory_order_relaxed)); }
 
 void set_active_isa(Isa isa) { active_slot().store(static_cast<int>(isa), std::memory_order_relaxed); }
+
+const char* isa_short_name(Isa isa) {
+  switch (isa) {
+    case Isa::Scalar: return "scalar";
+    case Isa::Avx2: return "avx2";
+    case Isa::Avx512: return "avx512";
+    case Isa::Avx512Bf16: return "avx512bf16";
+    case Isa::AmxBf16: return "amxbf16";
+    case Isa::Neon: return "neon";
+    case Isa::NeonBf16: return "neonbf16";
+  }
+  return "?";
+}
 
 float f16_to_f32(uint16_t h) {
   const uint32_t sign = static_cast<uint32_t>(h & 0x8000u) << 16;

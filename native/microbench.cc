@@ -227,7 +227,7 @@ void bench_peak_flops(double* f32_gflops, double* bf16_gflops, int accumulators)
 #endif
     if (rep > 0) best32 = std::max(best32, static_cast<double>(threads) * kFmaIters * lanes * 2 / s / 1e9);
 #if PW_X86
-    if (cpu_features().avx512bf16 && detected_isa() == Isa::Avx512Bf16) {
+    if (cpu_features().avx512bf16 && (detected_isa() == Isa::Avx512Bf16 || detected_isa() == Isa::AmxBf16)) {
       const double s16 = run_together([&](int64_t t) { g_sink = fns.bf(1e-3f * static_cast<float>(t + 1)); });
       // 32 bf16 pairs per instruction, 2 flops each.
       if (rep > 0) best16 = std::max(best16, static_cast<double>(threads) * kFmaIters * accumulators * 32 * 2 / s16 / 1e9);

@@ -72,6 +72,13 @@ void packed_linear_release(PackedLinear& p);  // idempotent
 // outs[s] is segment s's [M, n_s] output (silu pairs: one [M, I] output). accumulate: out += result.
 void linear_packed(const PackedLinear& p, const float* x, int64_t M, float* const* outs, bool accumulate);
 
+#if PW_X86
+// ---- AMX-BF16 linear (ops_linear_amx.cc): what linear() and linear_packed() run at BF16 precision
+// when the active family is Isa::AmxBf16 (the caller checks). w: bf16 [N, K]. ----
+void linear_amx(float* out, const float* x, const uint16_t* w, const float* bias, int64_t M, int64_t N, int64_t K);
+void linear_packed_amx(const PackedLinear& p, const float* x, int64_t M, float* const* outs, bool accumulate);
+#endif
+
 // ---- paged KV cache (kv_cache.cc) ----
 // One pool per layer. A block holds its K then its V, each [kv_heads][block_size][head_dim]: one
 // head's keys of a block are contiguous, and a decode step that reads every head of a block reads

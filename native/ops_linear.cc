@@ -12,6 +12,8 @@
 //
 // Work is split into (row block, column block) items handed out to the pool; w blocks are sized
 // to stay in L2 while every row tile of the block streams over them.
+//
+// BF16 precision on the AMX family (Isa::AmxBf16) runs on tiles instead: ops_linear_amx.cc.
 #include <algorithm>
 #include <utility>
 #include <vector>
@@ -402,6 +404,7 @@ const Kernel& kernel_for(Isa isa, int wt, bool dpbf16, bool bf16, int64_t M) {
   auto pick = [&](const auto& k) -> const Kernel& {
     switch (isa) {
 #if PW_X86
+      case Isa::AmxBf16:
       case Isa::Avx512Bf16:
       case Isa::Avx512: return M == 1 ? k.avx512_row : k.avx512;
       case Isa::Avx2: return M == 1 ? k.avx2_row : k.avx2;
@@ -462,6 +465,12 @@ void linear(float* out, const float* x, const void* w, DType dtype, const float*
   const bool bf16 = precision == MatmulPrecision::BF16;
   // A BF16 dot-product instruction: vdpbf16ps (x86) or BFDOT (AArch64).
   const bool dpbf16 = bf16 && (isa == Isa::Avx512Bf16 || isa == Isa::NeonBf16);
+#if PW_X86
+  if (bf16 && isa == Isa::AmxBf16) {
+    linear_amx(out, x, static_cast<const uint16_t*>(w), bias, M, N, K);
+    return;
+  }
+#endif
 
   Ctx c{};
   c.w = static_cast<const uint8_t*>(w);

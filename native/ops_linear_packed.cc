@@ -21,6 +21,9 @@
 // the same bits as linear + siluMul). With `accumulate`, out += result (the same bits as linear +
 // add). Batch invariance follows: tiles, groups and threads never change an output's sequence of
 // operations, so row m of a batch is bit for bit the M = 1 result.
+//
+// BF16 precision on the AMX family (Isa::AmxBf16) runs on tiles, from the same packs:
+// ops_linear_amx.cc (its numerics are that file's, equal between linear() and packs there).
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -492,6 +495,7 @@ const Family& family_for(Isa isa, const PackedLinear& P) {
   const Families* f;
   switch (isa) {
 #if PW_X86
+    case Isa::AmxBf16:  // BF16 precision runs on tiles (linear_packed)
     case Isa::Avx512Bf16: f = bf ? &dp : &f512[wt]; break;
     case Isa::Avx512: f = bf ? &f512bf : &f512[wt]; break;
     case Isa::Avx2: f = bf ? &a2bf : &a2[wt]; break;
@@ -644,6 +648,12 @@ void packed_linear_release(PackedLinear& P) {
 void linear_packed(const PackedLinear& P, const float* x, int64_t M, float* const* outs, bool accumulate) {
   if (M == 0) return;
   const Isa isa = active_isa();
+#if PW_X86
+  if (P.precision == MatmulPrecision::BF16 && isa == Isa::AmxBf16) {
+    linear_packed_amx(P, x, M, outs, accumulate);
+    return;
+  }
+#endif
   const Family& fam = family_for(isa, P);
   const bool bf = P.precision == MatmulPrecision::BF16;
   const bool dp = bf && (isa == Isa::Avx512Bf16 || isa == Isa::NeonBf16);  // vdpbf16ps / BFDOT

@@ -9,6 +9,8 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
+import { spawnSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
 import { DType, MatmulPrecision } from '../src/backend/backend.js';
 import { Isa, cpuBackend } from '../src/backend/native.js';
 import {
@@ -38,15 +40,34 @@ after(() => {
 describe('runtime', () => {
   test('cpuInfo reports features and the active ISA; setIsa lowers it and refuses what the CPU lacks', () => {
     const info = nb.cpuInfo();
-    for (const key of ['avx2', 'fma', 'f16c', 'avx512f', 'avx512bw', 'avx512bf16'] as const) assert.equal(typeof info[key], 'boolean');
-    assert.equal(info.activeIsa, info.detectedIsa);
-    if (info.avx512bf16 && info.avx512bw) assert.equal(info.detectedIsa, Isa.Avx512Bf16);
+    for (const key of ['avx2', 'fma', 'f16c', 'avx512f', 'avx512bw', 'avx512bf16', 'amxBf16'] as const) assert.equal(typeof info[key], 'boolean');
+    // PAGEWISE_ISA (native/common.h) may start a process on a lower family.
+    if (!process.env['PAGEWISE_ISA']) assert.equal(info.activeIsa, info.detectedIsa);
+    if (info.avx512bf16 && info.avx512bw) assert.equal(info.detectedIsa, info.amxBf16 ? Isa.AmxBf16 : Isa.Avx512Bf16);
     nb.setIsa(Isa.Scalar);
     assert.equal(nb.cpuInfo().activeIsa, Isa.Scalar);
     nb.setIsa(detectedIsa);
-    if (detectedIsa < Isa.Avx512Bf16) assert.throws(() => nb.setIsa(detectedIsa + 1), RangeError);
+    if (detectedIsa < Isa.AmxBf16) assert.throws(() => nb.setIsa(detectedIsa + 1), RangeError);
     assert.throws(() => nb.setIsa(7 as Isa), RangeError);
     assert.throws(() => nb.setIsa(-1 as Isa), RangeError);
+  });
+
+  test('PAGEWISE_ISA caps the family a process starts with; an unknown name is reported and ignored', () => {
+    const backend = fileURLToPath(new URL('../src/backend/native.ts', import.meta.url));
+    const activeIn = (value: string): { isa: number; stderr: string } => {
+      const r = spawnSync(process.execPath, ['--import', 'tsx', '-e', `import(${JSON.stringify(backend)}).then((m) => console.log(m.cpuBackend().cpuInfo().activeIsa))`], {
+        env: { ...process.env, PAGEWISE_ISA: value },
+        encoding: 'utf8',
+      });
+      assert.equal(r.status, 0, r.stderr);
+      return { isa: Number(r.stdout.trim()), stderr: r.stderr };
+    };
+    assert.equal(activeIn('scalar').isa, Isa.Scalar);
+    assert.equal(activeIn('amxbf16').isa, detectedIsa, 'never above what the CPU has');
+    if (detectedIsa === Isa.Avx512Bf16 || detectedIsa === Isa.AmxBf16) assert.equal(activeIn('avx512bf16').isa, Isa.Avx512Bf16);
+    const bad = activeIn('avx9000');
+    assert.equal(bad.isa, detectedIsa);
+    assert.match(bad.stderr, /PAGEWISE_ISA=avx9000 is not a kernel family/);
   });
 
   test('setThreads / getThreads', () => {
@@ -472,6 +493,128 @@ describe('linearPacked (pre-packed weights)', () => {
     nb.packedLinearFree(p);
     nb.packedLinearFree(p);
     assert.throws(() => nb.linearPacked(p, x, 2, [out], false), /freed/);
+  });
+});
+
+describe('AMX-BF16 family (BF16 linear on tiles)', () => {
+  // Other machines report the skip: these tests cannot run without AMX-BF16 and the tile state.
+  const amx = nb.cpuInfo().amxBf16 && detectedIsa >= Isa.AmxBf16;
+  const skip = amx ? false : 'this CPU or OS offers no AMX-BF16 tiles: the AmxBf16 family could not be run here';
+  const bf16 = (n: number, rand: () => number): Uint16Array => randomWeights(n, DType.BF16, rand) as Uint16Array;
+  const plain = (x: Float32Array, w: Uint16Array, bias: Float32Array | null, M: number, N: number, K: number): Float32Array => {
+    const out = new Float32Array(M * N);
+    nb.linear(out, x, w, DType.BF16, bias, M, N, K, MatmulPrecision.BF16);
+    return out;
+  };
+  /** Runs fn on the AMX family, then returns to the family the file runs on. */
+  const onAmx = (fn: () => void): void => {
+    nb.setIsa(Isa.AmxBf16);
+    try {
+      fn();
+    } finally {
+      nb.setIsa(detectedIsa);
+      nb.setThreads(initialThreads);
+    }
+  };
+  // M around the 16-row tiles; N and K off the 16-output panels and 32-k steps; K one step (32) and less.
+  const Ms = [1, 3, 15, 16, 17, 64, 100];
+  const NKs: Array<[number, number]> = [[1, 1], [7, 17], [37, 100], [16, 32], [50, 32], [33, 31], [19, 63], [96, 576]];
+
+  test('linear and linearPacked match the float64 reference; plain = packed = every row alone, bit for bit', { skip }, () => {
+    const rand = rng(31);
+    onAmx(() => {
+      for (const [N, K] of NKs) {
+        for (const M of Ms) {
+          const x = randomF32(M * K, rand);
+          const w = bf16(N * K, rand);
+          const bias = M % 2 === 1 ? randomF32(N, rand) : null;
+          const tag = `M=${M} N=${N} K=${K} bias=${bias !== null}`;
+          const out = plain(x, w, bias, M, N, K);
+          const ref = linearRef(x, w, DType.BF16, bias, M, N, K, MatmulPrecision.BF16);
+          assert.equal(closeTo(out, ref.out, 1e-5, 1e-30, ref.absSum), null, tag);
+          // The same weights as two packed parts (one panel boundary inside the second part).
+          const n1 = Math.max(1, N >> 1);
+          const parts = [{ w: w.subarray(0, n1 * K), n: n1, bias: bias?.subarray(0, n1) ?? null }];
+          if (N > n1) parts.push({ w: w.subarray(n1 * K), n: N - n1, bias: bias?.subarray(n1) ?? null });
+          const packed = nb.packLinear(parts, DType.BF16, K, MatmulPrecision.BF16);
+          const outs = parts.map((p) => new Float32Array(M * p.n));
+          nb.linearPacked(packed, x, M, outs, false);
+          parts.forEach((p, i) => {
+            const want = plain(x, p.w, p.bias, M, p.n, K);
+            assert.ok(bitEqual(outs[i]!, want), `${tag}: packed part ${i} differs from linear()`);
+          });
+          for (let m = 0; m < M; m++) {
+            const row = x.subarray(m * K, (m + 1) * K);
+            assert.ok(bitEqual(plain(row, w, bias, 1, N, K), out.subarray(m * N, (m + 1) * N), N), `${tag}: row ${m} alone differs`);
+            if (m % 7 === 0 || m === M - 1) {
+              const one = parts.map((p) => new Float32Array(p.n));
+              nb.linearPacked(packed, row, 1, one, false);
+              parts.forEach((p, i) => assert.ok(bitEqual(one[i]!, outs[i]!.subarray(m * p.n, (m + 1) * p.n), p.n), `${tag}: packed row ${m} alone differs`));
+            }
+          }
+          nb.packedLinearFree(packed);
+        }
+      }
+    });
+  });
+
+  test('thread counts and batch neighbours do not change a bit; gate/up pack = linear() twice + siluMul; accumulate = linear() + add', { skip }, () => {
+    const rand = rng(32);
+    onAmx(() => {
+      for (const [M, N, K] of [[100, 70, 200], [33, 40, 576], [5, 300, 64]]) {
+        const x = randomF32(M * K, rand);
+        const w = bf16(N * K, rand);
+        const bias = randomF32(N, rand);
+        const tag = `M=${M} N=${N} K=${K}`;
+        const want = plain(x, w, bias, M, N, K);
+        for (const threads of [1, 3]) {
+          nb.setThreads(threads);
+          assert.ok(bitEqual(plain(x, w, bias, M, N, K), want), `${tag}: ${threads} threads`);
+          nb.setThreads(initialThreads);
+        }
+        const [a, b] = [2, Math.min(M, 19)];
+        const mid = plain(x.subarray(a * K, b * K), w, bias, b - a, N, K);
+        assert.ok(bitEqual(mid, want.subarray(a * N, b * N)), `${tag}: rows ${a}..${b} as a batch of their own`);
+
+        const gate = bf16(N * K, rand);
+        const up = bf16(N * K, rand);
+        const gu = nb.packGateUp(gate, up, DType.BF16, N, K, MatmulPrecision.BF16);
+        const act = new Float32Array(M * N);
+        nb.linearPacked(gu, x, M, [act], false);
+        const fused = new Float32Array(M * N);
+        nb.siluMul(fused, plain(x, gate, null, M, N, K), plain(x, up, null, M, N, K), M, N, N, N);
+        assert.ok(bitEqual(act, fused), `${tag}: gate/up differs from linear + siluMul`);
+        const g1 = new Float32Array(N);
+        nb.linearPacked(gu, x.subarray((M - 1) * K), 1, [g1], false);
+        assert.ok(bitEqual(g1, act.subarray((M - 1) * N)), `${tag}: gate/up last row alone differs`);
+        nb.packedLinearFree(gu);
+
+        const packed = nb.packLinear([{ w, n: N, bias }], DType.BF16, K, MatmulPrecision.BF16);
+        const resid = randomF32(M * N, rand, 4);
+        const acc = Float32Array.from(resid);
+        nb.linearPacked(packed, x, M, [acc], true);
+        const sum = new Float32Array(M * N);
+        nb.add(sum, resid, want, M * N);
+        assert.ok(bitEqual(acc, sum), `${tag}: accumulate differs from linear + add`);
+        nb.packedLinearFree(packed);
+      }
+    });
+  });
+
+  test('setIsa switches between the AMX and AVX512_BF16 families (their accumulation orders differ in the last bits)', { skip }, () => {
+    const rand = rng(33);
+    const [M, N, K] = [16, 64, 576];
+    const x = randomF32(M * K, rand);
+    const w = bf16(N * K, rand);
+    let a: Float32Array = new Float32Array(0);
+    onAmx(() => {
+      a = plain(x, w, null, M, N, K);
+    });
+    nb.setIsa(Isa.Avx512Bf16);
+    const b = plain(x, w, null, M, N, K);
+    nb.setIsa(detectedIsa);
+    assert.ok(!bitEqual(a, b), 'the AmxBf16 and Avx512Bf16 results are identical: the AMX kernels did not run');
+    assert.equal(closeTo(a, b, 1e-4, 1e-5), null);
   });
 });
 

@@ -57,13 +57,14 @@ const char* isa_name(Isa i) {
     case Isa::Avx512Bf16: return "Avx512Bf16";
     case Isa::Neon: return "Neon";
     case Isa::NeonBf16: return "NeonBf16";
+    case Isa::AmxBf16: return "AmxBf16";
   }
   return "?";
 }
 
 std::vector<Isa> families() {
   std::vector<Isa> out;
-  for (int i = 0; i <= 5; i++)
+  for (int i = 0; i <= static_cast<int>(Isa::AmxBf16); i++)
     if (isa_supported(static_cast<Isa>(i))) out.push_back(static_cast<Isa>(i));
   return out;
 }

@@ -1,7 +1,8 @@
 /**
  * The CPU backend: C++17 kernels in a node-addon-api addon (native/, built by node-gyp into
- * build/Release/pagewise.node), with run-time ISA dispatch (x86-64: AVX-512 BF16 / AVX-512 / AVX2 / scalar;
- * AArch64: NEON with BFDOT / NEON / scalar)
+ * build/Release/pagewise.node), with run-time ISA dispatch (x86-64: AMX-BF16 / AVX-512 BF16 / AVX-512 /
+ * AVX2 / scalar; AArch64: NEON with BFDOT / NEON / scalar; PAGEWISE_ISA=<name> picks the family a
+ * process starts with, see native/common.h)
  * and its own thread pool. Besides the compute contract (`backend.ts`) the addon exposes test hooks
  * (kernel family, thread count, a plain unpacked linear, KV slot read-back), machine
  * microbenchmarks, and host services (file mapping, aligned memory).
@@ -27,6 +28,8 @@ export enum Isa {
   Avx512Bf16 = 3,
   Neon = 4,
   NeonBf16 = 5,
+  /** Avx512Bf16 with BF16-precision linear ops on AMX tiles (needs AMX-BF16 and the OS granting the tile state). */
+  AmxBf16 = 6,
 }
 
 export interface CpuInfo {
@@ -40,6 +43,8 @@ export interface CpuInfo {
   neon: boolean;
   bf16: boolean;
   dotprod: boolean;
+  /** AMX-TILE and AMX-BF16, with the tile state granted to this process. */
+  amxBf16: boolean;
   /** Best kernel family this CPU supports. */
   detectedIsa: Isa;
   /** Kernel family in use now. */
@@ -158,6 +163,7 @@ const isaNames: Record<number, string> = {
   [Isa.Avx512Bf16]: 'avx512bf16',
   [Isa.Neon]: 'neon',
   [Isa.NeonBf16]: 'neonbf16',
+  [Isa.AmxBf16]: 'amxbf16',
 };
 
 /**
