@@ -18,6 +18,51 @@ struct Task {
   const int8_t* tiles;  // the AMX path's copy of the activations (amx_tiles_bytes), or nullptr
 };
 
+// The numerics contract for one weight row lr of the part against every activation row, into
+// acc[m * kGroupRows]: each block is decoded once; sums(q, x, k0, subs, sub, I) gives the block's
+// exact integer sums I[s] = sum(q v) per sub-block (any order: integers); then the fixed float
+// epilogue, the same operations in the same order on every family. The scalar kernel (linear.cc)
+// and the NEON kernel (rows_neon.cc) differ only in their sums.
+template <class Sums>
+inline void row_reference(const Task& t, const QuantLinear::Part& part, const uint8_t* data, int64_t lr, float* acc, Sums sums) {
+  TypeInfo ti;
+  type_info(t.type, &ti);
+  const uint8_t* w = part.ib ? nullptr : data + part.offset + static_cast<size_t>(lr) * part.row_bytes;
+  alignas(16) uint8_t fb[kMaxBlock + 64];
+  alignas(16) int8_t q[kMaxBlock];
+  float a[kMaxSubs], mm[kMaxSubs];
+  const int64_t nblk = t.K / ti.block;
+  const int abs_per_blk = ti.block / kActBlock;
+  const int subs_per_ab = kActBlock / ti.sub;
+  for (int64_t m = 0; m < t.M; m++) acc[m * kGroupRows] = 0.0f;
+  for (int64_t blk = 0; blk < nblk; blk++) {
+    if (part.ib) {
+      deinterleave_block(t.type, part.group_block(data, lr / kGroupRows, blk), static_cast<int>(lr % kGroupRows), fb);
+      decode_block(t.type, fb, q, a, mm);
+    } else {
+      decode_block(t.type, w + static_cast<size_t>(blk) * ti.bytes, q, a, mm);
+    }
+    for (int64_t m = 0; m < t.M; m++) {
+      const ActRow& x = t.act[m];
+      int32_t I[kMaxSubs];
+      sums(q, x, blk * ti.block, ti.block / ti.sub, ti.sub, I);
+      float am = acc[m * kGroupRows];
+      for (int ab = 0; ab < abs_per_blk; ab++) {
+        const int64_t kb = blk * abs_per_blk + ab;
+        float ts = 0.0f;
+        for (int sb = 0; sb < subs_per_ab; sb++) {
+          const int si = ab * subs_per_ab + sb;
+          const int32_t X = ti.sub == 32 ? x.sum16[2 * kb] + x.sum16[2 * kb + 1] : x.sum16[2 * kb + sb];
+          const float c = a[si] * static_cast<float>(I[si]) - mm[si] * static_cast<float>(X);
+          ts = sb == 0 ? c : ts + c;
+        }
+        am = am + x.s[kb] * ts;
+      }
+      acc[m * kGroupRows] = am;
+    }
+  }
+}
+
 // Computes acc[m * 16 + i] (acc 64-byte aligned) for rows lr + i, i in [0, nr) (nr <= 16, lr a
 // multiple of 16) of the part when the family has a kernel for it; returns how many (0 or nr; the
 // scalar kernel does the rest). With t.tiles the AMX kernel runs.

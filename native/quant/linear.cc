@@ -50,47 +50,18 @@ void quantize_act_row(const float* x, int64_t K, const ActRow& r) {
 
 namespace {
 
-// Scalar reference kernel (any type, either layout): weight row lr of the part against every
-// activation row, into acc[m * kGroupRows]. The block is decoded once and used for all M rows.
+// Scalar reference kernel (any type, either layout): the contract's loop (kernels.h) with plain
+// integer sums.
 void row_scalar(const Task& t, const QuantLinear::Part& part, const uint8_t* data, int64_t lr, float* acc) {
-  const uint8_t* w = part.ib ? nullptr : data + part.offset + static_cast<size_t>(lr) * part.row_bytes;
-  uint8_t fb[kMaxBlock + 64];
-  TypeInfo ti;
-  type_info(t.type, &ti);
-  const int64_t nblk = t.K / ti.block;
-  const int abs_per_blk = ti.block / kActBlock;
-  const int subs_per_ab = kActBlock / ti.sub;
-  int8_t q[kMaxBlock];
-  float a[kMaxSubs], mm[kMaxSubs];
-  for (int64_t m = 0; m < t.M; m++) acc[m * kGroupRows] = 0.0f;
-  for (int64_t blk = 0; blk < nblk; blk++) {
-    if (part.ib) {
-      deinterleave_block(t.type, part.group_block(data, lr / kGroupRows, blk), static_cast<int>(lr % kGroupRows), fb);
-      decode_block(t.type, fb, q, a, mm);
-    } else {
-      decode_block(t.type, w + static_cast<size_t>(blk) * ti.bytes, q, a, mm);
+  row_reference(t, part, data, lr, acc, [](const int8_t* q, const ActRow& x, int64_t k0, int subs, int sub, int32_t* I) {
+    for (int s = 0; s < subs; s++) {
+      const int16_t* v = x.v + k0 + s * sub;
+      const int8_t* qq = q + s * sub;
+      int32_t sum = 0;
+      for (int j = 0; j < sub; j++) sum += static_cast<int32_t>(qq[j]) * v[j];
+      I[s] = sum;
     }
-    for (int64_t m = 0; m < t.M; m++) {
-      const ActRow& x = t.act[m];
-      float am = acc[m * kGroupRows];
-      for (int ab = 0; ab < abs_per_blk; ab++) {
-        const int64_t kb = blk * abs_per_blk + ab;
-        float ts = 0.0f;
-        for (int sb = 0; sb < subs_per_ab; sb++) {
-          const int si = ab * subs_per_ab + sb;
-          const int16_t* v = x.v + blk * ti.block + si * ti.sub;
-          const int8_t* qq = q + si * ti.sub;
-          int32_t I = 0;
-          for (int j = 0; j < ti.sub; j++) I += static_cast<int32_t>(qq[j]) * v[j];
-          const int32_t X = ti.sub == 32 ? x.sum16[2 * kb] + x.sum16[2 * kb + 1] : x.sum16[2 * kb + sb];
-          const float c = a[si] * static_cast<float>(I) - mm[si] * static_cast<float>(X);
-          ts = sb == 0 ? c : ts + c;
-        }
-        am = am + x.s[kb] * ts;
-      }
-      acc[m * kGroupRows] = am;
-    }
-  }
+  });
 }
 
 // Grow-only per-thread scratch, 64-byte aligned.

@@ -58,45 +58,11 @@ PW_NEON_DOT void block_sums_sdot(const int8_t* q, const ActRow& x, int64_t k0, i
   }
 }
 
-// Weight row lr of the part against every activation row: acc[m * kGroupRows] (kernels.h's layout).
+// Weight row lr of the part against every activation row: the contract's loop (kernels.h) with
+// SDOT or widening multiply-accumulate integer sums.
 void row_neon(const Task& t, const QuantLinear::Part& part, const uint8_t* data, int64_t lr, float* acc, bool dotprod) {
-  TypeInfo ti;
-  type_info(t.type, &ti);
-  const uint8_t* w = part.ib ? nullptr : data + part.offset + static_cast<size_t>(lr) * part.row_bytes;
-  alignas(16) uint8_t fb[kMaxBlock + 64];
-  alignas(16) int8_t q[kMaxBlock];
-  float a[kMaxSubs], mm[kMaxSubs];
-  const int64_t nblk = t.K / ti.block;
-  const int abs_per_blk = ti.block / kActBlock;
-  const int subs_per_ab = kActBlock / ti.sub;
-  for (int64_t m = 0; m < t.M; m++) acc[m * kGroupRows] = 0.0f;
-  for (int64_t blk = 0; blk < nblk; blk++) {
-    if (part.ib) {
-      deinterleave_block(t.type, part.group_block(data, lr / kGroupRows, blk), static_cast<int>(lr % kGroupRows), fb);
-      decode_block(t.type, fb, q, a, mm);
-    } else {
-      decode_block(t.type, w + static_cast<size_t>(blk) * ti.bytes, q, a, mm);
-    }
-    for (int64_t m = 0; m < t.M; m++) {
-      const ActRow& x = t.act[m];
-      int32_t I[kMaxSubs];
-      if (dotprod) block_sums_sdot(q, x, blk * ti.block, ti.block / ti.sub, ti.sub, I);
-      else block_sums_mlal(q, x, blk * ti.block, ti.block / ti.sub, ti.sub, I);
-      float am = acc[m * kGroupRows];
-      for (int ab = 0; ab < abs_per_blk; ab++) {
-        const int64_t kb = blk * abs_per_blk + ab;
-        float ts = 0.0f;
-        for (int sb = 0; sb < subs_per_ab; sb++) {
-          const int si = ab * subs_per_ab + sb;
-          const int32_t X = ti.sub == 32 ? x.sum16[2 * kb] + x.sum16[2 * kb + 1] : x.sum16[2 * kb + sb];
-          const float c = a[si] * static_cast<float>(I[si]) - mm[si] * static_cast<float>(X);
-          ts = sb == 0 ? c : ts + c;
-        }
-        am = am + x.s[kb] * ts;
-      }
-      acc[m * kGroupRows] = am;
-    }
-  }
+  if (dotprod) row_reference(t, part, data, lr, acc, block_sums_sdot);
+  else row_reference(t, part, data, lr, acc, block_sums_mlal);
 }
 
 }  // namespace
