@@ -236,4 +236,33 @@ class Args {
   const char* op_;
 };
 
+// The arguments of a gated activation op(out, gate, up, M, I, gateStride, upStride) (siluMul,
+// geluTanhMul), checked: row strides of at least I, buffers long enough, and out aliasing gate or
+// up only exactly (rows run in parallel).
+struct GatedMulArgs {
+  View<float> out, gate, up;
+  int64_t M, I, gs, us;
+};
+
+inline GatedMulArgs read_gated_mul(const Napi::CallbackInfo& info, const char* op) {
+  Args a(info, op, 7);
+  GatedMulArgs g{a.f32(0, "out"), a.f32(1, "gate"), a.f32(2, "up"), a.integer(3, "M", 0, kMaxDim), a.integer(4, "I", 0, kMaxDim),
+                 a.integer(5, "gateStride", 0, int64_t(1) << 40), a.integer(6, "upStride", 0, int64_t(1) << 40)};
+  const int64_t M = g.M, I = g.I, gs = g.gs, us = g.us;
+  if (M > 1 && gs < I) a.range_fail("gateStride", "must be >= I (" + std::to_string(I) + "), got " + std::to_string(gs));
+  if (M > 1 && us < I) a.range_fail("upStride", "must be >= I (" + std::to_string(I) + "), got " + std::to_string(us));
+  if (M > 0 && I > 0) {
+    a.need_at_least(g.out, "out", mul_checked(op, "out", {M, I}), "M*I");
+    a.need_at_least(g.gate, "gate", mul_checked(op, "gate", {M - 1, gs}) + static_cast<size_t>(I), "(M-1)*gateStride+I");
+    a.need_at_least(g.up, "up", mul_checked(op, "up", {M - 1, us}) + static_cast<size_t>(I), "(M-1)*upStride+I");
+    const size_t no = static_cast<size_t>(M * I) * 4;
+    const size_t ng = (static_cast<size_t>(M - 1) * gs + I) * 4, nu = (static_cast<size_t>(M - 1) * us + I) * 4;
+    const bool g_ok = !overlaps(g.out.data, no, g.gate.data, ng) || (g.out.data == g.gate.data && (gs == I || M == 1));
+    const bool u_ok = !overlaps(g.out.data, no, g.up.data, nu) || (g.out.data == g.up.data && (us == I || M == 1));
+    if (!g_ok) a.range_fail("out", "overlaps gate (only out === gate with gateStride === I is allowed)");
+    if (!u_ok) a.range_fail("out", "overlaps up (only out === up with upStride === I is allowed)");
+  }
+  return g;
+}
+
 }  // namespace pw
