@@ -104,42 +104,34 @@ fn main(@builtin(global_invocation_id) g: vec3<u32>) {
 }
 `;
 
+/** A gated activation: out[m, i] = act(gate[m, i]) * up[m, i], `act` a WGSL expression of x. */
+const gatedMul = (act: string): string => /* wgsl */ `${PRELUDE}
+@group(0) @binding(1) var<storage, read> G: array<f32>;
+@group(0) @binding(2) var<storage, read> U: array<f32>;
+@group(0) @binding(3) var<storage, read_write> OUT: array<f32>;
+@compute @workgroup_size(64)
+fn main(@builtin(global_invocation_id) g: vec3<u32>) {
+  let I = P[1];
+  let i = g.x;
+  let m = g.y;
+  if (i >= I || m >= P[0]) { return; }
+  let x = G[P[2] + m * P[5] + i];
+  OUT[P[4] + m * I + i] = ${act} * U[P[3] + m * P[6] + i];
+}
+`;
+
 /**
  * out[m, i] = silu(gate[m, i]) * up[m, i].  P: M, I, gateOffset, upOffset, outOffset,
  * gateStride, upStride.  Dispatch (ceil(I / 64), M).
  */
-const siluMul = /* wgsl */ `${PRELUDE}
-@group(0) @binding(1) var<storage, read> G: array<f32>;
-@group(0) @binding(2) var<storage, read> U: array<f32>;
-@group(0) @binding(3) var<storage, read_write> OUT: array<f32>;
-@compute @workgroup_size(64)
-fn main(@builtin(global_invocation_id) g: vec3<u32>) {
-  let I = P[1];
-  let i = g.x;
-  let m = g.y;
-  if (i >= I || m >= P[0]) { return; }
-  let x = G[P[2] + m * P[5] + i];
-  OUT[P[4] + m * I + i] = x / (1.0 + exp(-x)) * U[P[3] + m * P[6] + i];
-}
-`;
+const siluMul = gatedMul('x / (1.0 + exp(-x))');
 
-/** out[m, i] = gelu_tanh(gate[m, i]) * up[m, i] (GeGLU, transformers' gelu_pytorch_tanh); arguments as siluMul. */
-const geluTanhMul = /* wgsl */ `${PRELUDE}
-@group(0) @binding(1) var<storage, read> G: array<f32>;
-@group(0) @binding(2) var<storage, read> U: array<f32>;
-@group(0) @binding(3) var<storage, read_write> OUT: array<f32>;
-@compute @workgroup_size(64)
-fn main(@builtin(global_invocation_id) g: vec3<u32>) {
-  let I = P[1];
-  let i = g.x;
-  let m = g.y;
-  if (i >= I || m >= P[0]) { return; }
-  let x = G[P[2] + m * P[5] + i];
-  // 0.5 x (1 + tanh(u)) = x / (1 + exp(-2u)): no cancellation where tanh(u) is near -1.
-  let u = 0.7978845608028654 * (x + 0.044715 * x * x * x);
-  OUT[P[4] + m * I + i] = x / (1.0 + exp(-2.0 * u)) * U[P[3] + m * P[6] + i];
-}
-`;
+/**
+ * out[m, i] = gelu_tanh(gate[m, i]) * up[m, i] (GeGLU, transformers' gelu_pytorch_tanh); arguments
+ * as siluMul. 0.5 x (1 + tanh(u)) = x / (1 + exp(-2u)), u = √(2/π) (x + 0.044715 x³): no
+ * cancellation where tanh(u) is near -1.
+ */
+const geluTanhMul = gatedMul('x / (1.0 + exp(-2.0 * (0.7978845608028654 * (x + 0.044715 * x * x * x))))');
 
 /**
  * Element-wise maps: out[i] = x[i] * s (mode 0) or cap * tanh(x[i] / cap) (mode 1, soft-capping).
