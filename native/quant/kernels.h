@@ -68,12 +68,18 @@ inline void row_reference(const Task& t, const QuantLinear::Part& part, const ui
 // scalar kernel does the rest). With t.tiles the AMX kernel runs.
 int rows_fast(Isa isa, const Task& t, const QuantLinear::Part& part, const uint8_t* data, int64_t lr, int64_t nr, float* acc);
 
+// quantize_act_row (act_quant.h) on the family's SIMD units where it has a version (AVX-512),
+// the same bits; returns false where the caller must run the plain one.
+bool quantize_act_fast(Isa isa, const float* x, int64_t K, const ActRow& r);
+
 // Whether a call of M activation rows runs the AMX kernel (rows_amx.cc): then the caller gives
 // Task::tiles, amx_tiles_bytes(M, K) bytes (64-byte aligned) filled by amx_tile_row for each row.
 bool use_amx(Isa isa, int64_t M);
-// The AMX layout: per 16 activation rows (a tile; rows past M zero) and block kb of 32 values, the
-// rows' hi bytes (16 x 32) then their lo bytes: a sub-block's tile is one load at stride 32.
+// The AMX layout: per 16 activation rows (a tile; rows past M zero) and block kb of 32 values, a
+// record of kAmxRecord bytes: the rows' hi bytes (16 x 32) then their lo bytes (a sub-block's tile
+// is one load at stride 32), then the rows' floats of the block (rows_amx.cc).
 // amx_tile_row copies row m in (r nullptr: zeros, for the rows past M of the last tile).
+constexpr int kAmxRecord = 1024 + 64 * 4;
 size_t amx_tiles_bytes(int64_t M, int64_t K);
 void amx_tile_row(const ActRow* r, int64_t m, int64_t K, int8_t* tiles);
 

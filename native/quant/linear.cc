@@ -212,7 +212,7 @@ void quant_linear(const QuantLinear& p, const float* x, int64_t M, float* const*
   int8_t* tiles = use_amx(isa, M) ? reinterpret_cast<int8_t*>(scratch(tiles_buf, amx_tiles_bytes(M, K))) : nullptr;
   auto prep = [&](int64_t b, int64_t e) {
     for (int64_t m = b; m < e; m++) {
-      quantize_act_row(x + m * K, K, act[m]);
+      if (!quantize_act_fast(isa, x + m * K, K, act[m])) quantize_act_row(x + m * K, K, act[m]);
       if (tiles) amx_tile_row(&act[m], m, K, tiles);
     }
   };

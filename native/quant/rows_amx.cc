@@ -25,19 +25,30 @@
 namespace pw {
 namespace quant {
 
-// The tile layout of the activations: plain byte copies (linear.cc calls them only when use_amx).
-size_t amx_tiles_bytes(int64_t M, int64_t K) { return static_cast<size_t>((M + 15) / 16 * (K / kActBlock)) * 1024; }
+// The tile layout of the activations (linear.cc calls these only when use_amx): per 16 rows and
+// activation block, a record of the hi bytes (16 x 32), the lo bytes, then the floats the
+// epilogue reads per row, contiguous (read through each row's ActRow they were the kernel's
+// slowest loads: two dependent loads a row, from as many pages as rows): s[16], sumf32[16],
+// sumf16 of the first 16 values [16], of the second [16].
+size_t amx_tiles_bytes(int64_t M, int64_t K) { return static_cast<size_t>((M + 15) / 16 * (K / kActBlock)) * kAmxRecord; }
 
 void amx_tile_row(const ActRow* r, int64_t m, int64_t K, int8_t* tiles) {
   const int64_t nkb = K / kActBlock;
-  int8_t* t = tiles + (m / 16) * nkb * 1024 + (m % 16) * kActBlock;
-  for (int64_t kb = 0; kb < nkb; kb++, t += 1024) {
+  const int i = static_cast<int>(m % 16);
+  int8_t* t = tiles + (m / 16) * nkb * kAmxRecord;
+  for (int64_t kb = 0; kb < nkb; kb++, t += kAmxRecord) {
+    float* f = reinterpret_cast<float*>(t + 1024);
     if (r) {
-      std::memcpy(t, r->hi + kb * kActBlock, kActBlock);
-      std::memcpy(t + 512, r->lo + kb * kActBlock, kActBlock);
+      std::memcpy(t + i * kActBlock, r->hi + kb * kActBlock, kActBlock);
+      std::memcpy(t + 512 + i * kActBlock, r->lo + kb * kActBlock, kActBlock);
+      f[i] = r->s[kb];
+      f[16 + i] = r->sumf32[kb];
+      f[32 + i] = r->sumf16[2 * kb];
+      f[48 + i] = r->sumf16[2 * kb + 1];
     } else {
-      std::memset(t, 0, kActBlock);
-      std::memset(t + 512, 0, kActBlock);
+      std::memset(t + i * kActBlock, 0, kActBlock);
+      std::memset(t + 512 + i * kActBlock, 0, kActBlock);
+      f[i] = f[16 + i] = f[32 + i] = f[48 + i] = 0.0f;
     }
   }
 }
@@ -169,7 +180,7 @@ PW_AMX void block_tiles(const Decoded& d, const Task& t, int64_t blk, int64_t mc
   const int64_t nkb = t.K / kActBlock;
   // Sub-block si's hi tile in activation tile T (a block of 32 and, SUB 16, its half); + 512: lo.
   auto a_tile = [&](int64_t T, int si) {
-    return t.tiles + ((mc / kTileRows + T) * nkb + blk * abs_per_blk + (SUB == 32 ? si : si / 2)) * 1024 + (SUB == 16 ? (si % 2) * 16 : 0);
+    return t.tiles + ((mc / kTileRows + T) * nkb + blk * abs_per_blk + (SUB == 32 ? si : si / 2)) * kAmxRecord + (SUB == 16 ? (si % 2) * 16 : 0);
   };
   const int64_t rounds = (me - mc + kTileRows - 1) / kTileRows * subs;
   issue<SUB>(d, a_tile(0, 0), 0, false);
@@ -191,22 +202,23 @@ PW_AMX void block_tiles(const Decoded& d, const Task& t, int64_t blk, int64_t mc
     int32_t(*cr)[kTileRows][kTileRows] = c[p & 1];
     const int64_t m0 = mc + p / subs * kTileRows, mr = std::min<int64_t>(kTileRows, me - m0);
     const int si = static_cast<int>(p % subs);
+    // The record's floats of this activation block: s, then the X sums (act_quant.h).
+    const int64_t kb = blk * abs_per_blk + (SUB == 32 ? si : si / 2);
+    const float* xs = reinterpret_cast<const float*>(t.tiles + ((m0 / kTileRows) * nkb + kb) * kAmxRecord + 1024);
+    const float* xx = xs + (SUB == 32 ? 16 : 32 + 16 * (si % 2));
     for (int64_t i = 0; i < mr; i++) {
-      const ActRow& x = t.act[m0 + i];
       if constexpr (SUB == 32) {  // a sub-block per activation block
-        const int64_t kb = blk * abs_per_blk + si;
-        const __m512 ts = term<HAS_MIN>(cr[0][i], cr[1][i], d.a[si], d.m[si], x.sumf32[kb]);
+        const __m512 ts = term<HAS_MIN>(cr[0][i], cr[1][i], d.a[si], d.m[si], xx[i]);
         float* ap = accp + (m0 + i) * kTileRows;
-        _mm512_store_ps(ap, _mm512_add_ps(_mm512_load_ps(ap), _mm512_mul_ps(_mm512_set1_ps(x.s[kb]), ts)));
+        _mm512_store_ps(ap, _mm512_add_ps(_mm512_load_ps(ap), _mm512_mul_ps(_mm512_set1_ps(xs[i]), ts)));
       } else {  // two sub-blocks per activation block kb: ts = c0 + c1
-        const int64_t kb = blk * abs_per_blk + si / 2;
-        const __m512 ci = term<HAS_MIN>(cr[0][i], cr[1][i], d.a[si], d.m[si], x.sumf16[2 * kb + si % 2]);
+        const __m512 ci = term<HAS_MIN>(cr[0][i], cr[1][i], d.a[si], d.m[si], xx[i]);
         if (si % 2 == 0) {
           _mm512_store_ps(c0[i], ci);
         } else {
           float* ap = accp + (m0 + i) * kTileRows;
           const __m512 ts = _mm512_add_ps(_mm512_load_ps(c0[i]), ci);
-          _mm512_store_ps(ap, _mm512_add_ps(_mm512_load_ps(ap), _mm512_mul_ps(_mm512_set1_ps(x.s[kb]), ts)));
+          _mm512_store_ps(ap, _mm512_add_ps(_mm512_load_ps(ap), _mm512_mul_ps(_mm512_set1_ps(xs[i]), ts)));
         }
       }
     }

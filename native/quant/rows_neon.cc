@@ -81,6 +81,8 @@ int rows_fast(Isa isa, const Task& t, const QuantLinear::Part& part, const uint8
   return 0;
 }
 
+bool quantize_act_fast(Isa, const float*, int64_t, const ActRow&) { return false; }
+
 }  // namespace quant
 }  // namespace pw
 #endif  // !PW_X86
