@@ -269,8 +269,15 @@ void quant_linear(const QuantLinear& p, const float* x, int64_t M, float* const*
     }
   };
   const bool tiny = M * total * K < (int64_t(1) << 15);
-  if (tiny) run(0, items);
-  else parallel_for(items, run);
+  if (tiny) {
+    run(0, items);
+  } else {
+    // Four contiguous pieces per thread, handed out as threads come free: with one piece each, a
+    // thread that joins late (woken, or descheduled on a shared machine) left the caller both
+    // halves of short decode-step ops (measured: the caller ran ~1.8x the other thread's share).
+    const int64_t pieces = std::min<int64_t>(items, 4 * num_threads());
+    parallel_items(pieces, [&](int64_t c) { run(items * c / pieces, items * (c + 1) / pieces); });
+  }
 
   if (p.gate_up) {
     const int64_t I = p.parts[0].n;
