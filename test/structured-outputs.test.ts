@@ -431,6 +431,45 @@ describe('structured outputs in the engine', () => {
     }
   });
 
+  test('a request aborted while its grammar compiles finishes at once and never runs; one waiting on the same compile is admitted', async () => {
+    const cfg = makeEngineConfig({ model: fixturePath('llama-tiny'), kvCacheMemory: 16 * 1024 * 1024, threads: 2 });
+    const core = new EngineCore(createBackend({ threads: 2 }), fixturePath('llama-tiny'), cfg);
+    try {
+      let admitted = 0;
+      core.events = { admitted: () => admitted++, rejected: (id, err) => assert.fail(`${id} rejected: ${String(err)}`) };
+      const V = core.info.model.vocabSize;
+      const spec: GrammarSpec = { kind: 'json_schema', schema: SCHEMAS[3]!.schema };
+      const params = makeSamplingParams({ seed: 2, maxTokens: 4, structuredOutputs: spec }, { vocabSize: V });
+      core.addRequest({ requestId: 'gone', promptTokenIds: [1, 403], params, arrivalTime: 0 });
+      assert.equal(core.numCompiling, 1);
+      const deltas = core.abort(['gone']);
+      assert.deepEqual(
+        deltas.map((d) => [d.requestId, d.finished, d.seqs.length]),
+        [['gone', true, 0]],
+      );
+      assert.equal(core.numCompiling, 0);
+      // The id is free again at once; a request with the same schema waits for the same compile.
+      core.addRequest({ requestId: 'gone', promptTokenIds: [1, 403], params, arrivalTime: 0 });
+      core.abort(['gone']);
+      core.addRequest({ requestId: 'next', promptTokenIds: [1, 403], params, arrivalTime: 0 });
+      assert.equal(core.numCompiling, 1);
+      while (core.numCompiling > 0) await new Promise((r) => setTimeout(r, 5));
+      // Only the request still waiting is admitted: the aborted ones never run.
+      assert.equal(admitted, 1);
+      const seen = new Set<string>();
+      let tokens = 0;
+      while (core.hasWork())
+        for (const d of core.step().deltas) {
+          seen.add(d.requestId);
+          tokens += d.seqs.reduce((a, q) => a + q.newTokenIds.length, 0);
+        }
+      assert.deepEqual([...seen], ['next']);
+      assert.ok(tokens > 0);
+    } finally {
+      core.close();
+    }
+  });
+
   test('a grammar compiling does not hold up other requests: they step while it compiles', async () => {
     const cfg = makeEngineConfig({ model: fixturePath('llama-tiny'), kvCacheMemory: 16 * 1024 * 1024, threads: 2 });
     const core = new EngineCore(createBackend({ threads: 2 }), fixturePath('llama-tiny'), cfg);
