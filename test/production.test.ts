@@ -9,6 +9,7 @@ import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync,
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { after, describe, test } from 'node:test';
+import { makeSamplingParams } from '../src/sampling/params.js';
 import { fixturePath } from './helpers/fixtures.js';
 
 const root = resolve(import.meta.dirname, '..');
@@ -164,3 +165,28 @@ describe('load progress', () => {
     assert.match(writes.join(''), /100% done\x1b\[K\n$/);
   });
 });
+
+describe('engine failure', () => {
+  test("a dead engine worker is reported through the engine's logError (the server's logger), and its streams fail", async () => {
+    const { AsyncEngine } = await import('../src/engine/async-engine.js');
+    const errors: Array<[string, string | undefined]> = [];
+    const engine = await AsyncEngine.start({
+      model: fixturePath('stories260k'),
+      kvCacheMemory: 16 << 20,
+      threads: 1,
+      log: () => undefined,
+      logError: (message, stack) => void errors.push([message, stack]),
+    });
+    const stream = engine.generate({ promptTokenIds: [1, 2, 3], params: makeSamplingParams({ maxTokens: 400, ignoreEos: true }, { vocabSize: engine.info.model.vocabSize }) });
+    // The worker goes away as a crash would (no shutdown first).
+    await (engine as unknown as { worker: { terminate(): Promise<number> } }).worker.terminate();
+    await assert.rejects(stream.final(), /engine worker exited unexpectedly/);
+    assert.equal(engine.healthy, false);
+    assert.deepEqual(
+      errors.map(([m]) => m),
+      ['engine worker exited unexpectedly (code 1)'],
+    );
+    await engine.shutdown();
+  });
+});
+

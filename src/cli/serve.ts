@@ -99,6 +99,11 @@ export async function serveCommand(argv: string[]): Promise<void> {
     // No bar between JSON lines; the start-up line says when the model is loaded.
     onLoadProgress: format === 'json' ? () => undefined : undefined,
     log: (l) => log('info', l.replace(/^pagewise: /, '')),
+    // JSON: the stack is a field of the error line; text: its own lines after it.
+    logError: (message, stack) => {
+      log('error', message, format === 'json' ? { stack } : {});
+      if (stack && format !== 'json') process.stderr.write(`${stack}\n`);
+    },
   });
   const app = createServer(engine, {
     servedModelName: names && names.length > 0 ? names : undefined,

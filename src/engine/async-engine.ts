@@ -19,6 +19,11 @@ import type { EngineInfo, EngineStats, FromWorker, RequestDelta, ToWorker } from
 export interface EngineStartOptions extends Partial<EngineConfig> {
   /** Where progress and start-up facts are logged (default: stderr). */
   log?: (line: string) => void;
+  /**
+   * Where the engine's failure is reported once it is running: a dead worker, and the core's
+   * stack when it failed (default: text lines on stderr).
+   */
+  logError?: (message: string, stack?: string) => void;
   /** Progress of a hub download (default: a progress bar on a terminal, a line per file otherwise). */
   onDownloadProgress?: (p: DownloadProgress) => void;
   /** Progress of loading the model: tensors read, of the checkpoint's total (default: a bar on a terminal). */
@@ -110,9 +115,10 @@ export class AsyncEngine {
     private readonly worker: Worker,
     readonly info: EngineInfo,
     readonly tokenizer: PagewiseTokenizer,
+    private readonly logError: (message: string, stack?: string) => void,
   ) {
     worker.on('message', (m: FromWorker) => this.onMessage(m));
-    worker.on('error', (err) => this.die(new EngineDeadError(`engine worker crashed: ${err.message}`, { cause: err })));
+    worker.on('error', (err) => this.die(new EngineDeadError(`engine worker crashed: ${err.message}`, { cause: err }), err.stack));
     worker.on('exit', (code) => {
       if (!this.closing) this.die(new EngineDeadError(`engine worker exited unexpectedly (code ${code})`));
     });
@@ -120,7 +126,13 @@ export class AsyncEngine {
 
   /** Resolve the model, start the worker, wait until the model is loaded, then build its tokenizer. */
   static async start(opts: EngineStartOptions = {}): Promise<AsyncEngine> {
-    const { log = (l: string) => process.stderr.write(`${l}\n`), onDownloadProgress: _download, onLoadProgress: _load, ...rest } = opts;
+    const {
+      log = (l: string) => process.stderr.write(`${l}\n`),
+      logError = (message: string, stack?: string) => process.stderr.write(`pagewise: ${message}\n${stack ? `${stack}\n` : ''}`),
+      onDownloadProgress: _download,
+      onLoadProgress: _load,
+      ...rest
+    } = opts;
     const config = makeEngineConfig(rest);
     const modelDir = await resolveModel(config.model, { ggufFile: config.ggufFile, revision: config.revision, onProgress: opts.onDownloadProgress, log });
     const worker = startWorker({ modelDir, config });
@@ -162,7 +174,7 @@ export class AsyncEngine {
         `${info.numBlocks} blocks × ${info.blockSize} tokens = ${info.numBlocks * info.blockSize} tokens in ${gib(info.kvCacheBytes)}; ` +
         `max model len ${info.maxModelLen}`,
     );
-    return new AsyncEngine(worker, info, tokenizer);
+    return new AsyncEngine(worker, info, tokenizer, logError);
   }
 
   /** True while the worker is alive and accepting work. */
@@ -286,8 +298,7 @@ export class AsyncEngine {
         this.answerBlockMap(m.states);
         break;
       case 'fatal':
-        this.die(new EngineDeadError(`engine core failed: ${m.error.message}`));
-        if (m.stack) process.stderr.write(`pagewise: engine core failed:\n${m.stack}\n`);
+        this.die(new EngineDeadError(`engine core failed: ${m.error.message}`), m.stack ?? undefined);
         break;
       case 'loading':
       case 'ready':
@@ -311,10 +322,10 @@ export class AsyncEngine {
     s.notify();
   }
 
-  private die(err: PagewiseError): void {
+  private die(err: PagewiseError, stack?: string): void {
     if (this.dead) return;
     this.dead = err;
-    process.stderr.write(`pagewise: ${err.message}\n`);
+    this.logError(err.message, stack);
     for (const s of this.streams.values()) s.fail(err);
     this.streams.clear();
     this.unscheduled.clear();
