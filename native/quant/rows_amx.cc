@@ -57,15 +57,13 @@ void amx_tile_row(const ActRow* r, int64_t m, int64_t K, int8_t* tiles) {
 }  // namespace pw
 
 #if defined(__x86_64__)
-#include <cpuid.h>
 #include <immintrin.h>
-#include <sys/syscall.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
 #include <cstdlib>
 
+#include "../amx.h"
 #include "../simd.h"
 
 #define PW_AMX __attribute__((target("amx-tile,amx-int8,avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")))
@@ -74,18 +72,12 @@ namespace pw {
 namespace quant {
 namespace {
 
-// The CPU has AMX-TILE and AMX-INT8 (CPUID.(EAX=7,ECX=0):EDX bits 24, 25) and Linux grants this
-// process the tile data state. Linux wants each process to ask once, before any thread's first
-// tile instruction (so that signal stacks can be sized for the 8 KiB of tiles); a refusal (old
-// kernel, a too small alternate signal stack somewhere) leaves the VNNI kernels.
+// The CPU has AMX-TILE and AMX-INT8 and Linux grants this process the tile data state (amx.h); a
+// refusal leaves the VNNI kernels.
 bool amx_granted() {
   static const bool granted = [] {
-    unsigned a = 0, b = 0, c = 0, d = 0;
-    if (!__get_cpuid_count(7, 0, &a, &b, &c, &d) || !(d & (1u << 24)) || !(d & (1u << 25))) return false;
-    constexpr long kArchGetXcompPerm = 0x1022, kArchReqXcompPerm = 0x1023, kXfeatureXtiledata = 18;
-    if (syscall(SYS_arch_prctl, kArchReqXcompPerm, kXfeatureXtiledata) != 0) return false;
-    unsigned long perm = 0;
-    return syscall(SYS_arch_prctl, kArchGetXcompPerm, &perm) == 0 && ((perm >> kXfeatureXtiledata) & 1) != 0;
+    const AmxFeatures f = amx_features();
+    return f.tile && f.int8 && amx_tile_data_granted();
   }();
   return granted;
 }
