@@ -6,7 +6,7 @@
  * safetensors checkpoint: the same greedy goldens and the same log-probs, bit for bit.
  */
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
@@ -21,6 +21,7 @@ import { DType } from '../src/backend/backend.js';
 import { GgufFile, parseGgufShard } from '../src/model/loader/gguf/file.js';
 import { ggufModelConfig } from '../src/model/loader/gguf/config.js';
 import { arr, buildGguf, f32 as bf32, str as bstr, u32 as bu32, type BuilderValue } from './helpers/gguf-builder.js';
+import { quantizeModel } from '../src/model/quantize/hf-to-gguf.js';
 import { fixturePath, loadGolden } from './helpers/fixtures.js';
 
 const tmp = mkdtempSync(join(tmpdir(), 'pagewise-gemma-gguf-'));
@@ -132,4 +133,39 @@ test('Gemma 2 GGUF metadata reads as llama.cpp reads it: alternating windows fro
   assert.equal(c.ropeLocalTheta, null);
   // Gemma 2 27B (46 layers): query_pre_attn_scalar = hidden / heads = 144, as llama.cpp assumes.
   assert.equal(parse(46).queryPreAttnScalar, 144);
+});
+
+test('pagewise quantize writes Gemma 3 as llama.cpp does (norms F32 as 1 + w): the Q8_0 file scores the greedy goldens within the Q8_0 error', async () => {
+  const golden = loadGolden('gemma3-tiny');
+  const file = join(tmp, 'gemma3-tiny-q8_0.gguf');
+  const { tensors } = quantizeModel(fixturePath('gemma3-tiny'), file, 'q8_0');
+  const norms = tensors.filter((t) => t.name.endsWith('norm.weight'));
+  assert.ok(norms.some((t) => t.name === 'blk.0.post_ffw_norm.weight') && norms.every((t) => t.type === GgmlType.F32));
+  const llm = new LLM({ model: file, dtype: 'float32', kvCacheDtype: 'float32', kvCacheMemory: 16 * 1024 ** 2, threads: 2, log: () => {} });
+  after(() => llm.close());
+  assert.equal((await llm.engine()).info.model.architecture, 'Gemma3ForCausalLM');
+  // Teacher-forced: the reference's greedy continuation as part of the prompt, so that every step
+  // is scored even where Q8_0's error (a few hundredths on this tiny model) flips a near-tie.
+  // Where the reference's top two logits are 0.1 or more apart, the top-1 must agree.
+  let steps = 0;
+  for (const c of golden.cases) {
+    const L = c.prompt_token_ids.length;
+    const [o] = await llm.generate({ promptTokenIds: [...c.prompt_token_ids, ...c.greedy.token_ids] }, { temperature: 0, maxTokens: 1, promptLogprobs: 1 });
+    c.greedy.token_ids.forEach((id, i) => {
+      const row = o!.promptLogprobs![L + i]!;
+      assert.equal(row.token.tokenId, id);
+      const d = Math.abs(row.token.logprob - c.greedy.logprobs![i]!);
+      assert.ok(d <= 5e-2, `${c.name} step ${i}: logprob off by ${d}`);
+      if (c.greedy.margins![i]! >= 0.1) assert.equal(row.top![0]!.tokenId, id, `${c.name} step ${i}: top-1`);
+      steps++;
+    });
+  }
+  assert.ok(steps >= 100, `${steps} steps scored`);
+});
+
+test('a Gemma checkpoint whose implicit hyperparameters differ from llama.cpp\'s is refused by name, and no file is left', () => {
+  // gemma2-tiny's query_pre_attn_scalar (16) is not its head dimension (24), what llama.cpp's Gemma 2 assumes.
+  const file = join(tmp, 'gemma2-tiny-q8_0.gguf');
+  assert.throws(() => quantizeModel(fixturePath('gemma2-tiny'), file, 'q8_0'), /cannot be written as GGUF faithfully.*queryPreAttnScalar: the checkpoint has 16, a GGUF reader would take 24/);
+  assert.equal(existsSync(file), false);
 });

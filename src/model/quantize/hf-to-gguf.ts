@@ -1,15 +1,19 @@
 /**
- * A Hugging Face checkpoint (BF16/F16/F32 safetensors, Llama / Mistral / Qwen2) as a standard GGUF
- * file, as llama.cpp's `convert_hf_to_gguf.py` + `llama-quantize` would write it: llama.cpp's
- * tensor names, Llama q/k rows in GGUF order, the `{arch}.*` hyperparameters, the tokenizer, and
- * each matrix quantized by the scheme's per-tensor rule (schemes.ts).
+ * A Hugging Face checkpoint (BF16/F16/F32 safetensors: Llama, Mistral, Qwen2, Qwen3, Gemma 2,
+ * Gemma 3) as a standard GGUF file, as llama.cpp's `convert_hf_to_gguf.py` + `llama-quantize`
+ * would write it: llama.cpp's tensor names (names.ts, shared with the reader), Llama q/k rows in
+ * GGUF order, Gemma's RMSNorm weights stored as 1 + w, the `{arch}.*` hyperparameters, the
+ * tokenizer, and each matrix quantized by the scheme's per-tensor rule (schemes.ts).
  */
-import { readFileSync, existsSync } from 'node:fs';
+import { readFileSync, existsSync, rmSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { GgmlType, ggmlTypeName } from '../../backend/quant.js';
 import type { ModelConfig } from '../../config/model-config.js';
 import { ModelLoadError } from '../../errors.js';
 import { GgufValueType, writeGguf, type GgufMetaValue, type GgufTensorToWrite } from '../loader/gguf/writer.js';
+import { ggufModelConfig } from '../loader/gguf/config.js';
+import { GgufFile } from '../loader/gguf/file.js';
+import { hfToGgufName } from '../loader/gguf/names.js';
 import { toFloat32 } from '../loader/dtype.js';
 import { loadModelFiles } from '../loader/model-dir.js';
 import { WeightStore } from '../loader/weights.js';
@@ -18,8 +22,10 @@ import { quantizeWeightChunks, type FloatWeight } from './quantize.js';
 import { llama3RopeFactors } from '../layers/rotary.js';
 import { QUANT_SCHEMES, tensorType, type QuantScheme } from './schemes.js';
 
+type GgufArch = 'llama' | 'qwen2' | 'qwen3' | 'gemma2' | 'gemma3';
+
 /** llama.cpp's architecture name: Mistral is written as `llama`, as llama.cpp's converter does. */
-function ggufArch(cfg: ModelConfig): 'llama' | 'qwen2' | 'qwen3' {
+function ggufArch(cfg: ModelConfig): GgufArch {
   switch (cfg.architecture) {
     case 'LlamaForCausalLM':
     case 'MistralForCausalLM':
@@ -28,40 +34,25 @@ function ggufArch(cfg: ModelConfig): 'llama' | 'qwen2' | 'qwen3' {
       return 'qwen2';
     case 'Qwen3ForCausalLM':
       return 'qwen3';
+    case 'Gemma2ForCausalLM':
+      return 'gemma2';
+    case 'Gemma3ForCausalLM':
+      return 'gemma3';
     default:
-      // Gemma files need llama.cpp's norm (+1) and attention-scale conventions, not written yet.
-      throw new ModelLoadError(`${cfg.architecture} cannot be written as GGUF yet (supported: Llama, Mistral, Qwen2, Qwen3)`, { code: 'unsupported_architecture' });
+      throw new ModelLoadError(`${cfg.architecture} cannot be written as GGUF (supported: Llama, Mistral, Qwen2, Qwen3, Gemma 2, Gemma 3)`, {
+        code: 'unsupported_architecture',
+      });
   }
 }
 
-const LAYER_TENSORS: Record<string, string> = {
-  'input_layernorm.weight': 'attn_norm.weight',
-  'self_attn.q_proj.weight': 'attn_q.weight',
-  'self_attn.q_proj.bias': 'attn_q.bias',
-  'self_attn.k_proj.weight': 'attn_k.weight',
-  'self_attn.k_proj.bias': 'attn_k.bias',
-  'self_attn.v_proj.weight': 'attn_v.weight',
-  'self_attn.v_proj.bias': 'attn_v.bias',
-  'self_attn.o_proj.weight': 'attn_output.weight',
-  'self_attn.o_proj.bias': 'attn_output.bias',
-  'post_attention_layernorm.weight': 'ffn_norm.weight',
-  'mlp.gate_proj.weight': 'ffn_gate.weight',
-  'mlp.up_proj.weight': 'ffn_up.weight',
-  'mlp.down_proj.weight': 'ffn_down.weight',
-  'self_attn.q_norm.weight': 'attn_q_norm.weight',
-  'self_attn.k_norm.weight': 'attn_k_norm.weight',
-};
+const isGemma = (arch: GgufArch): boolean => arch === 'gemma2' || arch === 'gemma3';
 
 /** llama.cpp's name of an HF tensor; null for tensors GGUF files do not store (rotary inv_freq). */
-export function ggufTensorName(hf: string): string | null {
-  if (hf === 'model.embed_tokens.weight') return 'token_embd.weight';
-  if (hf === 'model.norm.weight') return 'output_norm.weight';
-  if (hf === 'lm_head.weight') return 'output.weight';
+export function ggufTensorName(hf: string, arch: GgufArch = 'llama'): string | null {
   if (hf.endsWith('rotary_emb.inv_freq')) return null;
-  const m = /^model\.layers\.(\d+)\.(.+)$/.exec(hf);
-  const inner = m ? LAYER_TENSORS[m[2]!] : undefined;
-  if (m && inner) return `blk.${m[1]}.${inner}`;
-  throw new ModelLoadError(`tensor "${hf}" has no GGUF name (not a Llama / Mistral / Qwen2 / Qwen3 tensor)`, { code: 'tensor_unexpected' });
+  const name = hfToGgufName(hf, arch);
+  if (name === undefined) throw new ModelLoadError(`tensor "${hf}" has no GGUF name for architecture ${arch}`, { code: 'tensor_unexpected' });
+  return name;
 }
 
 /**
@@ -77,11 +68,30 @@ export function qkRowOrder(headDim: number): (ggufRow: number) => number {
   };
 }
 
-/** The bytes of a 1-D weight as F32, elements reordered by `order` when given. */
-function f32Vector(t: FloatWeight, order?: (i: number) => number): Uint8Array {
+/**
+ * The bytes of a 1-D weight as F32, elements reordered by `order` when given; plusOne: Gemma's
+ * RMSNorm weights, which HF stores as w (the norm scales by 1 + w) and llama.cpp as 1 + w.
+ */
+function f32Vector(t: FloatWeight, order?: (i: number) => number, plusOne = false): Uint8Array {
   const values = toFloat32(t);
   const out = order ? Float32Array.from(values, (_, i) => values[order(i)]!) : values;
+  if (plusOne) for (let i = 0; i < out.length; i++) out[i] = out[i]! + 1;
   return new Uint8Array(out.buffer, out.byteOffset, out.byteLength);
+}
+
+/**
+ * The hyperparameters a GGUF reader infers (as llama.cpp does) that differ from the checkpoint's:
+ * a Gemma whose layer pattern, local RoPE base or attention scale is not llama.cpp's fixed one
+ * cannot be written faithfully.
+ */
+function readBackDiffers(cfg: ModelConfig, path: string): string[] {
+  const got = ggufModelConfig(GgufFile.open(path)).config;
+  const out: string[] = [];
+  const same = (a: unknown, b: unknown): boolean => JSON.stringify(a) === JSON.stringify(b);
+  for (const k of ['layerTypes', 'slidingWindow', 'queryPreAttnScalar', 'ropeLocalTheta', 'hiddenAct', 'attnLogitSoftcapping', 'finalLogitSoftcapping'] as const) {
+    if (!same(got[k], cfg[k])) out.push(`${k}: the checkpoint has ${JSON.stringify(cfg[k])}, a GGUF reader would take ${JSON.stringify(got[k])}`);
+  }
+  return out;
 }
 
 export interface QuantizeModelOptions {
@@ -126,8 +136,17 @@ export function quantizeModel(dir: string, outPath: string, scheme: QuantScheme,
   if (cfg.ropeScaling.type === 'linear') {
     meta.push([`${arch}.rope.scaling.type`, str('linear')], [`${arch}.rope.scaling.factor`, f32(cfg.ropeScaling.factor)]);
   }
-  if (cfg.headDim * cfg.numHeads !== cfg.hiddenSize) {
+  if (cfg.headDim * cfg.numHeads !== cfg.hiddenSize || isGemma(arch)) {
     meta.push([`${arch}.attention.key_length`, u32(cfg.headDim)], [`${arch}.attention.value_length`, u32(cfg.headDim)]);
+  }
+  if (isGemma(arch)) {
+    // What llama.cpp leaves implicit (the layer pattern, the local RoPE base, the attention scale,
+    // the activation) is checked after writing: readBackDiffers.
+    if (cfg.slidingWindow !== null) meta.push([`${arch}.attention.sliding_window`, u32(cfg.slidingWindow)]);
+    if (cfg.attnLogitSoftcapping !== null) meta.push([`${arch}.attn_logit_softcapping`, f32(cfg.attnLogitSoftcapping)]);
+    if (cfg.finalLogitSoftcapping !== null) meta.push([`${arch}.final_logit_softcapping`, f32(cfg.finalLogitSoftcapping)]);
+  } else if (cfg.slidingWindow !== null) {
+    throw new ModelLoadError(`${dir}: a sliding window on ${cfg.architecture} cannot be written as GGUF`, { code: 'unsupported_architecture' });
   }
   meta.push(['general.file_type', u32(QUANT_SCHEMES[scheme].fileType)], ['general.quantization_version', u32(2)]);
   meta.push(
@@ -142,7 +161,7 @@ export function quantizeModel(dir: string, outPath: string, scheme: QuantScheme,
   );
 
   // Tensors in llama.cpp's converter order: rope factors, embeddings, blocks, final norm, head.
-  const hfNames = store.names().filter((n) => ggufTensorName(n) !== null && !(cfg.tieWordEmbeddings && n === 'lm_head.weight'));
+  const hfNames = store.names().filter((n) => ggufTensorName(n, arch) !== null && !(cfg.tieWordEmbeddings && n === 'lm_head.weight'));
   const layerOf = (n: string) => Number(/^model\.layers\.(\d+)\./.exec(n)?.[1] ?? -1);
   const rank = (n: string) => (n === 'model.embed_tokens.weight' ? -2 : n === 'model.norm.weight' ? 1e9 : n === 'lm_head.weight' ? 1e9 + 1 : layerOf(n));
   hfNames.sort((a, b) => rank(a) - rank(b) || (a < b ? -1 : a > b ? 1 : 0));
@@ -155,7 +174,7 @@ export function quantizeModel(dir: string, outPath: string, scheme: QuantScheme,
   }
   const qkDim = cfg.headDim;
   for (const hf of hfNames) {
-    const name = ggufTensorName(hf)!;
+    const name = ggufTensorName(hf, arch)!;
     const shape = store.shapeOf(hf)!;
     if (shape.length < 1 || shape.length > 2) throw new ModelLoadError(`${dir}: tensor "${hf}" has ${shape.length} dimensions`, { code: 'tensor_shape_mismatch' });
     const ne = [...shape].reverse();
@@ -168,7 +187,10 @@ export function quantizeModel(dir: string, outPath: string, scheme: QuantScheme,
       name,
       ne,
       type,
-      data: () => (shape.length === 1 ? [f32Vector(load(), order)] : quantizeWeightChunks(load(), type, order, `${hf} → ${name} (${ggmlTypeName(type)})`)),
+      data: () =>
+        shape.length === 1
+          ? [f32Vector(load(), order, isGemma(arch) && name.endsWith('norm.weight'))]
+          : quantizeWeightChunks(load(), type, order, `${hf} → ${name} (${ggmlTypeName(type)})`),
     });
   }
   const count = tensors.length;
@@ -180,5 +202,12 @@ export function quantizeModel(dir: string, outPath: string, scheme: QuantScheme,
     },
   }));
   writeGguf(outPath, meta, reported);
+  const differs = readBackDiffers(cfg, outPath);
+  if (differs.length > 0) {
+    rmSync(outPath, { force: true });
+    throw new ModelLoadError(`${dir}: cannot be written as GGUF faithfully (llama.cpp's ${arch} files leave these implicit): ${differs.join('; ')}`, {
+      code: 'unsupported_architecture',
+    });
+  }
   return { tensors: tensors.map((t) => ({ name: t.name, type: t.type, ne: t.ne })) };
 }
