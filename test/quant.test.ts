@@ -10,7 +10,7 @@ import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import type { PackedLinearHandle } from '../src/backend/backend.js';
+import { DType, MatmulPrecision, type PackedLinearHandle } from '../src/backend/backend.js';
 import { Isa, cpuBackend } from '../src/backend/native.js';
 import { GgmlType, SUPPORTED_QUANT_TYPES, ggmlRowBytes, ggmlTypeName } from '../src/backend/quant.js';
 import { dequantizeRef, matmulF64, randomQuant, rng, typeInfo } from './reference/ggml-quant.js';
@@ -248,6 +248,30 @@ describe('the AMX blocked path', () => {
     assert.equal(ask('0'), 'false');
     assert.equal(ask('1'), String(cpuHasAmx));
     assert.equal(ask(undefined), String(cpuHasAmx));
+  });
+
+  test('BF16 tile kernels and quantized tile kernels take turns on the same threads (each loads and releases its tiles)', () => {
+    // A BF16-precision linear on the AMX family releases the tiles after each work item; the
+    // quantized kernel once kept its tile configuration per thread and hit SIGILL after it.
+    const K = 512, N = 64, M = 32;
+    const wq = randomQuant(GgmlType.Q4_K, N, K, 77);
+    const hq = pack1(GgmlType.Q4_K, wq, N, K);
+    const r = rng(78);
+    const wb = new Uint16Array(N * K).map(() => 0x3c00 + Math.floor(r() * 64));
+    const hb = nb.packLinear([{ w: wb, n: N, bias: null }], DType.BF16, K, MatmulPrecision.BF16);
+    const x = randomX(M, K, 79);
+    try {
+      nb.quantAmx(true);
+      const want = run(hq, x, M, N);
+      for (let i = 0; i < 4; i++) {
+        nb.linearPacked(hb, x, M, [new Float32Array(M * N)], false);
+        bitsEqual(run(hq, x, M, N), want, `round ${i}: quantized after BF16`);
+      }
+    } finally {
+      nb.quantAmx(initialAmx);
+      nb.packedLinearFree(hq);
+      nb.packedLinearFree(hb);
+    }
   });
 
   // Activation rows around the 16-row tiles (M = 1 runs the streaming path: solo rows), weight
