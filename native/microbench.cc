@@ -5,6 +5,7 @@
 #include <chrono>
 #include <vector>
 
+#include "amx.h"
 #include "microbench_neon.h"
 #include "ops.h"
 #include "simd.h"
@@ -117,6 +118,47 @@ PW_AVX512BF16 float dpbf16_avx512(float seed) {
   return simd::hsum16(s);
 }
 
+// The AMX-BF16 peak: TDPBF16PS into 4 independent C tiles (each 16 x 16 x 32 pairs: 16384 flops),
+// from A / B tiles of zeros (the tile unit's speed does not depend on values). Loads the tile
+// configuration and releases the tiles, as every tile kernel does per work item.
+constexpr int64_t kAmxIters = int64_t(1) << 16;
+
+struct alignas(64) PeakTileConfig {
+  uint8_t palette, start_row, reserved[14];
+  uint16_t colsb[16];
+  uint8_t rows[16];
+};
+
+__attribute__((target("amx-tile,amx-bf16"))) float amx_bf16_peak(float seed) {
+  PeakTileConfig c;
+  std::memset(&c, 0, sizeof c);
+  c.palette = 1;
+  for (int i = 0; i < 8; i++) {
+    c.rows[i] = 16;
+    c.colsb[i] = 64;
+  }
+  alignas(64) static const uint8_t zeros[1024] = {};
+  alignas(64) float out[16 * 16];
+  _tile_loadconfig(&c);
+  _tile_loadd(4, zeros, 64);
+  _tile_loadd(5, zeros, 64);
+  _tile_loadd(6, zeros, 64);
+  _tile_loadd(7, zeros, 64);
+  _tile_zero(0);
+  _tile_zero(1);
+  _tile_zero(2);
+  _tile_zero(3);
+  for (int64_t it = 0; it < kAmxIters; it++) {
+    _tile_dpbf16ps(0, 4, 6);
+    _tile_dpbf16ps(1, 5, 6);
+    _tile_dpbf16ps(2, 4, 7);
+    _tile_dpbf16ps(3, 5, 7);
+  }
+  _tile_stored(0, out, 64);
+  _tile_release();
+  return out[0] + seed;
+}
+
 struct PeakFns {
   float (*f512)(float);
   float (*f2)(float);
@@ -227,7 +269,11 @@ void bench_peak_flops(double* f32_gflops, double* bf16_gflops, int accumulators)
 #endif
     if (rep > 0) best32 = std::max(best32, static_cast<double>(threads) * kFmaIters * lanes * 2 / s / 1e9);
 #if PW_X86
-    if (cpu_features().avx512bf16 && (detected_isa() == Isa::Avx512Bf16 || detected_isa() == Isa::AmxBf16)) {
+    if (isa == Isa::AmxBf16 && cpu_features().amx_bf16) {
+      // The family's BF16 products run on tiles: its peak is the tile unit's.
+      const double s16 = run_together([&](int64_t t) { g_sink = amx_bf16_peak(1e-3f * static_cast<float>(t + 1)); });
+      if (rep > 0) best16 = std::max(best16, static_cast<double>(threads) * kAmxIters * 4 * 16384 / s16 / 1e9);
+    } else if (cpu_features().avx512bf16 && (detected_isa() == Isa::Avx512Bf16 || detected_isa() == Isa::AmxBf16)) {
       const double s16 = run_together([&](int64_t t) { g_sink = fns.bf(1e-3f * static_cast<float>(t + 1)); });
       // 32 bf16 pairs per instruction, 2 flops each.
       if (rep > 0) best16 = std::max(best16, static_cast<double>(threads) * kFmaIters * accumulators * 32 * 2 / s16 / 1e9);

@@ -101,9 +101,11 @@ export interface MachineBenchmarks {
   benchMemoryBandwidth(bytes: number, iters: number): number;
   /**
    * Peak arithmetic throughput with all pool threads, in GFLOP/s: float32 FMA (2 flops per lane) and
-   * the BF16 dot product (`vdpbf16ps`, 2 flops per BF16 pair; 0 where the CPU lacks AVX512_BF16).
-   * Each thread runs `accumulators` independent dependency chains (1, 2, 4, 8, 12, 16 or 24;
-   * default 16): fewer than latency x issue width measure the latency, not the peak.
+   * the BF16 dot product the active family uses, 2 flops per BF16 pair: AMX-BF16 tiles on the
+   * AmxBf16 family (TDPBF16PS into four tiles, whatever `accumulators`), else `vdpbf16ps` (BFDOT
+   * on AArch64); 0 where the CPU has neither. Each thread runs `accumulators` independent
+   * dependency chains (1, 2, 4, 8, 12, 16 or 24; default 16): fewer than latency x issue width
+   * measure the latency, not the peak.
    */
   benchPeakFlops(accumulators?: number): { f32Gflops: number; bf16Gflops: number };
 }

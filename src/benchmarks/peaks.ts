@@ -1,6 +1,7 @@
 /**
  * The machine's limits, measured on the machine the benchmark runs on (never hard-coded): memory
- * read bandwidth with all threads, and peak FLOP/s of float32 FMA and of the BF16 dot product.
+ * read bandwidth with all threads, and peak FLOP/s of float32 FMA and of the BF16 dot product the
+ * active kernel family runs (AMX-BF16 tiles on the AmxBf16 family, `vdpbf16ps` or BFDOT otherwise).
  */
 import { cpuBackend } from '../backend/native.js';
 
