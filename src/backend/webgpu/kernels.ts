@@ -1,5 +1,6 @@
 /**
- * The WGSL compute kernels of the WebGPU backend, float32 throughout. Every kernel reads its scalar
+ * The WGSL compute kernels of the WebGPU backend, float32 throughout (the kernels of quantized
+ * weights, which decode GGML blocks, are in quant-kernels.ts). Every kernel reads its scalar
  * arguments from a small read-only storage array `P` (binding 0; float arguments as their bits) and
  * addresses its arrays with element offsets from `P`, so the host can pass views into larger
  * buffers (the activation mirrors) without binding-offset alignment rules.
@@ -9,6 +10,7 @@
  * sizes (K, H, head dim), never by the number of rows in the batch: no atomics, no split of a
  * reduction chosen by batch size. Batched rows therefore equal solo rows bit for bit.
  */
+import { QUANT_KERNELS, type QuantKernelName } from './quant-kernels.js';
 
 /** Shared prelude: the argument array and the bfloat16 rounding used by BF16 precision and BF16 KV. */
 const PRELUDE = /* wgsl */ `
@@ -396,7 +398,13 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid:
 `;
 
 export const KERNELS = { gatherRows, rmsnorm, rope, siluMul, geluTanhMul, map, add, linear, linearRows, kvWrite, copyBlocks, attention } as const;
-export type KernelName = keyof typeof KERNELS;
+export type KernelName = keyof typeof KERNELS | QuantKernelName;
+
+/** Every kernel's WGSL by name: the float kernels above and the quantized ones (quant-kernels.ts). */
+export const ALL_KERNELS: ReadonlyMap<KernelName, string> = new Map<KernelName, string>([
+  ...(Object.entries(KERNELS) as Array<[KernelName, string]>),
+  ...(Object.entries(QUANT_KERNELS) as Array<[KernelName, string]>),
+]);
 
 /** Largest head dimension the attention kernel takes (4 output dims per invocation of 64). */
 export const MAX_HEAD_DIM = 256;
