@@ -35,7 +35,7 @@ import {
 import { ggmlRowBytes, ggmlTypeName, type GgmlType } from '../quant.js';
 import { createCpuBackend } from '../native.js';
 import { LINEAR_ROWS_MAX, MAX_HEAD_DIM, type KernelName } from './kernels.js';
-import { gpuQuantBlockSize, quantKernelNames, QUANT_ROWS_PER_WORKGROUP, repackQuant } from './quant-kernels.js';
+import { GPU_QUANT_TYPES, gpuQuantBlockSize, quantKernelNames, QUANT_ROWS_PER_WORKGROUP, repackQuant } from './quant-kernels.js';
 import { CTRL, TEXT_BYTES, type AdapterReport, type Binding, type Command } from './protocol.js';
 
 /** How long the GPU thread may take to open the device and compile the kernels. */
@@ -134,6 +134,7 @@ const groups = (n: number, per: number): number => Math.ceil(n / per);
 
 export class WebGpuBackend implements ComputeBackend {
   readonly adapter: AdapterReport;
+  readonly quantTypes = GPU_QUANT_TYPES;
   private readonly worker: Worker;
   private readonly ctrl: Int32Array;
   private readonly text: Uint8Array;
