@@ -13,12 +13,14 @@
  * ggml's dequantization (native/quant/decode.cc), with f16 scales widened by bit manipulation
  * (exact for subnormals too, which unpack2x16float need not be).
  *
- * The linear kernel: one workgroup of 64 lanes per output column n and tile of up to 8 rows m.
- * Lane l takes the units l, l + 64, l + 128, ... of the row in order, decodes each once and
- * accumulates it into each row's float32 accumulator (one fma per weight, k in order within the
- * unit); the 64 lane sums then meet in a fixed binary tree. Every output's operations depend only
- * on K, never on M, the tile or the other rows: batched rows equal solo rows bit for bit. Decode
- * reads each weight once per tile of 8 rows (one pass over the weights per step at decode).
+ * The linear kernel: L lanes per output column n (L a power of two up to 64, fixed by K: one lane
+ * per unit of a short row, 64 for rows of 2048 values and more), a workgroup of 64 taking 64 / L
+ * columns and a tile of up to 8 rows m. Lane l takes the units l, l + L, l + 2L, ... of the row in
+ * order, decodes each once and accumulates it into each row's float32 accumulator (one fma per
+ * weight, k in order within the unit); the L lane sums then meet in a fixed binary tree. Every
+ * output's operations depend only on K, never on M, the tile or the other rows: batched rows equal
+ * solo rows bit for bit. Decode reads each weight once per tile of 8 rows (one pass over the
+ * weights per step at decode).
  */
 import { GgmlType, ggmlTypeName } from '../quant.js';
 
@@ -182,12 +184,26 @@ fn unit(base: u32, u: u32) {${LAYOUTS[type].decode}
 
 /** Rows of a batch one workgroup of the quantized linear kernel takes. */
 const QTM = 8;
+/** Invocations of a workgroup of the quantized linear kernel. */
+const QWG = 64;
+
+/**
+ * Lanes that share one output column of the quantized linear kernel: enough for the row's units
+ * of 32 weights, at most the workgroup (a power of two, so the lanes' sums meet in a binary tree).
+ * A function of K alone: the reduction order of an output never depends on the batch.
+ */
+export function quantLanes(K: number): number {
+  let lanes = 1;
+  while (lanes < QWG && lanes * 32 < K) lanes *= 2;
+  return lanes;
+}
 
 /**
  * out[m, n] (+)= sum_k x[m, k] w[n, k] (+ bias[n]) with w quantized (device layout above).
- * P: M, N, K, xOffset, outOffset, flags (1: bias, 2: accumulate), gx (workgroups along x; the
- * column of workgroup (x, y, z) is z * gx + x, so a vocabulary of any size fits the grid).
- * Dispatch (gx, ceil(M / 8), ceil(N / gx)).
+ * A workgroup of 64 invocations takes 64 / L columns (L = {@link quantLanes}(K) lanes each) and
+ * up to 8 rows. P: M, N, K, xOffset, outOffset, flags (1: bias, 2: accumulate), gx (workgroups
+ * along x: workgroup (x, y, z) takes the columns of group z * gx + x, so a vocabulary of any size
+ * fits the grid), L. Dispatch (gx, ceil(M / 8), ceil(ceil(N * L / 64) / gx)).
  */
 const linearQuant = (type: GpuQuantType): string => /* wgsl */ `
 @group(0) @binding(1) var<storage, read> X: array<f32>;
@@ -195,23 +211,25 @@ const linearQuant = (type: GpuQuantType): string => /* wgsl */ `
 @group(0) @binding(3) var<storage, read> BIAS: array<f32>;
 @group(0) @binding(4) var<storage, read_write> OUT: array<f32>;
 ${prelude(type)}
-const LANES: u32 = 64u;
+const WG: u32 = ${QWG}u;
 const TM: u32 = ${QTM}u;
-var<workgroup> red: array<f32, ${QTM * 64}>;
-@compute @workgroup_size(64)
+var<workgroup> red: array<f32, ${QTM * QWG}>;
+@compute @workgroup_size(${QWG})
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
   let M = P[0];
   let N = P[1];
   let K = P[2];
   let flags = P[5];
-  let n = wg.z * P[6] + wg.x;
-  if (n >= N) { return; }
+  let L = P[7];
+  let lane = lid.x % L;
+  let n = (wg.z * P[6] + wg.x) * (WG / L) + lid.x / L;
   let m0 = wg.y * TM;
   let rows = min(TM, M - m0);
-  let units = K / 32u;
+  // A column past N (the last workgroup's) computes nothing but still meets the barriers.
+  let units = select(0u, K / 32u, n < N);
   let base = n * (K / ${LAYOUTS[type].blockSize}u) * ${LAYOUTS[type].words}u;
   var acc = array<f32, ${QTM}>();
-  for (var u = lid.x; u < units; u += LANES) {
+  for (var u = lane; u < units; u += L) {
     unit(base, u);
     // A constant trip count (unrollable, accumulators in registers); rows past M are skipped.
     for (var r = 0u; r < TM; r++) {
@@ -223,20 +241,22 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid:
       }
     }
   }
-  for (var r = 0u; r < TM; r++) { red[r * LANES + lid.x] = acc[r]; }
+  for (var r = 0u; r < TM; r++) { red[r * WG + lid.x] = acc[r]; }
   workgroupBarrier();
-  for (var w = LANES / 2u; w > 0u; w >>= 1u) {
-    if (lid.x < w) {
-      for (var r = 0u; r < TM; r++) { red[r * LANES + lid.x] = red[r * LANES + lid.x] + red[r * LANES + lid.x + w]; }
+  for (var w = L / 2u; w > 0u; w >>= 1u) {
+    if (lane < w) {
+      for (var r = 0u; r < TM; r++) { red[r * WG + lid.x] = red[r * WG + lid.x] + red[r * WG + lid.x + w]; }
     }
     workgroupBarrier();
   }
-  if (lid.x < rows) {
-    var v = red[lid.x * LANES];
-    if ((flags & 1u) != 0u) { v = v + BIAS[n]; }
-    let o = P[4] + (m0 + lid.x) * N + n;
-    if ((flags & 2u) != 0u) { v = OUT[o] + v; }
-    OUT[o] = v;
+  if (n < N) {
+    for (var r = lane; r < rows; r += L) {
+      var v = red[r * WG + lid.x - lane];
+      if ((flags & 1u) != 0u) { v = v + BIAS[n]; }
+      let o = P[4] + (m0 + r) * N + n;
+      if ((flags & 2u) != 0u) { v = OUT[o] + v; }
+      OUT[o] = v;
+    }
   }
 }
 `;
@@ -283,3 +303,4 @@ export const QUANT_KERNELS: Readonly<Record<QuantKernelName, string>> = Object.f
 
 /** Workgroup geometry the backend dispatches with. */
 export const QUANT_ROWS_PER_WORKGROUP = QTM;
+export const QUANT_WORKGROUP = QWG;
