@@ -14,6 +14,7 @@ import { attentionRef, bitEqual, closeTo, embeddingRef, linearRef, randomF32, ra
 import { webGpuForTests } from './helpers/webgpu.js';
 import { GgmlType, ggmlTypeName } from '../src/backend/quant.js';
 import { GPU_QUANT_TYPES } from '../src/backend/webgpu/quant-kernels.js';
+import { defaultKvBudget } from '../src/engine/kv-sizing.js';
 import { dequantizeRef, matmulF64, randomQuant, typeInfo } from './reference/ggml-quant.js';
 
 const { gpu, skip } = webGpuForTests();
@@ -320,6 +321,20 @@ describe('webgpu kernels', { skip }, () => {
         gpu!.kvCacheFree(gCache);
         cpu.kvCacheFree(cCache);
       });
+    }
+  });
+
+  test('the default KV pool: the CPU default, capped so each slot (one GPU buffer) fits the largest binding', () => {
+    const lim = Math.min(gpu!.adapter.limits['maxStorageBufferBindingSize']!, gpu!.adapter.limits['maxBufferSize']!);
+    for (const slots of [1, 3]) {
+      const blockBytes = gpu!.kvCacheBlockBytes(slots, 16, 8, 96, DType.F32);
+      const perSlot = blockBytes / slots;
+      const capped = defaultKvBudget(gpu!, blockBytes, slots, 1e15);
+      assert.equal(capped, Math.floor(lim / perSlot) * blockBytes, `${slots} slots`);
+      // What that budget allocates binds: a slot's buffer is at most the limit, one block more is not.
+      assert.ok((capped / blockBytes) * perSlot <= lim && (capped / blockBytes + 1) * perSlot > lim);
+      assert.equal(defaultKvBudget(gpu!, blockBytes, slots, 1 << 20), 1 << 20, 'a smaller CPU default stays');
+      assert.equal(defaultKvBudget(cpu, blockBytes, slots, 1e15), 1e15, 'no cap on the CPU');
     }
   });
 
