@@ -7,16 +7,17 @@
  * reference on the file's own dequantized weights as llama.cpp (top-1 agreement, mean |Δ logprob|
  * of the reference's top-1 token), greedy tokens equal to the reference's wherever llama.cpp's
  * are; and (Q4_K_M) every case run alone equals the batch bit for bit (tokens and log-probs).
- * A tied, biased model (qwen2-tiny as Q8_0, the embedding table and the head one quantized tensor)
- * must pick the CPU backend's token at every greedy step, or one within 1e-3 of the CPU's best
- * log-prob (the two backends round differently: the CPU multiplies 16-bit integer activations).
- * Types without GPU kernels are refused at load, naming the tensor and the type.
+ * A tied, biased model (qwen2-tiny as Q8_0 and as Q5_K_M, the embedding table and the head one
+ * quantized tensor) must pick the CPU backend's token at every greedy step, or one within 1e-3 of
+ * the CPU's best log-prob (the two backends round differently: the CPU multiplies 16-bit integer
+ * activations). A type a backend has no kernels for is refused at load, naming the tensor and type.
  */
 import assert from 'node:assert/strict';
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
+import { GgmlType } from '../src/backend/quant.js';
 import { LLM } from '../src/engine/llm.js';
 import type { TokenLogprobs } from '../src/engine/protocol.js';
 import { ModelLoadError } from '../src/errors.js';
@@ -100,40 +101,44 @@ describe('webgpu: quantized GGUF weights', { skip }, () => {
     const dir = mkdtempSync(join(tmpdir(), 'pagewise-webgpu-gguf-'));
     after(() => rmSync(dir, { recursive: true, force: true }));
 
-    test('qwen2-tiny as Q8_0 (tied quantized embedding and head, q/k/v biases): every greedy step is the CPU backend\'s choice', async () => {
-      const file = join(dir, 'qwen2-tiny-q8_0.gguf');
-      await writeGgufFixture('qwen2-tiny', file, 'q8_0', { seed: 3 });
-      const onGpu = gpuLlm(file);
-      const onCpu = new LLM({ model: file, kvCacheMemory: 16 * 1024 ** 2, threads: 1, log: () => {} });
-      after(() => {
-        onGpu.close();
-        onCpu.close();
-      });
-      const prompts = [[1, 17, 900, 5], [1], Array.from({ length: 40 }, (_, i) => (i * 37 + 11) % 1024)];
-      for (const p of prompts) {
-        const [g] = await onGpu.generate({ promptTokenIds: p }, { temperature: 0, maxTokens: 16, ignoreEos: true });
-        const tokens = g!.outputs[0]!.tokenIds;
-        // The CPU's distribution at every step of the GPU's continuation (teacher forcing).
-        const [c] = await onCpu.generate({ promptTokenIds: [...p, ...tokens] }, { temperature: 0, maxTokens: 1, promptLogprobs: 1, ignoreEos: true });
-        tokens.forEach((t, j) => {
-          const row = c!.promptLogprobs![p.length + j]!;
-          const best = row.top![0]!;
-          assert.ok(
-            best.tokenId === t || best.logprob - row.token.logprob <= 1e-3,
-            `prompt of ${p.length} step ${j}: webgpu chose ${t} (CPU log-prob ${row.token.logprob}), the CPU ${best.tokenId} (${best.logprob})`,
-          );
+    // qwen2-tiny (hidden 64): Q8_0, and the Q5_K_M mixture, whose short rows fall back to Q5_1
+    // (Q5_K needs 256-value rows) next to a Q8_0 head.
+    for (const scheme of ['q8_0', 'q5_k_m'] as const) {
+      test(`qwen2-tiny as ${scheme} (tied quantized embedding and head, q/k/v biases): every greedy step is the CPU backend's choice`, async () => {
+        const file = join(dir, `qwen2-tiny-${scheme}.gguf`);
+        await writeGgufFixture('qwen2-tiny', file, scheme, { seed: 3 });
+        const onGpu = gpuLlm(file);
+        const onCpu = new LLM({ model: file, kvCacheMemory: 16 * 1024 ** 2, threads: 1, log: () => {} });
+        after(() => {
+          onGpu.close();
+          onCpu.close();
         });
-      }
-    });
+        const prompts = [[1, 17, 900, 5], [1], Array.from({ length: 40 }, (_, i) => (i * 37 + 11) % 1024)];
+        for (const p of prompts) {
+          const [g] = await onGpu.generate({ promptTokenIds: p }, { temperature: 0, maxTokens: 16, ignoreEos: true });
+          const tokens = g!.outputs[0]!.tokenIds;
+          // The CPU's distribution at every step of the GPU's continuation (teacher forcing).
+          const [c] = await onCpu.generate({ promptTokenIds: [...p, ...tokens] }, { temperature: 0, maxTokens: 1, promptLogprobs: 1, ignoreEos: true });
+          tokens.forEach((t, j) => {
+            const row = c!.promptLogprobs![p.length + j]!;
+            const best = row.top![0]!;
+            assert.ok(
+              best.tokenId === t || best.logprob - row.token.logprob <= 1e-3,
+              `prompt of ${p.length} step ${j}: webgpu chose ${t} (CPU log-prob ${row.token.logprob}), the CPU ${best.tokenId} (${best.logprob})`,
+            );
+          });
+        }
+      });
+    }
 
-    test('a type without GPU kernels is refused at load, naming the tensor and the type', async () => {
-      const file = join(dir, 'tiny-q5_k_m.gguf');
-      // hidden 64: the Q5_K mixture falls back to Q5_1 for rows shorter than a 256-value block.
-      await writeGgufFixture('tiny', file, 'q5_k_m', { seed: 4 });
-      const { config, weights } = openModelPackage(file);
+    test('a type the backend has no kernels for is refused at load, naming the tensor and the type', () => {
+      // The GPU runs every type the CPU does; a backend claiming Q8_0 alone stands in for a future
+      // type the GPU lacks.
+      const q8Only = Object.create(gpu!, { quantTypes: { value: [GgmlType.Q8_0] } }) as typeof gpu;
+      const { config, weights } = openModelPackage(join(fixturePath('gguf'), 'llama-q256-Q4_K_M', 'llama-q256-Q4_K_M.gguf'));
       assert.throws(
-        () => new CausalLM(gpu!, config, weights, { precision: 'float32', maxTokens: 4 }),
-        (e: unknown) => e instanceof ModelLoadError && /tensor "[^"]+" is Q5_[1K], which --device webgpu has no kernels for \(it runs Q4_0, Q8_0, Q4_K, Q6_K\)/.test(e.message),
+        () => new CausalLM(q8Only!, config, weights, { precision: 'float32', maxTokens: 4 }),
+        (e: unknown) => e instanceof ModelLoadError && /tensor "[^"]+" is Q[46]_K, which --device webgpu has no kernels for \(it runs Q8_0\)/.test(e.message),
       );
     });
   });

@@ -12,7 +12,7 @@ import { DType, MatmulPrecision, type KvCacheHandle } from '../src/backend/backe
 import { cpuBackend } from '../src/backend/native.js';
 import { attentionRef, bitEqual, closeTo, embeddingRef, linearRef, randomF32, randomWeights, rmsnormRef, rng, roundBf16, siluMulRef } from './reference/ops.js';
 import { webGpuForTests } from './helpers/webgpu.js';
-import { GgmlType, ggmlTypeName } from '../src/backend/quant.js';
+import { GgmlType, ggmlTypeName, SUPPORTED_QUANT_TYPES } from '../src/backend/quant.js';
 import { GPU_QUANT_TYPES } from '../src/backend/webgpu/quant-kernels.js';
 import { defaultKvBudget } from '../src/engine/kv-sizing.js';
 import { dequantizeRef, matmulF64, randomQuant, typeInfo } from './reference/ggml-quant.js';
@@ -419,9 +419,11 @@ describe('webgpu kernels', { skip }, () => {
     });
 
     test('types without GPU kernels and malformed blocks are refused with a clear error', () => {
-      const q5k = randomQuant(GgmlType.Q5_K, 1, 256, 3);
-      assert.throws(() => gpu!.packLinearQuant([{ w: q5k, type: GgmlType.Q5_K, n: 1 }], 256), /no kernels for Q5_K weights \(it runs Q4_0, Q8_0, Q4_K, Q6_K\)/);
-      assert.throws(() => gpu!.embeddingQuant(new Float32Array(256), q5k, GgmlType.Q5_K, Int32Array.of(0), 256), /no kernels for Q5_K/);
+      // Every type the CPU runs has GPU kernels; IQ2_XXS has none anywhere.
+      assert.deepEqual([...GPU_QUANT_TYPES].sort(), [...SUPPORTED_QUANT_TYPES].sort());
+      const iq2 = new Uint8Array(66);
+      assert.throws(() => gpu!.packLinearQuant([{ w: iq2, type: GgmlType.IQ2_XXS, n: 1 }], 256), /no kernels for IQ2_XXS weights \(it runs Q4_0, Q4_1, /);
+      assert.throws(() => gpu!.embeddingQuant(new Float32Array(256), iq2, GgmlType.IQ2_XXS, Int32Array.of(0), 256), /no kernels for IQ2_XXS/);
       assert.throws(() => gpu!.packLinearQuant([{ w: new Uint8Array(33), type: GgmlType.Q8_0, n: 1 }], 32), /33 bytes/);
       assert.throws(() => gpu!.packLinearQuant([{ w: new Uint8Array(34), type: GgmlType.Q8_0, n: 1 }], 48), /not a multiple/);
       assert.throws(() => gpu!.embeddingQuant(new Float32Array(32), new Uint8Array(34), GgmlType.Q8_0, Int32Array.of(1), 32), /outside the vocabulary/);

@@ -4,12 +4,13 @@
  *
  * Layout: a matrix is uploaded as the file's blocks, row after row, each block padded to a whole
  * number of 32-bit words (WGSL reads u32, not bytes) with the padding placed so the packed values
- * start on a word boundary: Q8_0 and Q4_0 get two zero bytes after their f16 scale (34 -> 36 and
- * 18 -> 20 bytes per 32 weights), Q6_K two at the end (210 -> 212), Q4_K is already word-sized
- * (144). So the device holds about the file's bytes (at most +11%), never float copies.
+ * start on a word boundary: Q8_0, Q4_0, Q5_0 and IQ4_NL get two zero bytes after their f16 scale
+ * (34 -> 36, 18 -> 20, 22 -> 24 bytes per 32 weights), Q6_K and Q3_K two at the end (210 -> 212,
+ * 110 -> 112), the other types are already word-sized. So the device holds about the file's bytes
+ * (at most +11%), never float copies.
  *
- * Decoding: every type decodes a *unit* of 32 consecutive weights of a row (a Q8_0 / Q4_0 block,
- * a Q4_K sub-block, two Q6_K sub-blocks) to float32 values a * q - m, the same float32 products as
+ * Decoding: every type decodes a *unit* of 32 consecutive weights of a row (a 32-value block, a
+ * K-quant sub-block of 32 or two of 16) to float32 values a * q - m, the same float32 products as
  * ggml's dequantization (native/quant/decode.cc), with f16 scales widened by bit manipulation
  * (exact for subnormals too, which unpack2x16float need not be).
  *
@@ -67,6 +68,118 @@ const LAYOUTS = {
     }
   }`,
   },
+  // d, m (f16), 16 bytes of nibbles: value = d * q + m.
+  [GgmlType.Q4_1]: {
+    blockSize: 32,
+    fileBytes: 20,
+    words: 5,
+    padAt: -1,
+    decode: /* wgsl */ `
+  let b = base + u * 5u;
+  let d = f16(W[b] & 0xffffu);
+  let m = f16(W[b] >> 16u);
+  for (var i = 0u; i < 4u; i++) {
+    let w = W[b + 1u + i];
+    for (var e = 0u; e < 4u; e++) {
+      let byte = (w >> (8u * e)) & 0xffu;
+      V[4u * i + e] = d * f32(byte & 15u) + m;
+      V[16u + 4u * i + e] = d * f32(byte >> 4u) + m;
+    }
+  }`,
+  },
+  // d (f16), [padding], qh (32 fifth bits), 16 bytes of nibbles: value = d * (q - 16).
+  [GgmlType.Q5_0]: {
+    blockSize: 32,
+    fileBytes: 22,
+    words: 6,
+    padAt: 2,
+    decode: /* wgsl */ `
+  let b = base + u * 6u;
+  let d = f16(W[b] & 0xffffu);
+  let qh = W[b + 1u];
+  for (var i = 0u; i < 4u; i++) {
+    let w = W[b + 2u + i];
+    for (var e = 0u; e < 4u; e++) {
+      let j = 4u * i + e;
+      let byte = (w >> (8u * e)) & 0xffu;
+      V[j] = d * f32(i32((byte & 15u) | (((qh >> j) << 4u) & 16u)) - 16);
+      V[16u + j] = d * f32(i32((byte >> 4u) | ((qh >> (j + 12u)) & 16u)) - 16);
+    }
+  }`,
+  },
+  // d, m (f16), qh, 16 bytes of nibbles: value = d * q + m.
+  [GgmlType.Q5_1]: {
+    blockSize: 32,
+    fileBytes: 24,
+    words: 6,
+    padAt: -1,
+    decode: /* wgsl */ `
+  let b = base + u * 6u;
+  let d = f16(W[b] & 0xffffu);
+  let m = f16(W[b] >> 16u);
+  let qh = W[b + 1u];
+  for (var i = 0u; i < 4u; i++) {
+    let w = W[b + 2u + i];
+    for (var e = 0u; e < 4u; e++) {
+      let j = 4u * i + e;
+      let byte = (w >> (8u * e)) & 0xffu;
+      V[j] = d * f32((byte & 15u) | (((qh >> j) << 4u) & 16u)) + m;
+      V[16u + j] = d * f32((byte >> 4u) | ((qh >> (j + 12u)) & 16u)) + m;
+    }
+  }`,
+  },
+  // scales[16] (4-bit scale, 4-bit min), qs[64] (2 bits each), d, dmin (f16); sub-blocks of 16.
+  // Unit s: half n = s / 4 of 128 values, bit pair s % 4 of qs[n * 32 ..].
+  [GgmlType.Q2_K]: {
+    blockSize: 256,
+    fileBytes: 84,
+    words: 21,
+    padAt: -1,
+    decode: /* wgsl */ `
+  let b = base + (u / 8u) * 21u;
+  let s = u % 8u;
+  let d = f16(W[b + 20u] & 0xffffu);
+  let dmin = f16(W[b + 20u] >> 16u);
+  let sc0 = byteAt(b, 2u * s);
+  let sc1 = byteAt(b, 2u * s + 1u);
+  let a0 = d * f32(sc0 & 15u);
+  let m0 = dmin * f32(sc0 >> 4u);
+  let a1 = d * f32(sc1 & 15u);
+  let m1 = dmin * f32(sc1 >> 4u);
+  let q = b + 4u + (s / 4u) * 8u;
+  let shift = (s % 4u) * 2u;
+  for (var i = 0u; i < 8u; i++) {
+    let w = W[q + i] >> shift;
+    let a = select(a1, a0, i < 4u);
+    let m = select(m1, m0, i < 4u);
+    for (var e = 0u; e < 4u; e++) { V[4u * i + e] = a * f32((w >> (8u * e)) & 3u) - m; }
+  }`,
+  },
+  // hmask[32] (third bits), qs[64] (2 bits each), 12 bytes of 6-bit scales, d (f16); sub-blocks of
+  // 16: value = d * (scale - 32) * (q - (third bit ? 0 : 4)). Unit s as Q2_K, third bit s of hmask.
+  [GgmlType.Q3_K]: {
+    blockSize: 256,
+    fileBytes: 110,
+    words: 28,
+    padAt: 110,
+    decode: /* wgsl */ `
+  let b = base + (u / 8u) * 28u;
+  let s = u % 8u;
+  let d = f16(W[b + 27u] & 0xffffu);
+  let a0 = d * f32(i32(scaleK3(b + 24u, 2u * s)) - 32);
+  let a1 = d * f32(i32(scaleK3(b + 24u, 2u * s + 1u)) - 32);
+  let q = b + 8u + (s / 4u) * 8u;
+  let shift = (s % 4u) * 2u;
+  for (var i = 0u; i < 8u; i++) {
+    let w = W[q + i] >> shift;
+    let h = W[b + i] >> s;
+    let a = select(a1, a0, i < 4u);
+    for (var e = 0u; e < 4u; e++) {
+      let low = i32((w >> (8u * e)) & 3u);
+      V[4u * i + e] = a * f32(low - select(4, 0, ((h >> (8u * e)) & 1u) != 0u));
+    }
+  }`,
+  },
   // d, dmin (f16), 12 bytes of 6-bit scales and mins, 128 bytes of nibbles; sub-blocks of 32.
   [GgmlType.Q4_K]: {
     blockSize: 256,
@@ -78,22 +191,36 @@ const LAYOUTS = {
   let s = u % 8u;
   let d = f16(W[b] & 0xffffu);
   let dmin = f16(W[b] >> 16u);
-  var sc: u32;
-  var mn: u32;
-  if (s < 4u) {
-    sc = byteAt(b + 1u, s) & 63u;
-    mn = byteAt(b + 1u, s + 4u) & 63u;
-  } else {
-    sc = (byteAt(b + 1u, s + 4u) & 15u) | ((byteAt(b + 1u, s - 4u) >> 6u) << 4u);
-    mn = (byteAt(b + 1u, s + 4u) >> 4u) | ((byteAt(b + 1u, s) >> 6u) << 4u);
-  }
-  let a = d * f32(sc);
-  let m = dmin * f32(mn);
+  let sm = scaleMinK4(b + 1u, s);
+  let a = d * f32(sm.x);
+  let m = dmin * f32(sm.y);
   let q = b + 4u + (s / 2u) * 8u;
   let shift = (s % 2u) * 4u;
   for (var i = 0u; i < 8u; i++) {
     let w = W[q + i] >> shift;
     for (var e = 0u; e < 4u; e++) { V[4u * i + e] = a * f32((w >> (8u * e)) & 15u) - m; }
+  }`,
+  },
+  // d, dmin (f16), 12 bytes of 6-bit scales and mins, qh[32] (fifth bits), 128 bytes of nibbles.
+  [GgmlType.Q5_K]: {
+    blockSize: 256,
+    fileBytes: 176,
+    words: 44,
+    padAt: -1,
+    decode: /* wgsl */ `
+  let b = base + (u / 8u) * 44u;
+  let s = u % 8u;
+  let d = f16(W[b] & 0xffffu);
+  let dmin = f16(W[b] >> 16u);
+  let sm = scaleMinK4(b + 1u, s);
+  let a = d * f32(sm.x);
+  let m = dmin * f32(sm.y);
+  let q = b + 12u + (s / 2u) * 8u;
+  let shift = (s % 2u) * 4u;
+  for (var i = 0u; i < 8u; i++) {
+    let w = W[q + i] >> shift;
+    let h = W[b + 4u + i] >> s;
+    for (var e = 0u; e < 4u; e++) { V[4u * i + e] = a * f32(((w >> (8u * e)) & 15u) | (((h >> (8u * e)) & 1u) << 4u)) - m; }
   }`,
   },
   // ql[128] (low nibbles), qh[64] (2 high bits each), 16 int8 scales, d (f16); sub-blocks of 16.
@@ -121,6 +248,46 @@ const LAYOUTS = {
     for (var e = 0u; e < 4u; e++) {
       let q = ((lw >> (8u * e)) & 15u) | (((hw >> (8u * e)) & 3u) << 4u);
       V[4u * i + e] = a * f32(i32(q) - 32);
+    }
+  }`,
+  },
+  // d (f16), [padding], 16 bytes of nibbles indexing the non-linear grid IQ4.
+  [GgmlType.IQ4_NL]: {
+    blockSize: 32,
+    fileBytes: 18,
+    words: 5,
+    padAt: 2,
+    decode: /* wgsl */ `
+  let b = base + u * 5u;
+  let d = f16(W[b] & 0xffffu);
+  for (var i = 0u; i < 4u; i++) {
+    let w = W[b + 1u + i];
+    for (var e = 0u; e < 4u; e++) {
+      let byte = (w >> (8u * e)) & 0xffu;
+      V[4u * i + e] = d * IQ4[byte & 15u];
+      V[16u + 4u * i + e] = d * IQ4[byte >> 4u];
+    }
+  }`,
+  },
+  // d (f16), scales_h (u16), scales_l[4], qs[128] (nibbles into IQ4); sub-blocks of 32 with 6-bit
+  // scales: value = d * (scale - 32) * IQ4[nibble].
+  [GgmlType.IQ4_XS]: {
+    blockSize: 256,
+    fileBytes: 136,
+    words: 34,
+    padAt: -1,
+    decode: /* wgsl */ `
+  let b = base + (u / 8u) * 34u;
+  let s = u % 8u;
+  let d = f16(W[b] & 0xffffu);
+  let ls = ((byteAt(b + 1u, s / 2u) >> (4u * (s % 2u))) & 15u) | (((W[b] >> (16u + 2u * s)) & 3u) << 4u);
+  let a = d * f32(i32(ls) - 32);
+  for (var i = 0u; i < 4u; i++) {
+    let w = W[b + 2u + 4u * s + i];
+    for (var e = 0u; e < 4u; e++) {
+      let byte = (w >> (8u * e)) & 0xffu;
+      V[4u * i + e] = a * IQ4[byte & 15u];
+      V[16u + 4u * i + e] = a * IQ4[byte >> 4u];
     }
   }`,
   },
@@ -177,6 +344,21 @@ fn f16(h: u32) -> f32 {
 }
 // Byte i of the bytes starting at word w.
 fn byteAt(w: u32, i: u32) -> u32 { return (W[w + i / 4u] >> (8u * (i % 4u))) & 0xffu; }
+// The 6-bit scale (x) and min (y) of sub-block j of a Q4_K / Q5_K block's 12 scale bytes at word w.
+fn scaleMinK4(w: u32, j: u32) -> vec2<u32> {
+  if (j < 4u) { return vec2<u32>(byteAt(w, j) & 63u, byteAt(w, j + 4u) & 63u); }
+  return vec2<u32>((byteAt(w, j + 4u) & 15u) | ((byteAt(w, j - 4u) >> 6u) << 4u), (byteAt(w, j + 4u) >> 4u) | ((byteAt(w, j) >> 6u) << 4u));
+}
+// The 6-bit scale i (0..15) of a Q3_K block's 12 scale bytes at word w: low nibbles from the first
+// 8 bytes (low then high halves), the two high bits from the last 4.
+fn scaleK3(w: u32, i: u32) -> u32 {
+  let which = i / 4u;
+  let low = (W[w + which % 2u] >> (4u * (which / 2u))) & 0x0f0f0f0fu;
+  let high = ((W[w + 2u] >> (2u * which)) & 0x03030303u) << 4u;
+  return ((low | high) >> (8u * (i % 4u))) & 0xffu;
+}
+// The non-linear 4-bit grid of IQ4_NL and IQ4_XS.
+var<private> IQ4: array<f32, 16> = array<f32, 16>(-127.0, -104.0, -83.0, -65.0, -49.0, -35.0, -22.0, -10.0, 1.0, 13.0, 25.0, 38.0, 53.0, 69.0, 89.0, 113.0);
 var<private> V: array<f32, 32>;
 fn unit(base: u32, u: u32) {${LAYOUTS[type].decode}
 }
