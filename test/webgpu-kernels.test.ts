@@ -10,7 +10,7 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { DType, MatmulPrecision, type KvCacheHandle } from '../src/backend/backend.js';
 import { cpuBackend } from '../src/backend/native.js';
-import { attentionRef, bitEqual, closeTo, embeddingRef, linearRef, randomF32, randomWeights, rmsnormRef, rng, roundBf16, siluMulRef } from './reference/ops.js';
+import { attentionRef, bitEqual, closeTo, embeddingRef, linearRef, randomF32, randomWeights, rmsnormRef, rng, roundBf16, siluMulRef, widen } from './reference/ops.js';
 import { webGpuForTests } from './helpers/webgpu.js';
 import { GgmlType, ggmlTypeName, SUPPORTED_QUANT_TYPES } from '../src/backend/quant.js';
 import { GPU_QUANT_TYPES } from '../src/backend/webgpu/quant-kernels.js';
@@ -178,6 +178,24 @@ describe('webgpu kernels', { skip }, () => {
         gpu!.linearPacked(pack, x.subarray(m * K, (m + 1) * K), 1, [alone, new Float32Array(3)], false);
         gpu!.toHost(alone);
         assert.ok(bitEqual(alone, out.subarray(m * N, (m + 1) * N)), `${label}: row ${m} alone differs`);
+      }
+      if (dtype !== DType.F32) {
+        // 16-bit weights stay 16-bit on the GPU and widen exactly: the bits of a float32 pack of
+        // the widened values (BF16 precision rounds x alike in both).
+        const wide = Float32Array.from(widen(w, dtype));
+        const widePack = precision === MatmulPrecision.BF16 ? null : gpu!.packLinear([{ w: wide, n: N, bias }, { w: Float32Array.from(widen(w2, dtype)), n: 3 }], DType.F32, K, precision);
+        if (widePack) {
+          const same = onGpu(M * N, (o) => gpu!.linearPacked(widePack, x, M, [o, new Float32Array(M * 3)], false));
+          assert.ok(bitEqual(same, out), `${label}: 16-bit storage vs widened float32`);
+          gpu!.packedLinearFree(widePack);
+        }
+      }
+      if (dtype === DType.F16) {
+        // F16 subnormals are normal float32 values: widened exactly, not flushed.
+        const subnormal = Uint16Array.of(0x0001, 0x83ff, 0x3c00, 0x0200);
+        const tiny = onGpu(1, (o) => gpu!.linearPacked(gpu!.packLinear([{ w: subnormal, n: 1 }], dtype, 4, MatmulPrecision.F32), Float32Array.of(2 ** 20, 2 ** 20, 0, 2 ** 20), 1, [o], false));
+        const wf = widen(subnormal, dtype);
+        assert.equal(tiny[0], Math.fround(Math.fround(wf[0]! * 2 ** 20 + wf[1]! * 2 ** 20) + wf[3]! * 2 ** 20), `${label}: subnormal F16 weights widen exactly`);
       }
       gpu!.packedLinearFree(pack);
       gpu!.packedLinearFree(pack);

@@ -11,8 +11,7 @@
  *
  * Decoding: every type decodes a *unit* of 32 consecutive weights of a row (a 32-value block, a
  * K-quant sub-block of 32 or two of 16) to float32 values a * q - m, the same float32 products as
- * ggml's dequantization (native/quant/decode.cc), with f16 scales widened by bit manipulation
- * (exact for subnormals too, which unpack2x16float need not be).
+ * ggml's dequantization (native/quant/decode.cc), with f16 scales widened exactly (wgsl-f16.ts).
  *
  * The linear kernel: L lanes per output column n (L a power of two up to 64, fixed by K: one lane
  * per unit of a short row, 64 for rows of 2048 values and more), a workgroup of 64 taking 64 / L
@@ -24,6 +23,7 @@
  * weights per step at decode).
  */
 import { GgmlType, ggmlTypeName } from '../quant.js';
+import { F16_TO_F32 } from './wgsl-f16.js';
 
 /** Device layout of a quantized type: bytes per padded block, where the two padding bytes go. */
 interface QuantLayout {
@@ -334,14 +334,7 @@ export function repackQuant(type: GgmlType, src: Uint8Array, rows: number, k: nu
 /** Shared by the quantized kernels: arguments, the weight words, the unit decoder of one type. */
 const prelude = (type: GpuQuantType): string => /* wgsl */ `
 @group(0) @binding(0) var<storage, read> P: array<u32>;
-// Exact f16 -> f32 (subnormals included).
-fn f16(h: u32) -> f32 {
-  let e = (h >> 10u) & 31u;
-  let m = h & 1023u;
-  if (e == 0u) { return select(1.0, -1.0, (h & 0x8000u) != 0u) * f32(m) * 5.9604644775390625e-8; }
-  if (e == 31u) { return bitcast<f32>(((h & 0x8000u) << 16u) | 0x7f800000u | (m << 13u)); }
-  return bitcast<f32>(((h & 0x8000u) << 16u) | ((e + 112u) << 23u) | (m << 13u));
-}
+${F16_TO_F32}
 // Byte i of the bytes starting at word w.
 fn byteAt(w: u32, i: u32) -> u32 { return (W[w + i / 4u] >> (8u * (i % 4u))) & 0xffu; }
 // The 6-bit scale (x) and min (y) of sub-block j of a Q4_K / Q5_K block's 12 scale bytes at word w.

@@ -34,7 +34,7 @@ import {
 } from '../backend.js';
 import { ggmlRowBytes, ggmlTypeName, type GgmlType } from '../quant.js';
 import { createCpuBackend } from '../native.js';
-import { LINEAR_ROWS_MAX, MAX_HEAD_DIM, type KernelName } from './kernels.js';
+import { LINEAR_KERNELS, LINEAR_ROWS_MAX, MAX_HEAD_DIM, type KernelName, type WeightStorage } from './kernels.js';
 import { GPU_QUANT_TYPES, gpuQuantBlockSize, quantKernelNames, quantLanes, QUANT_ROWS_PER_WORKGROUP, QUANT_WORKGROUP, repackQuant } from './quant-kernels.js';
 import { CTRL, TEXT_BYTES, type AdapterReport, type Binding, type Command } from './protocol.js';
 
@@ -54,6 +54,8 @@ interface PackInfo {
   parts: Array<{ w: number; bias: number | null; n: number; type: GgmlType | null; quantSrc?: Uint8Array }>;
   K: number;
   bf16: boolean;
+  /** How float parts' weights are stored (quantized parts: their type decides). */
+  storage: WeightStorage;
   gateUp: boolean;
   freed: boolean;
 }
@@ -131,6 +133,9 @@ function args(values: number[], floats: number[] = []): Binding {
 }
 
 const groups = (n: number, per: number): number => Math.ceil(n / per);
+
+/** Where each weight dtype's linear layers are kept (kernels.ts): 16-bit values stay 16-bit. */
+const STORAGE: Record<DType, WeightStorage> = { [DType.F32]: 'f32', [DType.F16]: 'f16', [DType.BF16]: 'bf16' };
 
 export class WebGpuBackend implements ComputeBackend {
   readonly adapter: AdapterReport;
@@ -272,7 +277,12 @@ export class WebGpuBackend implements ComputeBackend {
     return id;
   }
 
-  private upload(f: Float32Array | Uint32Array): number {
+  /** A linear layer's weights as the GPU keeps them: 16-bit checkpoints as they are (a copy), float32 as float32. */
+  private uploadWeight(w: WeightArray, dtype: DType): number {
+    return this.upload(dtype === DType.F32 ? Float32Array.from(w as Float32Array) : Uint16Array.from(w as Uint16Array));
+  }
+
+  private upload(f: Float32Array | Uint32Array | Uint16Array): number {
     const id = this.nextId++;
     this.record({ op: 'param', id, data: new Uint8Array(f.buffer, f.byteOffset, f.byteLength) });
     return id;
@@ -447,8 +457,8 @@ export class WebGpuBackend implements ComputeBackend {
       checkWeight(`parts[${i}].w`, p.w, wDtype, p.n * K);
       if (p.bias) checkWeight(`parts[${i}].bias`, p.bias, DType.F32, p.n);
     }
-    const ids = parts.map((p) => ({ w: this.upload(widen(p.w, wDtype)), bias: p.bias ? this.upload(Float32Array.from(p.bias)) : null, n: p.n, type: null }));
-    return this.newPack({ parts: ids, K, bf16, gateUp: false });
+    const ids = parts.map((p) => ({ w: this.uploadWeight(p.w, wDtype), bias: p.bias ? this.upload(Float32Array.from(p.bias)) : null, n: p.n, type: null }));
+    return this.newPack({ parts: ids, K, bf16, storage: STORAGE[wDtype], gateUp: false });
   }
 
   packGateUp(gate: WeightArray, up: WeightArray, wDtype: DType, I: number, K: number, precision: MatmulPrecision): PackedLinearHandle {
@@ -457,8 +467,8 @@ export class WebGpuBackend implements ComputeBackend {
     const bf16 = this.checkPrecision(wDtype, precision);
     checkWeight('gate', gate, wDtype, I * K);
     checkWeight('up', up, wDtype, I * K);
-    const parts = [gate, up].map((w) => ({ w: this.upload(widen(w, wDtype)), bias: null, n: I, type: null }));
-    return this.newPack({ parts, K, bf16, gateUp: true });
+    const parts = [gate, up].map((w) => ({ w: this.uploadWeight(w, wDtype), bias: null, n: I, type: null }));
+    return this.newPack({ parts, K, bf16, storage: STORAGE[wDtype], gateUp: true });
   }
 
   /**
@@ -495,7 +505,7 @@ export class WebGpuBackend implements ComputeBackend {
       if (p.bias) checkWeight(`parts[${i}].bias`, p.bias, DType.F32, p.n);
     }
     const ids = parts.map((p) => ({ w: this.quantUpload(p.w, p.type, p.n, K), bias: p.bias ? this.upload(Float32Array.from(p.bias)) : null, n: p.n, type: p.type, quantSrc: p.w }));
-    return this.newPack({ parts: ids, K, bf16: false, gateUp: false });
+    return this.newPack({ parts: ids, K, bf16: false, storage: 'f32', gateUp: false });
   }
 
   packGateUpQuant(gate: Uint8Array, gateType: GgmlType, up: Uint8Array, upType: GgmlType, I: number, K: number): PackedLinearHandle {
@@ -504,7 +514,7 @@ export class WebGpuBackend implements ComputeBackend {
     this.checkQuant('gate', gate, gateType, I, K);
     this.checkQuant('up', up, upType, I, K);
     const parts = ([[gate, gateType], [up, upType]] as const).map(([w, type]) => ({ w: this.quantUpload(w, type, I, K), bias: null, n: I, type, quantSrc: w }));
-    return this.newPack({ parts, K, bf16: false, gateUp: true });
+    return this.newPack({ parts, K, bf16: false, storage: 'f32', gateUp: true });
   }
 
   embeddingQuant(out: Float32Array, table: Uint8Array, type: GgmlType, ids: Int32Array, hidden: number): void {
@@ -549,8 +559,9 @@ export class WebGpuBackend implements ComputeBackend {
   }
 
   /** One part: out[m, :] (+)= x[m, :] . w^T (+ bias). */
-  private linearPart(part: PackInfo['parts'][number], K: number, bf16: boolean, x: Arg, M: number, out: Arg, accumulate: boolean): void {
-    const flags = (part.bias !== null ? 1 : 0) | (accumulate ? 2 : 0) | (bf16 ? 4 : 0);
+  private linearPart(part: PackInfo['parts'][number], p: PackInfo, x: Arg, M: number, out: Arg, accumulate: boolean): void {
+    const K = p.K;
+    const flags = (part.bias !== null ? 1 : 0) | (accumulate ? 2 : 0) | (p.bf16 ? 4 : 0);
     const w: Binding = { kind: 'param', id: part.w };
     const bias: Binding = part.bias !== null ? { kind: 'param', id: part.bias } : w;
     if (part.type !== null) {
@@ -564,8 +575,8 @@ export class WebGpuBackend implements ComputeBackend {
     }
     const b = [args([M, part.n, K, x.off, out.off, flags]), x.b, w, bias, out.b];
     // Both kernels give the same bits (see kernels.ts): the choice is speed only.
-    if (M <= LINEAR_ROWS_MAX) this.dispatch('linearRows', [groups(part.n, 64), 1, 1], b);
-    else this.dispatch('linear', [groups(part.n, 16), groups(M, 16), 1], b);
+    if (M <= LINEAR_ROWS_MAX) this.dispatch(LINEAR_KERNELS[p.storage].rows, [groups(part.n, 64), 1, 1], b);
+    else this.dispatch(LINEAR_KERNELS[p.storage].tiled, [groups(part.n, 16), groups(M, 16), 1], b);
   }
 
   linearPacked(w: PackedLinearHandle, x: Float32Array, M: number, outs: Float32Array[], accumulate: boolean): void {
@@ -585,14 +596,14 @@ export class WebGpuBackend implements ComputeBackend {
       const xi = this.inputBeside(x, M * p.K, [o], TEMP_ALIAS);
       const gate: Arg = { b: { kind: 'temp', slot: TEMP_GATE, bytes: M * I * 4 }, off: 0 };
       const upT: Arg = { b: { kind: 'temp', slot: TEMP_UP, bytes: M * I * 4 }, off: 0 };
-      this.linearPart(p.parts[0]!, p.K, p.bf16, xi, M, gate, false);
-      this.linearPart(p.parts[1]!, p.K, p.bf16, xi, M, upT, false);
+      this.linearPart(p.parts[0]!, p, xi, M, gate, false);
+      this.linearPart(p.parts[1]!, p, xi, M, upT, false);
       this.dispatch('siluMul', [groups(I, 64), M, 1], [args([M, I, 0, 0, o.off, I, I]), gate.b, upT.b, o.b]);
       return;
     }
     const os = outs.map((o) => this.output(o));
     const xi = this.inputBeside(x, M * p.K, os, TEMP_ALIAS);
-    p.parts.forEach((part, s) => this.linearPart(part, p.K, p.bf16, xi, M, os[s]!, accumulate));
+    p.parts.forEach((part, s) => this.linearPart(part, p, xi, M, os[s]!, accumulate));
   }
 
   // ---- the paged KV cache and attention ----
