@@ -141,6 +141,28 @@ describe('webgpu goldens', { skip }, () => {
     assert.ok(r.stderr.includes(gpu!.describe().kernels), r.stderr);
   });
 
+  test('pagewise bench latency and throughput --device webgpu: the adapter with its limits under the same keys', async () => {
+    const entry = `import('./src/cli/main.ts').then((m) => m.main(process.argv.slice(1)))`;
+    const common = ['--device', 'webgpu', '--model', fixturePath('stories260k'), '--dtype', 'float32', '--kv-cache-dtype', 'float32', '--kv-cache-memory', '16MiB', '--threads', '1', '--input-len', '8', '--output-len', '4', '--json'];
+    const run = async (args: string[]): Promise<Record<string, unknown>> => {
+      const r = await promisify(execFile)(process.execPath, ['--import', 'tsx', '-e', entry, '--', 'bench', ...args, ...common], { cwd: resolve(import.meta.dirname, '..') });
+      return JSON.parse(r.stdout.trim()) as Record<string, unknown>;
+    };
+    const latency = await run(['latency', '--batch-size', '2', '--iters', '1']);
+    const throughput = await run(['throughput', '--num-prompts', '3']);
+    const want = gpu!.describe();
+    for (const [name, out] of [['latency', latency], ['throughput', throughput]] as const) {
+      assert.equal(out['device'], 'webgpu', name);
+      assert.equal(out['isa'], want.kernels, name);
+      const adapter = out['adapter'] as { kernels: string; limits: Record<string, number>; features: string[] };
+      assert.equal(adapter.kernels, want.kernels, name);
+      assert.deepEqual(adapter.limits, want.limits, `${name}: limits`);
+      assert.deepEqual(adapter.features, want.features, `${name}: features`);
+    }
+    assert.equal(throughput['output_tokens'], 12);
+    assert.ok((latency['decode_weight_gbs'] as number) > 0);
+  });
+
   test('the server: /v1/completions with --device webgpu continues a story as the golden does', async () => {
     const story = loadGolden('stories260k').text_cases![0]!;
     const s = await startServer(

@@ -10,8 +10,12 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { DType, MatmulPrecision, type KvCacheHandle } from '../src/backend/backend.js';
 import { cpuBackend } from '../src/backend/native.js';
-import { attentionRef, bitEqual, closeTo, embeddingRef, linearRef, randomF32, randomWeights, rmsnormRef, rng, roundBf16, siluMulRef } from './reference/ops.js';
+import { attentionRef, bitEqual, closeTo, embeddingRef, linearRef, randomF32, randomWeights, rmsnormRef, rng, roundBf16, siluMulRef, widen } from './reference/ops.js';
 import { webGpuForTests } from './helpers/webgpu.js';
+import { GgmlType, ggmlTypeName, SUPPORTED_QUANT_TYPES } from '../src/backend/quant.js';
+import { GPU_QUANT_TYPES } from '../src/backend/webgpu/quant-kernels.js';
+import { defaultKvBudget } from '../src/engine/kv-sizing.js';
+import { dequantizeRef, matmulF64, randomQuant, typeInfo } from './reference/ggml-quant.js';
 
 const { gpu, skip } = webGpuForTests();
 const cpu = cpuBackend();
@@ -175,6 +179,24 @@ describe('webgpu kernels', { skip }, () => {
         gpu!.toHost(alone);
         assert.ok(bitEqual(alone, out.subarray(m * N, (m + 1) * N)), `${label}: row ${m} alone differs`);
       }
+      if (dtype !== DType.F32) {
+        // 16-bit weights stay 16-bit on the GPU and widen exactly: the bits of a float32 pack of
+        // the widened values (BF16 precision rounds x alike in both).
+        const wide = Float32Array.from(widen(w, dtype));
+        const widePack = precision === MatmulPrecision.BF16 ? null : gpu!.packLinear([{ w: wide, n: N, bias }, { w: Float32Array.from(widen(w2, dtype)), n: 3 }], DType.F32, K, precision);
+        if (widePack) {
+          const same = onGpu(M * N, (o) => gpu!.linearPacked(widePack, x, M, [o, new Float32Array(M * 3)], false));
+          assert.ok(bitEqual(same, out), `${label}: 16-bit storage vs widened float32`);
+          gpu!.packedLinearFree(widePack);
+        }
+      }
+      if (dtype === DType.F16) {
+        // F16 subnormals are normal float32 values: widened exactly, not flushed.
+        const subnormal = Uint16Array.of(0x0001, 0x83ff, 0x3c00, 0x0200);
+        const tiny = onGpu(1, (o) => gpu!.linearPacked(gpu!.packLinear([{ w: subnormal, n: 1 }], dtype, 4, MatmulPrecision.F32), Float32Array.of(2 ** 20, 2 ** 20, 0, 2 ** 20), 1, [o], false));
+        const wf = widen(subnormal, dtype);
+        assert.equal(tiny[0], Math.fround(Math.fround(wf[0]! * 2 ** 20 + wf[1]! * 2 ** 20) + wf[3]! * 2 ** 20), `${label}: subnormal F16 weights widen exactly`);
+      }
       gpu!.packedLinearFree(pack);
       gpu!.packedLinearFree(pack);
     }
@@ -320,7 +342,109 @@ describe('webgpu kernels', { skip }, () => {
     }
   });
 
-  test('quantized weights are refused with a clear error', () => {
-    assert.throws(() => gpu!.packLinearQuant([{ w: new Uint8Array(34), type: 8, n: 1 }], 32), /does not run quantized/);
+  test('the default KV pool: the CPU default, capped so each slot (one GPU buffer) fits the largest binding', () => {
+    const lim = Math.min(gpu!.adapter.limits['maxStorageBufferBindingSize']!, gpu!.adapter.limits['maxBufferSize']!);
+    for (const slots of [1, 3]) {
+      const blockBytes = gpu!.kvCacheBlockBytes(slots, 16, 8, 96, DType.F32);
+      const perSlot = blockBytes / slots;
+      const capped = defaultKvBudget(gpu!, blockBytes, slots, 1e15);
+      assert.equal(capped, Math.floor(lim / perSlot) * blockBytes, `${slots} slots`);
+      // What that budget allocates binds: a slot's buffer is at most the limit, one block more is not.
+      assert.ok((capped / blockBytes) * perSlot <= lim && (capped / blockBytes + 1) * perSlot > lim);
+      assert.equal(defaultKvBudget(gpu!, blockBytes, slots, 1 << 20), 1 << 20, 'a smaller CPU default stays');
+      assert.equal(defaultKvBudget(cpu, blockBytes, slots, 1e15), 1e15, 'no cap on the CPU');
+    }
+  });
+
+  describe('quantized GGML weights, decoded inside the kernels', () => {
+    // Row lengths: one unit of 32, fewer units than the kernel's 64 lanes, more (lanes wrap).
+    const kFor = (type: GgmlType): number[] => (typeInfo(type).blockSize === 32 ? [32, 96, 2080] : [256, 768, 2304]);
+    for (const type of GPU_QUANT_TYPES) {
+      const name = ggmlTypeName(type);
+      test(`${name}: linear against the float64 product of the dequantized weights; bias, accumulate; rows alone = batched; lookup = dequantized rows`, () => {
+        for (const [ki, K] of kFor(type).entries()) {
+          // Rows: one, the workgroup's tile of 8 cut anywhere; columns: one, odd, past 64.
+          for (const [M, N] of [[1, 1], [9, 67], [17, 5]] as const) {
+            const seed = type * 1000 + ki * 10 + M;
+            const label = `${name} M${M} N${N} K${K}`;
+            const w = randomQuant(type, N, K, seed);
+            const wf = dequantizeRef(type, w, N, K);
+            const rand = rng(seed);
+            const x = randomF32(M * K, rand);
+            const bias = randomF32(N, rand);
+            const pack = gpu!.packLinearQuant([{ w, type, n: N, bias }], K);
+            const out = onGpu(M * N, (o) => gpu!.linearPacked(pack, x, M, [o], false));
+            const ref = matmulF64(wf, x, M, N, K);
+            const absSum = new Float64Array(M * N);
+            for (let m = 0; m < M; m++) {
+              for (let n = 0; n < N; n++) {
+                ref[m * N + n] += bias[n]!;
+                let a = Math.abs(bias[n]!);
+                for (let k = 0; k < K; k++) a += Math.abs(wf[n * K + k]! * x[m * K + k]!);
+                absSum[m * N + n] = a;
+              }
+            }
+            assert.equal(closeTo(out, ref, 1, 0, Float64Array.from(absSum, (a) => a * 4e-6 + 1e-30)), null, label);
+            const acc = randomF32(M * N, rand);
+            const accGpu = Float32Array.from(acc);
+            gpu!.linearPacked(pack, x, M, [accGpu], true);
+            gpu!.toHost(accGpu);
+            assert.ok(bitEqual(accGpu, Float32Array.from(acc, (a, i) => a + out[i]!)), `${label}: accumulate`);
+            for (const m of new Set([0, M - 1, Math.min(M - 1, 8)])) {
+              const alone = onGpu(N, (o) => gpu!.linearPacked(pack, x.subarray(m * K, (m + 1) * K), 1, [o], false));
+              assert.ok(bitEqual(alone, out.subarray(m * N, (m + 1) * N)), `${label}: row ${m} alone differs from the batch`);
+            }
+            gpu!.packedLinearFree(pack);
+          }
+          // The lookup decodes as ggml does (float32 a * q - m; a GPU may fuse that into one fma:
+          // half an ulp of a * q at most).
+          const vocab = 13;
+          const table = randomQuant(type, vocab, K, type + K);
+          const ids = Int32Array.of(12, 0, 5, 5);
+          const got = onGpu(ids.length * K, (o) => gpu!.embeddingQuant(o, table, type, ids, K));
+          const deq = cpu.dequantizeRows(type, table, vocab, K);
+          ids.forEach((id, t) => {
+            const row = deq.subarray(id * K, (id + 1) * K);
+            const tol = Math.max(...Array.from(row, Math.abs)) * 2 ** -22;
+            assert.equal(closeTo(got.subarray(t * K, (t + 1) * K), row, 0, tol), null, `${name} K${K}: row ${id}`);
+          });
+        }
+      });
+    }
+
+    test('a Q4_K_M-style pack (Q4_K and Q6_K parts) and a quantized gate/up pair: the bits of separate packs + siluMul', () => {
+      const [M, I, K] = [3, 21, 512];
+      const rand = rng(77);
+      const x = randomF32(M * K, rand);
+      const gate = randomQuant(GgmlType.Q4_K, I, K, 1);
+      const up = randomQuant(GgmlType.Q6_K, I, K, 2);
+      const mixed = gpu!.packLinearQuant([{ w: gate, type: GgmlType.Q4_K, n: I }, { w: up, type: GgmlType.Q6_K, n: I }], K);
+      const g = new Float32Array(M * I);
+      const u = new Float32Array(M * I);
+      gpu!.linearPacked(mixed, x, M, [g, u], false);
+      gpu!.toHost(g);
+      gpu!.toHost(u);
+      const alone = (w: Uint8Array, type: GgmlType): Float32Array => onGpu(M * I, (o) => gpu!.linearPacked(gpu!.packLinearQuant([{ w, type, n: I }], K), x, M, [o], false));
+      assert.ok(bitEqual(g, alone(gate, GgmlType.Q4_K)) && bitEqual(u, alone(up, GgmlType.Q6_K)), 'a part of a mixed pack differs from its own pack');
+      const fused = onGpu(M * I, (o) => gpu!.linearPacked(gpu!.packGateUpQuant(gate, GgmlType.Q4_K, up, GgmlType.Q6_K, I, K), x, M, [o], false));
+      const two = onGpu(M * I, (o) => gpu!.siluMul(o, g, u, M, I, I, I));
+      assert.ok(bitEqual(fused, two), 'gate/up pack vs two packs + siluMul');
+      // And near the CPU's integer kernels (activations rounded to 16 bits there; random blocks
+      // make large weights whose products cancel, so the bound is relative to the largest output).
+      const want = new Float32Array(M * I);
+      cpu.linearPacked(cpu.packGateUpQuant(gate, GgmlType.Q4_K, up, GgmlType.Q6_K, I, K), x, M, [want], false);
+      assert.equal(closeTo(fused, want, 0, 1e-3 * Math.max(...Array.from(want, Math.abs))), null);
+    });
+
+    test('types without GPU kernels and malformed blocks are refused with a clear error', () => {
+      // Every type the CPU runs has GPU kernels; IQ2_XXS has none anywhere.
+      assert.deepEqual([...GPU_QUANT_TYPES].sort(), [...SUPPORTED_QUANT_TYPES].sort());
+      const iq2 = new Uint8Array(66);
+      assert.throws(() => gpu!.packLinearQuant([{ w: iq2, type: GgmlType.IQ2_XXS, n: 1 }], 256), /no kernels for IQ2_XXS weights \(it runs Q4_0, Q4_1, /);
+      assert.throws(() => gpu!.embeddingQuant(new Float32Array(256), iq2, GgmlType.IQ2_XXS, Int32Array.of(0), 256), /no kernels for IQ2_XXS/);
+      assert.throws(() => gpu!.packLinearQuant([{ w: new Uint8Array(33), type: GgmlType.Q8_0, n: 1 }], 32), /33 bytes/);
+      assert.throws(() => gpu!.packLinearQuant([{ w: new Uint8Array(34), type: GgmlType.Q8_0, n: 1 }], 48), /not a multiple/);
+      assert.throws(() => gpu!.embeddingQuant(new Float32Array(32), new Uint8Array(34), GgmlType.Q8_0, Int32Array.of(1), 32), /outside the vocabulary/);
+    });
   });
 });

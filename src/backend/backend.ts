@@ -87,6 +87,12 @@ export interface BackendDescription {
 export interface ComputeBackend {
   describe(): BackendDescription;
 
+  /**
+   * The GGML types {@link packLinearQuant}, {@link packGateUpQuant} and {@link embeddingQuant}
+   * take on this backend (the model checks every quantized tensor against it at load).
+   */
+  readonly quantTypes: readonly GgmlType[];
+
   /** out[t, :] = table[ids[t], :] widened to float32. table is [vocab, hidden]. */
   embedding(out: Float32Array, table: WeightArray, tableDtype: DType, ids: Int32Array, hidden: number): void;
 

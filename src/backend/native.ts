@@ -14,7 +14,7 @@ import { createRequire } from 'node:module';
 import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { GgmlType } from './quant.js';
+import { SUPPORTED_QUANT_TYPES, type GgmlType } from './quant.js';
 import type { ComputeBackend, DType, KvCacheHandle, MatmulPrecision, WeightArray } from './backend.js';
 
 /**
@@ -177,6 +177,7 @@ export function createCpuBackend(threads: number): ComputeBackend {
   a.setThreads(threads);
   return Object.assign(Object.create(a) as Addon, {
     describe: () => ({ device: 'cpu', threads: a.getThreads(), kernels: isaNames[a.cpuInfo().activeIsa] ?? 'unknown' }),
+    quantTypes: SUPPORTED_QUANT_TYPES,
     gatherRows,
     // Host memory is where the CPU backend computes: always current.
     toHost: (_a: Float32Array): void => {},

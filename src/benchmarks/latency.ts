@@ -85,8 +85,6 @@ export async function benchLatency(argv: string[]): Promise<void> {
       weight_bytes_per_step: stepBytes,
       // Weights streamed per second by a decode step (the memory-bound measure on any device).
       decode_weight_gbs: stepBytes / (dMs / 1000) / 1e9,
-      device: cfg.device,
-      ...(cfg.device === 'cpu' ? {} : { adapter: be.describe() }),
       machine_peaks: peaks,
       decode_bandwidth_bound_ms: boundMs,
       decode_bandwidth_bound_tokens_per_s: boundMs === null ? null : B / (boundMs / 1000),

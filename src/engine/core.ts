@@ -117,6 +117,7 @@ export class EngineCore {
       eosTokenIds: [...new Set(eos)],
       threads: be.describe().threads,
       isa: be.describe().kernels,
+      backend: be.describe(),
       generationConfig: files.generationConfig,
       tokenizer: readPackageTokenizer(files.tokenizer),
     };

@@ -100,6 +100,11 @@ export interface EngineInfo {
   eosTokenIds: number[];
   threads: number;
   isa: string;
+  /**
+   * What the backend runs on, for reports: its BackendDescription (src/backend/backend.ts; the
+   * main thread may not import the worker's modules, so the wire shape is spelled here).
+   */
+  backend: { device: string; threads: number; kernels: string; limits?: Record<string, number>; features?: string[] };
   /** The model's generation config (sampling defaults, stop ids), whatever format it came in. */
   generationConfig: GenerationConfig;
   /** The model's tokenizer, read by the worker from whatever format the model is in. */

@@ -7,7 +7,7 @@
  * shared control words (Atomics.notify) after its reads and error scopes have settled.
  */
 import { parentPort, workerData } from 'node:worker_threads';
-import { KERNELS, type KernelName } from './kernels.js';
+import { ALL_KERNELS, type KernelName } from './kernels.js';
 import { BufferUsage, MAP_READ, type GpuBuffer, type GpuComputePass, type GpuComputePipeline, type Gpu, type GpuAdapterInfo, type GpuDevice, type WebGpuModule } from './gpu-types.js';
 import { CTRL, type AdapterReport, type BatchMessage, type Binding, type Command, type GpuThreadData } from './protocol.js';
 
@@ -105,8 +105,8 @@ async function init(): Promise<AdapterReport> {
     if (info.reason !== 'destroyed') console.error(`WebGPU device lost: ${info.message}`);
   });
   device.pushErrorScope('validation');
-  for (const name of Object.keys(KERNELS) as KernelName[]) {
-    const module = device.createShaderModule({ code: KERNELS[name] });
+  for (const [name, code] of ALL_KERNELS) {
+    const module = device.createShaderModule({ code });
     const info = await module.getCompilationInfo();
     const errors = info.messages.filter((m) => m.type === 'error');
     if (errors.length > 0) throw new Error(`WGSL kernel ${name} does not compile: ${errors.map((e) => `line ${e.lineNum}: ${e.message}`).join('; ')}`);

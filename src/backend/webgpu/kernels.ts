@@ -1,5 +1,6 @@
 /**
- * The WGSL compute kernels of the WebGPU backend, float32 throughout. Every kernel reads its scalar
+ * The WGSL compute kernels of the WebGPU backend, float32 throughout (the kernels of quantized
+ * weights, which decode GGML blocks, are in quant-kernels.ts). Every kernel reads its scalar
  * arguments from a small read-only storage array `P` (binding 0; float arguments as their bits) and
  * addresses its arrays with element offsets from `P`, so the host can pass views into larger
  * buffers (the activation mirrors) without binding-offset alignment rules.
@@ -9,6 +10,8 @@
  * sizes (K, H, head dim), never by the number of rows in the batch: no atomics, no split of a
  * reduction chosen by batch size. Batched rows therefore equal solo rows bit for bit.
  */
+import { QUANT_KERNELS, type QuantKernelName } from './quant-kernels.js';
+import { F16_TO_F32 } from './wgsl-f16.js';
 
 /** Shared prelude: the argument array and the bfloat16 rounding used by BF16 precision and BF16 KV. */
 const PRELUDE = /* wgsl */ `
@@ -164,15 +167,35 @@ fn main(@builtin(global_invocation_id) g: vec3<u32>) {
 `;
 
 /**
+ * How a linear layer's weights are stored on the GPU: float32, or the checkpoint's 16-bit values
+ * (F16, BF16) two to a u32 word, half the memory and bandwidth. `wload(i)` widens element i
+ * exactly (BF16: a shift; F16: bit manipulation, subnormals included), so a 16-bit layer gives
+ * the bits of its float32-widened copy. Needs no optional feature (shader-f16 is not used:
+ * arithmetic stays float32).
+ */
+export type WeightStorage = 'f32' | 'f16' | 'bf16';
+const WEIGHT_LOAD: Record<WeightStorage, string> = {
+  f32: /* wgsl */ `
+@group(0) @binding(2) var<storage, read> W: array<f32>;
+fn wload(i: u32) -> f32 { return W[i]; }`,
+  f16: /* wgsl */ `
+@group(0) @binding(2) var<storage, read> W: array<u32>;
+${F16_TO_F32}
+fn wload(i: u32) -> f32 { return f16((W[i / 2u] >> (16u * (i % 2u))) & 0xffffu); }`,
+  bf16: /* wgsl */ `
+@group(0) @binding(2) var<storage, read> W: array<u32>;
+fn wload(i: u32) -> f32 { return bitcast<f32>(((W[i / 2u] >> (16u * (i % 2u))) & 0xffffu) << 16u); }`,
+};
+
+/**
  * out[m, n] (+)= sum_k x[m, k] w[n, k] (+ bias[n]), w [N, K] row-major (Hugging Face layout).
  * P: M, N, K, xOffset, outOffset, flags (1: bias, 2: accumulate into out, 4: round x to BF16).
  * 16 x 16 outputs per workgroup; x and w tiles of 16 k staged in workgroup memory. Each output is
  * one accumulator taking k = 0, 1, ..., K-1 in order with one fused multiply-add each, whatever M
  * or the tile it falls in. Dispatch (ceil(N / 16), ceil(M / 16)).
  */
-const linear = /* wgsl */ `${PRELUDE}
+const linearKernel = (w: WeightStorage): string => /* wgsl */ `${PRELUDE}${WEIGHT_LOAD[w]}
 @group(0) @binding(1) var<storage, read> X: array<f32>;
-@group(0) @binding(2) var<storage, read> W: array<f32>;
 @group(0) @binding(3) var<storage, read> BIAS: array<f32>;
 @group(0) @binding(4) var<storage, read_write> OUT: array<f32>;
 const TS: u32 = 16u;
@@ -197,7 +220,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid:
     }
     xs[lid.y][lid.x] = xv;
     var wv = 0.0;
-    if (wn < N && k < K) { wv = W[wn * K + k]; }
+    if (wn < N && k < K) { wv = wload(wn * K + k); }
     ws[lid.y][lid.x] = wv;
     workgroupBarrier();
     let kn = min(TS, K - k0);
@@ -221,9 +244,8 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid:
  * bias, then the accumulate add), so which kernel ran never changes a bit: batch invariance holds
  * across the switch. P: as {@link linear}. Dispatch (ceil(N / 64)).
  */
-const linearRows = /* wgsl */ `${PRELUDE}
+const linearRowsKernel = (w: WeightStorage): string => /* wgsl */ `${PRELUDE}${WEIGHT_LOAD[w]}
 @group(0) @binding(1) var<storage, read> X: array<f32>;
-@group(0) @binding(2) var<storage, read> W: array<f32>;
 @group(0) @binding(3) var<storage, read> BIAS: array<f32>;
 @group(0) @binding(4) var<storage, read_write> OUT: array<f32>;
 @compute @workgroup_size(64)
@@ -239,7 +261,7 @@ fn main(@builtin(global_invocation_id) g: vec3<u32>) {
     for (var k = 0u; k < K; k++) {
       var xv = X[P[3] + m * K + k];
       if ((flags & 4u) != 0u) { xv = bf16(xv); }
-      acc = fma(xv, W[n * K + k], acc);
+      acc = fma(xv, wload(n * K + k), acc);
     }
     var r = acc;
     if ((flags & 1u) != 0u) { r = r + BIAS[n]; }
@@ -395,8 +417,38 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid:
 }
 `;
 
-export const KERNELS = { gatherRows, rmsnorm, rope, siluMul, geluTanhMul, map, add, linear, linearRows, kvWrite, copyBlocks, attention } as const;
-export type KernelName = keyof typeof KERNELS;
+export const KERNELS = {
+  gatherRows,
+  rmsnorm,
+  rope,
+  siluMul,
+  geluTanhMul,
+  map,
+  add,
+  linear: linearKernel('f32'),
+  linearRows: linearRowsKernel('f32'),
+  linearF16: linearKernel('f16'),
+  linearRowsF16: linearRowsKernel('f16'),
+  linearBf16: linearKernel('bf16'),
+  linearRowsBf16: linearRowsKernel('bf16'),
+  kvWrite,
+  copyBlocks,
+  attention,
+} as const;
+
+/** The tiled and the few-rows linear kernel of each weight storage. */
+export const LINEAR_KERNELS: Record<WeightStorage, { tiled: KernelName; rows: KernelName }> = {
+  f32: { tiled: 'linear', rows: 'linearRows' },
+  f16: { tiled: 'linearF16', rows: 'linearRowsF16' },
+  bf16: { tiled: 'linearBf16', rows: 'linearRowsBf16' },
+};
+export type KernelName = keyof typeof KERNELS | QuantKernelName;
+
+/** Every kernel's WGSL by name: the float kernels above and the quantized ones (quant-kernels.ts). */
+export const ALL_KERNELS: ReadonlyMap<KernelName, string> = new Map<KernelName, string>([
+  ...(Object.entries(KERNELS) as Array<[KernelName, string]>),
+  ...(Object.entries(QUANT_KERNELS) as Array<[KernelName, string]>),
+]);
 
 /** Largest head dimension the attention kernel takes (4 output dims per invocation of 64). */
 export const MAX_HEAD_DIM = 256;

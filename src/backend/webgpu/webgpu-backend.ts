@@ -16,7 +16,8 @@
  * recorded, with the CPU backend's error classes; a device error is reported by the next read back.
  *
  * The sampler's row passes run on the CPU backend over the read-back logits (as the contract
- * allows). Quantized GGML weights are not supported on this backend yet.
+ * allows). Quantized GGML weights (the types of quant-kernels.ts) are uploaded as their blocks and
+ * decoded inside the kernels; other quantized types are refused with an error naming the type.
  */
 import type { Worker } from 'node:worker_threads';
 import { startModuleWorker } from '../../shared/worker-thread.js';
@@ -31,9 +32,10 @@ import {
   type QuantLinearPart,
   type WeightArray,
 } from '../backend.js';
-import type { GgmlType } from '../quant.js';
+import { ggmlRowBytes, ggmlTypeName, type GgmlType } from '../quant.js';
 import { createCpuBackend } from '../native.js';
-import { LINEAR_ROWS_MAX, MAX_HEAD_DIM, type KernelName } from './kernels.js';
+import { LINEAR_KERNELS, LINEAR_ROWS_MAX, MAX_HEAD_DIM, type KernelName, type WeightStorage } from './kernels.js';
+import { GPU_QUANT_TYPES, gpuQuantBlockSize, quantKernelNames, quantLanes, QUANT_ROWS_PER_WORKGROUP, QUANT_WORKGROUP, repackQuant } from './quant-kernels.js';
 import { CTRL, TEXT_BYTES, type AdapterReport, type Binding, type Command } from './protocol.js';
 
 /** How long the GPU thread may take to open the device and compile the kernels. */
@@ -48,9 +50,12 @@ const TEMP_UP = 2;
 const TEMP_ALIAS = 10;
 
 interface PackInfo {
-  parts: Array<{ w: number; bias: number | null; n: number }>;
+  /** type: the GGML type of a quantized part (quantSrc: its source array), null for float. */
+  parts: Array<{ w: number; bias: number | null; n: number; type: GgmlType | null; quantSrc?: Uint8Array }>;
   K: number;
   bf16: boolean;
+  /** How float parts' weights are stored (quantized parts: their type decides). */
+  storage: WeightStorage;
   gateUp: boolean;
   freed: boolean;
 }
@@ -129,8 +134,12 @@ function args(values: number[], floats: number[] = []): Binding {
 
 const groups = (n: number, per: number): number => Math.ceil(n / per);
 
+/** Where each weight dtype's linear layers are kept (kernels.ts): 16-bit values stay 16-bit. */
+const STORAGE: Record<DType, WeightStorage> = { [DType.F32]: 'f32', [DType.F16]: 'f16', [DType.BF16]: 'bf16' };
+
 export class WebGpuBackend implements ComputeBackend {
   readonly adapter: AdapterReport;
+  readonly quantTypes = GPU_QUANT_TYPES;
   private readonly worker: Worker;
   private readonly ctrl: Int32Array;
   private readonly text: Uint8Array;
@@ -145,6 +154,10 @@ export class WebGpuBackend implements ComputeBackend {
   private readonly paramIds = new WeakMap<object, number>();
   private readonly packs = new WeakMap<object, PackInfo>();
   private readonly caches = new WeakMap<object, CacheInfo>();
+  /** Quantized matrices on the device by source array, with how many packs and tables use each. */
+  private readonly quantUploads = new WeakMap<Uint8Array, { id: number; refs: number }>();
+  /** Quantized embedding tables' device copies. */
+  private readonly quantTables = new WeakMap<Uint8Array, number>();
 
   constructor(threads: number) {
     const ctrl = new SharedArrayBuffer(CTRL.WORDS * 4);
@@ -264,7 +277,12 @@ export class WebGpuBackend implements ComputeBackend {
     return id;
   }
 
-  private upload(f: Float32Array): number {
+  /** A linear layer's weights as the GPU keeps them: 16-bit checkpoints as they are (a copy), float32 as float32. */
+  private uploadWeight(w: WeightArray, dtype: DType): number {
+    return this.upload(dtype === DType.F32 ? Float32Array.from(w as Float32Array) : Uint16Array.from(w as Uint16Array));
+  }
+
+  private upload(f: Float32Array | Uint32Array | Uint16Array): number {
     const id = this.nextId++;
     this.record({ op: 'param', id, data: new Uint8Array(f.buffer, f.byteOffset, f.byteLength) });
     return id;
@@ -439,8 +457,8 @@ export class WebGpuBackend implements ComputeBackend {
       checkWeight(`parts[${i}].w`, p.w, wDtype, p.n * K);
       if (p.bias) checkWeight(`parts[${i}].bias`, p.bias, DType.F32, p.n);
     }
-    const ids = parts.map((p) => ({ w: this.upload(widen(p.w, wDtype)), bias: p.bias ? this.upload(Float32Array.from(p.bias)) : null, n: p.n }));
-    return this.newPack({ parts: ids, K, bf16, gateUp: false });
+    const ids = parts.map((p) => ({ w: this.uploadWeight(p.w, wDtype), bias: p.bias ? this.upload(Float32Array.from(p.bias)) : null, n: p.n, type: null }));
+    return this.newPack({ parts: ids, K, bf16, storage: STORAGE[wDtype], gateUp: false });
   }
 
   packGateUp(gate: WeightArray, up: WeightArray, wDtype: DType, I: number, K: number, precision: MatmulPrecision): PackedLinearHandle {
@@ -449,24 +467,76 @@ export class WebGpuBackend implements ComputeBackend {
     const bf16 = this.checkPrecision(wDtype, precision);
     checkWeight('gate', gate, wDtype, I * K);
     checkWeight('up', up, wDtype, I * K);
-    const parts = [gate, up].map((w) => ({ w: this.upload(widen(w, wDtype)), bias: null, n: I }));
-    return this.newPack({ parts, K, bf16, gateUp: true });
+    const parts = [gate, up].map((w) => ({ w: this.uploadWeight(w, wDtype), bias: null, n: I, type: null }));
+    return this.newPack({ parts, K, bf16, storage: STORAGE[wDtype], gateUp: true });
   }
 
-  private quantUnsupported(): never {
-    throw new RangeError('--device webgpu does not run quantized (GGUF Q*) weights yet; use a float checkpoint or --device cpu');
+  /**
+   * The device copy of quantized rows (quant-kernels.ts layout), uploaded once per source array
+   * and shared by its users (a tied output head and the embedding table are one tensor).
+   */
+  private quantUpload(w: Uint8Array, type: GgmlType, rows: number, k: number): number {
+    let u = this.quantUploads.get(w);
+    if (!u) {
+      const words = repackQuant(type, w, rows, k);
+      const lim = Math.min(this.adapter.limits.maxStorageBufferBindingSize!, this.adapter.limits.maxBufferSize!);
+      if (words.byteLength > lim) throw new RangeError(`a ${ggmlTypeName(type)} matrix of ${rows} x ${k} takes ${words.byteLength} bytes on the GPU, more than the adapter binds in one buffer (${lim})`);
+      u = { id: this.upload(words), refs: 0 };
+      this.quantUploads.set(w, u);
+    }
+    u.refs++;
+    return u.id;
   }
 
-  packLinearQuant(_parts: QuantLinearPart[], _K: number): PackedLinearHandle {
-    return this.quantUnsupported();
+  private checkQuant(name: string, w: unknown, type: GgmlType, n: number, K: number): void {
+    if (!(w instanceof Uint8Array)) throw new TypeError(`${name} must be a Uint8Array of GGML blocks`);
+    const block = gpuQuantBlockSize(type);
+    if (K % block !== 0) throw new RangeError(`${name}: K = ${K} is not a multiple of the ${ggmlTypeName(type)} block of ${block}`);
+    const bytes = n * ggmlRowBytes(type, K);
+    if (w.byteLength !== bytes) throw new RangeError(`${name} has ${w.byteLength} bytes, ${n} rows of ${K} ${ggmlTypeName(type)} values take ${bytes}`);
   }
 
-  packGateUpQuant(_gate: Uint8Array, _gateType: GgmlType, _up: Uint8Array, _upType: GgmlType, _I: number, _K: number): PackedLinearHandle {
-    return this.quantUnsupported();
+  packLinearQuant(parts: QuantLinearPart[], K: number): PackedLinearHandle {
+    checkInt('K', K, 1);
+    if (!Array.isArray(parts) || parts.length === 0) throw new RangeError('packLinearQuant needs at least one part');
+    for (const [i, p] of parts.entries()) {
+      checkInt(`parts[${i}].n`, p.n, 1);
+      this.checkQuant(`parts[${i}].w`, p.w, p.type, p.n, K);
+      if (p.bias) checkWeight(`parts[${i}].bias`, p.bias, DType.F32, p.n);
+    }
+    const ids = parts.map((p) => ({ w: this.quantUpload(p.w, p.type, p.n, K), bias: p.bias ? this.upload(Float32Array.from(p.bias)) : null, n: p.n, type: p.type, quantSrc: p.w }));
+    return this.newPack({ parts: ids, K, bf16: false, storage: 'f32', gateUp: false });
   }
 
-  embeddingQuant(_out: Float32Array, _table: Uint8Array, _type: GgmlType, _ids: Int32Array, _hidden: number): void {
-    this.quantUnsupported();
+  packGateUpQuant(gate: Uint8Array, gateType: GgmlType, up: Uint8Array, upType: GgmlType, I: number, K: number): PackedLinearHandle {
+    checkInt('I', I, 1);
+    checkInt('K', K, 1);
+    this.checkQuant('gate', gate, gateType, I, K);
+    this.checkQuant('up', up, upType, I, K);
+    const parts = ([[gate, gateType], [up, upType]] as const).map(([w, type]) => ({ w: this.quantUpload(w, type, I, K), bias: null, n: I, type, quantSrc: w }));
+    return this.newPack({ parts, K, bf16: false, storage: 'f32', gateUp: true });
+  }
+
+  embeddingQuant(out: Float32Array, table: Uint8Array, type: GgmlType, ids: Int32Array, hidden: number): void {
+    checkInt('hidden', hidden, 1);
+    checkArray('ids', ids, Int32Array, 0);
+    const T = ids.length;
+    checkArray('out', out, Float32Array, T * hidden);
+    if (!(table instanceof Uint8Array)) throw new TypeError('table must be a Uint8Array of GGML blocks');
+    gpuQuantBlockSize(type);
+    const rowBytes = ggmlRowBytes(type, hidden);
+    if (table.byteLength % rowBytes !== 0) throw new RangeError(`table of ${table.byteLength} bytes is not whole rows of ${hidden} ${ggmlTypeName(type)} values`);
+    const vocab = table.byteLength / rowBytes;
+    for (let t = 0; t < T; t++) if (!(ids[t]! >= 0 && ids[t]! < vocab)) throw new RangeError(`ids[${t}] = ${ids[t]} is outside the vocabulary [0, ${vocab})`);
+    if (T === 0) return;
+    // The lookup holds the table for the backend's life, as the float tables' parameters are.
+    let id = this.quantTables.get(table);
+    if (id === undefined) {
+      id = this.quantUpload(table, type, vocab, hidden);
+      this.quantTables.set(table, id);
+    }
+    const o = this.output(out);
+    this.dispatch(quantKernelNames(type).embedding, [groups(hidden / 32, 64), T, 1], [args([T, hidden, o.off]), { kind: 'data', data: bytesOf(ids, T) }, { kind: 'param', id }, o.b]);
   }
 
   packedLinearFree(w: PackedLinearHandle): void {
@@ -475,20 +545,38 @@ export class WebGpuBackend implements ComputeBackend {
     if (p.freed) return;
     p.freed = true;
     for (const part of p.parts) {
-      this.record({ op: 'free', what: 'param', id: part.w });
+      if (part.quantSrc) {
+        const u = this.quantUploads.get(part.quantSrc)!;
+        if (--u.refs === 0) {
+          this.quantUploads.delete(part.quantSrc);
+          this.record({ op: 'free', what: 'param', id: part.w });
+        }
+      } else {
+        this.record({ op: 'free', what: 'param', id: part.w });
+      }
       if (part.bias !== null) this.record({ op: 'free', what: 'param', id: part.bias });
     }
   }
 
   /** One part: out[m, :] (+)= x[m, :] . w^T (+ bias). */
-  private linearPart(part: PackInfo['parts'][number], K: number, bf16: boolean, x: Arg, M: number, out: Arg, accumulate: boolean): void {
-    const flags = (part.bias !== null ? 1 : 0) | (accumulate ? 2 : 0) | (bf16 ? 4 : 0);
+  private linearPart(part: PackInfo['parts'][number], p: PackInfo, x: Arg, M: number, out: Arg, accumulate: boolean): void {
+    const K = p.K;
+    const flags = (part.bias !== null ? 1 : 0) | (accumulate ? 2 : 0) | (p.bf16 ? 4 : 0);
     const w: Binding = { kind: 'param', id: part.w };
     const bias: Binding = part.bias !== null ? { kind: 'param', id: part.bias } : w;
+    if (part.type !== null) {
+      // Workgroups of 64 / L columns, folded into z past the grid's x limit, and 8 rows.
+      const lanes = quantLanes(K);
+      const wgs = groups(part.n * lanes, QUANT_WORKGROUP);
+      const gx = Math.min(wgs, this.adapter.limits.maxComputeWorkgroupsPerDimension!);
+      const b = [args([M, part.n, K, x.off, out.off, flags, gx, lanes]), x.b, w, bias, out.b];
+      this.dispatch(quantKernelNames(part.type).linear, [gx, groups(M, QUANT_ROWS_PER_WORKGROUP), groups(wgs, gx)], b);
+      return;
+    }
     const b = [args([M, part.n, K, x.off, out.off, flags]), x.b, w, bias, out.b];
     // Both kernels give the same bits (see kernels.ts): the choice is speed only.
-    if (M <= LINEAR_ROWS_MAX) this.dispatch('linearRows', [groups(part.n, 64), 1, 1], b);
-    else this.dispatch('linear', [groups(part.n, 16), groups(M, 16), 1], b);
+    if (M <= LINEAR_ROWS_MAX) this.dispatch(LINEAR_KERNELS[p.storage].rows, [groups(part.n, 64), 1, 1], b);
+    else this.dispatch(LINEAR_KERNELS[p.storage].tiled, [groups(part.n, 16), groups(M, 16), 1], b);
   }
 
   linearPacked(w: PackedLinearHandle, x: Float32Array, M: number, outs: Float32Array[], accumulate: boolean): void {
@@ -508,14 +596,14 @@ export class WebGpuBackend implements ComputeBackend {
       const xi = this.inputBeside(x, M * p.K, [o], TEMP_ALIAS);
       const gate: Arg = { b: { kind: 'temp', slot: TEMP_GATE, bytes: M * I * 4 }, off: 0 };
       const upT: Arg = { b: { kind: 'temp', slot: TEMP_UP, bytes: M * I * 4 }, off: 0 };
-      this.linearPart(p.parts[0]!, p.K, p.bf16, xi, M, gate, false);
-      this.linearPart(p.parts[1]!, p.K, p.bf16, xi, M, upT, false);
+      this.linearPart(p.parts[0]!, p, xi, M, gate, false);
+      this.linearPart(p.parts[1]!, p, xi, M, upT, false);
       this.dispatch('siluMul', [groups(I, 64), M, 1], [args([M, I, 0, 0, o.off, I, I]), gate.b, upT.b, o.b]);
       return;
     }
     const os = outs.map((o) => this.output(o));
     const xi = this.inputBeside(x, M * p.K, os, TEMP_ALIAS);
-    p.parts.forEach((part, s) => this.linearPart(part, p.K, p.bf16, xi, M, os[s]!, accumulate));
+    p.parts.forEach((part, s) => this.linearPart(part, p, xi, M, os[s]!, accumulate));
   }
 
   // ---- the paged KV cache and attention ----

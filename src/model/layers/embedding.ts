@@ -4,6 +4,7 @@ import type { GgmlType } from '../../backend/quant.js';
 import { ModelLoadError } from '../../errors.js';
 import type { WeightTensor } from '../loader/weight-source.js';
 import type { ModelBuilder } from './builder.js';
+import { checkQuantOnDevice } from './linear.js';
 
 export const EMBED_TOKENS = 'model.embed_tokens.weight';
 export const LM_HEAD = 'lm_head';
@@ -29,6 +30,7 @@ export class Embedding {
     this.hidden = hiddenSize;
     this.tensor = b.tensor(EMBED_TOKENS, [vocabSize, hiddenSize]);
     const t = this.tensor;
+    if (t.kind === 'quant') checkQuantOnDevice(b.be, t);
     this.table = t.kind === 'quant' ? { kind: 'quant', data: t.data, type: t.type } : { kind: 'float', data: t.data, dtype: t.dtype };
   }
 

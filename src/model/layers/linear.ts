@@ -21,6 +21,15 @@ export function floatWeight(t: WeightTensor): FloatWeightTensor {
   });
 }
 
+/** A quantized tensor of a type the backend has no kernels for (e.g. on --device webgpu) gets a clear load error. */
+export function checkQuantOnDevice(be: ComputeBackend, t: Extract<WeightTensor, { kind: 'quant' }>): void {
+  if (be.quantTypes.includes(t.type)) return;
+  throw new ModelLoadError(
+    `${t.source}: tensor "${t.name}" is ${ggmlTypeName(t.type)}, which --device ${be.describe().device} has no kernels for (it runs ${be.quantTypes.map(ggmlTypeName).join(', ')}); use --device cpu`,
+    { code: 'unsupported_weight_type' },
+  );
+}
+
 /**
  * A weight matrix ready for packing (Hugging Face layout, out_features × in_features): float data
  * in the dtype the precision multiplies, or quantized rows kept as stored (GGML blocks).
@@ -68,6 +77,7 @@ export class Linears {
         const why = !SUPPORTED_QUANT_TYPES.includes(w.type) || !info ? 'a type Pagewise has no kernels for' : `rows of ${k} values are not whole ${info.name} blocks of ${info.blockSize}`;
         throw new ModelLoadError(`${w.source}: tensor "${w.name}" is ${ggmlTypeName(w.type)}: ${why}`, { code: 'unsupported_weight_type' });
       }
+      checkQuantOnDevice(this.be, w);
       return { kind: 'quant', data: w.data, type: w.type, n, k, bias: b };
     }
     if (this.precision === MatmulPrecision.BF16) return { kind: 'float', data: toBf16(w), dtype: DType.BF16, n, k, bias: b };
