@@ -10,6 +10,7 @@
 #   anonymous memory and file-backed pages (Node's and the addon's code);
 # - rss_bytes_tokenizer_worker: right after one long prompt (a tokenizer worker started for it);
 # - rss_bytes_after_worker_idle: once that worker has been idle past its timeout (30 s) and exited.
+# HEAP_PROBE=1 also prints each thread's V8 heap (scripts/heap-probe.cjs) at the idle measure.
 # Prints the JSON and writes it to OUT.json when given. Measures memory, not speed: fine on a busy
 # machine. Needs the package built (dist/, build/).
 set -euo pipefail
@@ -22,9 +23,13 @@ if [ $# -gt 0 ] && [ "$1" != "--" ]; then out=$1; shift; fi
 kv=${KV:-512MiB}
 port=${PORT:-8339}
 
-node bin/pagewise.js serve --model "$model" --port "$port" --kv-cache-memory "$kv" "$@" > "${TMPDIR:-/tmp}/pagewise-memory-$port.log" 2>&1 &
+probe_dir=$(mktemp -d)
+node_options=${NODE_OPTIONS:-}
+[ -n "${HEAP_PROBE:-}" ] && node_options="$node_options --require $PWD/scripts/heap-probe.cjs"
+HEAP_PROBE_DIR=$probe_dir NODE_OPTIONS=$node_options \
+  node bin/pagewise.js serve --model "$model" --port "$port" --kv-cache-memory "$kv" "$@" > "${TMPDIR:-/tmp}/pagewise-memory-$port.log" 2>&1 &
 server=$!
-trap 'kill $server 2>/dev/null; wait $server 2>/dev/null || true' EXIT
+trap 'kill $server 2>/dev/null; wait $server 2>/dev/null || true; rm -rf "$probe_dir"' EXIT
 
 rss_kib() { awk '/^VmRSS/ {print $2}' /proc/$server/status; }
 rollup_kib() { awk -v k="$1:" '$1 == k {print $2}' /proc/$server/smaps_rollup; }
@@ -50,6 +55,7 @@ done
 idle=$(settled_rss_kib)
 anon=$(rollup_kib Anonymous)
 file_backed=$(($(rollup_kib Private_Clean) + $(rollup_kib Shared_Clean)))
+if [ -n "${HEAP_PROBE:-}" ]; then sleep 2; echo "V8 heaps of the idle server's threads:" >&2; cat "$probe_dir"/heap-$server-*.json >&2; fi
 
 # One long prompt (tokenized on a worker, then cut to 16 tokens so the model runs briefly).
 prompt=$(head -c 60000 /dev/zero | tr '\0' 'a' | sed 's/a\{10\}/once upon /g')
