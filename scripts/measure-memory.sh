@@ -10,7 +10,7 @@
 #   anonymous memory and file-backed pages (Node's and the addon's code);
 # - rss_bytes_tokenizer_worker: right after one long prompt (a tokenizer worker started for it);
 # - rss_bytes_after_worker_idle: once that worker has been idle past its timeout (30 s) and exited.
-# HEAP_PROBE=1 also prints each thread's V8 heap (scripts/heap-probe.cjs) at the idle measure.
+# HEAP_PROBE=1 also prints each thread's V8 heap (scripts/heap-probe.cjs) at the idle measures.
 # Prints the JSON and writes it to OUT.json when given. Measures memory, not speed: fine on a busy
 # machine. Needs the package built (dist/, build/).
 set -euo pipefail
@@ -64,6 +64,7 @@ curl -sf "http://127.0.0.1:$port/v1/completions" -H 'content-type: application/j
 with_worker=$(rss_kib)
 sleep 35
 after_idle=$(settled_rss_kib)
+if [ -n "${HEAP_PROBE:-}" ]; then sleep 2; echo "V8 heaps once the worker has exited:" >&2; cat "$probe_dir"/heap-$server-*.json >&2; fi
 
 bytes=$(du -sbL "$model" | cut -f1)
 kv_bytes=$(node -e 'import("./dist/cli/engine-flags.js").then((m) => console.log(m.parseByteSize(process.argv[1])))' "$kv")
