@@ -28,13 +28,11 @@ done
 # Serving (64 requests of 128 + 128 tokens) and resident memory, BF16 next to Q4_K_M.
 serve_model() { # name path
   local name=$1 path=$2 port=8331
+  # Resident memory on a server of its own (idle, KV pool committed; see the script).
+  KV=512MiB scripts/measure-memory.sh "$path" "$out/memory-$name.json" > /dev/null
   node bin/pagewise.js serve --model "$path" --port $port --kv-cache-memory 512MiB > "$out/serve-$name.log" 2>&1 &
   local server=$!
   for _ in $(seq 1 120); do curl -sf http://127.0.0.1:$port/health > /dev/null && break; sleep 1; done
-  sleep 5 # the idle engine commits its KV pool; then the resident size is weights + KV + runtime
-  local rss_kib; rss_kib=$(awk '/VmRSS/ {print $2}' /proc/$server/status)
-  local bytes; bytes=$(du -sbL "$path" | cut -f1)
-  echo "{\"model\": \"$name\", \"path\": \"$path\", \"model_bytes\": $bytes, \"kv_cache_bytes\": $((512 * 1024 * 1024)), \"rss_bytes\": $((rss_kib * 1024))}" > "$out/memory-$name.json"
   for c in 16 32; do
     pw bench serve --base-url http://127.0.0.1:$port --num-prompts 64 --max-concurrency "$c" --input-len 128 --output-len 128 --json > "$out/serve-$name-c$c.json"
   done

@@ -33,8 +33,8 @@ live dashboard at GET /dashboard (KV block map, queues, tokens/s, latency).
   --log-level L            debug | info (default) | warn | error
   --no-access-log          no line per HTTP request (by default each request logs its status,
                            tokens, time to first token and total time, with its request id)
-  --tokenizer-workers N    threads that tokenize long prompts off the event loop (default ${DEFAULT_TOKENIZER_WORKERS};
-                           0: on the event loop)
+  --tokenizer-workers N    most threads that tokenize long prompts off the event loop (default ${DEFAULT_TOKENIZER_WORKERS};
+                           0: on the event loop); started on demand, they exit after 30 s idle
   --tool-call-parser P     how the model writes tool calls: hermes | llama3_json | mistral | pythonic;
                            its output is parsed into message.tool_calls
   --enable-auto-tool-choice  let the model decide to call tools (tool_choice "auto", the default

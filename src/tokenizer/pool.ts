@@ -6,7 +6,15 @@
  * Each worker builds its own tokenizer from the same TokenizerFiles the main thread's was built
  * from (a GGUF model's tokenizer exists only as those files, converted from its metadata), so both
  * encode alike. Short jobs run inline: a trip to a worker costs more than they do.
+ *
+ * Workers cost memory: each holds a whole tokenizer (~100 MB for a 128k-entry vocabulary, more than
+ * the rest of the server's JavaScript together). So they start when a long job first needs one and
+ * exit after a while without work: an idle server holds none. A worker starts in a few hundred
+ * milliseconds, on its own thread; the job that started it waits that long, the event loop does not.
+ * The files reach the workers as one serialized copy in shared memory, not as an object graph
+ * cloned into each.
  */
+import { serialize } from 'node:v8';
 import type { Worker } from 'node:worker_threads';
 import { deserializeError, PagewiseError, type SerializedError } from '../errors.js';
 import { startModuleWorker } from '../shared/worker-thread.js';
@@ -14,10 +22,12 @@ import { jobSize, runJob, type TokenizerJob, type WithTokenizer } from './jobs.j
 import type { PagewiseTokenizer, TokenizerFiles } from './tokenizer.js';
 
 export interface TokenizerPoolOptions {
-  /** Worker threads (default 2; 0: every job runs on the calling thread). */
+  /** Most worker threads at once (default 2; 0: every job runs on the calling thread). */
   workers?: number;
   /** Jobs reading fewer characters than this run inline (default 512). */
   inlineChars?: number;
+  /** A worker without a job for this long exits (default 30 s); the next long job starts one. */
+  idleMs?: number;
 }
 
 export const DEFAULT_TOKENIZER_WORKERS = 2;
@@ -27,6 +37,13 @@ export const DEFAULT_TOKENIZER_WORKERS = 2;
  * costs well under a millisecond.
  */
 const DEFAULT_INLINE_CHARS = 512;
+/** Long enough that a stream of long prompts keeps its workers, short next to a server's idle hours. */
+const DEFAULT_IDLE_MS = 30_000;
+
+/** What a pool worker is started with: v8.serialize(TokenizerFiles), shared by all workers. */
+export interface PoolWorkerData {
+  files: Uint8Array;
+}
 
 /** What a pool worker answers: the job's result (token ids travel as transferred Uint32Arrays). */
 export type PoolReply = { id: number; ok: true; ids?: Uint32Array[]; text?: string } | { id: number; ok: false; error: SerializedError };
@@ -41,6 +58,8 @@ interface Task {
 interface Slot {
   worker: Worker;
   task: Task | null;
+  /** Ends the worker once it has been idle for idleMs (set while it has no task). */
+  idleTimer: NodeJS.Timeout | null;
 }
 
 export class TokenizerPool {
@@ -48,6 +67,9 @@ export class TokenizerPool {
   private readonly queue: Task[] = [];
   private readonly size: number;
   private readonly inlineChars: number;
+  private readonly idleMs: number;
+  /** The files, serialized once into shared memory (null when the pool has no workers). */
+  private readonly files: Uint8Array | null;
   private nextId = 1;
   private closed = false;
   /** Workers that died in a row without answering anything; past a few, jobs run inline. */
@@ -59,16 +81,21 @@ export class TokenizerPool {
    * @param local the calling thread's tokenizer (built from the same files), for short jobs
    */
   constructor(
-    private readonly files: TokenizerFiles,
+    files: TokenizerFiles,
     private readonly local: PagewiseTokenizer,
     opts: TokenizerPoolOptions = {},
   ) {
     this.size = opts.workers ?? DEFAULT_TOKENIZER_WORKERS;
     if (!Number.isInteger(this.size) || this.size < 0) throw new RangeError(`tokenizer workers must be an integer >= 0, got ${this.size}`);
     this.inlineChars = opts.inlineChars ?? DEFAULT_INLINE_CHARS;
-    // Started now, while nothing waits on them: a worker's start-up (copying the files, building
-    // its tokenizer) is paid before the first long request, not by it.
-    for (let i = 0; i < this.size; i++) this.slots.push(this.spawn());
+    this.idleMs = opts.idleMs ?? DEFAULT_IDLE_MS;
+    if (!(this.idleMs >= 0)) throw new RangeError(`tokenizer worker idle time must be >= 0 ms, got ${this.idleMs}`);
+    this.files = this.size === 0 ? null : shared(serialize(files));
+  }
+
+  /** Worker threads running now (they start on demand and exit when idle). */
+  get liveWorkers(): number {
+    return this.slots.length;
   }
 
   /** Run a computation, its long jobs on the workers. A job's error is thrown into it. */
@@ -93,7 +120,7 @@ export class TokenizerPool {
     const slots = this.slots.splice(0);
     const running = slots.flatMap((s) => (s.task ? [s.task] : []));
     for (const t of [...this.queue.splice(0), ...running]) t.reject(new PagewiseError('the tokenizer pool is closed'));
-    await Promise.all(slots.map((s) => s.worker.terminate()));
+    await Promise.all(slots.map((s) => this.stop(s)));
   }
 
   private job(job: TokenizerJob): unknown {
@@ -112,21 +139,42 @@ export class TokenizerPool {
     });
   }
 
+  /** Hand queued jobs to idle workers, starting workers (up to the pool's size) for the rest. */
   private dispatch(): void {
     for (const slot of this.slots) {
       if (this.queue.length === 0) return;
-      if (slot.task !== null) continue;
-      const task = this.queue.shift()!;
-      slot.task = task;
-      slot.worker.postMessage({ id: task.id, job: task.job });
+      if (slot.task === null) this.assign(slot, this.queue.shift()!);
+    }
+    while (this.queue.length > 0 && this.slots.length < this.size) {
+      const slot = this.spawn();
+      this.slots.push(slot);
+      this.assign(slot, this.queue.shift()!);
     }
   }
 
+  private assign(slot: Slot, task: Task): void {
+    if (slot.idleTimer !== null) clearTimeout(slot.idleTimer);
+    slot.idleTimer = null;
+    slot.task = task;
+    // A new worker gets the message once it has built its tokenizer and listens.
+    slot.worker.postMessage({ id: task.id, job: task.job });
+  }
+
+  /** Take a worker out of the pool and end it (its 'exit' then finds no slot and is ignored). */
+  private stop(slot: Slot): Promise<number> {
+    const i = this.slots.indexOf(slot);
+    if (i >= 0) this.slots.splice(i, 1);
+    if (slot.idleTimer !== null) clearTimeout(slot.idleTimer);
+    slot.idleTimer = null;
+    return slot.worker.terminate();
+  }
+
   private spawn(): Slot {
-    const worker = startModuleWorker(new URL('./pool-worker.js', import.meta.url), { files: this.files });
+    const data: PoolWorkerData = { files: this.files! };
+    const worker = startModuleWorker(new URL('./pool-worker.js', import.meta.url), data);
     // Idle workers must not keep a process alive that is otherwise done.
     worker.unref();
-    const slot: Slot = { worker, task: null };
+    const slot: Slot = { worker, task: null, idleTimer: null };
     worker.on('message', (m: PoolReply) => {
       const task = slot.task;
       if (task === null || task.id !== m.id) return;
@@ -135,16 +183,21 @@ export class TokenizerPool {
       if (m.ok) task.resolve(m.ids !== undefined ? m.ids.map((a) => Array.from(a)) : m.text);
       else task.reject(deserializeError(m.error));
       this.dispatch();
+      if (slot.task === null && this.slots.includes(slot)) {
+        slot.idleTimer = setTimeout(() => void this.stop(slot), this.idleMs);
+        slot.idleTimer.unref();
+      }
     });
-    const replace = (why: string): void => {
+    const fail = (why: string): void => {
       const i = this.slots.indexOf(slot);
       if (i < 0) return;
+      this.slots.splice(i, 1);
+      if (slot.idleTimer !== null) clearTimeout(slot.idleTimer);
       slot.task?.reject(new PagewiseError(`a tokenizer worker failed: ${why}`));
       slot.task = null;
       if (this.closed) return;
       if (++this.failures > TokenizerPool.MAX_FAILURES) {
         // Jobs from now on run inline; the ones waiting for a worker run there too.
-        this.slots.splice(i, 1);
         for (const t of this.queue.splice(0)) {
           try {
             t.resolve(runJob(this.local, t.job));
@@ -154,11 +207,18 @@ export class TokenizerPool {
         }
         return;
       }
-      this.slots[i] = this.spawn();
+      // Waiting jobs get a fresh worker.
       this.dispatch();
     };
-    worker.on('error', (err) => replace(err.message));
-    worker.on('exit', (code) => replace(`exited with code ${code}`));
+    worker.on('error', (err) => fail(err.message));
+    worker.on('exit', (code) => fail(`exited with code ${code}`));
     return slot;
   }
+}
+
+/** A copy of `bytes` in shared memory: every worker reads the same one. */
+function shared(bytes: Uint8Array): Uint8Array {
+  const out = new Uint8Array(new SharedArrayBuffer(bytes.byteLength));
+  out.set(bytes);
+  return out;
 }

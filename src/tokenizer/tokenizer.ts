@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { Tokenizer } from '@huggingface/tokenizers';
 import { Template } from '@huggingface/jinja';
 import { InvalidRequestError, ModelLoadError } from '../errors.js';
+import { CompactBpe, type LibBpe } from './compact-bpe.js';
 
 /** One chat message as the OpenAI API sends it (text parts only). */
 export interface ChatMessage {
@@ -148,8 +149,14 @@ export class PagewiseTokenizer {
     if (!isObject(tokenizerJson['model'])) throw new ModelLoadError('tokenizer.json has no "model" object');
     // The library wants `added_tokens` to exist; older files omit it.
     const json: JsonObject = { ...tokenizerJson, added_tokens: Array.isArray(tokenizerJson['added_tokens']) ? tokenizerJson['added_tokens'] : [] };
+    // A BPE model's merges go to a compact table (compact-bpe.ts) instead of the library's.
+    const model = tokenizerJson['model'] as JsonObject;
+    const merges = model['merges'];
+    const compact = CompactBpe.supports({ config: model }) && Array.isArray(merges);
+    if (compact) json['model'] = { ...model, merges: [] };
     try {
       this.tok = new Tokenizer(json, tokenizerConfig);
+      if (compact) this.tok.model = new CompactBpe(this.tok.model as LibBpe, merges as Array<string | [string, string]>);
     } catch (err) {
       throw new ModelLoadError(`tokenizer.json could not be loaded: ${(err as Error).message}`, { cause: err });
     }
