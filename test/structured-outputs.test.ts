@@ -431,9 +431,12 @@ describe('structured outputs in the engine', () => {
     }
   });
 
+  /** An engine core stepped by the test itself, for the compile-while-stepping tests. */
+  const compileTestCore = (): EngineCore =>
+    new EngineCore(createBackend({ threads: 2 }), fixturePath('llama-tiny'), makeEngineConfig({ model: fixturePath('llama-tiny'), kvCacheMemory: 16 * 1024 * 1024, threads: 2 }));
+
   test('a request aborted while its grammar compiles finishes at once and never runs; one waiting on the same compile is admitted', async () => {
-    const cfg = makeEngineConfig({ model: fixturePath('llama-tiny'), kvCacheMemory: 16 * 1024 * 1024, threads: 2 });
-    const core = new EngineCore(createBackend({ threads: 2 }), fixturePath('llama-tiny'), cfg);
+    const core = compileTestCore();
     try {
       let admitted = 0;
       core.events = { admitted: () => admitted++, rejected: (id, err) => assert.fail(`${id} rejected: ${String(err)}`) };
@@ -471,8 +474,7 @@ describe('structured outputs in the engine', () => {
   });
 
   test('a grammar compiling does not hold up other requests: they step while it compiles', async () => {
-    const cfg = makeEngineConfig({ model: fixturePath('llama-tiny'), kvCacheMemory: 16 * 1024 * 1024, threads: 2 });
-    const core = new EngineCore(createBackend({ threads: 2 }), fixturePath('llama-tiny'), cfg);
+    const core = compileTestCore();
     try {
       let admitted = 0;
       core.events = { admitted: () => admitted++, rejected: (id, err) => assert.fail(`${id} rejected: ${String(err)}`) };

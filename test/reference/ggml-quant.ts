@@ -6,6 +6,9 @@
  * computes in float32 (so the values equal ggml's bit for bit).
  */
 import { GGML_TYPES, GgmlType } from '../../src/backend/quant.js';
+import { rng } from './ops.js';
+
+export { rng };
 
 const f = Math.fround;
 
@@ -200,17 +203,6 @@ const HALF_FIELDS: Partial<Record<GgmlType, number[]>> = {
   [GgmlType.Q6_K]: [208], [GgmlType.IQ4_NL]: [0], [GgmlType.IQ4_XS]: [0],
 };
 
-/** Deterministic PRNG (mulberry32). */
-export function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** Random valid blocks: random payload bytes, scales fp16 of magnitude ~ `scale` (either sign). */
 export function randomQuant(type: GgmlType, rows: number, k: number, seed: number, scale = 0.01): Uint8Array {
