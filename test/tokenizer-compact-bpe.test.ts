@@ -13,17 +13,7 @@ import { openGgufModel } from '../src/model/loader/gguf/index.js';
 import { CompactBpe, type LibBpe } from '../src/tokenizer/compact-bpe.js';
 import { PagewiseTokenizer, readTokenizerFiles, type TokenizerFiles } from '../src/tokenizer/tokenizer.js';
 import { fixturePath } from './helpers/fixtures.js';
-
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { rng } from './reference/ops.js';
 
 const ALPHABET = ['a', 'b', 'c', 'd', 'e', ' ', 'é', '日', '本', '😀', 'Ġ', '▁', 'q', 'z'];
 /** In the text, never in a merge or the vocabulary: unknown characters. */
