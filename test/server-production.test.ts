@@ -102,13 +102,15 @@ describe('a 200,000-character prompt does not stall the server', () => {
     })();
     while (chunkTimes.length < 3) await new Promise((r) => setTimeout(r, 5));
 
+    // truncate_prompt_tokens: the text is long on purpose, so it is tokenized, then cut. The body
+    // is written before the window: this client shares the server's event loop.
+    const longBody = JSON.stringify({ prompt: text, max_tokens: 1, truncate_prompt_tokens: 64 });
     const longStart = performance.now();
     let longEnd = Infinity;
     const long = fetch(`${s.url}/v1/completions`, {
       method: 'POST',
       headers: { 'content-type': 'application/json' },
-      // truncate_prompt_tokens: the text is long on purpose, so it is tokenized, then cut.
-      body: JSON.stringify({ prompt: text, max_tokens: 1, truncate_prompt_tokens: 64 }),
+      body: longBody,
     }).then(async (r) => {
       longEnd = performance.now();
       return { status: r.status, body: (await r.json()) as { usage: { prompt_tokens: number } } };
@@ -121,7 +123,9 @@ describe('a 200,000-character prompt does not stall the server', () => {
       health.push(performance.now() - h0);
       at.push(h0 - longStart);
       assert.equal(r.status, 200);
-      await new Promise((r2) => setTimeout(r2, 20));
+      // Often enough that even a short window (the tokenization takes 0.2-0.5 s) holds dozens of
+      // probes, so p95 is not just the second-worst one.
+      await new Promise((r2) => setTimeout(r2, 5));
     }
     const answer = await long;
     streaming = false;
@@ -145,10 +149,12 @@ describe('a 200,000-character prompt does not stall the server', () => {
         `(at ${at[health.indexOf(worst)]!.toFixed(0)} ms); ${during} stream chunks meanwhile\n`,
     );
     assert.ok(health.length >= 10, `the tokenization window (${window.toFixed(0)} ms) was long enough to probe`);
-    // Under 50 ms, allowing for a few probes the OS scheduler delays on a busy machine; a
-    // tokenization on the event loop would hold every probe for seconds (inlineMs).
+    // Under 50 ms, allowing for a few probes the OS scheduler delays on a busy machine. A
+    // tokenization on the event loop would hold the probe sent as it starts for inlineMs (0.2-0.5 s
+    // with the compact merge table, seconds before it); the worst probe, usually the one that
+    // meets the long body's arrival, must stay below that.
     assert.ok(p95 < 50, `/health p95 ${p95.toFixed(1)} ms`);
-    assert.ok(worst < Math.min(1000, inlineMs / 2), `/health worst ${worst.toFixed(1)} ms (tokenizing on the event loop: ${inlineMs.toFixed(0)} ms)`);
+    assert.ok(worst < Math.min(1000, inlineMs), `/health worst ${worst.toFixed(1)} ms (tokenizing on the event loop: ${inlineMs.toFixed(0)} ms)`);
     assert.ok(during > 0, 'the other stream kept flowing');
   });
 });

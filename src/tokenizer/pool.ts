@@ -7,8 +7,8 @@
  * from (a GGUF model's tokenizer exists only as those files, converted from its metadata), so both
  * encode alike. Short jobs run inline: a trip to a worker costs more than they do.
  *
- * Workers cost memory: each holds a whole tokenizer (~100 MB for a 128k-entry vocabulary, more than
- * the rest of the server's JavaScript together). So they start when a long job first needs one and
+ * Workers cost memory: each holds a whole tokenizer (~90 MB of RSS for a 128k-entry vocabulary, about
+ * as much as the rest of the server's JavaScript). So they start when a long job first needs one and
  * exit after a while without work: an idle server holds none. A worker starts in a few hundred
  * milliseconds, on its own thread; the job that started it waits that long, the event loop does not.
  * The files reach the workers as one serialized copy in shared memory, not as an object graph

@@ -1,5 +1,6 @@
 /**
- * The model's tokenizer: `tokenizer.json` run by @huggingface/tokenizers, special-token facts from
+ * The model's tokenizer: `tokenizer.json` run by @huggingface/tokenizers (a BPE model's merge step
+ * by compact-bpe.ts, which holds the merges in a fraction of the memory), special-token facts from
  * `tokenizer_config.json`, and the chat template rendered by @huggingface/jinja.
  *
  * Everything a request needs from the tokenizer goes through this class, so the server, the offline
