@@ -9,6 +9,7 @@ import { serializeError } from '../errors.js';
 import { EngineCore } from './core.js';
 import type { FromWorker, ToWorker } from './protocol.js';
 import { createBackend } from '../backend/index.js';
+import { collectGarbageNow } from '../shared/collect-garbage.js';
 
 const port = parentPort;
 if (!port) throw new Error('engine worker must run in a worker thread');
@@ -28,6 +29,8 @@ try {
   fatal(err);
 }
 post({ type: 'ready', info: core.info });
+// The load's garbage (GGUF metadata, the tokenizer files' JSON) would stay until the first requests.
+setImmediate(collectGarbageNow);
 // Requests whose grammar compiled between steps join the loop; those whose grammar failed are refused.
 core.events = {
   admitted: () => kick(),
