@@ -35,7 +35,7 @@ import {
 import { ggmlRowBytes, ggmlTypeName, type GgmlType } from '../quant.js';
 import { createCpuBackend } from '../native.js';
 import { GATHER_KERNELS, LINEAR_KERNELS, LINEAR_ROWS_MAX, MAX_HEAD_DIM, type KernelName, type WeightStorage } from './kernels.js';
-import { GPU_QUANT_TYPES, gpuQuantBlockSize, quantKernelNames, quantLanes, QUANT_ROWS_PER_WORKGROUP, QUANT_WORKGROUP, repackQuant } from './quant-kernels.js';
+import { GPU_QUANT_TYPES, gpuQuantBlockSize, quantKernelNames, quantLanes, QUANT_TILE, QUANT_WORKGROUP, repackQuant } from './quant-kernels.js';
 import { CTRL, TEXT_BYTES, type AdapterReport, type Binding, type Command } from './protocol.js';
 
 /** How long the GPU thread may take to open the device and compile the kernels. */
@@ -544,12 +544,15 @@ export class WebGpuBackend implements ComputeBackend {
     const w: Binding = { kind: 'param', id: part.w };
     const bias: Binding = part.bias !== null ? { kind: 'param', id: part.bias } : w;
     if (part.type !== null) {
-      // Workgroups of 64 / L columns, folded into z past the grid's x limit, and 8 rows.
+      // Workgroups of 64 / L columns, folded into z past the grid's x limit, and a tile of rows
+      // (both tiles give the same bits: the choice is speed only).
       const lanes = quantLanes(K);
       const wgs = groups(part.n * lanes, QUANT_WORKGROUP);
       const gx = Math.min(wgs, this.adapter.limits.maxComputeWorkgroupsPerDimension!);
       const b = [args([M, part.n, K, x.off, out.off, flags, gx, lanes]), x.b, w, bias, out.b];
-      this.dispatch(quantKernelNames(part.type).linear, [gx, groups(M, QUANT_ROWS_PER_WORKGROUP), groups(wgs, gx)], b);
+      const names = quantKernelNames(part.type);
+      const tall = M > QUANT_TILE.short;
+      this.dispatch(tall ? names.linearTall : names.linear, [gx, groups(M, tall ? QUANT_TILE.tall : QUANT_TILE.short), groups(wgs, gx)], b);
       return;
     }
     const b = [args([M, part.n, K, x.off, out.off, flags]), x.b, w, bias, out.b];
