@@ -321,8 +321,13 @@ export function repackQuant(type: GgmlType, src: Uint8Array, rows: number, k: nu
   }
   const out = new Uint32Array(blocks * l.words);
   const bytes = new Uint8Array(out.buffer);
+  // Word-sized blocks are copied as they are, in one piece.
+  if (l.padAt < 0) {
+    bytes.set(src);
+    return out;
+  }
   const stride = l.words * 4;
-  const at = l.padAt < 0 ? l.fileBytes : l.padAt;
+  const at = l.padAt;
   for (let i = 0; i < blocks; i++) {
     const from = i * l.fileBytes;
     bytes.set(src.subarray(from, from + at), i * stride);
