@@ -363,8 +363,9 @@ describe('webgpu kernels', { skip }, () => {
       const name = ggmlTypeName(type);
       test(`${name}: linear against the float64 product of the dequantized weights; bias, accumulate; rows alone = batched; lookup = dequantized rows`, () => {
         for (const [ki, K] of kFor(type).entries()) {
-          // Rows: one, the workgroup's tile of 8 cut anywhere; columns: one, odd, past 64.
-          for (const [M, N] of [[1, 1], [9, 67], [17, 5]] as const) {
+          // Rows: one (the decode tile of 8), 9 and 17 (the prefill tile of 32), 33 (two of those);
+          // columns: one, odd, past 64.
+          for (const [M, N] of [[1, 1], [9, 67], [17, 5], [33, 3]] as const) {
             const seed = type * 1000 + ki * 10 + M;
             const label = `${name} M${M} N${N} K${K}`;
             const w = randomQuant(type, N, K, seed);
@@ -390,7 +391,7 @@ describe('webgpu kernels', { skip }, () => {
             gpu!.linearPacked(pack, x, M, [accGpu], true);
             gpu!.toHost(accGpu);
             assert.ok(bitEqual(accGpu, Float32Array.from(acc, (a, i) => a + out[i]!)), `${label}: accumulate`);
-            for (const m of new Set([0, M - 1, Math.min(M - 1, 8)])) {
+            for (const m of new Set([0, M - 1, Math.min(M - 1, 8), Math.min(M - 1, 32)])) {
               const alone = onGpu(N, (o) => gpu!.linearPacked(pack, x.subarray(m * K, (m + 1) * K), 1, [o], false));
               assert.ok(bitEqual(alone, out.subarray(m * N, (m + 1) * N)), `${label}: row ${m} alone differs from the batch`);
             }

@@ -25,13 +25,12 @@ fn bf16(x: f32) -> f32 {
 `;
 
 /**
- * out[t, i] = table[ids[t], i].  P: T, H, outOffset.  Dispatch (ceil(H / 64), T).
- * Also the row gather of the final hidden states (ids = row indices into a [rows, H] matrix at
- * table offset P[3]).
+ * out[t, i] = table[ids[t], i] (an embedding table of any {@link WeightStorage}).  P: T, H,
+ * outOffset, tableOffset.  Dispatch (ceil(H / 64), T). The float32 one is also the row gather of
+ * the final hidden states (ids = row indices into a [rows, H] matrix).
  */
-const gatherRows = /* wgsl */ `${PRELUDE}
+const gatherRowsKernel = (w: WeightStorage): string => /* wgsl */ `${PRELUDE}${WEIGHT_LOAD[w]}
 @group(0) @binding(1) var<storage, read> IDS: array<i32>;
-@group(0) @binding(2) var<storage, read> TABLE: array<f32>;
 @group(0) @binding(3) var<storage, read_write> OUT: array<f32>;
 @compute @workgroup_size(64)
 fn main(@builtin(global_invocation_id) g: vec3<u32>) {
@@ -39,7 +38,7 @@ fn main(@builtin(global_invocation_id) g: vec3<u32>) {
   let i = g.x;
   let t = g.y;
   if (i >= H || t >= P[0]) { return; }
-  OUT[P[2] + t * H + i] = TABLE[P[3] + u32(IDS[t]) * H + i];
+  OUT[P[2] + t * H + i] = wload(P[3] + u32(IDS[t]) * H + i);
 }
 `;
 
@@ -167,7 +166,7 @@ fn main(@builtin(global_invocation_id) g: vec3<u32>) {
 `;
 
 /**
- * How a linear layer's weights are stored on the GPU: float32, or the checkpoint's 16-bit values
+ * How a linear layer's weights or an embedding table are stored on the GPU: float32, or the checkpoint's 16-bit values
  * (F16, BF16) two to a u32 word, half the memory and bandwidth. `wload(i)` widens element i
  * exactly (BF16: a shift; F16: bit manipulation, subnormals included), so a 16-bit layer gives
  * the bits of its float32-widened copy. Needs no optional feature (shader-f16 is not used:
@@ -418,7 +417,9 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid:
 `;
 
 export const KERNELS = {
-  gatherRows,
+  gatherRows: gatherRowsKernel('f32'),
+  gatherRowsF16: gatherRowsKernel('f16'),
+  gatherRowsBf16: gatherRowsKernel('bf16'),
   rmsnorm,
   rope,
   siluMul,
@@ -435,6 +436,9 @@ export const KERNELS = {
   copyBlocks,
   attention,
 } as const;
+
+/** The embedding lookup of each table storage. */
+export const GATHER_KERNELS: Record<WeightStorage, KernelName> = { f32: 'gatherRows', f16: 'gatherRowsF16', bf16: 'gatherRowsBf16' };
 
 /** The tiled and the few-rows linear kernel of each weight storage. */
 export const LINEAR_KERNELS: Record<WeightStorage, { tiled: KernelName; rows: KernelName }> = {

@@ -19,8 +19,8 @@
  * order, decodes each once and accumulates it into each row's float32 accumulator (one fma per
  * weight, k in order within the unit); the L lane sums then meet in a fixed binary tree. Every
  * output's operations depend only on K, never on M, the tile or the other rows: batched rows equal
- * solo rows bit for bit. Decode reads each weight once per tile of 8 rows (one pass over the
- * weights per step at decode).
+ * solo rows bit for bit. Each weight is decoded once per tile of 8 rows at decode (one pass over
+ * the weights per step), of 32 in a prefill.
  */
 import { GgmlType, ggmlTypeName } from '../quant.js';
 import { F16_TO_F32 } from './wgsl-f16.js';
@@ -321,8 +321,13 @@ export function repackQuant(type: GgmlType, src: Uint8Array, rows: number, k: nu
   }
   const out = new Uint32Array(blocks * l.words);
   const bytes = new Uint8Array(out.buffer);
+  // Word-sized blocks are copied as they are, in one piece.
+  if (l.padAt < 0) {
+    bytes.set(src);
+    return out;
+  }
   const stride = l.words * 4;
-  const at = l.padAt < 0 ? l.fileBytes : l.padAt;
+  const at = l.padAt;
   for (let i = 0; i < blocks; i++) {
     const from = i * l.fileBytes;
     bytes.set(src.subarray(from, from + at), i * stride);
@@ -357,8 +362,12 @@ fn unit(base: u32, u: u32) {${LAYOUTS[type].decode}
 }
 `;
 
-/** Rows of a batch one workgroup of the quantized linear kernel takes. */
-const QTM = 8;
+/**
+ * Rows of a batch one workgroup of the quantized linear kernel takes: 8 for a decode step, 32 for
+ * a prefill (each weight decoded once per tile: a prefill decodes the weights a quarter as often).
+ * Both kernels do the same operations per output, so a row's bits do not depend on which ran.
+ */
+export const QUANT_TILE = { short: 8, tall: 32 } as const;
 /** Invocations of a workgroup of the quantized linear kernel. */
 const QWG = 64;
 
@@ -376,19 +385,19 @@ export function quantLanes(K: number): number {
 /**
  * out[m, n] (+)= sum_k x[m, k] w[n, k] (+ bias[n]) with w quantized (device layout above).
  * A workgroup of 64 invocations takes 64 / L columns (L = {@link quantLanes}(K) lanes each) and
- * up to 8 rows. P: M, N, K, xOffset, outOffset, flags (1: bias, 2: accumulate), gx (workgroups
+ * up to TM rows ({@link QUANT_TILE}). P: M, N, K, xOffset, outOffset, flags (1: bias, 2: accumulate), gx (workgroups
  * along x: workgroup (x, y, z) takes the columns of group z * gx + x, so a vocabulary of any size
- * fits the grid), L. Dispatch (gx, ceil(M / 8), ceil(ceil(N * L / 64) / gx)).
+ * fits the grid), L. Dispatch (gx, ceil(M / TM), ceil(ceil(N * L / 64) / gx)).
  */
-const linearQuant = (type: GpuQuantType): string => /* wgsl */ `
+const linearQuant = (type: GpuQuantType, tm: number): string => /* wgsl */ `
 @group(0) @binding(1) var<storage, read> X: array<f32>;
 @group(0) @binding(2) var<storage, read> W: array<u32>;
 @group(0) @binding(3) var<storage, read> BIAS: array<f32>;
 @group(0) @binding(4) var<storage, read_write> OUT: array<f32>;
 ${prelude(type)}
 const WG: u32 = ${QWG}u;
-const TM: u32 = ${QTM}u;
-var<workgroup> red: array<f32, ${QTM * QWG}>;
+const TM: u32 = ${tm}u;
+var<workgroup> red: array<f32, ${tm * QWG}>;
 @compute @workgroup_size(${QWG})
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
   let M = P[0];
@@ -403,7 +412,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid:
   // A column past N (the last workgroup's) computes nothing but still meets the barriers.
   let units = select(0u, K / 32u, n < N);
   let base = n * (K / ${LAYOUTS[type].blockSize}u) * ${LAYOUTS[type].words}u;
-  var acc = array<f32, ${QTM}>();
+  var acc = array<f32, ${tm}>();
   for (var u = lane; u < units; u += L) {
     unit(base, u);
     // A constant trip count (unrollable, accumulators in registers); rows past M are skipped.
@@ -457,11 +466,12 @@ fn main(@builtin(global_invocation_id) g: vec3<u32>) {
 }
 `;
 
-export type QuantKernelName = `linear_${string}` | `embedding_${string}`;
+export type QuantKernelName = `linear_${string}` | `linearTall_${string}` | `embedding_${string}`;
 
-/** Kernel names of a type's linear and embedding kernels. */
-export const quantKernelNames = (type: GgmlType): { linear: QuantKernelName; embedding: QuantKernelName } => ({
+/** Kernel names of a type's linear kernels (tiles of {@link QUANT_TILE} short and tall) and embedding lookup. */
+export const quantKernelNames = (type: GgmlType): { linear: QuantKernelName; linearTall: QuantKernelName; embedding: QuantKernelName } => ({
   linear: `linear_${ggmlTypeName(type)}`,
+  linearTall: `linearTall_${ggmlTypeName(type)}`,
   embedding: `embedding_${ggmlTypeName(type)}`,
 });
 
@@ -470,12 +480,12 @@ export const QUANT_KERNELS: Readonly<Record<QuantKernelName, string>> = Object.f
   (GPU_QUANT_TYPES as GpuQuantType[]).flatMap((t) => {
     const names = quantKernelNames(t);
     return [
-      [names.linear, linearQuant(t)],
+      [names.linear, linearQuant(t, QUANT_TILE.short)],
+      [names.linearTall, linearQuant(t, QUANT_TILE.tall)],
       [names.embedding, embeddingQuant(t)],
     ];
   }),
 );
 
-/** Workgroup geometry the backend dispatches with. */
-export const QUANT_ROWS_PER_WORKGROUP = QTM;
+/** Invocations per workgroup the backend dispatches with. */
 export const QUANT_WORKGROUP = QWG;

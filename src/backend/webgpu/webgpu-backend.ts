@@ -34,8 +34,8 @@ import {
 } from '../backend.js';
 import { ggmlRowBytes, ggmlTypeName, type GgmlType } from '../quant.js';
 import { createCpuBackend } from '../native.js';
-import { LINEAR_KERNELS, LINEAR_ROWS_MAX, MAX_HEAD_DIM, type KernelName, type WeightStorage } from './kernels.js';
-import { GPU_QUANT_TYPES, gpuQuantBlockSize, quantKernelNames, quantLanes, QUANT_ROWS_PER_WORKGROUP, QUANT_WORKGROUP, repackQuant } from './quant-kernels.js';
+import { GATHER_KERNELS, LINEAR_KERNELS, LINEAR_ROWS_MAX, MAX_HEAD_DIM, type KernelName, type WeightStorage } from './kernels.js';
+import { GPU_QUANT_TYPES, gpuQuantBlockSize, quantKernelNames, quantLanes, QUANT_TILE, QUANT_WORKGROUP, repackQuant } from './quant-kernels.js';
 import { CTRL, TEXT_BYTES, type AdapterReport, type Binding, type Command } from './protocol.js';
 
 /** How long the GPU thread may take to open the device and compile the kernels. */
@@ -77,28 +77,6 @@ interface Arg {
   off: number;
 }
 
-const f16Table = (() => {
-  // F16 -> F32 by bit manipulation (exact): normal, subnormal, inf/NaN.
-  const out = new Float32Array(65536);
-  for (let h = 0; h < 65536; h++) {
-    const s = h & 0x8000 ? -1 : 1;
-    const e = (h >> 10) & 0x1f;
-    const m = h & 0x3ff;
-    out[h] = e === 0 ? s * m * 2 ** -24 : e === 31 ? (m ? NaN : s * Infinity) : s * (1 + m / 1024) * 2 ** (e - 15);
-  }
-  return out;
-})();
-
-/** A weight array widened exactly to float32 (a fresh array: it is posted to the GPU thread). */
-function widen(w: WeightArray, dtype: DType): Float32Array {
-  if (dtype === DType.F32) return Float32Array.from(w as Float32Array);
-  const u = w as Uint16Array;
-  if (dtype === DType.F16) return Float32Array.from(u, (h) => f16Table[h]!);
-  const bits = new Uint32Array(u.length);
-  for (let i = 0; i < u.length; i++) bits[i] = u[i]! << 16;
-  return new Float32Array(bits.buffer);
-}
-
 function checkInt(name: string, v: number, min: number): void {
   if (typeof v !== 'number' || !Number.isInteger(v)) throw new TypeError(`${name} must be an integer`);
   if (v < min) throw new RangeError(`${name} must be >= ${min}, got ${v}`);
@@ -134,7 +112,7 @@ function args(values: number[], floats: number[] = []): Binding {
 
 const groups = (n: number, per: number): number => Math.ceil(n / per);
 
-/** Where each weight dtype's linear layers are kept (kernels.ts): 16-bit values stay 16-bit. */
+/** How each weight dtype is kept on the GPU (kernels.ts): 16-bit values stay 16-bit. */
 const STORAGE: Record<DType, WeightStorage> = { [DType.F32]: 'f32', [DType.F16]: 'f16', [DType.BF16]: 'bf16' };
 
 export class WebGpuBackend implements ComputeBackend {
@@ -267,17 +245,17 @@ export class WebGpuBackend implements ComputeBackend {
     return { b: tmp, off: 0 };
   }
 
-  /** A parameter array uploaded once (keyed by the array object). */
+  /** A parameter array (a norm weight; an embedding table in its storage) uploaded once, keyed by the array object. */
   private param(a: WeightArray, dtype: DType): number {
     let id = this.paramIds.get(a);
     if (id === undefined) {
-      id = this.upload(widen(a, dtype));
+      id = this.uploadWeight(a, dtype);
       this.paramIds.set(a, id);
     }
     return id;
   }
 
-  /** A linear layer's weights as the GPU keeps them: 16-bit checkpoints as they are (a copy), float32 as float32. */
+  /** Weights as the GPU keeps them: 16-bit checkpoints as they are (a copy), float32 as float32. */
   private uploadWeight(w: WeightArray, dtype: DType): number {
     return this.upload(dtype === DType.F32 ? Float32Array.from(w as Float32Array) : Uint16Array.from(w as Uint16Array));
   }
@@ -308,7 +286,8 @@ export class WebGpuBackend implements ComputeBackend {
     for (let t = 0; t < T; t++) if (!(ids[t]! >= 0 && ids[t]! < vocab)) throw new RangeError(`ids[${t}] = ${ids[t]} is outside the vocabulary [0, ${vocab})`);
     if (T === 0) return;
     const o = this.output(out);
-    this.dispatch('gatherRows', [groups(hidden, 64), T, 1], [args([T, hidden, o.off, 0]), { kind: 'data', data: bytesOf(ids, T) }, { kind: 'param', id: this.param(table, tableDtype) }, o.b]);
+    const tableId = this.param(table, tableDtype);
+    this.dispatch(GATHER_KERNELS[STORAGE[tableDtype]], [groups(hidden, 64), T, 1], [args([T, hidden, o.off, 0]), { kind: 'data', data: bytesOf(ids, T) }, { kind: 'param', id: tableId }, o.b]);
   }
 
   gatherRows(out: Float32Array, x: Float32Array, rows: Int32Array, R: number, H: number): void {
@@ -565,12 +544,15 @@ export class WebGpuBackend implements ComputeBackend {
     const w: Binding = { kind: 'param', id: part.w };
     const bias: Binding = part.bias !== null ? { kind: 'param', id: part.bias } : w;
     if (part.type !== null) {
-      // Workgroups of 64 / L columns, folded into z past the grid's x limit, and 8 rows.
+      // Workgroups of 64 / L columns, folded into z past the grid's x limit, and a tile of rows
+      // (both tiles give the same bits: the choice is speed only).
       const lanes = quantLanes(K);
       const wgs = groups(part.n * lanes, QUANT_WORKGROUP);
       const gx = Math.min(wgs, this.adapter.limits.maxComputeWorkgroupsPerDimension!);
       const b = [args([M, part.n, K, x.off, out.off, flags, gx, lanes]), x.b, w, bias, out.b];
-      this.dispatch(quantKernelNames(part.type).linear, [gx, groups(M, QUANT_ROWS_PER_WORKGROUP), groups(wgs, gx)], b);
+      const names = quantKernelNames(part.type);
+      const tall = M > QUANT_TILE.short;
+      this.dispatch(tall ? names.linearTall : names.linear, [gx, groups(M, tall ? QUANT_TILE.tall : QUANT_TILE.short), groups(wgs, gx)], b);
       return;
     }
     const b = [args([M, part.n, K, x.off, out.off, flags]), x.b, w, bias, out.b];
