@@ -12,12 +12,13 @@
 // 32-bit lane: the float epilogue runs lane-wise on it, the same operations in the same order as
 // the VNNI kernel's (linear.cc's contract), so the outputs are the same bits.
 //
-// Cost, per round of 16 x 16 outputs and one sub-block of 32 (measured on this project's Sapphire
-// Rapids-class VM core at ~2.8 GHz): ~22 ns of tile work (two TDPBSSD and two TILESTORED at 16
-// cycles each, three tile loads) and ~26 ns of epilogue (about 8 vector ops per activation row:
-// the contract's floats, which no tile can do), overlapping to ~40 ns; the VNNI kernel spends
-// 16 vpdpbusd besides the same epilogue per row. The sums of every sub-block must leave the tiles
-// (hi and lo: two 1 KiB stores), so this path is ~1.2-1.5x the VNNI kernel, not the TMUL peak.
+// Cost, per round of 16 x 16 outputs and one sub-block of 32 (a replica of this loop on a 2.1 GHz
+// Sapphire Rapids VM core): ~28 ns of tile work (three tile loads, two TDPBSSD, two TILESTORED) and
+// ~23 ns of epilogue (about 8 vector ops per activation row: the contract's floats, which no tile
+// can do), and the two do not overlap: ~54 ns. Reading each row's floats through its ActRow (two
+// dependent loads a row) made it ~78 ns: the floats now travel in the tile record. The sums of
+// every sub-block must leave the tiles (hi and lo: two 1 KiB stores), so this path is far from the
+// TMUL peak (docs/PERFORMANCE.md, #14).
 #include <cstring>
 
 #include "kernels.h"
