@@ -191,6 +191,9 @@ PW_AMX void block_tiles(const Decoded& d, const Task& t, int64_t blk, int64_t mc
       }
       if (r + 1 < rounds) issue<SUB>(d, a_tile((r + 1) / subs, static_cast<int>((r + 1) % subs)), static_cast<int>((r + 1) % subs), !(r & 1));
     }
+    // GCC's tile intrinsics are asm without memory operands: without this the compiler may treat
+    // c (written only by the tile stores) as unchanged, or move the reads below across them.
+    asm volatile("" ::: "memory");
     if (r == 0) continue;
     // The epilogue of round p = r - 1, whose sums were stored an iteration ago (reading them right
     // after the tile stores would wait for those to complete).
