@@ -189,11 +189,9 @@ const LAYOUTS = {
     decode: /* wgsl */ `
   let b = base + (u / 8u) * 36u;
   let s = u % 8u;
-  let d = f16(W[b] & 0xffffu);
-  let dmin = f16(W[b] >> 16u);
-  let sm = scaleMinK4(b + 1u, s);
-  let a = d * f32(sm.x);
-  let m = dmin * f32(sm.y);
+  let am = scaleMinK(b, s);
+  let a = am.x;
+  let m = am.y;
   let q = b + 4u + (s / 2u) * 8u;
   let shift = (s % 2u) * 4u;
   for (var i = 0u; i < 8u; i++) {
@@ -210,11 +208,9 @@ const LAYOUTS = {
     decode: /* wgsl */ `
   let b = base + (u / 8u) * 44u;
   let s = u % 8u;
-  let d = f16(W[b] & 0xffffu);
-  let dmin = f16(W[b] >> 16u);
-  let sm = scaleMinK4(b + 1u, s);
-  let a = d * f32(sm.x);
-  let m = dmin * f32(sm.y);
+  let am = scaleMinK(b, s);
+  let a = am.x;
+  let m = am.y;
   let q = b + 12u + (s / 2u) * 8u;
   let shift = (s % 2u) * 4u;
   for (var i = 0u; i < 8u; i++) {
@@ -342,10 +338,17 @@ const prelude = (type: GpuQuantType): string => /* wgsl */ `
 ${F16_TO_F32}
 // Byte i of the bytes starting at word w.
 fn byteAt(w: u32, i: u32) -> u32 { return (W[w + i / 4u] >> (8u * (i % 4u))) & 0xffu; }
-// The 6-bit scale (x) and min (y) of sub-block j of a Q4_K / Q5_K block's 12 scale bytes at word w.
-fn scaleMinK4(w: u32, j: u32) -> vec2<u32> {
-  if (j < 4u) { return vec2<u32>(byteAt(w, j) & 63u, byteAt(w, j + 4u) & 63u); }
-  return vec2<u32>((byteAt(w, j + 4u) & 15u) | ((byteAt(w, j - 4u) >> 6u) << 4u), (byteAt(w, j + 4u) >> 4u) | ((byteAt(w, j) >> 6u) << 4u));
+// Sub-block j's scale (x = d * its 6-bit scale) and min (y = dmin * its 6-bit min) of the Q4_K /
+// Q5_K block at word b: d, dmin (f16) in word b, the 12 bytes of 6-bit scales and mins after it.
+fn scaleMinK(b: u32, j: u32) -> vec2<f32> {
+  let w = b + 1u;
+  var sm: vec2<u32>;
+  if (j < 4u) {
+    sm = vec2<u32>(byteAt(w, j) & 63u, byteAt(w, j + 4u) & 63u);
+  } else {
+    sm = vec2<u32>((byteAt(w, j + 4u) & 15u) | ((byteAt(w, j - 4u) >> 6u) << 4u), (byteAt(w, j + 4u) >> 4u) | ((byteAt(w, j) >> 6u) << 4u));
+  }
+  return vec2<f32>(f16(W[b] & 0xffffu) * f32(sm.x), f16(W[b] >> 16u) * f32(sm.y));
 }
 // The 6-bit scale i (0..15) of a Q3_K block's 12 scale bytes at word w: low nibbles from the first
 // 8 bytes (low then high halves), the two high bits from the last 4.
