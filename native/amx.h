@@ -2,6 +2,8 @@
 // BF16 linear kernels, ops_linear_amx.cc; quantized kernels may use it too).
 #pragma once
 
+#include <cstdint>
+
 namespace pw {
 
 // CPUID leaf 7 (sub-leaf 0) EDX bits: the tile architecture and its BF16 / INT8 dot products.
@@ -16,5 +18,38 @@ AmxFeatures amx_features();
 // False without AMX-TILE, off x86-64, or when the kernel refuses (older than 5.16, seccomp,
 // signal stacks too small for the tile state): callers fall back to their non-AMX kernels.
 bool amx_tile_data_granted();
+
+#if defined(__x86_64__)
+// LDTILECFG's 64-byte operand, palette 1: per tile, its rows and bytes per row (unused tiles 0).
+struct alignas(64) AmxTileConfig {
+  uint8_t palette = 1;
+  uint8_t start_row = 0;
+  uint8_t reserved[14] = {};
+  uint16_t colsb[16] = {};
+  uint8_t rows[16] = {};
+  // Every one of the 8 tiles 16 rows of 64 bytes.
+  static AmxTileConfig full() {
+    AmxTileConfig c;
+    for (int t = 0; t < 8; t++) {
+      c.colsb[t] = 64;
+      c.rows[t] = 16;
+    }
+    return c;
+  }
+};
+static_assert(sizeof(AmxTileConfig) == 64, "LDTILECFG reads 64 bytes");
+
+// Every tile kernel's work item runs inside one: its configuration loaded on entry, the tiles
+// released on exit. Other code configures the tiles differently (a configuration kept per thread
+// across calls is released under it by the other family's items: SIGILL at the next tile
+// instruction), and released tiles cost nothing at a context switch.
+class AmxTileScope {
+ public:
+  explicit AmxTileScope(const AmxTileConfig& c) { __asm__ volatile("ldtilecfg %0" ::"m"(c)); }
+  ~AmxTileScope() { __asm__ volatile("tilerelease" ::: "memory"); }
+  AmxTileScope(const AmxTileScope&) = delete;
+  AmxTileScope& operator=(const AmxTileScope&) = delete;
+};
+#endif
 
 }  // namespace pw

@@ -120,26 +120,13 @@ PW_AVX512BF16 float dpbf16_avx512(float seed) {
 
 // The AMX-BF16 peak: TDPBF16PS into 4 independent C tiles (each 16 x 16 x 32 pairs: 16384 flops),
 // from A / B tiles of zeros (the tile unit's speed does not depend on values). Loads the tile
-// configuration and releases the tiles, as every tile kernel does per work item.
+// configuration and releases the tiles (AmxTileScope), as every tile kernel does per work item.
 constexpr int64_t kAmxIters = int64_t(1) << 16;
 
-struct alignas(64) PeakTileConfig {
-  uint8_t palette, start_row, reserved[14];
-  uint16_t colsb[16];
-  uint8_t rows[16];
-};
-
 __attribute__((target("amx-tile,amx-bf16"))) float amx_bf16_peak(float seed) {
-  PeakTileConfig c;
-  std::memset(&c, 0, sizeof c);
-  c.palette = 1;
-  for (int i = 0; i < 8; i++) {
-    c.rows[i] = 16;
-    c.colsb[i] = 64;
-  }
   alignas(64) static const uint8_t zeros[1024] = {};
   alignas(64) float out[16 * 16];
-  _tile_loadconfig(&c);
+  const AmxTileScope scope(AmxTileConfig::full());
   _tile_loadd(4, zeros, 64);
   _tile_loadd(5, zeros, 64);
   _tile_loadd(6, zeros, 64);
@@ -155,7 +142,6 @@ __attribute__((target("amx-tile,amx-bf16"))) float amx_bf16_peak(float seed) {
     _tile_dpbf16ps(3, 5, 7);
   }
   _tile_stored(0, out, 64);
-  _tile_release();
   return out[0] + seed;
 }
 

@@ -32,6 +32,7 @@
 #include <utility>
 #include <vector>
 
+#include "amx.h"
 #include "ops.h"
 #include "simd.h"
 
@@ -61,31 +62,8 @@ PW_INLINE void tile_dpbf16() {  // C[r][c] += sum over pairs p: A[r].bf16[2p + i
   __asm__ volatile("tdpbf16ps %%tmm%c2, %%tmm%c1, %%tmm%c0" ::"i"(C), "i"(A), "i"(B));
 }
 
-struct alignas(64) TileConfig {
-  uint8_t palette = 1;
-  uint8_t start_row = 0;
-  uint8_t reserved[14] = {};
-  uint16_t colsb[16] = {};
-  uint8_t rows[16] = {};
-};
-
-// Every work item runs inside one of these: the configuration on entry, the release on exit.
-struct TileScope {
-  TileScope() {
-    static const TileConfig cfg = [] {
-      TileConfig c;
-      for (int t = 0; t < 8; t++) {
-        c.colsb[t] = 64;
-        c.rows[t] = 16;
-      }
-      return c;
-    }();
-    __asm__ volatile("ldtilecfg %0" ::"m"(cfg));
-  }
-  ~TileScope() { __asm__ volatile("tilerelease" ::: "memory"); }
-  TileScope(const TileScope&) = delete;
-  TileScope& operator=(const TileScope&) = delete;
-};
+// Every tile 16 rows of 64 bytes: loaded per work item (AmxTileScope, amx.h).
+const AmxTileConfig kTiles = AmxTileConfig::full();
 
 template <class F, int... I>
 PW_INLINE void static_for(F&& f, std::integer_sequence<int, I...>) {
@@ -315,7 +293,7 @@ struct Items {
     thread_local std::vector<uint8_t> pbuf, cvec;
     uint8_t* pb = scratch(pbuf, kSubPanels * panel_bytes);
     float* cb = reinterpret_cast<float*>(scratch(cvec, static_cast<size_t>(kSubPanels * nm) * kTileBytes));
-    TileScope tiles;
+    const AmxTileScope tiles(kTiles);
     for (int64_t ps = pa; ps < pz; ps += kSubPanels) {
       const int64_t pe = std::min(pz, ps + kSubPanels);
       const uint8_t* a[kSubPanels];

@@ -91,44 +91,16 @@ std::atomic<bool>& amx_switch() {
   return on;
 }
 
-struct alignas(64) TileConfig {
-  uint8_t palette;
-  uint8_t start_row;
-  uint8_t reserved[14];
-  uint16_t colsb[16];  // bytes per row
-  uint8_t rows[16];
-};
-static_assert(sizeof(TileConfig) == 64, "LDTILECFG reads 64 bytes");
-
 // Tiles 0..3: the int32 sums C (activation row x weight row) of two sub-blocks, hi and lo halves
 // each; 4, 5: a sub-block's activation hi and lo bytes (16 rows x SUB); 6, 7: the weights of two
-// sub-blocks (SUB / 4 quad rows x 64 bytes). Loaded per work item and released after it, as the
-// BF16 tile kernels do (ops_linear_amx.cc): a configuration kept per thread across calls was
-// released under it by the other family's items (a BF16 linear then this one on the same thread:
-// SIGILL at the first tile load).
-struct TileScope {
-  PW_AMX explicit TileScope(int sub) {
-    TileConfig c;
-    std::memset(&c, 0, sizeof c);
-    c.palette = 1;
-    for (int i = 0; i < 4; i++) {
-      c.rows[i] = kTileRows;
-      c.colsb[i] = 64;
-    }
-    for (int i = 4; i < 6; i++) {
-      c.rows[i] = kTileRows;
-      c.colsb[i] = static_cast<uint16_t>(sub);
-    }
-    for (int i = 6; i < 8; i++) {
-      c.rows[i] = static_cast<uint8_t>(sub / 4);
-      c.colsb[i] = 64;
-    }
-    _tile_loadconfig(&c);
-  }
-  PW_AMX ~TileScope() { _tile_release(); }
-  TileScope(const TileScope&) = delete;
-  TileScope& operator=(const TileScope&) = delete;
-};
+// sub-blocks (SUB / 4 quad rows x 64 bytes). Loaded per work item and released after it
+// (AmxTileScope, amx.h), as the BF16 tile kernels do.
+AmxTileConfig tile_config(int sub) {
+  AmxTileConfig c = AmxTileConfig::full();
+  for (int i = 4; i < 6; i++) c.colsb[i] = static_cast<uint16_t>(sub);
+  for (int i = 6; i < 8; i++) c.rows[i] = static_cast<uint8_t>(sub / 4);
+  return c;
+}
 
 // linear.cc's term of a sub-block, lane-wise over the 16 weight rows: c = a * float(I) - m *
 // float(X) (no m term for a type whose m is always 0, as the VNNI kernel), I = 256 C_hi + C_lo.
@@ -233,7 +205,7 @@ PW_AMX void rows_tiles(bool has_min, const Decoded& d, const Task& t, int64_t bl
 PW_AMX void amx_group(const Task& t, const QuantLinear::Part& part, const uint8_t* data, int64_t lr, int64_t nr, float* out) {
   TypeInfo ti;
   type_info(t.type, &ti);
-  const TileScope scope(ti.sub);
+  const AmxTileScope scope(tile_config(ti.sub));
   thread_local Decoded dec;
   float* const accp = out;
   std::fill(accp, accp + t.M * kTileRows, 0.0f);
