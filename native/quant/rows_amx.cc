@@ -1,7 +1,7 @@
 // The AMX-INT8 kernel of the quantized linear op's blocked path (prefill, large batches): the
 // integer sums of 16 activation rows x 16 weight rows per sub-block in one tile instruction.
 //
-// Per weight block the 16-row group is decoded once into L1 by the AVX-512 decoders
+// Per weight block (32-value types: 8 blocks at a time) the 16-row group is decoded once into L1 by the AVX-512 decoders
 // (decode_group_signed: signed q, quad-major, which is the layout of a tile's B operand: one
 // 64-byte row per value quad, 4 bytes per weight row). Per sub-block of SUB values (32 or 16):
 //   C_hi = TDPBSSD(A_hi, B), C_lo = TDPBSSD(A_lo, B)
@@ -136,22 +136,24 @@ PW_AMX PW_INLINE void issue(const Decoded& d, const int8_t* a, int si, bool odd)
   }
 }
 
-// accp[m][16 lanes] += block blk's terms for activation rows mc .. me (mc a multiple of 16; the
-// tiles hold 16 rows, the sums of rows past me are dropped). A software pipeline: round r + 1's
-// tile products run while the vector units finish round r from its stored sums (C tiles and their
-// buffers alternate), so the products' latency hides behind the epilogue.
-template <int BLOCK, int SUB, bool HAS_MIN>
-PW_AMX void block_tiles(const Decoded& d, const Task& t, int64_t blk, int64_t mc, int64_t me, float* accp) {
-  constexpr int subs = BLOCK / SUB, abs_per_blk = BLOCK / kActBlock;
+// accp[m][16 lanes] += the terms of the nsubs sub-blocks in d (activation blocks from kb0 on) for
+// activation rows mc .. me (mc a multiple of 16; the tiles hold 16 rows, the sums of rows past me
+// are dropped). A software pipeline: round r + 1's tile products run while the vector units
+// finish round r from its stored sums (C tiles and their buffers alternate), so the products'
+// latency hides behind the epilogue. Rounds go activation tile by tile, sub-block by sub-block.
+template <int SUB, bool HAS_MIN>
+PW_AMX void block_tiles(const Decoded& d, const Task& t, int64_t kb0, int nsubs, int64_t mc, int64_t me, float* accp) {
   alignas(64) int32_t c[2][2][kTileRows][kTileRows];  // [round parity][hi, lo][activation row][weight row]
   alignas(64) float c0[kTileRows][kTileRows];         // SUB 16: the first sub-block's terms
   const int64_t nkb = t.K / kActBlock;
-  // Sub-block si's hi tile in activation tile T (a block of 32 and, SUB 16, its half); + 512: lo.
-  auto a_tile = [&](int64_t T, int si) {
-    return t.tiles + ((mc / kTileRows + T) * nkb + blk * abs_per_blk + (SUB == 32 ? si : si / 2)) * kAmxRecord + (SUB == 16 ? (si % 2) * 16 : 0);
-  };
-  const int64_t rounds = (me - mc + kTileRows - 1) / kTileRows * subs;
+  // The record of activation tile T (in this chunk) and sub-block si (SUB 16: two per block).
+  auto record = [&](int64_t T, int si) { return t.tiles + ((mc / kTileRows + T) * nkb + kb0 + (SUB == 32 ? si : si / 2)) * kAmxRecord; };
+  // Sub-block si's hi tile (SUB 16: its half of the block); + 512: lo.
+  auto a_tile = [&](int64_t T, int si) { return record(T, si) + (SUB == 16 ? (si % 2) * 16 : 0); };
+  const int64_t rounds = (me - mc + kTileRows - 1) / kTileRows * nsubs;
   issue<SUB>(d, a_tile(0, 0), 0, false);
+  int64_t cT = 0, pT = 0;  // round r's activation tile and sub-block; round r - 1's
+  int csi = 0, psi = 0;
   for (int64_t r = 0; r <= rounds; r++) {
     if (r < rounds) {  // round r's sums out, round r + 1's products in
       if (r & 1) {
@@ -161,69 +163,99 @@ PW_AMX void block_tiles(const Decoded& d, const Task& t, int64_t blk, int64_t mc
         _tile_stored(0, c[0][0], 64);
         _tile_stored(1, c[0][1], 64);
       }
-      if (r + 1 < rounds) issue<SUB>(d, a_tile((r + 1) / subs, static_cast<int>((r + 1) % subs)), static_cast<int>((r + 1) % subs), !(r & 1));
     }
+    int64_t nT = cT;
+    int nsi = csi + 1;
+    if (nsi == nsubs) {
+      nsi = 0;
+      nT++;
+    }
+    if (r + 1 < rounds) issue<SUB>(d, a_tile(nT, nsi), nsi, !(r & 1));
     // GCC's tile intrinsics are asm without memory operands: without this the compiler may treat
     // c (written only by the tile stores) as unchanged, or move the reads below across them.
     asm volatile("" ::: "memory");
-    if (r == 0) continue;
-    // The epilogue of round p = r - 1, whose sums were stored an iteration ago (reading them right
-    // after the tile stores would wait for those to complete).
-    const int64_t p = r - 1;
-    int32_t(*cr)[kTileRows][kTileRows] = c[p & 1];
-    const int64_t m0 = mc + p / subs * kTileRows, mr = std::min<int64_t>(kTileRows, me - m0);
-    const int si = static_cast<int>(p % subs);
-    // The record's floats of this activation block: s, then the X sums (act_quant.h).
-    const int64_t kb = blk * abs_per_blk + (SUB == 32 ? si : si / 2);
-    const float* xs = reinterpret_cast<const float*>(t.tiles + ((m0 / kTileRows) * nkb + kb) * kAmxRecord + 1024);
-    const float* xx = xs + (SUB == 32 ? 16 : 32 + 16 * (si % 2));
-    for (int64_t i = 0; i < mr; i++) {
-      if constexpr (SUB == 32) {  // a sub-block per activation block
-        const __m512 ts = term<HAS_MIN>(cr[0][i], cr[1][i], d.a[si], d.m[si], xx[i]);
-        float* ap = accp + (m0 + i) * kTileRows;
-        _mm512_store_ps(ap, _mm512_add_ps(_mm512_load_ps(ap), _mm512_mul_ps(_mm512_set1_ps(xs[i]), ts)));
-      } else {  // two sub-blocks per activation block kb: ts = c0 + c1
-        const __m512 ci = term<HAS_MIN>(cr[0][i], cr[1][i], d.a[si], d.m[si], xx[i]);
-        if (si % 2 == 0) {
-          _mm512_store_ps(c0[i], ci);
-        } else {
+    // The epilogue of round r - 1 (activation tile pT, sub-block psi), whose sums were stored an
+    // iteration ago (reading them right after the tile stores would wait for those to complete).
+    if (r > 0) {
+      int32_t(*cr)[kTileRows][kTileRows] = c[(r - 1) & 1];
+      const int64_t m0 = mc + pT * kTileRows, mr = std::min<int64_t>(kTileRows, me - m0);
+      // The record's floats of this activation block: s, then the X sums (act_quant.h).
+      const float* xs = reinterpret_cast<const float*>(record(pT, psi) + 1024);
+      const float* xx = xs + (SUB == 32 ? 16 : 32 + 16 * (psi % 2));
+      for (int64_t i = 0; i < mr; i++) {
+        if constexpr (SUB == 32) {  // a sub-block per activation block
+          const __m512 ts = term<HAS_MIN>(cr[0][i], cr[1][i], d.a[psi], d.m[psi], xx[i]);
           float* ap = accp + (m0 + i) * kTileRows;
-          const __m512 ts = _mm512_add_ps(_mm512_load_ps(c0[i]), ci);
           _mm512_store_ps(ap, _mm512_add_ps(_mm512_load_ps(ap), _mm512_mul_ps(_mm512_set1_ps(xs[i]), ts)));
+        } else {  // two sub-blocks per activation block: ts = c0 + c1
+          const __m512 ci = term<HAS_MIN>(cr[0][i], cr[1][i], d.a[psi], d.m[psi], xx[i]);
+          if (psi % 2 == 0) {
+            _mm512_store_ps(c0[i], ci);
+          } else {
+            float* ap = accp + (m0 + i) * kTileRows;
+            const __m512 ts = _mm512_add_ps(_mm512_load_ps(c0[i]), ci);
+            _mm512_store_ps(ap, _mm512_add_ps(_mm512_load_ps(ap), _mm512_mul_ps(_mm512_set1_ps(xs[i]), ts)));
+          }
         }
       }
     }
+    pT = cT;
+    psi = csi;
+    cT = nT;
+    csi = nsi;
   }
 }
 
-template <int BLOCK, int SUB>
-PW_AMX void rows_tiles(bool has_min, const Decoded& d, const Task& t, int64_t blk, int64_t mc, int64_t me, float* accp) {
-  if (has_min) block_tiles<BLOCK, SUB, true>(d, t, blk, mc, me, accp);
-  else block_tiles<BLOCK, SUB, false>(d, t, blk, mc, me, accp);
+template <int SUB>
+PW_AMX void rows_tiles(bool has_min, const Decoded& d, const Task& t, int64_t kb0, int nsubs, int64_t mc, int64_t me, float* accp) {
+  if (has_min) block_tiles<SUB, true>(d, t, kb0, nsubs, mc, me, accp);
+  else block_tiles<SUB, false>(d, t, kb0, nsubs, mc, me, accp);
+}
+
+// Blocks blk .. blk + nb of the group (32-value types, nb * 32 <= kMaxBlock) decoded into d one
+// after another, as one block of nb sub-blocks: the pipeline then runs over all of them instead of
+// starting again every 32 values (at M = 32 a block is only two rounds). Returns whether any has m.
+PW_AMX bool decode_blocks32(const TypeInfo& ti, const QuantLinear::Part& part, const uint8_t* data, int64_t lr, int64_t blk, int nb,
+                            int64_t nr, Decoded& d) {
+  Decoded one;
+  bool any_min = false;
+  for (int j = 0; j < nb; j++) {
+    const bool has_min = decode_group_signed(ti, part, data, lr, blk + j, nr, one);
+    for (int qi = 0; qi < 32 / 4; qi++) _mm512_store_si512(d.u[8 * j + qi], _mm512_load_si512(one.u[qi]));
+    _mm512_store_ps(d.a[j], _mm512_load_ps(one.a[0]));
+    _mm512_store_ps(d.m[j], has_min ? _mm512_load_ps(one.m[0]) : _mm512_setzero_ps());
+    any_min = any_min || has_min;
+  }
+  return any_min;
 }
 
 PW_AMX void amx_group(const Task& t, const QuantLinear::Part& part, const uint8_t* data, int64_t lr, int64_t nr, float* out) {
   TypeInfo ti;
   type_info(t.type, &ti);
   const AmxTileScope scope(tile_config(ti.sub));
-  thread_local Decoded dec;
+  // On the stack: as a thread_local, GCC's clone of the kernel bound to it computed its address
+  // by a __tls_get_addr call every round (an addon is a shared object: general-dynamic TLS).
+  Decoded dec;
   float* const accp = out;
   std::fill(accp, accp + t.M * kTileRows, 0.0f);
   const int64_t nblk = t.K / ti.block;
+  const int per_pass = ti.block == 32 ? kMaxBlock / 32 : 1;  // blocks decoded per pass
   // Activation rows in chunks whose tiles stay in L2 across the blocks (1 MiB of the 2 MiB L2:
   // 256 rows of K = 2048, 64 of K = 8192); each chunk decodes the weights again, and starts the
-  // pipeline again per block: with 256 KiB (16 rows of K = 8192) the down projection ran at
+  // pipeline again per pass: with 256 KiB (16 rows of K = 8192) the down projection ran at
   // ~0.86x the VNNI kernel.
   const int64_t chunk = std::max<int64_t>(kTileRows, ((int64_t(1) << 20) / (2 * t.K)) / kTileRows * kTileRows);
   for (int64_t mc = 0; mc < t.M; mc += chunk) {
     const int64_t me = std::min(t.M, mc + chunk);
-    for (int64_t blk = 0; blk < nblk; blk++) {
-      const bool has_min = decode_group_signed(ti, part, data, lr, blk, nr, dec);
+    for (int64_t blk = 0; blk < nblk; blk += per_pass) {
+      const int nb = static_cast<int>(std::min<int64_t>(per_pass, nblk - blk));
+      const bool has_min = per_pass > 1 ? decode_blocks32(ti, part, data, lr, blk, nb, nr, dec) : decode_group_signed(ti, part, data, lr, blk, nr, dec);
       // The tile loads' asm does not tell the compiler which memory it reads: dec is written first.
       asm volatile("" ::: "memory");
-      if (ti.block == 32) rows_tiles<32, 32>(has_min, dec, t, blk, mc, me, accp);
-      else if (ti.sub == 16) rows_tiles<256, 16>(has_min, dec, t, blk, mc, me, accp);
-      else rows_tiles<256, 32>(has_min, dec, t, blk, mc, me, accp);
+      const int64_t kb0 = blk * ti.block / kActBlock;
+      const int nsubs = nb * ti.block / ti.sub;
+      if (ti.sub == 16) rows_tiles<16>(has_min, dec, t, kb0, nsubs, mc, me, accp);
+      else rows_tiles<32>(has_min, dec, t, kb0, nsubs, mc, me, accp);
     }
   }
 }
