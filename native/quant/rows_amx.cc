@@ -145,6 +145,9 @@ template <int SUB, bool HAS_MIN>
 PW_AMX void block_tiles(const Decoded& d, const Task& t, int64_t kb0, int nsubs, int64_t mc, int64_t me, float* accp) {
   alignas(64) int32_t c[2][2][kTileRows][kTileRows];  // [round parity][hi, lo][activation row][weight row]
   alignas(64) float c0[kTileRows][kTileRows];         // SUB 16: the first sub-block's terms
+  // The accumulators of the activation tile in its epilogue, one register per row (the loops over
+  // rows are unrolled so they stay registers across its rounds: no load and store per round).
+  __m512 acc[kTileRows];
   const int64_t nkb = t.K / kActBlock;
   // The record of activation tile T (in this chunk) and sub-block si (SUB 16: two per block).
   auto record = [&](int64_t T, int si) { return t.tiles + ((mc / kTileRows + T) * nkb + kb0 + (SUB == 32 ? si : si / 2)) * kAmxRecord; };
@@ -177,26 +180,31 @@ PW_AMX void block_tiles(const Decoded& d, const Task& t, int64_t kb0, int nsubs,
     // The epilogue of round r - 1 (activation tile pT, sub-block psi), whose sums were stored an
     // iteration ago (reading them right after the tile stores would wait for those to complete).
     if (r > 0) {
-      int32_t(*cr)[kTileRows][kTileRows] = c[(r - 1) & 1];
+      const int32_t(*cr)[kTileRows][kTileRows] = c[(r - 1) & 1];
       const int64_t m0 = mc + pT * kTileRows, mr = std::min<int64_t>(kTileRows, me - m0);
       // The record's floats of this activation block: s, then the X sums (act_quant.h).
       const float* xs = reinterpret_cast<const float*>(record(pT, psi) + 1024);
       const float* xx = xs + (SUB == 32 ? 16 : 32 + 16 * (psi % 2));
-      for (int64_t i = 0; i < mr; i++) {
+      float* ap = accp + m0 * kTileRows;
+      if (psi == 0) {  // the tile's rows enter registers for its nsubs rounds (rows past M: zeros)
+#pragma GCC unroll 16
+        for (int i = 0; i < kTileRows; i++) acc[i] = i < mr ? _mm512_load_ps(ap + i * kTileRows) : _mm512_setzero_ps();
+      }
+#pragma GCC unroll 16
+      for (int i = 0; i < kTileRows; i++) {
+        const __m512 ci = term<HAS_MIN>(cr[0][i], cr[1][i], d.a[psi], d.m[psi], xx[i]);
         if constexpr (SUB == 32) {  // a sub-block per activation block
-          const __m512 ts = term<HAS_MIN>(cr[0][i], cr[1][i], d.a[psi], d.m[psi], xx[i]);
-          float* ap = accp + (m0 + i) * kTileRows;
-          _mm512_store_ps(ap, _mm512_add_ps(_mm512_load_ps(ap), _mm512_mul_ps(_mm512_set1_ps(xs[i]), ts)));
-        } else {  // two sub-blocks per activation block: ts = c0 + c1
-          const __m512 ci = term<HAS_MIN>(cr[0][i], cr[1][i], d.a[psi], d.m[psi], xx[i]);
-          if (psi % 2 == 0) {
-            _mm512_store_ps(c0[i], ci);
-          } else {
-            float* ap = accp + (m0 + i) * kTileRows;
-            const __m512 ts = _mm512_add_ps(_mm512_load_ps(c0[i]), ci);
-            _mm512_store_ps(ap, _mm512_add_ps(_mm512_load_ps(ap), _mm512_mul_ps(_mm512_set1_ps(xs[i]), ts)));
-          }
+          acc[i] = _mm512_add_ps(acc[i], _mm512_mul_ps(_mm512_set1_ps(xs[i]), ci));
+        } else if (psi % 2 == 0) {  // two sub-blocks per activation block: ts = c0 + c1
+          _mm512_store_ps(c0[i], ci);
+        } else {
+          acc[i] = _mm512_add_ps(acc[i], _mm512_mul_ps(_mm512_set1_ps(xs[i]), _mm512_add_ps(_mm512_load_ps(c0[i]), ci)));
         }
+      }
+      if (psi == nsubs - 1) {
+#pragma GCC unroll 16
+        for (int i = 0; i < kTileRows; i++)
+          if (i < mr) _mm512_store_ps(ap + i * kTileRows, acc[i]);
       }
     }
     pT = cT;
