@@ -259,11 +259,17 @@ void quant_linear(const QuantLinear& p, const float* x, int64_t M, float* const*
       for (int64_t m = 0; m < M; m++) {
         const float* a = acc + m * kGroupRows;
         float* o = p.gate_up ? gu + (pi * M + m) * p.parts[0].n + lr : outs[pi] + m * part.n + lr;
-        const bool add_to = accumulate && !p.gate_up;
-        for (int64_t i = 0; i < nr; i++) {
-          float v = a[i];
-          if (bias) v = v + bias[i];
-          o[i] = add_to ? o[i] + v : v;
+        // One plain loop per case (the compiler vectorizes these; the per-value branches of one
+        // loop for all cases took ~8 % of a batch-32 step): o = a (+ bias) (+ o before).
+        if (accumulate && !p.gate_up) {
+          if (bias)
+            for (int64_t i = 0; i < nr; i++) o[i] = o[i] + (a[i] + bias[i]);
+          else
+            for (int64_t i = 0; i < nr; i++) o[i] = o[i] + a[i];
+        } else if (bias) {
+          for (int64_t i = 0; i < nr; i++) o[i] = a[i] + bias[i];
+        } else {
+          std::memcpy(o, a, static_cast<size_t>(nr) * sizeof(float));
         }
       }
     }

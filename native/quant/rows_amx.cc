@@ -174,6 +174,14 @@ PW_AMX void block_tiles(const Decoded& d, const Task& t, int64_t kb0, int nsubs,
       nT++;
     }
     if (r + 1 < rounds) issue<SUB>(d, a_tile(nT, nsi), nsi, !(r & 1));
+    // Round r + 2's activation record into L1 meanwhile: the tile loads stalled on it from L2
+    // (the chunk's records are L2-resident, read once per weight group).
+    if (r + 2 < rounds && (SUB == 32 || nsi % 2 == 1)) {
+      const int64_t fT = nsi + 1 == nsubs ? nT + 1 : nT;
+      const int fsi = nsi + 1 == nsubs ? 0 : nsi + 1;
+      const int8_t* f = record(fT, fsi);
+      for (int l = 0; l < kAmxRecord; l += 64) _mm_prefetch(reinterpret_cast<const char*>(f + l), _MM_HINT_T0);
+    }
     // GCC's tile intrinsics are asm without memory operands: without this the compiler may treat
     // c (written only by the tile stores) as unchanged, or move the reads below across them.
     asm volatile("" ::: "memory");
