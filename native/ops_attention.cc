@@ -7,8 +7,8 @@
 // half of its query heads when there are too few items to balance the threads. Keys
 // are consumed in chunks of kChunk at absolute positions [c*kChunk, (c+1)*kChunk): each chunk is
 // staged once per item and head into contiguous float32 buffers (a copy, or the exact bf16 -> f32
-// widening; at most 4 rows per head over a bf16 cache, i.e. decode, read the pool in place with
-// the same widening instead, prefetching the next chunk as they go), then every query row whose
+// widening; at most 4 rows per head, i.e. decode, read the pool in place instead, with the same
+// widening of a bf16 cache, prefetching the next chunk as they go), then every query row whose
 // causal window reaches it does one online softmax step on it:
 //   s_j = dot(q, k_j) * scale            (the ISA's fixed dot order / reduction tree)
 //   m'  = max(m, max_j s_j);  alpha = exp(m - m');  p_j = exp(s_j - m')
@@ -42,22 +42,27 @@ namespace {
 constexpr int kChunk = 32;           // keys per online-softmax step
 constexpr int64_t kTileTokens = 16;  // query tokens per work item
 
+// Where a multi-row step reads keys and values: the staged float32 chunk, or the pool in place
+// (Chunk::kb / vb) as float32 or bf16 rows (simd::load16's dtype codes).
+constexpr int kStaged = -1, kDirectF32 = 0, kDirectBf16 = 2;
+constexpr int src_bytes(int src) { return src == kDirectBf16 ? 2 : 4; }
+
 // One chunk of keys. Staged: k and v are [kChunk][head_dim] float32, rows past the chunk's keys
-// zero-filled. Direct (bf16 cache, AVX-512 kernels with a compile-time head dim): kb[j] / vb[j]
-// point at key j's bf16 row in the pool (a zero row past the chunk's keys), widened exactly as
-// they are loaded, so the arithmetic is the staged one without the copy.
+// zero-filled. Direct (AVX-512 kernels with a compile-time head dim): kb[j] / vb[j] point at key
+// j's row in the pool (a zero row past the chunk's keys), float32 or bf16 widened exactly as it
+// is loaded, so the arithmetic is the staged one without the copy.
 struct Chunk {
   const float* k;
   const float* v;
-  const uint16_t* const* kb;
-  const uint16_t* const* vb;
+  const void* const* kb;
+  const void* const* vb;
   // Direct: the next chunk's key and value rows (at an item's last chunk, the first chunk of the
   // item its thread likely runs next; or null), prefetched while this chunk is computed: its keys
   // by the first row's scores, its values by P.V, a few lines per key (a burst of a whole chunk's
   // lines overflows the core's miss buffers and is dropped: measured, no gain at all, while these
   // spread prefetches halve the time of decode over a DRAM-resident cache).
-  const uint16_t* const* kn;
-  const uint16_t* const* vn;
+  const void* const* kn;
+  const void* const* vn;
 };
 
 struct RowState {
@@ -114,7 +119,7 @@ constexpr RowLanes kLanes2 = row_lanes(2), kLanes4 = row_lanes(4);
 // row slots (RP = 1, 2 or 4 >= R), and one hsum16x16 reduces its 16 accumulators straight from
 // registers (lane RP k + r: row r, key k); permutes then gather each row's 16 scores. Every
 // accumulator sees the same FMAs over d and the same reduction tree as in scores16: same bits.
-template <int HD, int R, bool BF>
+template <int HD, int R, int SRC>
 PW_AVX512 PW_INLINE void scores16_rows(const float* const* q, const Chunk& ch, int g, __m512 scale, bool pf, __m512* out) {
   static_assert(HD % 16 == 0, "multi-row scores need a compile-time head dim, a multiple of 16");
   static_assert(R >= 1 && R <= 4, "1 to 4 rows");
@@ -123,9 +128,9 @@ PW_AVX512 PW_INLINE void scores16_rows(const float* const* q, const Chunk& ch, i
   __m512 part[RP];
   for (int p = 0; p < RP; p++) {
     const int j0 = p * KS;
-    if (BF && pf) {  // the next chunk's keys (Chunk::kn)
+    if (SRC != kStaged && pf) {  // the next chunk's keys (Chunk::kn)
       for (int j = 0; j < KS; j++)
-        for (int o = 0; o < HD * 2; o += 64) _mm_prefetch(reinterpret_cast<const char*>(ch.kn[16 * g + j0 + j]) + o, _MM_HINT_T0);
+        for (int o = 0; o < HD * src_bytes(SRC); o += 64) _mm_prefetch(reinterpret_cast<const char*>(ch.kn[16 * g + j0 + j]) + o, _MM_HINT_T0);
     }
     __m512 a[R][KS];
     for (int r = 0; r < R; r++)
@@ -135,7 +140,9 @@ PW_AVX512 PW_INLINE void scores16_rows(const float* const* q, const Chunk& ch, i
       for (int r = 0; r < R; r++) qv[r] = _mm512_loadu_ps(q[r] + d);
       for (int j = 0; j < KS; j++) {
         const int key = 16 * g + j0 + j;
-        const __m512 kv = BF ? simd::load16<2>(ch.kb[key], d) : _mm512_loadu_ps(ch.k + key * HD + d);
+        __m512 kv;
+        if constexpr (SRC == kStaged) kv = _mm512_loadu_ps(ch.k + key * HD + d);
+        else kv = simd::load16<SRC>(ch.kb[key], d);
         for (int r = 0; r < R; r++) a[r][j] = _mm512_fmadd_ps(qv[r], kv, a[r][j]);
       }
     }
@@ -244,7 +251,7 @@ PW_AVX512 void row_step_avx512(const float* q, float* acc, RowState& st, const C
 
 // P.V for R rows over vectors [D0V, D0V + NB) of the head dim: V loads are shared by the rows,
 // R * NB independent chains; per element still acc * alpha, then + p_j * v_j in key order.
-template <int HD, int R, int NB, bool BF>
+template <int HD, int R, int NB, int SRC>
 PW_AVX512 PW_INLINE void pv_rows(float* const* acc, const Chunk& ch, const float (*p)[kChunk], const float* alpha,
                                  int lo, int nvalid, int d0) {
   __m512 o[R][NB];
@@ -254,11 +261,11 @@ PW_AVX512 PW_INLINE void pv_rows(float* const* acc, const Chunk& ch, const float
   }
   for (int j = lo; j < nvalid; j++) {
     __m512 vv[NB];
-    if constexpr (BF) {
+    if constexpr (SRC != kStaged) {
       if (d0 == 0 && ch.vn) {
-        for (int o = 0; o < HD * 2; o += 64) _mm_prefetch(reinterpret_cast<const char*>(ch.vn[j]) + o, _MM_HINT_T0);
+        for (int o = 0; o < HD * src_bytes(SRC); o += 64) _mm_prefetch(reinterpret_cast<const char*>(ch.vn[j]) + o, _MM_HINT_T0);
       }
-      for (int i = 0; i < NB; i++) vv[i] = simd::load16<2>(ch.vb[j], d0 + 16 * i);
+      for (int i = 0; i < NB; i++) vv[i] = simd::load16<SRC>(ch.vb[j], d0 + 16 * i);
     } else {
       const float* vj = ch.v + j * HD + d0;
       for (int i = 0; i < NB; i++) vv[i] = _mm512_loadu_ps(vj + 16 * i);
@@ -272,26 +279,26 @@ PW_AVX512 PW_INLINE void pv_rows(float* const* acc, const Chunk& ch, const float
     for (int i = 0; i < NB; i++) _mm512_storeu_ps(acc[r] + d0 + 16 * i, o[r][i]);
 }
 
-template <int HD, int R, int D0V, bool BF>
+template <int HD, int R, int D0V, int SRC>
 PW_AVX512 PW_INLINE void pv_all(float* const* acc, const Chunk& ch, const float (*p)[kChunk], const float* alpha,
                                 int lo, int nvalid) {
   constexpr int ND = HD / 16;
   constexpr int NDB = R * ND <= 16 ? ND : 16 / R;  // keep R * NB accumulators within 16 registers
   if constexpr (D0V < ND) {
     constexpr int NB = NDB < ND - D0V ? NDB : ND - D0V;
-    pv_rows<HD, R, NB, BF>(acc, ch, p, alpha, lo, nvalid, 16 * D0V);
-    pv_all<HD, R, D0V + NB, BF>(acc, ch, p, alpha, lo, nvalid);
+    pv_rows<HD, R, NB, SRC>(acc, ch, p, alpha, lo, nvalid, 16 * D0V);
+    pv_all<HD, R, D0V + NB, SRC>(acc, ch, p, alpha, lo, nvalid);
   }
 }
 
 // One chunk step for R rows with the same valid keys (HD a multiple of 16, known at compile
-// time); BF: keys and values read straight from the bf16 pool (Chunk::kb / vb).
+// time); SRC: the staged chunk or the pool in place (kStaged, kDirectF32, kDirectBf16).
 //
 // The rows' softmax steps run phase by phase (all scores, all maxima, all exponentials) rather
 // than row after row: each row's step is one long dependent chain (reduction, max, exp, sum), and
 // side by side the rows' chains overlap. Each row's operations are row_step_avx512's, in order
 // (scores16_rows gives scores16's bits).
-template <int HD, int R, bool BF>
+template <int HD, int R, int SRC>
 PW_AVX512 void rows_step_avx512(const float* const* q, float* const* acc, RowState* const* st, const Chunk& ch,
                                 int lo, int nvalid, float scale, float cap) {
   const __m512 sc = _mm512_set1_ps(scale);
@@ -300,10 +307,10 @@ PW_AVX512 void rows_step_avx512(const float* const* q, float* const* acc, RowSta
   const __mmask16 m0 = key_mask(lo, nvalid, 0), m1 = key_mask(lo, nvalid, 1);
   __m512 s0[R], s1[R];
   // Group 0 is always scored (its pass issues the next chunk's key prefetches).
-  scores16_rows<HD, R, BF>(q, ch, 0, sc, ch.kn != nullptr, s0);
+  scores16_rows<HD, R, SRC>(q, ch, 0, sc, ch.kn != nullptr, s0);
   for (int r = 0; r < R; r++) s0[r] = _mm512_mask_mov_ps(ninf, m0, cap > 0 ? softcap16(s0[r], capv) : s0[r]);
   if (m1) {
-    scores16_rows<HD, R, BF>(q, ch, 1, sc, ch.kn != nullptr, s1);
+    scores16_rows<HD, R, SRC>(q, ch, 1, sc, ch.kn != nullptr, s1);
     for (int r = 0; r < R; r++) s1[r] = _mm512_mask_mov_ps(ninf, m1, cap > 0 ? softcap16(s1[r], capv) : s1[r]);
   } else {
     for (int r = 0; r < R; r++) s1[r] = ninf;
@@ -321,7 +328,7 @@ PW_AVX512 void rows_step_avx512(const float* const* q, float* const* acc, RowSta
     _mm512_store_ps(p[r], p0);
     _mm512_store_ps(p[r] + 16, p1);
   }
-  pv_all<HD, R, 0, BF>(acc, ch, p, alpha, lo, nvalid);
+  pv_all<HD, R, 0, SRC>(acc, ch, p, alpha, lo, nvalid);
 }
 
 PW_AVX512 void finish_avx512(float* out, const float* acc, float l, int64_t hd) {
@@ -472,29 +479,40 @@ struct RowsSteps {
 };
 
 #if PW_X86
-template <int HD, bool BF>
+template <int HD, int SRC>
 RowsSteps rows_steps() {
-  return RowsSteps{{rows_step_avx512<HD, 1, BF>, rows_step_avx512<HD, 2, BF>, rows_step_avx512<HD, 3, BF>,
-                    rows_step_avx512<HD, 4, BF>}};
+  return RowsSteps{{rows_step_avx512<HD, 1, SRC>, rows_step_avx512<HD, 2, SRC>, rows_step_avx512<HD, 3, SRC>,
+                    rows_step_avx512<HD, 4, SRC>}};
 }
 
 #endif  // PW_X86
 
-// bf: the steps that read a bf16 cache directly (no staging).
-RowsSteps pick_rows_steps(Isa isa, int64_t hd, bool bf) {
+#if PW_X86
+template <int HD>
+RowsSteps rows_steps_from(int src) {
+  switch (src) {
+    case kDirectF32: return rows_steps<HD, kDirectF32>();
+    case kDirectBf16: return rows_steps<HD, kDirectBf16>();
+    default: return rows_steps<HD, kStaged>();
+  }
+}
+#endif
+
+// src: where the steps read keys and values (kStaged, kDirectF32, kDirectBf16).
+RowsSteps pick_rows_steps(Isa isa, int64_t hd, int src) {
 #if !PW_X86
   (void)isa;
   (void)hd;
-  (void)bf;
+  (void)src;
   return RowsSteps{};
 #else
   if (isa < Isa::Avx512) return RowsSteps{};
   switch (hd) {
-    case 32: return bf ? rows_steps<32, true>() : rows_steps<32, false>();
-    case 64: return bf ? rows_steps<64, true>() : rows_steps<64, false>();
-    case 80: return bf ? rows_steps<80, true>() : rows_steps<80, false>();
-    case 96: return bf ? rows_steps<96, true>() : rows_steps<96, false>();
-    case 128: return bf ? rows_steps<128, true>() : rows_steps<128, false>();
+    case 32: return rows_steps_from<32>(src);
+    case 64: return rows_steps_from<64>(src);
+    case 80: return rows_steps_from<80>(src);
+    case 96: return rows_steps_from<96>(src);
+    case 128: return rows_steps_from<128>(src);
     default: return RowsSteps{};
   }
 #endif
@@ -542,16 +560,18 @@ void run_item(const AttentionArgs& a, const Item& it, Isa isa, const Item* after
   float* vst = stage + kChunk * hd;
   const uint8_t* pool = static_cast<const uint8_t*>(c.pools[a.layer]);
   const RowStep row_step = pick_row_step(isa);
-  // A bf16 cache feeding at most one pack of rows per head (decode: one token's query heads of a
-  // KV head) is read in place: staging would write and re-read every key for one use. More rows
+  // A cache feeding at most one pack of rows per head (decode: one token's query heads of a KV
+  // head) is read in place: staging would write and re-read every key for one use (a float32
+  // cache's staging copies were 20 % of a 32-sequence decode step of smollm-135m). More rows
   // share each staged chunk, and widening it once is cheaper than once per pack.
-  RowsSteps rows_step = pick_rows_steps(isa, hd, false);
-  const bool direct = bf16 && head_rows <= 4 && rows_step.fn[0] != nullptr;
-  if (direct) rows_step = pick_rows_steps(isa, hd, true);
+  RowsSteps rows_step = pick_rows_steps(isa, hd, kStaged);
+  const bool direct = head_rows <= 4 && rows_step.fn[0] != nullptr;
+  if (direct) rows_step = pick_rows_steps(isa, hd, bf16 ? kDirectBf16 : kDirectF32);
+  const size_t elem = bf16 ? 2 : 4;  // bytes per cache value
   // Direct: key row pointers of the current and the next chunk, per head of the item.
-  thread_local std::vector<const uint16_t*> ptr_buf;
-  thread_local std::vector<uint16_t> zero_row;
-  const uint16_t** ptrs = grow(ptr_buf, static_cast<size_t>(4 * it.nheads * kChunk));
+  thread_local std::vector<const void*> ptr_buf;
+  thread_local std::vector<float> zero_row;  // zero bits, as float32 or bf16 values
+  const void** ptrs = grow(ptr_buf, static_cast<size_t>(4 * it.nheads * kChunk));
   auto rows_of = [&](int64_t which, int64_t hi, bool value) {
     return ptrs + ((which * it.nheads + hi) * 2 + (value ? 1 : 0)) * kChunk;
   };
@@ -578,10 +598,9 @@ void run_item(const AttentionArgs& a, const Item& it, Isa isa, const Item* after
   const int64_t chunk0 = kmin / kChunk;
   const int64_t nchunks = last_pos / kChunk + 1;
   auto chunk_end = [&](int64_t ci) { return std::min<int64_t>((ci + 1) * kChunk, last_pos + 1); };
-  // Pointers to the bf16 rows of keys [k0, k1) of head h, chunk slots from k0 % kChunk; zero
-  // rows for the slots before (keys outside every window of the item) and after.
-  auto fill_rows_of = [&](const int32_t* tbl, int64_t k0, int64_t k1, int64_t h, const uint16_t** kr, const uint16_t** vr) {
-    const uint16_t* base = reinterpret_cast<const uint16_t*>(pool);
+  // Pointers to the rows of keys [k0, k1) of head h in the pool, chunk slots from k0 % kChunk;
+  // zero rows for the slots before (keys outside every window of the item) and after.
+  auto fill_rows_of = [&](const int32_t* tbl, int64_t k0, int64_t k1, int64_t h, const void** kr, const void** vr) {
     const int64_t skip = k0 % kChunk;
     for (int64_t j = 0; j < skip; j++) kr[j] = vr[j] = zero_row.data();
     kr += skip;
@@ -589,17 +608,17 @@ void run_item(const AttentionArgs& a, const Item& it, Isa isa, const Item* after
     for (int64_t pos = k0; pos < k1;) {
       const int64_t off = pos % bs;
       const int64_t run = std::min<int64_t>(k1 - pos, bs - off);
-      const uint16_t* ks = base + c.index(tbl[pos / bs], false, h, off);
-      const uint16_t* vs = base + c.index(tbl[pos / bs], true, h, off);
+      const uint8_t* ks = pool + c.index(tbl[pos / bs], false, h, off) * elem;
+      const uint8_t* vs = pool + c.index(tbl[pos / bs], true, h, off) * elem;
       for (int64_t e = 0; e < run; e++) {
-        kr[pos - k0 + e] = ks + e * hd;
-        vr[pos - k0 + e] = vs + e * hd;
+        kr[pos - k0 + e] = ks + static_cast<size_t>(e * hd) * elem;
+        vr[pos - k0 + e] = vs + static_cast<size_t>(e * hd) * elem;
       }
       pos += run;
     }
     for (int64_t j = k1 - k0; j < kChunk - skip; j++) kr[j] = vr[j] = zero_row.data();
   };
-  auto fill_rows = [&](int64_t k0, int64_t k1, int64_t h, const uint16_t** kr, const uint16_t** vr) { fill_rows_of(table, k0, k1, h, kr, vr); };
+  auto fill_rows = [&](int64_t k0, int64_t k1, int64_t h, const void** kr, const void** vr) { fill_rows_of(table, k0, k1, h, kr, vr); };
   // The last chunk prefetches the first chunk of the item this thread most likely takes next
   // (items go out in order, one per thread in turn), which would otherwise start cold: 64
   // sequences x 192 keys 10.4 -> 9.5 ms, x 64 keys 4.7 -> 3.2 ms per 30 layers. A wrong guess

@@ -149,8 +149,9 @@ function checkAgainstReference(s: Shape, seqs: Seq[], out: Float32Array, label: 
 }
 
 const shapes: Array<Shape & { name: string }> = [
+  // Decode items (at most 4 rows, head dims 32/64/80/96/128) read the pool in place, float32 or
+  // bf16; prefill items stage chunks. Decode must equal the last row of the staged prefill.
   { name: 'GQA 9/3 hd64 bs16 f32', nHeads: 9, nKvHeads: 3, headDim: 64, blockSize: 16, dtype: DType.F32 },
-  // bf16 cache: decode items (at most 4 rows) read the pool in place, prefill items stage chunks.
   { name: 'GQA 9/3 hd64 bs16 bf16', nHeads: 9, nKvHeads: 3, headDim: 64, blockSize: 16, dtype: DType.BF16 },
   { name: 'MHA 4/4 hd80 bs32 bf16', nHeads: 4, nKvHeads: 4, headDim: 80, blockSize: 32, dtype: DType.BF16 },
   { name: 'MQA 6/1 hd8 bs1 f32', nHeads: 6, nKvHeads: 1, headDim: 8, blockSize: 1, dtype: DType.F32 },
