@@ -43,6 +43,34 @@ static_assert(sizeof(AmxTileConfig) == 64, "LDTILECFG reads 64 bytes");
 // released on exit. Other code configures the tiles differently (a configuration kept per thread
 // across calls is released under it by the other family's items: SIGILL at the next tile
 // instruction), and released tiles cost nothing at a context switch.
+// Tile instructions as templates over their tile numbers (binutils assembles them without
+// compiler flags; GCC's _tile_* intrinsics stringify their tile numbers, so they cannot take
+// template parameters, and their asm has no memory operands). The memory clobbers order tile
+// loads after the plain stores that fill their source, and tile stores before the loads that read
+// them.
+template <int T>
+inline __attribute__((always_inline)) void tile_zero() {
+  __asm__ volatile("tilezero %%tmm%c0" ::"i"(T));
+}
+template <int T>
+inline __attribute__((always_inline)) void tile_load(const void* p, long stride) {
+  __asm__ volatile("tileloadd (%0,%1,1), %%tmm%c2" ::"r"(p), "r"(stride), "i"(T) : "memory");
+}
+template <int T>
+inline __attribute__((always_inline)) void tile_store(void* p, long stride) {
+  __asm__ volatile("tilestored %%tmm%c2, (%0,%1,1)" ::"r"(p), "r"(stride), "i"(T) : "memory");
+}
+// C[r][c] += sum over pairs p: A[r].bf16[2p + i] * B[p].bf16[2c + i]
+template <int C, int A, int B>
+inline __attribute__((always_inline)) void tile_dpbf16() {
+  __asm__ volatile("tdpbf16ps %%tmm%c2, %%tmm%c1, %%tmm%c0" ::"i"(C), "i"(A), "i"(B));
+}
+// C[r][c] += sum over quads p: A[r].int8[4p + i] * B[p].int8[4c + i] (signed x signed, int32 sums)
+template <int C, int A, int B>
+inline __attribute__((always_inline)) void tile_dpbssd() {
+  __asm__ volatile("tdpbssd %%tmm%c2, %%tmm%c1, %%tmm%c0" ::"i"(C), "i"(A), "i"(B));
+}
+
 class AmxTileScope {
  public:
   explicit AmxTileScope(const AmxTileConfig& c) { __asm__ volatile("ldtilecfg %0" ::"m"(c)); }

@@ -123,25 +123,25 @@ PW_AVX512BF16 float dpbf16_avx512(float seed) {
 // configuration and releases the tiles (AmxTileScope), as every tile kernel does per work item.
 constexpr int64_t kAmxIters = int64_t(1) << 16;
 
-__attribute__((target("amx-tile,amx-bf16"))) float amx_bf16_peak(float seed) {
+float amx_bf16_peak(float seed) {
   alignas(64) static const uint8_t zeros[1024] = {};
   alignas(64) float out[16 * 16];
   const AmxTileScope scope(AmxTileConfig::full());
-  _tile_loadd(4, zeros, 64);
-  _tile_loadd(5, zeros, 64);
-  _tile_loadd(6, zeros, 64);
-  _tile_loadd(7, zeros, 64);
-  _tile_zero(0);
-  _tile_zero(1);
-  _tile_zero(2);
-  _tile_zero(3);
+  tile_load<4>(zeros, 64);
+  tile_load<5>(zeros, 64);
+  tile_load<6>(zeros, 64);
+  tile_load<7>(zeros, 64);
+  tile_zero<0>();
+  tile_zero<1>();
+  tile_zero<2>();
+  tile_zero<3>();
   for (int64_t it = 0; it < kAmxIters; it++) {
-    _tile_dpbf16ps(0, 4, 6);
-    _tile_dpbf16ps(1, 5, 6);
-    _tile_dpbf16ps(2, 4, 7);
-    _tile_dpbf16ps(3, 5, 7);
+    tile_dpbf16<0, 4, 6>();
+    tile_dpbf16<1, 5, 6>();
+    tile_dpbf16<2, 4, 7>();
+    tile_dpbf16<3, 5, 7>();
   }
-  _tile_stored(0, out, 64);
+  tile_store<0>(out, 64);
   return out[0] + seed;
 }
 

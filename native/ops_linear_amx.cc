@@ -42,26 +42,6 @@ namespace {
 constexpr int64_t kKb = 32;          // k per tdpbf16ps (16 bf16 pairs)
 constexpr size_t kTileBytes = 1024;  // 16 rows x 64 bytes
 
-// Tile instructions (binutils assembles them without compiler flags). The memory clobbers order
-// tile loads after the plain stores that fill their source, and tile stores before the loads
-// that read them.
-template <int T>
-PW_INLINE void tile_zero() {
-  __asm__ volatile("tilezero %%tmm%c0" ::"i"(T));
-}
-template <int T>
-PW_INLINE void tile_load(const void* p, long stride) {
-  __asm__ volatile("tileloadd (%0,%1,1), %%tmm%c2" ::"r"(p), "r"(stride), "i"(T) : "memory");
-}
-template <int T>
-PW_INLINE void tile_store(void* p, long stride) {
-  __asm__ volatile("tilestored %%tmm%c2, (%0,%1,1)" ::"r"(p), "r"(stride), "i"(T) : "memory");
-}
-template <int C, int A, int B>
-PW_INLINE void tile_dpbf16() {  // C[r][c] += sum over pairs p: A[r].bf16[2p + i] * B[p].bf16[2c + i]
-  __asm__ volatile("tdpbf16ps %%tmm%c2, %%tmm%c1, %%tmm%c0" ::"i"(C), "i"(A), "i"(B));
-}
-
 // Every tile 16 rows of 64 bytes: loaded per work item (AmxTileScope, amx.h).
 const AmxTileConfig kTiles = AmxTileConfig::full();
 

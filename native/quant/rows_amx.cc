@@ -67,7 +67,7 @@ void amx_tile_row(const ActRow* r, int64_t m, int64_t K, int8_t* tiles) {
 #include "../amx.h"
 #include "../simd.h"
 
-#define PW_AMX __attribute__((target("amx-tile,amx-int8,avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")))
+#define PW_AMX __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")))
 
 namespace pw {
 namespace quant {
@@ -112,28 +112,19 @@ PW_AMX PW_INLINE __m512 term(const int32_t* chi, const int32_t* clo, const float
   return c;
 }
 
-// Round r of a block: the products of sub-block si of activation tile T (r = T * subs + si) into
-// C tiles 0, 1 (r even) or 2, 3 (r odd), with B in tile 6 or 7.
-template <int SUB>
-PW_AMX PW_INLINE void issue(const Decoded& d, const int8_t* a, int si, bool odd) {
-  const void* b = d.u[si * (SUB / 4)];
-  if (odd) {
-    _tile_zero(2);
-    _tile_zero(3);
-    _tile_loadd(7, b, 64);
-    _tile_loadd(4, a, 32);
-    _tile_loadd(5, a + 512, 32);
-    _tile_dpbssd(2, 4, 7);
-    _tile_dpbssd(3, 5, 7);
-  } else {
-    _tile_zero(0);
-    _tile_zero(1);
-    _tile_loadd(6, b, 64);
-    _tile_loadd(4, a, 32);
-    _tile_loadd(5, a + 512, 32);
-    _tile_dpbssd(0, 4, 6);
-    _tile_dpbssd(1, 5, 6);
-  }
+// A round's products: sub-block si's activations (hi bytes at a, lo at a + 512) against its
+// weights into C tiles C0 (hi) and C0 + 1 (lo), with the weights in tile B. Rounds alternate
+// between C tiles 0, 1 with B in 6 and 2, 3 with 7, so one round's sums can be stored while the
+// next one's products run.
+template <int SUB, int C0, int B>
+PW_AMX PW_INLINE void issue(const Decoded& d, const int8_t* a, int si) {
+  tile_zero<C0>();
+  tile_zero<C0 + 1>();
+  tile_load<B>(d.u[si * (SUB / 4)], 64);
+  tile_load<4>(a, 32);
+  tile_load<5>(a + 512, 32);
+  tile_dpbssd<C0, 4, B>();
+  tile_dpbssd<C0 + 1, 5, B>();
 }
 
 // accp[m][16 lanes] += the terms of the nsubs sub-blocks in d (activation blocks from kb0 on) for
@@ -154,17 +145,17 @@ PW_AMX void block_tiles(const Decoded& d, const Task& t, int64_t kb0, int nsubs,
   // Sub-block si's hi tile (SUB 16: its half of the block); + 512: lo.
   auto a_tile = [&](int64_t T, int si) { return record(T, si) + (SUB == 16 ? (si % 2) * 16 : 0); };
   const int64_t rounds = (me - mc + kTileRows - 1) / kTileRows * nsubs;
-  issue<SUB>(d, a_tile(0, 0), 0, false);
+  issue<SUB, 0, 6>(d, a_tile(0, 0), 0);
   int64_t cT = 0, pT = 0;  // round r's activation tile and sub-block; round r - 1's
   int csi = 0, psi = 0;
   for (int64_t r = 0; r <= rounds; r++) {
     if (r < rounds) {  // round r's sums out, round r + 1's products in
       if (r & 1) {
-        _tile_stored(2, c[1][0], 64);
-        _tile_stored(3, c[1][1], 64);
+        tile_store<2>(c[1][0], 64);
+        tile_store<3>(c[1][1], 64);
       } else {
-        _tile_stored(0, c[0][0], 64);
-        _tile_stored(1, c[0][1], 64);
+        tile_store<0>(c[0][0], 64);
+        tile_store<1>(c[0][1], 64);
       }
     }
     int64_t nT = cT;
@@ -173,7 +164,10 @@ PW_AMX void block_tiles(const Decoded& d, const Task& t, int64_t kb0, int nsubs,
       nsi = 0;
       nT++;
     }
-    if (r + 1 < rounds) issue<SUB>(d, a_tile(nT, nsi), nsi, !(r & 1));
+    if (r + 1 < rounds) {
+      if (r & 1) issue<SUB, 0, 6>(d, a_tile(nT, nsi), nsi);
+      else issue<SUB, 2, 7>(d, a_tile(nT, nsi), nsi);
+    }
     // Round r + 2's activation record into L1 meanwhile: the tile loads stalled on it from L2
     // (the chunk's records are L2-resident, read once per weight group).
     if (r + 2 < rounds && (SUB == 32 || nsi % 2 == 1)) {
@@ -182,9 +176,6 @@ PW_AMX void block_tiles(const Decoded& d, const Task& t, int64_t kb0, int nsubs,
       const int8_t* f = record(fT, fsi);
       for (int l = 0; l < kAmxRecord; l += 64) _mm_prefetch(reinterpret_cast<const char*>(f + l), _MM_HINT_T0);
     }
-    // GCC's tile intrinsics are asm without memory operands: without this the compiler may treat
-    // c (written only by the tile stores) as unchanged, or move the reads below across them.
-    asm volatile("" ::: "memory");
     // The epilogue of round r - 1 (activation tile pT, sub-block psi), whose sums were stored an
     // iteration ago (reading them right after the tile stores would wait for those to complete).
     if (r > 0) {
@@ -266,8 +257,6 @@ PW_AMX void amx_group(const Task& t, const QuantLinear::Part& part, const uint8_
     for (int64_t blk = 0; blk < nblk; blk += per_pass) {
       const int nb = static_cast<int>(std::min<int64_t>(per_pass, nblk - blk));
       const bool has_min = per_pass > 1 ? decode_blocks32(ti, part, data, lr, blk, nb, nr, dec) : decode_group_signed(ti, part, data, lr, blk, nr, dec);
-      // The tile loads' asm does not tell the compiler which memory it reads: dec is written first.
-      asm volatile("" ::: "memory");
       const int64_t kb0 = blk * ti.block / kActBlock;
       const int nsubs = nb * ti.block / ti.sub;
       if (ti.sub == 16) rows_tiles<16>(has_min, dec, t, kb0, nsubs, mc, me, accp);
