@@ -145,6 +145,7 @@ PW_AMX void block_tiles(const Decoded& d, const Task& t, int64_t kb0, int nsubs,
   // Sub-block si's hi tile (SUB 16: its half of the block); + 512: lo.
   auto a_tile = [&](int64_t T, int si) { return record(T, si) + (SUB == 16 ? (si % 2) * 16 : 0); };
   const int64_t rounds = (me - mc + kTileRows - 1) / kTileRows * nsubs;
+  const bool prefetch = SUB == 32 && me - mc >= 64;
   issue<SUB, 0, 6>(d, a_tile(0, 0), 0);
   int64_t cT = 0, pT = 0;  // round r's activation tile and sub-block; round r - 1's
   int csi = 0, psi = 0;
@@ -168,9 +169,11 @@ PW_AMX void block_tiles(const Decoded& d, const Task& t, int64_t kb0, int nsubs,
       if (r & 1) issue<SUB, 0, 6>(d, a_tile(nT, nsi), nsi);
       else issue<SUB, 2, 7>(d, a_tile(nT, nsi), nsi);
     }
-    // Round r + 2's activation record into L1 meanwhile: the tile loads stalled on it from L2
-    // (the chunk's records are L2-resident, read once per weight group).
-    if (r + 2 < rounds && (SUB == 32 || nsi % 2 == 1)) {
+    // Round r + 2's activation record into L1 meanwhile: with many rows, the tile loads stalled
+    // on it from L2 (in-process A/B, 1 thread, M = 512: 1.07-1.15x on Q4_K and Q8_0). With few
+    // rows (M = 32: 0.9-1.0x) and on the 16-value sub-blocks (0.93-1.05x) it costs more than it
+    // gains.
+    if (prefetch && r + 2 < rounds) {
       const int64_t fT = nsi + 1 == nsubs ? nT + 1 : nT;
       const int fsi = nsi + 1 == nsubs ? 0 : nsi + 1;
       const int8_t* f = record(fT, fsi);
