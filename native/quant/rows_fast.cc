@@ -215,8 +215,11 @@ struct Iq4NlSrc {  // the Q4_0 nibbles through the IQ4 table, + 128
 using Q4_0Src = Nib32Src<3>;
 using Q4_1Src = Nib32Src<-1>;
 
-// Q5_0 / Q5_1: qh in dword 1, nibbles in dwords 2..5; quad qi takes qh bits 4 qi .. 4 qi + 3 (one
-// per byte, spread by a carry-free multiply) as 16. Q5_0: u = q + 16; Q5_1: u = q.
+// Q5_0 / Q5_1: qh in dword 1, nibbles in dwords 2..5; quad qi takes qh bits 4 qi .. 4 qi + 3, one
+// per value, as 16: the byte of each row's qh holding them is copied to the row's 4 bytes
+// (vpshufb) and tested against 1, 2, 4, 8 (or 16 .. 128), and the values whose bit is set get
+// 16 added (three instructions; a carry-free multiply spreading the bits took six, and the Q5
+// decoder was what bounded the M = 1 kernel on these types). Q5_0: u = q + 16; Q5_1: u = q.
 template <int OFF_SHIFT>
 struct Q5Src {
   const uint8_t* gb;
@@ -225,9 +228,10 @@ struct Q5Src {
   PW_VNNI PW_INLINE __m512i quad(int qi) const {
     const __m512i g = dw(gb, 2 + (qi & 3));
     const __m512i nib = _mm512_and_si512(qi >= 4 ? _mm512_srli_epi16(g, 4) : g, _mm512_set1_epi8(0x0F));
-    const __m512i t = bits(dw(gb, 1), 4 * qi, 15);
-    const __m512i spread = _mm512_and_si512(_mm512_mullo_epi32(t, _mm512_set1_epi32(0x00204081)), _mm512_set1_epi32(0x01010101));
-    return _mm512_or_si512(nib, _mm512_slli_epi32(spread, 4));
+    const __m512i copy = _mm512_add_epi8(_mm512_broadcast_i32x4(_mm_setr_epi8(0, 0, 0, 0, 4, 4, 4, 4, 8, 8, 8, 8, 12, 12, 12, 12)),
+                                         _mm512_set1_epi8(static_cast<char>(qi >> 1)));
+    const __mmask64 high = _mm512_test_epi8_mask(_mm512_shuffle_epi8(dw(gb, 1), copy), _mm512_set1_epi32(qi & 1 ? static_cast<int>(0x80402010u) : 0x08040201));
+    return _mm512_mask_add_epi8(nib, high, nib, _mm512_set1_epi8(16));
   }
 };
 
