@@ -1,9 +1,10 @@
 // The AMX-INT8 kernel of the quantized linear op's blocked path (prefill, large batches): the
 // integer sums of 16 activation rows x 16 weight rows per sub-block in one tile instruction.
 //
-// Per weight block (32-value types: 8 blocks at a time) the 16-row group is decoded once into L1 by the AVX-512 decoders
-// (decode_group_signed: signed q, quad-major, which is the layout of a tile's B operand: one
-// 64-byte row per value quad, 4 bytes per weight row). Per sub-block of SUB values (32 or 16):
+// Per weight block (32-value types: 8 blocks at a time) the 16-row group is decoded once into L1
+// by the AVX-512 decoders (decode_group_signed: signed q, quad-major, which is the layout of a
+// tile's B operand: one 64-byte row per value quad, 4 bytes per weight row). Per sub-block of SUB
+// values (32 or 16):
 //   C_hi = TDPBSSD(A_hi, B), C_lo = TDPBSSD(A_lo, B)
 // with A_hi / A_lo the activations' hi / lo bytes (act_quant.h) of 16 activation rows (SUB bytes
 // each, from a copy laid out for the tiles: amx_tile_row) and B the weights (SUB / 4 quad rows).
@@ -170,7 +171,7 @@ PW_AMX void block_tiles(const Decoded& d, const Task& t, int64_t kb0, int nsubs,
       else issue<SUB, 2, 7>(d, a_tile(nT, nsi), nsi);
     }
     // Round r + 2's activation record into L1 meanwhile: with many rows, the tile loads stalled
-    // on it from L2 (in-process A/B, 1 thread, M = 512: 1.07-1.15x on Q4_K and Q8_0). With few
+    // on it from L2 (in-process A/B, 1 thread, M = 512: 1.12-1.25x on Q4_K and Q8_0). With few
     // rows (M = 32: 0.9-1.0x) and on the 16-value sub-blocks (0.93-1.05x) it costs more than it
     // gains.
     if (prefetch && r + 2 < rounds) {
