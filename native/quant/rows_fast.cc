@@ -436,8 +436,7 @@ struct AllRows {
 PW_VNNI void tile16(const Task& t, const QuantLinear::Part& part, const uint8_t* data, int64_t lr, int64_t nr, float* out) {
   TypeInfo ti;
   type_info(t.type, &ti);
-  thread_local Decoded dec;
-  Decoded& d = dec;
+  Decoded d;  // on the stack: a thread_local costs a __tls_get_addr call per use in an addon
   float* const accp = out;
   std::fill(accp, accp + t.M * kTileRows, 0.0f);
   const int64_t nblk = t.K / ti.block;
@@ -536,8 +535,7 @@ PW_AVX2 void rows_avx2(const Decoded& d, const Task& t, int64_t blk, float* accp
 PW_AVX2 void tile16_avx2(const Task& t, const QuantLinear::Part& part, const uint8_t* data, int64_t lr, int64_t nr, float* out) {
   TypeInfo ti;
   type_info(t.type, &ti);
-  thread_local Decoded dec;
-  Decoded& d = dec;
+  Decoded d;  // on the stack: a thread_local costs a __tls_get_addr call per use in an addon
   float* const accp = out;
   std::fill(accp, accp + t.M * kTileRows, 0.0f);
   for (int64_t blk = 0; blk < t.K / ti.block; blk++) {
