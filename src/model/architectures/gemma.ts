@@ -11,11 +11,12 @@ import { bf16ToF32, f32ToBf16 } from '../loader/dtype.js';
 import { Attention } from '../layers/attention.js';
 import type { TensorDecl } from '../layers/builder.js';
 import { SandwichDecoderLayer } from '../layers/decoder-layer.js';
-import { Embedding, EMBED_TOKENS, LM_HEAD, LmHead } from '../layers/embedding.js';
+import { Embedding, LmHead } from '../layers/embedding.js';
 import { GatedMlp } from '../layers/mlp.js';
 import { RmsNorm } from '../layers/norm.js';
 import { ropeInvFreq } from '../layers/rotary.js';
 import type { Architecture } from './architecture.js';
+import { decoderTensors } from './decoder-tensors.js';
 
 /** What distinguishes the generations. */
 interface GemmaVariant {
@@ -28,44 +29,12 @@ function gemmaFamily(name: ArchitectureName, variant: GemmaVariant): Architectur
     name,
 
     tensors(cfg: ModelConfig): TensorDecl[] {
-      const H = cfg.hiddenSize;
-      const I = cfg.intermediateSize;
-      const qDim = cfg.numHeads * cfg.headDim;
-      const kvDim = cfg.numKvHeads * cfg.headDim;
-      const out: TensorDecl[] = [{ name: EMBED_TOKENS, shape: [cfg.vocabSize, H], role: 'embedding' }];
-      for (let l = 0; l < cfg.numLayers; l++) {
-        const p = `model.layers.${l}`;
-        out.push(
-          { name: `${p}.input_layernorm.weight`, shape: [H], role: 'norm-offset' },
-          { name: `${p}.self_attn.q_proj.weight`, shape: [qDim, H], role: 'query-key' },
-          { name: `${p}.self_attn.k_proj.weight`, shape: [kvDim, H], role: 'query-key' },
-          { name: `${p}.self_attn.v_proj.weight`, shape: [kvDim, H], role: 'linear' },
-          { name: `${p}.self_attn.o_proj.weight`, shape: [H, qDim], role: 'linear' },
-          { name: `${p}.post_attention_layernorm.weight`, shape: [H], role: 'norm-offset' },
-          { name: `${p}.pre_feedforward_layernorm.weight`, shape: [H], role: 'norm-offset' },
-          { name: `${p}.post_feedforward_layernorm.weight`, shape: [H], role: 'norm-offset' },
-          { name: `${p}.mlp.gate_proj.weight`, shape: [I, H], role: 'linear' },
-          { name: `${p}.mlp.up_proj.weight`, shape: [I, H], role: 'linear' },
-          { name: `${p}.mlp.down_proj.weight`, shape: [H, I], role: 'linear' },
-        );
-        if (cfg.attentionBias) {
-          out.push(
-            { name: `${p}.self_attn.q_proj.bias`, shape: [qDim], role: 'bias' },
-            { name: `${p}.self_attn.k_proj.bias`, shape: [kvDim], role: 'bias' },
-            { name: `${p}.self_attn.v_proj.bias`, shape: [kvDim], role: 'bias' },
-            { name: `${p}.self_attn.o_proj.bias`, shape: [H], role: 'bias' },
-          );
-        }
-        if (variant.qkNorm) {
-          out.push(
-            { name: `${p}.self_attn.q_norm.weight`, shape: [cfg.headDim], role: 'norm-offset' },
-            { name: `${p}.self_attn.k_norm.weight`, shape: [cfg.headDim], role: 'norm-offset' },
-          );
-        }
-      }
-      out.push({ name: 'model.norm.weight', shape: [H], role: 'norm-offset' });
-      if (!cfg.tieWordEmbeddings) out.push({ name: `${LM_HEAD}.weight`, shape: [cfg.vocabSize, H], role: 'head' });
-      return out;
+      return decoderTensors(cfg, {
+        norm: 'norm-offset',
+        bias: { qkv: cfg.attentionBias, o: cfg.attentionBias },
+        qkNorm: variant.qkNorm,
+        moreLayerNorms: ['pre_feedforward_layernorm', 'post_feedforward_layernorm'],
+      });
     },
 
     build(b) {

@@ -9,17 +9,12 @@ import type { Architecture as ArchitectureName, ModelConfig } from '../../config
 import { Attention } from '../layers/attention.js';
 import type { TensorDecl } from '../layers/builder.js';
 import { PreNormDecoderLayer } from '../layers/decoder-layer.js';
-import { Embedding, EMBED_TOKENS, LM_HEAD, LmHead } from '../layers/embedding.js';
+import { Embedding, LmHead } from '../layers/embedding.js';
 import { GatedMlp } from '../layers/mlp.js';
 import { RmsNorm } from '../layers/norm.js';
 import { ropeInvFreq } from '../layers/rotary.js';
 import type { Architecture } from './architecture.js';
-
-/** Which attention projections of a Llama-family model carry a bias. */
-export interface AttentionBiases {
-  qkv: boolean;
-  o: boolean;
-}
+import { decoderTensors, type AttentionBiases } from './decoder-tensors.js';
 
 /** Which pieces a family member adds. */
 export interface LlamaVariant {
@@ -33,43 +28,7 @@ export function llamaFamily(name: ArchitectureName, biases: (cfg: ModelConfig) =
     name,
 
     tensors(cfg: ModelConfig): TensorDecl[] {
-      const H = cfg.hiddenSize;
-      const I = cfg.intermediateSize;
-      const qDim = cfg.numHeads * cfg.headDim;
-      const kvDim = cfg.numKvHeads * cfg.headDim;
-      const bias = biases(cfg);
-      const out: TensorDecl[] = [{ name: EMBED_TOKENS, shape: [cfg.vocabSize, H], role: 'embedding' }];
-      for (let l = 0; l < cfg.numLayers; l++) {
-        const p = `model.layers.${l}`;
-        out.push(
-          { name: `${p}.input_layernorm.weight`, shape: [H], role: 'norm' },
-          { name: `${p}.self_attn.q_proj.weight`, shape: [qDim, H], role: 'query-key' },
-          { name: `${p}.self_attn.k_proj.weight`, shape: [kvDim, H], role: 'query-key' },
-          { name: `${p}.self_attn.v_proj.weight`, shape: [kvDim, H], role: 'linear' },
-          { name: `${p}.self_attn.o_proj.weight`, shape: [H, qDim], role: 'linear' },
-          { name: `${p}.post_attention_layernorm.weight`, shape: [H], role: 'norm' },
-          { name: `${p}.mlp.gate_proj.weight`, shape: [I, H], role: 'linear' },
-          { name: `${p}.mlp.up_proj.weight`, shape: [I, H], role: 'linear' },
-          { name: `${p}.mlp.down_proj.weight`, shape: [H, I], role: 'linear' },
-        );
-        if (bias.qkv) {
-          out.push(
-            { name: `${p}.self_attn.q_proj.bias`, shape: [qDim], role: 'bias' },
-            { name: `${p}.self_attn.k_proj.bias`, shape: [kvDim], role: 'bias' },
-            { name: `${p}.self_attn.v_proj.bias`, shape: [kvDim], role: 'bias' },
-          );
-        }
-        if (bias.o) out.push({ name: `${p}.self_attn.o_proj.bias`, shape: [H], role: 'bias' });
-        if (variant.qkNorm) {
-          out.push(
-            { name: `${p}.self_attn.q_norm.weight`, shape: [cfg.headDim], role: 'norm' },
-            { name: `${p}.self_attn.k_norm.weight`, shape: [cfg.headDim], role: 'norm' },
-          );
-        }
-      }
-      out.push({ name: 'model.norm.weight', shape: [H], role: 'norm' });
-      if (!cfg.tieWordEmbeddings) out.push({ name: `${LM_HEAD}.weight`, shape: [cfg.vocabSize, H], role: 'head' });
-      return out;
+      return decoderTensors(cfg, { norm: 'norm', bias: biases(cfg), qkNorm: variant.qkNorm ?? false });
     },
 
     build(b) {
