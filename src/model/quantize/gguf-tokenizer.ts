@@ -6,7 +6,8 @@
  *   and scores (see {@link sentencePieceScores}).
  */
 import { ModelLoadError } from '../../errors.js';
-import { GgufValueType, type GgufMetaValue } from '../loader/gguf/writer.js';
+import { GgufValueType } from '../loader/gguf/format.js';
+import { type GgufMetaValue } from '../loader/gguf/writer.js';
 
 /** llama.cpp's token types. */
 export enum GgufTokenType {

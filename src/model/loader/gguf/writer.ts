@@ -10,23 +10,7 @@
  */
 import { closeSync, openSync, renameSync, rmSync, writeSync } from 'node:fs';
 import { GGML_TYPES, ggmlRowBytes, ggmlTypeName, type GgmlType } from '../../../backend/quant.js';
-
-/** GGUF metadata value types (the numbers the file stores). */
-export enum GgufValueType {
-  UINT8 = 0,
-  INT8 = 1,
-  UINT16 = 2,
-  INT16 = 3,
-  UINT32 = 4,
-  INT32 = 5,
-  FLOAT32 = 6,
-  BOOL = 7,
-  STRING = 8,
-  ARRAY = 9,
-  UINT64 = 10,
-  INT64 = 11,
-  FLOAT64 = 12,
-}
+import { GGUF_DEFAULT_ALIGNMENT, GGUF_MAGIC, GGUF_WRITE_VERSION, GgufValueType } from './format.js';
 
 export type GgufScalarType = Exclude<GgufValueType, GgufValueType.ARRAY>;
 
@@ -43,10 +27,6 @@ export interface GgufTensorToWrite {
   /** The tensor's bytes, in order, in any number of chunks (their total is checked). */
   data: () => Iterable<Uint8Array>;
 }
-
-export const GGUF_MAGIC = 0x46554747; // "GGUF" read as a little-endian u32
-export const GGUF_VERSION = 3;
-export const GGUF_DEFAULT_ALIGNMENT = 32;
 
 /** Bytes of a tensor of `type` with dimensions `ne` (ne[0] must be whole blocks). */
 export function ggufTensorBytes(type: GgmlType, ne: readonly number[]): number {
@@ -178,7 +158,7 @@ export function ggufHeader(
 ): { header: Uint8Array; offsets: number[]; sizes: number[] } {
   const out = new ByteSink();
   out.u32(GGUF_MAGIC);
-  out.u32(GGUF_VERSION);
+  out.u32(GGUF_WRITE_VERSION);
   out.u64(tensors.length);
   out.u64(metadata.length);
   const keys = new Set<string>();
