@@ -175,14 +175,15 @@ export class PagewiseTokenizer {
     // A BPE model's merges go to a compact table (compact-bpe.ts) instead of the library's.
     const model = tokenizerJson['model'] as JsonObject;
     const merges = model['merges'];
-    const compact = CompactBpe.supports({ config: model }) && Array.isArray(merges);
+    const compact = CompactBpe.supports({ config: model }) && Array.isArray(merges) && isObject(model['vocab']);
     // Our own copy of the model's config: the library keeps it (as the tokenizer's and the model's
-    // `config`), and its vocabulary is dropped from it once built (below).
-    const modelConfig: JsonObject = { ...model, merges: compact ? [] : merges };
+    // `config`), and its vocabulary is dropped from it once built (below). CompactBpe builds the
+    // vocabulary itself, so the library's model gets none.
+    const modelConfig: JsonObject = { ...model, merges: compact ? [] : merges, vocab: compact ? {} : model['vocab'] };
     json['model'] = modelConfig;
     try {
       this.tok = new Tokenizer(json, tokenizerConfig);
-      if (compact) this.tok.model = new CompactBpe(this.tok.model as LibBpe, merges as Array<string | [string, string]>);
+      if (compact) this.tok.model = new CompactBpe(this.tok.model as LibBpe, model['vocab'] as Record<string, number>, merges as Array<string | [string, string]>);
     } catch (err) {
       throw new ModelLoadError(`tokenizer.json could not be loaded: ${(err as Error).message}`, { cause: err });
     }
@@ -330,8 +331,12 @@ function maxModelId(model: JsonObject): number {
   const vocab = model['vocab'];
   if (Array.isArray(vocab)) return vocab.length - 1;
   if (isObject(vocab)) {
+    // A for-in loop, not Object.values: see CompactBpe's constructor on what that costs.
     let max = -1;
-    for (const v of Object.values(vocab)) if (typeof v === 'number' && v > max) max = v;
+    for (const piece in vocab) {
+      const v = vocab[piece];
+      if (typeof v === 'number' && v > max) max = v;
+    }
     return max;
   }
   return -1;
