@@ -11,7 +11,7 @@ import { createLogger } from '../src/server/log.js';
 import { parseChat, parseChatRequest } from '../src/server/request.js';
 import { encodeTexts, renderChatTemplate } from '../src/tokenizer/jobs.js';
 import { TokenizerPool } from '../src/tokenizer/pool.js';
-import { PagewiseTokenizer, readTokenizerFiles } from '../src/tokenizer/tokenizer.js';
+import { packTokenizerFiles, PagewiseTokenizer, readTokenizerFiles } from '../src/tokenizer/tokenizer.js';
 import { fixturePath } from './helpers/fixtures.js';
 import { requestContext, startServer, storiesWithChatTemplate, type TestServer } from './helpers/server.js';
 
@@ -30,7 +30,7 @@ describe('tokenizer pool', () => {
   let pool: TokenizerPool;
   before(() => {
     // inlineChars 0: every job goes to the worker.
-    pool = new TokenizerPool(files, tok, { workers: 2, inlineChars: 0 });
+    pool = new TokenizerPool(packTokenizerFiles(files), tok, { workers: 2, inlineChars: 0 });
   });
   after(async () => pool.close());
 
@@ -48,7 +48,7 @@ describe('tokenizer pool', () => {
       pool.run(parseChat({ messages: [{ role: 'user', content: 'x' }], continue_final_message: true, add_generation_prompt: true }, ctx)),
       (e: unknown) => e instanceof InvalidRequestError && e.param === 'continue_final_message',
     );
-    const broken = new TokenizerPool({ ...files, chatTemplate: "{{ raise_exception('no chats here') }}" }, tok, { workers: 1, inlineChars: 0 });
+    const broken = new TokenizerPool(packTokenizerFiles({ ...files, chatTemplate: "{{ raise_exception('no chats here') }}" }), tok, { workers: 1, inlineChars: 0 });
     try {
       await assert.rejects(
         broken.run(renderChatTemplate(messages, {})),
@@ -60,7 +60,7 @@ describe('tokenizer pool', () => {
   });
 
   test('a closed pool refuses work instead of hanging', async () => {
-    const p = new TokenizerPool(files, tok, { workers: 1, inlineChars: 0 });
+    const p = new TokenizerPool(packTokenizerFiles(files), tok, { workers: 1, inlineChars: 0 });
     await p.close();
     await assert.rejects(p.run(encodeTexts(['hello'], true)), /closed/);
   });

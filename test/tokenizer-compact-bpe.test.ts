@@ -86,8 +86,8 @@ function randomTokenizer(seed: number, v: Variant): { json: Record<string, unkno
 /** The library's tokenizer with its merge step replaced by CompactBpe, as PagewiseTokenizer builds it. */
 function compactTokenizer(json: Record<string, unknown>): InstanceType<typeof Tokenizer> {
   const model = json['model'] as Record<string, unknown>;
-  const tok = new Tokenizer({ ...json, model: { ...model, merges: [] } }, {});
-  tok.model = new CompactBpe(tok.model as LibBpe, model['merges'] as string[]);
+  const tok = new Tokenizer({ ...json, model: { ...model, vocab: {}, merges: [] } }, {});
+  tok.model = new CompactBpe(tok.model as LibBpe, model['vocab'] as Record<string, number>, model['merges'] as string[]);
   return tok;
 }
 

@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { after, describe, test } from 'node:test';
 import { encodeTexts } from '../src/tokenizer/jobs.js';
 import { TokenizerPool } from '../src/tokenizer/pool.js';
-import { PagewiseTokenizer, readTokenizerFiles } from '../src/tokenizer/tokenizer.js';
+import { packTokenizerFiles, PagewiseTokenizer, readTokenizerFiles } from '../src/tokenizer/tokenizer.js';
 import { fixturePath } from './helpers/fixtures.js';
 
 const files = readTokenizerFiles(fixturePath('stories260k'));
@@ -24,7 +24,7 @@ async function until(cond: () => boolean, ms: number): Promise<void> {
 }
 
 describe('tokenizer pool workers start on demand and exit when idle', () => {
-  const pool = new TokenizerPool(files, tok, { workers: 2, inlineChars: 100, idleMs: 300 });
+  const pool = new TokenizerPool(packTokenizerFiles(files), tok, { workers: 2, inlineChars: 100, idleMs: 300 });
   after(async () => pool.close());
 
   test('no worker until a long job; short jobs never start one', async () => {
@@ -50,7 +50,7 @@ describe('tokenizer pool workers start on demand and exit when idle', () => {
   });
 
   test('a pool of size 0 never starts a worker', async () => {
-    const p = new TokenizerPool(files, tok, { workers: 0, inlineChars: 0 });
+    const p = new TokenizerPool(packTokenizerFiles(files), tok, { workers: 0, inlineChars: 0 });
     const t = text(200, 3);
     assert.deepEqual(await p.run(encodeTexts([t], true)), [tok.encode(t)]);
     assert.equal(p.liveWorkers, 0);

@@ -9,6 +9,7 @@ import { makeSamplingParams } from '../sampling/params.js';
 import { GrammarCompiler } from '../structured/compiler.js';
 import type { GrammarSpec } from '../structured/spec.js';
 import { grammarVocab } from '../structured/vocab.js';
+import { unpackTokenizerFiles } from '../tokenizer/tokenizer.js';
 
 /** The benchmark's schema: an order with nested objects, arrays, enums, bounds and a pattern. */
 export function benchSchema(statuses: readonly string[] = ['active', 'inactive', 'pending']): Record<string, unknown> {
@@ -61,7 +62,7 @@ export function benchSpec(mode: StructuredMode, statuses?: readonly string[]): G
 export async function compileTimes(engine: AsyncEngine, spec: GrammarSpec): Promise<{ compiler_build_ms: number; first_compile_ms: number; compile_ms: number }> {
   const info = engine.info;
   const t0 = performance.now();
-  const compiler = await GrammarCompiler.create(grammarVocab(info.tokenizer.tokenizerJson, engine.tokenizer, { vocabSize: info.model.vocabSize, stopTokenIds: info.eosTokenIds }));
+  const compiler = await GrammarCompiler.create(grammarVocab(unpackTokenizerFiles(engine.tokenizerFiles).tokenizerJson, engine.tokenizer, { vocabSize: info.model.vocabSize, stopTokenIds: info.eosTokenIds }));
   const built = performance.now() - t0;
   try {
     const first = await compiler.compile({ kind: 'json_object' });

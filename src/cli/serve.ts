@@ -10,7 +10,7 @@ import { DEFAULT_TOKENIZER_WORKERS } from '../tokenizer/pool.js';
 import type { DownloadProgress } from '../model/loader/resolve.js';
 import { intFlag, numFlag, parseArgs, strFlag, UsageError } from './args.js';
 import { TOOL_CALL_PARSERS, toolCallParser } from '../server/tools/parsers.js';
-import { collectGarbageNow } from '../shared/collect-garbage.js';
+import { collectGarbageNow, collectGarbageOnceQuiet } from '../shared/collect-garbage.js';
 
 export const SERVE_HELP = `Usage: pagewise serve [--host 127.0.0.1] [--port 8000] [--api-key KEY] [--served-model-name NAME]
                       [--generation-config auto|vllm] [--shutdown-grace SECONDS] [--log-format text|json]
@@ -155,9 +155,10 @@ export async function serveCommand(argv: string[]): Promise<void> {
       `${apiKey ? ', API key required' : ''}` +
       `${flags.has('no-dashboard') ? '' : `; dashboard at ${where}/dashboard`}`,
   );
-  // Start-up's garbage (the tokenizer's build, the engine info's copy of its files) is collected
-  // now rather than left resident until requests come.
+  // Start-up's garbage (the tokenizer's build) is collected now rather than left resident until
+  // requests come, and the young generation it grew is given back once the server has been quiet.
   setImmediate(collectGarbageNow);
+  collectGarbageOnceQuiet(() => engine.numInFlight === 0);
 }
 
 /**

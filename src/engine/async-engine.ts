@@ -10,7 +10,7 @@ import { deserializeError, EngineDeadError, InvalidRequestError, PagewiseError, 
 import { resolveModel, type DownloadProgress } from '../model/loader/resolve.js';
 import { TtyProgressBar } from '../shared/progress-bar.js';
 import type { SamplingParams } from '../sampling/params.js';
-import { PagewiseTokenizer } from '../tokenizer/tokenizer.js';
+import { PagewiseTokenizer, unpackTokenizerFiles, type PackedTokenizerFiles } from '../tokenizer/tokenizer.js';
 import { checkRequestFits, engineLimits } from '../shared/request-limits.js';
 import { startModuleWorker } from '../shared/worker-thread.js';
 import { RequestTracker, type RequestOutput } from './output-processor.js';
@@ -115,6 +115,8 @@ export class AsyncEngine {
     private readonly worker: Worker,
     readonly info: EngineInfo,
     readonly tokenizer: PagewiseTokenizer,
+    /** What `tokenizer` was built from, packed in shared memory (for the tokenizer pool's workers). */
+    readonly tokenizerFiles: PackedTokenizerFiles,
     private readonly logError: (message: string, stack?: string) => void,
   ) {
     worker.on('message', (m: FromWorker) => this.onMessage(m));
@@ -143,10 +145,10 @@ export class AsyncEngine {
     let onMsg: (m: FromWorker) => void = () => {};
     let onError: (err: Error) => void = () => {};
     let onExit: (code: number) => void = () => {};
-    const info = await new Promise<EngineInfo>((resolve, reject) => {
+    const { info, tokenizer: tokenizerFiles } = await new Promise<{ info: EngineInfo; tokenizer: PackedTokenizerFiles }>((resolve, reject) => {
       onMsg = (m: FromWorker): void => {
         if (m.type === 'loading') onLoad(m.read, m.total);
-        else if (m.type === 'ready') resolve(m.info);
+        else if (m.type === 'ready') resolve(m);
         else if (m.type === 'fatal') reject(deserializeError(m.error));
       };
       onError = reject;
@@ -162,7 +164,7 @@ export class AsyncEngine {
     });
     let tokenizer: PagewiseTokenizer;
     try {
-      tokenizer = PagewiseTokenizer.fromFiles(info.tokenizer);
+      tokenizer = PagewiseTokenizer.fromFiles(unpackTokenizerFiles(tokenizerFiles));
     } catch (err) {
       await worker.terminate();
       throw err;
@@ -174,7 +176,7 @@ export class AsyncEngine {
         `${info.numBlocks} blocks × ${info.blockSize} tokens = ${info.numBlocks * info.blockSize} tokens in ${gib(info.kvCacheBytes)}; ` +
         `max model len ${info.maxModelLen}`,
     );
-    return new AsyncEngine(worker, info, tokenizer, logError);
+    return new AsyncEngine(worker, info, tokenizer, tokenizerFiles, logError);
   }
 
   /** True while the worker is alive and accepting work. */

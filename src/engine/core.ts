@@ -21,6 +21,7 @@ import { Sampler, type SamplerRow } from '../sampling/sampler.js';
 import { Scheduler, type SchedulerOutput } from '../scheduler/scheduler.js';
 import type { CompiledGrammar } from '../structured/compiler.js';
 import { EngineGrammars } from '../structured/engine-grammars.js';
+import { packTokenizerFiles, type PackedTokenizerFiles } from '../tokenizer/tokenizer.js';
 import { checkRequestFits, engineLimits, type RequestLimits } from '../shared/request-limits.js';
 import { proposeTokens } from './beam-search.js';
 import { EngineCounters } from './engine-stats.js';
@@ -50,6 +51,8 @@ export interface EngineCoreEvents {
 
 export class EngineCore {
   readonly info: EngineInfo;
+  /** The model's tokenizer files, packed once (for the main thread, and the grammars' vocabulary). */
+  readonly tokenizerFiles: PackedTokenizerFiles;
   readonly scheduler: Scheduler;
   readonly kv: KVCacheManager;
   private readonly limits: RequestLimits;
@@ -119,10 +122,12 @@ export class EngineCore {
       isa: be.describe().kernels,
       backend: be.describe(),
       generationConfig: files.generationConfig,
-      tokenizer: readPackageTokenizer(files.tokenizer),
     };
     this.limits = engineLimits(this.info);
-    this.grammars = new EngineGrammars(this.info.tokenizer, mc.vocabSize, this.info.eosTokenIds);
+    // Packed, not kept as objects: the parsed files (and a GGUF file's metadata they come from)
+    // are garbage once the constructor returns.
+    this.tokenizerFiles = packTokenizerFiles(readPackageTokenizer(files.tokenizer));
+    this.grammars = new EngineGrammars(this.tokenizerFiles, mc.vocabSize, this.info.eosTokenIds);
   }
 
   hasWork(): boolean {

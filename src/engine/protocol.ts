@@ -8,7 +8,7 @@ import type { EngineConfig } from '../config/engine-config.js';
 import type { GenerationConfig, ModelConfig } from '../config/model-config.js';
 import type { SerializedError } from '../errors.js';
 import type { SamplingParams } from '../sampling/params.js';
-import type { TokenizerFiles } from '../tokenizer/tokenizer.js';
+import type { PackedTokenizerFiles } from '../tokenizer/tokenizer.js';
 
 /** Why a sequence ended. */
 export type FinishReason = 'stop' | 'length' | 'abort' | 'error';
@@ -107,8 +107,6 @@ export interface EngineInfo {
   backend: { device: string; threads: number; kernels: string; limits?: Record<string, number>; features?: string[] };
   /** The model's generation config (sampling defaults, stop ids), whatever format it came in. */
   generationConfig: GenerationConfig;
-  /** The model's tokenizer, read by the worker from whatever format the model is in. */
-  tokenizer: TokenizerFiles;
 }
 
 export type ToWorker =
@@ -122,7 +120,11 @@ export type ToWorker =
 export type FromWorker =
   /** Model loading: tensors read so far, of the checkpoint's total. */
   | { type: 'loading'; read: number; total: number }
-  | { type: 'ready'; info: EngineInfo }
+  /**
+   * The model is loaded. `tokenizer`: the model's tokenizer files, read by the worker from whatever
+   * format the model is in, packed in shared memory (the worker's grammars keep the same bytes).
+   */
+  | { type: 'ready'; info: EngineInfo; tokenizer: PackedTokenizerFiles }
   | { type: 'outputs'; deltas: RequestDelta[]; stats: EngineStats | null }
   | { type: 'rejected'; requestId: string; error: SerializedError }
   /** One BlockState code (src/shared/block-map.ts) per KV block, in block id order. */

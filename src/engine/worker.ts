@@ -28,7 +28,7 @@ try {
 } catch (err) {
   fatal(err);
 }
-post({ type: 'ready', info: core.info });
+post({ type: 'ready', info: core.info, tokenizer: core.tokenizerFiles });
 // The load's garbage (GGUF metadata, the tokenizer files' JSON) would stay until the first requests.
 setImmediate(collectGarbageNow);
 // Requests whose grammar compiled between steps join the loop; those whose grammar failed are refused.

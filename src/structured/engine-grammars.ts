@@ -7,7 +7,7 @@
  * loop before the native compile), and the engine admits a request only once its grammar is ready,
  * so a first-seen schema delays its own request and no other.
  */
-import { PagewiseTokenizer, type TokenizerFiles } from '../tokenizer/tokenizer.js';
+import { PagewiseTokenizer, unpackTokenizerFiles, type PackedTokenizerFiles } from '../tokenizer/tokenizer.js';
 import { GrammarCompiler, type CompiledGrammar } from './compiler.js';
 import type { GrammarMatcher } from './matcher.js';
 import type { GrammarSpec } from './spec.js';
@@ -22,7 +22,8 @@ export class EngineGrammars {
   private masks = new Int32Array(0);
 
   constructor(
-    private readonly tokenizer: TokenizerFiles,
+    /** The model's tokenizer files, packed: unpacked only to build the compiler (then garbage). */
+    private readonly tokenizer: PackedTokenizerFiles,
     /** Logits width. */
     private readonly vocabSize: number,
     /** Ids that end generation (EOS): a grammar allows them exactly where it can end. */
@@ -66,8 +67,8 @@ export class EngineGrammars {
   }
 
   private async create(): Promise<GrammarCompiler> {
-    const tok = PagewiseTokenizer.fromFiles(this.tokenizer);
-    const vocab = grammarVocab(this.tokenizer.tokenizerJson, tok, { vocabSize: this.vocabSize, stopTokenIds: this.stopTokenIds });
+    const files = unpackTokenizerFiles(this.tokenizer);
+    const vocab = grammarVocab(files.tokenizerJson, PagewiseTokenizer.fromFiles(files), { vocabSize: this.vocabSize, stopTokenIds: this.stopTokenIds });
     this.ready = await GrammarCompiler.create(vocab);
     return this.ready;
   }

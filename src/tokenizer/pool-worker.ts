@@ -2,17 +2,16 @@
  * A tokenizer pool worker (see pool.ts): builds the model's tokenizer from the files it is given,
  * then does one job per message.
  */
-import { deserialize } from 'node:v8';
 import { parentPort, workerData } from 'node:worker_threads';
 import { serializeError } from '../errors.js';
 import { runJob, type TokenizerJob } from './jobs.js';
 import type { PoolReply, PoolWorkerData } from './pool.js';
-import { PagewiseTokenizer, type TokenizerFiles } from './tokenizer.js';
+import { PagewiseTokenizer, unpackTokenizerFiles } from './tokenizer.js';
 
 const port = parentPort;
 if (!port) throw new Error('the tokenizer pool worker must run in a worker thread');
 // The files are read from the shared bytes; what the tokenizer does not keep of them is garbage.
-const tok = PagewiseTokenizer.fromFiles(deserialize((workerData as PoolWorkerData).files) as TokenizerFiles);
+const tok = PagewiseTokenizer.fromFiles(unpackTokenizerFiles((workerData as PoolWorkerData).files));
 
 port.on('message', ({ id, job }: { id: number; job: TokenizerJob }) => {
   let reply: PoolReply;

@@ -3,23 +3,22 @@
  * holds the event loop: a tokenizer without a pre-tokenizer runs a few tens of thousands of tokens
  * per second, and while it runs no other stream could be written and /health could not answer.
  *
- * Each worker builds its own tokenizer from the same TokenizerFiles the main thread's was built
- * from (a GGUF model's tokenizer exists only as those files, converted from its metadata), so both
- * encode alike. Short jobs run inline: a trip to a worker costs more than they do.
+ * Each worker builds its own tokenizer from the same packed TokenizerFiles the main thread's was
+ * built from (a GGUF model's tokenizer exists only as those files, converted from its metadata), so
+ * both encode alike. Short jobs run inline: a trip to a worker costs more than they do.
  *
  * Workers cost memory: each holds a whole tokenizer (~90 MB of RSS for a 128k-entry vocabulary, about
  * as much as the rest of the server's JavaScript). So they start when a long job first needs one and
  * exit after a while without work: an idle server holds none. A worker starts in a few hundred
  * milliseconds, on its own thread; the job that started it waits that long, the event loop does not.
- * The files reach the workers as one serialized copy in shared memory, not as an object graph
- * cloned into each.
+ * The files reach the workers as the process's one serialized copy in shared memory, not as an
+ * object graph cloned into each.
  */
-import { serialize } from 'node:v8';
 import type { Worker } from 'node:worker_threads';
 import { deserializeError, PagewiseError, type SerializedError } from '../errors.js';
 import { startModuleWorker } from '../shared/worker-thread.js';
 import { jobSize, runJob, type TokenizerJob, type WithTokenizer } from './jobs.js';
-import type { PagewiseTokenizer, TokenizerFiles } from './tokenizer.js';
+import type { PackedTokenizerFiles, PagewiseTokenizer } from './tokenizer.js';
 
 export interface TokenizerPoolOptions {
   /** Most worker threads at once (default 2; 0: every job runs on the calling thread). */
@@ -40,9 +39,9 @@ const DEFAULT_INLINE_CHARS = 512;
 /** Long enough that a stream of long prompts keeps its workers, short next to a server's idle hours. */
 const DEFAULT_IDLE_MS = 30_000;
 
-/** What a pool worker is started with: v8.serialize(TokenizerFiles), shared by all workers. */
+/** What a pool worker is started with: the packed files, shared by all workers. */
 export interface PoolWorkerData {
-  files: Uint8Array;
+  files: PackedTokenizerFiles;
 }
 
 /** What a pool worker answers: the job's result (token ids travel as transferred Uint32Arrays). */
@@ -68,8 +67,6 @@ export class TokenizerPool {
   private readonly size: number;
   private readonly inlineChars: number;
   private readonly idleMs: number;
-  /** The files, serialized once into shared memory (null when the pool has no workers). */
-  private readonly files: Uint8Array | null;
   private nextId = 1;
   private closed = false;
   /** Workers that died in a row without answering anything; past a few, jobs run inline. */
@@ -77,11 +74,11 @@ export class TokenizerPool {
   private static readonly MAX_FAILURES = 3;
 
   /**
-   * @param files what the workers build their tokenizers from
+   * @param files what the workers build their tokenizers from (packTokenizerFiles: shared memory)
    * @param local the calling thread's tokenizer (built from the same files), for short jobs
    */
   constructor(
-    files: TokenizerFiles,
+    private readonly files: PackedTokenizerFiles,
     private readonly local: PagewiseTokenizer,
     opts: TokenizerPoolOptions = {},
   ) {
@@ -90,7 +87,6 @@ export class TokenizerPool {
     this.inlineChars = opts.inlineChars ?? DEFAULT_INLINE_CHARS;
     this.idleMs = opts.idleMs ?? DEFAULT_IDLE_MS;
     if (!(this.idleMs >= 0)) throw new RangeError(`tokenizer worker idle time must be >= 0 ms, got ${this.idleMs}`);
-    this.files = this.size === 0 ? null : shared(serialize(files));
   }
 
   /** Worker threads running now (they start on demand and exit when idle). */
@@ -170,7 +166,7 @@ export class TokenizerPool {
   }
 
   private spawn(): Slot {
-    const data: PoolWorkerData = { files: this.files! };
+    const data: PoolWorkerData = { files: this.files };
     const worker = startModuleWorker(new URL('./pool-worker.js', import.meta.url), data);
     // Idle workers must not keep a process alive that is otherwise done.
     worker.unref();
@@ -214,11 +210,4 @@ export class TokenizerPool {
     worker.on('exit', (code) => fail(`exited with code ${code}`));
     return slot;
   }
-}
-
-/** A copy of `bytes` in shared memory: every worker reads the same one. */
-function shared(bytes: Uint8Array): Uint8Array {
-  const out = new Uint8Array(new SharedArrayBuffer(bytes.byteLength));
-  out.set(bytes);
-  return out;
 }
