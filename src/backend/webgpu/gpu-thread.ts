@@ -7,11 +7,11 @@
  * shared control words (Atomics.notify) after its reads and error scopes have settled.
  */
 import { parentPort, workerData } from 'node:worker_threads';
-import { ALL_KERNELS, type KernelName } from './kernels.js';
+import { allKernels, type KernelName } from './kernels.js';
 import { BufferUsage, MAP_READ, type GpuBuffer, type GpuComputePass, type GpuComputePipeline, type Gpu, type GpuAdapterInfo, type GpuDevice, type WebGpuModule } from './gpu-types.js';
 import { CTRL, type AdapterReport, type BatchMessage, type Binding, type Command, type GpuThreadData } from './protocol.js';
 
-const { ctrl: ctrlBuf, text: textBuf } = workerData as GpuThreadData;
+const { ctrl: ctrlBuf, text: textBuf, subgroups: subgroupsAllowed } = workerData as GpuThreadData;
 const ctrl = new Int32Array(ctrlBuf);
 const text = new Uint8Array(textBuf);
 const port = parentPort;
@@ -100,12 +100,13 @@ async function init(): Promise<AdapterReport> {
   ] as const;
   const requiredLimits: Record<string, number> = {};
   for (const k of wanted) requiredLimits[k] = l[k];
-  device = await adapter.requestDevice({ requiredLimits });
+  const subgroups = subgroupsAllowed && adapter.features.has('subgroups');
+  device = await adapter.requestDevice({ requiredLimits, requiredFeatures: subgroups ? ['subgroups'] : [] });
   device.lost.then((info) => {
     if (info.reason !== 'destroyed') console.error(`WebGPU device lost: ${info.message}`);
   });
   device.pushErrorScope('validation');
-  for (const [name, code] of ALL_KERNELS) {
+  for (const [name, code] of allKernels(subgroups)) {
     const module = device.createShaderModule({ code });
     const info = await module.getCompilationInfo();
     const errors = info.messages.filter((m) => m.type === 'error');
@@ -125,6 +126,7 @@ async function init(): Promise<AdapterReport> {
     description: info.description ?? '',
     features: [...adapter.features].sort(),
     limits,
+    subgroups,
   };
 }
 

@@ -9,7 +9,10 @@ import { WebGpuBackend } from './webgpu-backend.js';
 export type { AdapterReport } from './protocol.js';
 export { WebGpuBackend } from './webgpu-backend.js';
 
-/** A WebGPU backend; `threads` sizes the CPU pool of the sampler's row passes. */
-export function createWebGpuBackend(threads: number): ComputeBackend & WebGpuBackend {
-  return new WebGpuBackend(threads);
+/**
+ * A WebGPU backend; `threads` sizes the CPU pool of the sampler's row passes. `subgroups: false`
+ * keeps the kernels off subgroups where the adapter has them (the same bits: tests compare both).
+ */
+export function createWebGpuBackend(threads: number, options: { subgroups?: boolean } = {}): ComputeBackend & WebGpuBackend {
+  return new WebGpuBackend(threads, options);
 }
