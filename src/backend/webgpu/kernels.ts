@@ -6,11 +6,12 @@
  * buffers (the activation mirrors) without binding-offset alignment rules.
  *
  * Batch invariance: each output element is computed by one invocation (or one workgroup for a
- * row reduction) in an order fixed by the element's own coordinates and the problem's fixed
- * sizes (K, H, head dim), never by the number of rows in the batch: no atomics, no split of a
- * reduction chosen by batch size. Batched rows therefore equal solo rows bit for bit.
+ * row reduction, or 16 lanes for a linear output: lanes.ts) in an order fixed by the element's own
+ * coordinates and the problem's fixed sizes (K, H, head dim), never by the number of rows in the
+ * batch: no atomics, no split of a reduction chosen by batch size. Batched rows therefore equal
+ * solo rows bit for bit.
  */
-import { QUANT_KERNELS, type QuantKernelName } from './quant-kernels.js';
+import { quantKernels, type QuantKernelName } from './quant-kernels.js';
 import { F16_TO_F32 } from './wgsl-f16.js';
 import { CHUNK, LANES, laneTreeWgsl, subgroupWgsl, type SubgroupWgsl } from './lanes.js';
 
@@ -234,6 +235,12 @@ const linearRowsKernel = (w: WeightStorage, subgroups: boolean): string => {
   return /* wgsl */ `${linearCommon(w, sg, subgroups, 256, LINEAR_ROWS_MAX, LINEAR_ROWS_MAX)}
 const TM: u32 = ${LINEAR_ROWS_MAX}u;
 var<workgroup> red: array<f32, ${256 * LINEAR_ROWS_MAX}>;
+// This invocation's column and the batch's rows, for finish.
+var<private> col: u32;
+var<private> rowCount: u32;
+fn finish(r: u32, v: f32) {
+  if (col < P[1] && r < rowCount) { store(r, col, v); }
+}
 @compute @workgroup_size(256)
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) li: u32${sg.params}) {
   let lim = ${sg.limit};
@@ -245,6 +252,8 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
   // A column past N computes nothing but still meets the tree's barriers.
   let whole = select(0u, K / 4u, n < N);
   let wb = n * K;
+  col = n;
+  rowCount = rows;
   var acc = array<f32, ${LINEAR_ROWS_MAX}>();
   for (var c = lane; c < whole; c += LANES) {
     let k = 4u * c;
@@ -275,10 +284,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
       acc[r] = a;
     }
   }
-  laneTree(&acc, li, lim);
-  if (n < N && lane == 0u) {
-    for (var r = 0u; r < rows; r++) { store(r, n, acc[r]); }
-  }
+  laneTree(&acc, li, lim, LANES);
 }
 `;
 };
@@ -305,6 +311,13 @@ const TN: u32 = ${tn}u;
 const KT: u32 = ${kt}u;
 // The staged tiles, x at [0, TM * KT) and w after it; reused by the lane tree once the sums are done.
 var<workgroup> red: array<f32, ${(tm + tn) * kt}>;
+// The first row and column of this invocation's block, for finish (value i: row i / 8, column i % 8).
+var<private> at: vec2<u32>;
+fn finish(i: u32, v: f32) {
+  let m = at.x + i / 8u;
+  let n = at.y + i % 8u;
+  if (m < P[0] && n < P[1]) { store(m, n, v); }
+}
 @compute @workgroup_size(256)
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) li: u32${sg.params}) {
   let lim = ${sg.limit};
@@ -317,6 +330,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
   let bn = (blk % 4u) * 8u;
   let m0 = wg.y * TM;
   let n0 = wg.x * TN;
+  at = vec2<u32>(m0 + bm, n0 + bn);
   var acc = array<f32, 32>();
   for (var k0 = 0u; k0 < K; k0 += KT) {
     for (var e = li; e < TM * KT; e += WG) {
@@ -347,16 +361,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
     }
     workgroupBarrier();
   }
-  laneTree(&acc, li, lim);
-  if (lane == 0u) {
-    for (var i = 0u; i < 4u; i++) {
-      let m = m0 + bm + i;
-      for (var c = 0u; c < 8u; c++) {
-        let n = n0 + bn + c;
-        if (m < M && n < N) { store(m, n, acc[i * 8u + c]); }
-      }
-    }
-  }
+  laneTree(&acc, li, lim, LANES);
 }
 `;
 };
@@ -543,7 +548,7 @@ export function allKernels(subgroups: boolean): ReadonlyMap<KernelName, string> 
   return new Map<KernelName, string>([
     ...(Object.entries(KERNELS) as Array<[KernelName, string]>),
     ...linear,
-    ...(Object.entries(QUANT_KERNELS) as Array<[KernelName, string]>),
+    ...quantKernels(subgroups),
   ]);
 }
 

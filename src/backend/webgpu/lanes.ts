@@ -73,37 +73,50 @@ fn shuffleLimit(li: u32, id: u32, size: u32) -> u32 {
 }
 
 /**
- * WGSL `fn laneTree(acc: ptr<function, array<f32, r>>, li: u32, lim: u32)`: for each of the r
- * values of an invocation, the tree over the 16 lanes of its output (invocations li - li % 16 ..
- * + 15), left in lane 0. Levels whose stride is below `lim` shuffle (the same additions of the same
- * operands: the same bits); the rest go through the module's workgroup array `red` (at least
- * wg * rr floats) in rounds of rr values. Must be called in uniform control flow by the whole
- * workgroup.
+ * WGSL `fn laneTree(acc: ptr<function, array<f32, r>>, li: u32, lim: u32, lanes: u32)`: for each
+ * of the r values of an invocation, the tree of adjacent pairs over the `lanes` lanes of its
+ * output (a power of two; invocations li - li % lanes .. + lanes - 1), handing each finished sum
+ * to the module's `fn finish(i: u32, v: f32)` (i: which of the r values) on one lane of the
+ * output. Levels whose stride is below `lim` shuffle (the same additions of the same operands:
+ * the same bits). The levels left go through the module's workgroup array `red` (at least
+ * wg * rr floats), in rounds of rr values: every lane stores its partials, one barrier, then lane
+ * j finishes values j, j + lanes, ... alone, taking the remaining levels in the same pairs and
+ * order. One barrier per round instead of one per level (and per level on a GPU with small
+ * subgroups, such as SwiftShader's 4), and the serial additions are spread over the lanes.
+ * Must be called in uniform control flow by the whole workgroup, `lanes` uniform. The float
+ * linear kernels sum 16 lanes with it, the quantized ones (quant-kernels.ts) their L.
  */
 export function laneTreeWgsl(subgroups: boolean, wg: number, r: number, rr: number): string {
   if (r % rr !== 0) throw new RangeError('laneTreeWgsl: rounds must divide the values');
   const shuffles = subgroups
     ? /* wgsl */ `
-  for (; s0 < ${LANES}u && s0 < lim; s0 <<= 1u) {
+  for (; s0 < lanes && s0 < lim; s0 <<= 1u) {
     for (var r = 0u; r < ${r}u; r++) { (*acc)[r] = (*acc)[r] + subgroupShuffleDown((*acc)[r], s0); }
   }`
     : '';
   return /* wgsl */ `
-fn laneTree(acc: ptr<function, array<f32, ${r}>>, li: u32, lim: u32) {
+fn laneTree(acc: ptr<function, array<f32, ${r}>>, li: u32, lim: u32, lanes: u32) {
   var s0 = 1u;${shuffles}
-  if (s0 >= ${LANES}u) { return; }
-  let lane = li % ${LANES}u;
+  let lane = li % lanes;
+  if (s0 >= lanes) {
+    if (lane == 0u) {
+      for (var r = 0u; r < ${r}u; r++) { finish(r, (*acc)[r]); }
+    }
+    return;
+  }
+  let base = li - lane;
   for (var r0 = 0u; r0 < ${r}u; r0 += ${rr}u) {
+    // The previous round's lanes have read their sums.
+    if (r0 > 0u) { workgroupBarrier(); }
     for (var r = 0u; r < ${rr}u; r++) { red[r * ${wg}u + li] = (*acc)[r0 + r]; }
     workgroupBarrier();
-    for (var s = s0; s < ${LANES}u; s <<= 1u) {
-      if (lane % (2u * s) == 0u) {
-        for (var r = 0u; r < ${rr}u; r++) { red[r * ${wg}u + li] = red[r * ${wg}u + li] + red[r * ${wg}u + li + s]; }
+    for (var r = lane; r < ${rr}u; r += lanes) {
+      let o = r * ${wg}u + base;
+      for (var s = s0; s < lanes; s <<= 1u) {
+        for (var j = 0u; j < lanes; j += 2u * s) { red[o + j] = red[o + j] + red[o + j + s]; }
       }
-      workgroupBarrier();
+      finish(r0 + r, red[o]);
     }
-    for (var r = 0u; r < ${rr}u; r++) { (*acc)[r0 + r] = red[r * ${wg}u + li]; }
-    workgroupBarrier();
   }
 }`;
 }
