@@ -337,21 +337,43 @@ describe('webgpu kernels', { skip }, () => {
       }
     });
 
-    test('subgroup shuffles (where the adapter has them) give the bits of the workgroup-memory tree', () => {
+    test('every kernel variant gives the same bits: decode serial or by cooperating lanes; lane trees shuffled within subgroups or through workgroup memory (float and quantized)', () => {
       if (gpu!.adapter.features.includes('subgroups')) assert.equal(gpu!.adapter.subgroups, true, 'the adapter has subgroups but the kernels do not use them');
-      const plain = createWebGpuBackend(2, { subgroups: false });
-      assert.equal(plain.adapter.subgroups, false);
+      // The shared backend decodes serially on a fallback adapter (SwiftShader), by lanes elsewhere:
+      // a second one takes the other decode kernel, a third the lanes without subgroups.
+      const variants = [
+        { name: 'default', be: gpu! },
+        { name: `serialDecode ${!gpu!.adapter.fallback}`, be: createWebGpuBackend(2, { serialDecode: !gpu!.adapter.fallback }) },
+        { name: 'lanes without subgroups', be: createWebGpuBackend(2, { serialDecode: false, subgroups: false }) },
+      ];
+      assert.equal(variants[2]!.be.adapter.subgroups, false);
       const rand = rng(33);
+      const same = (label: string, run: (be: NonNullable<typeof gpu>) => Float32Array): void => {
+        const want = run(variants[0]!.be);
+        for (const v of variants.slice(1)) assert.ok(bitEqual(run(v.be), want), `${label}: ${v.name} differs from the default kernels`);
+      };
       for (const [M, N, K, dtype] of [...shapes, [1, 300, 2 * 64 * LANES + 3, DType.F32] as const]) {
         const w = randomWeights(N * K, dtype, rand);
         const x = randomF32(M * K, rand);
-        const run = (be: typeof gpu): Float32Array => {
-          const pack = be!.packLinear([{ w, n: N }], dtype, K, MatmulPrecision.F32);
-          const out = onGpuOf(be!, M * N, (o) => be!.linearPacked(pack, x, M, [o], false));
-          be!.packedLinearFree(pack);
+        same(sizes(M, N, K, dtype), (be) => {
+          const pack = be.packLinear([{ w, n: N }], dtype, K, MatmulPrecision.F32);
+          const out = onGpuOf(be, M * N, (o) => be.linearPacked(pack, x, M, [o], false));
+          be.packedLinearFree(pack);
           return out;
-        };
-        assert.ok(bitEqual(run(gpu), run(plain)), `${sizes(M, N, K, dtype)}: subgroups on and off differ`);
+        });
+      }
+      // Quantized: 2 and 64 lanes (K = 64, 2304), the decode tile and the prefill tile.
+      for (const [type, K] of [[GgmlType.Q8_0, 64], [GgmlType.Q4_K, 2304], [GgmlType.Q6_K, 256]] as const) {
+        for (const [M, N] of [[1, 37], [LINEAR_ROWS_MAX + 1, 19], [33, 3]] as const) {
+          const w = randomQuant(type, N, K, type * 100 + M);
+          const x = randomF32(M * K, rand);
+          same(`${ggmlTypeName(type)} M${M} N${N} K${K}`, (be) => {
+            const pack = be.packLinearQuant([{ w, type, n: N }], K);
+            const out = onGpuOf(be, M * N, (o) => be.linearPacked(pack, x, M, [o], false));
+            be.packedLinearFree(pack);
+            return out;
+          });
+        }
       }
     });
   });

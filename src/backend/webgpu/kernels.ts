@@ -194,18 +194,14 @@ export const LINEAR_ROWS_MAX = 8;
 export const LINEAR_TILE = { rows: 16, cols: 32 } as const;
 
 /**
- * The WGSL shared by both float linear kernels: arguments, weights, x (rounded to BF16 under flag
- * 4), the subgroup check and the lane tree (lanes.ts) for `r` values per invocation in rounds of
- * `rr`, and the store of a finished output (bias, then the accumulate add).
+ * The WGSL shared by the float linear kernels: arguments, weights, x (rounded to BF16 under flag
+ * 4), and the store of a finished output (bias, then the accumulate add).
  */
-const linearCommon = (w: WeightStorage, sg: SubgroupWgsl, subgroups: boolean, wg: number, r: number, rr: number): string => /* wgsl */ `${sg.enable}${PRELUDE}${WEIGHT_LOAD[w]}
+const linearIo = (w: WeightStorage, enable = ''): string => /* wgsl */ `${enable}${PRELUDE}${WEIGHT_LOAD[w]}
 @group(0) @binding(1) var<storage, read> X: array<f32>;
 @group(0) @binding(3) var<storage, read> BIAS: array<f32>;
 @group(0) @binding(4) var<storage, read_write> OUT: array<f32>;
-const WG: u32 = ${wg}u;
 const LANES: u32 = ${LANES}u;
-${sg.decls}
-${laneTreeWgsl(subgroups, wg, r, rr)}
 // x[m, k] of the product (the row stride is K).
 fn xload(m: u32, k: u32) -> f32 {
   let v = X[P[3] + m * P[2] + k];
@@ -219,6 +215,16 @@ fn store(m: u32, n: u32, v: f32) {
   if ((P[5] & 2u) != 0u) { r = OUT[o] + r; }
   OUT[o] = r;
 }
+`;
+
+/**
+ * {@link linearIo} and, for kernels whose lanes are invocations of a workgroup of `wg`, the
+ * subgroup check and the lane tree (lanes.ts) for `r` values per invocation in rounds of `rr`.
+ */
+const linearCommon = (w: WeightStorage, sg: SubgroupWgsl, subgroups: boolean, wg: number, r: number, rr: number): string => /* wgsl */ `${linearIo(w, sg.enable)}
+const WG: u32 = ${wg}u;
+${sg.decls}
+${laneTreeWgsl(subgroups, wg, r, rr)}
 `;
 
 /**
@@ -288,6 +294,49 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
 }
 `;
 };
+
+/**
+ * The product of {@link linearRowsKernel}, its bits, for a fallback adapter (a CPU implementation
+ * such as SwiftShader): one invocation per column holds the column's 16 lane accumulators and runs
+ * the tree itself, with no workgroup memory or barriers. On a CPU each invocation and each barrier
+ * costs far more than a GPU's, and memory coalescing means nothing, so this is the fast decode
+ * there (16 cooperating invocations and a barrier per column take ~10 times as long on
+ * SwiftShader); on a GPU it would read rows K apart and is not used.
+ * P: as {@link linearRowsKernel}. Dispatch (ceil(N / 64)).
+ */
+const linearRowsSerialKernel = (w: WeightStorage): string => /* wgsl */ `${linearIo(w)}
+@compute @workgroup_size(64)
+fn main(@builtin(global_invocation_id) g: vec3<u32>) {
+  let N = P[1];
+  let K = P[2];
+  let n = g.x;
+  if (n >= N) { return; }
+  let chunks = (K + 3u) / 4u;
+  for (var m = 0u; m < P[0]; m++) {
+    var acc = array<f32, ${LANES}>();
+    for (var c0 = 0u; c0 < chunks; c0 += LANES) {
+      for (var l = 0u; l < LANES; l++) {
+        let c = c0 + l;
+        if (c < chunks) {
+          var a = acc[l];
+          for (var j = 0u; j < 4u; j++) {
+            let k = 4u * c + j;
+            var xv = 0.0;
+            var wv = 0.0;
+            if (k < K) { xv = xload(m, k); wv = wload(n * K + k); }
+            a = fma(xv, wv, a);
+          }
+          acc[l] = a;
+        }
+      }
+    }
+    for (var s = 1u; s < LANES; s <<= 1u) {
+      for (var l = 0u; l < LANES; l += 2u * s) { acc[l] = acc[l] + acc[l + s]; }
+    }
+    store(m, n, acc[0]);
+  }
+}
+`;
 
 /**
  * The same product as {@link linearRowsKernel} for many rows (prefill), a tiled GEMM in the same
@@ -526,13 +575,13 @@ export const KERNELS = {
 /** The embedding lookup of each table storage. */
 export const GATHER_KERNELS: Record<WeightStorage, KernelName> = { f32: 'gatherRows', f16: 'gatherRowsF16', bf16: 'gatherRowsBf16' };
 
-/** The tiled and the few-rows linear kernel of each weight storage. */
+/** The tiled and the few-rows linear kernels (lanes cooperating, and serial for a fallback adapter) of each weight storage. */
 export const LINEAR_KERNELS = {
-  f32: { tiled: 'linear', rows: 'linearRows' },
-  f16: { tiled: 'linearF16', rows: 'linearRowsF16' },
-  bf16: { tiled: 'linearBf16', rows: 'linearRowsBf16' },
-} as const satisfies Record<WeightStorage, { tiled: string; rows: string }>;
-type LinearKernelName = (typeof LINEAR_KERNELS)[WeightStorage]['tiled' | 'rows'];
+  f32: { tiled: 'linear', rows: 'linearRows', rowsSerial: 'linearRowsSerial' },
+  f16: { tiled: 'linearF16', rows: 'linearRowsF16', rowsSerial: 'linearRowsSerialF16' },
+  bf16: { tiled: 'linearBf16', rows: 'linearRowsBf16', rowsSerial: 'linearRowsSerialBf16' },
+} as const satisfies Record<WeightStorage, { tiled: string; rows: string; rowsSerial: string }>;
+type LinearKernelName = (typeof LINEAR_KERNELS)[WeightStorage]['tiled' | 'rows' | 'rowsSerial'];
 export type KernelName = keyof typeof KERNELS | LinearKernelName | QuantKernelName;
 
 /**
@@ -544,6 +593,7 @@ export function allKernels(subgroups: boolean): ReadonlyMap<KernelName, string> 
   const linear = (Object.keys(LINEAR_KERNELS) as WeightStorage[]).flatMap((w): Array<[KernelName, string]> => [
     [LINEAR_KERNELS[w].tiled, linearKernel(w, subgroups)],
     [LINEAR_KERNELS[w].rows, linearRowsKernel(w, subgroups)],
+    [LINEAR_KERNELS[w].rowsSerial, linearRowsSerialKernel(w)],
   ]);
   return new Map<KernelName, string>([
     ...(Object.entries(KERNELS) as Array<[KernelName, string]>),

@@ -70,4 +70,6 @@ export interface AdapterReport {
   limits: Record<string, number>;
   /** Whether the device was opened with `subgroups` and the linear kernels shuffle within them. */
   subgroups: boolean;
+  /** A fallback adapter: a software implementation on the CPU (SwiftShader). */
+  fallback: boolean;
 }
