@@ -2,7 +2,9 @@
  * Every kernel of the WebGPU backend against the CPU backend and the float64 references, on
  * awkward sizes (one row, odd widths, sizes around the kernels' tiles of 16, 64 and 256, block
  * boundaries), plus the invariances the engine relies on: a row of a batch equals the same row
- * alone bit for bit, physical blocks and chunking change nothing, copied blocks read alike.
+ * alone bit for bit, physical blocks and chunking change nothing, copied blocks read alike; the
+ * float linear kernels follow the order of lanes.ts exactly, and every variant of a kernel (decode
+ * or tiled, serial or cooperating lanes, subgroups on or off) gives the same bits.
  * Runs on any adapter (SwiftShader in CI); skips with a message where there is none (see
  * helpers/webgpu.ts).
  */
@@ -143,7 +145,7 @@ describe('webgpu kernels', { skip }, () => {
     assert.ok(bitEqual(sum, want));
   });
 
-  test('linear: tiles of 16 cut anywhere, bias, accumulate, F32/F16/BF16 weights, BF16 precision; rows alone = batched', () => {
+  test('linear: tiles cut anywhere, bias, accumulate, F32/F16/BF16 weights, BF16 precision; rows alone = batched', () => {
     const rand = rng(5);
     const cases: Array<[number, number, number, DType, MatmulPrecision]> = [
       [1, 1, 1, DType.F32, MatmulPrecision.F32],
