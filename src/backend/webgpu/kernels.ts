@@ -343,7 +343,7 @@ fn main(@builtin(global_invocation_id) g: vec3<u32>) {
  * order. A workgroup of 256 takes a tile of 16 rows x 32 columns: invocation li runs lane li % 16
  * of a block of 4 rows x 8 columns (block li / 16 of the 4 x 4 blocks). Per step, the tile's x
  * [16 x 64] and w [32 x 64] (64 k: one chunk per lane) are staged in workgroup memory with
- * consecutive invocations reading consecutive k; each lane then applies its chunk's 4 values to
+ * consecutive invocations reading consecutive k (stored chunk-major, see RS); each lane then applies its chunk's 4 values to
  * its 32 outputs, each staged value reused 4 or 8 times from a register. A lane skips the chunks
  * that start at or past K, as the decode kernel's lanes never reach them, and a chunk crossing K
  * is staged with zeros: the same fused multiply-adds in the same order per output, so which
@@ -358,8 +358,12 @@ const linearKernel = (w: WeightStorage, subgroups: boolean): string => {
 const TM: u32 = ${tm}u;
 const TN: u32 = ${tn}u;
 const KT: u32 = ${kt}u;
-// The staged tiles, x at [0, TM * KT) and w after it; reused by the lane tree once the sums are done.
-var<workgroup> red: array<f32, ${(tm + tn) * kt}>;
+// Words per staged row: its KT values chunk-major (value j of lane l's chunk at j * 16 + l, so the 16
+// lanes read 16 consecutive words, free of bank conflicts on the usual 32 banks) and 2 of padding
+// (the two blocks of a 32-wide subgroup read w rows 8 apart: a stride of 66 puts them 16 banks apart).
+const RS: u32 = ${kt + 2}u;
+// The staged tiles, x rows at [0, TM * RS) and w rows after them; reused by the lane tree once the sums are done.
+var<workgroup> red: array<f32, ${(tm + tn) * (kt + 2)}>;
 // The first row and column of this invocation's block, for finish (value i: row i / 8, column i % 8).
 var<private> at: vec2<u32>;
 fn finish(i: u32, v: f32) {
@@ -387,23 +391,22 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
       let k = k0 + e % KT;
       var v = 0.0;
       if (m < M && k < K) { v = xload(m, k); }
-      red[e] = v;
+      red[(e / KT) * RS + (e % 4u) * LANES + (e % KT) / 4u] = v;
     }
     for (var e = li; e < TN * KT; e += WG) {
       let n = n0 + e / KT;
       let k = k0 + e % KT;
       var v = 0.0;
       if (n < N && k < K) { v = wload(n * K + k); }
-      red[TM * KT + e] = v;
+      red[TM * RS + (e / KT) * RS + (e % 4u) * LANES + (e % KT) / 4u] = v;
     }
     workgroupBarrier();
-    let kc = 4u * lane;
-    if (k0 + kc < K) {
+    if (k0 + 4u * lane < K) {
       for (var j = 0u; j < 4u; j++) {
         var xv: array<f32, 4>;
-        for (var i = 0u; i < 4u; i++) { xv[i] = red[(bm + i) * KT + kc + j]; }
+        for (var i = 0u; i < 4u; i++) { xv[i] = red[(bm + i) * RS + j * LANES + lane]; }
         for (var c = 0u; c < 8u; c++) {
-          let wv = red[TM * KT + (bn + c) * KT + kc + j];
+          let wv = red[TM * RS + (bn + c) * RS + j * LANES + lane];
           for (var i = 0u; i < 4u; i++) { acc[i * 8u + c] = fma(xv[i], wv, acc[i * 8u + c]); }
         }
       }
