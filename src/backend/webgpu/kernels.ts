@@ -343,8 +343,9 @@ fn main(@builtin(global_invocation_id) g: vec3<u32>) {
  * order. A workgroup of 256 takes a tile of 16 rows x 32 columns: invocation li runs lane li % 16
  * of a block of 4 rows x 8 columns (block li / 16 of the 4 x 4 blocks). Per step, the tile's x
  * [16 x 64] and w [32 x 64] (64 k: one chunk per lane) are staged in workgroup memory with
- * consecutive invocations reading consecutive k (stored chunk-major, see RS); each lane then applies its chunk's 4 values to
- * its 32 outputs, each staged value reused 4 or 8 times from a register. A lane skips the chunks
+ * consecutive invocations reading consecutive k (stored chunk-major, see RS); each lane then
+ * applies its chunk's 4 values to its 32 outputs, each staged value reused 4 or 8 times from a
+ * register. A lane skips the chunks
  * that start at or past K, as the decode kernel's lanes never reach them, and a chunk crossing K
  * is staged with zeros: the same fused multiply-adds in the same order per output, so which
  * kernel ran never changes a bit. The 32 lane sums of an invocation then go through the tree.
