@@ -20,12 +20,14 @@
  * chunk per lane) in workgroup memory and each invocation runs one lane of a block of outputs,
  * reusing every staged value across that block; the lane order costs it only the tree at the end.
  * Adjacent pairs first keep the tree's small strides inside a subgroup, where shuffles replace
- * workgroup memory and barriers.
+ * workgroup memory and barriers. Three kernels run the order (kernels.ts: decode by cooperating
+ * lanes, decode serially on a fallback adapter, tiled) and the tests hold every output of them to
+ * an exact emulation of it; the quantized kernels' lanes (quant-kernels.ts) meet in the same tree.
  */
 
 /** Lanes per output (a power of two: the tree is binary). */
 export const LANES = 16;
-/** Consecutive values per chunk of a lane (a 16-byte load of float32). */
+/** Consecutive values per chunk of a lane (a 16-byte load of float32); the WGSL spells it 4. */
 export const CHUNK = 4;
 
 /** The WGSL that the subgroup-using kernels need, or its stand-ins when subgroups are off. */
