@@ -2,7 +2,9 @@
  * Every kernel of the WebGPU backend against the CPU backend and the float64 references, on
  * awkward sizes (one row, odd widths, sizes around the kernels' tiles of 16, 64 and 256, block
  * boundaries), plus the invariances the engine relies on: a row of a batch equals the same row
- * alone bit for bit, physical blocks and chunking change nothing, copied blocks read alike.
+ * alone bit for bit, physical blocks and chunking change nothing, copied blocks read alike; the
+ * float linear kernels follow the order of lanes.ts exactly, and every variant of a kernel (decode
+ * or tiled, serial or cooperating lanes, subgroups on or off) gives the same bits.
  * Runs on any adapter (SwiftShader in CI); skips with a message where there is none (see
  * helpers/webgpu.ts).
  */
@@ -12,6 +14,9 @@ import { DType, MatmulPrecision, type KvCacheHandle } from '../src/backend/backe
 import { cpuBackend } from '../src/backend/native.js';
 import { attentionRef, bitEqual, closeTo, embeddingRef, linearRef, randomF32, randomWeights, rmsnormRef, rng, roundBf16, siluMulRef, widen } from './reference/ops.js';
 import { webGpuForTests } from './helpers/webgpu.js';
+import { createWebGpuBackend } from '../src/backend/webgpu/index.js';
+import { LINEAR_ROWS_MAX, LINEAR_TILE } from '../src/backend/webgpu/kernels.js';
+import { CHUNK, LANES } from '../src/backend/webgpu/lanes.js';
 import { GgmlType, ggmlTypeName, SUPPORTED_QUANT_TYPES } from '../src/backend/quant.js';
 import { GPU_QUANT_TYPES } from '../src/backend/webgpu/quant-kernels.js';
 import { defaultKvBudget } from '../src/engine/kv-sizing.js';
@@ -20,13 +25,14 @@ import { dequantizeRef, matmulF64, randomQuant, typeInfo } from './reference/ggm
 const { gpu, skip } = webGpuForTests();
 const cpu = cpuBackend();
 
-/** Run a GPU op into a fresh output and read it back. */
-function onGpu(n: number, op: (out: Float32Array) => void): Float32Array {
+/** Run an op of a GPU backend into a fresh output and read it back. */
+function onGpuOf(be: NonNullable<typeof gpu>, n: number, op: (out: Float32Array) => void): Float32Array {
   const out = new Float32Array(n).fill(NaN);
   op(out);
-  gpu!.toHost(out);
+  be.toHost(out);
   return out;
 }
+const onGpu = (n: number, op: (out: Float32Array) => void): Float32Array => onGpuOf(gpu!, n, op);
 
 describe('webgpu kernels', { skip }, () => {
   test('adapter report: name and limits', () => {
@@ -139,7 +145,7 @@ describe('webgpu kernels', { skip }, () => {
     assert.ok(bitEqual(sum, want));
   });
 
-  test('linear: tiles of 16 cut anywhere, bias, accumulate, F32/F16/BF16 weights, BF16 precision; rows alone = batched', () => {
+  test('linear: tiles cut anywhere, bias, accumulate, F32/F16/BF16 weights, BF16 precision; rows alone = batched', () => {
     const rand = rng(5);
     const cases: Array<[number, number, number, DType, MatmulPrecision]> = [
       [1, 1, 1, DType.F32, MatmulPrecision.F32],
@@ -216,6 +222,162 @@ describe('webgpu kernels', { skip }, () => {
     const want = new Float32Array(M * I);
     cpu.linearPacked(cpu.packGateUp(gate, up, DType.F32, I, K, MatmulPrecision.F32), x, M, [want], false);
     assert.equal(closeTo(fused, want, 1e-5, 1e-6), null);
+  });
+
+  describe('float linear kernels: the lane order of lanes.ts, decode kernel = tiled kernel', () => {
+    const f32 = new Float32Array(1);
+    const u32 = new Uint32Array(f32.buffer);
+    /** The float32 next to x (a float32) toward +infinity (up) or -infinity. */
+    const nextF32 = (x: number, up: boolean): number => {
+      if (x === 0) return up ? 2 ** -149 : -(2 ** -149);
+      f32[0] = x;
+      u32[0] += (x > 0) === up ? 1 : -1;
+      return f32[0]!;
+    };
+    /**
+     * Float32 a * b + c rounded once (a fused multiply-add). The product is exact in float64; the
+     * sum's float64 rounding error comes back exactly (two-sum) and decides the one case where
+     * rounding the float64 sum to float32 would round twice: a sum exactly halfway between two
+     * float32 values.
+     */
+    const fmaFused = (a: number, b: number, c: number): number => {
+      const p = a * b;
+      const s = p + c;
+      const bb = s - p;
+      const err = p - (s - bb) + (c - bb);
+      const r = Math.fround(s);
+      if (err === 0 || r === s) return r;
+      const other = nextF32(r, s > r);
+      if (s !== (r + other) / 2) return r;
+      return (err > 0) === (other > r) ? other : r;
+    };
+    /** WGSL lets fma round the product first: the unfused form. */
+    const fmaUnfused = (a: number, b: number, c: number): number => Math.fround(Math.fround(a * b) + c);
+    /** out = the lanes.ts order over float32 x and widened weights, with fma as given. */
+    const laneOrder = (fma: typeof fmaFused, x: Float32Array, wf: Float64Array, bias: Float32Array | null, acc: Float32Array | null, M: number, N: number, K: number): Float32Array => {
+      const out = new Float32Array(M * N);
+      const chunks = Math.ceil(K / CHUNK);
+      for (let m = 0; m < M; m++) {
+        for (let n = 0; n < N; n++) {
+          const lanes = new Float64Array(LANES);
+          for (let l = 0; l < LANES; l++) {
+            let a = 0;
+            for (let c = l; c < chunks; c += LANES) {
+              for (let k = c * CHUNK; k < (c + 1) * CHUNK; k++) a = k < K ? fma(x[m * K + k]!, wf[n * K + k]!, a) : fma(0, 0, a);
+            }
+            lanes[l] = a;
+          }
+          for (let s = 1; s < LANES; s *= 2) for (let l = 0; l < LANES; l += 2 * s) lanes[l] = Math.fround(lanes[l]! + lanes[l + s]!);
+          let r = lanes[0]!;
+          if (bias) r = Math.fround(r + bias[n]!);
+          if (acc) r = Math.fround(acc[m * N + n]! + r);
+          out[m * N + n] = r;
+        }
+      }
+      return out;
+    };
+
+    // K: below one chunk, odd, around the tiled kernel's step of 64 (odd multiples, one past);
+    // N: one, below and past the decode kernel's 16 columns and the tile's 32; M: one, the last
+    // decode size, the first tiled, the tile's 16 rows and past them.
+    const shapes: Array<[number, number, number, DType]> = [
+      [1, 1, 1, DType.F32],
+      [LINEAR_ROWS_MAX, 17, 3, DType.F32],
+      [LINEAR_ROWS_MAX + 1, 33, 63, DType.F16],
+      [LINEAR_TILE.rows, 15, 64, DType.BF16],
+      [LINEAR_TILE.rows + 1, 50, 65, DType.F32],
+      [3, 31, 3 * 64, DType.F16],
+      [2 * LINEAR_TILE.rows + 1, 5, 5 * 64 + 2, DType.F32],
+      [LINEAR_ROWS_MAX + 3, 40, 449, DType.BF16],
+    ];
+    const sizes = (M: number, N: number, K: number, dtype: DType): string => `M${M} N${N} K${K} dtype ${dtype}`;
+
+    test('every output is the lane order exactly (fused or unfused fma throughout), bias and accumulate included', () => {
+      const rand = rng(31);
+      for (const [M, N, K, dtype] of shapes) {
+        const w = randomWeights(N * K, dtype, rand);
+        const wf = widen(w, dtype);
+        const x = randomF32(M * K, rand);
+        const bias = randomF32(N, rand);
+        const acc = randomF32(M * N, rand);
+        const pack = gpu!.packLinear([{ w, n: N, bias }], dtype, K, MatmulPrecision.F32);
+        const got = Float32Array.from(acc);
+        gpu!.linearPacked(pack, x, M, [got], true);
+        gpu!.toHost(got);
+        const fused = laneOrder(fmaFused, x, wf, bias, acc, M, N, K);
+        const unfused = laneOrder(fmaUnfused, x, wf, bias, acc, M, N, K);
+        assert.ok(bitEqual(got, fused) || bitEqual(got, unfused), `${sizes(M, N, K, dtype)}: not the lane order (${closeTo(got, fused, 0)})`);
+        // And the order is a good float32 sum: near the float64 product.
+        const ref = linearRef(x, w, dtype, bias, M, N, K, MatmulPrecision.F32);
+        const want = Float64Array.from(ref.out, (v, i) => v + acc[i]!);
+        assert.equal(closeTo(got, want, 1, 0, Float64Array.from(ref.absSum, (a, i) => (a + Math.abs(acc[i]!)) * 2e-6 + 1e-7)), null, sizes(M, N, K, dtype));
+        gpu!.packedLinearFree(pack);
+      }
+    });
+
+    test('the decode kernel (up to LINEAR_ROWS_MAX rows) gives the tiled kernel\'s bits on the same rows', () => {
+      const rand = rng(32);
+      for (const [M0, N, K, dtype] of shapes) {
+        // At least one tiled batch, then the same rows through the decode kernel in pieces of
+        // 1 and of LINEAR_ROWS_MAX, from the same input arrays (views).
+        const M = Math.max(M0, LINEAR_ROWS_MAX + 1);
+        // (BF16 precision, which rounds x to BF16 as it is read, takes BF16 weights.)
+        for (const precision of dtype === DType.BF16 ? [MatmulPrecision.F32, MatmulPrecision.BF16] : [MatmulPrecision.F32]) {
+          const label = `${sizes(M, N, K, dtype)} precision ${precision}`;
+          const pack = gpu!.packLinear([{ w: randomWeights(N * K, dtype, rand), n: N, bias: randomF32(N, rand) }], dtype, K, precision);
+          const x = randomF32(M * K, rand, 3);
+          const tiled = onGpu(M * N, (o) => gpu!.linearPacked(pack, x, M, [o], false));
+          for (const piece of [1, LINEAR_ROWS_MAX]) {
+            for (let m = 0; m < M; m += piece) {
+              const rows = Math.min(piece, M - m);
+              const got = onGpu(rows * N, (o) => gpu!.linearPacked(pack, x.subarray(m * K, (m + rows) * K), rows, [o], false));
+              assert.ok(bitEqual(got, tiled.subarray(m * N, (m + rows) * N)), `${label}: rows ${m}..${m + rows - 1} through the decode kernel differ from the tiled kernel`);
+            }
+          }
+          gpu!.packedLinearFree(pack);
+        }
+      }
+    });
+
+    test('every kernel variant gives the same bits: decode serial or by cooperating lanes; lane trees shuffled within subgroups or through workgroup memory (float and quantized)', () => {
+      if (gpu!.adapter.features.includes('subgroups')) assert.equal(gpu!.adapter.subgroups, true, 'the adapter has subgroups but the kernels do not use them');
+      // The shared backend decodes serially on a fallback adapter (SwiftShader), by lanes elsewhere:
+      // a second one takes the other decode kernel, a third the lanes without subgroups.
+      const variants = [
+        { name: 'default', be: gpu! },
+        { name: `serialDecode ${!gpu!.adapter.fallback}`, be: createWebGpuBackend(2, { serialDecode: !gpu!.adapter.fallback }) },
+        { name: 'lanes without subgroups', be: createWebGpuBackend(2, { serialDecode: false, subgroups: false }) },
+      ];
+      assert.equal(variants[2]!.be.adapter.subgroups, false);
+      const rand = rng(33);
+      const same = (label: string, run: (be: NonNullable<typeof gpu>) => Float32Array): void => {
+        const want = run(variants[0]!.be);
+        for (const v of variants.slice(1)) assert.ok(bitEqual(run(v.be), want), `${label}: ${v.name} differs from the default kernels`);
+      };
+      for (const [M, N, K, dtype] of [...shapes, [1, 300, 2 * 64 * LANES + 3, DType.F32] as const]) {
+        const w = randomWeights(N * K, dtype, rand);
+        const x = randomF32(M * K, rand);
+        same(sizes(M, N, K, dtype), (be) => {
+          const pack = be.packLinear([{ w, n: N }], dtype, K, MatmulPrecision.F32);
+          const out = onGpuOf(be, M * N, (o) => be.linearPacked(pack, x, M, [o], false));
+          be.packedLinearFree(pack);
+          return out;
+        });
+      }
+      // Quantized: 2 and 64 lanes (K = 64, 2304), the decode tile and the prefill tile.
+      for (const [type, K] of [[GgmlType.Q8_0, 64], [GgmlType.Q4_K, 2304], [GgmlType.Q6_K, 256]] as const) {
+        for (const [M, N] of [[1, 37], [LINEAR_ROWS_MAX + 1, 19], [33, 3]] as const) {
+          const w = randomQuant(type, N, K, type * 100 + M);
+          const x = randomF32(M * K, rand);
+          same(`${ggmlTypeName(type)} M${M} N${N} K${K}`, (be) => {
+            const pack = be.packLinearQuant([{ w, type, n: N }], K);
+            const out = onGpuOf(be, M * N, (o) => be.linearPacked(pack, x, M, [o], false));
+            be.packedLinearFree(pack);
+            return out;
+          });
+        }
+      }
+    });
   });
 
   describe('paged KV cache and attention', () => {

@@ -7,11 +7,11 @@
  * shared control words (Atomics.notify) after its reads and error scopes have settled.
  */
 import { parentPort, workerData } from 'node:worker_threads';
-import { ALL_KERNELS, type KernelName } from './kernels.js';
-import { BufferUsage, MAP_READ, type GpuBuffer, type GpuComputePass, type GpuComputePipeline, type Gpu, type GpuAdapterInfo, type GpuDevice, type WebGpuModule } from './gpu-types.js';
+import { allKernels, type KernelName } from './kernels.js';
+import { BufferUsage, MAP_READ, type GpuShaderModule, type GpuBuffer, type GpuComputePass, type GpuComputePipeline, type Gpu, type GpuAdapterInfo, type GpuDevice, type WebGpuModule } from './gpu-types.js';
 import { CTRL, type AdapterReport, type BatchMessage, type Binding, type Command, type GpuThreadData } from './protocol.js';
 
-const { ctrl: ctrlBuf, text: textBuf } = workerData as GpuThreadData;
+const { ctrl: ctrlBuf, text: textBuf, subgroups: subgroupsAllowed } = workerData as GpuThreadData;
 const ctrl = new Int32Array(ctrlBuf);
 const text = new Uint8Array(textBuf);
 const port = parentPort;
@@ -39,6 +39,8 @@ function finish(seq: number, error: string | null): void {
 /** Dawn's instance lives as long as this object is referenced: keep it for the thread's life. */
 let gpu: Gpu;
 let device: GpuDevice;
+/** Every kernel's checked module; its pipeline is made at its first dispatch (see pipeline). */
+const modules = new Map<KernelName, GpuShaderModule>();
 const pipelines = new Map<KernelName, GpuComputePipeline>();
 const mirrors = new Map<number, GpuBuffer>();
 const params = new Map<number, GpuBuffer>();
@@ -100,17 +102,18 @@ async function init(): Promise<AdapterReport> {
   ] as const;
   const requiredLimits: Record<string, number> = {};
   for (const k of wanted) requiredLimits[k] = l[k];
-  device = await adapter.requestDevice({ requiredLimits });
+  const subgroups = subgroupsAllowed && adapter.features.has('subgroups');
+  device = await adapter.requestDevice({ requiredLimits, requiredFeatures: subgroups ? ['subgroups'] : [] });
   device.lost.then((info) => {
     if (info.reason !== 'destroyed') console.error(`WebGPU device lost: ${info.message}`);
   });
   device.pushErrorScope('validation');
-  for (const [name, code] of ALL_KERNELS) {
+  for (const [name, code] of allKernels(subgroups)) {
     const module = device.createShaderModule({ code });
     const info = await module.getCompilationInfo();
     const errors = info.messages.filter((m) => m.type === 'error');
     if (errors.length > 0) throw new Error(`WGSL kernel ${name} does not compile: ${errors.map((e) => `line ${e.lineNum}: ${e.message}`).join('; ')}`);
-    pipelines.set(name, device.createComputePipeline({ layout: 'auto', compute: { module, entryPoint: 'main' } }));
+    modules.set(name, module);
   }
   const err = await device.popErrorScope();
   if (err) throw new Error(`WebGPU kernels rejected: ${err.message}`);
@@ -125,6 +128,8 @@ async function init(): Promise<AdapterReport> {
     description: info.description ?? '',
     features: [...adapter.features].sort(),
     limits,
+    subgroups,
+    fallback: info.isFallbackAdapter ?? false,
   };
 }
 
@@ -212,7 +217,7 @@ async function runBatch(msg: BatchMessage): Promise<void> {
         break;
       }
       case 'dispatch': {
-        const pipeline = pipelines.get(c.kernel)!;
+        const pipeline = pipelineOf(c.kernel);
         const group = device.createBindGroup({
           layout: pipeline.getBindGroupLayout(0),
           entries: c.bindings.map((b, i) => ({ binding: i, resource: resolve(b) })),
@@ -254,7 +259,22 @@ async function runBatch(msg: BatchMessage): Promise<void> {
   }
 }
 
-function need<T>(v: T | undefined, what: string, id: number): T {
+/**
+ * A kernel's pipeline, made at its first dispatch: making one compiles the kernel for the device,
+ * which on SwiftShader (a JIT on the CPU) took ~26 s for all of them at start-up, most of which a
+ * model never runs. WGSL errors still surface at start-up (init checks every module); a pipeline
+ * the device refuses is a validation error of the batch that first uses it.
+ */
+function pipelineOf(name: KernelName): GpuComputePipeline {
+  let p = pipelines.get(name);
+  if (!p) {
+    p = device.createComputePipeline({ layout: 'auto', compute: { module: need(modules.get(name), 'kernel', name), entryPoint: 'main' } });
+    pipelines.set(name, p);
+  }
+  return p;
+}
+
+function need<T>(v: T | undefined, what: string, id: number | string): T {
   if (v === undefined) throw new Error(`WebGPU backend: unknown ${what} ${id}`);
   return v;
 }

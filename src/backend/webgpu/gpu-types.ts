@@ -19,6 +19,8 @@ export interface GpuAdapterInfo {
   readonly architecture: string;
   readonly device: string;
   readonly description: string;
+  /** A software (CPU) implementation, e.g. SwiftShader; absent in older Dawn builds. */
+  readonly isFallbackAdapter?: boolean;
 }
 
 export interface GpuAdapter {

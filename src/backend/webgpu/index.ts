@@ -4,12 +4,15 @@
  * or an adapter is missing.
  */
 import type { ComputeBackend } from '../backend.js';
-import { WebGpuBackend } from './webgpu-backend.js';
+import { WebGpuBackend, type WebGpuOptions } from './webgpu-backend.js';
 
 export type { AdapterReport } from './protocol.js';
 export { WebGpuBackend } from './webgpu-backend.js';
 
-/** A WebGPU backend; `threads` sizes the CPU pool of the sampler's row passes. */
-export function createWebGpuBackend(threads: number): ComputeBackend & WebGpuBackend {
-  return new WebGpuBackend(threads);
+/**
+ * A WebGPU backend; `threads` sizes the CPU pool of the sampler's row passes. The options pick
+ * among kernels that give the same bits (tests compare them; see WebGpuBackend's constructor).
+ */
+export function createWebGpuBackend(threads: number, options: WebGpuOptions = {}): ComputeBackend & WebGpuBackend {
+  return new WebGpuBackend(threads, options);
 }

@@ -6,12 +6,14 @@
  * buffers (the activation mirrors) without binding-offset alignment rules.
  *
  * Batch invariance: each output element is computed by one invocation (or one workgroup for a
- * row reduction) in an order fixed by the element's own coordinates and the problem's fixed
- * sizes (K, H, head dim), never by the number of rows in the batch: no atomics, no split of a
- * reduction chosen by batch size. Batched rows therefore equal solo rows bit for bit.
+ * row reduction, or 16 lanes for a linear output: lanes.ts) in an order fixed by the element's own
+ * coordinates and the problem's fixed sizes (K, H, head dim), never by the number of rows in the
+ * batch: no atomics, no split of a reduction chosen by batch size. Batched rows therefore equal
+ * solo rows bit for bit.
  */
-import { QUANT_KERNELS, type QuantKernelName } from './quant-kernels.js';
+import { quantKernels, type QuantKernelName } from './quant-kernels.js';
 import { F16_TO_F32 } from './wgsl-f16.js';
+import { CHUNK, LANES, laneTreeWgsl, subgroupWgsl, type SubgroupWgsl } from './lanes.js';
 
 /** Shared prelude: the argument array and the bfloat16 rounding used by BF16 precision and BF16 KV. */
 const PRELUDE = /* wgsl */ `
@@ -186,93 +188,236 @@ fn wload(i: u32) -> f32 { return f16((W[i / 2u] >> (16u * (i % 2u))) & 0xffffu);
 fn wload(i: u32) -> f32 { return bitcast<f32>(((W[i / 2u] >> (16u * (i % 2u))) & 0xffffu) << 16u); }`,
 };
 
+/** Up to this many rows a linear layer runs {@link linearRowsKernel}, above it {@link linearKernel}. */
+export const LINEAR_ROWS_MAX = 8;
+/** Rows and columns of one workgroup's tile of outputs in the tiled linear kernel. */
+export const LINEAR_TILE = { rows: 16, cols: 32 } as const;
+
 /**
- * out[m, n] (+)= sum_k x[m, k] w[n, k] (+ bias[n]), w [N, K] row-major (Hugging Face layout).
- * P: M, N, K, xOffset, outOffset, flags (1: bias, 2: accumulate into out, 4: round x to BF16).
- * 16 x 16 outputs per workgroup; x and w tiles of 16 k staged in workgroup memory. Each output is
- * one accumulator taking k = 0, 1, ..., K-1 in order with one fused multiply-add each, whatever M
- * or the tile it falls in. Dispatch (ceil(N / 16), ceil(M / 16)).
+ * The WGSL shared by the float linear kernels: arguments, weights, x (rounded to BF16 under flag
+ * 4), and the store of a finished output (bias, then the accumulate add).
  */
-const linearKernel = (w: WeightStorage): string => /* wgsl */ `${PRELUDE}${WEIGHT_LOAD[w]}
+const linearIo = (w: WeightStorage, enable = ''): string => /* wgsl */ `${enable}${PRELUDE}${WEIGHT_LOAD[w]}
 @group(0) @binding(1) var<storage, read> X: array<f32>;
 @group(0) @binding(3) var<storage, read> BIAS: array<f32>;
 @group(0) @binding(4) var<storage, read_write> OUT: array<f32>;
-const TS: u32 = 16u;
-var<workgroup> xs: array<array<f32, 16>, 16>;
-var<workgroup> ws: array<array<f32, 17>, 16>;
-@compute @workgroup_size(16, 16)
-fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
-  let M = P[0];
-  let N = P[1];
-  let K = P[2];
-  let flags = P[5];
-  let m = wg.y * TS + lid.y;
-  let n = wg.x * TS + lid.x;
-  let wn = wg.x * TS + lid.y;
-  var acc = 0.0;
-  for (var k0 = 0u; k0 < K; k0 += TS) {
-    let k = k0 + lid.x;
-    var xv = 0.0;
-    if (m < M && k < K) {
-      xv = X[P[3] + m * K + k];
-      if ((flags & 4u) != 0u) { xv = bf16(xv); }
-    }
-    xs[lid.y][lid.x] = xv;
-    var wv = 0.0;
-    if (wn < N && k < K) { wv = wload(wn * K + k); }
-    ws[lid.y][lid.x] = wv;
-    workgroupBarrier();
-    let kn = min(TS, K - k0);
-    for (var kk = 0u; kk < kn; kk++) { acc = fma(xs[lid.y][kk], ws[lid.x][kk], acc); }
-    workgroupBarrier();
-  }
-  if (m < M && n < N) {
-    var r = acc;
-    if ((flags & 1u) != 0u) { r = r + BIAS[n]; }
-    let o = P[4] + m * N + n;
-    if ((flags & 2u) != 0u) { r = OUT[o] + r; }
-    OUT[o] = r;
-  }
+const LANES: u32 = ${LANES}u;
+// x[m, k] of the product (the row stride is K).
+fn xload(m: u32, k: u32) -> f32 {
+  let v = X[P[3] + m * P[2] + k];
+  if ((P[5] & 4u) != 0u) { return bf16(v); }
+  return v;
+}
+fn store(m: u32, n: u32, v: f32) {
+  var r = v;
+  if ((P[5] & 1u) != 0u) { r = r + BIAS[n]; }
+  let o = P[4] + m * P[1] + n;
+  if ((P[5] & 2u) != 0u) { r = OUT[o] + r; }
+  OUT[o] = r;
 }
 `;
 
 /**
- * The same product as {@link linear} for a few rows (decode), without workgroup memory or barriers:
- * one invocation per output column n, looping over the M rows. Each output takes exactly the
- * operations of the tiled kernel (one accumulator, k in order, one fused multiply-add each, then
- * bias, then the accumulate add), so which kernel ran never changes a bit: batch invariance holds
- * across the switch. P: as {@link linear}. Dispatch (ceil(N / 64)).
+ * {@link linearIo} and, for kernels whose lanes are invocations of a workgroup of `wg`, the
+ * subgroup check and the lane tree (lanes.ts) for `r` values per invocation in rounds of `rr`.
  */
-const linearRowsKernel = (w: WeightStorage): string => /* wgsl */ `${PRELUDE}${WEIGHT_LOAD[w]}
-@group(0) @binding(1) var<storage, read> X: array<f32>;
-@group(0) @binding(3) var<storage, read> BIAS: array<f32>;
-@group(0) @binding(4) var<storage, read_write> OUT: array<f32>;
+const linearCommon = (w: WeightStorage, sg: SubgroupWgsl, subgroups: boolean, wg: number, r: number, rr: number): string => /* wgsl */ `${linearIo(w, sg.enable)}
+const WG: u32 = ${wg}u;
+${sg.decls}
+${laneTreeWgsl(subgroups, wg, r, rr)}
+`;
+
+/**
+ * out[m, n] (+)= sum_k x[m, k] w[n, k] (+ bias[n]), w [N, K] row-major (Hugging Face layout), in
+ * the order of lanes.ts, for a few rows (decode; up to {@link LINEAR_ROWS_MAX}).
+ * P: M, N, K, xOffset, outOffset, flags (1: bias, 2: accumulate into out, 4: round x to BF16).
+ * A workgroup of 256 takes 16 columns, 16 lanes each (lane = local index % 16, so a column's lanes
+ * are consecutive invocations); a lane reads each weight chunk once and applies it to every row,
+ * so a step reads the weights once, 64 consecutive values per column at a time.
+ * Dispatch (ceil(N / 16)).
+ */
+const linearRowsKernel = (w: WeightStorage, subgroups: boolean): string => {
+  const sg = subgroupWgsl(subgroups);
+  return /* wgsl */ `${linearCommon(w, sg, subgroups, 256, LINEAR_ROWS_MAX, LINEAR_ROWS_MAX)}
+const TM: u32 = ${LINEAR_ROWS_MAX}u;
+var<workgroup> red: array<f32, ${256 * LINEAR_ROWS_MAX}>;
+// This invocation's column and the batch's rows, for finish.
+var<private> col: u32;
+var<private> rowCount: u32;
+fn finish(r: u32, v: f32) {
+  if (col < P[1] && r < rowCount) { store(r, col, v); }
+}
+@compute @workgroup_size(256)
+fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) li: u32${sg.params}) {
+  let lim = ${sg.limit};
+  let N = P[1];
+  let K = P[2];
+  let rows = min(P[0], TM);
+  let lane = li % LANES;
+  let n = wg.x * (WG / LANES) + li / LANES;
+  // A column past N computes nothing but still meets the tree's barriers.
+  let whole = select(0u, K / 4u, n < N);
+  let wb = n * K;
+  col = n;
+  rowCount = rows;
+  var acc = array<f32, ${LINEAR_ROWS_MAX}>();
+  for (var c = lane; c < whole; c += LANES) {
+    let k = 4u * c;
+    let wv = vec4<f32>(wload(wb + k), wload(wb + k + 1u), wload(wb + k + 2u), wload(wb + k + 3u));
+    // A constant trip count (unrollable, accumulators in registers); rows past M are skipped.
+    for (var r = 0u; r < TM; r++) {
+      if (r < rows) {
+        var a = acc[r];
+        a = fma(xload(r, k), wv.x, a);
+        a = fma(xload(r, k + 1u), wv.y, a);
+        a = fma(xload(r, k + 2u), wv.z, a);
+        a = fma(xload(r, k + 3u), wv.w, a);
+        acc[r] = a;
+      }
+    }
+  }
+  // The chunk crossing K (K not a multiple of 4), on its lane: zeros for the values past K.
+  if (n < N && K % 4u != 0u && lane == (K / 4u) % LANES) {
+    let k = K - K % 4u;
+    for (var r = 0u; r < rows; r++) {
+      var a = acc[r];
+      for (var j = 0u; j < 4u; j++) {
+        var xv = 0.0;
+        var wv = 0.0;
+        if (k + j < K) { xv = xload(r, k + j); wv = wload(wb + k + j); }
+        a = fma(xv, wv, a);
+      }
+      acc[r] = a;
+    }
+  }
+  laneTree(&acc, li, lim, LANES);
+}
+`;
+};
+
+/**
+ * The product of {@link linearRowsKernel}, its bits, for a fallback adapter (a CPU implementation
+ * such as SwiftShader): one invocation per column holds the column's 16 lane accumulators and runs
+ * the tree itself, with no workgroup memory or barriers. On a CPU each invocation and each barrier
+ * costs far more than a GPU's, and memory coalescing means nothing, so this is the fast decode
+ * there (16 cooperating invocations and a barrier per column take ~10 times as long on
+ * SwiftShader); on a GPU it would read rows K apart and is not used.
+ * P: as {@link linearRowsKernel}. Dispatch (ceil(N / 64)).
+ */
+const linearRowsSerialKernel = (w: WeightStorage): string => /* wgsl */ `${linearIo(w)}
 @compute @workgroup_size(64)
 fn main(@builtin(global_invocation_id) g: vec3<u32>) {
-  let M = P[0];
   let N = P[1];
   let K = P[2];
-  let flags = P[5];
   let n = g.x;
   if (n >= N) { return; }
-  for (var m = 0u; m < M; m++) {
-    var acc = 0.0;
-    for (var k = 0u; k < K; k++) {
-      var xv = X[P[3] + m * K + k];
-      if ((flags & 4u) != 0u) { xv = bf16(xv); }
-      acc = fma(xv, wload(n * K + k), acc);
+  let chunks = (K + 3u) / 4u;
+  for (var m = 0u; m < P[0]; m++) {
+    var acc = array<f32, ${LANES}>();
+    for (var c0 = 0u; c0 < chunks; c0 += LANES) {
+      for (var l = 0u; l < LANES; l++) {
+        let c = c0 + l;
+        if (c < chunks) {
+          var a = acc[l];
+          for (var j = 0u; j < 4u; j++) {
+            let k = 4u * c + j;
+            var xv = 0.0;
+            var wv = 0.0;
+            if (k < K) { xv = xload(m, k); wv = wload(n * K + k); }
+            a = fma(xv, wv, a);
+          }
+          acc[l] = a;
+        }
+      }
     }
-    var r = acc;
-    if ((flags & 1u) != 0u) { r = r + BIAS[n]; }
-    let o = P[4] + m * N + n;
-    if ((flags & 2u) != 0u) { r = OUT[o] + r; }
-    OUT[o] = r;
+    for (var s = 1u; s < LANES; s <<= 1u) {
+      for (var l = 0u; l < LANES; l += 2u * s) { acc[l] = acc[l] + acc[l + s]; }
+    }
+    store(m, n, acc[0]);
   }
 }
 `;
 
-/** Up to this many rows a linear layer runs {@link linearRows}, above it the tiled {@link linear}. */
-export const LINEAR_ROWS_MAX = 8;
+/**
+ * The same product as {@link linearRowsKernel} for many rows (prefill), a tiled GEMM in the same
+ * order. A workgroup of 256 takes a tile of 16 rows x 32 columns: invocation li runs lane li % 16
+ * of a block of 4 rows x 8 columns (block li / 16 of the 4 x 4 blocks). Per step, the tile's x
+ * [16 x 64] and w [32 x 64] (64 k: one chunk per lane) are staged in workgroup memory with
+ * consecutive invocations reading consecutive k (stored chunk-major, see RS); each lane then
+ * applies its chunk's 4 values to its 32 outputs, each staged value reused 4 or 8 times from a
+ * register. A lane skips the chunks
+ * that start at or past K, as the decode kernel's lanes never reach them, and a chunk crossing K
+ * is staged with zeros: the same fused multiply-adds in the same order per output, so which
+ * kernel ran never changes a bit. The 32 lane sums of an invocation then go through the tree.
+ * P: as {@link linearRowsKernel}. Dispatch (ceil(N / 32), ceil(M / 16)).
+ */
+const linearKernel = (w: WeightStorage, subgroups: boolean): string => {
+  const sg = subgroupWgsl(subgroups);
+  const { rows: tm, cols: tn } = LINEAR_TILE;
+  const kt = LANES * CHUNK;
+  return /* wgsl */ `${linearCommon(w, sg, subgroups, 256, 32, 8)}
+const TM: u32 = ${tm}u;
+const TN: u32 = ${tn}u;
+const KT: u32 = ${kt}u;
+// Words per staged row: its KT values chunk-major (value j of lane l's chunk at j * 16 + l, so the 16
+// lanes read 16 consecutive words, free of bank conflicts on the usual 32 banks) and 2 of padding
+// (the two blocks of a 32-wide subgroup read w rows 8 apart: a stride of 66 puts them 16 banks apart).
+const RS: u32 = ${kt + 2}u;
+// The staged tiles, x rows at [0, TM * RS) and w rows after them; reused by the lane tree once the sums are done.
+var<workgroup> red: array<f32, ${(tm + tn) * (kt + 2)}>;
+// The first row and column of this invocation's block, for finish (value i: row i / 8, column i % 8).
+var<private> at: vec2<u32>;
+fn finish(i: u32, v: f32) {
+  let m = at.x + i / 8u;
+  let n = at.y + i % 8u;
+  if (m < P[0] && n < P[1]) { store(m, n, v); }
+}
+@compute @workgroup_size(256)
+fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) li: u32${sg.params}) {
+  let lim = ${sg.limit};
+  let M = P[0];
+  let N = P[1];
+  let K = P[2];
+  let lane = li % LANES;
+  let blk = li / LANES;
+  let bm = (blk / 4u) * 4u;
+  let bn = (blk % 4u) * 8u;
+  let m0 = wg.y * TM;
+  let n0 = wg.x * TN;
+  at = vec2<u32>(m0 + bm, n0 + bn);
+  var acc = array<f32, 32>();
+  for (var k0 = 0u; k0 < K; k0 += KT) {
+    for (var e = li; e < TM * KT; e += WG) {
+      let m = m0 + e / KT;
+      let k = k0 + e % KT;
+      var v = 0.0;
+      if (m < M && k < K) { v = xload(m, k); }
+      red[(e / KT) * RS + (e % 4u) * LANES + (e % KT) / 4u] = v;
+    }
+    for (var e = li; e < TN * KT; e += WG) {
+      let n = n0 + e / KT;
+      let k = k0 + e % KT;
+      var v = 0.0;
+      if (n < N && k < K) { v = wload(n * K + k); }
+      red[TM * RS + (e / KT) * RS + (e % 4u) * LANES + (e % KT) / 4u] = v;
+    }
+    workgroupBarrier();
+    if (k0 + 4u * lane < K) {
+      for (var j = 0u; j < 4u; j++) {
+        var xv: array<f32, 4>;
+        for (var i = 0u; i < 4u; i++) { xv[i] = red[(bm + i) * RS + j * LANES + lane]; }
+        for (var c = 0u; c < 8u; c++) {
+          let wv = red[TM * RS + (bn + c) * RS + j * LANES + lane];
+          for (var i = 0u; i < 4u; i++) { acc[i * 8u + c] = fma(xv[i], wv, acc[i * 8u + c]); }
+        }
+      }
+    }
+    workgroupBarrier();
+  }
+  laneTree(&acc, li, lim, LANES);
+}
+`;
+};
 
 /**
  * Store K/V rows of T tokens into one layer's cache. Layer layout: per block [K, V], each
@@ -426,12 +571,6 @@ export const KERNELS = {
   geluTanhMul,
   map,
   add,
-  linear: linearKernel('f32'),
-  linearRows: linearRowsKernel('f32'),
-  linearF16: linearKernel('f16'),
-  linearRowsF16: linearRowsKernel('f16'),
-  linearBf16: linearKernel('bf16'),
-  linearRowsBf16: linearRowsKernel('bf16'),
   kvWrite,
   copyBlocks,
   attention,
@@ -440,19 +579,32 @@ export const KERNELS = {
 /** The embedding lookup of each table storage. */
 export const GATHER_KERNELS: Record<WeightStorage, KernelName> = { f32: 'gatherRows', f16: 'gatherRowsF16', bf16: 'gatherRowsBf16' };
 
-/** The tiled and the few-rows linear kernel of each weight storage. */
-export const LINEAR_KERNELS: Record<WeightStorage, { tiled: KernelName; rows: KernelName }> = {
-  f32: { tiled: 'linear', rows: 'linearRows' },
-  f16: { tiled: 'linearF16', rows: 'linearRowsF16' },
-  bf16: { tiled: 'linearBf16', rows: 'linearRowsBf16' },
-};
-export type KernelName = keyof typeof KERNELS | QuantKernelName;
+/** The tiled and the few-rows linear kernels (lanes cooperating, and serial for a fallback adapter) of each weight storage. */
+export const LINEAR_KERNELS = {
+  f32: { tiled: 'linear', rows: 'linearRows', rowsSerial: 'linearRowsSerial' },
+  f16: { tiled: 'linearF16', rows: 'linearRowsF16', rowsSerial: 'linearRowsSerialF16' },
+  bf16: { tiled: 'linearBf16', rows: 'linearRowsBf16', rowsSerial: 'linearRowsSerialBf16' },
+} as const satisfies Record<WeightStorage, { tiled: string; rows: string; rowsSerial: string }>;
+type LinearKernelName = (typeof LINEAR_KERNELS)[WeightStorage]['tiled' | 'rows' | 'rowsSerial'];
+export type KernelName = keyof typeof KERNELS | LinearKernelName | QuantKernelName;
 
-/** Every kernel's WGSL by name: the float kernels above and the quantized ones (quant-kernels.ts). */
-export const ALL_KERNELS: ReadonlyMap<KernelName, string> = new Map<KernelName, string>([
-  ...(Object.entries(KERNELS) as Array<[KernelName, string]>),
-  ...(Object.entries(QUANT_KERNELS) as Array<[KernelName, string]>),
-]);
+/**
+ * Every kernel's WGSL by name: the float kernels above and the quantized ones (quant-kernels.ts).
+ * The linear kernels shuffle within subgroups when the device was opened with the `subgroups`
+ * feature (lanes.ts); their bits are the same either way.
+ */
+export function allKernels(subgroups: boolean): ReadonlyMap<KernelName, string> {
+  const linear = (Object.keys(LINEAR_KERNELS) as WeightStorage[]).flatMap((w): Array<[KernelName, string]> => [
+    [LINEAR_KERNELS[w].tiled, linearKernel(w, subgroups)],
+    [LINEAR_KERNELS[w].rows, linearRowsKernel(w, subgroups)],
+    [LINEAR_KERNELS[w].rowsSerial, linearRowsSerialKernel(w)],
+  ]);
+  return new Map<KernelName, string>([
+    ...(Object.entries(KERNELS) as Array<[KernelName, string]>),
+    ...linear,
+    ...quantKernels(subgroups),
+  ]);
+}
 
 /** Largest head dimension the attention kernel takes (4 output dims per invocation of 64). */
 export const MAX_HEAD_DIM = 256;

@@ -56,6 +56,8 @@ export const TEXT_BYTES = 64 * 1024;
 export interface GpuThreadData {
   ctrl: SharedArrayBuffer;
   text: SharedArrayBuffer;
+  /** Whether the kernels may use subgroups where the adapter has them (lanes.ts). */
+  subgroups: boolean;
 }
 
 /** The adapter the GPU thread opened (sent back as JSON through the text buffer). */
@@ -66,4 +68,8 @@ export interface AdapterReport {
   description: string;
   features: string[];
   limits: Record<string, number>;
+  /** Whether the device was opened with `subgroups` and the linear kernels shuffle within them. */
+  subgroups: boolean;
+  /** A fallback adapter: a software implementation on the CPU (SwiftShader). */
+  fallback: boolean;
 }

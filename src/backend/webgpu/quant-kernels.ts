@@ -17,13 +17,17 @@
  * per unit of a short row, 64 for rows of 2048 values and more), a workgroup of 64 taking 64 / L
  * columns and a tile of up to 8 rows m. Lane l takes the units l, l + L, l + 2L, ... of the row in
  * order, decodes each once and accumulates it into each row's float32 accumulator (one fma per
- * weight, k in order within the unit); the L lane sums then meet in a fixed binary tree. Every
- * output's operations depend only on K, never on M, the tile or the other rows: batched rows equal
- * solo rows bit for bit. Each weight is decoded once per tile of 8 rows at decode (one pass over
- * the weights per step), of 32 in a prefill.
+ * weight, k in order within the unit); the L lane sums then meet in the tree of adjacent pairs of
+ * lanes.ts, through subgroup shuffles where those give the same bits. Every output's operations
+ * depend only on K, never on M, the tile or the other rows: batched rows equal solo rows bit for
+ * bit. Each weight is decoded once per tile of 8 rows at decode (one pass over the weights per
+ * step), of 32 in a prefill. This is already the decode shape lanes.ts gives the float kernels: a
+ * column's lanes are consecutive invocations reading L consecutive units (one contiguous run of
+ * the row's blocks) per step, and a row of 2048 values keeps 64 invocations busy.
  */
 import { GgmlType, ggmlTypeName } from '../quant.js';
 import { F16_TO_F32 } from './wgsl-f16.js';
+import { laneTreeWgsl, subgroupWgsl } from './lanes.js';
 
 /** Device layout of a quantized type: bytes per padded block, where the two padding bytes go. */
 interface QuantLayout {
@@ -376,7 +380,7 @@ const QWG = 64;
 
 /**
  * Lanes that share one output column of the quantized linear kernel: enough for the row's units
- * of 32 weights, at most the workgroup (a power of two, so the lanes' sums meet in a binary tree).
+ * of 32 weights, at most the workgroup (a power of two: the lanes' sums meet in a binary tree).
  * A function of K alone: the reduction order of an output never depends on the batch.
  */
 export function quantLanes(K: number): number {
@@ -392,7 +396,9 @@ export function quantLanes(K: number): number {
  * along x: workgroup (x, y, z) takes the columns of group z * gx + x, so a vocabulary of any size
  * fits the grid), L. Dispatch (gx, ceil(M / TM), ceil(ceil(N * L / 64) / gx)).
  */
-const linearQuant = (type: GpuQuantType, tm: number): string => /* wgsl */ `
+const linearQuant = (type: GpuQuantType, tm: number, subgroups: boolean): string => {
+  const sg = subgroupWgsl(subgroups);
+  return /* wgsl */ `${sg.enable}
 @group(0) @binding(1) var<storage, read> X: array<f32>;
 @group(0) @binding(2) var<storage, read> W: array<u32>;
 @group(0) @binding(3) var<storage, read> BIAS: array<f32>;
@@ -401,15 +407,29 @@ ${prelude(type)}
 const WG: u32 = ${QWG}u;
 const TM: u32 = ${tm}u;
 var<workgroup> red: array<f32, ${tm * QWG}>;
+// This invocation's column, first row and the tile's rows, for finish.
+var<private> col: u32;
+var<private> row0: u32;
+var<private> rowCount: u32;
+fn finish(r: u32, v: f32) {
+  if (col >= P[1] || r >= rowCount) { return; }
+  var o = v;
+  if ((P[5] & 1u) != 0u) { o = o + BIAS[col]; }
+  let at = P[4] + (row0 + r) * P[1] + col;
+  if ((P[5] & 2u) != 0u) { o = OUT[at] + o; }
+  OUT[at] = o;
+}
+${sg.decls}
+${laneTreeWgsl(subgroups, QWG, tm, tm)}
 @compute @workgroup_size(${QWG})
-fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) li: u32${sg.params}) {
+  let lim = ${sg.limit};
   let M = P[0];
   let N = P[1];
   let K = P[2];
-  let flags = P[5];
   let L = P[7];
-  let lane = lid.x % L;
-  let n = (wg.z * P[6] + wg.x) * (WG / L) + lid.x / L;
+  let lane = li % L;
+  let n = (wg.z * P[6] + wg.x) * (WG / L) + li / L;
   let m0 = wg.y * TM;
   let rows = min(TM, M - m0);
   // A column past N (the last workgroup's) computes nothing but still meets the barriers.
@@ -428,25 +448,13 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid:
       }
     }
   }
-  for (var r = 0u; r < TM; r++) { red[r * WG + lid.x] = acc[r]; }
-  workgroupBarrier();
-  for (var w = L / 2u; w > 0u; w >>= 1u) {
-    if (lane < w) {
-      for (var r = 0u; r < TM; r++) { red[r * WG + lid.x] = red[r * WG + lid.x] + red[r * WG + lid.x + w]; }
-    }
-    workgroupBarrier();
-  }
-  if (n < N) {
-    for (var r = lane; r < rows; r += L) {
-      var v = red[r * WG + lid.x - lane];
-      if ((flags & 1u) != 0u) { v = v + BIAS[n]; }
-      let o = P[4] + (m0 + r) * N + n;
-      if ((flags & 2u) != 0u) { v = OUT[o] + v; }
-      OUT[o] = v;
-    }
-  }
+  col = n;
+  row0 = m0;
+  rowCount = rows;
+  laneTree(&acc, li, lim, L);
 }
 `;
+};
 
 /**
  * out[t, :] = dequantized row ids[t] of a quantized [vocab, H] table.  P: T, H, outOffset.
@@ -478,17 +486,17 @@ export const quantKernelNames = (type: GgmlType): { linear: QuantKernelName; lin
   embedding: `embedding_${ggmlTypeName(type)}`,
 });
 
-/** Every quantized kernel's WGSL by name. */
-export const QUANT_KERNELS: Readonly<Record<QuantKernelName, string>> = Object.fromEntries(
-  (GPU_QUANT_TYPES as GpuQuantType[]).flatMap((t) => {
+/** Every quantized kernel's WGSL by name; the linear ones shuffle within subgroups if `subgroups` (lanes.ts). */
+export function quantKernels(subgroups: boolean): Array<[QuantKernelName, string]> {
+  return (GPU_QUANT_TYPES as GpuQuantType[]).flatMap((t): Array<[QuantKernelName, string]> => {
     const names = quantKernelNames(t);
     return [
-      [names.linear, linearQuant(t, QUANT_TILE.short)],
-      [names.linearTall, linearQuant(t, QUANT_TILE.tall)],
+      [names.linear, linearQuant(t, QUANT_TILE.short, subgroups)],
+      [names.linearTall, linearQuant(t, QUANT_TILE.tall, subgroups)],
       [names.embedding, embeddingQuant(t)],
     ];
-  }),
-);
+  });
+}
 
 /** Invocations per workgroup the backend dispatches with. */
 export const QUANT_WORKGROUP = QWG;

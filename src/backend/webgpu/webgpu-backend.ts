@@ -34,7 +34,8 @@ import {
 } from '../backend.js';
 import { ggmlRowBytes, ggmlTypeName, type GgmlType } from '../quant.js';
 import { createCpuBackend } from '../native.js';
-import { GATHER_KERNELS, LINEAR_KERNELS, LINEAR_ROWS_MAX, MAX_HEAD_DIM, type KernelName, type WeightStorage } from './kernels.js';
+import { GATHER_KERNELS, LINEAR_KERNELS, LINEAR_ROWS_MAX, LINEAR_TILE, MAX_HEAD_DIM, type KernelName, type WeightStorage } from './kernels.js';
+import { LANES } from './lanes.js';
 import { GPU_QUANT_TYPES, gpuQuantBlockSize, quantKernelNames, quantLanes, QUANT_TILE, QUANT_WORKGROUP, repackQuant } from './quant-kernels.js';
 import { CTRL, TEXT_BYTES, type AdapterReport, type Binding, type Command } from './protocol.js';
 
@@ -112,6 +113,12 @@ function args(values: number[], floats: number[] = []): Binding {
 
 const groups = (n: number, per: number): number => Math.ceil(n / per);
 
+/** Kernel choices of a WebGPU backend that never change a bit (see the constructor). */
+export interface WebGpuOptions {
+  subgroups?: boolean;
+  serialDecode?: boolean;
+}
+
 /** How each weight dtype is kept on the GPU (kernels.ts): 16-bit values stay 16-bit. */
 const STORAGE: Record<DType, WeightStorage> = { [DType.F32]: 'f32', [DType.F16]: 'f16', [DType.BF16]: 'bf16' };
 
@@ -137,12 +144,20 @@ export class WebGpuBackend implements ComputeBackend {
   /** Quantized embedding tables' device copies. */
   private readonly quantTables = new WeakMap<Uint8Array, number>();
 
-  constructor(threads: number) {
+  /** Whether decode runs the serial linear kernel (kernels.ts), not the one of cooperating lanes. */
+  private readonly serialDecode: boolean;
+
+  /**
+   * subgroups: false keeps the kernels off subgroups even where the adapter has them; serialDecode
+   * picks the decode linear kernel (default: serial on a fallback adapter only). Neither changes a
+   * bit: tests set them to compare the kernels.
+   */
+  constructor(threads: number, options: WebGpuOptions = {}) {
     const ctrl = new SharedArrayBuffer(CTRL.WORDS * 4);
     const text = new SharedArrayBuffer(TEXT_BYTES);
     this.ctrl = new Int32Array(ctrl);
     this.text = new Uint8Array(text);
-    this.worker = startModuleWorker(new URL('./gpu-thread.js', import.meta.url), { ctrl, text });
+    this.worker = startModuleWorker(new URL('./gpu-thread.js', import.meta.url), { ctrl, text, subgroups: options.subgroups ?? true });
     // The GPU thread must not keep the process alive; the engine's lifetime decides.
     this.worker.unref();
     try {
@@ -152,6 +167,7 @@ export class WebGpuBackend implements ComputeBackend {
       throw err;
     }
     this.adapter = JSON.parse(this.readText()) as AdapterReport;
+    this.serialDecode = options.serialDecode ?? this.adapter.fallback;
     this.cpu = createCpuBackend(threads);
   }
 
@@ -556,9 +572,10 @@ export class WebGpuBackend implements ComputeBackend {
       return;
     }
     const b = [args([M, part.n, K, x.off, out.off, flags]), x.b, w, bias, out.b];
-    // Both kernels give the same bits (see kernels.ts): the choice is speed only.
-    if (M <= LINEAR_ROWS_MAX) this.dispatch(LINEAR_KERNELS[p.storage].rows, [groups(part.n, 64), 1, 1], b);
-    else this.dispatch(LINEAR_KERNELS[p.storage].tiled, [groups(part.n, 16), groups(M, 16), 1], b);
+    // Both kernels give the same bits (the order of lanes.ts): the choice is speed only.
+    if (M <= LINEAR_ROWS_MAX && this.serialDecode) this.dispatch(LINEAR_KERNELS[p.storage].rowsSerial, [groups(part.n, 64), 1, 1], b);
+    else if (M <= LINEAR_ROWS_MAX) this.dispatch(LINEAR_KERNELS[p.storage].rows, [groups(part.n, 256 / LANES), 1, 1], b);
+    else this.dispatch(LINEAR_KERNELS[p.storage].tiled, [groups(part.n, LINEAR_TILE.cols), groups(M, LINEAR_TILE.rows), 1], b);
   }
 
   linearPacked(w: PackedLinearHandle, x: Float32Array, M: number, outs: Float32Array[], accumulate: boolean): void {
