@@ -15,7 +15,7 @@ import { maxSequenceTokens } from '../kv/kv-layout.js';
 import { openModelPackage, readPackageTokenizer } from '../model/loader/package.js';
 import { withReadProgress } from '../model/loader/weight-source.js';
 import { QuantizingSource } from '../model/quantize/quantizing-source.js';
-import { autoPrecision, CausalLM, type Precision } from '../model/model.js';
+import { autoKvDtype, autoPrecision, CausalLM, type Precision } from '../model/model.js';
 import { ModelRunner, type LogitsRequest } from '../model/runner.js';
 import { Sampler, type SamplerRow } from '../sampling/sampler.js';
 import { Scheduler, type SchedulerOutput } from '../scheduler/scheduler.js';
@@ -82,7 +82,7 @@ export class EngineCore {
     const source = onLoadProgress ? withReadProgress(files.weights, onLoadProgress) : files.weights;
     const weights = cfg.quantization ? new QuantizingSource(source, cfg.quantization) : source;
     const precision: Precision = cfg.dtype === 'auto' ? autoPrecision(mc, weights) : cfg.dtype;
-    const kvDtype = cfg.kvCacheDtype === 'auto' ? precision : cfg.kvCacheDtype;
+    const kvDtype = cfg.kvCacheDtype === 'auto' ? autoKvDtype(be, mc, weights, precision, cfg.quantization !== null) : cfg.kvCacheDtype;
     const model = new CausalLM(be, mc, weights, { precision, maxTokens: cfg.maxNumBatchedTokens, windowGroups: cfg.slidingWindowKv });
     const layout = model.kvLayout;
     const { maxModelLen, numBlocks, blockBytes, dtype } = sizeKvCache(be, mc, cfg, kvDtype, layout.slots);

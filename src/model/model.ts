@@ -124,3 +124,20 @@ export function autoPrecision(cfg: ModelConfig, weights: WeightSource): Precisio
   const t = weights.get(EMBED_TOKENS, [cfg.vocabSize, cfg.hiddenSize]);
   return t.kind === 'float' && t.dtype === DType.BF16 ? 'bfloat16' : 'float32';
 }
+
+/**
+ * The KV cache dtype for `auto`: the compute precision, except that a quantized checkpoint (its
+ * embedding table quantized, as in every common GGUF type, or quantized at load) keeps bfloat16
+ * keys and values where the backend stores those in half the bytes (the CPU; the WebGPU pool
+ * holds float32 either way), as llama.cpp keeps f16 ones: twice the tokens in the same pool, and
+ * 32-sequence decode steps of smollm-135m Q4_K_M 1.1-1.29x faster (docs/PERFORMANCE.md). Its
+ * distance from the float64 reference on the GGUF fixtures stays 5-8x below llama.cpp's
+ * (test/gguf-accuracy.test.ts); float checkpoints keep a float32 cache, whose error bfloat16
+ * would raise above llama.cpp's on the F32 / F16 fixtures.
+ */
+export function autoKvDtype(be: ComputeBackend, cfg: ModelConfig, weights: WeightSource, precision: Precision, quantizedAtLoad: boolean): Precision {
+  if (precision === 'bfloat16') return 'bfloat16';
+  const halves = be.kvCacheBlockBytes(1, 1, 1, 1, DType.BF16) < be.kvCacheBlockBytes(1, 1, 1, 1, DType.F32);
+  if (!halves) return 'float32';
+  return quantizedAtLoad || weights.get(EMBED_TOKENS, [cfg.vocabSize, cfg.hiddenSize]).kind === 'quant' ? 'bfloat16' : 'float32';
+}
