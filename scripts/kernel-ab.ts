@@ -2,7 +2,7 @@
  * A/B of two builds' kernels in one process, for kernel work on a noisy host:
  *
  *   node --import tsx scripts/kernel-ab.ts A_CHECKOUT B_CHECKOUT [linear|attention] [--types Q4_K,Q8_0]
- *       [--m 1,32,512] [--shapes 2048x2048,8192x2048] [--seqs 32] [--keys 256] [--threads 1] [--pairs 15]
+ *       [--m 1,32,512] [--shapes 2048x2048,8192x2048] [--copies 1] [--seqs 32] [--keys 256] [--threads 1] [--pairs 15]
  *
  * Each checkout must have its own built addon (`node-gyp rebuild` there: a copied build/ compiles
  * the original checkout's sources). Both addons load into this process and the calls alternate
@@ -12,7 +12,8 @@
  * (time A / time B: above 1, B is faster) and whether the two outputs have the same bits.
  *
  * linear: the quantized linear op (linearPacked) on random weights of each type, N x K shapes, M
- * activation rows. attention: decode attention (one query per sequence, 9 / 3 heads of 64, 16-token
+ * activation rows; --copies C packs C copies and cycles through them (C x the bytes: enough to leave
+ * the L3 cache, as a model's weights do, for decode-sized M). attention: decode attention (one query per sequence, 9 / 3 heads of 64, 16-token
  * blocks, 30 layers per timed call) over float32 and bf16 caches.
  */
 import { parseArgs } from 'node:util';
@@ -23,6 +24,7 @@ const { values: opts, positionals } = parseArgs({
     types: { type: 'string', default: 'Q4_K,Q6_K,Q8_0' },
     m: { type: 'string', default: '1,32,512' },
     shapes: { type: 'string', default: '2048x2048,8192x2048,2048x8192' },
+    copies: { type: 'string', default: '1' },
     seqs: { type: 'string', default: '32' },
     keys: { type: 'string', default: '256' },
     threads: { type: 'string', default: '1' },
@@ -63,18 +65,20 @@ if (op === 'linear') {
     if (type === undefined) throw new Error(`unknown type ${tn}`);
     for (const [N, K] of opts.shapes.split(',').map((s) => s.split('x').map(Number) as [number, number])) {
       const w = randomQuant(type, N, K, 7);
-      const hs = backs.map((nb) => nb.packLinearQuant([{ w, type, n: N }], K));
+      const copies = Number(opts.copies);
+      const hs = backs.map((nb) => Array.from({ length: copies }, () => nb.packLinearQuant([{ w, type, n: N }], K)));
+      let turn = 0;
       for (const M of opts.m.split(',').map(Number)) {
         const x = new Float32Array(M * K).map((_, i) => Math.sin(i * 0.37) * (i % 97 === 0 ? 20 : 1));
         const outs = backs.map(() => new Float32Array(M * N));
-        const run = (j: number): void => backs[j].linearPacked(hs[j], x, M, [outs[j]], false);
+        const run = (j: number): void => backs[j].linearPacked(hs[j][turn++ % copies], x, M, [outs[j]], false);
         run(0);
         run(1);
-        const r = alternate(run, Math.max(1, Math.round(3e8 / (M * N * K))));
+        const r = alternate(run, Math.max(copies, Math.round(3e8 / (M * N * K))));
         const gops = (ms: number): number => +((2 * M * N * K) / ms / 1e6).toFixed(1);
         console.log(JSON.stringify({ op, type: tn, N, K, M, gops_a: gops(r.msA), gops_b: gops(r.msB), speedup_b_over_a: +r.speedup.toFixed(3), same_bits: sameBits(outs[0]!, outs[1]!) }));
       }
-      backs.forEach((nb, j) => nb.packedLinearFree(hs[j]));
+      backs.forEach((nb, j) => hs[j].forEach((h: unknown) => nb.packedLinearFree(h)));
     }
   }
 } else {
