@@ -190,18 +190,7 @@ const LAYOUTS = {
     fileBytes: 144,
     words: 36,
     padAt: -1,
-    decode: /* wgsl */ `
-  let b = base + (u / 8u) * 36u;
-  let s = u % 8u;
-  let am = scaleMinK(b, s);
-  let a = am.x;
-  let m = am.y;
-  let q = b + 4u + (s / 2u) * 8u;
-  let shift = (s % 2u) * 4u;
-  for (var i = 0u; i < 8u; i++) {
-    let w = W[q + i] >> shift;
-    for (var e = 0u; e < 4u; e++) { V[4u * i + e] = a * f32((w >> (8u * e)) & 15u) - m; }
-  }`,
+    decode: nibblesK(36, 4, false),
   },
   // d, dmin (f16), 12 bytes of 6-bit scales and mins, qh[32] (fifth bits), 128 bytes of nibbles.
   [GgmlType.Q5_K]: {
@@ -209,19 +198,7 @@ const LAYOUTS = {
     fileBytes: 176,
     words: 44,
     padAt: -1,
-    decode: /* wgsl */ `
-  let b = base + (u / 8u) * 44u;
-  let s = u % 8u;
-  let am = scaleMinK(b, s);
-  let a = am.x;
-  let m = am.y;
-  let q = b + 12u + (s / 2u) * 8u;
-  let shift = (s % 2u) * 4u;
-  for (var i = 0u; i < 8u; i++) {
-    let w = W[q + i] >> shift;
-    let h = W[b + 4u + i] >> s;
-    for (var e = 0u; e < 4u; e++) { V[4u * i + e] = a * f32(((w >> (8u * e)) & 15u) | (((h >> (8u * e)) & 1u) << 4u)) - m; }
-  }`,
+    decode: nibblesK(44, 12, true),
   },
   // ql[128] (low nibbles), qh[64] (2 high bits each), 16 int8 scales, d (f16); sub-blocks of 16.
   // Unit s of 32 values: half n = s / 4 of 128, quarter g = s % 4 of it.
@@ -374,6 +351,27 @@ fn unit(base: u32, u: u32) {${LAYOUTS[type].decode}
  * a prefill (each weight decoded once per tile: a prefill decodes the weights a quarter as often).
  * Both kernels do the same operations per output, so a row's bits do not depend on which ran.
  */
+/**
+ * The Q4_K / Q5_K decoder of unit u (sub-block s = u % 8 of 32 values): the block's `words` words,
+ * its nibbles from word `nibbles` on (sub-blocks 2j and 2j + 1 share 8 words: low nibbles, then
+ * high), scale and min by scaleMinK; Q5_K (`fifthBit`) adds bit s of qh (words 4 .. 11) as 16.
+ */
+function nibblesK(words: number, nibbles: number, fifthBit: boolean): string {
+  const q = fifthBit ? '((w >> (8u * e)) & 15u) | (((h >> (8u * e)) & 1u) << 4u)' : '(w >> (8u * e)) & 15u';
+  return /* wgsl */ `
+  let b = base + (u / 8u) * ${words}u;
+  let s = u % 8u;
+  let am = scaleMinK(b, s);
+  let a = am.x;
+  let m = am.y;
+  let q = b + ${nibbles}u + (s / 2u) * 8u;
+  let shift = (s % 2u) * 4u;
+  for (var i = 0u; i < 8u; i++) {
+    let w = W[q + i] >> shift;${fifthBit ? '\n    let h = W[b + 4u + i] >> s;' : ''}
+    for (var e = 0u; e < 4u; e++) { V[4u * i + e] = a * f32(${q}) - m; }
+  }`;
+}
+
 export const QUANT_TILE = { short: 8, tall: 32 } as const;
 /** Invocations of a workgroup of the quantized linear kernel. */
 const QWG = 64;
