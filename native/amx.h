@@ -39,10 +39,6 @@ struct alignas(64) AmxTileConfig {
 };
 static_assert(sizeof(AmxTileConfig) == 64, "LDTILECFG reads 64 bytes");
 
-// Every tile kernel's work item runs inside one: its configuration loaded on entry, the tiles
-// released on exit. Other code configures the tiles differently (a configuration kept per thread
-// across calls is released under it by the other family's items: SIGILL at the next tile
-// instruction), and released tiles cost nothing at a context switch.
 // Tile instructions as templates over their tile numbers (binutils assembles them without
 // compiler flags; GCC's _tile_* intrinsics stringify their tile numbers, so they cannot take
 // template parameters, and their asm has no memory operands). The memory clobbers order tile
@@ -71,6 +67,10 @@ inline __attribute__((always_inline)) void tile_dpbssd() {
   __asm__ volatile("tdpbssd %%tmm%c2, %%tmm%c1, %%tmm%c0" ::"i"(C), "i"(A), "i"(B));
 }
 
+// Every tile kernel's work item runs inside one: its configuration loaded on entry, the tiles
+// released on exit. Other code configures the tiles differently (a configuration kept per thread
+// across calls is released under it by the other family's items: SIGILL at the next tile
+// instruction), and released tiles cost nothing at a context switch.
 class AmxTileScope {
  public:
   explicit AmxTileScope(const AmxTileConfig& c) { __asm__ volatile("ldtilecfg %0" ::"m"(c)); }
