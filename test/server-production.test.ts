@@ -149,11 +149,13 @@ describe('a 200,000-character prompt does not stall the server', () => {
         `(at ${at[health.indexOf(worst)]!.toFixed(0)} ms); ${during} stream chunks meanwhile\n`,
     );
     assert.ok(health.length >= 10, `the tokenization window (${window.toFixed(0)} ms) was long enough to probe`);
-    // Under 50 ms, allowing for a few probes the OS scheduler delays on a busy machine. A
+    // Under 50 ms, allowing for a few probes the OS scheduler delays on a busy machine, or under a
+    // quarter of the inline tokenization's time when the machine is so busy that it took over
+    // 200 ms (another process loading a model beside this test once pushed the p95 past 50 ms). A
     // tokenization on the event loop would hold the probe sent as it starts for inlineMs (0.2-0.5 s
     // with the compact merge table, seconds before it); the worst probe, usually the one that
     // meets the long body's arrival, must stay below that.
-    assert.ok(p95 < 50, `/health p95 ${p95.toFixed(1)} ms`);
+    assert.ok(p95 < Math.max(50, inlineMs / 4), `/health p95 ${p95.toFixed(1)} ms (inline tokenization ${inlineMs.toFixed(0)} ms)`);
     assert.ok(worst < Math.min(1000, inlineMs), `/health worst ${worst.toFixed(1)} ms (tokenizing on the event loop: ${inlineMs.toFixed(0)} ms)`);
     assert.ok(during > 0, 'the other stream kept flowing');
   });
