@@ -24,7 +24,8 @@ async function until(cond: () => boolean, ms: number): Promise<void> {
 }
 
 describe('tokenizer pool workers start on demand and exit when idle', () => {
-  const pool = new TokenizerPool(packTokenizerFiles(files), tok, { workers: 2, inlineChars: 100, idleMs: 300 });
+  let exits = 0; // onWorkerExit calls: the server then has the engine return the worker's freed memory
+  const pool = new TokenizerPool(packTokenizerFiles(files), tok, { workers: 2, inlineChars: 100, idleMs: 300, onWorkerExit: () => exits++ });
   after(async () => pool.close());
 
   test('no worker until a long job; short jobs never start one', async () => {
@@ -43,10 +44,12 @@ describe('tokenizer pool workers start on demand and exit when idle', () => {
 
   test('idle workers exit, and the next long job starts one again with the same answers', async () => {
     await until(() => pool.liveWorkers === 0, 5000);
+    await until(() => exits === 2, 5000);
     const t = text(700, 4);
     assert.deepEqual(await pool.run(encodeTexts([t], false)), [tok.encode(t, { addSpecialTokens: false })]);
     assert.equal(pool.liveWorkers, 1);
     await until(() => pool.liveWorkers === 0, 5000);
+    await until(() => exits === 3, 5000);
   });
 
   test('a pool of size 0 never starts a worker', async () => {

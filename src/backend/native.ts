@@ -124,6 +124,11 @@ export interface NativeHost {
    * later read faults them back in). Returns the bytes of mappings advised.
    */
   releaseMappedPages(): number;
+  /**
+   * Give the C allocator's free pages back to the OS, in every thread's arena (glibc keeps an
+   * exited thread's arena with its freed memory resident). False where the C library cannot.
+   */
+  releaseFreeMemory(): boolean;
   /** Zeroed, 64-byte-aligned native memory exposed without a copy. */
   allocAligned(bytes: number): ArrayBuffer;
   /**

@@ -158,7 +158,11 @@ export async function serveCommand(argv: string[]): Promise<void> {
   // Start-up's garbage (the tokenizer's build) is collected now rather than left resident until
   // requests come, and the young generation it grew is given back once the server has been quiet.
   setImmediate(collectGarbageNow);
-  collectGarbageOnceQuiet(() => engine.numInFlight === 0);
+  collectGarbageOnceQuiet(
+    () => engine.numInFlight === 0,
+    undefined,
+    () => engine.releaseFreeMemory(),
+  );
 }
 
 /**

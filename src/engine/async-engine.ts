@@ -244,6 +244,14 @@ export class AsyncEngine {
   }
 
   /**
+   * Has the worker return the C allocator's free pages to the OS (process-wide: every thread's
+   * arena). For the server, after one of its own worker threads has exited or once it is quiet.
+   */
+  releaseFreeMemory(): void {
+    if (!this.dead && !this.closing) this.send({ type: 'releaseFreeMemory' });
+  }
+
+  /**
    * The KV pool's state map: a BlockState code (src/shared/block-map.ts) per block, as the worker
    * saw it between two steps; null when the engine is not running. Callers that ask while a
    * question is in flight share its answer, so any number of watchers costs one round trip.

@@ -115,6 +115,8 @@ export type ToWorker =
   | { type: 'stopSeq'; requestId: string; index: number }
   /** Ask for the KV pool's state map (answered between steps by a 'blockMap' message). */
   | { type: 'blockMap' }
+  /** A worker thread of the main side has exited, or the server has gone quiet: return freed memory. */
+  | { type: 'releaseFreeMemory' }
   | { type: 'shutdown' };
 
 export type FromWorker =

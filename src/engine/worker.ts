@@ -9,6 +9,7 @@ import { serializeError } from '../errors.js';
 import { EngineCore } from './core.js';
 import type { FromWorker, ToWorker } from './protocol.js';
 import { createBackend } from '../backend/index.js';
+import { nativeHost } from '../backend/native.js';
 import { collectGarbageNow } from '../shared/collect-garbage.js';
 
 const port = parentPort;
@@ -30,7 +31,10 @@ try {
 }
 post({ type: 'ready', info: core.info, tokenizer: core.tokenizerFiles });
 // The load's garbage (GGUF metadata, the tokenizer files' JSON) would stay until the first requests.
-setImmediate(collectGarbageNow);
+setImmediate(() => {
+  collectGarbageNow();
+  nativeHost().releaseFreeMemory();
+});
 // Requests whose grammar compiled between steps join the loop; those whose grammar failed are refused.
 core.events = {
   admitted: () => kick(),
@@ -93,6 +97,10 @@ port.on('message', (m: ToWorker) => {
       break;
     case 'blockMap':
       post({ type: 'blockMap', states: core.kv.pool.stateMap() });
+      break;
+    case 'releaseFreeMemory':
+      // Process-wide (every thread's allocator arena), so the main thread's workers count too.
+      nativeHost().releaseFreeMemory();
       break;
     case 'shutdown':
       closed = true;

@@ -130,7 +130,10 @@ export function createServer(engine: AsyncEngine, opts: ServerOptions = {}): Pag
     tools: opts.tools,
   };
   const metrics = new ServerMetrics(names[0]!, info);
-  const tokens = new TokenizerPool(engine.tokenizerFiles, engine.tokenizer, { workers: opts.tokenizerWorkers });
+  const tokens = new TokenizerPool(engine.tokenizerFiles, engine.tokenizer, {
+    workers: opts.tokenizerWorkers,
+    onWorkerExit: () => engine.releaseFreeMemory(),
+  });
   const sc: ServeContext = { engine, req: reqCtx, tokens, metrics, log, closing: false, inFlight: 0 };
 
   // The metrics follow the engine's events until the server closes.

@@ -26,10 +26,13 @@ export function collectGarbageNow(): void {
  * after a spell of little allocation (V8 measures the allocation rate since its previous
  * collections, over ~5 s). `collectGarbageNow` right after start-up comes too soon for that, and an
  * idle server never collects again: so collect once more `afterMs` later, if `idle()` says the
- * thread has had nothing to do. (A busy thread uses its young generation, and V8 sizes it itself.)
+ * thread has had nothing to do, then run `then` (the server has the engine return the C allocator's
+ * free pages). (A busy thread uses its young generation, and V8 sizes it itself.)
  */
-export function collectGarbageOnceQuiet(idle: () => boolean, afterMs = 8000): void {
+export function collectGarbageOnceQuiet(idle: () => boolean, afterMs = 8000, then?: () => void): void {
   setTimeout(() => {
-    if (idle()) collectGarbageNow();
+    if (!idle()) return;
+    collectGarbageNow();
+    then?.();
   }, afterMs).unref();
 }

@@ -27,6 +27,11 @@ export interface TokenizerPoolOptions {
   inlineChars?: number;
   /** A worker without a job for this long exits (default 30 s); the next long job starts one. */
   idleMs?: number;
+  /**
+   * Called once a worker idle past idleMs has exited: the server then has the engine return the
+   * memory the worker's thread freed (its allocator arena stays resident otherwise).
+   */
+  onWorkerExit?: () => void;
 }
 
 export const DEFAULT_TOKENIZER_WORKERS = 2;
@@ -67,6 +72,7 @@ export class TokenizerPool {
   private readonly size: number;
   private readonly inlineChars: number;
   private readonly idleMs: number;
+  private readonly onWorkerExit: (() => void) | undefined;
   private nextId = 1;
   private closed = false;
   /** Workers that died in a row without answering anything; past a few, jobs run inline. */
@@ -87,6 +93,7 @@ export class TokenizerPool {
     this.inlineChars = opts.inlineChars ?? DEFAULT_INLINE_CHARS;
     this.idleMs = opts.idleMs ?? DEFAULT_IDLE_MS;
     if (!(this.idleMs >= 0)) throw new RangeError(`tokenizer worker idle time must be >= 0 ms, got ${this.idleMs}`);
+    this.onWorkerExit = opts.onWorkerExit;
   }
 
   /** Worker threads running now (they start on demand and exit when idle). */
@@ -180,7 +187,11 @@ export class TokenizerPool {
       else task.reject(deserializeError(m.error));
       this.dispatch();
       if (slot.task === null && this.slots.includes(slot)) {
-        slot.idleTimer = setTimeout(() => void this.stop(slot), this.idleMs);
+        slot.idleTimer = setTimeout(() => {
+          void this.stop(slot).then(() => {
+            if (!this.closed) this.onWorkerExit?.();
+          });
+        }, this.idleMs);
         slot.idleTimer.unref();
       }
     });
