@@ -3,6 +3,7 @@
  *
  *   node --import tsx scripts/kernel-ab.ts A_CHECKOUT B_CHECKOUT [linear|attention] [--types Q4_K,Q8_0]
  *       [--m 1,32,512] [--shapes 2048x2048,8192x2048] [--copies 1] [--seqs 32] [--keys 256] [--threads 1] [--pairs 15]
+ *       [--amx 1,0]
  *
  * Each checkout must have its own built addon (`node-gyp rebuild` there: a copied build/ compiles
  * the original checkout's sources). Both addons load into this process and the calls alternate
@@ -14,7 +15,8 @@
  * linear: the quantized linear op (linearPacked) on random weights of each type, N x K shapes, M
  * activation rows; --copies C packs C copies and cycles through them (C x the bytes: enough to leave
  * the L3 cache, as a model's weights do, for decode-sized M). attention: decode attention (one query per sequence, 9 / 3 heads of 64, 16-token
- * blocks, 30 layers per timed call) over float32 and bf16 caches.
+ * blocks, 30 layers per timed call) over float32 and bf16 caches. --amx A,B switches each side's AMX
+ * path of the quantized linear op on (1) or off (0): the tile kernel against the VNNI one.
  */
 import { parseArgs } from 'node:util';
 
@@ -29,6 +31,7 @@ const { values: opts, positionals } = parseArgs({
     keys: { type: 'string', default: '256' },
     threads: { type: 'string', default: '1' },
     pairs: { type: 'string', default: '15' },
+    amx: { type: 'string', default: '' },
   },
 });
 const [dirA, dirB, op = 'linear'] = positionals;
@@ -41,6 +44,7 @@ type Backend = any; // each checkout's own CpuBackend (their types may differ be
 const backs: Backend[] = [];
 for (const dir of [dirA, dirB]) backs.push((await import(`${dir}/src/backend/native.ts`)).cpuBackend());
 for (const nb of backs) nb.setThreads(Number(opts.threads));
+if (opts.amx) opts.amx.split(',').forEach((on, j) => backs[j].quantAmx(on === '1'));
 const pairs = Number(opts.pairs);
 const median = (a: number[]): number => [...a].sort((x, y) => x - y)[a.length >> 1]!;
 const sameBits = (a: Float32Array, b: Float32Array): boolean => a.every((v, i) => Object.is(v, b[i]));
