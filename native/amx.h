@@ -66,6 +66,11 @@ template <int C, int A, int B>
 inline __attribute__((always_inline)) void tile_dpbssd() {
   __asm__ volatile("tdpbssd %%tmm%c2, %%tmm%c1, %%tmm%c0" ::"i"(C), "i"(A), "i"(B));
 }
+// The same with B's bytes unsigned (signed x unsigned).
+template <int C, int A, int B>
+inline __attribute__((always_inline)) void tile_dpbsud() {
+  __asm__ volatile("tdpbsud %%tmm%c2, %%tmm%c1, %%tmm%c0" ::"i"(C), "i"(A), "i"(B));
+}
 
 // Every tile kernel's work item runs inside one: its configuration loaded on entry, the tiles
 // released on exit. Other code configures the tiles differently (a configuration kept per thread

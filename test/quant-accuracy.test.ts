@@ -75,7 +75,7 @@ function randomActivations(M: number, K: number, seed: number): Float32Array {
 
 const nb = cpuBackend();
 
-test('16-bit activations are >= 3x closer to float64 than llama.cpp-style int8 ones, on the fixtures\' weights', () => {
+test('14-bit activations are >= 3x closer to float64 than llama.cpp-style int8 ones, on the fixtures\' weights', () => {
   const f32 = readGguf(fixturePath('gguf/llama-q256-F32/llama-q256-F32.gguf'));
   const report: string[] = [];
   for (const file of ['Q8_0', 'Q6_K', 'Q4_K_M', 'Q4_0']) {

@@ -69,22 +69,23 @@ function bitsEqual(a: Float32Array, b: Float32Array, what: string): void {
 }
 
 /**
- * The error bound of an output, from the scheme (act_quant.h): each activation block b of 32 is
- * rounded to steps of amax_b / 32512, so |x - x~| <= amax_b / 65024 per value, and the product's
- * error is at most sum_b (amax_b / 65024) sum_{k in b} |w_k|; the float32 steps (a * I, the block
- * sum, s * t, the running sum; I itself may round from int32) add at most a few ulps of each
- * block's |w|·|x| and one rounding of the running sum per block: (K / 32 + 8) · 2^-23 · sum |w x|.
+ * The error bound of an output, from the scheme (act_quant.h): each activation group g (256 values
+ * where K allows, else 32) is rounded to steps of amax_g / 8191, so |x - x~| <= amax_g / 16382 per
+ * value, and the product's error is at most sum_g (amax_g / 16382) sum_{k in g} |w_k|; the float32
+ * steps (a * I or the block's S, the block sum, s * t, the running sum) add at most a few ulps of
+ * each block's |w|·|x| and one rounding of the running sum per block: (K / 32 + 8) · 2^-23 · sum |w x|.
  */
 function bound(w: Float32Array, x: Float32Array, r: number, m: number, K: number): number {
   let e = 0, mag = 0;
-  for (let b = 0; b < K; b += 32) {
+  const G = K % 256 === 0 ? 256 : 32;
+  for (let b = 0; b < K; b += G) {
     let amax = 0, ws = 0;
-    for (let j = 0; j < 32; j++) {
-      amax = Math.max(amax, Math.abs(x[m * K + b + j]));
+    for (let j = 0; j < G; j++) amax = Math.max(amax, Math.abs(x[m * K + b + j]));
+    for (let j = 0; j < G; j++) {
       ws += Math.abs(w[r * K + b + j]);
-      mag += Math.abs(w[r * K + b + j] * x[m * K + b + j]) + Math.abs(w[r * K + b + j]) * amax / 32512;
+      mag += Math.abs(w[r * K + b + j] * x[m * K + b + j]) + Math.abs(w[r * K + b + j]) * amax / 8191;
     }
-    e += (amax / 65024) * ws;
+    e += (amax / 16382) * ws;
   }
   return e * 1.0001 + (K / 32 + 8) * 2 ** -23 * mag + 1e-30;
 }

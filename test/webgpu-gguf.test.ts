@@ -9,7 +9,7 @@
  * are; and (Q4_K_M) every case run alone equals the batch bit for bit (tokens and log-probs).
  * A tied, biased model (qwen2-tiny as Q8_0 and as Q5_K_M, the embedding table and the head one
  * quantized tensor) must pick the CPU backend's token at every greedy step, or one within 1e-3 of
- * the CPU's best log-prob (the two backends round differently: the CPU multiplies 16-bit integer
+ * the CPU's best log-prob (the two backends round differently: the CPU multiplies 14-bit integer
  * activations). A type a backend has no kernels for is refused at load, naming the tensor and type.
  */
 import assert from 'node:assert/strict';

@@ -592,7 +592,7 @@ describe('webgpu kernels', { skip }, () => {
       const fused = onGpu(M * I, (o) => gpu!.linearPacked(gpu!.packGateUpQuant(gate, GgmlType.Q4_K, up, GgmlType.Q6_K, I, K), x, M, [o], false));
       const two = onGpu(M * I, (o) => gpu!.siluMul(o, g, u, M, I, I, I));
       assert.ok(bitEqual(fused, two), 'gate/up pack vs two packs + siluMul');
-      // And near the CPU's integer kernels (activations rounded to 16 bits there; random blocks
+      // And near the CPU's integer kernels (activations rounded to 14 bits there; random blocks
       // make large weights whose products cancel, so the bound is relative to the largest output).
       const want = new Float32Array(M * I);
       cpu.linearPacked(cpu.packGateUpQuant(gate, GgmlType.Q4_K, up, GgmlType.Q6_K, I, K), x, M, [want], false);

@@ -103,16 +103,39 @@ void decode_block(int type, const uint8_t* b, int8_t* q, float* a, float* m) {
       }
       return;
     }
+    case Q2_K:
+    case Q3_K:
+    case Q4_K:
+    case Q5_K:
+    case Q6_K:
+    case IQ4_XS: {
+      KScales ks;
+      TypeInfo ti;
+      type_info(type, &ti);
+      decode_block_k(type, b, q, ks);
+      for (int s = 0; s < ti.block / ti.sub; s++) {
+        a[s] = ks.d * ks.isc[s];
+        m[s] = ks.dmin * ks.imn[s];
+      }
+      return;
+    }
+    default: return;
+  }
+}
+
+void decode_block_k(int type, const uint8_t* b, int8_t* q, KScales& ks) {
+  switch (type) {
     case Q2_K: {  // scales[16] qs[64] d dmin; sub-blocks of 16: value = d*(sc&15) * q - dmin*(sc>>4)
       const uint8_t* sc = b;
       const uint8_t* qs = b + 16;
-      const float d = h2f(b + 80), dmin = h2f(b + 82);
+      ks.d = h2f(b + 80);
+      ks.dmin = h2f(b + 82);
       int is = 0, y = 0;
       for (int n = 0; n < 256; n += 128, qs += 32) {
         for (int shift = 0; shift < 8; shift += 2) {
           for (int half = 0; half < 2; half++, is++) {
-            a[is] = d * static_cast<float>(sc[is] & 0xF);
-            m[is] = dmin * static_cast<float>(sc[is] >> 4);
+            ks.isc[is] = static_cast<float>(sc[is] & 0xF);
+            ks.imn[is] = static_cast<float>(sc[is] >> 4);
             for (int l = 0; l < 16; l++) q[y++] = static_cast<int8_t>((qs[l + 16 * half] >> shift) & 3);
           }
         }
@@ -122,7 +145,8 @@ void decode_block(int type, const uint8_t* b, int8_t* q, float* a, float* m) {
     case Q3_K: {  // hmask[32] qs[64] scales[12] d; value = d*(sc-32) * (q - (high bit ? 0 : 4))
       const uint8_t* hm = b;
       const uint8_t* qs = b + 32;
-      const float d = h2f(b + 108);
+      ks.d = h2f(b + 108);
+      ks.dmin = 0.0f;
       uint32_t aux[4];
       std::memcpy(aux, b + 96, 12);
       const uint32_t k1 = 0x03030303u, k2 = 0x0f0f0f0fu, tmp = aux[2];
@@ -137,8 +161,8 @@ void decode_block(int type, const uint8_t* b, int8_t* q, float* a, float* m) {
       for (int n = 0; n < 256; n += 128, qs += 32) {
         for (int shift = 0; shift < 8; shift += 2, mask = static_cast<uint8_t>(mask << 1)) {
           for (int half = 0; half < 2; half++, is++) {
-            a[is] = d * static_cast<float>(scales[is] - 32);
-            m[is] = 0.0f;
+            ks.isc[is] = static_cast<float>(scales[is] - 32);
+            ks.imn[is] = 0.0f;
             for (int l = 0; l < 16; l++) {
               const int i = l + 16 * half;
               q[y++] = static_cast<int8_t>(((qs[i] >> shift) & 3) - ((hm[i] & mask) ? 0 : 4));
@@ -151,7 +175,8 @@ void decode_block(int type, const uint8_t* b, int8_t* q, float* a, float* m) {
     case Q4_K:
     case Q5_K: {  // d dmin scales[12] (qh[32] for Q5_K) qs[128]; sub-blocks of 32
       const bool five = type == Q5_K;
-      const float d = h2f(b), dmin = h2f(b + 2);
+      ks.d = h2f(b);
+      ks.dmin = h2f(b + 2);
       const uint8_t* s = b + 4;
       const uint8_t* qh = b + 16;
       const uint8_t* qs = b + (five ? 48 : 16);
@@ -161,8 +186,8 @@ void decode_block(int type, const uint8_t* b, int8_t* q, float* a, float* m) {
           const int is = 2 * j + half;
           int sc, mn;
           scale_min_k4(is, s, &sc, &mn);
-          a[is] = d * static_cast<float>(sc);
-          m[is] = dmin * static_cast<float>(mn);
+          ks.isc[is] = static_cast<float>(sc);
+          ks.imn[is] = static_cast<float>(mn);
           for (int l = 0; l < 32; l++) {
             int v = half ? qs[l] >> 4 : qs[l] & 0xF;
             if (five && (qh[l] & (1 << is))) v += 16;
@@ -176,10 +201,11 @@ void decode_block(int type, const uint8_t* b, int8_t* q, float* a, float* m) {
       const uint8_t* ql = b;
       const uint8_t* qh = b + 128;
       const int8_t* sc = reinterpret_cast<const int8_t*>(b + 192);
-      const float d = h2f(b + 208);
+      ks.d = h2f(b + 208);
+      ks.dmin = 0.0f;
       for (int i = 0; i < 16; i++) {
-        a[i] = d * static_cast<float>(sc[i]);
-        m[i] = 0.0f;
+        ks.isc[i] = static_cast<float>(sc[i]);
+        ks.imn[i] = 0.0f;
       }
       for (int n = 0; n < 2; n++, ql += 64, qh += 32) {
         int8_t* y = q + 128 * n;
@@ -193,15 +219,16 @@ void decode_block(int type, const uint8_t* b, int8_t* q, float* a, float* m) {
       return;
     }
     case IQ4_XS: {  // d scales_h(u16) scales_l[4] qs[128]; value = d*(ls-32) * kvalues[nibble]
-      const float d = h2f(b);
+      ks.d = h2f(b);
+      ks.dmin = 0.0f;
       uint16_t sh;
       std::memcpy(&sh, b + 2, 2);
       const uint8_t* sl = b + 4;
       const uint8_t* qs = b + 8;
       for (int ib = 0; ib < 8; ib++, qs += 16) {
         const int ls = ((sl[ib / 2] >> (4 * (ib % 2))) & 0xF) | (((sh >> (2 * ib)) & 3) << 4);
-        a[ib] = d * static_cast<float>(ls - 32);
-        m[ib] = 0.0f;
+        ks.isc[ib] = static_cast<float>(ls - 32);
+        ks.imn[ib] = 0.0f;
         for (int j = 0; j < 16; j++) {
           q[32 * ib + j] = kIq4Values[qs[j] & 0xF];
           q[32 * ib + j + 16] = kIq4Values[qs[j] >> 4];

@@ -1,5 +1,6 @@
 // Per-family row kernels of the quantized linear op (linear.cc holds the numerics contract).
 #pragma once
+#include <cmath>
 #include <cstddef>
 #include <cstdint>
 
@@ -14,8 +15,9 @@ struct Task {
   int type;
   int64_t K;
   int64_t M;
-  const ActRow* act;    // M quantized activation rows
-  const int8_t* tiles;  // the AMX path's copy of the activations (amx_tiles_bytes), or nullptr
+  const ActRow* act;      // M quantized activation rows
+  const int8_t* tiles;    // the AMX path's copy of the activations for 32-value types (amx_tiles_bytes), or nullptr
+  const int8_t* tiles_k;  // and for 256-value types (amx_tiles_k_bytes), or nullptr
 };
 
 // The numerics contract for one weight row lr of the part against every activation row, into
@@ -23,6 +25,16 @@ struct Task {
 // exact integer sums I[s] = sum(q v) per sub-block (any order: integers); then the fixed float
 // epilogue, the same operations in the same order on every family. The scalar kernel (linear.cc)
 // and the NEON kernel (rows_neon.cc) differ only in their sums.
+//
+// 32-value types (one sub-block a block), per block kb: c = a * float(I) - m * float(X) (X the
+// block's sum of v), acc = acc + s[kb] * c.
+//
+// 256-value types (the super-block contract): the activations share one scale s over the block
+// (act_quant.h), so the block reduces to one exact integer S = sum_s isc[s] * I[s] (|S| < 2^34:
+// exact in an int64 or a double, whatever order a kernel sums it in) and c = d * float(S), or with a
+// min term c = fma(d, float(S), -(dmin * t)), t = the fma chain over s of float(X[s]) * imn[s] in
+// sub-block order; then acc = fma(s, c, acc). One float epilogue per 256 values instead of one per
+// sub-block: a tile kernel can keep a whole block's products in its accumulators (rows_amx.cc).
 template <class Sums>
 inline void row_reference(const Task& t, const QuantLinear::Part& part, const uint8_t* data, int64_t lr, float* acc, Sums sums) {
   TypeInfo ti;
@@ -32,8 +44,40 @@ inline void row_reference(const Task& t, const QuantLinear::Part& part, const ui
   alignas(16) int8_t q[kMaxBlock];
   float a[kMaxSubs], mm[kMaxSubs];
   const int64_t nblk = t.K / ti.block;
-  const int abs_per_blk = ti.block / kActBlock;
-  const int subs_per_ab = kActBlock / ti.sub;
+  if (ti.block == 256) {
+    const int subs = ti.block / ti.sub;
+    const bool has_min = k_has_min(t.type);
+    KScales ks;
+    for (int64_t m = 0; m < t.M; m++) acc[m * kGroupRows] = 0.0f;
+    for (int64_t blk = 0; blk < nblk; blk++) {
+      if (part.ib) {
+        deinterleave_block(t.type, part.group_block(data, lr / kGroupRows, blk), static_cast<int>(lr % kGroupRows), fb);
+        decode_block_k(t.type, fb, q, ks);
+      } else {
+        decode_block_k(t.type, w + static_cast<size_t>(blk) * ti.bytes, q, ks);
+      }
+      for (int64_t m = 0; m < t.M; m++) {
+        const ActRow& x = t.act[m];
+        int32_t I[kMaxSubs];
+        sums(q, x, blk * ti.block, subs, ti.sub, I);
+        int64_t S = 0;
+        for (int s = 0; s < subs; s++) S += static_cast<int64_t>(ks.isc[s]) * I[s];
+        float c;
+        if (has_min) {
+          float tm = 0.0f;
+          for (int s = 0; s < subs; s++) {
+            const float X = ti.sub == 32 ? x.sumf32[blk * 8 + s] : x.sumf16[blk * 16 + s];
+            tm = s == 0 ? X * ks.imn[0] : std::fma(X, ks.imn[s], tm);
+          }
+          c = std::fma(ks.d, static_cast<float>(S), -(ks.dmin * tm));
+        } else {
+          c = ks.d * static_cast<float>(S);
+        }
+        acc[m * kGroupRows] = std::fma(x.s[blk * 8], c, acc[m * kGroupRows]);
+      }
+    }
+    return;
+  }
   for (int64_t m = 0; m < t.M; m++) acc[m * kGroupRows] = 0.0f;
   for (int64_t blk = 0; blk < nblk; blk++) {
     if (part.ib) {
@@ -44,21 +88,11 @@ inline void row_reference(const Task& t, const QuantLinear::Part& part, const ui
     }
     for (int64_t m = 0; m < t.M; m++) {
       const ActRow& x = t.act[m];
-      int32_t I[kMaxSubs];
-      sums(q, x, blk * ti.block, ti.block / ti.sub, ti.sub, I);
-      float am = acc[m * kGroupRows];
-      for (int ab = 0; ab < abs_per_blk; ab++) {
-        const int64_t kb = blk * abs_per_blk + ab;
-        float ts = 0.0f;
-        for (int sb = 0; sb < subs_per_ab; sb++) {
-          const int si = ab * subs_per_ab + sb;
-          const int32_t X = ti.sub == 32 ? x.sum16[2 * kb] + x.sum16[2 * kb + 1] : x.sum16[2 * kb + sb];
-          const float c = a[si] * static_cast<float>(I[si]) - mm[si] * static_cast<float>(X);
-          ts = sb == 0 ? c : ts + c;
-        }
-        am = am + x.s[kb] * ts;
-      }
-      acc[m * kGroupRows] = am;
+      int32_t I[1];
+      sums(q, x, blk * 32, 1, 32, I);
+      const int32_t X = x.sum16[2 * blk] + x.sum16[2 * blk + 1];
+      const float c = a[0] * static_cast<float>(I[0]) - mm[0] * static_cast<float>(X);
+      acc[m * kGroupRows] = acc[m * kGroupRows] + x.s[blk] * c;
     }
   }
 }
@@ -72,16 +106,23 @@ int rows_fast(Isa isa, const Task& t, const QuantLinear::Part& part, const uint8
 // the same bits; returns false where the caller must run the plain one.
 bool quantize_act_fast(Isa isa, const float* x, int64_t K, const ActRow& r);
 
-// Whether a call of M activation rows runs the AMX kernel (rows_amx.cc): then the caller gives
-// Task::tiles, amx_tiles_bytes(M, K) bytes (64-byte aligned) filled by amx_tile_row for each row.
+// Whether a call of M activation rows runs the AMX kernels (rows_amx.cc): then the caller gives
+// Task::tiles (32-value types), amx_tiles_bytes(M, K) bytes (64-byte aligned) filled by
+// amx_tile_row for each row, and Task::tiles_k (256-value types) alike.
 bool use_amx(Isa isa, int64_t M);
 // The AMX layout: per 16 activation rows (a tile; rows past M zero) and block kb of 32 values, a
-// record of kAmxRecord bytes: the rows' hi bytes (16 x 32) then their lo bytes (a sub-block's tile
-// is one load at stride 32), then the rows' floats of the block (rows_amx.cc).
+// record of kAmxRecord bytes: the rows' hi bytes (16 x 32) then their lo bytes (a block's tile is
+// one load at stride 32), then the rows' floats of the block (rows_amx.cc).
 // amx_tile_row copies row m in (r nullptr: zeros, for the rows past M of the last tile).
-constexpr int kAmxRecord = 1024 + 64 * 4;
+constexpr int kAmxRecord = 1024 + 64 * 2;
 size_t amx_tiles_bytes(int64_t M, int64_t K);
 void amx_tile_row(const ActRow* r, int64_t m, int64_t K, int8_t* tiles);
+// The 256-value types' layout: per 16 activation rows and 256-value block, a record of the rows'
+// hi bytes as 4 tiles of 16 rows x 64 values, their lo bytes alike, then the floats the epilogue
+// reads per row: s[16], the 32-value sums X32[8][16] and the 16-value sums X16[16][16].
+constexpr int kAmxRecordK = 8192 + 64 + 512 + 1024;
+size_t amx_tiles_k_bytes(int64_t M, int64_t K);
+void amx_tile_row_k(const ActRow* r, int64_t m, int64_t K, int8_t* tiles);
 
 // The AMX switch of the blocked path, read in one place (rows_amx.cc): PAGEWISE_QUANT_AMX=0 turns
 // it off at start-up (the AVX-512 VNNI kernels run instead), unset or anything else leaves it on;
@@ -95,11 +136,15 @@ constexpr int kTileRows = 16;
 
 // A 16-row weight group's block decoded into L1: u[qi][r] holds the 4 bytes of values 4 qi ..
 // 4 qi + 3 of row r (quad-major: one 64-byte row per quad, what vpdpbusd and an AMX B tile
-// read), a and m per sub-block with one lane per row.
+// read), a and m per sub-block with one lane per row. 256-value types (KScales): isc per
+// sub-block, m = imn, and d, dmin per row; 32-value types: a and m of decode_block.
 struct Decoded {
   alignas(64) uint32_t u[kMaxBlock / 4][kTileRows];
   alignas(64) float a[kMaxSubs][kTileRows];
+  alignas(64) int32_t isc[kMaxSubs][kTileRows];
   alignas(64) float m[kMaxSubs][kTileRows];
+  alignas(64) float d[kTileRows];
+  alignas(64) float dmin[kTileRows];
 };
 
 // Block blk of the group at lr (rows lr .. lr + nr; rows nr..15 give q = 0, a = m = 0) decoded
@@ -108,7 +153,8 @@ struct Decoded {
 bool decode_group_signed(const TypeInfo& ti, const QuantLinear::Part& part, const uint8_t* data, int64_t lr, int64_t blk,
                          int64_t nr, Decoded& d);
 
-// The AMX-INT8 kernel of the blocked path (rows_amx.cc): out as rows_fast, from t.tiles.
+// The AMX-INT8 kernel of the blocked path (rows_amx.cc): out as rows_fast, from t.tiles (32-value
+// types) or t.tiles_k (256-value types).
 void tile16_amx(const Task& t, const QuantLinear::Part& part, const uint8_t* data, int64_t lr, int64_t nr, float* out);
 #endif
 

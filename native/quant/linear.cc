@@ -25,10 +25,14 @@ namespace pw {
 namespace quant {
 
 void quantize_act_row(const float* x, int64_t K, const ActRow& r) {
+  const int64_t group = act_group(K);
+  float amax = 0.0f;
   for (int64_t b = 0; b < K / kActBlock; b++) {
     const float* xb = x + b * kActBlock;
-    float amax = 0.0f;
-    for (int j = 0; j < kActBlock; j++) amax = std::max(amax, std::fabs(xb[j]));
+    if (b * kActBlock % group == 0) {  // a group's first block: its scale
+      amax = 0.0f;
+      for (int64_t j = 0; j < group; j++) amax = std::max(amax, std::fabs(xb[j]));
+    }
     const float is = amax > 0.0f ? static_cast<float>(kVMax) / amax : 0.0f;
     r.s[b] = amax / static_cast<float>(kVMax);
     int32_t sum[2] = {0, 0};
@@ -208,16 +212,29 @@ void quant_linear(const QuantLinear& p, const float* x, int64_t M, float* const*
     act[m].sumf16 = reinterpret_cast<float*>(r);
   }
   const Isa isa = active_isa();
-  thread_local std::vector<uint8_t> tiles_buf;
-  int8_t* tiles = use_amx(isa, M) ? reinterpret_cast<int8_t*>(scratch(tiles_buf, amx_tiles_bytes(M, K))) : nullptr;
+  // The AMX kernels' copies of the activations, one layout per contract the parts use.
+  thread_local std::vector<uint8_t> tiles_buf, tiles_k_buf;
+  int8_t* tiles = nullptr;
+  int8_t* tiles_k = nullptr;
+  if (use_amx(isa, M)) {
+    for (const QuantLinear::Part& part : p.parts) {
+      TypeInfo ti;
+      type_info(part.type, &ti);
+      if (ti.block == 256 && !tiles_k) tiles_k = reinterpret_cast<int8_t*>(scratch(tiles_k_buf, amx_tiles_k_bytes(M, K)));
+      if (ti.block == 32 && !tiles) tiles = reinterpret_cast<int8_t*>(scratch(tiles_buf, amx_tiles_bytes(M, K)));
+    }
+  }
   auto prep = [&](int64_t b, int64_t e) {
     for (int64_t m = b; m < e; m++) {
       if (!quantize_act_fast(isa, x + m * K, K, act[m])) quantize_act_row(x + m * K, K, act[m]);
       if (tiles) amx_tile_row(&act[m], m, K, tiles);
+      if (tiles_k) amx_tile_row_k(&act[m], m, K, tiles_k);
     }
   };
-  if (tiles)
-    for (int64_t m = M; m % kGroupRows; m++) amx_tile_row(nullptr, m, K, tiles);
+  for (int64_t m = M; m % kGroupRows; m++) {
+    if (tiles) amx_tile_row(nullptr, m, K, tiles);
+    if (tiles_k) amx_tile_row_k(nullptr, m, K, tiles_k);
+  }
   if (M * K >= (int64_t(1) << 16)) parallel_for(M, prep);
   else prep(0, M);
 
@@ -251,7 +268,7 @@ void quant_linear(const QuantLinear& p, const float* x, int64_t M, float* const*
       const QuantLinear::Part& part = p.parts[pi];
       const int64_t lr = item_of[it].row0;
       const int64_t nr = std::min<int64_t>(kGroupRows, part.n - lr);
-      Task t{part.type, K, M, act, tiles};
+      Task t{part.type, K, M, act, tiles, tiles_k};
       const int done = rows_fast(isa, t, part, p.data, lr, nr, acc);
       for (int64_t i = done; i < nr; i++) row_scalar(t, part, p.data, lr + i, acc + i);
       // acc[m * kGroupRows + i] is output (m, lr + i).

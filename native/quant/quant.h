@@ -3,8 +3,10 @@
 // Every supported type decodes a block to small signed integers q[j] with, per sub-block of
 // 16 or 32 values, two floats a and m: value j = a * q[j] - m (float32 arithmetic; this is
 // bit for bit ggml's own dequantization, see decode_block). The linear op multiplies those
-// integers with activations quantized per block of 32 (the scheme: act_quant.h) in exact integer
-// arithmetic, and scales the integer sums in float32 in one fixed order per output.
+// integers with activations quantized per group of 256 values (the scheme: act_quant.h) in exact
+// integer arithmetic, and scales the integer sums in float32 in one fixed order per output: per
+// block of 32 values for the 32-value types, per block of 256 for the 256-value ones, whose
+// sub-block scales are integers (KScales; the contracts: kernels.h).
 #pragma once
 #include <cstddef>
 #include <cstdint>
@@ -36,6 +38,17 @@ constexpr int kMaxSubs = 16;
 
 // Decodes one block: q[block] and per sub-block a[], m[] (value j = a[j / sub] * q[j] - m[j / sub]).
 void decode_block(int type, const uint8_t* src, int8_t* q, float* a, float* m);
+
+// The 256-value types (Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, IQ4_XS) as the linear op's super-block
+// contract reads them: a[s] = d * isc[s] and m[s] = dmin * imn[s], with isc and imn small integers
+// (held as floats, exactly) and d, dmin the block's two scales (dmin = 0, imn = 0: no min).
+struct KScales {
+  float d, dmin;
+  float isc[kMaxSubs], imn[kMaxSubs];
+};
+void decode_block_k(int type, const uint8_t* src, int8_t* q, KScales& ks);
+// Whether a 256-value type has a min term (Q2_K, Q4_K, Q5_K).
+inline bool k_has_min(int type) { return type == 10 || type == 12 || type == 13; }
 
 // rows x k values (k a multiple of the block size) to float32, exactly ggml's dequantization.
 void dequantize_rows(int type, const uint8_t* src, int64_t rows, int64_t k, float* out);

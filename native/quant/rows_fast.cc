@@ -9,7 +9,9 @@
 // the unsigned bytes vpdpbusd multiplies, for value quad qi (values 4 qi .. 4 qi + 3) of the 16
 // rows; a vpdpbusd against a broadcast quad of activation bytes adds it to all 16 rows' sums.
 // Integer sums per sub-block: sum(u hi) and sum(u lo) in two accumulators, then I = 256 sum(u hi)
-// + sum(u lo) - off X = sum(q v) exactly (every term < 2^29 in magnitude).
+// + sum(u lo) - off X = sum(q v) exactly (every term < 2^29 in magnitude). Then the type's
+// contract (kernels.h): a float epilogue per block of 32, or for the 256-value types the block's
+// S = sum isc I summed exactly (int32 over a few sub-blocks, then doubles) and one epilogue.
 //   - One pass over a block (at most 4 activation rows, decode): u decoded in registers, straight
 //     from the streamed weights (the "streaming path").
 //   - More rows (prefill, batches): the block is decoded once into L1 (Decoded.u) and each group
@@ -18,6 +20,7 @@
 //     on tiles instead (rows_amx.cc), from the same decoders (decode_group_signed).
 #include <algorithm>
 #include <cstring>
+#include <type_traits>
 #include <vector>
 
 #include "../simd.h"
@@ -46,6 +49,7 @@ void decode16(const TypeInfo& ti, const QuantLinear::Part& part, const uint8_t* 
   int8_t q[kMaxBlock];
   float a[kMaxSubs], m[kMaxSubs];
   uint8_t fb[kMaxBlock];
+  KScales ks;
   const int subs = ti.block / ti.sub, quads = ti.block / 4;
   for (int r = 0; r < kTileRows; r++) {
     if (r < nr) {
@@ -56,12 +60,23 @@ void decode16(const TypeInfo& ti, const QuantLinear::Part& part, const uint8_t* 
       } else {
         b = data + part.offset + static_cast<size_t>(lr + r) * part.row_bytes + static_cast<size_t>(blk) * ti.bytes;
       }
-      decode_block(part.type, b, q, a, m);
+      if (ti.block == 256) {
+        decode_block_k(part.type, b, q, ks);
+        for (int s = 0; s < subs; s++) d.isc[s][r] = static_cast<int32_t>(ks.isc[s]);
+        std::fill(a, a + subs, 0.0f);  // (unused by this contract)
+        std::copy(ks.imn, ks.imn + subs, m);
+        d.d[r] = ks.d;
+        d.dmin[r] = ks.dmin;
+      } else {
+        decode_block(part.type, b, q, a, m);
+      }
       for (int j = 0; j < ti.block; j++) q[j] = static_cast<int8_t>(static_cast<uint8_t>(q[j]) ^ 0x80);  // + 128
     } else {
       std::memset(q, 0x80, static_cast<size_t>(ti.block));  // u = 128: q = 0
       std::fill(a, a + subs, 0.0f);
       std::fill(m, m + subs, 0.0f);
+      for (int s = 0; s < subs; s++) d.isc[s][r] = 0;
+      d.d[r] = d.dmin[r] = 0.0f;
     }
     for (int i = 0; i < quads; i++) std::memcpy(&d.u[i][r], q + 4 * i, 4);
     for (int s = 0; s < subs; s++) {
@@ -86,9 +101,11 @@ PW_VNNI void scales_q8_0(const uint8_t* gb, Decoded& d) {
   _mm512_store_ps(d.m[0], _mm512_setzero_ps());
 }
 
+// The 256-value types' scales (KScales, quant.h): isc and imn per sub-block, d and dmin per row.
 PW_VNNI void scales_q4_k(const uint8_t* gb, Decoded& d) {
   const __m512i d0 = dw(gb, 0), s0 = dw(gb, 1), s1 = dw(gb, 2), s2 = dw(gb, 3);
-  const __m512 dd = half_lo(d0), dmin = half_hi(d0);
+  _mm512_store_ps(d.d, half_lo(d0));
+  _mm512_store_ps(d.dmin, half_hi(d0));
   for (int j = 0; j < 8; j++) {
     __m512i sc, mn;
     if (j < 4) {
@@ -99,8 +116,8 @@ PW_VNNI void scales_q4_k(const uint8_t* gb, Decoded& d) {
       sc = _mm512_or_si512(bits(s2, 8 * jj, 15), _mm512_slli_epi32(bits(s0, 8 * jj + 6, 3), 4));
       mn = _mm512_or_si512(bits(s2, 8 * jj + 4, 15), _mm512_slli_epi32(bits(s1, 8 * jj + 6, 3), 4));
     }
-    _mm512_store_ps(d.a[j], _mm512_mul_ps(dd, _mm512_cvtepi32_ps(sc)));
-    _mm512_store_ps(d.m[j], _mm512_mul_ps(dmin, _mm512_cvtepi32_ps(mn)));
+    _mm512_store_si512(d.isc[j], sc);
+    _mm512_store_ps(d.m[j], _mm512_cvtepi32_ps(mn));
   }
 }
 
@@ -119,43 +136,47 @@ PW_VNNI void scales_dm(const uint8_t* gb, Decoded& d) {  // Q4_1, Q5_1: a = d, m
   _mm512_store_ps(d.m[0], neg(half_hi(d0)));
 }
 
-PW_VNNI void scales_iq4_xs(const uint8_t* gb, Decoded& d) {  // a = d * (ls - 32)
+PW_VNNI void scales_iq4_xs(const uint8_t* gb, Decoded& d) {  // isc = ls - 32
   const __m512i d0 = dw(gb, 0), sl = dw(gb, 1);
-  const __m512 dd = half_lo(d0);
+  _mm512_store_ps(d.d, half_lo(d0));
+  _mm512_store_ps(d.dmin, _mm512_setzero_ps());
   for (int ib = 0; ib < 8; ib++) {
     const __m512i ls = _mm512_or_si512(bits(sl, 4 * ib, 15), _mm512_slli_epi32(bits(d0, 16 + 2 * ib, 3), 4));
-    _mm512_store_ps(d.a[ib], _mm512_mul_ps(dd, _mm512_cvtepi32_ps(_mm512_sub_epi32(ls, _mm512_set1_epi32(32)))));
+    _mm512_store_si512(d.isc[ib], _mm512_sub_epi32(ls, _mm512_set1_epi32(32)));
     _mm512_store_ps(d.m[ib], _mm512_setzero_ps());
   }
 }
 
-PW_VNNI void scales_q2_k(const uint8_t* gb, Decoded& d) {  // a = d (sc & 15), m = dmin (sc >> 4)
+PW_VNNI void scales_q2_k(const uint8_t* gb, Decoded& d) {  // isc = sc & 15, imn = sc >> 4
   const __m512i d0 = dw(gb, 20);
-  const __m512 dd = half_lo(d0), dmin = half_hi(d0);
+  _mm512_store_ps(d.d, half_lo(d0));
+  _mm512_store_ps(d.dmin, half_hi(d0));
   for (int j = 0; j < 16; j++) {
     const __m512i s = dw(gb, j / 4);
-    _mm512_store_ps(d.a[j], _mm512_mul_ps(dd, _mm512_cvtepi32_ps(bits(s, 8 * (j % 4), 15))));
-    _mm512_store_ps(d.m[j], _mm512_mul_ps(dmin, _mm512_cvtepi32_ps(bits(s, 8 * (j % 4) + 4, 15))));
+    _mm512_store_si512(d.isc[j], bits(s, 8 * (j % 4), 15));
+    _mm512_store_ps(d.m[j], _mm512_cvtepi32_ps(bits(s, 8 * (j % 4) + 4, 15)));
   }
 }
 
-PW_VNNI void scales_q3_k(const uint8_t* gb, Decoded& d) {  // a = d (sc - 32), 6-bit sc split in 4 + 2 bits
-  const __m512 dd = half_lo(dw(gb, 27));
+PW_VNNI void scales_q3_k(const uint8_t* gb, Decoded& d) {  // isc = sc - 32, 6-bit sc split in 4 + 2 bits
+  _mm512_store_ps(d.d, half_lo(dw(gb, 27)));
+  _mm512_store_ps(d.dmin, _mm512_setzero_ps());
   for (int j = 0; j < 16; j++) {
     const int lb = j < 8 ? j : j - 8;  // byte holding the low 4 bits (low nibble for j < 8)
     const __m512i low = bits(dw(gb, 24 + lb / 4), 8 * (lb % 4) + (j < 8 ? 0 : 4), 15);
     const __m512i high = bits(dw(gb, 26), 8 * (j & 3) + 2 * (j >> 2), 3);
     const __m512i sc = _mm512_sub_epi32(_mm512_or_si512(low, _mm512_slli_epi32(high, 4)), _mm512_set1_epi32(32));
-    _mm512_store_ps(d.a[j], _mm512_mul_ps(dd, _mm512_cvtepi32_ps(sc)));
+    _mm512_store_si512(d.isc[j], sc);
     _mm512_store_ps(d.m[j], _mm512_setzero_ps());
   }
 }
 
-PW_VNNI void scales_q6_k(const uint8_t* gb, Decoded& d) {
-  const __m512 dd = half_lo(dw(gb, 52));
+PW_VNNI void scales_q6_k(const uint8_t* gb, Decoded& d) {  // isc = the signed byte
+  _mm512_store_ps(d.d, half_lo(dw(gb, 52)));
+  _mm512_store_ps(d.dmin, _mm512_setzero_ps());
   for (int j = 0; j < 16; j++) {
     const __m512i sc = _mm512_srai_epi32(_mm512_slli_epi32(dw(gb, 48 + j / 4), 24 - 8 * (j % 4)), 24);
-    _mm512_store_ps(d.a[j], _mm512_mul_ps(dd, _mm512_cvtepi32_ps(sc)));
+    _mm512_store_si512(d.isc[j], sc);
     _mm512_store_ps(d.m[j], _mm512_setzero_ps());
   }
 }
@@ -165,14 +186,24 @@ PW_VNNI void scales_q6_k(const uint8_t* gb, Decoded& d) {
 // kHasMin false: the type's m is always 0, and c = a * I skips "- 0 * X" (which can only turn a
 // zero c's sign, and no zero's sign survives into acc: acc starts at +0, so the outputs' bits are
 // the same as the full formula's).
-template <int OFF_SHIFT, bool HAS_MIN>
+// (kBatch: the type's, as its source gives it; 2 fits any 256-value type, IQ4_XS's bound being the
+// tightest.)
+template <class S, class = void>
+struct BatchOf {
+  static constexpr int value = 2;
+};
+template <class S>
+struct BatchOf<S, std::void_t<decltype(S::kBatch)>> {
+  static constexpr int value = S::kBatch;
+};
+template <int OFF_SHIFT, bool HAS_MIN, int BATCH = 2>
 struct FromDecodedT {
   const Decoded& d;
   static constexpr int kOffShift = OFF_SHIFT;
   static constexpr bool kHasMin = HAS_MIN;
+  static constexpr int kBatch = BATCH;
   PW_VNNI PW_INLINE __m512i quad(int qi) const { return _mm512_load_si512(d.u[qi]); }
 };
-using FromDecoded = FromDecodedT<7, true>;  // decode16: u = q + 128, any type
 
 struct Q8Src {
   const uint8_t* gb;
@@ -182,6 +213,7 @@ struct Q8Src {
 };
 struct Q4KSrc {
   const uint8_t* gb;
+  static constexpr int kBatch = 8;  // sub-blocks whose isc * I sum stays in int32
   static constexpr int kOffShift = -1;  // u = q (0..15)
   static constexpr bool kHasMin = true;
   PW_VNNI PW_INLINE __m512i quad(int qi) const {
@@ -239,6 +271,7 @@ struct Q5Src {
 // the IQ4 table (+ 128).
 struct Iq4XsSrc {
   const uint8_t* gb;
+  static constexpr int kBatch = 2;  // sub-blocks whose isc * I sum stays in int32
   static constexpr int kOffShift = 7;
   static constexpr bool kHasMin = false;
   PW_VNNI PW_INLINE __m512i quad(int qi) const {
@@ -255,6 +288,7 @@ struct Iq4XsSrc {
 // Q2_K: value quad qi is 2 bits (shift 2 ((qi >> 3) & 3)) of qs dword 4 + 8 (qi >> 5) + (qi & 7).
 struct Q2KSrc {
   const uint8_t* gb;
+  static constexpr int kBatch = 16;  // sub-blocks whose isc * I sum stays in int32
   static constexpr int kOffShift = -1;  // u = q (0..3)
   static constexpr bool kHasMin = true;
   PW_VNNI PW_INLINE __m512i quad(int qi) const {
@@ -267,6 +301,7 @@ struct Q2KSrc {
 // hmask dword (qi & 7) is set: u = q + 4.
 struct Q3KSrc {
   const uint8_t* gb;
+  static constexpr int kBatch = 16;  // sub-blocks whose isc * I sum stays in int32
   static constexpr int kOffShift = 2;
   static constexpr bool kHasMin = false;
   PW_VNNI PW_INLINE __m512i quad(int qi) const {
@@ -280,6 +315,7 @@ struct Q3KSrc {
 
 struct Q5KSrc {  // Q4_K's nibbles plus bit (sub) of qh byte l as 16
   const uint8_t* gb;
+  static constexpr int kBatch = 4;  // sub-blocks whose isc * I sum stays in int32
   static constexpr int kOffShift = -1;
   static constexpr bool kHasMin = true;
   PW_VNNI PW_INLINE __m512i quad(int qi) const {
@@ -292,6 +328,7 @@ struct Q5KSrc {  // Q4_K's nibbles plus bit (sub) of qh byte l as 16
 };
 struct Q6KSrc {
   const uint8_t* gb;
+  static constexpr int kBatch = 4;  // sub-blocks whose isc * I sum stays in int32
   static constexpr int kOffShift = 5;  // u = q + 32 (the stored 6 bits)
   static constexpr bool kHasMin = false;
   PW_VNNI PW_INLINE __m512i quad(int qi) const {
@@ -303,58 +340,110 @@ struct Q6KSrc {
   }
 };
 
-// acc[i][16 lanes] for activation rows m0 .. m0 + MR over one weight block (BLOCK values in
-// sub-blocks of SUB). I = 256 sum(u hi) + sum(u lo) - off X = sum(q v), exactly.
-template <int BLOCK, int SUB, int MR, class Src>
-PW_VNNI PW_INLINE void block_rows(const Src& src, const Decoded& d, const Task& t, int64_t blk, int64_t m0, float* accp) {
-  constexpr int abs_per_blk = BLOCK / kActBlock;
-  constexpr int subs_per_ab = kActBlock / SUB;
-  constexpr int quads_per_sub = SUB / 4;
-  __m512 acc[MR];
-  const int8_t* xh[MR];
-  const int8_t* xl[MR];
-  for (int i = 0; i < MR; i++) {
-    acc[i] = _mm512_load_ps(accp + (m0 + i) * kTileRows);
-    xh[i] = t.act[m0 + i].hi + blk * BLOCK;
-    xl[i] = t.act[m0 + i].lo + blk * BLOCK;
-  }
-#pragma GCC unroll 1
-  for (int ab = 0; ab < abs_per_blk; ab++) {
-    const int64_t kb = blk * abs_per_blk + ab;
-    __m512 ts[MR];
-#pragma GCC unroll 2
-    for (int sb = 0; sb < subs_per_ab; sb++) {
-      const int si = ab * subs_per_ab + sb;
-      __m512i hi[MR], lo[MR];
-      for (int i = 0; i < MR; i++) hi[i] = lo[i] = _mm512_setzero_si512();
+// The integer sums of sub-block si (SUB values from value k0 on) for activation rows m0 .. m0 + MR,
+// one lane per weight row: I = 256 sum(u hi) + sum(u lo) - off X = sum(q v), exactly.
+template <int SUB, int MR, class Src>
+PW_VNNI PW_INLINE void sub_block_sums(const Src& src, const Task& t, int64_t m0, int64_t k0, int si, __m512i* I) {
+  constexpr int quads = SUB / 4;
+  __m512i hi[MR], lo[MR];
+  for (int i = 0; i < MR; i++) hi[i] = lo[i] = _mm512_setzero_si512();
 #pragma GCC unroll 8
-      for (int qd = 0; qd < quads_per_sub; qd++) {
-        const int qi = si * quads_per_sub + qd;
-        const __m512i wv = src.quad(qi);
-        for (int i = 0; i < MR; i++) {
-          int32_t h4, l4;
-          std::memcpy(&h4, xh[i] + 4 * qi, 4);
-          std::memcpy(&l4, xl[i] + 4 * qi, 4);
-          hi[i] = _mm512_dpbusd_epi32(hi[i], wv, _mm512_set1_epi32(h4));
-          lo[i] = _mm512_dpbusd_epi32(lo[i], wv, _mm512_set1_epi32(l4));
-        }
+  for (int qd = 0; qd < quads; qd++) {
+    const int qi = si * quads + qd;
+    const __m512i wv = src.quad(qi);
+    for (int i = 0; i < MR; i++) {
+      int32_t h4, l4;
+      std::memcpy(&h4, t.act[m0 + i].hi + k0 + 4 * qi, 4);
+      std::memcpy(&l4, t.act[m0 + i].lo + k0 + 4 * qi, 4);
+      hi[i] = _mm512_dpbusd_epi32(hi[i], wv, _mm512_set1_epi32(h4));
+      lo[i] = _mm512_dpbusd_epi32(lo[i], wv, _mm512_set1_epi32(l4));
+    }
+  }
+  for (int i = 0; i < MR; i++) {
+    I[i] = _mm512_add_epi32(_mm512_slli_epi32(hi[i], 8), lo[i]);
+    if constexpr (Src::kOffShift >= 0) {
+      const int32_t* s16 = t.act[m0 + i].sum16 + (k0 + si * SUB) / 16;
+      const int32_t X = SUB == 32 ? s16[0] + s16[1] : s16[0];
+      I[i] = _mm512_sub_epi32(I[i], _mm512_slli_epi32(_mm512_set1_epi32(X), Src::kOffShift));
+    }
+  }
+}
+
+// The 32-value contract (kernels.h) for one block, activation rows m0 .. m0 + MR.
+template <int MR, class Src>
+PW_VNNI PW_INLINE void block_rows32(const Src& src, const Decoded& d, const Task& t, int64_t blk, int64_t m0, float* accp) {
+  __m512i I[MR];
+  sub_block_sums<32, MR>(src, t, m0, blk * 32, 0, I);
+  const __m512 av = _mm512_load_ps(d.a[0]);
+  for (int i = 0; i < MR; i++) {
+    const ActRow& x = t.act[m0 + i];
+    __m512 c = _mm512_mul_ps(av, _mm512_cvtepi32_ps(I[i]));
+    if constexpr (Src::kHasMin) {
+      const int32_t X = x.sum16[2 * blk] + x.sum16[2 * blk + 1];
+      c = _mm512_sub_ps(c, _mm512_mul_ps(_mm512_load_ps(d.m[0]), _mm512_cvtepi32_ps(_mm512_set1_epi32(X))));
+    }
+    float* a = accp + (m0 + i) * kTileRows;
+    _mm512_store_ps(a, _mm512_add_ps(_mm512_load_ps(a), _mm512_mul_ps(_mm512_set1_ps(x.s[blk]), c)));
+  }
+}
+
+// The lanes of two doubles x 8 as 16 floats, each rounded once (nearest-even, as static_cast).
+PW_VNNI PW_INLINE __m512 pd_to_ps16(__m512d lo, __m512d hi) {
+  return _mm512_castpd_ps(_mm512_insertf64x4(_mm512_castps_pd(_mm512_castps256_ps512(_mm512_cvtpd_ps(lo))), _mm256_castps_pd(_mm512_cvtpd_ps(hi)), 1));
+}
+
+// The super-block contract (kernels.h) for a 256-value block: per activation row, each sub-block's
+// exact I (as block_rows computes it) times isc into S, exact in two doubles x 8 lanes; the min's
+// fma chain; then one float epilogue per block.
+template <int SUB, int MR, class Src>
+PW_VNNI PW_INLINE void block_rows_k(const Src& src, const Decoded& d, const Task& t, int64_t blk, int64_t m0, float* accp) {
+  constexpr int subs = 256 / SUB;
+  static_assert(subs % Src::kBatch == 0, "int32 batches of whole sub-blocks");
+  __m512d S[MR][2];
+  __m512i B[MR];
+  __m512 tm[MR];
+  for (int i = 0; i < MR; i++) {
+    B[i] = _mm512_setzero_si512();
+    S[i][0] = S[i][1] = _mm512_setzero_pd();
+    tm[i] = _mm512_setzero_ps();
+  }
+#pragma GCC unroll 2
+  for (int si = 0; si < subs; si++) {
+    __m512i I[MR];
+    sub_block_sums<SUB, MR>(src, t, m0, blk * 256, si, I);
+    const __m512i isc = _mm512_load_si512(d.isc[si]);
+    for (int i = 0; i < MR; i++) {
+      // isc * I summed in int32 over kBatch sub-blocks (the type's bound keeps that exact), then
+      // into the doubles.
+      const __m512i P = _mm512_mullo_epi32(isc, I[i]);
+      B[i] = si % Src::kBatch == 0 ? P : _mm512_add_epi32(B[i], P);
+      if (si % Src::kBatch == Src::kBatch - 1) {
+        S[i][0] = _mm512_add_pd(S[i][0], _mm512_cvtepi32_pd(_mm512_castsi512_si256(B[i])));
+        S[i][1] = _mm512_add_pd(S[i][1], _mm512_cvtepi32_pd(_mm512_extracti64x4_epi64(B[i], 1)));
       }
-      const __m512 av = _mm512_load_ps(d.a[si]);
-      const __m512 mv = Src::kHasMin ? _mm512_load_ps(d.m[si]) : _mm512_setzero_ps();
-      for (int i = 0; i < MR; i++) {
+      if constexpr (Src::kHasMin) {
         const ActRow& x = t.act[m0 + i];
-        const int32_t X = SUB == 32 ? x.sum16[2 * kb] + x.sum16[2 * kb + 1] : x.sum16[2 * kb + sb];
-        const __m512i xv = _mm512_set1_epi32(X);
-        __m512i I = _mm512_add_epi32(_mm512_slli_epi32(hi[i], 8), lo[i]);
-        if constexpr (Src::kOffShift >= 0) I = _mm512_sub_epi32(I, _mm512_slli_epi32(xv, Src::kOffShift));
-        __m512 c = _mm512_mul_ps(av, _mm512_cvtepi32_ps(I));
-        if constexpr (Src::kHasMin) c = _mm512_sub_ps(c, _mm512_mul_ps(mv, _mm512_cvtepi32_ps(xv)));
-        ts[i] = sb == 0 ? c : _mm512_add_ps(ts[i], c);
+        const __m512 X = _mm512_set1_ps(SUB == 32 ? x.sumf32[blk * 8 + si] : x.sumf16[blk * 16 + si]);
+        tm[i] = si == 0 ? _mm512_mul_ps(X, _mm512_load_ps(d.m[0])) : _mm512_fmadd_ps(X, _mm512_load_ps(d.m[si]), tm[i]);
       }
     }
-    for (int i = 0; i < MR; i++) acc[i] = _mm512_add_ps(acc[i], _mm512_mul_ps(_mm512_set1_ps(t.act[m0 + i].s[kb]), ts[i]));
   }
-  for (int i = 0; i < MR; i++) _mm512_store_ps(accp + (m0 + i) * kTileRows, acc[i]);
+  const __m512 dd = _mm512_load_ps(d.d);
+  for (int i = 0; i < MR; i++) {
+    const __m512 Sf = pd_to_ps16(S[i][0], S[i][1]);
+    __m512 c;
+    if constexpr (Src::kHasMin) c = _mm512_fmsub_ps(dd, Sf, _mm512_mul_ps(_mm512_load_ps(d.dmin), tm[i]));
+    else c = _mm512_mul_ps(dd, Sf);
+    float* a = accp + (m0 + i) * kTileRows;
+    _mm512_store_ps(a, _mm512_fmadd_ps(_mm512_set1_ps(t.act[m0 + i].s[blk * 8]), c, _mm512_load_ps(a)));
+  }
+}
+
+// Either contract's pass over one block for activation rows m0 .. m0 + MR.
+template <int BLOCK, int SUB, int MR, class Src>
+PW_VNNI PW_INLINE void rows_pass(const Src& src, const Decoded& d, const Task& t, int64_t blk, int64_t m0, float* accp) {
+  if constexpr (BLOCK == 256) block_rows_k<SUB, MR>(src, d, t, blk, m0, accp);
+  else block_rows32<MR>(src, d, t, blk, m0, accp);
 }
 
 template <int BLOCK, int SUB, class Src>
@@ -362,23 +451,24 @@ PW_VNNI PW_INLINE void all_rows(const Src& src, Decoded& d, const Task& t, int64
   if (t.M > kMR) {
     // Several passes over the block: decode it once into L1 (the same u bytes).
     for (int qi = 0; qi < BLOCK / 4; qi++) _mm512_store_si512(d.u[qi], src.quad(qi));
-    FromDecodedT<Src::kOffShift, Src::kHasMin> dec{d};
+    FromDecodedT<Src::kOffShift, Src::kHasMin, BatchOf<Src>::value> dec{d};
     int64_t m = 0;
-    for (; m + kMR <= t.M; m += kMR) block_rows<BLOCK, SUB, kMR>(dec, d, t, blk, m, accp);
-    for (; m < t.M; m++) block_rows<BLOCK, SUB, 1>(dec, d, t, blk, m, accp);
+    for (; m + kMR <= t.M; m += kMR) rows_pass<BLOCK, SUB, kMR>(dec, d, t, blk, m, accp);
+    for (; m < t.M; m++) rows_pass<BLOCK, SUB, 1>(dec, d, t, blk, m, accp);
     return;
   }
   int64_t m = 0;
-  for (; m + kMR <= t.M; m += kMR) block_rows<BLOCK, SUB, kMR>(src, d, t, blk, m, accp);
-  for (; m < t.M; m++) block_rows<BLOCK, SUB, 1>(src, d, t, blk, m, accp);
+  for (; m + kMR <= t.M; m += kMR) rows_pass<BLOCK, SUB, kMR>(src, d, t, blk, m, accp);
+  for (; m < t.M; m++) rows_pass<BLOCK, SUB, 1>(src, d, t, blk, m, accp);
 }
 
-template <int BLOCK, int SUB>
+// decode16's blocks (u = q + 128), with the type's min term or not (the other families' choice).
+template <int BLOCK, int SUB, bool HAS_MIN>
 PW_VNNI PW_INLINE void rows_decoded(Decoded& d, const Task& t, int64_t blk, float* accp) {
-  const FromDecoded dec{d};
+  const FromDecodedT<7, HAS_MIN> dec{d};
   int64_t m = 0;
-  for (; m + kMR <= t.M; m += kMR) block_rows<BLOCK, SUB, kMR>(dec, d, t, blk, m, accp);
-  for (; m < t.M; m++) block_rows<BLOCK, SUB, 1>(dec, d, t, blk, m, accp);
+  for (; m + kMR <= t.M; m += kMR) rows_pass<BLOCK, SUB, kMR>(dec, d, t, blk, m, accp);
+  for (; m < t.M; m++) rows_pass<BLOCK, SUB, 1>(dec, d, t, blk, m, accp);
 }
 
 // The SIMD decoder of each interleaved type: computes the block's floats into d, then runs
@@ -453,9 +543,10 @@ PW_VNNI void tile16(const Task& t, const QuantLinear::Part& part, const uint8_t*
       if (with_src(part.ib ? t.type : -1, gb, d, f)) continue;
       // A type without a SIMD decoder: decode_block per row.
       decode16(ti, part, data, lr, blk, nr, d);
-      if (ti.block == 32) rows_decoded<32, 32>(d, tc, blk, accc);
-      else if (ti.sub == 16) rows_decoded<256, 16>(d, tc, blk, accc);
-      else rows_decoded<256, 32>(d, tc, blk, accc);
+      const bool mn = k_has_min(t.type);
+      if (ti.block == 32) rows_decoded<32, 32, true>(d, tc, blk, accc);
+      else if (ti.sub == 16) mn ? rows_decoded<256, 16, true>(d, tc, blk, accc) : rows_decoded<256, 16, false>(d, tc, blk, accc);
+      else mn ? rows_decoded<256, 32, true>(d, tc, blk, accc) : rows_decoded<256, 32, false>(d, tc, blk, accc);
     }
   }
 }
@@ -480,57 +571,100 @@ struct StoreSigned {
 // summed in int32 without saturation), 4 rows x 4 values per vector; the float steps lane-wise on
 // two halves of 8 rows, the same operations as the other families.
 
-template <int BLOCK, int SUB, int MR>
-PW_AVX2 PW_INLINE void block_rows_avx2(const Decoded& d, const Task& t, int64_t blk, int64_t m0, float* accp) {
-  constexpr int abs_per_blk = BLOCK / kActBlock;
-  constexpr int subs_per_ab = kActBlock / SUB;
-  constexpr int quads_per_sub = SUB / 4;
-  for (int half = 0; half < 2; half++) {
-    __m256 acc[MR];
-    for (int i = 0; i < MR; i++) acc[i] = _mm256_load_ps(accp + (m0 + i) * kTileRows + 8 * half);
-    for (int ab = 0; ab < abs_per_blk; ab++) {
-      const int64_t kb = blk * abs_per_blk + ab;
-      __m256 ts[MR];
-      for (int sb = 0; sb < subs_per_ab; sb++) {
-        const int si = ab * subs_per_ab + sb;
-        __m256i s4[MR][2];  // rows 8 half + 0..3, 4..7: lanes [r r r' r' ...] pair sums
-        for (int i = 0; i < MR; i++) s4[i][0] = s4[i][1] = _mm256_setzero_si256();
-        for (int qd = 0; qd < quads_per_sub; qd++) {
-          const int qi = si * quads_per_sub + qd;
-          const uint8_t* wq = reinterpret_cast<const uint8_t*>(d.u[qi]) + 32 * half;
-          const __m256i w0 = _mm256_cvtepu8_epi16(_mm_load_si128(reinterpret_cast<const __m128i*>(wq)));
-          const __m256i w1 = _mm256_cvtepu8_epi16(_mm_load_si128(reinterpret_cast<const __m128i*>(wq + 16)));
-          for (int i = 0; i < MR; i++) {
-            int64_t v4;
-            std::memcpy(&v4, t.act[m0 + i].v + blk * BLOCK + 4 * qi, 8);
-            const __m256i xv = _mm256_set1_epi64x(v4);
-            s4[i][0] = _mm256_add_epi32(s4[i][0], _mm256_madd_epi16(w0, xv));
-            s4[i][1] = _mm256_add_epi32(s4[i][1], _mm256_madd_epi16(w1, xv));
-          }
-        }
-        const __m256 av = _mm256_load_ps(d.a[si] + 8 * half), mv = _mm256_load_ps(d.m[si] + 8 * half);
-        for (int i = 0; i < MR; i++) {
-          const ActRow& x = t.act[m0 + i];
-          const int32_t X = SUB == 32 ? x.sum16[2 * kb] + x.sum16[2 * kb + 1] : x.sum16[2 * kb + sb];
-          const __m256i xv = _mm256_set1_epi32(X);
-          // hadd: [r0 r1 r4 r5 | r2 r3 r6 r7] -> rows in order.
-          const __m256i r = _mm256_permute4x64_epi64(_mm256_hadd_epi32(s4[i][0], s4[i][1]), _MM_SHUFFLE(3, 1, 2, 0));
-          const __m256i I = _mm256_sub_epi32(r, _mm256_slli_epi32(xv, 7));
-          const __m256 c = _mm256_sub_ps(_mm256_mul_ps(av, _mm256_cvtepi32_ps(I)), _mm256_mul_ps(mv, _mm256_cvtepi32_ps(xv)));
-          ts[i] = sb == 0 ? c : _mm256_add_ps(ts[i], c);
-        }
-      }
-      for (int i = 0; i < MR; i++) acc[i] = _mm256_add_ps(acc[i], _mm256_mul_ps(_mm256_set1_ps(t.act[m0 + i].s[kb]), ts[i]));
+// The exact sums I = sum(q v) of sub-block si (SUB values from value k0 on) for activation rows
+// m0 .. m0 + MR, weight rows 8 half .. 8 half + 7 (one lane each).
+template <int SUB, int MR>
+PW_AVX2 PW_INLINE void sub_block_sums_avx2(const Decoded& d, const Task& t, int64_t m0, int64_t k0, int si, int half, __m256i* I) {
+  __m256i s4[MR][2];  // rows 8 half + 0..3, 4..7: lanes [r r r' r' ...] pair sums
+  for (int i = 0; i < MR; i++) s4[i][0] = s4[i][1] = _mm256_setzero_si256();
+  for (int qd = 0; qd < SUB / 4; qd++) {
+    const int qi = si * (SUB / 4) + qd;
+    const uint8_t* wq = reinterpret_cast<const uint8_t*>(d.u[qi]) + 32 * half;
+    const __m256i w0 = _mm256_cvtepu8_epi16(_mm_load_si128(reinterpret_cast<const __m128i*>(wq)));
+    const __m256i w1 = _mm256_cvtepu8_epi16(_mm_load_si128(reinterpret_cast<const __m128i*>(wq + 16)));
+    for (int i = 0; i < MR; i++) {
+      int64_t v4;
+      std::memcpy(&v4, t.act[m0 + i].v + k0 + 4 * qi, 8);
+      const __m256i xv = _mm256_set1_epi64x(v4);
+      s4[i][0] = _mm256_add_epi32(s4[i][0], _mm256_madd_epi16(w0, xv));
+      s4[i][1] = _mm256_add_epi32(s4[i][1], _mm256_madd_epi16(w1, xv));
     }
-    for (int i = 0; i < MR; i++) _mm256_store_ps(accp + (m0 + i) * kTileRows + 8 * half, acc[i]);
+  }
+  for (int i = 0; i < MR; i++) {
+    const int32_t* s16 = t.act[m0 + i].sum16 + (k0 + si * SUB) / 16;
+    const int32_t X = SUB == 32 ? s16[0] + s16[1] : s16[0];
+    // hadd: [r0 r1 r4 r5 | r2 r3 r6 r7] -> rows in order; u = q + 128.
+    const __m256i r = _mm256_permute4x64_epi64(_mm256_hadd_epi32(s4[i][0], s4[i][1]), _MM_SHUFFLE(3, 1, 2, 0));
+    I[i] = _mm256_sub_epi32(r, _mm256_slli_epi32(_mm256_set1_epi32(X), 7));
   }
 }
 
-template <int BLOCK, int SUB>
+// The 32-value contract for one block, on two halves of 8 weight rows.
+template <int MR>
+PW_AVX2 PW_INLINE void block_rows_avx2(const Decoded& d, const Task& t, int64_t blk, int64_t m0, float* accp) {
+  for (int half = 0; half < 2; half++) {
+    __m256i I[MR];
+    sub_block_sums_avx2<32, MR>(d, t, m0, blk * 32, 0, half, I);
+    const __m256 av = _mm256_load_ps(d.a[0] + 8 * half), mv = _mm256_load_ps(d.m[0] + 8 * half);
+    for (int i = 0; i < MR; i++) {
+      const ActRow& x = t.act[m0 + i];
+      const __m256i xv = _mm256_set1_epi32(x.sum16[2 * blk] + x.sum16[2 * blk + 1]);
+      const __m256 c = _mm256_sub_ps(_mm256_mul_ps(av, _mm256_cvtepi32_ps(I[i])), _mm256_mul_ps(mv, _mm256_cvtepi32_ps(xv)));
+      float* a = accp + (m0 + i) * kTileRows + 8 * half;
+      _mm256_store_ps(a, _mm256_add_ps(_mm256_load_ps(a), _mm256_mul_ps(_mm256_set1_ps(x.s[blk]), c)));
+    }
+  }
+}
+
+// The super-block contract (kernels.h) on AVX2: each sub-block's I times isc into S exactly
+// (doubles, 4 lanes a register), the min's fma chain, one float epilogue.
+template <int SUB, int MR, bool HAS_MIN>
+PW_AVX2 PW_INLINE void block_rows_avx2_k(const Decoded& d, const Task& t, int64_t blk, int64_t m0, float* accp) {
+  for (int half = 0; half < 2; half++) {
+    __m256d S[MR][2];
+    __m256 tm[MR];
+    for (int i = 0; i < MR; i++) {
+      S[i][0] = S[i][1] = _mm256_setzero_pd();
+      tm[i] = _mm256_setzero_ps();
+    }
+    for (int si = 0; si < 256 / SUB; si++) {
+      __m256i I[MR];
+      sub_block_sums_avx2<SUB, MR>(d, t, m0, blk * 256, si, half, I);
+      const __m256i isc = _mm256_load_si256(reinterpret_cast<const __m256i*>(d.isc[si] + 8 * half));
+      const __m256d isc0 = _mm256_cvtepi32_pd(_mm256_castsi256_si128(isc)), isc1 = _mm256_cvtepi32_pd(_mm256_extracti128_si256(isc, 1));
+      for (int i = 0; i < MR; i++) {
+        S[i][0] = _mm256_fmadd_pd(_mm256_cvtepi32_pd(_mm256_castsi256_si128(I[i])), isc0, S[i][0]);
+        S[i][1] = _mm256_fmadd_pd(_mm256_cvtepi32_pd(_mm256_extracti128_si256(I[i], 1)), isc1, S[i][1]);
+        if constexpr (HAS_MIN) {
+          const ActRow& x = t.act[m0 + i];
+          const __m256 Xf = _mm256_set1_ps(SUB == 32 ? x.sumf32[blk * 8 + si] : x.sumf16[blk * 16 + si]);
+          const __m256 mv = _mm256_load_ps(d.m[si] + 8 * half);
+          tm[i] = si == 0 ? _mm256_mul_ps(Xf, mv) : _mm256_fmadd_ps(Xf, mv, tm[i]);
+        }
+      }
+    }
+    const __m256 dd = _mm256_load_ps(d.d + 8 * half);
+    for (int i = 0; i < MR; i++) {
+      const __m256 Sf = _mm256_set_m128(_mm256_cvtpd_ps(S[i][1]), _mm256_cvtpd_ps(S[i][0]));
+      __m256 c;
+      if constexpr (HAS_MIN) c = _mm256_fmsub_ps(dd, Sf, _mm256_mul_ps(_mm256_load_ps(d.dmin + 8 * half), tm[i]));
+      else c = _mm256_mul_ps(dd, Sf);
+      float* a = accp + (m0 + i) * kTileRows + 8 * half;
+      _mm256_store_ps(a, _mm256_fmadd_ps(_mm256_set1_ps(t.act[m0 + i].s[blk * 8]), c, _mm256_load_ps(a)));
+    }
+  }
+}
+
+template <int BLOCK, int SUB, bool HAS_MIN = true>
 PW_AVX2 void rows_avx2(const Decoded& d, const Task& t, int64_t blk, float* accp) {
   int64_t m = 0;
-  for (; m + 2 <= t.M; m += 2) block_rows_avx2<BLOCK, SUB, 2>(d, t, blk, m, accp);
-  for (; m < t.M; m++) block_rows_avx2<BLOCK, SUB, 1>(d, t, blk, m, accp);
+  if constexpr (BLOCK == 256) {
+    for (; m + 2 <= t.M; m += 2) block_rows_avx2_k<SUB, 2, HAS_MIN>(d, t, blk, m, accp);
+    for (; m < t.M; m++) block_rows_avx2_k<SUB, 1, HAS_MIN>(d, t, blk, m, accp);
+    return;
+  }
+  for (; m + 2 <= t.M; m += 2) block_rows_avx2<2>(d, t, blk, m, accp);
+  for (; m < t.M; m++) block_rows_avx2<1>(d, t, blk, m, accp);
 }
 
 PW_AVX2 void tile16_avx2(const Task& t, const QuantLinear::Part& part, const uint8_t* data, int64_t lr, int64_t nr, float* out) {
@@ -541,9 +675,10 @@ PW_AVX2 void tile16_avx2(const Task& t, const QuantLinear::Part& part, const uin
   std::fill(accp, accp + t.M * kTileRows, 0.0f);
   for (int64_t blk = 0; blk < t.K / ti.block; blk++) {
     decode16(ti, part, data, lr, blk, nr, d);
+    const bool mn = k_has_min(t.type);
     if (ti.block == 32) rows_avx2<32, 32>(d, t, blk, accp);
-    else if (ti.sub == 16) rows_avx2<256, 16>(d, t, blk, accp);
-    else rows_avx2<256, 32>(d, t, blk, accp);
+    else if (ti.sub == 16) mn ? rows_avx2<256, 16, true>(d, t, blk, accp) : rows_avx2<256, 16, false>(d, t, blk, accp);
+    else mn ? rows_avx2<256, 32, true>(d, t, blk, accp) : rows_avx2<256, 32, false>(d, t, blk, accp);
   }
 }
 
@@ -565,17 +700,21 @@ bool decode_group_signed(const TypeInfo& ti, const QuantLinear::Part& part, cons
   return decode_signed(ti, part, data, lr, blk, nr, d);
 }
 
-// quantize_act_row (linear.cc) on AVX-512, the same bits: the block's amax by max (exact; a NaN
+// quantize_act_row (linear.cc) on AVX-512, the same bits: the group's amax by max (exact; a NaN
 // value is skipped as std::max skips it, being the first operand), is = kVMax / amax and
 // v = round-to-nearest-even(x * is) by the same float division and product (cvtps_epi32 rounds by
 // MXCSR, whose default is nearest-even, as nearbyint), and the same integer splits and sums.
 PW_VNNI void quantize_act_row_avx512(const float* x, int64_t K, const ActRow& r) {
+  const int64_t group = act_group(K);
+  float amax = 0.0f;
   for (int64_t b = 0; b < K / kActBlock; b++) {
     const float* xb = x + b * kActBlock;
     const __m512 x0 = _mm512_loadu_ps(xb), x1 = _mm512_loadu_ps(xb + 16);
-    __m512 mx = _mm512_max_ps(_mm512_abs_ps(x0), _mm512_setzero_ps());
-    mx = _mm512_max_ps(_mm512_abs_ps(x1), mx);
-    const float amax = _mm512_reduce_max_ps(mx);
+    if (b * kActBlock % group == 0) {  // a group's first block: its scale
+      __m512 mx = _mm512_setzero_ps();
+      for (int64_t j = 0; j < group; j += 16) mx = _mm512_max_ps(_mm512_abs_ps(_mm512_loadu_ps(xb + j)), mx);
+      amax = _mm512_reduce_max_ps(mx);
+    }
     const float is = amax > 0.0f ? static_cast<float>(kVMax) / amax : 0.0f;
     r.s[b] = amax / static_cast<float>(kVMax);
     const __m512 vis = _mm512_set1_ps(is);
@@ -606,7 +745,7 @@ bool quantize_act_fast(Isa isa, const float* x, int64_t K, const ActRow& r) {
 
 int rows_fast(Isa isa, const Task& t, const QuantLinear::Part& part, const uint8_t* data, int64_t lr, int64_t nr, float* acc) {
   if (isa >= Isa::Avx512 && has_vnni()) {
-    if (t.tiles) tile16_amx(t, part, data, lr, nr, acc);
+    if (t.tiles || t.tiles_k) tile16_amx(t, part, data, lr, nr, acc);
     else tile16(t, part, data, lr, nr, acc);
     return static_cast<int>(nr);
   }

@@ -653,16 +653,17 @@ void test_quant() {
             for (int64_t m = 0; m < M; m++) {
               for (int64_t n = 0; n < N; n++) {
                 double want = 0, e = 0, mag = 0;
-                for (int64_t b = 0; b < K; b += 32) {
+                const int64_t G = K % 256 == 0 ? 256 : 32;  // the activation groups (act_quant.h)
+                for (int64_t b = 0; b < K; b += G) {
                   double amax = 0, ws = 0;
-                  for (int64_t j = 0; j < 32; j++) amax = std::max(amax, std::fabs(static_cast<double>(x[m * K + b + j])));
-                  for (int64_t j = 0; j < 32; j++) {
+                  for (int64_t j = 0; j < G; j++) amax = std::max(amax, std::fabs(static_cast<double>(x[m * K + b + j])));
+                  for (int64_t j = 0; j < G; j++) {
                     const double wv = w[n * K + b + j], xv = x[m * K + b + j];
                     want += wv * xv;
                     ws += std::fabs(wv);
-                    mag += std::fabs(wv * xv) + std::fabs(wv) * amax / 32512;
+                    mag += std::fabs(wv * xv) + std::fabs(wv) * amax / 8191;
                   }
-                  e += amax / 65024 * ws;
+                  e += amax / 16382 * ws;
                 }
                 const double bound = e * 1.0001 + (K / 32 + 8) * std::ldexp(1.0, -23) * mag + 1e-30;
                 const double got = full[m * N + n];

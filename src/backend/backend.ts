@@ -131,12 +131,13 @@ export interface ComputeBackend {
    *
    * linearPacked on such a pack computes outs[s][m, r] = sum_k w_s[r, k] x[m, k] (+ bias_s[r])
    * with w the dequantized weights (exactly {@link CpuTestHooks.dequantizeRows}'s values), as
-   * integer dot products: each activation row is quantized per block of 32 values to 16-bit
-   * integers (scale = block max |x| / 32512, round to nearest even; native/quant/act_quant.h),
-   * multiplied with the weights' integers exactly, and the integer sums are scaled in float32 in a
-   * fixed order per output (native/quant/linear.cc). Error against the float64 product of the
-   * dequantized weights is about 1e-5 of |w|·|x| per block (llama.cpp's int8 activations: about
-   * 100 times more). Each output is computed by the same operations whatever M, the other rows,
+   * integer dot products: each activation row is quantized per group of 256 values (32 where K is
+   * not a multiple of 256) to 14-bit integers (scale = group max |x| / 8191, round to nearest even;
+   * native/quant/act_quant.h), multiplied with the weights' integers exactly, and the integer sums
+   * are scaled in float32 in a fixed order per output (native/quant/kernels.h: per block of 32, or
+   * per block of 256 for the K-quants and IQ4_XS). Error against the float64 product of the
+   * dequantized weights is about 1e-4 of |w|·|x| per group (llama.cpp's int8 activations: 30-60
+   * times more). Each output is computed by the same operations whatever M, the other rows,
    * the other parts or the thread count: row m of a batch equals the M = 1 result bit for bit.
    */
   packLinearQuant(parts: QuantLinearPart[], K: number): PackedLinearHandle;

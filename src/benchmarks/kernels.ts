@@ -256,7 +256,7 @@ export async function benchKernels(argv: string[]): Promise<void> {
     git_commit: gitCommit(),
     threads: be.getThreads(),
     isa: Isa[info.activeIsa],
-    precision: qtype === undefined ? 'bfloat16' : 'quantized weights, 16-bit integer activations',
+    precision: qtype === undefined ? 'bfloat16' : 'quantized weights, 14-bit integer activations',
     weights: qtype === undefined ? 'BF16' : ggmlTypeName(qtype),
     ...(qtype !== undefined ? { quant_amx: be.quantAmx() } : {}),
     machine_peaks: peaks,
