@@ -276,9 +276,10 @@ describe('the AMX blocked path', () => {
     }
   });
 
-  // Activation rows around the 16-row tiles (M = 1 runs the streaming path: solo rows), weight
-  // rows not a multiple of 16, K one block and a few.
-  const Ms = [1, 15, 16, 17, 33, 100];
+  // Activation rows around the 16-row tiles and the AMX thresholds (10 rows for the 256-value
+  // types, 11 for the others; M = 1 runs the streaming path: solo rows), weight rows not a
+  // multiple of 16, K one block and a few.
+  const Ms = [1, 9, 10, 11, 15, 16, 17, 33, 100];
   for (const type of SUPPORTED_QUANT_TYPES) {
     test(`${ggmlTypeName(type)}: every path gives the scalar bits at awkward sizes, batch = solo`, () => {
       const { blockSize } = typeInfo(type);

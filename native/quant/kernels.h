@@ -106,10 +106,10 @@ int rows_fast(Isa isa, const Task& t, const QuantLinear::Part& part, const uint8
 // the same bits; returns false where the caller must run the plain one.
 bool quantize_act_fast(Isa isa, const float* x, int64_t K, const ActRow& r);
 
-// Whether a call of M activation rows runs the AMX kernels (rows_amx.cc): then the caller gives
-// Task::tiles (32-value types), amx_tiles_bytes(M, K) bytes (64-byte aligned) filled by
-// amx_tile_row for each row, and Task::tiles_k (256-value types) alike.
-bool use_amx(Isa isa, int64_t M);
+// Whether a call of M activation rows runs the AMX kernel of a type with blocks of `block` values
+// (rows_amx.cc): then the caller gives Task::tiles (32-value types), amx_tiles_bytes(M, K) bytes
+// (64-byte aligned) filled by amx_tile_row for each row, or Task::tiles_k (256-value types) alike.
+bool use_amx(Isa isa, int64_t M, int block);
 // The AMX layout: per 16 activation rows (a tile; rows past M zero) and block kb of 32 values, a
 // record of kAmxRecord bytes: the rows' hi bytes (16 x 32) then their lo bytes (a block's tile is
 // one load at stride 32), then the rows' floats of the block (rows_amx.cc).

@@ -216,13 +216,12 @@ void quant_linear(const QuantLinear& p, const float* x, int64_t M, float* const*
   thread_local std::vector<uint8_t> tiles_buf, tiles_k_buf;
   int8_t* tiles = nullptr;
   int8_t* tiles_k = nullptr;
-  if (use_amx(isa, M)) {
-    for (const QuantLinear::Part& part : p.parts) {
-      TypeInfo ti;
-      type_info(part.type, &ti);
-      if (ti.block == 256 && !tiles_k) tiles_k = reinterpret_cast<int8_t*>(scratch(tiles_k_buf, amx_tiles_k_bytes(M, K)));
-      if (ti.block == 32 && !tiles) tiles = reinterpret_cast<int8_t*>(scratch(tiles_buf, amx_tiles_bytes(M, K)));
-    }
+  for (const QuantLinear::Part& part : p.parts) {
+    TypeInfo ti;
+    type_info(part.type, &ti);
+    if (!use_amx(isa, M, ti.block)) continue;
+    if (ti.block == 256 && !tiles_k) tiles_k = reinterpret_cast<int8_t*>(scratch(tiles_k_buf, amx_tiles_k_bytes(M, K)));
+    if (ti.block == 32 && !tiles) tiles = reinterpret_cast<int8_t*>(scratch(tiles_buf, amx_tiles_bytes(M, K)));
   }
   auto prep = [&](int64_t b, int64_t e) {
     for (int64_t m = b; m < e; m++) {

@@ -48,7 +48,7 @@ struct KScales {
 };
 void decode_block_k(int type, const uint8_t* src, int8_t* q, KScales& ks);
 // Whether a 256-value type has a min term (Q2_K, Q4_K, Q5_K).
-inline bool k_has_min(int type) { return type == 10 || type == 12 || type == 13; }
+inline bool k_has_min(int type) { return type == Q2_K || type == Q4_K || type == Q5_K; }
 
 // rows x k values (k a multiple of the block size) to float32, exactly ggml's dequantization.
 void dequantize_rows(int type, const uint8_t* src, int64_t rows, int64_t k, float* out);

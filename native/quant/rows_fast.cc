@@ -745,7 +745,10 @@ bool quantize_act_fast(Isa isa, const float* x, int64_t K, const ActRow& r) {
 
 int rows_fast(Isa isa, const Task& t, const QuantLinear::Part& part, const uint8_t* data, int64_t lr, int64_t nr, float* acc) {
   if (isa >= Isa::Avx512 && has_vnni()) {
-    if (t.tiles || t.tiles_k) tile16_amx(t, part, data, lr, nr, acc);
+    // The AMX kernel where the caller laid the activations out for this type's contract.
+    TypeInfo ti;
+    type_info(t.type, &ti);
+    if (ti.block == 256 ? t.tiles_k : t.tiles) tile16_amx(t, part, data, lr, nr, acc);
     else tile16(t, part, data, lr, nr, acc);
     return static_cast<int>(nr);
   }
