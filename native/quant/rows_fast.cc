@@ -535,7 +535,7 @@ PW_VNNI void tile16(const Task& t, const QuantLinear::Part& part, const uint8_t*
   // 2048: 256 KiB); each chunk decodes the weights again (a small cost next to 64 rows' products).
   const int64_t chunk = std::max<int64_t>(kMR, ((int64_t(256) << 10) / (2 * t.K)) / kMR * kMR);
   for (int64_t mc = 0; mc < t.M; mc += chunk) {
-    const Task tc{t.type, t.K, std::min(chunk, t.M - mc), t.act + mc, nullptr};
+    const Task tc{t.type, t.K, std::min(chunk, t.M - mc), t.act + mc, nullptr, nullptr};
     float* const accc = accp + mc * kTileRows;
     for (int64_t blk = 0; blk < nblk; blk++) {
       const uint8_t* gb = group_block_prefetch(part, data, lr, blk);
