@@ -186,8 +186,10 @@ PW_VNNI void scales_q6_k(const uint8_t* gb, Decoded& d) {  // isc = the signed b
 // kHasMin false: the type's m is always 0, and c = a * I skips "- 0 * X" (which can only turn a
 // zero c's sign, and no zero's sign survives into acc: acc starts at +0, so the outputs' bits are
 // the same as the full formula's).
-// (kBatch: the type's, as its source gives it; 2 fits any 256-value type, IQ4_XS's bound being the
-// tightest.)
+// (kBatch: the sub-blocks whose isc * I stay in int32 summed, from |v| <= 8191 (act_quant.h):
+// batch * max|isc| * sub * max|q| * 8191 < 2^31, e.g. Q6_K 4 * 128 * 16 * 32 * 8191 = 2147221504,
+// Q4_K 8 * 63 * 32 * 15 * 8191, IQ4_XS 2 * 32 * 32 * 127 * 8191. The type's source gives it; 2
+// fits any 256-value type, IQ4_XS's bound being the tightest.)
 template <class S, class = void>
 struct BatchOf {
   static constexpr int value = 2;
