@@ -252,7 +252,7 @@ PW_AMX bool decode_blocks32(const TypeInfo& ti, const QuantLinear::Part& part, c
 // with the three sums in three C tiles accumulated over the whole block (4 x 64 values): one store
 // of three tiles and one float epilogue per 256 values, where the per-sub-block contract needed
 // two stores and an epilogue per 16 or 32 values. Each sum stays in int32 (|hi| <= 32, |ph| <= 16,
-// pl <= 255) and S is combined exactly in doubles, as the other kernels sum it.
+// pl <= 255) and S is formed exactly (k_sum), as the other kernels sum it.
 
 // The block's p = isc * q as the B tiles' bytes: bh[qi] and bl[qi] for value quad qi (quad-major,
 // as Decoded.u). u holds the signed q, isc the sub-block scales (KScales).
@@ -279,15 +279,14 @@ PW_AMX void split_products(const Decoded& d, int sub, int8_t (*bh)[64], int8_t (
   }
 }
 
-// Tiles: 0, 1, 2, 3 the sums (hi ph), (hi pl), (lo pl), (lo ph); 4, 5 the activations' hi and lo
-// bytes of a 64-value chunk; 6, 7 the chunk's ph and pl. Every tile 16 x 64 bytes. The two cross
-// products get a tile each: accumulated in one, they made a chain of 8 dependent tile products
-// per block, whose latency (not the tile unit's throughput) set the pace.
+// Tiles: 0, 1, 2 the sums (hi ph), (hi pl + lo ph), (lo pl); 4, 5 the activations' hi and lo bytes
+// of a 64-value chunk; 6, 7 the chunk's ph and pl. Every tile 16 x 64 bytes. (The two cross
+// products in a tile each measured the same: the tile unit waits on the loads, not on a chain of
+// products into one tile.)
 PW_AMX PW_INLINE void k_products(const int8_t* rec, const int8_t (*bh)[64], const int8_t (*bl)[64]) {
   tile_zero<0>();
   tile_zero<1>();
   tile_zero<2>();
-  tile_zero<3>();
   for (int c = 0; c < 4; c++) {
     tile_load<4>(rec + c * 1024, 64);
     tile_load<5>(rec + 4096 + c * 1024, 64);
@@ -295,17 +294,16 @@ PW_AMX PW_INLINE void k_products(const int8_t* rec, const int8_t (*bh)[64], cons
     tile_load<7>(bl[16 * c], 64);
     tile_dpbssd<0, 4, 6>();
     tile_dpbsud<1, 4, 7>();
+    tile_dpbssd<1, 5, 6>();
     tile_dpbsud<2, 5, 7>();
-    tile_dpbssd<3, 5, 6>();
   }
 }
 
-// The exact S of the sums, lane-wise, rounded once to float: L = 256 (c1 + c3) + c2 stays in int32
-// (below 2^30), and S = 65536 (c0 + (L >> 16)) + (L & 65535) with both parts exact floats, so one
-// fma forms S exactly and rounds it once (as the double the other kernels convert).
-PW_AMX PW_INLINE __m512 k_sum(const int32_t* c0, const int32_t* c1, const int32_t* c2, const int32_t* c3) {
-  const __m512i cross = _mm512_add_epi32(_mm512_load_si512(c1), _mm512_load_si512(c3));
-  const __m512i L = _mm512_add_epi32(_mm512_slli_epi32(cross, 8), _mm512_load_si512(c2));
+// The exact S of the sums, lane-wise, rounded once to float: L = 256 c1 + c2 stays in int32 (below
+// 2^30), and S = 65536 (c0 + (L >> 16)) + (L & 65535) with both parts exact floats, so one fma forms
+// S exactly and rounds it once (as the double the other kernels convert).
+PW_AMX PW_INLINE __m512 k_sum(const int32_t* c0, const int32_t* c1, const int32_t* c2) {
+  const __m512i L = _mm512_add_epi32(_mm512_slli_epi32(_mm512_load_si512(c1), 8), _mm512_load_si512(c2));
   const __m512i A = _mm512_add_epi32(_mm512_load_si512(c0), _mm512_srai_epi32(L, 16));
   const __m512i low = _mm512_and_si512(L, _mm512_set1_epi32(0xFFFF));
   return _mm512_fmadd_ps(_mm512_cvtepi32_ps(A), _mm512_set1_ps(65536.0f), _mm512_cvtepi32_ps(low));
@@ -322,7 +320,7 @@ PW_AMX PW_INLINE void k_epilogue(const Decoded& d, const int32_t (*c)[kTileRows]
   if constexpr (HAS_MIN)
     for (int s = 0; s < subs; s++) imn[s] = _mm512_load_ps(d.m[s]);
   for (int64_t i = 0; i < mr; i++) {
-    const __m512 Sf = k_sum(c[0][i], c[1][i], c[2][i], c[3][i]);
+    const __m512 Sf = k_sum(c[0][i], c[1][i], c[2][i]);
     __m512 cv;
     if constexpr (HAS_MIN) {
       __m512 tm = _mm512_mul_ps(_mm512_set1_ps(X[i]), imn[0]);
@@ -337,13 +335,12 @@ PW_AMX PW_INLINE void k_epilogue(const Decoded& d, const int32_t (*c)[kTileRows]
 }
 
 // Activation tiles of rows mc .. me against one decoded block: tile T's products are issued, tile
-// T - 1's epilogue runs while the tile unit works on them, then T's sums are stored (a tile store
-// waits for the products: stored before the epilogue, it held the epilogue back from the
-// products it could overlap). The sums alternate between two buffers.
+// T - 1's epilogue runs meanwhile from its stored sums, then T's sums are stored (the sums alternate
+// between two buffers).
 template <int SUB, bool HAS_MIN>
 PW_AMX void k_tiles(const Decoded& d, const int8_t (*bh)[64], const int8_t (*bl)[64], const Task& t, int64_t blk, int64_t mc, int64_t me,
                     float* accp) {
-  alignas(64) int32_t c[2][4][kTileRows][kTileRows];
+  alignas(64) int32_t c[2][3][kTileRows][kTileRows];
   const int64_t nb = t.K / 256;
   const int64_t tiles = (me - mc + kTileRows - 1) / kTileRows;
   auto rec = [&](int64_t T) { return t.tiles_k + ((mc / kTileRows + T) * nb + blk) * kAmxRecordK; };
@@ -357,7 +354,6 @@ PW_AMX void k_tiles(const Decoded& d, const int8_t (*bh)[64], const int8_t (*bl)
       tile_store<0>(c[T & 1][0], 64);
       tile_store<1>(c[T & 1][1], 64);
       tile_store<2>(c[T & 1][2], 64);
-      tile_store<3>(c[T & 1][3], 64);
     }
   }
 }
