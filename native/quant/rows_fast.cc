@@ -395,7 +395,7 @@ PW_VNNI PW_INLINE __m512 pd_to_ps16(__m512d lo, __m512d hi) {
 }
 
 // The super-block contract (kernels.h) for a 256-value block: per activation row, each sub-block's
-// exact I (as block_rows computes it) times isc into S, exact in two doubles x 8 lanes; the min's
+// exact I (sub_block_sums) times isc into S, exact in two doubles x 8 lanes; the min's
 // fma chain; then one float epilogue per block.
 template <int SUB, int MR, class Src>
 PW_VNNI PW_INLINE void block_rows_k(const Src& src, const Decoded& d, const Task& t, int64_t blk, int64_t m0, float* accp) {

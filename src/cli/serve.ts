@@ -160,7 +160,6 @@ export async function serveCommand(argv: string[]): Promise<void> {
   setImmediate(collectGarbageNow);
   collectGarbageOnceQuiet(
     () => engine.numInFlight === 0,
-    undefined,
     () => engine.releaseFreeMemory(),
   );
 }

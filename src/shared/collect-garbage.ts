@@ -29,7 +29,7 @@ export function collectGarbageNow(): void {
  * thread has had nothing to do, then run `then` (the server has the engine return the C allocator's
  * free pages). (A busy thread uses its young generation, and V8 sizes it itself.)
  */
-export function collectGarbageOnceQuiet(idle: () => boolean, afterMs = 8000, then?: () => void): void {
+export function collectGarbageOnceQuiet(idle: () => boolean, then?: () => void, afterMs = 8000): void {
   setTimeout(() => {
     if (!idle()) return;
     collectGarbageNow();
