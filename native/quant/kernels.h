@@ -148,10 +148,21 @@ struct Decoded {
 };
 
 // Block blk of the group at lr (rows lr .. lr + nr; rows nr..15 give q = 0, a = m = 0) decoded
-// into d with u = q, the signed integers of decode_block (rows_fast.cc, AVX-512); the next group
-// block is prefetched. Returns false when the type's m is 0 in every block.
+// into d with u = q, the signed integers of decode_block (rows_fast.cc, AVX-512); with prefetch,
+// its group_ahead blocks are prefetched (below). Returns false when the type's m is 0 in every block.
 bool decode_group_signed(const TypeInfo& ti, const QuantLinear::Part& part, const uint8_t* data, int64_t lr, int64_t blk,
-                         int64_t nr, Decoded& d);
+                         int64_t nr, Decoded& d, bool prefetch = true);
+// The blocks a kernel at block blk of the group at lr prefetches (rows_fast.cc): the next one into
+// L1 and a far one into L2, `lines` cache lines each (nullptr past the part's end; both nullptr in
+// the row layout). decode_group_signed(prefetch = false) leaves them to the caller, which spreads
+// them over its work: issued at once (a block's 36 to 53 lines), they stalled the core on its L1
+// miss buffers.
+struct GroupAhead {
+  const uint8_t* next;
+  const uint8_t* far;
+  int lines;
+};
+GroupAhead group_ahead(const QuantLinear::Part& part, const uint8_t* data, int64_t lr, int64_t blk);
 
 // The AMX-INT8 kernel of the blocked path (rows_amx.cc): out as rows_fast, from t.tiles (32-value
 // types) or t.tiles_k (256-value types).

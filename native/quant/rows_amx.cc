@@ -256,7 +256,7 @@ PW_AMX bool decode_blocks32(const TypeInfo& ti, const QuantLinear::Part& part, c
 
 // The block's p = isc * q as the B tiles' bytes: bh[qi] and bl[qi] for value quad qi (quad-major,
 // as Decoded.u). u holds the signed q, isc the sub-block scales (KScales).
-PW_AMX void split_products(const Decoded& d, int sub, int8_t (*bh)[64], int8_t (*bl)[64]) {
+PW_AMX void split_products(const Decoded& d, int sub, int8_t (*bh)[64], int8_t (*bl)[64], const GroupAhead& ah) {
   const __mmask64 odd = 0xAAAAAAAAAAAAAAAAull;
   const int quads_per_sub = sub / 4;
   for (int s = 0; s < 256 / sub; s++) {
@@ -265,6 +265,11 @@ PW_AMX void split_products(const Decoded& d, int sub, int8_t (*bh)[64], int8_t (
     const __m512i iw = _mm512_or_si512(_mm512_and_si512(i32, _mm512_set1_epi32(0xFFFF)), _mm512_slli_epi32(i32, 16));
     for (int qd = 0; qd < quads_per_sub; qd++) {
       const int qi = s * quads_per_sub + qd;
+      // The group_ahead prefetches, a line or two per quad (a burst of them stalled the core).
+      if (qi < ah.lines) {
+        if (ah.next) _mm_prefetch(reinterpret_cast<const char*>(ah.next + 64 * qi), _MM_HINT_T0);
+        if (ah.far) _mm_prefetch(reinterpret_cast<const char*>(ah.far + 64 * qi), _MM_HINT_T1);
+      }
       const __m512i q = _mm512_load_si512(d.u[qi]);
       // Each 16-bit word holds an even value's q (low byte) and an odd one's (high byte). With the
       // odd byte as the word's signed high half (qo = 256 q_odd) and the even byte moved there (qe):
@@ -370,8 +375,8 @@ PW_AMX void amx_group_k(const TypeInfo& ti, const Task& t, const QuantLinear::Pa
   for (int64_t mc = 0; mc < t.M; mc += chunk) {
     const int64_t me = std::min(t.M, mc + chunk);
     for (int64_t blk = 0; blk < nblk; blk++) {
-      decode_group_signed(ti, part, data, lr, blk, nr, dec);
-      split_products(dec, ti.sub, bh, bl);
+      decode_group_signed(ti, part, data, lr, blk, nr, dec, false);
+      split_products(dec, ti.sub, bh, bl, group_ahead(part, data, lr, blk));
       if (ti.sub == 16) {
         if (has_min) k_tiles<16, true>(dec, bh, bl, t, blk, mc, me, out);
         else k_tiles<16, false>(dec, bh, bl, t, blk, mc, me, out);

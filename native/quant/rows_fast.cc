@@ -494,27 +494,39 @@ PW_VNNI PW_INLINE bool with_src(int type, const uint8_t* gb, Decoded& d, F& f) {
   }
 }
 
-// Group block blk of the part (nullptr in the row layout), and the next one into L1 ahead of use:
-// at a group's last block, the next group's first (usually this thread's next item; it used to
-// start cold: M = 1, weights past the L3, 1.02-1.07x, most on K = 2048, 8 blocks a group).
-PW_VNNI PW_INLINE const uint8_t* group_block_prefetch(const QuantLinear::Part& part, const uint8_t* data, int64_t lr, int64_t blk) {
-  if (!part.ib) return nullptr;
+}  // namespace
+
+// Where a kernel at block blk of a group prefetches: the next block (at a group's last block, the
+// next group's first: usually this thread's next item; it used to start cold: M = 1, weights past
+// the L3, 1.02-1.07x, most on K = 2048, 8 blocks a group), and the block ~7 KB ahead (into the
+// next group at its end) into L2: the T0 prefetches alone hold a core's L1 miss buffers, ~9 GB/s
+// per core from memory at M = 1; it measured +20-25 % there on Q4_K, 3 blocks of 2304 bytes ahead
+// (2 or 6 ahead: no gain; 8 ahead for the AMX kernel's spread prefetches: no change either). The
+// distance is in bytes: 3 Q8_0 blocks are only 1.7 KB.
+GroupAhead group_ahead(const QuantLinear::Part& part, const uint8_t* data, int64_t lr, int64_t blk) {
+  GroupAhead a{nullptr, nullptr, 0};
+  if (!part.ib) return a;
   const uint8_t* gb = part.group_block(data, lr / kGroupRows, blk);
   const size_t gbytes = static_cast<size_t>(part.ib) * kGroupRows;
   const uint8_t* end = data + part.offset + static_cast<size_t>((part.n + kGroupRows - 1) / kGroupRows * part.nblk) * gbytes;
-  if (gb + gbytes < end) {
-    const uint8_t* nx = gb + gbytes;
-    for (size_t c = 0; c < gbytes; c += 64) _mm_prefetch(reinterpret_cast<const char*>(nx + c), _MM_HINT_T0);
-  }
-  // And the block ~7 KB ahead (into the next group at its end: usually this thread's next item)
-  // into L2: the T0 prefetches alone hold a core's L1 miss buffers, ~9 GB/s per core from memory
-  // at M = 1; this one measured +20-25 % there on Q4_K, 3 blocks of 2304 bytes ahead (2 or 6
-  // ahead: no gain). The distance is in bytes: 3 Q8_0 blocks are only 1.7 KB.
+  a.lines = static_cast<int>(gbytes / 64);
+  if (gb + gbytes < end) a.next = gb + gbytes;
   const size_t ahead = std::max<size_t>(3, (3 * 2304 + gbytes - 1) / gbytes);
-  const uint8_t* far = gb + gbytes * ahead;
-  if (far < end)
-    for (size_t c = 0; c < gbytes; c += 64) _mm_prefetch(reinterpret_cast<const char*>(far + c), _MM_HINT_T1);
-  return gb;
+  if (gb + gbytes * ahead < end) a.far = gb + gbytes * ahead;
+  return a;
+}
+
+namespace {
+
+// Group block blk of the part (nullptr in the row layout), its group_ahead prefetched at once.
+PW_VNNI PW_INLINE const uint8_t* group_block_prefetch(const QuantLinear::Part& part, const uint8_t* data, int64_t lr, int64_t blk) {
+  if (!part.ib) return nullptr;
+  const GroupAhead a = group_ahead(part, data, lr, blk);
+  if (a.next)
+    for (int c = 0; c < a.lines; c++) _mm_prefetch(reinterpret_cast<const char*>(a.next + 64 * c), _MM_HINT_T0);
+  if (a.far)
+    for (int c = 0; c < a.lines; c++) _mm_prefetch(reinterpret_cast<const char*>(a.far + 64 * c), _MM_HINT_T1);
+  return part.group_block(data, lr / kGroupRows, blk);
 }
 
 struct AllRows {
@@ -685,8 +697,8 @@ PW_AVX2 void tile16_avx2(const Task& t, const QuantLinear::Part& part, const uin
 }
 
 PW_VNNI bool decode_signed(const TypeInfo& ti, const QuantLinear::Part& part, const uint8_t* data, int64_t lr, int64_t blk, int64_t nr,
-                           Decoded& d) {
-  const uint8_t* gb = group_block_prefetch(part, data, lr, blk);
+                           Decoded& d, bool prefetch) {
+  const uint8_t* gb = prefetch ? group_block_prefetch(part, data, lr, blk) : part.ib ? part.group_block(data, lr / kGroupRows, blk) : nullptr;
   StoreSigned f{d, true};
   if (with_src(part.ib ? part.type : -1, gb, d, f)) return f.has_min;
   decode16(ti, part, data, lr, blk, nr, d);
@@ -698,8 +710,8 @@ PW_VNNI bool decode_signed(const TypeInfo& ti, const QuantLinear::Part& part, co
 }  // namespace
 
 bool decode_group_signed(const TypeInfo& ti, const QuantLinear::Part& part, const uint8_t* data, int64_t lr, int64_t blk,
-                         int64_t nr, Decoded& d) {
-  return decode_signed(ti, part, data, lr, blk, nr, d);
+                         int64_t nr, Decoded& d, bool prefetch) {
+  return decode_signed(ti, part, data, lr, blk, nr, d, prefetch);
 }
 
 // quantize_act_row (linear.cc) on AVX-512, the same bits: the group's amax by max (exact; a NaN
