@@ -222,6 +222,33 @@ describe('linearPacked on quantized packs', () => {
       bitsEqual(solo, out.subarray(4 * I, 5 * I), 'gate/up solo');
     });
   });
+
+  test('more rows than one slice of the native op (M = 1100): the bits of smaller calls, with parts, bias, accumulate and gate/up', () => {
+    const K = 256, M = 1100, step = 100;
+    const x = randomX(M, K, 91);
+    const a = randomQuant(GgmlType.Q4_K, 20, K, 11), c = randomQuant(GgmlType.Q8_0, 16, K, 12);
+    const bias = new Float32Array(16).map((_, i) => 0.5 - i * 0.125);
+    const g = randomQuant(GgmlType.Q4_K, 24, K, 13), u = randomQuant(GgmlType.Q6_K, 24, K, 14);
+    forEachPath((path) => {
+      const h = nb.packLinearQuant([{ w: a, type: GgmlType.Q4_K, n: 20 }, { w: c, type: GgmlType.Q8_0, n: 16, bias }], K);
+      const gu = nb.packGateUpQuant(g, GgmlType.Q4_K, u, GgmlType.Q6_K, 24, K);
+      const outs = (n: number) => [new Float32Array(n * 20).fill(0.25), new Float32Array(n * 16).fill(-1), new Float32Array(n * 24).fill(2)];
+      const [oa, oc, og] = outs(M);
+      nb.linearPacked(h, x, M, [oa!, oc!], true);
+      nb.linearPacked(gu, x, M, [og!], true);
+      for (let m0 = 0; m0 < M; m0 += step) {
+        const xs = x.subarray(m0 * K, (m0 + step) * K);
+        const [pa, pc, pg] = outs(step);
+        nb.linearPacked(h, xs, step, [pa!, pc!], true);
+        nb.linearPacked(gu, xs, step, [pg!], true);
+        bitsEqual(oa!.subarray(m0 * 20, (m0 + step) * 20), pa!, `${path} part a, rows from ${m0}`);
+        bitsEqual(oc!.subarray(m0 * 16, (m0 + step) * 16), pc!, `${path} part c + bias, rows from ${m0}`);
+        bitsEqual(og!.subarray(m0 * 24, (m0 + step) * 24), pg!, `${path} gate/up, rows from ${m0}`);
+      }
+      nb.packedLinearFree(h);
+      nb.packedLinearFree(gu);
+    });
+  });
 });
 
 describe('the AMX blocked path', () => {
