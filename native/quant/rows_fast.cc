@@ -482,6 +482,7 @@ template <int BLOCK, int SUB, class Src>
 PW_VNNI PW_INLINE void all_rows(const Src& src, Decoded& d, const Task& t, int64_t blk, float* accp) {
   if (t.M > kMR) {
     // Several passes over the block: decode it once into L1 (the same u bytes).
+#pragma GCC unroll 64
     for (int qi = 0; qi < BLOCK / 4; qi++) _mm512_store_si512(d.u[qi], src.quad(qi));
     FromDecodedT<Src::kOffShift, Src::kHasMin, BatchOf<Src>::value> dec{d};
     int64_t m = 0;
@@ -601,6 +602,7 @@ struct StoreSigned {
   bool has_min;
   template <int BLOCK, int SUB, class Src>
   PW_VNNI PW_INLINE void run(const Src& src) {
+#pragma GCC unroll 64
     for (int qi = 0; qi < BLOCK / 4; qi++) {
       __m512i u = src.quad(qi);
       if constexpr (Src::kOffShift >= 0) u = _mm512_sub_epi8(u, _mm512_set1_epi8(static_cast<char>(1 << Src::kOffShift)));
