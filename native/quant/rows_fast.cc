@@ -190,11 +190,6 @@ PW_VNNI void scales_q6_k(const uint8_t* gb, Decoded& d) {  // isc = the signed b
 // batch * max|isc| * sub * max|q| * 8191 < 2^31, e.g. Q6_K 4 * 128 * 16 * 32 * 8191 = 2147221504,
 // Q4_K 8 * 63 * 32 * 15 * 8191, IQ4_XS 2 * 32 * 32 * 127 * 8191. The type's source gives it; 2
 // fits any 256-value type, IQ4_XS's bound being the tightest.)
-// Whether a source reads the streamed block itself (the streaming path) or a decoded copy.
-template <class S, class = void>
-struct Streams : std::true_type {};
-template <class S>
-struct Streams<S, std::void_t<decltype(S::kDecoded)>> : std::false_type {};
 template <class S, class = void>
 struct BatchOf {
   static constexpr int value = 2;
@@ -203,6 +198,11 @@ template <class S>
 struct BatchOf<S, std::void_t<decltype(S::kBatch)>> {
   static constexpr int value = S::kBatch;
 };
+// Whether a source reads the streamed block itself (the streaming path) or a decoded copy.
+template <class S, class = void>
+struct Streams : std::true_type {};
+template <class S>
+struct Streams<S, std::void_t<decltype(S::kDecoded)>> : std::false_type {};
 template <int OFF_SHIFT, bool HAS_MIN, int BATCH = 2>
 struct FromDecodedT {
   static constexpr bool kDecoded = true;  // reads a block decoded into L1 (the blocked path)
@@ -481,7 +481,8 @@ PW_VNNI PW_INLINE void rows_pass(const Src& src, const Decoded& d, const Task& t
 template <int BLOCK, int SUB, class Src>
 PW_VNNI PW_INLINE void all_rows(const Src& src, Decoded& d, const Task& t, int64_t blk, float* accp) {
   if (t.M > kMR) {
-    // Several passes over the block: decode it once into L1 (the same u bytes).
+    // Several passes over the block: decode it once into L1 (the same u bytes). Unrolled, every
+    // quad's bit fields are constants (1.03-1.56x at M = 8-64 with the AMX decode below).
 #pragma GCC unroll 64
     for (int qi = 0; qi < BLOCK / 4; qi++) _mm512_store_si512(d.u[qi], src.quad(qi));
     FromDecodedT<Src::kOffShift, Src::kHasMin, BatchOf<Src>::value> dec{d};
@@ -602,6 +603,7 @@ struct StoreSigned {
   bool has_min;
   template <int BLOCK, int SUB, class Src>
   PW_VNNI PW_INLINE void run(const Src& src) {
+    // Unrolled over the block, as all_rows' decode: each quad's bit fields are constants.
 #pragma GCC unroll 64
     for (int qi = 0; qi < BLOCK / 4; qi++) {
       __m512i u = src.quad(qi);
