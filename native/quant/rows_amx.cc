@@ -164,7 +164,7 @@ PW_AMX void block_tiles(const Decoded& d, const Task& t, int64_t kb0, int nsubs,
   const int64_t rounds = (me - mc + kTileRows - 1) / kTileRows * nsubs;
   const bool prefetch = me - mc >= 64;
   issue<0, 6>(d, record(0, 0), 0);
-  int64_t cT = 0, pT = 0;  // round r's activation tile and sub-block; round r - 1's
+  int64_t cT = 0, pT = 0;  // round r's activation tile and block; round r - 1's
   int csi = 0, psi = 0;
   for (int64_t r = 0; r <= rounds; r++) {
     if (r < rounds) {  // round r's sums out, round r + 1's products in

@@ -342,18 +342,14 @@ struct Q6KSrc {
   PW_VNNI PW_INLINE __m512i quad(int qi) const {
     const int n = qi >> 5, qt = (qi >> 3) & 3, j = qi & 7;
     const __m512i l = dw(gb, 16 * n + 8 * (qt & 1) + j), h = dw(gb, 32 + 8 * n + j);
+    // The high bits 2 qt, 2 qt + 1 masked first, then moved to bits 4, 5 (a 16-bit shift of masked
+    // bytes carries nothing into the next byte), and u = (low nibble) | that in one ternary-logic
+    // op. Every caller unrolls its block, so qi is a constant and this is three or four
+    // instructions where shift, mask, shift, or took five or six.
     const __m512i lowbits = qt >= 2 ? _mm512_srli_epi16(l, 4) : l;
-    if (__builtin_constant_p(qt)) {
-      // Where qi is a constant (the streaming path unrolls its block): the high bits 2 qt, 2 qt + 1
-      // masked first, then moved to bits 4, 5 (a 16-bit shift of masked bytes carries nothing into
-      // the next byte), and u = (low nibble) | that in one ternary-logic op: three or four
-      // instructions where shift, mask, shift, or took five or six.
-      const __m512i hm = _mm512_and_si512(h, _mm512_set1_epi8(static_cast<char>(3 << (2 * qt))));
-      const __m512i hs = qt == 0 ? _mm512_slli_epi16(hm, 4) : qt == 1 ? _mm512_slli_epi16(hm, 2) : qt == 2 ? hm : _mm512_srli_epi16(hm, 2);
-      return _mm512_ternarylogic_epi32(lowbits, _mm512_set1_epi8(0x0F), hs, 0xEA);  // (a & b) | c
-    }
-    const __m512i hb = _mm512_and_si512(_mm512_srli_epi16(h, 2 * qt), _mm512_set1_epi8(3));
-    return _mm512_or_si512(_mm512_and_si512(lowbits, _mm512_set1_epi8(0x0F)), _mm512_slli_epi16(hb, 4));
+    const __m512i hm = _mm512_and_si512(h, _mm512_set1_epi8(static_cast<char>(3 << (2 * qt))));
+    const __m512i hs = qt == 0 ? _mm512_slli_epi16(hm, 4) : qt == 1 ? _mm512_slli_epi16(hm, 2) : qt == 2 ? hm : _mm512_srli_epi16(hm, 2);
+    return _mm512_ternarylogic_epi32(lowbits, _mm512_set1_epi8(0x0F), hs, 0xEA);  // (a & b) | c
   }
 };
 
