@@ -12,6 +12,7 @@
         "native/bind_activation.cc",
         "native/bind_sampling.cc",
         "native/cpu.cc",
+        "native/scratch.cc",
         "native/amx.cc",
         "native/threadpool.cc",
         "native/ops_linear.cc",

@@ -16,6 +16,7 @@
 
 #include "binding.h"
 #include "ops.h"
+#include "scratch.h"
 
 namespace pw {
 namespace {
@@ -148,6 +149,28 @@ Napi::Value ReleaseFreeMemory(const Napi::CallbackInfo& info) {
 #endif
 }
 
+// ComputeBackend.releaseWorkingMemory: drops the pages of the given working arrays (the model's
+// activation buffers, sized for the largest step) and of every op's per-thread scratch. Contents
+// are lost; the engine calls it between steps once it has been idle, so a long prompt's working
+// memory does not stay resident. Returns the bytes advised.
+Napi::Value ReleaseWorkingMemory(const Napi::CallbackInfo& info) {
+  Args a(info, "releaseWorkingMemory", 1);
+  if (!info[0].IsArray()) a.type_fail("arrays", "must be an array of typed arrays");
+  const Napi::Array arrays = info[0].As<Napi::Array>();
+  const uint32_t n = arrays.Length();
+  for (uint32_t i = 0; i < n; i++) {
+    if (!arrays.Get(i).IsTypedArray()) a.type_fail("arrays", "must hold only typed arrays (element " + std::to_string(i) + ")");
+  }
+  double bytes = 0;
+  for (uint32_t i = 0; i < n; i++) {
+    const Napi::TypedArray t = arrays.Get(i).As<Napi::TypedArray>();
+    uint8_t* data = static_cast<uint8_t*>(t.ArrayBuffer().Data());
+    if (data) bytes += static_cast<double>(release_pages(data + t.ByteOffset(), t.ByteLength()));
+  }
+  bytes += static_cast<double>(release_scratch_pages());
+  return Napi::Number::New(info.Env(), bytes);
+}
+
 Napi::Value AllocAligned(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Args a(info, "allocAligned", 1);
@@ -202,6 +225,7 @@ void InitSystem(Napi::Env env, Napi::Object exports) {
   bind<MmapFile>(env, exports, "mmapFile");
   bind<ReleaseMappedPages>(env, exports, "releaseMappedPages");
   bind<ReleaseFreeMemory>(env, exports, "releaseFreeMemory");
+  bind<ReleaseWorkingMemory>(env, exports, "releaseWorkingMemory");
   bind<AllocAligned>(env, exports, "allocAligned");
   bind<BenchMemoryBandwidth>(env, exports, "benchMemoryBandwidth");
   bind<BenchPeakFlops>(env, exports, "benchPeakFlops");

@@ -93,6 +93,10 @@ void parallel_for(int64_t n, FnRef<void(int64_t begin, int64_t end)> fn);
 void parallel_items(int64_t n, FnRef<void(int64_t item)> fn);
 void set_num_threads(int n);
 int num_threads();
+// Runs fn while no pool job runs (none starts until it returns). Not from inside a job.
+void while_pool_idle(FnRef<void()> fn);
+// Whether this thread is one of the pool's workers (not a caller taking items of its job).
+bool is_pool_worker();
 
 inline float bf16_to_f32(uint16_t h) {
   uint32_t u = static_cast<uint32_t>(h) << 16;

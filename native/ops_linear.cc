@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "ops.h"
+#include "scratch.h"
 #include "simd.h"
 #include "simd_neon.h"
 
@@ -447,13 +448,8 @@ PW_AVX512 void round_bf16_avx512(uint16_t* dst, const float* src, size_t n) {
 }
 #endif  // PW_X86
 
-// Grow-only per-thread scratch for rounded activations (the engine calls from one thread).
-template <typename T>
-T* scratch(size_t n) {
-  thread_local std::vector<T> buf;
-  if (buf.size() < n) buf.resize(n);
-  return buf.data();
-}
+// The rounded activations of a call (the engine calls from one thread).
+thread_local Scratch rounded;
 
 }  // namespace
 
@@ -484,7 +480,7 @@ void linear(float* out, const float* x, const void* w, DType dtype, const float*
   const size_t nx = static_cast<size_t>(M) * static_cast<size_t>(K);
   if (dpbf16) {
     // Round each activation once per call (RNE), vdpbf16ps reads the bf16 bits.
-    uint16_t* xb = scratch<uint16_t>(nx);
+    uint16_t* xb = rounded.get<uint16_t>(nx);
 #if PW_X86
     round_bf16_avx512(xb, x, nx);
 #else
@@ -494,7 +490,7 @@ void linear(float* out, const float* x, const void* w, DType dtype, const float*
   } else if (bf16) {
     // Same math without the instruction: bf16 activations times bf16 weights (exact products),
     // accumulated in float32 by the F32 kernels.
-    float* xr = scratch<float>(nx);
+    float* xr = rounded.get<float>(nx);
 #if PW_X86
     if (isa >= Isa::Avx512) {
       round_bf16_f32_avx512(xr, x, nx);

@@ -34,6 +34,7 @@
 
 #include "amx.h"
 #include "ops.h"
+#include "scratch.h"
 #include "simd.h"
 
 namespace pw {
@@ -242,13 +243,6 @@ struct PackedSrc {  // a pack's superpanel: in place when full, else copied with
   }
 };
 
-// Grow-only per-thread scratch, 64-byte aligned.
-uint8_t* scratch(std::vector<uint8_t>& buf, size_t n) {
-  if (buf.size() < n + 64) buf.resize(n + 64);
-  const uintptr_t p = reinterpret_cast<uintptr_t>(buf.data());
-  return reinterpret_cast<uint8_t*>((p + 63) & ~uintptr_t(63));
-}
-
 // A call's work items: (chunk of panels, chunk of activation blocks).
 template <class Src, class Epi>
 struct Items {
@@ -270,9 +264,9 @@ struct Items {
     // a panel pair and an activation pair outgrow L1 from K ~ 400 up. A single activation block
     // has nothing to keep: one pass.
     const int64_t kc = nm >= 2 ? 8 : nkb;
-    thread_local std::vector<uint8_t> pbuf, cvec;
-    uint8_t* pb = scratch(pbuf, kSubPanels * panel_bytes);
-    float* cb = reinterpret_cast<float*>(scratch(cvec, static_cast<size_t>(kSubPanels * nm) * kTileBytes));
+    thread_local Scratch pbuf, cvec;
+    uint8_t* pb = pbuf.bytes(kSubPanels * panel_bytes);
+    float* cb = reinterpret_cast<float*>(cvec.bytes(static_cast<size_t>(kSubPanels * nm) * kTileBytes));
     const AmxTileScope tiles(kTiles);
     for (int64_t ps = pa; ps < pz; ps += kSubPanels) {
       const int64_t pe = std::min(pz, ps + kSubPanels);
@@ -311,8 +305,8 @@ void run_amx(const Src& src, const Epi& epi, const float* x, int64_t M, int64_t 
   const int64_t nkb = (K + kKb - 1) / kKb, nmb = (M + 15) / 16;
   const size_t panel_bytes = static_cast<size_t>(nkb) * kTileBytes;
   // Activation tiles, made once per call (the engine calls from one thread).
-  thread_local std::vector<uint8_t> xbuf;
-  uint8_t* xt = scratch(xbuf, static_cast<size_t>(nmb) * panel_bytes);
+  thread_local Scratch xbuf;
+  uint8_t* xt = xbuf.bytes(static_cast<size_t>(nmb) * panel_bytes);
   auto prep = [&](int64_t b, int64_t e) {
     for (int64_t mb = b; mb < e; mb++) prep_block(xt + static_cast<size_t>(mb) * panel_bytes, x, M, K, nkb, mb);
   };

@@ -30,6 +30,7 @@
 #include <vector>
 
 #include "ops.h"
+#include "scratch.h"
 #include "simd.h"
 #include "simd_neon.h"
 
@@ -545,13 +546,8 @@ PW_AVX512 void row_round_f32_512(float* dst, const float* src, int64_t K, int64_
 }
 #endif  // PW_X86
 
-// Grow-only per-thread scratch, 64-byte aligned (the engine calls from one thread).
-uint8_t* scratch_bytes(size_t n) {
-  thread_local std::vector<uint8_t> buf;
-  if (buf.size() < n + 64) buf.resize(n + 64);
-  const uintptr_t p = reinterpret_cast<uintptr_t>(buf.data());
-  return reinterpret_cast<uint8_t*>((p + 63) & ~uintptr_t(63));
-}
+// The activations of a call, in the kernels' layout (the engine calls from one thread).
+thread_local Scratch activations;
 
 }  // namespace
 
@@ -661,7 +657,7 @@ void linear_packed(const PackedLinear& P, const float* x, int64_t M, float* cons
 
   // Activation rows, padded to the k blocks (and rounded for BF16 precision).
   const size_t ldx = static_cast<size_t>(kpad) * (dp ? 2 : 4);
-  uint8_t* xs = scratch_bytes(static_cast<size_t>(M) * ldx);
+  uint8_t* xs = activations.bytes(static_cast<size_t>(M) * ldx);
   auto prep_rows = [&](int64_t b, int64_t e) {
     for (int64_t m = b; m < e; m++) {
       const float* src = x + m * K;

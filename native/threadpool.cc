@@ -26,6 +26,7 @@ constexpr uint32_t kClosed = 0xffffffffu;
 constexpr auto kSpinTime = std::chrono::microseconds(100);
 
 thread_local bool tls_in_pool = false;
+thread_local bool tls_pool_worker = false;
 
 int default_threads() {
   const unsigned hc = std::thread::hardware_concurrency();
@@ -74,6 +75,7 @@ struct Pool {
 
   void worker_main() {
     tls_in_pool = true;
+    tls_pool_worker = true;
     uint32_t seen = gen_of(state.load());
     for (;;) {
       uint64_t s;
@@ -215,6 +217,13 @@ void set_num_threads(int n) {
   p.threads.store(n);
   p.start_workers();
 }
+
+void while_pool_idle(FnRef<void()> fn) {
+  std::lock_guard<std::mutex> call(pool().call_mu);
+  fn();
+}
+
+bool is_pool_worker() { return tls_pool_worker; }
 
 int num_threads() {
   const int t = pool().threads.load();

@@ -8,8 +8,11 @@
 # idle engine has committed its KV pool (RSS steady for 10 s), and records:
 # - rss_bytes: the idle server (what the target is about), with /proc smaps_rollup's split into
 #   anonymous memory and file-backed pages (Node's and the addon's code);
-# - rss_bytes_tokenizer_worker: right after one long prompt (a tokenizer worker started for it);
-# - rss_bytes_after_worker_idle: once that worker has been idle past its timeout (30 s) and exited.
+# - rss_bytes_tokenizer_worker: right after one long prompt (60,000 characters, tokenized on a
+#   tokenizer worker started for it, of which the model prefills the last $PROMPT_TOKENS, default
+#   4000: its steps fill the working memory sized for the largest step);
+# - rss_bytes_after_worker_idle: once that worker has been idle past its timeout (30 s) and exited,
+#   and the idle engine has handed back its steps' working memory.
 # HEAP_PROBE=1 also prints each thread's V8 heap (scripts/heap-probe.cjs) at the idle measures.
 # Prints the JSON and writes it to OUT.json when given. Measures memory, not speed: fine on a busy
 # machine. Needs the package built (dist/, build/).
@@ -57,10 +60,10 @@ anon=$(rollup_kib Anonymous)
 file_backed=$(($(rollup_kib Private_Clean) + $(rollup_kib Shared_Clean)))
 if [ -n "${HEAP_PROBE:-}" ]; then sleep 2; echo "V8 heaps of the idle server's threads:" >&2; cat "$probe_dir"/heap-$server-*.json >&2; fi
 
-# One long prompt (tokenized on a worker, then cut to 16 tokens so the model runs briefly).
+# One long prompt (tokenized on a worker, then cut to its last $PROMPT_TOKENS tokens for the model).
 prompt=$(head -c 60000 /dev/zero | tr '\0' 'a' | sed 's/a\{10\}/once upon /g')
 curl -sf "http://127.0.0.1:$port/v1/completions" -H 'content-type: application/json' \
-  -d "{\"prompt\": \"$prompt\", \"max_tokens\": 1, \"truncate_prompt_tokens\": 16}" > /dev/null
+  -d "{\"prompt\": \"$prompt\", \"max_tokens\": 1, \"truncate_prompt_tokens\": ${PROMPT_TOKENS:-4000}}" > /dev/null
 with_worker=$(rss_kib)
 sleep 35
 after_idle=$(settled_rss_kib)

@@ -97,6 +97,17 @@ for (const sampled of [false, true]) {
       });
     }
 
+    test('working memory handed back between every step', () => {
+      const c = core({ maxNumBatchedTokens: 64 });
+      let released = 0;
+      assert.deepEqual(
+        run(c, [reqs], () => (released += c.releaseWorkingMemory())),
+        alone,
+      );
+      assert.ok(released > 0);
+      c.close();
+    });
+
     test('a tiny KV pool that forces preemption', () => {
       // 24 blocks of 16 tokens: far less than 64 requests need at once.
       const c = core({ kvCacheMemory: 24 * c0BlockBytes(), maxNumBatchedTokens: 64 });

@@ -137,6 +137,34 @@ describe('runtime', () => {
     }
   });
 
+  test('releaseWorkingMemory drops the pages of working arrays and of the ops scratch; ops give the same bits after', () => {
+    const rand = rng(9);
+    // BF16 precision rounds the activations into a scratch of M * K values (2 MiB here, on every
+    // family that rounds: the AMX one tiles them into its own).
+    const [M, N, K] = [512, 48, 2048];
+    const x = randomF32(M * K, rand);
+    const w = randomWeights(N * K, DType.BF16, rand);
+    const linear = (): Float32Array => {
+      const out = new Float32Array(M * N);
+      nb.linear(out, x, w, DType.BF16, null, M, N, K, MatmulPrecision.BF16);
+      return out;
+    };
+    const before = linear();
+    const work = new Float32Array(16 * 1024).fill(1);
+    const released = nb.releaseWorkingMemory([work]);
+    const linux = process.platform === 'linux';
+    if (linux) {
+      // The array's whole pages read zeros; the scratch's 2 MiB was advised too.
+      assert.ok(released >= 2 * 1024 * 1024 + 14 * 4096, `released ${released} bytes`);
+      const zeros = work.reduce((n, v) => n + (v === 0 ? 1 : 0), 0);
+      assert.ok(zeros >= 14 * 1024 && zeros % 1024 === 0, `${zeros} zeroed values`);
+    } else {
+      assert.equal(released, 0);
+    }
+    assert.ok(bitEqual(linear(), before));
+    assert.throws(() => nb.releaseWorkingMemory([work, [1, 2]] as unknown as Float32Array[]), /element 1/);
+  });
+
   test('allocAligned returns zeroed memory', () => {
     const small = nb.allocAligned(100);
     assert.equal(small.byteLength, 100);

@@ -190,3 +190,31 @@ describe('engine failure', () => {
   });
 });
 
+
+describe('working memory', () => {
+  test('an idle engine hands back its step working memory, and later requests give the same tokens', async () => {
+    const { AsyncEngine } = await import('../src/engine/async-engine.js');
+    const engine = await AsyncEngine.start({ model: fixturePath('stories260k'), kvCacheMemory: 16 << 20, threads: 2, log: () => undefined });
+    try {
+      const prompt = [1, ...Array.from({ length: 300 }, (_, i) => 3 + ((i * 37) % 500))];
+      const params = makeSamplingParams({ maxTokens: 12, ignoreEos: true, temperature: 0 }, { vocabSize: engine.info.model.vocabSize });
+      const tokens = async (): Promise<number[]> => (await engine.generate({ promptTokenIds: prompt, params }).final()).outputs[0]!.tokenIds;
+      const first = await tokens();
+      assert.equal(engine.workingMemoryReleased, 0, 'nothing is released while the engine works or right after');
+      // The worker releases once it has been idle for 2 s after steps.
+      const deadline = Date.now() + 15_000;
+      while (engine.workingMemoryReleased === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+      assert.ok(engine.workingMemoryReleased > 0, 'the idle engine released its working memory');
+      const once = engine.workingMemoryReleased;
+      assert.deepEqual(await tokens(), first);
+      // Without new steps, idleness releases nothing more.
+      await new Promise((r) => setTimeout(r, 2500));
+      const again = engine.workingMemoryReleased;
+      assert.ok(again >= once);
+      await new Promise((r) => setTimeout(r, 2500));
+      assert.equal(engine.workingMemoryReleased, again, 'no release without steps in between');
+    } finally {
+      await engine.shutdown();
+    }
+  });
+});

@@ -17,6 +17,7 @@
 
 #include "../common.h"
 #include "../ops.h"
+#include "../scratch.h"
 #include "act_quant.h"
 #include "kernels.h"
 #include "quant.h"
@@ -66,13 +67,6 @@ void row_scalar(const Task& t, const QuantLinear::Part& part, const uint8_t* dat
       I[s] = sum;
     }
   });
-}
-
-// Grow-only per-thread scratch, 64-byte aligned.
-uint8_t* scratch(std::vector<uint8_t>& buf, size_t n) {
-  if (buf.size() < n + 64) buf.resize(n + 64);
-  const uintptr_t p = reinterpret_cast<uintptr_t>(buf.data());
-  return reinterpret_cast<uint8_t*>((p + 63) & ~uintptr_t(63));
 }
 
 // Types whose block is a half scale then 4-byte-aligned payload: two pad bytes after the scale.
@@ -206,10 +200,10 @@ void quant_linear(const QuantLinear& p, const float* x, int64_t M, float* const*
     return;
   }
   // Activations, quantized once per call (and copied into the AMX kernel's layout when it runs).
-  thread_local std::vector<uint8_t> act_buf;
+  thread_local Scratch act_buf;
   const size_t kk = static_cast<size_t>(K);
   const size_t row_bytes = align64(kk * 2) + 2 * align64(kk) + 2 * align64(kk / 32 * 4) + 2 * align64(kk / 16 * 4);
-  uint8_t* base = scratch(act_buf, static_cast<size_t>(M) * row_bytes + static_cast<size_t>(M) * sizeof(ActRow) + 64);
+  uint8_t* base = act_buf.bytes(static_cast<size_t>(M) * row_bytes + static_cast<size_t>(M) * sizeof(ActRow));
   ActRow* act = reinterpret_cast<ActRow*>(base + static_cast<size_t>(M) * row_bytes);
   for (int64_t m = 0; m < M; m++) {
     uint8_t* r = base + static_cast<size_t>(m) * row_bytes;
@@ -229,15 +223,15 @@ void quant_linear(const QuantLinear& p, const float* x, int64_t M, float* const*
   }
   const Isa isa = active_isa();
   // The AMX kernels' copies of the activations, one layout per contract the parts use.
-  thread_local std::vector<uint8_t> tiles_buf, tiles_k_buf;
+  thread_local Scratch tiles_buf, tiles_k_buf;
   int8_t* tiles = nullptr;
   int8_t* tiles_k = nullptr;
   for (const QuantLinear::Part& part : p.parts) {
     TypeInfo ti;
     type_info(part.type, &ti);
     if (!use_amx(isa, M, ti.block)) continue;
-    if (ti.block == 256 && !tiles_k) tiles_k = reinterpret_cast<int8_t*>(scratch(tiles_k_buf, amx_tiles_k_bytes(M, K)));
-    if (ti.block == 32 && !tiles) tiles = reinterpret_cast<int8_t*>(scratch(tiles_buf, amx_tiles_bytes(M, K)));
+    if (ti.block == 256 && !tiles_k) tiles_k = tiles_k_buf.get<int8_t>(amx_tiles_k_bytes(M, K));
+    if (ti.block == 32 && !tiles) tiles = tiles_buf.get<int8_t>(amx_tiles_bytes(M, K));
   }
   auto prep = [&](int64_t b, int64_t e) {
     for (int64_t m = b; m < e; m++) {
@@ -255,11 +249,11 @@ void quant_linear(const QuantLinear& p, const float* x, int64_t M, float* const*
 
   // Gate/up: both products into scratch, then siluMul (and add): the same bits as two linear
   // ops followed by those elementwise ops.
-  thread_local std::vector<uint8_t> gu_buf;
+  thread_local Scratch gu_buf;
   float* gu = nullptr;
   if (p.gate_up) {
     const size_t I = static_cast<size_t>(p.parts[0].n);
-    gu = reinterpret_cast<float*>(scratch(gu_buf, static_cast<size_t>(M) * I * 4 * 3));
+    gu = gu_buf.get<float>(static_cast<size_t>(M) * I * 3);
   }
   // Work items: a group of 16 rows of one part.
   struct Item {
@@ -276,8 +270,8 @@ void quant_linear(const QuantLinear& p, const float* x, int64_t M, float* const*
   const Item* item_of = item_list.data();
   const int64_t items = static_cast<int64_t>(item_list.size());
   auto run = [&](int64_t ib, int64_t ie) {
-    thread_local std::vector<uint8_t> accv;
-    float* acc = reinterpret_cast<float*>(scratch(accv, static_cast<size_t>(M) * kGroupRows * sizeof(float)));
+    thread_local Scratch accv;
+    float* acc = accv.get<float>(static_cast<size_t>(M) * kGroupRows);
     for (int64_t it = ib; it < ie; it++) {
       const size_t pi = static_cast<size_t>(item_of[it].part);
       const QuantLinear::Part& part = p.parts[pi];

@@ -205,6 +205,15 @@ export interface ComputeBackend {
   toHost(a: Float32Array): void;
 
   /**
+   * Hand back the resident memory of working buffers: the pages of `arrays` (host arrays the
+   * caller's ops write before they read them within a step: activations, logits) and of the
+   * backend's own per-call scratch. Contents are lost. Call only between steps; the engine calls it
+   * once it has been idle, so the working memory a long prompt's steps grew is not kept for the
+   * life of the server. Returns the bytes handed back.
+   */
+  releaseWorkingMemory(arrays: ArrayBufferView[]): number;
+
+  /**
    * Allocate a paged KV cache: for each layer, numBlocks blocks each holding K and V of
    * blockSize * kvHeads * headDim elements of `dtype` (F32 or BF16; BF16 stores round to nearest
    * even). The layout inside a block is the backend's (the CPU backend keeps a block's K then its

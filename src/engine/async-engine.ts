@@ -110,6 +110,7 @@ export class AsyncEngine {
   private blockMapWaiters: Array<(states: Uint8Array | null) => void> = [];
   private dead: PagewiseError | null = null;
   private closing = false;
+  private releasedBytes = 0;
 
   private constructor(
     private readonly worker: Worker,
@@ -186,6 +187,14 @@ export class AsyncEngine {
 
   get numInFlight(): number {
     return this.streams.size;
+  }
+
+  /**
+   * Bytes of working memory the engine has handed back so far: once idle for a moment after steps,
+   * its worker drops the pages of the step buffers and kernel scratch that a long prompt grew.
+   */
+  get workingMemoryReleased(): number {
+    return this.releasedBytes;
   }
 
   /**
@@ -306,6 +315,9 @@ export class AsyncEngine {
       }
       case 'blockMap':
         this.answerBlockMap(m.states);
+        break;
+      case 'released':
+        this.releasedBytes += m.bytes;
         break;
       case 'fatal':
         this.die(new EngineDeadError(`engine core failed: ${m.error.message}`), m.stack ?? undefined);

@@ -144,6 +144,20 @@ export class EngineCore {
   }
 
   /**
+   * Hand back the working memory the steps grew: the step buffers and the backend's scratch (sized
+   * by the largest step: a long prompt's 2048-token chunks leave ~0.2 GB of a 1B model's), the
+   * file-mapped weights' pages read since load (the GGUF embedding rows looked up), and the C
+   * allocator's free pages. For idle time, between steps; the next steps fault back what they
+   * touch. Returns the bytes handed back from the step buffers and scratch.
+   */
+  releaseWorkingMemory(): number {
+    const bytes = this.runner.releaseWorkingMemory();
+    nativeHost().releaseMappedPages();
+    nativeHost().releaseFreeMemory();
+    return bytes;
+  }
+
+  /**
    * Admit a request; throws a clear error if it can never run (too long for the model or the pool).
    * A request with structured outputs whose grammar is not compiled yet waits outside the scheduler
    * while it compiles (other requests keep stepping), then is admitted (`events.admitted`) or

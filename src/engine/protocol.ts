@@ -131,4 +131,6 @@ export type FromWorker =
   | { type: 'rejected'; requestId: string; error: SerializedError }
   /** One BlockState code (src/shared/block-map.ts) per KV block, in block id order. */
   | { type: 'blockMap'; states: Uint8Array }
+  /** Idle after steps, the worker handed back their working memory (bytes of step buffers and scratch). */
+  | { type: 'released'; bytes: number }
   | { type: 'fatal'; error: SerializedError; stack: string | null };

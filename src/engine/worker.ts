@@ -44,19 +44,39 @@ core.events = {
 let looping = false;
 let closed = false;
 let warming = false;
+let stepped = false;
 function loop(): void {
   if (closed || !core.hasWork()) {
     looping = false;
     warm();
+    releaseWhenQuiet();
     return;
   }
   try {
     const { deltas, stats } = core.step();
+    stepped = true;
     post({ type: 'outputs', deltas, stats });
   } catch (err) {
     fatal(err);
   }
   setImmediate(loop);
+}
+
+// Once the engine has been idle for a while after steps, it hands back their working memory: a
+// long prompt's chunks fill step buffers sized for the largest step (~0.2 GB of a 1B model's),
+// which would otherwise stay resident. The next steps fault back only the pages they touch.
+const RELEASE_AFTER_MS = 2000;
+let releaseTimer: NodeJS.Timeout | null = null;
+function releaseWhenQuiet(): void {
+  if (!stepped || closed) return;
+  if (releaseTimer) clearTimeout(releaseTimer);
+  releaseTimer = setTimeout(() => {
+    releaseTimer = null;
+    if (closed || looping) return;  // busy again: its next idle spell schedules another
+    stepped = false;
+    post({ type: 'released', bytes: core.releaseWorkingMemory() });
+  }, RELEASE_AFTER_MS);
+  releaseTimer.unref();
 }
 
 // While idle, commit the KV cache's memory a few MiB at a time (a few milliseconds each, then back

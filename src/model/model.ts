@@ -37,6 +37,7 @@ export class CausalLM {
   private readonly rotaries: Rotary[];
   private readonly x: Float32Array;
   private readonly maxTokens: number;
+  private readonly scratch: Float32Array[];
 
   constructor(
     private readonly be: ComputeBackend,
@@ -52,6 +53,7 @@ export class CausalLM {
     this.rotaries = b.rotaries;
     this.maxTokens = opts.maxTokens;
     this.x = b.scratch('residual', cfg.hiddenSize);
+    this.scratch = b.scratchBuffers();
   }
 
   get precision(): Precision {
@@ -75,6 +77,14 @@ export class CausalLM {
     const sel = out.subarray(0, R * H);
     this.be.gatherRows(sel, x, rows, R, H);
     this.parts.finalNorm.apply(sel, sel, R);
+  }
+
+  /**
+   * The activation buffers, sized for maxTokens rows: every forward writes what it reads of them,
+   * so their pages can be handed back between steps (ComputeBackend.releaseWorkingMemory).
+   */
+  workingArrays(): Float32Array[] {
+    return this.scratch;
   }
 
   /** logits[r, :] = head(hidden[r, :]) for R rows. */

@@ -108,6 +108,16 @@ export class ModelRunner {
   }
 
   /**
+   * Hand back the resident pages of the step buffers (the model's activations, the final hidden
+   * states, the logits): sized for the largest step, a long prompt's chunks fill them, and they
+   * would stay resident for the life of the engine. Between steps only; every step writes what it
+   * reads. Returns the bytes handed back, the backend's own scratch included.
+   */
+  releaseWorkingMemory(): number {
+    return this.be.releaseWorkingMemory([...this.model.workingArrays(), this.hidden, this.logitsBuf]);
+  }
+
+  /**
    * Logits [count, vocab] of rows first..first+count-1 of the last forward's `want` list
    * (count <= maxLogitsRows). The returned buffer is overwritten by the next call.
    */

@@ -228,6 +228,15 @@ export class WebGpuBackend implements ComputeBackend {
     new Uint8Array(a.buffer, a.byteOffset, a.byteLength).set(new Uint8Array(this.reply, 0, a.byteLength));
   }
 
+  /**
+   * The host arrays only: the device's working buffers are allocated at load and do not grow. A
+   * mirrored array's host copy is stale anyway (toHost refreshes it), and the host-side ops run on
+   * the CPU backend, which hands back its own scratch.
+   */
+  releaseWorkingMemory(arrays: ArrayBufferView[]): number {
+    return this.cpu.releaseWorkingMemory(arrays);
+  }
+
   // ---- bindings ----
 
   /** A view read by a kernel: its mirror when the device owns it, else the first n elements copied. */

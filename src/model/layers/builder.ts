@@ -86,6 +86,11 @@ export class ModelBuilder {
     return b;
   }
 
+  /** Every activation buffer handed out so far (their memory is given back while the engine idles). */
+  scratchBuffers(): Float32Array[] {
+    return [...this.buffers.values()];
+  }
+
   /** A rotary table over `invFreq`, filled once per step for every layer that uses it. */
   rotary(invFreq: Float32Array): Rotary {
     const r = new Rotary(this.be, invFreq, this.cfg.headDim, this.maxTokens);
