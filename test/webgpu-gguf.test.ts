@@ -13,73 +13,42 @@
  * activations). A type a backend has no kernels for is refused at load, naming the tensor and type.
  */
 import assert from 'node:assert/strict';
-import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import { GgmlType } from '../src/backend/quant.js';
 import { LLM } from '../src/engine/llm.js';
-import type { TokenLogprobs } from '../src/engine/protocol.js';
 import { ModelLoadError } from '../src/errors.js';
 import { writeGgufFixture } from '../src/model/fixture/index.js';
 import { openModelPackage } from '../src/model/loader/package.js';
 import { CausalLM } from '../src/model/model.js';
-import { fixturePath, type Golden } from './helpers/fixtures.js';
+import { fixturePath } from './helpers/fixtures.js';
+import { distance, llamaCppGreedyMatches, readGgufFixture, runCase } from './helpers/reference-distance.js';
 import { webGpuForTests } from './helpers/webgpu.js';
 
 const { gpu, skip } = webGpuForTests();
-const TOP_N = 20;
 const QUANTIZED = ['llama-q256-Q8_0', 'llama-q256-Q6_K', 'llama-q256-Q4_K_M', 'llama-q256-Q4_0'];
 /** The file whose cases also run alone (both K-quant kernels in one model; SwiftShader is slow). */
 const ALONE = 'llama-q256-Q4_K_M';
-
-interface Peer {
-  cases: Array<{ name: string; greedy: { token_ids: number[] } }>;
-  vs_reference: { prompt_rows: { count: number; top1_agree: number; ref_top1_logprob_abs_diff: { mean: number } } };
-}
-
-function logprobOf(row: TokenLogprobs, id: number, where: string): number {
-  if (row.token.tokenId === id) return row.token.logprob;
-  const hit = row.top?.find((t) => t.tokenId === id);
-  assert.ok(hit, `${where}: token ${id} is not in our top ${TOP_N}`);
-  return hit.logprob;
-}
 
 const gpuLlm = (model: string): LLM => new LLM({ model, device: 'webgpu', kvCacheMemory: 16 * 1024 ** 2, threads: 1, log: () => {} });
 
 describe('webgpu: quantized GGUF weights', { skip }, () => {
   for (const name of QUANTIZED) {
     test(`${name}: at least as close to the float64 reference as llama.cpp, greedy equal wherever llama.cpp's is${name === ALONE ? '; alone = batched' : ''}`, async () => {
-      const sub = join(fixturePath('gguf'), name);
-      const gguf = readdirSync(sub).find((f) => f.endsWith('.gguf'))!;
-      const golden = JSON.parse(readFileSync(join(sub, 'golden.json'), 'utf8')) as Golden;
-      const peer = JSON.parse(readFileSync(join(sub, 'peer_llamacpp.json'), 'utf8')) as Peer;
-      const llm = gpuLlm(join(sub, gguf));
+      const f = readGgufFixture(join(fixturePath('gguf'), name));
+      const { golden, peer } = f;
+      const llm = gpuLlm(f.gguf);
       after(() => llm.close());
-      const run = (c: Golden['cases'][number]) =>
-        llm
-          .generate({ promptTokenIds: c.prompt_token_ids }, { temperature: 0, maxTokens: c.greedy.max_tokens, logprobs: TOP_N, promptLogprobs: TOP_N, ignoreEos: true })
-          .then((o) => o[0]!);
-      const outs = await Promise.all(golden.cases.map(run));
-      let rows = 0;
-      let agree = 0;
-      let sumAbs = 0;
+      const outs = await Promise.all(golden.cases.map((c) => runCase(llm, c)));
       for (const [k, c] of golden.cases.entries()) {
         const out = outs[k]!;
-        const L = c.prompt_token_ids.length;
-        for (let i = 0; i < L; i++) {
-          const row = i < L - 1 ? out.promptLogprobs![i + 1]! : out.outputs[0]!.logprobs![0]!;
-          const refTop = c.top_k_ids[i]![0]!;
-          sumAbs += Math.abs(logprobOf(row, refTop, `${c.name} row ${i}`) - (c.top_k_logits[i]![0]! - c.logsumexp[i]!));
-          if (row.top![0]!.tokenId === refTop) agree++;
-          rows++;
-        }
-        const peerGreedy = peer.cases.find((p) => p.name === c.name)!.greedy.token_ids;
-        if (peerGreedy.every((t, j) => t === c.greedy.token_ids[j])) {
+        if (llamaCppGreedyMatches(f, c.name)) {
           assert.deepEqual(out.outputs[0]!.tokenIds, c.greedy.token_ids, `${c.name}: greedy tokens (llama.cpp's match the reference)`);
         }
         if (name !== ALONE) continue;
-        const alone = await run(c);
+        const alone = await runCase(llm, c);
         assert.deepEqual(alone.outputs[0]!.tokenIds, out.outputs[0]!.tokenIds, `${c.name}: alone vs batched tokens`);
         assert.deepEqual(
           alone.outputs[0]!.logprobs!.map((lp) => lp.token.logprob),
@@ -87,9 +56,9 @@ describe('webgpu: quantized GGUF weights', { skip }, () => {
           `${c.name}: alone vs batched log-probs`,
         );
       }
+      const { rows, agree, mean } = distance(golden, outs);
       const ref = peer.vs_reference.prompt_rows;
       assert.equal(rows, ref.count);
-      const mean = sumAbs / rows;
       const msg = `${name} on webgpu: top-1 agree ${agree}/${rows} (llama.cpp ${ref.top1_agree}), mean |Δ logprob| ${mean.toExponential(2)} (llama.cpp ${ref.ref_top1_logprob_abs_diff.mean.toExponential(2)})`;
       console.log(msg);
       assert.ok(agree >= ref.top1_agree, msg);
