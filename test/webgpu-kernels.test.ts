@@ -339,14 +339,15 @@ describe('webgpu kernels', { skip }, () => {
       }
     });
 
-    test('every kernel variant gives the same bits: decode serial or by cooperating lanes; lane trees shuffled within subgroups or through workgroup memory (float and quantized)', () => {
+    test('every kernel variant gives the same bits: float linear and RMSNorm serial, or by cooperating lanes (decode), tiles (prefill) and a workgroup per row; lane trees shuffled within subgroups or through workgroup memory (float and quantized)', () => {
       if (gpu!.adapter.features.includes('subgroups')) assert.equal(gpu!.adapter.subgroups, true, 'the adapter has subgroups but the kernels do not use them');
-      // The shared backend decodes serially on a fallback adapter (SwiftShader), by lanes elsewhere:
-      // a second one takes the other decode kernel, a third the lanes without subgroups.
+      // The shared backend's float linear ops and RMSNorm run serially on a fallback adapter
+      // (SwiftShader), by lanes, tiles and workgroups elsewhere: a second one takes the other
+      // kernels, a third the lanes without subgroups.
       const variants = [
         { name: 'default', be: gpu! },
-        { name: `serialDecode ${!gpu!.adapter.fallback}`, be: createWebGpuBackend(2, { serialDecode: !gpu!.adapter.fallback }) },
-        { name: 'lanes without subgroups', be: createWebGpuBackend(2, { serialDecode: false, subgroups: false }) },
+        { name: `serial ${!gpu!.adapter.fallback}`, be: createWebGpuBackend(2, { serial: !gpu!.adapter.fallback }) },
+        { name: 'lanes without subgroups', be: createWebGpuBackend(2, { serial: false, subgroups: false }) },
       ];
       assert.equal(variants[2]!.be.adapter.subgroups, false);
       const rand = rng(33);
@@ -363,6 +364,12 @@ describe('webgpu kernels', { skip }, () => {
           be.packedLinearFree(pack);
           return out;
         });
+      }
+      // RMSNorm: one workgroup per row, or one invocation (serial); rows shorter and longer than 256.
+      for (const [M, H] of [[1, 64], [70, 96], [3, 1000]] as const) {
+        const x = randomF32(M * H, rand);
+        const weight = randomF32(H, rand);
+        same(`rmsnorm M${M} H${H}`, (be) => onGpuOf(be, M * H, (o) => be.rmsnorm(o, x, weight, M, H, 1e-5)));
       }
       // Quantized: 2 and 64 lanes (K = 64, 2304), the decode tile and the prefill tile.
       for (const [type, K] of [[GgmlType.Q8_0, 64], [GgmlType.Q4_K, 2304], [GgmlType.Q6_K, 256]] as const) {

@@ -45,7 +45,7 @@ fn main(@builtin(global_invocation_id) g: vec3<u32>) {
 `;
 
 /**
- * out[m, :] = x[m, :] / sqrt(mean(x[m, :]^2) + eps) * w.  P: H, xOffset, outOffset, eps.
+ * out[m, :] = x[m, :] / sqrt(mean(x[m, :]^2) + eps) * w.  P: H, xOffset, outOffset, eps, M.
  * One workgroup per row: strided partial sums of squares, then a fixed tree. Dispatch (M).
  */
 const rmsnorm = /* wgsl */ `${PRELUDE}
@@ -68,6 +68,36 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid:
   }
   let r = 1.0 / sqrt(red[0] / f32(H) + pf(3));
   for (var i = lid.x; i < H; i += 256u) { OUT[ob + i] = X[xb + i] * r * WT[i]; }
+}
+`;
+
+/**
+ * {@link rmsnorm}'s arithmetic for a fallback adapter (a CPU implementation such as SwiftShader):
+ * one invocation per row runs the 256 strided partial sums and the tree itself, with no workgroup
+ * memory or barriers (there a workgroup of 256 and its 9 barriers per row took ~0.6 ms, most of a
+ * small model's prefill). P: as rmsnorm. Dispatch (ceil(M / 64)).
+ */
+const rmsnormSerial = /* wgsl */ `${PRELUDE}
+@group(0) @binding(1) var<storage, read> X: array<f32>;
+@group(0) @binding(2) var<storage, read> WT: array<f32>;
+@group(0) @binding(3) var<storage, read_write> OUT: array<f32>;
+@compute @workgroup_size(64)
+fn main(@builtin(global_invocation_id) g: vec3<u32>) {
+  let H = P[0];
+  if (g.x >= P[4]) { return; }
+  let xb = P[1] + g.x * H;
+  let ob = P[2] + g.x * H;
+  var red: array<f32, 256>;
+  for (var l = 0u; l < 256u; l++) {
+    var s = 0.0;
+    for (var i = l; i < H; i += 256u) { let v = X[xb + i]; s = fma(v, v, s); }
+    red[l] = s;
+  }
+  for (var w = 128u; w > 0u; w >>= 1u) {
+    for (var l = 0u; l < w; l++) { red[l] = red[l] + red[l + w]; }
+  }
+  let r = 1.0 / sqrt(red[0] / f32(H) + pf(3));
+  for (var i = 0u; i < H; i++) { OUT[ob + i] = X[xb + i] * r * WT[i]; }
 }
 `;
 
@@ -295,14 +325,19 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
 `;
 };
 
+/** Rows one invocation of {@link linearRowsSerialKernel} takes (a workgroup row of the grid). */
+export const LINEAR_SERIAL_ROWS = 16;
+
 /**
- * The product of {@link linearRowsKernel}, its bits, for a fallback adapter (a CPU implementation
- * such as SwiftShader): one invocation per column holds the column's 16 lane accumulators and runs
- * the tree itself, with no workgroup memory or barriers. On a CPU each invocation and each barrier
- * costs far more than a GPU's, and memory coalescing means nothing, so this is the fast decode
- * there (16 cooperating invocations and a barrier per column take ~10 times as long on
- * SwiftShader); on a GPU it would read rows K apart and is not used.
- * P: as {@link linearRowsKernel}. Dispatch (ceil(N / 64)).
+ * The product of {@link linearRowsKernel} and {@link linearKernel}, their bits, for a fallback
+ * adapter (a CPU implementation such as SwiftShader), for any number of rows: one invocation per
+ * column and {@link LINEAR_SERIAL_ROWS} rows holds an output's 16 lane accumulators and runs the
+ * tree itself, with no workgroup memory or barriers. On a CPU each invocation and each barrier
+ * costs far more than a GPU's, and memory coalescing means nothing, so this is the fast kernel
+ * there (16 cooperating invocations and a barrier per column took ~10 times as long on SwiftShader
+ * at decode; the tiled kernel's staging and barriers, ~9 times at 128 rows); on a GPU it would read
+ * rows K apart and is not used.
+ * P: as {@link linearRowsKernel}. Dispatch (ceil(N / 64), ceil(M / LINEAR_SERIAL_ROWS)).
  */
 const linearRowsSerialKernel = (w: WeightStorage): string => /* wgsl */ `${linearIo(w)}
 @compute @workgroup_size(64)
@@ -312,7 +347,8 @@ fn main(@builtin(global_invocation_id) g: vec3<u32>) {
   let n = g.x;
   if (n >= N) { return; }
   let chunks = (K + 3u) / 4u;
-  for (var m = 0u; m < P[0]; m++) {
+  let mEnd = min(P[0], (g.y + 1u) * ${LINEAR_SERIAL_ROWS}u);
+  for (var m = g.y * ${LINEAR_SERIAL_ROWS}u; m < mEnd; m++) {
     var acc = array<f32, ${LANES}>();
     for (var c0 = 0u; c0 < chunks; c0 += LANES) {
       for (var l = 0u; l < LANES; l++) {
@@ -566,6 +602,7 @@ export const KERNELS = {
   gatherRowsF16: gatherRowsKernel('f16'),
   gatherRowsBf16: gatherRowsKernel('bf16'),
   rmsnorm,
+  rmsnormSerial,
   rope,
   siluMul,
   geluTanhMul,

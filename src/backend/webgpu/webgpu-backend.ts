@@ -34,7 +34,7 @@ import {
 } from '../backend.js';
 import { ggmlRowBytes, ggmlTypeName, type GgmlType } from '../quant.js';
 import { createCpuBackend } from '../native.js';
-import { GATHER_KERNELS, LINEAR_KERNELS, LINEAR_ROWS_MAX, LINEAR_TILE, MAX_HEAD_DIM, type KernelName, type WeightStorage } from './kernels.js';
+import { GATHER_KERNELS, LINEAR_KERNELS, LINEAR_ROWS_MAX, LINEAR_SERIAL_ROWS, LINEAR_TILE, MAX_HEAD_DIM, type KernelName, type WeightStorage } from './kernels.js';
 import { LANES } from './lanes.js';
 import { GPU_QUANT_TYPES, gpuQuantBlockSize, quantKernelNames, quantLanes, QUANT_TILE, QUANT_WORKGROUP, repackQuant } from './quant-kernels.js';
 import { CTRL, TEXT_BYTES, type AdapterReport, type Binding, type Command } from './protocol.js';
@@ -116,7 +116,7 @@ const groups = (n: number, per: number): number => Math.ceil(n / per);
 /** Kernel choices of a WebGPU backend that never change a bit (see the constructor). */
 export interface WebGpuOptions {
   subgroups?: boolean;
-  serialDecode?: boolean;
+  serial?: boolean;
 }
 
 /** How each weight dtype is kept on the GPU (kernels.ts): 16-bit values stay 16-bit. */
@@ -144,13 +144,13 @@ export class WebGpuBackend implements ComputeBackend {
   /** Quantized embedding tables' device copies. */
   private readonly quantTables = new WeakMap<Uint8Array, number>();
 
-  /** Whether decode runs the serial linear kernel (kernels.ts), not the one of cooperating lanes. */
-  private readonly serialDecode: boolean;
+  /** Whether float linear ops and RMSNorm run their serial kernels (kernels.ts): for a fallback adapter. */
+  private readonly serial: boolean;
 
   /**
-   * subgroups: false keeps the kernels off subgroups even where the adapter has them; serialDecode
-   * picks the decode linear kernel (default: serial on a fallback adapter only). Neither changes a
-   * bit: tests set them to compare the kernels.
+   * subgroups: false keeps the kernels off subgroups even where the adapter has them; serial picks
+   * the float linear and RMSNorm kernels (default: serial on a fallback adapter only).
+   * Neither changes a bit: tests set them to compare the kernels.
    */
   constructor(threads: number, options: WebGpuOptions = {}) {
     const ctrl = new SharedArrayBuffer(CTRL.WORDS * 4);
@@ -167,7 +167,7 @@ export class WebGpuBackend implements ComputeBackend {
       throw err;
     }
     this.adapter = JSON.parse(this.readText()) as AdapterReport;
-    this.serialDecode = options.serialDecode ?? this.adapter.fallback;
+    this.serial = options.serial ?? this.adapter.fallback;
     this.cpu = createCpuBackend(threads);
   }
 
@@ -339,7 +339,10 @@ export class WebGpuBackend implements ComputeBackend {
     if (M === 0) return;
     const o = this.output(out);
     const xi = this.inputBeside(x, M * H, [o], TEMP_ALIAS);
-    this.dispatch('rmsnorm', [M, 1, 1], [args([H, xi.off, o.off, eps], [3]), xi.b, { kind: 'param', id: this.param(weight, DType.F32) }, o.b]);
+    const b: Binding[] = [args([H, xi.off, o.off, eps, M], [3]), xi.b, { kind: 'param', id: this.param(weight, DType.F32) }, o.b];
+    // The same bits either way: the choice is speed only.
+    if (this.serial) this.dispatch('rmsnormSerial', [groups(M, 64), 1, 1], b);
+    else this.dispatch('rmsnorm', [M, 1, 1], b);
   }
 
   ropeTable(cosSin: Float32Array, positions: Int32Array, T: number, invFreq: Float32Array): void {
@@ -581,8 +584,8 @@ export class WebGpuBackend implements ComputeBackend {
       return;
     }
     const b = [args([M, part.n, K, x.off, out.off, flags]), x.b, w, bias, out.b];
-    // Both kernels give the same bits (the order of lanes.ts): the choice is speed only.
-    if (M <= LINEAR_ROWS_MAX && this.serialDecode) this.dispatch(LINEAR_KERNELS[p.storage].rowsSerial, [groups(part.n, 64), 1, 1], b);
+    // The kernels give the same bits (the order of lanes.ts): the choice is speed only.
+    if (this.serial) this.dispatch(LINEAR_KERNELS[p.storage].rowsSerial, [groups(part.n, 64), groups(M, LINEAR_SERIAL_ROWS), 1], b);
     else if (M <= LINEAR_ROWS_MAX) this.dispatch(LINEAR_KERNELS[p.storage].rows, [groups(part.n, 256 / LANES), 1, 1], b);
     else this.dispatch(LINEAR_KERNELS[p.storage].tiled, [groups(part.n, LINEAR_TILE.cols), groups(M, LINEAR_TILE.rows), 1], b);
   }
