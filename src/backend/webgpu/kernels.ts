@@ -335,8 +335,8 @@ export const LINEAR_SERIAL_ROWS = 16;
  * tree itself, with no workgroup memory or barriers. On a CPU each invocation and each barrier
  * costs far more than a GPU's, and memory coalescing means nothing, so this is the fast kernel
  * there (16 cooperating invocations and a barrier per column took ~10 times as long on SwiftShader
- * at decode; the tiled kernel's staging and barriers, ~9 times at 128 rows); on a GPU it would read
- * rows K apart and is not used.
+ * at decode; the tiled kernel's staging and barriers, 2-3 times at 128 rows); on a GPU it would
+ * read rows K apart and is not used.
  * P: as {@link linearRowsKernel}. Dispatch (ceil(N / 64), ceil(M / LINEAR_SERIAL_ROWS)).
  */
 const linearRowsSerialKernel = (w: WeightStorage): string => /* wgsl */ `${linearIo(w)}
