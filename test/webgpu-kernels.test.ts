@@ -388,6 +388,9 @@ describe('webgpu kernels', { skip }, () => {
   });
 
   describe('paged KV cache and attention', () => {
+    // A backend with the serial kernels where the shared one has the others, and the reverse.
+    let otherBackend: NonNullable<typeof gpu> | null = null;
+    const otherKernels = (): NonNullable<typeof gpu> => (otherBackend ??= createWebGpuBackend(2, { serial: !gpu!.adapter.fallback }));
     interface Shape {
       nH: number;
       nKv: number;
@@ -461,7 +464,7 @@ describe('webgpu kernels', { skip }, () => {
           qsl[which.length] = off;
           const out = new Float32Array(total * qw).fill(NaN);
           be.pagedAttention(out, q, cache, 1, t, maxBlocks, qsl, sl, which.length, s.nH, s.nKv, s.D, 1 / Math.sqrt(s.D), s.window ?? 0, s.softcap ?? 0);
-          if (be === gpu) gpu.toHost(out);
+          be.toHost(out);
           return out;
         };
         const all = lens.map((_, i) => i);
@@ -478,6 +481,11 @@ describe('webgpu kernels', { skip }, () => {
           off += sq.len;
         });
         assert.equal(closeTo(full, fullCpu, 1e-4, 2e-5), null, 'vs CPU');
+        // The other kernel (one workgroup per row, or serial on a fallback adapter): the same bits.
+        const other = otherKernels();
+        const oCache = make(other);
+        assert.ok(bitEqual(attend(other, oCache, all, lens), full), `the ${gpu!.adapter.fallback ? 'workgroup' : 'serial'} attention kernel`);
+        other.kvCacheFree(oCache);
 
         const offsets = [0];
         for (const l of lens) offsets.push(offsets[offsets.length - 1]! + l);

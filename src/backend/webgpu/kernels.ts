@@ -509,7 +509,7 @@ fn main(@builtin(global_invocation_id) g: vec3<u32>) {
  * A sliding window (P[8] > 0) keeps keys p - window < j <= p; the tiles stay at absolute
  * positions, so a windowed row is computed alike whatever the batch too. Soft-capping (P[9] > 0)
  * maps each scaled score to cap * tanh(score / cap).
- * P: nH, nKv, D (<= 256), blockSize, maxBlocksPerSeq, qOffset, outOffset, scale, window, softcap.
+ * P: nH, nKv, D (<= 256), blockSize, maxBlocksPerSeq, qOffset, outOffset, scale, window, softcap, T.
  * Dispatch (nH, T).
  */
 const attention = /* wgsl */ `${PRELUDE}
@@ -597,6 +597,84 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid:
 }
 `;
 
+/**
+ * {@link attention}'s arithmetic for a fallback adapter (a CPU implementation such as SwiftShader):
+ * one invocation per (query head, query token) runs a tile's scores, its max, its weights' sum and
+ * the output dims itself, in the workgroup kernel's order, with no workgroup memory or barriers
+ * (there a workgroup of 64 and its barriers per tile took ~0.3 ms a row). The same bits.
+ * P: as attention. Dispatch (ceil(nH * T / 64)).
+ */
+const attentionSerial = /* wgsl */ `${PRELUDE}
+@group(0) @binding(1) var<storage, read> Q: array<f32>;
+@group(0) @binding(2) var<storage, read> CACHE: array<f32>;
+@group(0) @binding(3) var<storage, read> TABLES: array<i32>;
+@group(0) @binding(4) var<storage, read> INFO: array<i32>;
+@group(0) @binding(5) var<storage, read_write> OUT: array<f32>;
+const WG: u32 = 64u;
+@compute @workgroup_size(64)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
+  let nH = P[0];
+  let nKv = P[1];
+  let D = P[2];
+  let bs = P[3];
+  let mb = P[4];
+  let scale = pf(7);
+  if (gid.x >= nH * P[10]) { return; }
+  let h = gid.x % nH;
+  let t = gid.x / nH;
+  let s = u32(INFO[2u * t]);
+  let p = u32(INFO[2u * t + 1u]);
+  let kvh = h / (nH / nKv);
+  let kvDim = nKv * D;
+  let blockStride = 2u * kvDim * bs;
+  let qb = P[5] + (t * nH + h) * D;
+  var sc: array<f32, 64>;
+  var vb: array<u32, 64>;
+  var acc: array<f32, 256>;
+  var m = 0.0;
+  var l = 0.0;
+  let window = P[8];
+  let cap = pf(9);
+  var jLo = 0u;
+  if (window > 0u && p + 1u > window) { jLo = p + 1u - window; }
+  let first = jLo / WG;
+  let tiles = p / WG + 1u;
+  for (var tile = first; tile < tiles; tile++) {
+    let j0 = tile * WG;
+    var lo = 0u;
+    if (jLo > j0) { lo = jLo - j0; }
+    let cnt = min(WG, p + 1u - j0);
+    for (var i = lo; i < cnt; i++) {
+      let j = j0 + i;
+      let blk = u32(TABLES[s * mb + j / bs]);
+      let kb = blk * blockStride + (kvh * bs + j % bs) * D;
+      var dot = 0.0;
+      for (var d = 0u; d < D; d++) { dot = fma(Q[qb + d], CACHE[kb + d], dot); }
+      var score = dot * scale;
+      if (cap > 0.0) { score = cap * tanh(clamp(score / cap, -15.0, 15.0)); }
+      sc[i] = score;
+      vb[i] = kb + kvDim * bs;
+    }
+    var mNew = sc[lo];
+    for (var i = lo + 1u; i < cnt; i++) { mNew = max(mNew, sc[i]); }
+    if (tile > first) { mNew = max(m, mNew); }
+    var corr = 0.0;
+    if (tile > first) { corr = exp(m - mNew); }
+    for (var i = lo; i < cnt; i++) { sc[i] = exp(sc[i] - mNew); }
+    var sum = 0.0;
+    for (var i = lo; i < cnt; i++) { sum = sum + sc[i]; }
+    l = l * corr + sum;
+    for (var d = 0u; d < D; d++) {
+      var a = acc[d] * corr;
+      for (var i = lo; i < cnt; i++) { a = fma(sc[i], CACHE[vb[i] + d], a); }
+      acc[d] = a;
+    }
+    m = mNew;
+  }
+  for (var d = 0u; d < D; d++) { OUT[P[6] + (t * nH + h) * D + d] = acc[d] / l; }
+}
+`;
+
 export const KERNELS = {
   gatherRows: gatherRowsKernel('f32'),
   gatherRowsF16: gatherRowsKernel('f16'),
@@ -611,6 +689,7 @@ export const KERNELS = {
   kvWrite,
   copyBlocks,
   attention,
+  attentionSerial,
 } as const;
 
 /** The embedding lookup of each table storage. */

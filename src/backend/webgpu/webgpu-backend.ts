@@ -144,12 +144,12 @@ export class WebGpuBackend implements ComputeBackend {
   /** Quantized embedding tables' device copies. */
   private readonly quantTables = new WeakMap<Uint8Array, number>();
 
-  /** Whether float linear ops and RMSNorm run their serial kernels (kernels.ts): for a fallback adapter. */
+  /** Whether float linear ops, RMSNorm and attention run their serial kernels (kernels.ts): for a fallback adapter. */
   private readonly serial: boolean;
 
   /**
    * subgroups: false keeps the kernels off subgroups even where the adapter has them; serial picks
-   * the float linear and RMSNorm kernels (default: serial on a fallback adapter only).
+   * the float linear, RMSNorm and attention kernels (default: serial on a fallback adapter only).
    * Neither changes a bit: tests set them to compare the kernels.
    */
   constructor(threads: number, options: WebGpuOptions = {}) {
@@ -772,8 +772,9 @@ export class WebGpuBackend implements ComputeBackend {
     if (T === 0) return;
     const o = this.output(out);
     const qi = this.inputBeside(q, T * qDim, [o], TEMP_ALIAS);
-    this.dispatch('attention', [nHeads, T, 1], [
-      args([nHeads, nKvHeads, headDim, c.blockSize, maxBlocksPerSeq, qi.off, o.off, scale, slidingWindow, softcap], [7, 9]),
+    // The same bits either way: the choice is speed only.
+    this.dispatch(this.serial ? 'attentionSerial' : 'attention', this.serial ? [groups(nHeads * T, 64), 1, 1] : [nHeads, T, 1], [
+      args([nHeads, nKvHeads, headDim, c.blockSize, maxBlocksPerSeq, qi.off, o.off, scale, slidingWindow, softcap, T], [7, 9]),
       qi.b,
       { kind: 'kv', id: c.id, layer },
       { kind: 'data', data: bytesOf(blockTables, numSeqs * maxBlocksPerSeq) },
