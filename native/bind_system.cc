@@ -150,9 +150,10 @@ Napi::Value ReleaseFreeMemory(const Napi::CallbackInfo& info) {
 }
 
 // ComputeBackend.releaseWorkingMemory: drops the pages of the given working arrays (the model's
-// activation buffers, sized for the largest step) and of every op's per-thread scratch. Contents
-// are lost; the engine calls it between steps once it has been idle, so a long prompt's working
-// memory does not stay resident. Returns the bytes advised.
+// activation buffers, sized for the largest step) and of the ops' scratch of this thread and the
+// pool's workers (release_scratch_pages). Contents are lost; the engine calls it between steps once
+// it has been idle, so a long prompt's working memory does not stay resident. Returns the bytes
+// advised.
 Napi::Value ReleaseWorkingMemory(const Napi::CallbackInfo& info) {
   Args a(info, "releaseWorkingMemory", 1);
   if (!info[0].IsArray()) a.type_fail("arrays", "must be an array of typed arrays");

@@ -185,11 +185,10 @@ void quant_linear(const QuantLinear& p, const float* x, int64_t M, float* const*
   const int64_t K = p.K;
   // Rows in slices of at most kSliceRows. The scratch below (the quantized activations, their tile
   // copies, gate/up's products) grows with M and stays resident while the engine works: a
-  // 2048-token prefill chunk through a 1B model's MLP took 310 MB of it (the slices' share stays in
-  // the caches, and prefill got faster with them). Every
-  // output row is computed alone (the batch invariance), so slices change no bit; each slice
-  // streams the weights again, a small cost next to 512 rows' products (the kernels already decode
-  // them again per L2-sized chunk of rows).
+  // 2048-token prefill chunk through a 1B model's MLP took 310 MB of it (a slice's share stays in
+  // the caches, and prefill got faster with slices). Every output row is computed alone (the batch
+  // invariance), so slices change no bit; each slice streams the weights again, a small cost next
+  // to 512 rows' products (the kernels already decode them again per L2-sized chunk of rows).
   constexpr int64_t kSliceRows = 512;
   if (M > kSliceRows) {
     std::vector<float*> slice(p.parts.size());

@@ -695,7 +695,7 @@ export const KERNELS = {
 /** The embedding lookup of each table storage. */
 export const GATHER_KERNELS: Record<WeightStorage, KernelName> = { f32: 'gatherRows', f16: 'gatherRowsF16', bf16: 'gatherRowsBf16' };
 
-/** The tiled and the few-rows linear kernels (lanes cooperating, and serial for a fallback adapter) of each weight storage. */
+/** The tiled and the few-rows linear kernels (lanes cooperating), and the serial one a fallback adapter runs for any rows, of each weight storage. */
 export const LINEAR_KERNELS = {
   f32: { tiled: 'linear', rows: 'linearRows', rowsSerial: 'linearRowsSerial' },
   f16: { tiled: 'linearF16', rows: 'linearRowsF16', rowsSerial: 'linearRowsSerialF16' },
