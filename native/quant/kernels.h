@@ -149,7 +149,9 @@ struct Decoded {
 
 // Block blk of the group at lr (rows lr .. lr + nr; rows nr..15 give q = 0, a = m = 0) decoded
 // into d with u = q, the signed integers of decode_block (rows_fast.cc, AVX-512); with prefetch,
-// its group_ahead blocks are prefetched (below). Returns false when the type's m is 0 in every block.
+// its group_ahead blocks are prefetched (below). Returns false when the type's m is 0 in every block:
+// then d.m is left unwritten (no kernel reads it; its 16 zero stores a block cost Q6_K's M = 1
+// stream 3-8 %).
 bool decode_group_signed(const TypeInfo& ti, const QuantLinear::Part& part, const uint8_t* data, int64_t lr, int64_t blk,
                          int64_t nr, Decoded& d, bool prefetch = true);
 // The blocks a kernel at block blk of the group at lr prefetches (rows_fast.cc): the next one into

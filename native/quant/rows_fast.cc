@@ -98,7 +98,6 @@ PW_VNNI PW_INLINE __m512i bits(__m512i v, int shift, int mask) {
 
 PW_VNNI void scales_q8_0(const uint8_t* gb, Decoded& d) {
   _mm512_store_ps(d.a[0], half_lo(dw(gb, 0)));
-  _mm512_store_ps(d.m[0], _mm512_setzero_ps());
 }
 
 // The 256-value types' scales (KScales, quant.h): isc and imn per sub-block, d and dmin per row.
@@ -123,7 +122,6 @@ PW_VNNI void scales_q4_k(const uint8_t* gb, Decoded& d) {
 
 PW_VNNI void scales_d(const uint8_t* gb, Decoded& d) {  // Q4_0, IQ4_NL: a = d, m = 0
   _mm512_store_ps(d.a[0], half_lo(dw(gb, 0)));
-  _mm512_store_ps(d.m[0], _mm512_setzero_ps());
 }
 
 PW_VNNI PW_INLINE __m512 neg(__m512 v) {  // exact negation (sign bit), as -x
@@ -143,7 +141,6 @@ PW_VNNI void scales_iq4_xs(const uint8_t* gb, Decoded& d) {  // isc = ls - 32
   for (int ib = 0; ib < 8; ib++) {
     const __m512i ls = _mm512_or_si512(bits(sl, 4 * ib, 15), _mm512_slli_epi32(bits(d0, 16 + 2 * ib, 3), 4));
     _mm512_store_si512(d.isc[ib], _mm512_sub_epi32(ls, _mm512_set1_epi32(32)));
-    _mm512_store_ps(d.m[ib], _mm512_setzero_ps());
   }
 }
 
@@ -167,7 +164,6 @@ PW_VNNI void scales_q3_k(const uint8_t* gb, Decoded& d) {  // isc = sc - 32, 6-b
     const __m512i high = bits(dw(gb, 26), 8 * (j & 3) + 2 * (j >> 2), 3);
     const __m512i sc = _mm512_sub_epi32(_mm512_or_si512(low, _mm512_slli_epi32(high, 4)), _mm512_set1_epi32(32));
     _mm512_store_si512(d.isc[j], sc);
-    _mm512_store_ps(d.m[j], _mm512_setzero_ps());
   }
 }
 
@@ -177,7 +173,6 @@ PW_VNNI void scales_q6_k(const uint8_t* gb, Decoded& d) {  // isc = the signed b
   for (int j = 0; j < 16; j++) {
     const __m512i sc = _mm512_srai_epi32(_mm512_slli_epi32(dw(gb, 48 + j / 4), 24 - 8 * (j % 4)), 24);
     _mm512_store_si512(d.isc[j], sc);
-    _mm512_store_ps(d.m[j], _mm512_setzero_ps());
   }
 }
 
