@@ -21,6 +21,7 @@
 #include <algorithm>
 #include <cstring>
 #include <type_traits>
+#include <utility>
 #include <vector>
 
 #include "../simd.h"
@@ -101,23 +102,20 @@ PW_VNNI void scales_q8_0(const uint8_t* gb, Decoded& d) {
 }
 
 // The 256-value types' scales (KScales, quant.h): isc and imn per sub-block, d and dmin per row.
+// Q4_K / Q5_K: d and dmin here; sub-block j's 6-bit scale and min (k4_sc, k4_mn) where they are
+// used (Q4KSrc, Q5KSrc), as Q6_K's.
 PW_VNNI void scales_q4_k(const uint8_t* gb, Decoded& d) {
-  const __m512i d0 = dw(gb, 0), s0 = dw(gb, 1), s1 = dw(gb, 2), s2 = dw(gb, 3);
+  const __m512i d0 = dw(gb, 0);
   _mm512_store_ps(d.d, half_lo(d0));
   _mm512_store_ps(d.dmin, half_hi(d0));
-  for (int j = 0; j < 8; j++) {
-    __m512i sc, mn;
-    if (j < 4) {
-      sc = bits(s0, 8 * j, 63);
-      mn = bits(s1, 8 * j, 63);
-    } else {
-      const int jj = j - 4;
-      sc = _mm512_or_si512(bits(s2, 8 * jj, 15), _mm512_slli_epi32(bits(s0, 8 * jj + 6, 3), 4));
-      mn = _mm512_or_si512(bits(s2, 8 * jj + 4, 15), _mm512_slli_epi32(bits(s1, 8 * jj + 6, 3), 4));
-    }
-    _mm512_store_si512(d.isc[j], sc);
-    _mm512_store_ps(d.m[j], _mm512_cvtepi32_ps(mn));
-  }
+}
+PW_VNNI PW_INLINE __m512i k4_sc(const uint8_t* gb, int j) {
+  if (j < 4) return bits(dw(gb, 1), 8 * j, 63);
+  return _mm512_or_si512(bits(dw(gb, 3), 8 * (j - 4), 15), _mm512_slli_epi32(bits(dw(gb, 1), 8 * (j - 4) + 6, 3), 4));
+}
+PW_VNNI PW_INLINE __m512 k4_mn(const uint8_t* gb, int j) {
+  if (j < 4) return _mm512_cvtepi32_ps(bits(dw(gb, 2), 8 * j, 63));
+  return _mm512_cvtepi32_ps(_mm512_or_si512(bits(dw(gb, 3), 8 * (j - 4) + 4, 15), _mm512_slli_epi32(bits(dw(gb, 2), 8 * (j - 4) + 6, 3), 4)));
 }
 
 PW_VNNI void scales_d(const uint8_t* gb, Decoded& d) {  // Q4_0, IQ4_NL: a = d, m = 0
@@ -167,13 +165,9 @@ PW_VNNI void scales_q3_k(const uint8_t* gb, Decoded& d) {  // isc = sc - 32, 6-b
   }
 }
 
-PW_VNNI void scales_q6_k(const uint8_t* gb, Decoded& d) {  // isc = the signed byte
+PW_VNNI void scales_q6_k(const uint8_t* gb, Decoded& d) {  // isc: Q6KSrc::isc
   _mm512_store_ps(d.d, half_lo(dw(gb, 52)));
   _mm512_store_ps(d.dmin, _mm512_setzero_ps());
-  for (int j = 0; j < 16; j++) {
-    const __m512i sc = _mm512_srai_epi32(_mm512_slli_epi32(dw(gb, 48 + j / 4), 24 - 8 * (j % 4)), 24);
-    _mm512_store_si512(d.isc[j], sc);
-  }
 }
 
 // Weight sources: quad(qi) = the unsigned bytes u of values 4 qi .. 4 qi + 3 of the 16 rows,
@@ -193,6 +187,35 @@ template <class S>
 struct BatchOf<S, std::void_t<decltype(S::kBatch)>> {
   static constexpr int value = S::kBatch;
 };
+// Whether a source gives its sub-block scales itself (isc(j), from the streamed block) instead of
+// the scales decoder storing them in Decoded.isc; isc_of reads either.
+template <class S, class = void>
+struct IscOf : std::false_type {};
+template <class S>
+struct IscOf<S, std::void_t<decltype(std::declval<const S&>().isc(0))>> : std::true_type {};
+template <class Src>
+PW_VNNI PW_INLINE __m512i isc_of(const Src& src, const Decoded& d, int j) {
+  if constexpr (IscOf<Src>::value) return src.isc(j);
+  else return _mm512_load_si512(d.isc[j]);
+}
+// The same for the sub-blocks' mins (m(j), as floats) of the types with a min term.
+template <class S, class = void>
+struct MinOf : std::false_type {};
+template <class S>
+struct MinOf<S, std::void_t<decltype(std::declval<const S&>().m(0))>> : std::true_type {};
+template <class Src>
+PW_VNNI PW_INLINE __m512 m_of(const Src& src, const Decoded& d, int j) {
+  if constexpr (MinOf<Src>::value) return src.m(j);
+  else return _mm512_load_ps(d.m[j]);
+}
+// A block decoded into L1 for the blocked paths keeps its scales and mins there too.
+template <int BLOCK, int SUB, class Src>
+PW_VNNI PW_INLINE void store_scales(const Src& src, Decoded& d) {
+  if constexpr (IscOf<Src>::value)
+    for (int j = 0; j < BLOCK / SUB; j++) _mm512_store_si512(d.isc[j], src.isc(j));
+  if constexpr (MinOf<Src>::value)
+    for (int j = 0; j < BLOCK / SUB; j++) _mm512_store_ps(d.m[j], src.m(j));
+}
 // Whether a source reads the streamed block itself (the streaming path) or a decoded copy.
 template <class S, class = void>
 struct Streams : std::true_type {};
@@ -219,6 +242,8 @@ struct Q4KSrc {
   static constexpr int kBatch = 8;  // sub-blocks whose isc * I sum stays in int32
   static constexpr int kOffShift = -1;  // u = q (0..15)
   static constexpr bool kHasMin = true;
+  PW_VNNI PW_INLINE __m512i isc(int j) const { return k4_sc(gb, j); }
+  PW_VNNI PW_INLINE __m512 m(int j) const { return k4_mn(gb, j); }
   PW_VNNI PW_INLINE __m512i quad(int qi) const {
     const int sub = qi >> 3;
     const __m512i g = dw(gb, 4 + 8 * (sub >> 1) + (qi & 7));
@@ -321,6 +346,8 @@ struct Q5KSrc {  // Q4_K's nibbles plus bit (sub) of qh byte l as 16
   static constexpr int kBatch = 4;  // sub-blocks whose isc * I sum stays in int32
   static constexpr int kOffShift = -1;
   static constexpr bool kHasMin = true;
+  PW_VNNI PW_INLINE __m512i isc(int j) const { return k4_sc(gb, j); }
+  PW_VNNI PW_INLINE __m512 m(int j) const { return k4_mn(gb, j); }
   PW_VNNI PW_INLINE __m512i quad(int qi) const {
     const int sub = qi >> 3, j = qi & 7;
     const __m512i g = dw(gb, 12 + 8 * (sub >> 1) + j), h = dw(gb, 4 + j);
@@ -334,6 +361,9 @@ struct Q6KSrc {
   static constexpr int kBatch = 4;  // sub-blocks whose isc * I sum stays in int32
   static constexpr int kOffShift = 5;  // u = q + 32 (the stored 6 bits)
   static constexpr bool kHasMin = false;
+  // Sub-block j's scale, the signed byte, computed where it is used: stored by the scales decoder
+  // and loaded back, 16 a block, it cost the M = 1 stream 2-14 % (in-process A/B, from memory).
+  PW_VNNI PW_INLINE __m512i isc(int j) const { return _mm512_srai_epi32(_mm512_slli_epi32(dw(gb, 48 + j / 4), 24 - 8 * (j % 4)), 24); }
   PW_VNNI PW_INLINE __m512i quad(int qi) const {
     const int n = qi >> 5, qt = (qi >> 3) & 3, j = qi & 7;
     const __m512i l = dw(gb, 16 * n + 8 * (qt & 1) + j), h = dw(gb, 32 + 8 * n + j);
@@ -407,7 +437,7 @@ PW_VNNI PW_INLINE void k_sub_block(const Src& src, const Decoded& d, const Task&
                                    __m512d (*S)[2], __m512* tm) {
   __m512i I[MR];
   sub_block_sums<SUB, MR>(src, t, m0, blk * 256, si, I);
-  const __m512i isc = _mm512_load_si512(d.isc[si]);
+  const __m512i isc = isc_of(src, d, si);
   for (int i = 0; i < MR; i++) {
     // isc * I summed in int32 over kBatch sub-blocks (the type's bound keeps that exact), then
     // into the doubles.
@@ -420,7 +450,8 @@ PW_VNNI PW_INLINE void k_sub_block(const Src& src, const Decoded& d, const Task&
     if constexpr (Src::kHasMin) {
       const ActRow& x = t.act[m0 + i];
       const __m512 X = _mm512_set1_ps(SUB == 32 ? x.sumf32[blk * 8 + si] : x.sumf16[blk * 16 + si]);
-      tm[i] = si == 0 ? _mm512_mul_ps(X, _mm512_load_ps(d.m[0])) : _mm512_fmadd_ps(X, _mm512_load_ps(d.m[si]), tm[i]);
+      const __m512 mv = m_of(src, d, si);
+      tm[i] = si == 0 ? _mm512_mul_ps(X, mv) : _mm512_fmadd_ps(X, mv, tm[i]);
     }
   }
 }
@@ -476,6 +507,7 @@ PW_VNNI PW_INLINE void all_rows(const Src& src, Decoded& d, const Task& t, int64
     // quad's bit fields are constants (1.03-1.56x at M = 8-64 with the AMX decode below).
 #pragma GCC unroll 64
     for (int qi = 0; qi < BLOCK / 4; qi++) _mm512_store_si512(d.u[qi], src.quad(qi));
+    store_scales<BLOCK, SUB>(src, d);
     FromDecodedT<Src::kOffShift, Src::kHasMin, BatchOf<Src>::value> dec{d};
     int64_t m = 0;
     for (; m + kMR <= t.M; m += kMR) rows_pass<BLOCK, SUB, kMR>(dec, d, t, blk, m, accp);
@@ -601,6 +633,7 @@ struct StoreSigned {
       if constexpr (Src::kOffShift >= 0) u = _mm512_sub_epi8(u, _mm512_set1_epi8(static_cast<char>(1 << Src::kOffShift)));
       _mm512_store_si512(d.u[qi], u);
     }
+    store_scales<BLOCK, SUB>(src, d);
     has_min = Src::kHasMin;
   }
 };
