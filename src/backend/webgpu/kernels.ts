@@ -44,14 +44,18 @@ fn main(@builtin(global_invocation_id) g: vec3<u32>) {
 }
 `;
 
+/** The RMSNorm kernels' bindings (both run the same arithmetic). */
+const RMSNORM_IO = /* wgsl */ `${PRELUDE}
+@group(0) @binding(1) var<storage, read> X: array<f32>;
+@group(0) @binding(2) var<storage, read> WT: array<f32>;
+@group(0) @binding(3) var<storage, read_write> OUT: array<f32>;
+`;
+
 /**
  * out[m, :] = x[m, :] / sqrt(mean(x[m, :]^2) + eps) * w.  P: H, xOffset, outOffset, eps, M.
  * One workgroup per row: strided partial sums of squares, then a fixed tree. Dispatch (M).
  */
-const rmsnorm = /* wgsl */ `${PRELUDE}
-@group(0) @binding(1) var<storage, read> X: array<f32>;
-@group(0) @binding(2) var<storage, read> WT: array<f32>;
-@group(0) @binding(3) var<storage, read_write> OUT: array<f32>;
+const rmsnorm = /* wgsl */ `${RMSNORM_IO}
 var<workgroup> red: array<f32, 256>;
 @compute @workgroup_size(256)
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
@@ -77,10 +81,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid:
  * memory or barriers (there a workgroup of 256 and its 9 barriers per row took ~0.6 ms, most of a
  * small model's prefill). P: as rmsnorm. Dispatch (ceil(M / 64)).
  */
-const rmsnormSerial = /* wgsl */ `${PRELUDE}
-@group(0) @binding(1) var<storage, read> X: array<f32>;
-@group(0) @binding(2) var<storage, read> WT: array<f32>;
-@group(0) @binding(3) var<storage, read_write> OUT: array<f32>;
+const rmsnormSerial = /* wgsl */ `${RMSNORM_IO}
 @compute @workgroup_size(64)
 fn main(@builtin(global_invocation_id) g: vec3<u32>) {
   let H = P[0];
@@ -500,6 +501,30 @@ fn main(@builtin(global_invocation_id) g: vec3<u32>) {
 }
 `;
 
+/** The attention kernels' bindings (both run the same arithmetic). */
+const ATTENTION_IO = /* wgsl */ `${PRELUDE}
+@group(0) @binding(1) var<storage, read> Q: array<f32>;
+@group(0) @binding(2) var<storage, read> CACHE: array<f32>;
+@group(0) @binding(3) var<storage, read> TABLES: array<i32>;
+@group(0) @binding(4) var<storage, read> INFO: array<i32>;
+@group(0) @binding(5) var<storage, read_write> OUT: array<f32>;
+const WG: u32 = 64u;
+`;
+/** The attention kernels' parameters (P, below). */
+const ATTENTION_PARAMS = /* wgsl */ `  let nH = P[0];
+  let nKv = P[1];
+  let D = P[2];
+  let bs = P[3];
+  let mb = P[4];
+  let scale = pf(7);`;
+/** The keys a query at position p sees: the window's first key jLo, and its tiles first .. tiles - 1. */
+const ATTENTION_WINDOW = /* wgsl */ `  let window = P[8];
+  let cap = pf(9);
+  var jLo = 0u;
+  if (window > 0u && p + 1u > window) { jLo = p + 1u - window; }
+  let first = jLo / WG;
+  let tiles = p / WG + 1u;`;
+
 /**
  * Paged attention, one workgroup of 64 per (query head, query token). INFO holds each token's
  * [sequence, absolute position]; keys 0..position are read through the sequence's block table.
@@ -512,25 +537,14 @@ fn main(@builtin(global_invocation_id) g: vec3<u32>) {
  * P: nH, nKv, D (<= 256), blockSize, maxBlocksPerSeq, qOffset, outOffset, scale, window, softcap, T.
  * Dispatch (nH, T).
  */
-const attention = /* wgsl */ `${PRELUDE}
-@group(0) @binding(1) var<storage, read> Q: array<f32>;
-@group(0) @binding(2) var<storage, read> CACHE: array<f32>;
-@group(0) @binding(3) var<storage, read> TABLES: array<i32>;
-@group(0) @binding(4) var<storage, read> INFO: array<i32>;
-@group(0) @binding(5) var<storage, read_write> OUT: array<f32>;
-const WG: u32 = 64u;
+const attention = /* wgsl */ `${ATTENTION_IO}
 var<workgroup> qs: array<f32, 256>;
 var<workgroup> sc: array<f32, 64>;
 var<workgroup> pw: array<f32, 64>;
 var<workgroup> vb: array<u32, 64>;
 @compute @workgroup_size(64)
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
-  let nH = P[0];
-  let nKv = P[1];
-  let D = P[2];
-  let bs = P[3];
-  let mb = P[4];
-  let scale = pf(7);
+${ATTENTION_PARAMS}
   let h = wg.x;
   let t = wg.y;
   let tid = lid.x;
@@ -544,12 +558,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid:
   var m = 0.0;
   var l = 0.0;
   var acc = array<f32, 4>(0.0, 0.0, 0.0, 0.0);
-  let window = P[8];
-  let cap = pf(9);
-  var jLo = 0u;
-  if (window > 0u && p + 1u > window) { jLo = p + 1u - window; }
-  let first = jLo / WG;
-  let tiles = p / WG + 1u;
+${ATTENTION_WINDOW}
   for (var tile = first; tile < tiles; tile++) {
     let j0 = tile * WG;
     let j = j0 + tid;
@@ -604,21 +613,10 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid:
  * (there a workgroup of 64 and its barriers per tile took ~0.3 ms a row). The same bits.
  * P: as attention. Dispatch (ceil(nH * T / 64)).
  */
-const attentionSerial = /* wgsl */ `${PRELUDE}
-@group(0) @binding(1) var<storage, read> Q: array<f32>;
-@group(0) @binding(2) var<storage, read> CACHE: array<f32>;
-@group(0) @binding(3) var<storage, read> TABLES: array<i32>;
-@group(0) @binding(4) var<storage, read> INFO: array<i32>;
-@group(0) @binding(5) var<storage, read_write> OUT: array<f32>;
-const WG: u32 = 64u;
+const attentionSerial = /* wgsl */ `${ATTENTION_IO}
 @compute @workgroup_size(64)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
-  let nH = P[0];
-  let nKv = P[1];
-  let D = P[2];
-  let bs = P[3];
-  let mb = P[4];
-  let scale = pf(7);
+${ATTENTION_PARAMS}
   if (gid.x >= nH * P[10]) { return; }
   let h = gid.x % nH;
   let t = gid.x / nH;
@@ -633,12 +631,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
   var acc: array<f32, 256>;
   var m = 0.0;
   var l = 0.0;
-  let window = P[8];
-  let cap = pf(9);
-  var jLo = 0u;
-  if (window > 0u && p + 1u > window) { jLo = p + 1u - window; }
-  let first = jLo / WG;
-  let tiles = p / WG + 1u;
+${ATTENTION_WINDOW}
   for (var tile = first; tile < tiles; tile++) {
     let j0 = tile * WG;
     var lo = 0u;
