@@ -326,7 +326,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
 `;
 };
 
-/** Rows one invocation of {@link linearRowsSerialKernel} takes (a workgroup row of the grid). */
+/** Rows one invocation of {@link linearSerialKernel} takes (a workgroup row of the grid). */
 export const LINEAR_SERIAL_ROWS = 16;
 
 /**
@@ -340,7 +340,7 @@ export const LINEAR_SERIAL_ROWS = 16;
  * read rows K apart and is not used.
  * P: as {@link linearRowsKernel}. Dispatch (ceil(N / 64), ceil(M / LINEAR_SERIAL_ROWS)).
  */
-const linearRowsSerialKernel = (w: WeightStorage): string => /* wgsl */ `${linearIo(w)}
+const linearSerialKernel = (w: WeightStorage): string => /* wgsl */ `${linearIo(w)}
 @compute @workgroup_size(64)
 fn main(@builtin(global_invocation_id) g: vec3<u32>) {
   let N = P[1];
@@ -690,11 +690,11 @@ export const GATHER_KERNELS: Record<WeightStorage, KernelName> = { f32: 'gatherR
 
 /** The tiled and the few-rows linear kernels (lanes cooperating), and the serial one a fallback adapter runs for any rows, of each weight storage. */
 export const LINEAR_KERNELS = {
-  f32: { tiled: 'linear', rows: 'linearRows', rowsSerial: 'linearRowsSerial' },
-  f16: { tiled: 'linearF16', rows: 'linearRowsF16', rowsSerial: 'linearRowsSerialF16' },
-  bf16: { tiled: 'linearBf16', rows: 'linearRowsBf16', rowsSerial: 'linearRowsSerialBf16' },
-} as const satisfies Record<WeightStorage, { tiled: string; rows: string; rowsSerial: string }>;
-type LinearKernelName = (typeof LINEAR_KERNELS)[WeightStorage]['tiled' | 'rows' | 'rowsSerial'];
+  f32: { tiled: 'linear', rows: 'linearRows', serial: 'linearSerial' },
+  f16: { tiled: 'linearF16', rows: 'linearRowsF16', serial: 'linearSerialF16' },
+  bf16: { tiled: 'linearBf16', rows: 'linearRowsBf16', serial: 'linearSerialBf16' },
+} as const satisfies Record<WeightStorage, { tiled: string; rows: string; serial: string }>;
+type LinearKernelName = (typeof LINEAR_KERNELS)[WeightStorage]['tiled' | 'rows' | 'serial'];
 export type KernelName = keyof typeof KERNELS | LinearKernelName | QuantKernelName;
 
 /**
@@ -706,7 +706,7 @@ export function allKernels(subgroups: boolean): ReadonlyMap<KernelName, string> 
   const linear = (Object.keys(LINEAR_KERNELS) as WeightStorage[]).flatMap((w): Array<[KernelName, string]> => [
     [LINEAR_KERNELS[w].tiled, linearKernel(w, subgroups)],
     [LINEAR_KERNELS[w].rows, linearRowsKernel(w, subgroups)],
-    [LINEAR_KERNELS[w].rowsSerial, linearRowsSerialKernel(w)],
+    [LINEAR_KERNELS[w].serial, linearSerialKernel(w)],
   ]);
   return new Map<KernelName, string>([
     ...(Object.entries(KERNELS) as Array<[KernelName, string]>),

@@ -585,7 +585,7 @@ export class WebGpuBackend implements ComputeBackend {
     }
     const b = [args([M, part.n, K, x.off, out.off, flags]), x.b, w, bias, out.b];
     // The kernels give the same bits (the order of lanes.ts): the choice is speed only.
-    if (this.serial) this.dispatch(LINEAR_KERNELS[p.storage].rowsSerial, [groups(part.n, 64), groups(M, LINEAR_SERIAL_ROWS), 1], b);
+    if (this.serial) this.dispatch(LINEAR_KERNELS[p.storage].serial, [groups(part.n, 64), groups(M, LINEAR_SERIAL_ROWS), 1], b);
     else if (M <= LINEAR_ROWS_MAX) this.dispatch(LINEAR_KERNELS[p.storage].rows, [groups(part.n, 256 / LANES), 1, 1], b);
     else this.dispatch(LINEAR_KERNELS[p.storage].tiled, [groups(part.n, LINEAR_TILE.cols), groups(M, LINEAR_TILE.rows), 1], b);
   }
