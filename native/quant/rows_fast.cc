@@ -639,6 +639,175 @@ struct StoreSigned {
 };
 
 // ---------------------------------------------------------------------------------------------
+// AVX2 decoders of the interleaved types: what decode16 computes (u = q + 128 quad-major, the
+// scales lane-wise), from 32-byte loads that hold the same dword of 8 rows (half h: rows 8 h ..
+// 8 h + 7), with the AVX-512 decoders' bit fields. decode16 decodes each row's block with the
+// scalar decode_block (~10x the instructions), which bounded the AVX2 kernels: on a Zen 3 host,
+// batch-1 decode of a Q4_K_M model read 3 % of its bandwidth bound.
+
+PW_AVX2 PW_INLINE __m256i dw2(const uint8_t* gb, int p, int h) { return _mm256_load_si256(reinterpret_cast<const __m256i*>(gb + 64 * p + 32 * h)); }
+// The f16 in the low (or high) 16 bits of each lane, as float (exact, as f16_to_f32).
+PW_AVX2 PW_INLINE __m256 half_lo2(__m256i v) {
+  const __m256i m = _mm256_and_si256(v, _mm256_set1_epi32(0xFFFF));
+  return _mm256_cvtph_ps(_mm_packus_epi32(_mm256_castsi256_si128(m), _mm256_extracti128_si256(m, 1)));
+}
+PW_AVX2 PW_INLINE __m256 half_hi2(__m256i v) { return half_lo2(_mm256_srli_epi32(v, 16)); }
+PW_AVX2 PW_INLINE __m256i bits2(__m256i v, int shift, int mask) { return _mm256_and_si256(_mm256_srli_epi32(v, shift), _mm256_set1_epi32(mask)); }
+PW_AVX2 PW_INLINE __m256i nibbles2(__m256i g, bool high) { return _mm256_and_si256(high ? _mm256_srli_epi16(g, 4) : g, _mm256_set1_epi8(0x0F)); }
+
+// Each source: quad(qi) = the 8 rows' bytes of value quad qi with the type's own offset (as the
+// AVX-512 sources), kTo128 = what turns them into q + 128, and scales(d) the half's floats.
+struct Q8Src2 {
+  const uint8_t* gb;
+  int h;
+  static constexpr int kTo128 = 0;
+  PW_AVX2 PW_INLINE __m256i quad(int qi) const { return _mm256_xor_si256(dw2(gb, 1 + qi, h), _mm256_set1_epi8(static_cast<char>(0x80))); }
+};
+template <int TO128>  // Q4_0 (q = u - 8), Q4_1 (q = u)
+struct Nib32Src2 {
+  const uint8_t* gb;
+  int h;
+  static constexpr int kTo128 = TO128;
+  PW_AVX2 PW_INLINE __m256i quad(int qi) const { return nibbles2(dw2(gb, 1 + (qi & 3), h), qi >= 4); }
+};
+struct Iq4NlSrc2 {  // the nibbles through the IQ4 table, + 128
+  const uint8_t* gb;
+  int h;
+  static constexpr int kTo128 = 0;
+  PW_AVX2 PW_INLINE __m256i quad(int qi) const {
+    const __m256i table = _mm256_broadcastsi128_si256(_mm_setr_epi8(1, 24, 45, 63, 79, 93, 106, 118, static_cast<char>(129), static_cast<char>(141),
+                                                                    static_cast<char>(153), static_cast<char>(166), static_cast<char>(181),
+                                                                    static_cast<char>(197), static_cast<char>(217), static_cast<char>(241)));
+    return _mm256_shuffle_epi8(table, Nib32Src2<0>{gb, h}.quad(qi));
+  }
+};
+template <int TO128>  // Q5_0 (q = u - 16), Q5_1 (q = u): Q5Src's bit test, by compare
+struct Q5Src2 {
+  const uint8_t* gb;
+  int h;
+  static constexpr int kTo128 = TO128;
+  PW_AVX2 PW_INLINE __m256i quad(int qi) const {
+    const __m256i nib = nibbles2(dw2(gb, 2 + (qi & 3), h), qi >= 4);
+    const __m256i copy = _mm256_add_epi8(_mm256_broadcastsi128_si256(_mm_setr_epi8(0, 0, 0, 0, 4, 4, 4, 4, 8, 8, 8, 8, 12, 12, 12, 12)),
+                                         _mm256_set1_epi8(static_cast<char>(qi >> 1)));
+    const __m256i sel = _mm256_set1_epi32(qi & 1 ? static_cast<int>(0x80402010u) : 0x08040201);
+    const __m256i set = _mm256_cmpeq_epi8(_mm256_and_si256(_mm256_shuffle_epi8(dw2(gb, 1, h), copy), sel), sel);
+    return _mm256_add_epi8(nib, _mm256_and_si256(set, _mm256_set1_epi8(16)));
+  }
+};
+struct Q4KSrc2 {
+  const uint8_t* gb;
+  int h;
+  static constexpr int kTo128 = 128;
+  PW_AVX2 PW_INLINE __m256i quad(int qi) const {
+    const int sub = qi >> 3;
+    return nibbles2(dw2(gb, 4 + 8 * (sub >> 1) + (qi & 7), h), sub & 1);
+  }
+};
+struct Q5KSrc2 {
+  const uint8_t* gb;
+  int h;
+  static constexpr int kTo128 = 128;
+  PW_AVX2 PW_INLINE __m256i quad(int qi) const {
+    const int sub = qi >> 3, j = qi & 7;
+    const __m256i nib = nibbles2(dw2(gb, 12 + 8 * (sub >> 1) + j, h), sub & 1);
+    const __m256i hb = _mm256_and_si256(_mm256_srli_epi16(dw2(gb, 4 + j, h), sub), _mm256_set1_epi8(1));
+    return _mm256_or_si256(nib, _mm256_slli_epi16(hb, 4));
+  }
+};
+struct Q6KSrc2 {  // u = q + 32
+  const uint8_t* gb;
+  int h;
+  static constexpr int kTo128 = 96;
+  PW_AVX2 PW_INLINE __m256i quad(int qi) const {
+    const int n = qi >> 5, qt = (qi >> 3) & 3, j = qi & 7;
+    const __m256i low = nibbles2(dw2(gb, 16 * n + 8 * (qt & 1) + j, h), qt >= 2);
+    const __m256i hb = _mm256_and_si256(_mm256_srli_epi16(dw2(gb, 32 + 8 * n + j, h), 2 * qt), _mm256_set1_epi8(3));
+    return _mm256_or_si256(low, _mm256_slli_epi16(hb, 4));
+  }
+};
+
+PW_AVX2 PW_INLINE __m256 neg2(__m256 v) { return _mm256_xor_ps(v, _mm256_castsi256_ps(_mm256_set1_epi32(static_cast<int>(0x80000000u)))); }
+
+// The scales of half h, lane-wise as decode_block / decode_block_k compute them (see the AVX-512
+// scale decoders above).
+PW_AVX2 void scales2(int type, const uint8_t* gb, int h, Decoded& d) {
+  const int o = 8 * h;
+  const __m256 zero = _mm256_setzero_ps();
+  switch (type) {
+    case Q8_0:
+    case Q4_0:
+    case IQ4_NL:
+    case Q5_0:
+      _mm256_store_ps(d.a[0] + o, half_lo2(dw2(gb, 0, h)));
+      _mm256_store_ps(d.m[0] + o, zero);
+      return;
+    case Q4_1:
+    case Q5_1: {
+      const __m256i d0 = dw2(gb, 0, h);
+      _mm256_store_ps(d.a[0] + o, half_lo2(d0));
+      _mm256_store_ps(d.m[0] + o, neg2(half_hi2(d0)));
+      return;
+    }
+    case Q4_K:
+    case Q5_K: {
+      const __m256i d0 = dw2(gb, 0, h), s1 = dw2(gb, 1, h), s2 = dw2(gb, 2, h), s3 = dw2(gb, 3, h);
+      _mm256_store_ps(d.d + o, half_lo2(d0));
+      _mm256_store_ps(d.dmin + o, half_hi2(d0));
+      for (int j = 0; j < 8; j++) {
+        __m256i sc, mn;
+        if (j < 4) {
+          sc = bits2(s1, 8 * j, 63);
+          mn = bits2(s2, 8 * j, 63);
+        } else {
+          sc = _mm256_or_si256(bits2(s3, 8 * (j - 4), 15), _mm256_slli_epi32(bits2(s1, 8 * (j - 4) + 6, 3), 4));
+          mn = _mm256_or_si256(bits2(s3, 8 * (j - 4) + 4, 15), _mm256_slli_epi32(bits2(s2, 8 * (j - 4) + 6, 3), 4));
+        }
+        _mm256_store_si256(reinterpret_cast<__m256i*>(d.isc[j] + o), sc);
+        _mm256_store_ps(d.m[j] + o, _mm256_cvtepi32_ps(mn));
+      }
+      return;
+    }
+    case Q6_K:
+      _mm256_store_ps(d.d + o, half_lo2(dw2(gb, 52, h)));
+      _mm256_store_ps(d.dmin + o, zero);
+      for (int j = 0; j < 16; j++) {
+        _mm256_store_si256(reinterpret_cast<__m256i*>(d.isc[j] + o), _mm256_srai_epi32(_mm256_slli_epi32(dw2(gb, 48 + j / 4, h), 24 - 8 * (j % 4)), 24));
+        _mm256_store_ps(d.m[j] + o, zero);
+      }
+      return;
+    default: return;
+  }
+}
+
+template <int BLOCK, class Src>
+PW_AVX2 PW_INLINE void values2(int type, const uint8_t* gb, Decoded& d) {
+  for (int h = 0; h < 2; h++) {
+    const Src src{gb, h};
+#pragma GCC unroll 64
+    for (int qi = 0; qi < BLOCK / 4; qi++)
+      _mm256_store_si256(reinterpret_cast<__m256i*>(&d.u[qi][8 * h]), _mm256_add_epi8(src.quad(qi), _mm256_set1_epi8(static_cast<char>(Src::kTo128))));
+    scales2(type, gb, h, d);
+  }
+}
+
+// decode16's result from the interleaved group block gb; false for a type without an AVX2 decoder.
+PW_AVX2 bool decode16_avx2(int type, const uint8_t* gb, Decoded& d) {
+  switch (type) {
+    case Q8_0: values2<32, Q8Src2>(type, gb, d); return true;
+    case Q4_0: values2<32, Nib32Src2<120>>(type, gb, d); return true;
+    case Q4_1: values2<32, Nib32Src2<128>>(type, gb, d); return true;
+    case IQ4_NL: values2<32, Iq4NlSrc2>(type, gb, d); return true;
+    case Q5_0: values2<32, Q5Src2<112>>(type, gb, d); return true;
+    case Q5_1: values2<32, Q5Src2<128>>(type, gb, d); return true;
+    case Q4_K: values2<256, Q4KSrc2>(type, gb, d); return true;
+    case Q5_K: values2<256, Q5KSrc2>(type, gb, d); return true;
+    case Q6_K: values2<256, Q6KSrc2>(type, gb, d); return true;
+    default: return false;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
 // AVX2: the blocks decoded by decode16, 16-bit products (vpmaddwd: u zero-extended times v, pairs
 // summed in int32 without saturation), 4 rows x 4 values per vector; the float steps lane-wise on
 // two halves of 8 rows, the same operations as the other families.
@@ -746,7 +915,17 @@ PW_AVX2 void tile16_avx2(const Task& t, const QuantLinear::Part& part, const uin
   float* const accp = out;
   std::fill(accp, accp + t.M * kTileRows, 0.0f);
   for (int64_t blk = 0; blk < t.K / ti.block; blk++) {
-    decode16(ti, part, data, lr, blk, nr, d);
+    const uint8_t* gb = nullptr;
+    if (part.ib) {
+      // The next block into L1 and one ~7 KB ahead into L2, as the AVX-512 kernels do.
+      const GroupAhead a = group_ahead(part, data, lr, blk);
+      for (int c = 0; c < a.lines; c++) {
+        if (a.next) _mm_prefetch(reinterpret_cast<const char*>(a.next + 64 * c), _MM_HINT_T0);
+        if (a.far) _mm_prefetch(reinterpret_cast<const char*>(a.far + 64 * c), _MM_HINT_T1);
+      }
+      gb = part.group_block(data, lr / kGroupRows, blk);
+    }
+    if (!gb || !decode16_avx2(t.type, gb, d)) decode16(ti, part, data, lr, blk, nr, d);
     const bool mn = k_has_min(t.type);
     if (ti.block == 32) rows_avx2<32, 32>(d, t, blk, accp);
     else if (ti.sub == 16) mn ? rows_avx2<256, 16, true>(d, t, blk, accp) : rows_avx2<256, 16, false>(d, t, blk, accp);
