@@ -177,8 +177,18 @@ PW_VNNI void scales_q6_k(const uint8_t* gb, Decoded& d) {  // isc: Q6KSrc::isc
 // the same as the full formula's).
 // (kBatch: the sub-blocks whose isc * I stay in int32 summed, from |v| <= 8191 (act_quant.h):
 // batch * max|isc| * sub * max|q| * 8191 < 2^31, e.g. Q6_K 4 * 128 * 16 * 32 * 8191 = 2147221504,
-// Q4_K 8 * 63 * 32 * 15 * 8191, IQ4_XS 2 * 32 * 32 * 127 * 8191. The type's source gives it; 2
-// fits any 256-value type, IQ4_XS's bound being the tightest.)
+// Q4_K 8 * 63 * 32 * 15 * 8191, IQ4_XS 2 * 32 * 32 * 127 * 8191. The type's source gives it
+// (k_batch, also the AVX2 kernel's); 2 fits any 256-value type, IQ4_XS's bound being the tightest.)
+constexpr int k_batch(int type) {
+  switch (type) {
+    case Q4_K: return 8;
+    case Q5_K: return 4;
+    case Q6_K: return 4;
+    case Q2_K: return 16;
+    case Q3_K: return 16;
+    default: return 2;  // IQ4_XS
+  }
+}
 template <class S, class = void>
 struct BatchOf {
   static constexpr int value = 2;
@@ -239,7 +249,7 @@ struct Q8Src {
 };
 struct Q4KSrc {
   const uint8_t* gb;
-  static constexpr int kBatch = 8;  // sub-blocks whose isc * I sum stays in int32
+  static constexpr int kBatch = k_batch(Q4_K);
   static constexpr int kOffShift = -1;  // u = q (0..15)
   static constexpr bool kHasMin = true;
   PW_VNNI PW_INLINE __m512i isc(int j) const { return k4_sc(gb, j); }
@@ -299,7 +309,7 @@ struct Q5Src {
 // the IQ4 table (+ 128).
 struct Iq4XsSrc {
   const uint8_t* gb;
-  static constexpr int kBatch = 2;  // sub-blocks whose isc * I sum stays in int32
+  static constexpr int kBatch = k_batch(IQ4_XS);
   static constexpr int kOffShift = 7;
   static constexpr bool kHasMin = false;
   PW_VNNI PW_INLINE __m512i quad(int qi) const {
@@ -316,7 +326,7 @@ struct Iq4XsSrc {
 // Q2_K: value quad qi is 2 bits (shift 2 ((qi >> 3) & 3)) of qs dword 4 + 8 (qi >> 5) + (qi & 7).
 struct Q2KSrc {
   const uint8_t* gb;
-  static constexpr int kBatch = 16;  // sub-blocks whose isc * I sum stays in int32
+  static constexpr int kBatch = k_batch(Q2_K);
   static constexpr int kOffShift = -1;  // u = q (0..3)
   static constexpr bool kHasMin = true;
   PW_VNNI PW_INLINE __m512i quad(int qi) const {
@@ -329,7 +339,7 @@ struct Q2KSrc {
 // hmask dword (qi & 7) is set: u = q + 4.
 struct Q3KSrc {
   const uint8_t* gb;
-  static constexpr int kBatch = 16;  // sub-blocks whose isc * I sum stays in int32
+  static constexpr int kBatch = k_batch(Q3_K);
   static constexpr int kOffShift = 2;
   static constexpr bool kHasMin = false;
   PW_VNNI PW_INLINE __m512i quad(int qi) const {
@@ -343,7 +353,7 @@ struct Q3KSrc {
 
 struct Q5KSrc {  // Q4_K's nibbles plus bit (sub) of qh byte l as 16
   const uint8_t* gb;
-  static constexpr int kBatch = 4;  // sub-blocks whose isc * I sum stays in int32
+  static constexpr int kBatch = k_batch(Q5_K);
   static constexpr int kOffShift = -1;
   static constexpr bool kHasMin = true;
   PW_VNNI PW_INLINE __m512i isc(int j) const { return k4_sc(gb, j); }
@@ -358,7 +368,7 @@ struct Q5KSrc {  // Q4_K's nibbles plus bit (sub) of qh byte l as 16
 };
 struct Q6KSrc {
   const uint8_t* gb;
-  static constexpr int kBatch = 4;  // sub-blocks whose isc * I sum stays in int32
+  static constexpr int kBatch = k_batch(Q6_K);
   static constexpr int kOffShift = 5;  // u = q + 32 (the stored 6 bits)
   static constexpr bool kHasMin = false;
   // Sub-block j's scale, the signed byte, computed where it is used: stored by the scales decoder
@@ -881,25 +891,33 @@ PW_AVX2 PW_INLINE void block_rows_avx2(const Decoded& d, const Wide* wd, const T
   }
 }
 
-// The super-block contract (kernels.h) on AVX2: each sub-block's I times isc into S exactly
-// (doubles, 4 lanes a register), the min's fma chain, one float epilogue.
-template <int SUB, int MR, bool HAS_MIN, bool WIDE>
+// The super-block contract (kernels.h) on AVX2: each sub-block's I times isc summed in int32 over
+// BATCH sub-blocks (the AVX-512 sources' kBatch: the type's bound keeps that exact), each batch
+// into S exactly (doubles, 4 lanes a register), the min's fma chain, one float epilogue. (Each
+// sub-block's product converted to doubles took as many instructions as its integer sums.)
+template <int SUB, int MR, bool HAS_MIN, bool WIDE, int BATCH>
 PW_AVX2 PW_INLINE void block_rows_avx2_k(const Decoded& d, const Wide* wd, const Task& t, int64_t blk, int64_t m0, float* accp) {
+  static_assert((256 / SUB) % BATCH == 0, "int32 batches of whole sub-blocks");
   for (int half = 0; half < 2; half++) {
     __m256d S[MR][2];
+    __m256i B[MR];
     __m256 tm[MR];
     for (int i = 0; i < MR; i++) {
       S[i][0] = S[i][1] = _mm256_setzero_pd();
+      B[i] = _mm256_setzero_si256();
       tm[i] = _mm256_setzero_ps();
     }
     for (int si = 0; si < 256 / SUB; si++) {
       __m256i I[MR];
       sub_block_sums_avx2<SUB, MR, WIDE>(d, wd, t, m0, blk * 256, si, half, I);
       const __m256i isc = _mm256_load_si256(reinterpret_cast<const __m256i*>(d.isc[si] + 8 * half));
-      const __m256d isc0 = _mm256_cvtepi32_pd(_mm256_castsi256_si128(isc)), isc1 = _mm256_cvtepi32_pd(_mm256_extracti128_si256(isc, 1));
       for (int i = 0; i < MR; i++) {
-        S[i][0] = _mm256_fmadd_pd(_mm256_cvtepi32_pd(_mm256_castsi256_si128(I[i])), isc0, S[i][0]);
-        S[i][1] = _mm256_fmadd_pd(_mm256_cvtepi32_pd(_mm256_extracti128_si256(I[i], 1)), isc1, S[i][1]);
+        const __m256i P = _mm256_mullo_epi32(isc, I[i]);
+        B[i] = si % BATCH == 0 ? P : _mm256_add_epi32(B[i], P);
+        if (si % BATCH == BATCH - 1) {
+          S[i][0] = _mm256_add_pd(S[i][0], _mm256_cvtepi32_pd(_mm256_castsi256_si128(B[i])));
+          S[i][1] = _mm256_add_pd(S[i][1], _mm256_cvtepi32_pd(_mm256_extracti128_si256(B[i], 1)));
+        }
         if constexpr (HAS_MIN) {
           const ActRow& x = t.act[m0 + i];
           const __m256 Xf = _mm256_set1_ps(SUB == 32 ? x.sumf32[blk * 8 + si] : x.sumf16[blk * 16 + si]);
@@ -922,25 +940,25 @@ PW_AVX2 PW_INLINE void block_rows_avx2_k(const Decoded& d, const Wide* wd, const
 
 // Activation rows in passes of 2; from 4 rows on, over the block widened once (in passes of 4 it
 // ran 0.7-0.8x, by the registers it spilled).
-template <int BLOCK, int SUB, bool HAS_MIN, bool WIDE>
+template <int BLOCK, int SUB, bool HAS_MIN, int BATCH, bool WIDE>
 PW_AVX2 PW_INLINE void rows_pass_avx2(const Decoded& d, const Wide* wd, const Task& t, int64_t blk, float* accp) {
   int64_t m = 0;
   if constexpr (BLOCK == 256) {
-    for (; m + 2 <= t.M; m += 2) block_rows_avx2_k<SUB, 2, HAS_MIN, WIDE>(d, wd, t, blk, m, accp);
-    for (; m < t.M; m++) block_rows_avx2_k<SUB, 1, HAS_MIN, WIDE>(d, wd, t, blk, m, accp);
+    for (; m + 2 <= t.M; m += 2) block_rows_avx2_k<SUB, 2, HAS_MIN, WIDE, BATCH>(d, wd, t, blk, m, accp);
+    for (; m < t.M; m++) block_rows_avx2_k<SUB, 1, HAS_MIN, WIDE, BATCH>(d, wd, t, blk, m, accp);
   } else {
     for (; m + 2 <= t.M; m += 2) block_rows_avx2<2, WIDE>(d, wd, t, blk, m, accp);
     for (; m < t.M; m++) block_rows_avx2<1, WIDE>(d, wd, t, blk, m, accp);
   }
 }
 
-template <int BLOCK, int SUB, bool HAS_MIN = true>
+template <int BLOCK, int SUB, bool HAS_MIN = true, int BATCH = 1>
 PW_AVX2 void rows_avx2(const Decoded& d, Wide& wide, const Task& t, int64_t blk, float* accp) {
   if (t.M >= 4) {
     widen(d, BLOCK / 4, wide);
-    rows_pass_avx2<BLOCK, SUB, HAS_MIN, true>(d, &wide, t, blk, accp);
+    rows_pass_avx2<BLOCK, SUB, HAS_MIN, BATCH, true>(d, &wide, t, blk, accp);
   } else {
-    rows_pass_avx2<BLOCK, SUB, HAS_MIN, false>(d, nullptr, t, blk, accp);
+    rows_pass_avx2<BLOCK, SUB, HAS_MIN, BATCH, false>(d, nullptr, t, blk, accp);
   }
 }
 
@@ -963,10 +981,16 @@ PW_AVX2 void tile16_avx2(const Task& t, const QuantLinear::Part& part, const uin
       gb = part.group_block(data, lr / kGroupRows, blk);
     }
     if (!gb || !decode16_avx2(t.type, gb, d)) decode16(ti, part, data, lr, blk, nr, d);
-    const bool mn = k_has_min(t.type);
-    if (ti.block == 32) rows_avx2<32, 32>(d, wide, t, blk, accp);
-    else if (ti.sub == 16) mn ? rows_avx2<256, 16, true>(d, wide, t, blk, accp) : rows_avx2<256, 16, false>(d, wide, t, blk, accp);
-    else mn ? rows_avx2<256, 32, true>(d, wide, t, blk, accp) : rows_avx2<256, 32, false>(d, wide, t, blk, accp);
+    // The 256-value types' int32 batches: the AVX-512 sources' kBatch.
+    switch (t.type) {
+      case Q4_K: rows_avx2<256, 32, true, k_batch(Q4_K)>(d, wide, t, blk, accp); break;
+      case Q5_K: rows_avx2<256, 32, true, k_batch(Q5_K)>(d, wide, t, blk, accp); break;
+      case IQ4_XS: rows_avx2<256, 32, false, k_batch(IQ4_XS)>(d, wide, t, blk, accp); break;
+      case Q6_K: rows_avx2<256, 16, false, k_batch(Q6_K)>(d, wide, t, blk, accp); break;
+      case Q2_K: rows_avx2<256, 16, true, k_batch(Q2_K)>(d, wide, t, blk, accp); break;
+      case Q3_K: rows_avx2<256, 16, false, k_batch(Q3_K)>(d, wide, t, blk, accp); break;
+      default: rows_avx2<32, 32>(d, wide, t, blk, accp); break;
+    }
   }
 }
 
