@@ -839,52 +839,80 @@ PW_AVX2 PW_INLINE void widen(const Decoded& d, int quads, Wide& wd) {
     }
 }
 
-// The exact sums I = sum(q v) of sub-block si (SUB values from value k0 on) for activation rows
-// m0 .. m0 + MR, weight rows 8 half .. 8 half + 7 (one lane each).
-// WIDE: wd holds the block widened; else it is widened here.
-template <int SUB, int MR, bool WIDE>
-PW_AVX2 PW_INLINE void sub_block_sums_avx2(const Decoded& d, const Wide* wd, const Task& t, int64_t m0, int64_t k0, int si, int half, __m256i* I) {
-  __m256i s4[MR][2];  // rows 8 half + 0..3, 4..7: lanes [r r r' r' ...] pair sums
-  for (int i = 0; i < MR; i++) s4[i][0] = s4[i][1] = _mm256_setzero_si256();
+// The weights of the AVX2 sums, three ways: w(qi, half, w0, w1) gives value quad qi of the half's
+// 8 rows as 16-bit u = q + kOff, four rows in w0 and four in w1; vpmaddwd against the quad's
+// activations then leaves two pair sums per row, in the lanes kRows names (row of each lane of
+// the w0 products, then of the w1 products).
+struct FromU {  // a block decoded into L1 (u = q + 128), widened here
+  const Decoded& d;
+  static constexpr int kOff = 128;
+  static constexpr bool kInLane = false;  // w0: rows 0..3 in order, w1: rows 4..7
+  PW_AVX2 PW_INLINE void w(int qi, int half, __m256i& w0, __m256i& w1) const {
+    const uint8_t* wq = reinterpret_cast<const uint8_t*>(d.u[qi]) + 32 * half;
+    w0 = _mm256_cvtepu8_epi16(_mm_load_si128(reinterpret_cast<const __m128i*>(wq)));
+    w1 = _mm256_cvtepu8_epi16(_mm_load_si128(reinterpret_cast<const __m128i*>(wq + 16)));
+  }
+};
+struct FromWide {  // the same, widened once (Wide)
+  const Wide& wd;
+  static constexpr int kOff = 128;
+  static constexpr bool kInLane = false;
+  PW_AVX2 PW_INLINE void w(int qi, int half, __m256i& w0, __m256i& w1) const {
+    w0 = _mm256_load_si256(reinterpret_cast<const __m256i*>(wd.w[qi][half]));
+    w1 = _mm256_load_si256(reinterpret_cast<const __m256i*>(wd.w[qi][half] + 16));
+  }
+};
+template <class Src>
+struct FromSrc {  // streamed: the source's bytes in registers (u = q + the type's own offset)
+  const uint8_t* gb;
+  static constexpr int kOff = 128 - Src::kTo128;
+  static constexpr bool kInLane = true;  // in-lane unpacking: w0 rows 0, 1 | 4, 5; w1 rows 2, 3 | 6, 7
+  PW_AVX2 PW_INLINE void w(int qi, int half, __m256i& w0, __m256i& w1) const {
+    const __m256i u = Src{gb, half}.quad(qi);
+    w0 = _mm256_unpacklo_epi8(u, _mm256_setzero_si256());
+    w1 = _mm256_unpackhi_epi8(u, _mm256_setzero_si256());
+  }
+};
+
+// Pair sums p[i] (w0's, w1's) of sub-block si (SUB values from value k0 on) for activation rows
+// m0 .. m0 + MR, the half's weight rows.
+template <int SUB, int MR, class W>
+PW_AVX2 PW_INLINE void pair_sums(const W& wt, const Task& t, int64_t m0, int64_t k0, int si, int half, __m256i (*p)[2]) {
+  for (int i = 0; i < MR; i++) p[i][0] = p[i][1] = _mm256_setzero_si256();
   for (int qd = 0; qd < SUB / 4; qd++) {
     const int qi = si * (SUB / 4) + qd;
     __m256i w0, w1;
-    if constexpr (WIDE) {
-      w0 = _mm256_load_si256(reinterpret_cast<const __m256i*>(wd->w[qi][half]));
-      w1 = _mm256_load_si256(reinterpret_cast<const __m256i*>(wd->w[qi][half] + 16));
-    } else {
-      const uint8_t* wq = reinterpret_cast<const uint8_t*>(d.u[qi]) + 32 * half;
-      w0 = _mm256_cvtepu8_epi16(_mm_load_si128(reinterpret_cast<const __m128i*>(wq)));
-      w1 = _mm256_cvtepu8_epi16(_mm_load_si128(reinterpret_cast<const __m128i*>(wq + 16)));
-    }
+    wt.w(qi, half, w0, w1);
     for (int i = 0; i < MR; i++) {
       int64_t v4;
       std::memcpy(&v4, t.act[m0 + i].v + k0 + 4 * qi, 8);
       const __m256i xv = _mm256_set1_epi64x(v4);
-      s4[i][0] = _mm256_add_epi32(s4[i][0], _mm256_madd_epi16(w0, xv));
-      s4[i][1] = _mm256_add_epi32(s4[i][1], _mm256_madd_epi16(w1, xv));
+      p[i][0] = _mm256_add_epi32(p[i][0], _mm256_madd_epi16(w0, xv));
+      p[i][1] = _mm256_add_epi32(p[i][1], _mm256_madd_epi16(w1, xv));
     }
-  }
-  for (int i = 0; i < MR; i++) {
-    const int32_t* s16 = t.act[m0 + i].sum16 + (k0 + si * SUB) / 16;
-    const int32_t X = SUB == 32 ? s16[0] + s16[1] : s16[0];
-    // hadd: [r0 r1 r4 r5 | r2 r3 r6 r7] -> rows in order; u = q + 128.
-    const __m256i r = _mm256_permute4x64_epi64(_mm256_hadd_epi32(s4[i][0], s4[i][1]), _MM_SHUFFLE(3, 1, 2, 0));
-    I[i] = _mm256_sub_epi32(r, _mm256_slli_epi32(_mm256_set1_epi32(X), 7));
   }
 }
 
+// A row's two pair sums of each weight row, added: the 8 rows in order.
+template <class W>
+PW_AVX2 PW_INLINE __m256i reduce_pairs(__m256i p0, __m256i p1) {
+  const __m256i h = _mm256_hadd_epi32(p0, p1);
+  return W::kInLane ? h : _mm256_permute4x64_epi64(h, _MM_SHUFFLE(3, 1, 2, 0));
+}
+
 // The 32-value contract for one block, on two halves of 8 weight rows.
-template <int MR, bool WIDE>
-PW_AVX2 PW_INLINE void block_rows_avx2(const Decoded& d, const Wide* wd, const Task& t, int64_t blk, int64_t m0, float* accp) {
+template <int MR, class W>
+PW_AVX2 PW_INLINE void block_rows_avx2(const W& wt, const Decoded& d, const Task& t, int64_t blk, int64_t m0, float* accp) {
   for (int half = 0; half < 2; half++) {
-    __m256i I[MR];
-    sub_block_sums_avx2<32, MR, WIDE>(d, wd, t, m0, blk * 32, 0, half, I);
+    __m256i p[MR][2];
+    pair_sums<32, MR>(wt, t, m0, blk * 32, 0, half, p);
     const __m256 av = _mm256_load_ps(d.a[0] + 8 * half), mv = _mm256_load_ps(d.m[0] + 8 * half);
     for (int i = 0; i < MR; i++) {
       const ActRow& x = t.act[m0 + i];
-      const __m256i xv = _mm256_set1_epi32(x.sum16[2 * blk] + x.sum16[2 * blk + 1]);
-      const __m256 c = _mm256_sub_ps(_mm256_mul_ps(av, _mm256_cvtepi32_ps(I[i])), _mm256_mul_ps(mv, _mm256_cvtepi32_ps(xv)));
+      const int32_t X = x.sum16[2 * blk] + x.sum16[2 * blk + 1];
+      // I = sum(u v) - off X = sum(q v), exactly.
+      const __m256i I = _mm256_sub_epi32(reduce_pairs<W>(p[i][0], p[i][1]), _mm256_set1_epi32(X * W::kOff));
+      const __m256 c = _mm256_sub_ps(_mm256_mul_ps(av, _mm256_cvtepi32_ps(I)), _mm256_mul_ps(mv, _mm256_cvtepi32_ps(_mm256_set1_epi32(X))));
       float* a = accp + (m0 + i) * kTileRows + 8 * half;
       _mm256_store_ps(a, _mm256_add_ps(_mm256_load_ps(a), _mm256_mul_ps(_mm256_set1_ps(x.s[blk]), c)));
     }
@@ -894,9 +922,11 @@ PW_AVX2 PW_INLINE void block_rows_avx2(const Decoded& d, const Wide* wd, const T
 // The super-block contract (kernels.h) on AVX2: each sub-block's I times isc summed in int32 over
 // BATCH sub-blocks (the AVX-512 sources' kBatch: the type's bound keeps that exact), each batch
 // into S exactly (doubles, 4 lanes a register), the min's fma chain, one float epilogue. (Each
-// sub-block's product converted to doubles took as many instructions as its integer sums.)
-template <int SUB, int MR, bool HAS_MIN, bool WIDE, int BATCH>
-PW_AVX2 PW_INLINE void block_rows_avx2_k(const Decoded& d, const Wide* wd, const Task& t, int64_t blk, int64_t m0, float* accp) {
+// sub-block's product converted to doubles took as many instructions as its integer sums;
+// multiplying the pair sums by isc before reducing them, with the offset's term apart, ran
+// 0.8-0.95x on Q6_K.)
+template <int SUB, int MR, bool HAS_MIN, int BATCH, class W>
+PW_AVX2 PW_INLINE void block_rows_avx2_k(const W& wt, const Decoded& d, const Task& t, int64_t blk, int64_t m0, float* accp) {
   static_assert((256 / SUB) % BATCH == 0, "int32 batches of whole sub-blocks");
   for (int half = 0; half < 2; half++) {
     __m256d S[MR][2];
@@ -904,22 +934,26 @@ PW_AVX2 PW_INLINE void block_rows_avx2_k(const Decoded& d, const Wide* wd, const
     __m256 tm[MR];
     for (int i = 0; i < MR; i++) {
       S[i][0] = S[i][1] = _mm256_setzero_pd();
-      B[i] = _mm256_setzero_si256();
       tm[i] = _mm256_setzero_ps();
     }
     for (int si = 0; si < 256 / SUB; si++) {
-      __m256i I[MR];
-      sub_block_sums_avx2<SUB, MR, WIDE>(d, wd, t, m0, blk * 256, si, half, I);
+      __m256i p[MR][2];
+      pair_sums<SUB, MR>(wt, t, m0, blk * 256, si, half, p);
       const __m256i isc = _mm256_load_si256(reinterpret_cast<const __m256i*>(d.isc[si] + 8 * half));
       for (int i = 0; i < MR; i++) {
-        const __m256i P = _mm256_mullo_epi32(isc, I[i]);
+        const ActRow& x = t.act[m0 + i];
+        __m256i I = reduce_pairs<W>(p[i][0], p[i][1]);
+        if constexpr (W::kOff != 0) {  // I = sum(u v) - off X = sum(q v), exactly
+          const int32_t* s16 = x.sum16 + (blk * 256 + si * SUB) / 16;
+          I = _mm256_sub_epi32(I, _mm256_set1_epi32((SUB == 32 ? s16[0] + s16[1] : s16[0]) * W::kOff));
+        }
+        const __m256i P = _mm256_mullo_epi32(isc, I);
         B[i] = si % BATCH == 0 ? P : _mm256_add_epi32(B[i], P);
         if (si % BATCH == BATCH - 1) {
           S[i][0] = _mm256_add_pd(S[i][0], _mm256_cvtepi32_pd(_mm256_castsi256_si128(B[i])));
           S[i][1] = _mm256_add_pd(S[i][1], _mm256_cvtepi32_pd(_mm256_extracti128_si256(B[i], 1)));
         }
         if constexpr (HAS_MIN) {
-          const ActRow& x = t.act[m0 + i];
           const __m256 Xf = _mm256_set1_ps(SUB == 32 ? x.sumf32[blk * 8 + si] : x.sumf16[blk * 16 + si]);
           const __m256 mv = _mm256_load_ps(d.m[si] + 8 * half);
           tm[i] = si == 0 ? _mm256_mul_ps(Xf, mv) : _mm256_fmadd_ps(Xf, mv, tm[i]);
@@ -938,37 +972,52 @@ PW_AVX2 PW_INLINE void block_rows_avx2_k(const Decoded& d, const Wide* wd, const
   }
 }
 
-// Activation rows in passes of 2; from 4 rows on, over the block widened once (in passes of 4 it
-// ran 0.7-0.8x, by the registers it spilled).
-template <int BLOCK, int SUB, bool HAS_MIN, int BATCH, bool WIDE>
-PW_AVX2 PW_INLINE void rows_pass_avx2(const Decoded& d, const Wide* wd, const Task& t, int64_t blk, float* accp) {
+// Every activation row against one block, in passes of 2 rows.
+template <int BLOCK, int SUB, bool HAS_MIN, int BATCH, class W>
+PW_AVX2 PW_INLINE void rows_pass_avx2(const W& wt, const Decoded& d, const Task& t, int64_t blk, float* accp) {
   int64_t m = 0;
   if constexpr (BLOCK == 256) {
-    for (; m + 2 <= t.M; m += 2) block_rows_avx2_k<SUB, 2, HAS_MIN, WIDE, BATCH>(d, wd, t, blk, m, accp);
-    for (; m < t.M; m++) block_rows_avx2_k<SUB, 1, HAS_MIN, WIDE, BATCH>(d, wd, t, blk, m, accp);
+    for (; m + 2 <= t.M; m += 2) block_rows_avx2_k<SUB, 2, HAS_MIN, BATCH>(wt, d, t, blk, m, accp);
+    for (; m < t.M; m++) block_rows_avx2_k<SUB, 1, HAS_MIN, BATCH>(wt, d, t, blk, m, accp);
   } else {
-    for (; m + 2 <= t.M; m += 2) block_rows_avx2<2, WIDE>(d, wd, t, blk, m, accp);
-    for (; m < t.M; m++) block_rows_avx2<1, WIDE>(d, wd, t, blk, m, accp);
+    for (; m + 2 <= t.M; m += 2) block_rows_avx2<2>(wt, d, t, blk, m, accp);
+    for (; m < t.M; m++) block_rows_avx2<1>(wt, d, t, blk, m, accp);
   }
 }
 
-template <int BLOCK, int SUB, bool HAS_MIN = true, int BATCH = 1>
-PW_AVX2 void rows_avx2(const Decoded& d, Wide& wide, const Task& t, int64_t blk, float* accp) {
+// A block of a type and its contract's parameters: a decoder (Src2, with its scales) for the
+// streaming path, or none.
+template <int BLOCK, int SUB, bool HAS_MIN, int BATCH, class Src>
+struct Avx2Type {};
+
+// With fewer than 4 activation rows (decode) the block is streamed from the weights' bytes; from 4
+// on, it is decoded into L1 once (decode16_avx2, else decode16) and widened once for the passes
+// (in passes of 4 rows it ran 0.7-0.8x, by the registers it spilled).
+template <int BLOCK, int SUB, bool HAS_MIN, int BATCH, class Src>
+PW_AVX2 void block_avx2(Avx2Type<BLOCK, SUB, HAS_MIN, BATCH, Src>, const uint8_t* gb, const TypeInfo& ti, const QuantLinear::Part& part,
+                        const uint8_t* data, int64_t lr, int64_t nr, Decoded& d, Wide& wide, const Task& t, int64_t blk, float* accp) {
+  if constexpr (!std::is_void_v<Src>) {
+    if (gb && t.M < 4) {
+      for (int h = 0; h < 2; h++) scales2(t.type, gb, h, d);
+      rows_pass_avx2<BLOCK, SUB, HAS_MIN, BATCH>(FromSrc<Src>{gb}, d, t, blk, accp);
+      return;
+    }
+  }
+  if (!gb || !decode16_avx2(t.type, gb, d)) decode16(ti, part, data, lr, blk, nr, d);
   if (t.M >= 4) {
     widen(d, BLOCK / 4, wide);
-    rows_pass_avx2<BLOCK, SUB, HAS_MIN, BATCH, true>(d, &wide, t, blk, accp);
+    rows_pass_avx2<BLOCK, SUB, HAS_MIN, BATCH>(FromWide{wide}, d, t, blk, accp);
   } else {
-    rows_pass_avx2<BLOCK, SUB, HAS_MIN, BATCH, false>(d, nullptr, t, blk, accp);
+    rows_pass_avx2<BLOCK, SUB, HAS_MIN, BATCH>(FromU{d}, d, t, blk, accp);
   }
 }
 
-PW_AVX2 void tile16_avx2(const Task& t, const QuantLinear::Part& part, const uint8_t* data, int64_t lr, int64_t nr, float* out) {
-  TypeInfo ti;
-  type_info(t.type, &ti);
+template <class Ty>
+PW_AVX2 void tile16_avx2_t(Ty ty, const TypeInfo& ti, const Task& t, const QuantLinear::Part& part, const uint8_t* data, int64_t lr, int64_t nr,
+                           float* out) {
   Decoded d;  // on the stack: a thread_local costs a __tls_get_addr call per use in an addon
   Wide wide;
-  float* const accp = out;
-  std::fill(accp, accp + t.M * kTileRows, 0.0f);
+  std::fill(out, out + t.M * kTileRows, 0.0f);
   for (int64_t blk = 0; blk < t.K / ti.block; blk++) {
     const uint8_t* gb = nullptr;
     if (part.ib) {
@@ -980,17 +1029,28 @@ PW_AVX2 void tile16_avx2(const Task& t, const QuantLinear::Part& part, const uin
       }
       gb = part.group_block(data, lr / kGroupRows, blk);
     }
-    if (!gb || !decode16_avx2(t.type, gb, d)) decode16(ti, part, data, lr, blk, nr, d);
-    // The 256-value types' int32 batches: the AVX-512 sources' kBatch.
-    switch (t.type) {
-      case Q4_K: rows_avx2<256, 32, true, k_batch(Q4_K)>(d, wide, t, blk, accp); break;
-      case Q5_K: rows_avx2<256, 32, true, k_batch(Q5_K)>(d, wide, t, blk, accp); break;
-      case IQ4_XS: rows_avx2<256, 32, false, k_batch(IQ4_XS)>(d, wide, t, blk, accp); break;
-      case Q6_K: rows_avx2<256, 16, false, k_batch(Q6_K)>(d, wide, t, blk, accp); break;
-      case Q2_K: rows_avx2<256, 16, true, k_batch(Q2_K)>(d, wide, t, blk, accp); break;
-      case Q3_K: rows_avx2<256, 16, false, k_batch(Q3_K)>(d, wide, t, blk, accp); break;
-      default: rows_avx2<32, 32>(d, wide, t, blk, accp); break;
-    }
+    block_avx2(ty, gb, ti, part, data, lr, nr, d, wide, t, blk, out);
+  }
+}
+
+PW_AVX2 void tile16_avx2(const Task& t, const QuantLinear::Part& part, const uint8_t* data, int64_t lr, int64_t nr, float* out) {
+  TypeInfo ti;
+  type_info(t.type, &ti);
+  switch (t.type) {
+    case Q8_0: return tile16_avx2_t(Avx2Type<32, 32, true, 1, Q8Src2>{}, ti, t, part, data, lr, nr, out);
+    case Q4_0: return tile16_avx2_t(Avx2Type<32, 32, true, 1, Nib32Src2<120>>{}, ti, t, part, data, lr, nr, out);
+    case Q4_1: return tile16_avx2_t(Avx2Type<32, 32, true, 1, Nib32Src2<128>>{}, ti, t, part, data, lr, nr, out);
+    case IQ4_NL: return tile16_avx2_t(Avx2Type<32, 32, true, 1, Iq4NlSrc2>{}, ti, t, part, data, lr, nr, out);
+    case Q5_0: return tile16_avx2_t(Avx2Type<32, 32, true, 1, Q5Src2<112>>{}, ti, t, part, data, lr, nr, out);
+    case Q5_1: return tile16_avx2_t(Avx2Type<32, 32, true, 1, Q5Src2<128>>{}, ti, t, part, data, lr, nr, out);
+    case Q4_K: return tile16_avx2_t(Avx2Type<256, 32, true, k_batch(Q4_K), Q4KSrc2>{}, ti, t, part, data, lr, nr, out);
+    case Q5_K: return tile16_avx2_t(Avx2Type<256, 32, true, k_batch(Q5_K), Q5KSrc2>{}, ti, t, part, data, lr, nr, out);
+    // Q6_K streamed ran 0.84x its block decoded into L1 at M = 1 and 2 (in-process A/B).
+    case Q6_K: return tile16_avx2_t(Avx2Type<256, 16, false, k_batch(Q6_K), void>{}, ti, t, part, data, lr, nr, out);
+    case IQ4_XS: return tile16_avx2_t(Avx2Type<256, 32, false, k_batch(IQ4_XS), void>{}, ti, t, part, data, lr, nr, out);
+    case Q2_K: return tile16_avx2_t(Avx2Type<256, 16, true, k_batch(Q2_K), void>{}, ti, t, part, data, lr, nr, out);
+    case Q3_K: return tile16_avx2_t(Avx2Type<256, 16, false, k_batch(Q3_K), void>{}, ti, t, part, data, lr, nr, out);
+    default: return;
   }
 }
 
