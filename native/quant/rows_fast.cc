@@ -879,6 +879,7 @@ struct FromSrc {  // streamed: the source's bytes in registers (u = q + the type
 template <int SUB, int MR, class W>
 PW_AVX2 PW_INLINE void pair_sums(const W& wt, const Task& t, int64_t m0, int64_t k0, int si, int half, __m256i (*p)[2]) {
   for (int i = 0; i < MR; i++) p[i][0] = p[i][1] = _mm256_setzero_si256();
+#pragma GCC unroll 8
   for (int qd = 0; qd < SUB / 4; qd++) {
     const int qi = si * (SUB / 4) + qd;
     __m256i w0, w1;
@@ -925,6 +926,34 @@ PW_AVX2 PW_INLINE void block_rows_avx2(const W& wt, const Decoded& d, const Task
 // sub-block's product converted to doubles took as many instructions as its integer sums;
 // multiplying the pair sums by isc before reducing them, with the offset's term apart, ran
 // 0.8-0.95x on Q6_K.)
+// One sub-block's step of block_rows_avx2_k.
+template <int SUB, int MR, bool HAS_MIN, int BATCH, class W>
+PW_AVX2 PW_INLINE void k_sub_avx2(const W& wt, const Decoded& d, const Task& t, int64_t blk, int64_t m0, int half, int si, __m256d (*S)[2],
+                                  __m256i* B, __m256* tm) {
+  __m256i p[MR][2];
+  pair_sums<SUB, MR>(wt, t, m0, blk * 256, si, half, p);
+  const __m256i isc = _mm256_load_si256(reinterpret_cast<const __m256i*>(d.isc[si] + 8 * half));
+  for (int i = 0; i < MR; i++) {
+    const ActRow& x = t.act[m0 + i];
+    __m256i I = reduce_pairs<W>(p[i][0], p[i][1]);
+    if constexpr (W::kOff != 0) {  // I = sum(u v) - off X = sum(q v), exactly
+      const int32_t* s16 = x.sum16 + (blk * 256 + si * SUB) / 16;
+      I = _mm256_sub_epi32(I, _mm256_set1_epi32((SUB == 32 ? s16[0] + s16[1] : s16[0]) * W::kOff));
+    }
+    const __m256i P = _mm256_mullo_epi32(isc, I);
+    B[i] = si % BATCH == 0 ? P : _mm256_add_epi32(B[i], P);
+    if (si % BATCH == BATCH - 1) {
+      S[i][0] = _mm256_add_pd(S[i][0], _mm256_cvtepi32_pd(_mm256_castsi256_si128(B[i])));
+      S[i][1] = _mm256_add_pd(S[i][1], _mm256_cvtepi32_pd(_mm256_extracti128_si256(B[i], 1)));
+    }
+    if constexpr (HAS_MIN) {
+      const __m256 Xf = _mm256_set1_ps(SUB == 32 ? x.sumf32[blk * 8 + si] : x.sumf16[blk * 16 + si]);
+      const __m256 mv = _mm256_load_ps(d.m[si] + 8 * half);
+      tm[i] = si == 0 ? _mm256_mul_ps(Xf, mv) : _mm256_fmadd_ps(Xf, mv, tm[i]);
+    }
+  }
+}
+
 template <int SUB, int MR, bool HAS_MIN, int BATCH, class W>
 PW_AVX2 PW_INLINE void block_rows_avx2_k(const W& wt, const Decoded& d, const Task& t, int64_t blk, int64_t m0, float* accp) {
   static_assert((256 / SUB) % BATCH == 0, "int32 batches of whole sub-blocks");
@@ -936,29 +965,13 @@ PW_AVX2 PW_INLINE void block_rows_avx2_k(const W& wt, const Decoded& d, const Ta
       S[i][0] = S[i][1] = _mm256_setzero_pd();
       tm[i] = _mm256_setzero_ps();
     }
-    for (int si = 0; si < 256 / SUB; si++) {
-      __m256i p[MR][2];
-      pair_sums<SUB, MR>(wt, t, m0, blk * 256, si, half, p);
-      const __m256i isc = _mm256_load_si256(reinterpret_cast<const __m256i*>(d.isc[si] + 8 * half));
-      for (int i = 0; i < MR; i++) {
-        const ActRow& x = t.act[m0 + i];
-        __m256i I = reduce_pairs<W>(p[i][0], p[i][1]);
-        if constexpr (W::kOff != 0) {  // I = sum(u v) - off X = sum(q v), exactly
-          const int32_t* s16 = x.sum16 + (blk * 256 + si * SUB) / 16;
-          I = _mm256_sub_epi32(I, _mm256_set1_epi32((SUB == 32 ? s16[0] + s16[1] : s16[0]) * W::kOff));
-        }
-        const __m256i P = _mm256_mullo_epi32(isc, I);
-        B[i] = si % BATCH == 0 ? P : _mm256_add_epi32(B[i], P);
-        if (si % BATCH == BATCH - 1) {
-          S[i][0] = _mm256_add_pd(S[i][0], _mm256_cvtepi32_pd(_mm256_castsi256_si128(B[i])));
-          S[i][1] = _mm256_add_pd(S[i][1], _mm256_cvtepi32_pd(_mm256_extracti128_si256(B[i], 1)));
-        }
-        if constexpr (HAS_MIN) {
-          const __m256 Xf = _mm256_set1_ps(SUB == 32 ? x.sumf32[blk * 8 + si] : x.sumf16[blk * 16 + si]);
-          const __m256 mv = _mm256_load_ps(d.m[si] + 8 * half);
-          tm[i] = si == 0 ? _mm256_mul_ps(Xf, mv) : _mm256_fmadd_ps(Xf, mv, tm[i]);
-        }
-      }
+    if constexpr (W::kInLane) {
+      // Streamed: the whole block unrolled, so each quad's bit fields are constants (as the AVX-512
+      // streaming path; a run-time position costs shifts by a register and selects).
+#pragma GCC unroll 16
+      for (int si = 0; si < 256 / SUB; si++) k_sub_avx2<SUB, MR, HAS_MIN, BATCH>(wt, d, t, blk, m0, half, si, S, B, tm);
+    } else {
+      for (int si = 0; si < 256 / SUB; si++) k_sub_avx2<SUB, MR, HAS_MIN, BATCH>(wt, d, t, blk, m0, half, si, S, B, tm);
     }
     const __m256 dd = _mm256_load_ps(d.d + 8 * half);
     for (int i = 0; i < MR; i++) {
@@ -1045,7 +1058,7 @@ PW_AVX2 void tile16_avx2(const Task& t, const QuantLinear::Part& part, const uin
     case Q5_1: return tile16_avx2_t(Avx2Type<32, 32, true, 1, Q5Src2<128>>{}, ti, t, part, data, lr, nr, out);
     case Q4_K: return tile16_avx2_t(Avx2Type<256, 32, true, k_batch(Q4_K), Q4KSrc2>{}, ti, t, part, data, lr, nr, out);
     case Q5_K: return tile16_avx2_t(Avx2Type<256, 32, true, k_batch(Q5_K), Q5KSrc2>{}, ti, t, part, data, lr, nr, out);
-    // Q6_K streamed ran 0.84x its block decoded into L1 at M = 1 and 2 (in-process A/B).
+    // Q6_K streamed ran 0.90-0.99x its block decoded into L1 at M = 1 and 2 (in-process A/B).
     case Q6_K: return tile16_avx2_t(Avx2Type<256, 16, false, k_batch(Q6_K), void>{}, ti, t, part, data, lr, nr, out);
     case IQ4_XS: return tile16_avx2_t(Avx2Type<256, 32, false, k_batch(IQ4_XS), void>{}, ti, t, part, data, lr, nr, out);
     case Q2_K: return tile16_avx2_t(Avx2Type<256, 16, true, k_batch(Q2_K), void>{}, ti, t, part, data, lr, nr, out);
