@@ -822,7 +822,8 @@ PW_AVX2 bool decode16_avx2(int type, const uint8_t* gb, Decoded& d) {
 // summed in int32 without saturation), 4 rows x 4 values per vector; the float steps lane-wise on
 // two halves of 8 rows, the same operations as the other families.
 
-// A decoded block's u widened to 16 bits once, for the passes of many activation rows over it
+// A decoded block's q widened to 16 bits once (signed: vpmaddwd multiplies signed words, so no
+// offset term is left for each row and sub-block), for the passes of many activation rows over it
 // (widened per pass, the widening took as many instructions as the products): w[qi][half] holds
 // rows 8 half .. 8 half + 3 (16 values), then rows 8 half + 4 .. 8 half + 7.
 struct Wide {
@@ -830,17 +831,19 @@ struct Wide {
 };
 
 PW_AVX2 PW_INLINE void widen(const Decoded& d, int quads, Wide& wd) {
+  const __m128i flip = _mm_set1_epi8(static_cast<char>(0x80));  // u = q + 128 -> q
   for (int qi = 0; qi < quads; qi++)
     for (int half = 0; half < 2; half++) {
       const uint8_t* wq = reinterpret_cast<const uint8_t*>(d.u[qi]) + 32 * half;
-      _mm256_store_si256(reinterpret_cast<__m256i*>(wd.w[qi][half]), _mm256_cvtepu8_epi16(_mm_load_si128(reinterpret_cast<const __m128i*>(wq))));
-      _mm256_store_si256(reinterpret_cast<__m256i*>(wd.w[qi][half] + 16),
-                         _mm256_cvtepu8_epi16(_mm_load_si128(reinterpret_cast<const __m128i*>(wq + 16))));
+      for (int j = 0; j < 2; j++) {
+        const __m128i q = _mm_xor_si128(_mm_load_si128(reinterpret_cast<const __m128i*>(wq + 16 * j)), flip);
+        _mm256_store_si256(reinterpret_cast<__m256i*>(wd.w[qi][half] + 16 * j), _mm256_cvtepi8_epi16(q));
+      }
     }
 }
 
 // The weights of the AVX2 sums, three ways: w(qi, half, w0, w1) gives value quad qi of the half's
-// 8 rows as 16-bit u = q + kOff, four rows in w0 and four in w1; vpmaddwd against the quad's
+// 8 rows as 16-bit u = q + kOff (kOff 0: the signed q), four rows in w0 and four in w1; vpmaddwd against the quad's
 // activations then leaves two pair sums per row, in the lanes kRows names (row of each lane of
 // the w0 products, then of the w1 products).
 struct FromU {  // a block decoded into L1 (u = q + 128), widened here
@@ -853,9 +856,9 @@ struct FromU {  // a block decoded into L1 (u = q + 128), widened here
     w1 = _mm256_cvtepu8_epi16(_mm_load_si128(reinterpret_cast<const __m128i*>(wq + 16)));
   }
 };
-struct FromWide {  // the same, widened once (Wide)
+struct FromWide {  // the same, widened once (Wide): the signed q
   const Wide& wd;
-  static constexpr int kOff = 128;
+  static constexpr int kOff = 0;
   static constexpr bool kInLane = false;
   PW_AVX2 PW_INLINE void w(int qi, int half, __m256i& w0, __m256i& w1) const {
     w0 = _mm256_load_si256(reinterpret_cast<const __m256i*>(wd.w[qi][half]));
@@ -912,7 +915,8 @@ PW_AVX2 PW_INLINE void block_rows_avx2(const W& wt, const Decoded& d, const Task
       const ActRow& x = t.act[m0 + i];
       const int32_t X = x.sum16[2 * blk] + x.sum16[2 * blk + 1];
       // I = sum(u v) - off X = sum(q v), exactly.
-      const __m256i I = _mm256_sub_epi32(reduce_pairs<W>(p[i][0], p[i][1]), _mm256_set1_epi32(X * W::kOff));
+      __m256i I = reduce_pairs<W>(p[i][0], p[i][1]);
+      if constexpr (W::kOff != 0) I = _mm256_sub_epi32(I, _mm256_set1_epi32(X * W::kOff));
       const __m256 c = _mm256_sub_ps(_mm256_mul_ps(av, _mm256_cvtepi32_ps(I)), _mm256_mul_ps(mv, _mm256_cvtepi32_ps(_mm256_set1_epi32(X))));
       float* a = accp + (m0 + i) * kTileRows + 8 * half;
       _mm256_store_ps(a, _mm256_add_ps(_mm256_load_ps(a), _mm256_mul_ps(_mm256_set1_ps(x.s[blk]), c)));
