@@ -904,20 +904,23 @@ PW_AVX2 PW_INLINE __m256i reduce_pairs(__m256i p0, __m256i p1) {
   return W::kInLane ? h : _mm256_permute4x64_epi64(h, _MM_SHUFFLE(3, 1, 2, 0));
 }
 
-// The 32-value contract for one block, on two halves of 8 weight rows.
-template <int MR, class W>
+// The 32-value contract for one block, on two halves of 8 weight rows. Without HAS_MIN (the types
+// whose m is always 0) c = a * I skips "- 0 * X", as the AVX-512 kernel: only a zero's sign can
+// differ, and none survives into acc.
+template <int MR, bool HAS_MIN, class W>
 PW_AVX2 PW_INLINE void block_rows_avx2(const W& wt, const Decoded& d, const Task& t, int64_t blk, int64_t m0, float* accp) {
   for (int half = 0; half < 2; half++) {
     __m256i p[MR][2];
     pair_sums<32, MR>(wt, t, m0, blk * 32, 0, half, p);
-    const __m256 av = _mm256_load_ps(d.a[0] + 8 * half), mv = _mm256_load_ps(d.m[0] + 8 * half);
+    const __m256 av = _mm256_load_ps(d.a[0] + 8 * half);
     for (int i = 0; i < MR; i++) {
       const ActRow& x = t.act[m0 + i];
       const int32_t X = x.sum16[2 * blk] + x.sum16[2 * blk + 1];
       // I = sum(u v) - off X = sum(q v), exactly.
       __m256i I = reduce_pairs<W>(p[i][0], p[i][1]);
       if constexpr (W::kOff != 0) I = _mm256_sub_epi32(I, _mm256_set1_epi32(X * W::kOff));
-      const __m256 c = _mm256_sub_ps(_mm256_mul_ps(av, _mm256_cvtepi32_ps(I)), _mm256_mul_ps(mv, _mm256_cvtepi32_ps(_mm256_set1_epi32(X))));
+      __m256 c = _mm256_mul_ps(av, _mm256_cvtepi32_ps(I));
+      if constexpr (HAS_MIN) c = _mm256_sub_ps(c, _mm256_mul_ps(_mm256_load_ps(d.m[0] + 8 * half), _mm256_cvtepi32_ps(_mm256_set1_epi32(X))));
       float* a = accp + (m0 + i) * kTileRows + 8 * half;
       _mm256_store_ps(a, _mm256_add_ps(_mm256_load_ps(a), _mm256_mul_ps(_mm256_set1_ps(x.s[blk]), c)));
     }
@@ -997,8 +1000,8 @@ PW_AVX2 PW_INLINE void rows_pass_avx2(const W& wt, const Decoded& d, const Task&
     for (; m + 2 <= t.M; m += 2) block_rows_avx2_k<SUB, 2, HAS_MIN, BATCH>(wt, d, t, blk, m, accp);
     for (; m < t.M; m++) block_rows_avx2_k<SUB, 1, HAS_MIN, BATCH>(wt, d, t, blk, m, accp);
   } else {
-    for (; m + 2 <= t.M; m += 2) block_rows_avx2<2>(wt, d, t, blk, m, accp);
-    for (; m < t.M; m++) block_rows_avx2<1>(wt, d, t, blk, m, accp);
+    for (; m + 2 <= t.M; m += 2) block_rows_avx2<2, HAS_MIN>(wt, d, t, blk, m, accp);
+    for (; m < t.M; m++) block_rows_avx2<1, HAS_MIN>(wt, d, t, blk, m, accp);
   }
 }
 
@@ -1054,11 +1057,11 @@ PW_AVX2 void tile16_avx2(const Task& t, const QuantLinear::Part& part, const uin
   TypeInfo ti;
   type_info(t.type, &ti);
   switch (t.type) {
-    case Q8_0: return tile16_avx2_t(Avx2Type<32, 32, true, 1, Q8Src2>{}, ti, t, part, data, lr, nr, out);
-    case Q4_0: return tile16_avx2_t(Avx2Type<32, 32, true, 1, Nib32Src2<120>>{}, ti, t, part, data, lr, nr, out);
+    case Q8_0: return tile16_avx2_t(Avx2Type<32, 32, false, 1, Q8Src2>{}, ti, t, part, data, lr, nr, out);
+    case Q4_0: return tile16_avx2_t(Avx2Type<32, 32, false, 1, Nib32Src2<120>>{}, ti, t, part, data, lr, nr, out);
     case Q4_1: return tile16_avx2_t(Avx2Type<32, 32, true, 1, Nib32Src2<128>>{}, ti, t, part, data, lr, nr, out);
-    case IQ4_NL: return tile16_avx2_t(Avx2Type<32, 32, true, 1, Iq4NlSrc2>{}, ti, t, part, data, lr, nr, out);
-    case Q5_0: return tile16_avx2_t(Avx2Type<32, 32, true, 1, Q5Src2<112>>{}, ti, t, part, data, lr, nr, out);
+    case IQ4_NL: return tile16_avx2_t(Avx2Type<32, 32, false, 1, Iq4NlSrc2>{}, ti, t, part, data, lr, nr, out);
+    case Q5_0: return tile16_avx2_t(Avx2Type<32, 32, false, 1, Q5Src2<112>>{}, ti, t, part, data, lr, nr, out);
     case Q5_1: return tile16_avx2_t(Avx2Type<32, 32, true, 1, Q5Src2<128>>{}, ti, t, part, data, lr, nr, out);
     case Q4_K: return tile16_avx2_t(Avx2Type<256, 32, true, k_batch(Q4_K), Q4KSrc2>{}, ti, t, part, data, lr, nr, out);
     case Q5_K: return tile16_avx2_t(Avx2Type<256, 32, true, k_batch(Q5_K), Q5KSrc2>{}, ti, t, part, data, lr, nr, out);
