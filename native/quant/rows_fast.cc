@@ -1065,7 +1065,8 @@ PW_AVX2 void tile16_avx2(const Task& t, const QuantLinear::Part& part, const uin
     case Q5_1: return tile16_avx2_t(Avx2Type<32, 32, true, 1, Q5Src2<128>>{}, ti, t, part, data, lr, nr, out);
     case Q4_K: return tile16_avx2_t(Avx2Type<256, 32, true, k_batch(Q4_K), Q4KSrc2>{}, ti, t, part, data, lr, nr, out);
     case Q5_K: return tile16_avx2_t(Avx2Type<256, 32, true, k_batch(Q5_K), Q5KSrc2>{}, ti, t, part, data, lr, nr, out);
-    // Q6_K streamed ran 0.90-0.99x its block decoded into L1 at M = 1 and 2 (in-process A/B).
+    // Q6_K streamed ran 0.82-0.99x its block decoded into L1 at M = 1 and 2 (in-process A/B, with
+    // either prefetch scheme).
     case Q6_K: return tile16_avx2_t(Avx2Type<256, 16, false, k_batch(Q6_K), void>{}, ti, t, part, data, lr, nr, out);
     case IQ4_XS: return tile16_avx2_t(Avx2Type<256, 32, false, k_batch(IQ4_XS), void>{}, ti, t, part, data, lr, nr, out);
     case Q2_K: return tile16_avx2_t(Avx2Type<256, 16, true, k_batch(Q2_K), void>{}, ti, t, part, data, lr, nr, out);
