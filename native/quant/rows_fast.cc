@@ -18,6 +18,13 @@
 //     of 4 activation rows shares every weight load; activation rows go in chunks that stay in L2
 //     across the K blocks (the "blocked path"). Where the CPU has AMX-INT8, the blocked path runs
 //     on tiles instead (rows_amx.cc), from the same decoders (decode_group_signed).
+//
+// AVX2 (no VNNI): a 32-byte load holds the same 4 bytes of 8 rows, so each half of the group runs
+// on its own (the Src2 decoders, the AVX-512 ones' bit fields), and the products are vpmaddwd of
+// 16-bit weights and the activations' 16-bit v (no hi / lo split). The same two paths: fewer than
+// 4 activation rows stream the block from registers (FromSrc), more decode it into L1 once and
+// widen it to 16 bits once (FromWide); decode16's scalar decode remains for the types without an
+// AVX2 decoder.
 #include <algorithm>
 #include <cstring>
 #include <type_traits>
@@ -561,26 +568,6 @@ PW_VNNI PW_INLINE bool with_src(int type, const uint8_t* gb, Decoded& d, F& f) {
 
 }  // namespace
 
-// Where a kernel at block blk of a group prefetches: the next block (at a group's last block, the
-// next group's first: usually this thread's next item; it used to start cold: M = 1, weights past
-// the L3, 1.02-1.07x, most on K = 2048, 8 blocks a group), and the block ~7 KB ahead (into the
-// next group at its end) into L2: the T0 prefetches alone hold a core's L1 miss buffers, ~9 GB/s
-// per core from memory at M = 1; it measured +20-25 % there on Q4_K, 3 blocks of 2304 bytes ahead
-// (2 or 6 ahead: no gain; 8 ahead for the AMX kernel's spread prefetches: no change either). The
-// distance is in bytes: 3 Q8_0 blocks are only 1.7 KB.
-GroupAhead group_ahead(const QuantLinear::Part& part, const uint8_t* data, int64_t lr, int64_t blk) {
-  GroupAhead a{nullptr, nullptr, 0};
-  if (!part.ib) return a;
-  const uint8_t* gb = part.group_block(data, lr / kGroupRows, blk);
-  const size_t gbytes = static_cast<size_t>(part.ib) * kGroupRows;
-  const uint8_t* end = data + part.offset + static_cast<size_t>((part.n + kGroupRows - 1) / kGroupRows * part.nblk) * gbytes;
-  a.lines = static_cast<int>(gbytes / 64);
-  if (gb + gbytes < end) a.next = gb + gbytes;
-  const size_t ahead = std::max<size_t>(3, (3 * 2304 + gbytes - 1) / gbytes);
-  if (gb + gbytes * ahead < end) a.far = gb + gbytes * ahead;
-  return a;
-}
-
 namespace {
 
 // Group block blk of the part (nullptr in the row layout), its group_ahead prefetched at once.
@@ -741,86 +728,75 @@ PW_AVX2 PW_INLINE __m256 neg2(__m256 v) { return _mm256_xor_ps(v, _mm256_castsi2
 
 // The scales of half h, lane-wise as decode_block / decode_block_k compute them (see the AVX-512
 // scale decoders above).
-PW_AVX2 void scales2(int type, const uint8_t* gb, int h, Decoded& d) {
+template <int TYPE>
+PW_AVX2 PW_INLINE void scales2(const uint8_t* gb, int h, Decoded& d) {
   const int o = 8 * h;
   const __m256 zero = _mm256_setzero_ps();
-  switch (type) {
-    case Q8_0:
-    case Q4_0:
-    case IQ4_NL:
-    case Q5_0:
-      _mm256_store_ps(d.a[0] + o, half_lo2(dw2(gb, 0, h)));
-      _mm256_store_ps(d.m[0] + o, zero);
-      return;
-    case Q4_1:
-    case Q5_1: {
-      const __m256i d0 = dw2(gb, 0, h);
-      _mm256_store_ps(d.a[0] + o, half_lo2(d0));
-      _mm256_store_ps(d.m[0] + o, neg2(half_hi2(d0)));
-      return;
-    }
-    case Q4_K:
-    case Q5_K: {
-      const __m256i d0 = dw2(gb, 0, h), s1 = dw2(gb, 1, h), s2 = dw2(gb, 2, h), s3 = dw2(gb, 3, h);
-      _mm256_store_ps(d.d + o, half_lo2(d0));
-      _mm256_store_ps(d.dmin + o, half_hi2(d0));
-      for (int j = 0; j < 8; j++) {
-        __m256i sc, mn;
-        if (j < 4) {
-          sc = bits2(s1, 8 * j, 63);
-          mn = bits2(s2, 8 * j, 63);
-        } else {
-          sc = _mm256_or_si256(bits2(s3, 8 * (j - 4), 15), _mm256_slli_epi32(bits2(s1, 8 * (j - 4) + 6, 3), 4));
-          mn = _mm256_or_si256(bits2(s3, 8 * (j - 4) + 4, 15), _mm256_slli_epi32(bits2(s2, 8 * (j - 4) + 6, 3), 4));
-        }
-        _mm256_store_si256(reinterpret_cast<__m256i*>(d.isc[j] + o), sc);
-        _mm256_store_ps(d.m[j] + o, _mm256_cvtepi32_ps(mn));
+  if constexpr (TYPE == Q8_0 || TYPE == Q4_0 || TYPE == IQ4_NL || TYPE == Q5_0) {
+    _mm256_store_ps(d.a[0] + o, half_lo2(dw2(gb, 0, h)));
+    _mm256_store_ps(d.m[0] + o, zero);
+  } else if constexpr (TYPE == Q4_1 || TYPE == Q5_1) {
+    const __m256i d0 = dw2(gb, 0, h);
+    _mm256_store_ps(d.a[0] + o, half_lo2(d0));
+    _mm256_store_ps(d.m[0] + o, neg2(half_hi2(d0)));
+  } else if constexpr (TYPE == Q4_K || TYPE == Q5_K) {
+    const __m256i d0 = dw2(gb, 0, h), s1 = dw2(gb, 1, h), s2 = dw2(gb, 2, h), s3 = dw2(gb, 3, h);
+    _mm256_store_ps(d.d + o, half_lo2(d0));
+    _mm256_store_ps(d.dmin + o, half_hi2(d0));
+    for (int j = 0; j < 8; j++) {
+      __m256i sc, mn;
+      if (j < 4) {
+        sc = bits2(s1, 8 * j, 63);
+        mn = bits2(s2, 8 * j, 63);
+      } else {
+        sc = _mm256_or_si256(bits2(s3, 8 * (j - 4), 15), _mm256_slli_epi32(bits2(s1, 8 * (j - 4) + 6, 3), 4));
+        mn = _mm256_or_si256(bits2(s3, 8 * (j - 4) + 4, 15), _mm256_slli_epi32(bits2(s2, 8 * (j - 4) + 6, 3), 4));
       }
-      return;
+      _mm256_store_si256(reinterpret_cast<__m256i*>(d.isc[j] + o), sc);
+      _mm256_store_ps(d.m[j] + o, _mm256_cvtepi32_ps(mn));
     }
-    case Q6_K:
-      _mm256_store_ps(d.d + o, half_lo2(dw2(gb, 52, h)));
-      _mm256_store_ps(d.dmin + o, zero);
-      for (int j = 0; j < 16; j++) {
-        _mm256_store_si256(reinterpret_cast<__m256i*>(d.isc[j] + o), _mm256_srai_epi32(_mm256_slli_epi32(dw2(gb, 48 + j / 4, h), 24 - 8 * (j % 4)), 24));
-        _mm256_store_ps(d.m[j] + o, zero);
-      }
-      return;
-    default: return;
+  } else {
+    static_assert(TYPE == Q6_K, "a type with an AVX2 decoder");
+    _mm256_store_ps(d.d + o, half_lo2(dw2(gb, 52, h)));
+    _mm256_store_ps(d.dmin + o, zero);
+    for (int j = 0; j < 16; j++) {
+      _mm256_store_si256(reinterpret_cast<__m256i*>(d.isc[j] + o), _mm256_srai_epi32(_mm256_slli_epi32(dw2(gb, 48 + j / 4, h), 24 - 8 * (j % 4)), 24));
+      _mm256_store_ps(d.m[j] + o, zero);
+    }
   }
 }
 
-template <int BLOCK, class Src>
-PW_AVX2 PW_INLINE void values2(int type, const uint8_t* gb, Decoded& d) {
+template <int TYPE, int BLOCK, class Src>
+PW_AVX2 PW_INLINE void values2(const uint8_t* gb, Decoded& d) {
   for (int h = 0; h < 2; h++) {
     const Src src{gb, h};
 #pragma GCC unroll 64
     for (int qi = 0; qi < BLOCK / 4; qi++)
       _mm256_store_si256(reinterpret_cast<__m256i*>(&d.u[qi][8 * h]), _mm256_add_epi8(src.quad(qi), _mm256_set1_epi8(static_cast<char>(Src::kTo128))));
-    scales2(type, gb, h, d);
+    scales2<TYPE>(gb, h, d);
   }
 }
 
 // decode16's result from the interleaved group block gb; false for a type without an AVX2 decoder.
 PW_AVX2 bool decode16_avx2(int type, const uint8_t* gb, Decoded& d) {
   switch (type) {
-    case Q8_0: values2<32, Q8Src2>(type, gb, d); return true;
-    case Q4_0: values2<32, Nib32Src2<120>>(type, gb, d); return true;
-    case Q4_1: values2<32, Nib32Src2<128>>(type, gb, d); return true;
-    case IQ4_NL: values2<32, Iq4NlSrc2>(type, gb, d); return true;
-    case Q5_0: values2<32, Q5Src2<112>>(type, gb, d); return true;
-    case Q5_1: values2<32, Q5Src2<128>>(type, gb, d); return true;
-    case Q4_K: values2<256, Q4KSrc2>(type, gb, d); return true;
-    case Q5_K: values2<256, Q5KSrc2>(type, gb, d); return true;
-    case Q6_K: values2<256, Q6KSrc2>(type, gb, d); return true;
+    case Q8_0: values2<Q8_0, 32, Q8Src2>(gb, d); return true;
+    case Q4_0: values2<Q4_0, 32, Nib32Src2<120>>(gb, d); return true;
+    case Q4_1: values2<Q4_1, 32, Nib32Src2<128>>(gb, d); return true;
+    case IQ4_NL: values2<IQ4_NL, 32, Iq4NlSrc2>(gb, d); return true;
+    case Q5_0: values2<Q5_0, 32, Q5Src2<112>>(gb, d); return true;
+    case Q5_1: values2<Q5_1, 32, Q5Src2<128>>(gb, d); return true;
+    case Q4_K: values2<Q4_K, 256, Q4KSrc2>(gb, d); return true;
+    case Q5_K: values2<Q5_K, 256, Q5KSrc2>(gb, d); return true;
+    case Q6_K: values2<Q6_K, 256, Q6KSrc2>(gb, d); return true;
     default: return false;
   }
 }
 
 // ---------------------------------------------------------------------------------------------
-// AVX2: the blocks decoded by decode16, 16-bit products (vpmaddwd: u zero-extended times v, pairs
-// summed in int32 without saturation), 4 rows x 4 values per vector; the float steps lane-wise on
-// two halves of 8 rows, the same operations as the other families.
+// AVX2 kernels: 16-bit products (vpmaddwd: 16-bit weights times v, pairs summed in int32 without
+// saturation), 4 rows x 4 values per vector; the float steps lane-wise on two halves of 8 rows,
+// the same operations as the other families.
 
 // A decoded block's q widened to 16 bits once (signed: vpmaddwd multiplies signed words, so no
 // offset term is left for each row and sub-block), for the passes of many activation rows over it
@@ -1007,18 +983,18 @@ PW_AVX2 PW_INLINE void rows_pass_avx2(const W& wt, const Decoded& d, const Task&
 
 // A block of a type and its contract's parameters: a decoder (Src2, with its scales) for the
 // streaming path, or none.
-template <int BLOCK, int SUB, bool HAS_MIN, int BATCH, class Src>
+template <int TYPE, int BLOCK, int SUB, bool HAS_MIN, int BATCH, class Src>
 struct Avx2Type {};
 
 // With fewer than 4 activation rows (decode) the block is streamed from the weights' bytes; from 4
 // on, it is decoded into L1 once (decode16_avx2, else decode16) and widened once for the passes
 // (in passes of 4 rows it ran 0.7-0.8x, by the registers it spilled).
-template <int BLOCK, int SUB, bool HAS_MIN, int BATCH, class Src>
-PW_AVX2 void block_avx2(Avx2Type<BLOCK, SUB, HAS_MIN, BATCH, Src>, const uint8_t* gb, const TypeInfo& ti, const QuantLinear::Part& part,
+template <int TYPE, int BLOCK, int SUB, bool HAS_MIN, int BATCH, class Src>
+PW_AVX2 void block_avx2(Avx2Type<TYPE, BLOCK, SUB, HAS_MIN, BATCH, Src>, const uint8_t* gb, const TypeInfo& ti, const QuantLinear::Part& part,
                         const uint8_t* data, int64_t lr, int64_t nr, Decoded& d, Wide& wide, const Task& t, int64_t blk, float* accp) {
   if constexpr (!std::is_void_v<Src>) {
     if (gb && t.M < 4) {
-      for (int h = 0; h < 2; h++) scales2(t.type, gb, h, d);
+      for (int h = 0; h < 2; h++) scales2<TYPE>(gb, h, d);
       rows_pass_avx2<BLOCK, SUB, HAS_MIN, BATCH>(FromSrc<Src>{gb}, d, t, blk, accp);
       return;
     }
@@ -1057,20 +1033,20 @@ PW_AVX2 void tile16_avx2(const Task& t, const QuantLinear::Part& part, const uin
   TypeInfo ti;
   type_info(t.type, &ti);
   switch (t.type) {
-    case Q8_0: return tile16_avx2_t(Avx2Type<32, 32, false, 1, Q8Src2>{}, ti, t, part, data, lr, nr, out);
-    case Q4_0: return tile16_avx2_t(Avx2Type<32, 32, false, 1, Nib32Src2<120>>{}, ti, t, part, data, lr, nr, out);
-    case Q4_1: return tile16_avx2_t(Avx2Type<32, 32, true, 1, Nib32Src2<128>>{}, ti, t, part, data, lr, nr, out);
-    case IQ4_NL: return tile16_avx2_t(Avx2Type<32, 32, false, 1, Iq4NlSrc2>{}, ti, t, part, data, lr, nr, out);
-    case Q5_0: return tile16_avx2_t(Avx2Type<32, 32, false, 1, Q5Src2<112>>{}, ti, t, part, data, lr, nr, out);
-    case Q5_1: return tile16_avx2_t(Avx2Type<32, 32, true, 1, Q5Src2<128>>{}, ti, t, part, data, lr, nr, out);
-    case Q4_K: return tile16_avx2_t(Avx2Type<256, 32, true, k_batch(Q4_K), Q4KSrc2>{}, ti, t, part, data, lr, nr, out);
-    case Q5_K: return tile16_avx2_t(Avx2Type<256, 32, true, k_batch(Q5_K), Q5KSrc2>{}, ti, t, part, data, lr, nr, out);
+    case Q8_0: return tile16_avx2_t(Avx2Type<Q8_0, 32, 32, false, 1, Q8Src2>{}, ti, t, part, data, lr, nr, out);
+    case Q4_0: return tile16_avx2_t(Avx2Type<Q4_0, 32, 32, false, 1, Nib32Src2<120>>{}, ti, t, part, data, lr, nr, out);
+    case Q4_1: return tile16_avx2_t(Avx2Type<Q4_1, 32, 32, true, 1, Nib32Src2<128>>{}, ti, t, part, data, lr, nr, out);
+    case IQ4_NL: return tile16_avx2_t(Avx2Type<IQ4_NL, 32, 32, false, 1, Iq4NlSrc2>{}, ti, t, part, data, lr, nr, out);
+    case Q5_0: return tile16_avx2_t(Avx2Type<Q5_0, 32, 32, false, 1, Q5Src2<112>>{}, ti, t, part, data, lr, nr, out);
+    case Q5_1: return tile16_avx2_t(Avx2Type<Q5_1, 32, 32, true, 1, Q5Src2<128>>{}, ti, t, part, data, lr, nr, out);
+    case Q4_K: return tile16_avx2_t(Avx2Type<Q4_K, 256, 32, true, k_batch(Q4_K), Q4KSrc2>{}, ti, t, part, data, lr, nr, out);
+    case Q5_K: return tile16_avx2_t(Avx2Type<Q5_K, 256, 32, true, k_batch(Q5_K), Q5KSrc2>{}, ti, t, part, data, lr, nr, out);
     // Q6_K streamed ran 0.82-0.99x its block decoded into L1 at M = 1 and 2 (in-process A/B, with
     // either prefetch scheme).
-    case Q6_K: return tile16_avx2_t(Avx2Type<256, 16, false, k_batch(Q6_K), void>{}, ti, t, part, data, lr, nr, out);
-    case IQ4_XS: return tile16_avx2_t(Avx2Type<256, 32, false, k_batch(IQ4_XS), void>{}, ti, t, part, data, lr, nr, out);
-    case Q2_K: return tile16_avx2_t(Avx2Type<256, 16, true, k_batch(Q2_K), void>{}, ti, t, part, data, lr, nr, out);
-    case Q3_K: return tile16_avx2_t(Avx2Type<256, 16, false, k_batch(Q3_K), void>{}, ti, t, part, data, lr, nr, out);
+    case Q6_K: return tile16_avx2_t(Avx2Type<Q6_K, 256, 16, false, k_batch(Q6_K), void>{}, ti, t, part, data, lr, nr, out);
+    case IQ4_XS: return tile16_avx2_t(Avx2Type<IQ4_XS, 256, 32, false, k_batch(IQ4_XS), void>{}, ti, t, part, data, lr, nr, out);
+    case Q2_K: return tile16_avx2_t(Avx2Type<Q2_K, 256, 16, true, k_batch(Q2_K), void>{}, ti, t, part, data, lr, nr, out);
+    case Q3_K: return tile16_avx2_t(Avx2Type<Q3_K, 256, 16, false, k_batch(Q3_K), void>{}, ti, t, part, data, lr, nr, out);
     default: return;
   }
 }
