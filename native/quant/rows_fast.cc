@@ -278,14 +278,17 @@ struct Nib32Src {
     return _mm512_and_si512(qi >= 4 ? _mm512_srli_epi16(g, 4) : g, _mm512_set1_epi8(0x0F));
   }
 };
+// The IQ4 values (decode.cc's kIq4Values) + 128, the bytes a vpshufb of the nibbles looks up.
+PW_INLINE __m128i iq4_table() {
+  return _mm_setr_epi8(1, 24, 45, 63, 79, 93, 106, 118, static_cast<char>(129), static_cast<char>(141), static_cast<char>(153),
+                       static_cast<char>(166), static_cast<char>(181), static_cast<char>(197), static_cast<char>(217), static_cast<char>(241));
+}
 struct Iq4NlSrc {  // the Q4_0 nibbles through the IQ4 table, + 128
   const uint8_t* gb;
   static constexpr int kOffShift = 7;
   static constexpr bool kHasMin = false;
   PW_VNNI PW_INLINE __m512i quad(int qi) const {
-    const __m512i table = _mm512_broadcast_i32x4(_mm_setr_epi8(1, 24, 45, 63, 79, 93, 106, 118, static_cast<char>(129), static_cast<char>(141),
-                                                               static_cast<char>(153), static_cast<char>(166), static_cast<char>(181),
-                                                               static_cast<char>(197), static_cast<char>(217), static_cast<char>(241)));
+    const __m512i table = _mm512_broadcast_i32x4(iq4_table());
     return _mm512_shuffle_epi8(table, Nib32Src<3>{gb}.quad(qi));
   }
 };
@@ -323,9 +326,7 @@ struct Iq4XsSrc {
     const int ib = qi >> 3, r = qi & 7;
     const __m512i g = dw(gb, 2 + 4 * ib + (r & 3));
     const __m512i nib = _mm512_and_si512(r >= 4 ? _mm512_srli_epi16(g, 4) : g, _mm512_set1_epi8(0x0F));
-    const __m512i table = _mm512_broadcast_i32x4(_mm_setr_epi8(1, 24, 45, 63, 79, 93, 106, 118, static_cast<char>(129), static_cast<char>(141),
-                                                               static_cast<char>(153), static_cast<char>(166), static_cast<char>(181),
-                                                               static_cast<char>(197), static_cast<char>(217), static_cast<char>(241)));
+    const __m512i table = _mm512_broadcast_i32x4(iq4_table());
     return _mm512_shuffle_epi8(table, nib);
   }
 };
@@ -638,9 +639,9 @@ struct StoreSigned {
 // ---------------------------------------------------------------------------------------------
 // AVX2 decoders of the interleaved types: what decode16 computes (u = q + 128 quad-major, the
 // scales lane-wise), from 32-byte loads that hold the same dword of 8 rows (half h: rows 8 h ..
-// 8 h + 7), with the AVX-512 decoders' bit fields. decode16 decodes each row's block with the
-// scalar decode_block (~10x the instructions), which bounded the AVX2 kernels: on a Zen 3 host,
-// batch-1 decode of a Q4_K_M model read 3 % of its bandwidth bound.
+// 8 h + 7), with the AVX-512 decoders' bit fields. (decode16 decodes each row's block with the
+// scalar decode_block, ~10x the instructions: with it alone, batch-1 decode of a Q4_K_M model read
+// 3-7 % of its bandwidth bound on a Zen 3 host.)
 
 PW_AVX2 PW_INLINE __m256i dw2(const uint8_t* gb, int p, int h) { return _mm256_load_si256(reinterpret_cast<const __m256i*>(gb + 64 * p + 32 * h)); }
 // The f16 in the low (or high) 16 bits of each lane, as float (exact, as f16_to_f32).
@@ -652,8 +653,8 @@ PW_AVX2 PW_INLINE __m256 half_hi2(__m256i v) { return half_lo2(_mm256_srli_epi32
 PW_AVX2 PW_INLINE __m256i bits2(__m256i v, int shift, int mask) { return _mm256_and_si256(_mm256_srli_epi32(v, shift), _mm256_set1_epi32(mask)); }
 PW_AVX2 PW_INLINE __m256i nibbles2(__m256i g, bool high) { return _mm256_and_si256(high ? _mm256_srli_epi16(g, 4) : g, _mm256_set1_epi8(0x0F)); }
 
-// Each source: quad(qi) = the 8 rows' bytes of value quad qi with the type's own offset (as the
-// AVX-512 sources), kTo128 = what turns them into q + 128, and scales(d) the half's floats.
+// Each source: quad(qi) = the 8 rows' bytes of value quad qi of half h with the type's own offset
+// (as the AVX-512 sources), kTo128 = what turns them into q + 128; scales2 gives the half's floats.
 struct Q8Src2 {
   const uint8_t* gb;
   int h;
@@ -672,9 +673,7 @@ struct Iq4NlSrc2 {  // the nibbles through the IQ4 table, + 128
   int h;
   static constexpr int kTo128 = 0;
   PW_AVX2 PW_INLINE __m256i quad(int qi) const {
-    const __m256i table = _mm256_broadcastsi128_si256(_mm_setr_epi8(1, 24, 45, 63, 79, 93, 106, 118, static_cast<char>(129), static_cast<char>(141),
-                                                                    static_cast<char>(153), static_cast<char>(166), static_cast<char>(181),
-                                                                    static_cast<char>(197), static_cast<char>(217), static_cast<char>(241)));
+    const __m256i table = _mm256_broadcastsi128_si256(iq4_table());
     return _mm256_shuffle_epi8(table, Nib32Src2<0>{gb, h}.quad(qi));
   }
 };
