@@ -818,9 +818,9 @@ PW_AVX2 PW_INLINE void widen(const Decoded& d, int quads, Wide& wd) {
 }
 
 // The weights of the AVX2 sums, three ways: w(qi, half, w0, w1) gives value quad qi of the half's
-// 8 rows as 16-bit u = q + kOff (kOff 0: the signed q), four rows in w0 and four in w1; vpmaddwd against the quad's
-// activations then leaves two pair sums per row, in the lanes kRows names (row of each lane of
-// the w0 products, then of the w1 products).
+// 8 rows as 16-bit u = q + kOff (kOff 0: the signed q), four rows in w0 and four in w1. vpmaddwd
+// against the quad's activations then leaves two pair sums per row, in the lanes kInLane tells
+// (reduce_pairs puts the rows in order).
 struct FromU {  // a block decoded into L1 (u = q + 128), widened here
   const Decoded& d;
   static constexpr int kOff = 128;
@@ -902,12 +902,6 @@ PW_AVX2 PW_INLINE void block_rows_avx2(const W& wt, const Decoded& d, const Task
   }
 }
 
-// The super-block contract (kernels.h) on AVX2: each sub-block's I times isc summed in int32 over
-// BATCH sub-blocks (the AVX-512 sources' kBatch: the type's bound keeps that exact), each batch
-// into S exactly (doubles, 4 lanes a register), the min's fma chain, one float epilogue. (Each
-// sub-block's product converted to doubles took as many instructions as its integer sums;
-// multiplying the pair sums by isc before reducing them, with the offset's term apart, ran
-// 0.8-0.95x on Q6_K.)
 // One sub-block's step of block_rows_avx2_k.
 template <int SUB, int MR, bool HAS_MIN, int BATCH, class W>
 PW_AVX2 PW_INLINE void k_sub_avx2(const W& wt, const Decoded& d, const Task& t, int64_t blk, int64_t m0, int half, int si, __m256d (*S)[2],
@@ -936,6 +930,12 @@ PW_AVX2 PW_INLINE void k_sub_avx2(const W& wt, const Decoded& d, const Task& t, 
   }
 }
 
+// The super-block contract (kernels.h) on AVX2: each sub-block's I times isc summed in int32 over
+// BATCH sub-blocks (the AVX-512 sources' kBatch: the type's bound keeps that exact), each batch
+// into S exactly (doubles, 4 lanes a register), the min's fma chain, one float epilogue. (Each
+// sub-block's product converted to doubles took as many instructions as its integer sums;
+// multiplying the pair sums by isc before reducing them, with the offset's term apart, ran
+// 0.8-0.95x on Q6_K.)
 template <int SUB, int MR, bool HAS_MIN, int BATCH, class W>
 PW_AVX2 PW_INLINE void block_rows_avx2_k(const W& wt, const Decoded& d, const Task& t, int64_t blk, int64_t m0, float* accp) {
   static_assert((256 / SUB) % BATCH == 0, "int32 batches of whole sub-blocks");
@@ -987,7 +987,7 @@ struct Avx2Type {};
 
 // With fewer than 4 activation rows (decode) the block is streamed from the weights' bytes; from 4
 // on, it is decoded into L1 once (decode16_avx2, else decode16) and widened once for the passes
-// (in passes of 4 rows it ran 0.7-0.8x, by the registers it spilled).
+// (in passes of 4 rows it ran 0.7-1.08x, by the registers it spilled).
 template <int TYPE, int BLOCK, int SUB, bool HAS_MIN, int BATCH, class Src>
 PW_AVX2 void block_avx2(Avx2Type<TYPE, BLOCK, SUB, HAS_MIN, BATCH, Src>, const uint8_t* gb, const TypeInfo& ti, const QuantLinear::Part& part,
                         const uint8_t* data, int64_t lr, int64_t nr, Decoded& d, Wide& wide, const Task& t, int64_t blk, float* accp) {
@@ -1028,25 +1028,26 @@ PW_AVX2 void tile16_avx2_t(Ty ty, const TypeInfo& ti, const Task& t, const Quant
   }
 }
 
-PW_AVX2 void tile16_avx2(const Task& t, const QuantLinear::Part& part, const uint8_t* data, int64_t lr, int64_t nr, float* out) {
+// false (nothing done) for a type without an AVX2 kernel.
+PW_AVX2 bool tile16_avx2(const Task& t, const QuantLinear::Part& part, const uint8_t* data, int64_t lr, int64_t nr, float* out) {
   TypeInfo ti;
   type_info(t.type, &ti);
   switch (t.type) {
-    case Q8_0: return tile16_avx2_t(Avx2Type<Q8_0, 32, 32, false, 1, Q8Src2>{}, ti, t, part, data, lr, nr, out);
-    case Q4_0: return tile16_avx2_t(Avx2Type<Q4_0, 32, 32, false, 1, Nib32Src2<120>>{}, ti, t, part, data, lr, nr, out);
-    case Q4_1: return tile16_avx2_t(Avx2Type<Q4_1, 32, 32, true, 1, Nib32Src2<128>>{}, ti, t, part, data, lr, nr, out);
-    case IQ4_NL: return tile16_avx2_t(Avx2Type<IQ4_NL, 32, 32, false, 1, Iq4NlSrc2>{}, ti, t, part, data, lr, nr, out);
-    case Q5_0: return tile16_avx2_t(Avx2Type<Q5_0, 32, 32, false, 1, Q5Src2<112>>{}, ti, t, part, data, lr, nr, out);
-    case Q5_1: return tile16_avx2_t(Avx2Type<Q5_1, 32, 32, true, 1, Q5Src2<128>>{}, ti, t, part, data, lr, nr, out);
-    case Q4_K: return tile16_avx2_t(Avx2Type<Q4_K, 256, 32, true, k_batch(Q4_K), Q4KSrc2>{}, ti, t, part, data, lr, nr, out);
-    case Q5_K: return tile16_avx2_t(Avx2Type<Q5_K, 256, 32, true, k_batch(Q5_K), Q5KSrc2>{}, ti, t, part, data, lr, nr, out);
+    case Q8_0: tile16_avx2_t(Avx2Type<Q8_0, 32, 32, false, 1, Q8Src2>{}, ti, t, part, data, lr, nr, out); return true;
+    case Q4_0: tile16_avx2_t(Avx2Type<Q4_0, 32, 32, false, 1, Nib32Src2<120>>{}, ti, t, part, data, lr, nr, out); return true;
+    case Q4_1: tile16_avx2_t(Avx2Type<Q4_1, 32, 32, true, 1, Nib32Src2<128>>{}, ti, t, part, data, lr, nr, out); return true;
+    case IQ4_NL: tile16_avx2_t(Avx2Type<IQ4_NL, 32, 32, false, 1, Iq4NlSrc2>{}, ti, t, part, data, lr, nr, out); return true;
+    case Q5_0: tile16_avx2_t(Avx2Type<Q5_0, 32, 32, false, 1, Q5Src2<112>>{}, ti, t, part, data, lr, nr, out); return true;
+    case Q5_1: tile16_avx2_t(Avx2Type<Q5_1, 32, 32, true, 1, Q5Src2<128>>{}, ti, t, part, data, lr, nr, out); return true;
+    case Q4_K: tile16_avx2_t(Avx2Type<Q4_K, 256, 32, true, k_batch(Q4_K), Q4KSrc2>{}, ti, t, part, data, lr, nr, out); return true;
+    case Q5_K: tile16_avx2_t(Avx2Type<Q5_K, 256, 32, true, k_batch(Q5_K), Q5KSrc2>{}, ti, t, part, data, lr, nr, out); return true;
     // Q6_K streamed ran 0.82-0.99x its block decoded into L1 at M = 1 and 2 (in-process A/B, with
     // either prefetch scheme).
-    case Q6_K: return tile16_avx2_t(Avx2Type<Q6_K, 256, 16, false, k_batch(Q6_K), void>{}, ti, t, part, data, lr, nr, out);
-    case IQ4_XS: return tile16_avx2_t(Avx2Type<IQ4_XS, 256, 32, false, k_batch(IQ4_XS), void>{}, ti, t, part, data, lr, nr, out);
-    case Q2_K: return tile16_avx2_t(Avx2Type<Q2_K, 256, 16, true, k_batch(Q2_K), void>{}, ti, t, part, data, lr, nr, out);
-    case Q3_K: return tile16_avx2_t(Avx2Type<Q3_K, 256, 16, false, k_batch(Q3_K), void>{}, ti, t, part, data, lr, nr, out);
-    default: return;
+    case Q6_K: tile16_avx2_t(Avx2Type<Q6_K, 256, 16, false, k_batch(Q6_K), void>{}, ti, t, part, data, lr, nr, out); return true;
+    case IQ4_XS: tile16_avx2_t(Avx2Type<IQ4_XS, 256, 32, false, k_batch(IQ4_XS), void>{}, ti, t, part, data, lr, nr, out); return true;
+    case Q2_K: tile16_avx2_t(Avx2Type<Q2_K, 256, 16, true, k_batch(Q2_K), void>{}, ti, t, part, data, lr, nr, out); return true;
+    case Q3_K: tile16_avx2_t(Avx2Type<Q3_K, 256, 16, false, k_batch(Q3_K), void>{}, ti, t, part, data, lr, nr, out); return true;
+    default: return false;
   }
 }
 
@@ -1120,10 +1121,7 @@ int rows_fast(Isa isa, const Task& t, const QuantLinear::Part& part, const uint8
     else tile16(t, part, data, lr, nr, acc);
     return static_cast<int>(nr);
   }
-  if (isa >= Isa::Avx2) {
-    tile16_avx2(t, part, data, lr, nr, acc);
-    return static_cast<int>(nr);
-  }
+  if (isa >= Isa::Avx2) return tile16_avx2(t, part, data, lr, nr, acc) ? static_cast<int>(nr) : 0;
   return 0;
 }
 
