@@ -409,6 +409,154 @@ PW_AVX2 void row_step_avx2(const float* q, float* acc, RowState& st, const Chunk
   }
 }
 
+// row_step_avx2 for R rows of one KV head at once, HD a multiple of 8 known at compile time, keys
+// and values staged or read in place (SRC, as rows_step_avx512). The same bits as row_step_avx2:
+// each key's dot is the same FMA chain over d, reduced by the same tree (hsum8x8 reduces eight
+// chains at once where dot_avx2 reduced one, and the chains of neighbouring keys overlap), and
+// the softmax and P.V steps are its operations in its order; the rows share each K and V load.
+
+// Scores of keys [8g, 8g + 8) for the R rows, scaled. A pass covers 8 / RP keys of RP row slots
+// (RP = 1, 2 or 4 >= R): eight chains, one hsum8x8 (lane order chosen so that the rows' scores
+// come out of the passes by 128-bit moves).
+template <int HD, int R, int SRC>
+PW_AVX2 PW_INLINE void scores8_rows(const float* const* q, const Chunk& ch, int g, __m256 scale, bool pf, __m256* out) {
+  static_assert(HD % 8 == 0 && R >= 1 && R <= 4, "1 to 4 rows, a head dim a multiple of 8");
+  constexpr int RP = R == 1 ? 1 : R == 2 ? 2 : 4;
+  constexpr int KS = 8 / RP;  // keys per pass
+  __m256 part[RP];
+  for (int p = 0; p < RP; p++) {
+    const int j0 = 8 * g + p * KS;
+    if (SRC != kStaged && pf) {  // the next chunk's keys (Chunk::kn)
+      for (int j = 0; j < KS; j++)
+        for (int o = 0; o < HD * src_bytes(SRC); o += 64) _mm_prefetch(reinterpret_cast<const char*>(ch.kn[j0 + j]) + o, _MM_HINT_T0);
+    }
+    __m256 a[R][KS];
+    for (int r = 0; r < R; r++)
+      for (int j = 0; j < KS; j++) a[r][j] = _mm256_setzero_ps();
+    for (int d = 0; d < HD; d += 8) {
+      __m256 qv[R];
+      for (int r = 0; r < R; r++) qv[r] = _mm256_loadu_ps(q[r] + d);
+      for (int j = 0; j < KS; j++) {
+        __m256 kv;
+        if constexpr (SRC == kStaged) kv = _mm256_loadu_ps(ch.k + (j0 + j) * HD + d);
+        else kv = simd::load8<SRC>(ch.kb[j0 + j], d);
+        for (int r = 0; r < R; r++) a[r][j] = _mm256_fmadd_ps(qv[r], kv, a[r][j]);
+      }
+    }
+    // Lane l of the pass: row l / KS, key l % KS (rows past R: zero chains).
+    __m256 t[8];
+    for (int l = 0; l < 8; l++) t[l] = l / KS < R ? a[l / KS < R ? l / KS : 0][l % KS] : _mm256_setzero_ps();
+    part[p] = simd::hsum8x8(t);
+  }
+  if constexpr (RP == 1) {
+    out[0] = _mm256_mul_ps(part[0], scale);
+  } else if constexpr (RP == 2) {  // pass p: [row 0 keys 4p..4p+3 | row 1 keys 4p..4p+3]
+    out[0] = _mm256_mul_ps(_mm256_permute2f128_ps(part[0], part[1], 0x20), scale);
+    out[1] = _mm256_mul_ps(_mm256_permute2f128_ps(part[0], part[1], 0x31), scale);
+  } else {  // pass p: [rows 0, 1 | rows 2, 3] x keys 2p, 2p + 1
+    __m256 lo[2], hi[2];
+    for (int h = 0; h < 2; h++) {
+      lo[h] = _mm256_castpd_ps(_mm256_unpacklo_pd(_mm256_castps_pd(part[2 * h]), _mm256_castps_pd(part[2 * h + 1])));  // rows 0 | 2
+      hi[h] = _mm256_castpd_ps(_mm256_unpackhi_pd(_mm256_castps_pd(part[2 * h]), _mm256_castps_pd(part[2 * h + 1])));  // rows 1 | 3
+    }
+    const __m256 rows[4] = {_mm256_permute2f128_ps(lo[0], lo[1], 0x20), _mm256_permute2f128_ps(hi[0], hi[1], 0x20),
+                            _mm256_permute2f128_ps(lo[0], lo[1], 0x31), _mm256_permute2f128_ps(hi[0], hi[1], 0x31)};
+    for (int r = 0; r < R; r++) out[r] = _mm256_mul_ps(rows[r], scale);
+  }
+}
+
+// P.V for R rows over vectors [D0V, D0V + NB) of the head dim, the V loads shared by the rows.
+template <int HD, int R, int NB, int SRC>
+PW_AVX2 PW_INLINE void pv_rows_avx2(float* const* acc, const Chunk& ch, const float (*p)[kChunk], const float* alpha,
+                                    int lo, int nvalid, int d0) {
+  __m256 o[R][NB];
+  for (int r = 0; r < R; r++) {
+    const __m256 av = _mm256_set1_ps(alpha[r]);
+    for (int i = 0; i < NB; i++) o[r][i] = _mm256_mul_ps(_mm256_loadu_ps(acc[r] + d0 + 8 * i), av);
+  }
+  for (int j = lo; j < nvalid; j++) {
+    if constexpr (SRC != kStaged) {
+      if (d0 == 0 && ch.vn) {
+        for (int o = 0; o < HD * src_bytes(SRC); o += 64) _mm_prefetch(reinterpret_cast<const char*>(ch.vn[j]) + o, _MM_HINT_T0);
+      }
+    }
+    __m256 pj[R];
+    for (int r = 0; r < R; r++) pj[r] = _mm256_set1_ps(p[r][j]);
+    for (int i = 0; i < NB; i++) {
+      __m256 vv;
+      if constexpr (SRC == kStaged) vv = _mm256_loadu_ps(ch.v + j * HD + d0 + 8 * i);
+      else vv = simd::load8<SRC>(ch.vb[j], d0 + 8 * i);
+      for (int r = 0; r < R; r++) o[r][i] = _mm256_fmadd_ps(pj[r], vv, o[r][i]);
+    }
+  }
+  for (int r = 0; r < R; r++)
+    for (int i = 0; i < NB; i++) _mm256_storeu_ps(acc[r] + d0 + 8 * i, o[r][i]);
+}
+
+template <int HD, int R, int D0V, int SRC>
+PW_AVX2 PW_INLINE void pv_all_avx2(float* const* acc, const Chunk& ch, const float (*p)[kChunk], const float* alpha,
+                                   int lo, int nvalid) {
+  constexpr int ND = HD / 8;
+  constexpr int NBMAX = R == 1 ? 8 : R == 2 ? 6 : R == 3 ? 3 : 2;  // accumulators + p broadcasts + a V load in 16 registers
+  if constexpr (D0V < ND) {
+    constexpr int NB = NBMAX < ND - D0V ? NBMAX : ND - D0V;
+    pv_rows_avx2<HD, R, NB, SRC>(acc, ch, p, alpha, lo, nvalid, 8 * D0V);
+    pv_all_avx2<HD, R, D0V + NB, SRC>(acc, ch, p, alpha, lo, nvalid);
+  }
+}
+
+template <int HD, int R, int SRC>
+PW_AVX2 void rows_step_avx2(const float* const* q, float* const* acc, RowState* const* st, const Chunk& ch, int lo,
+                            int nvalid, float scale, float cap) {
+  const __m256 sc = _mm256_set1_ps(scale);
+  const __m256 capv = _mm256_set1_ps(cap);
+  const __m256 ninf = _mm256_set1_ps(-__builtin_inff());
+  alignas(32) float s[R][kChunk];
+  __m256i valid[kChunk / 8];
+  for (int g = 0; g < kChunk / 8; g++) {
+    valid[g] = _mm256_andnot_si256(simd::mask8(std::max(0, std::min(8, lo - 8 * g))), simd::mask8(std::max(0, std::min(8, nvalid - 8 * g))));
+    __m256 sg[R];
+    if (_mm256_testz_si256(valid[g], valid[g])) {
+      for (int r = 0; r < R; r++) sg[r] = ninf;
+    } else {
+      scores8_rows<HD, R, SRC>(q, ch, g, sc, ch.kn != nullptr, sg);
+      for (int r = 0; r < R; r++) sg[r] = _mm256_blendv_ps(ninf, cap > 0 ? softcap8(sg[r], capv) : sg[r], _mm256_castsi256_ps(valid[g]));
+    }
+    for (int r = 0; r < R; r++) _mm256_store_ps(s[r] + 8 * g, sg[r]);
+  }
+  float alpha[R];
+  alignas(32) float p[R][kChunk];
+  for (int r = 0; r < R; r++) {
+    float mc = -__builtin_inff();
+    for (int j = 0; j < kChunk; j++) mc = std::max(mc, s[r][j]);
+    const float mnew = std::max(st[r]->m, mc);
+    alpha[r] = st[r]->m == -__builtin_inff() ? 0.0f : std::exp(st[r]->m - mnew);
+    const __m256 mv = _mm256_set1_ps(mnew);
+    float lc = 0.0f;
+    for (int g = 0; g < kChunk / 8; g++) {
+      const __m256 pv = _mm256_and_ps(simd::exp8(_mm256_sub_ps(_mm256_load_ps(s[r] + 8 * g), mv)), _mm256_castsi256_ps(valid[g]));
+      _mm256_store_ps(p[r] + 8 * g, pv);
+      lc = g == 0 ? simd::hsum8(pv) : lc + simd::hsum8(pv);
+    }
+    st[r]->l = st[r]->l * alpha[r] + lc;
+    st[r]->m = mnew;
+  }
+  pv_all_avx2<HD, R, 0, SRC>(acc, ch, p, alpha, lo, nvalid);
+}
+
+PW_AVX2 void finish_avx2(float* out, const float* acc, float l, int64_t hd) {
+  const __m256 lv = _mm256_set1_ps(l);
+  int64_t d = 0;
+  for (; d + 8 <= hd; d += 8) _mm256_storeu_ps(out + d, _mm256_div_ps(_mm256_loadu_ps(acc + d), lv));
+  for (; d < hd; d++) out[d] = acc[d] / l;
+}
+
+PW_AVX2 void widen_bf16_avx2(float* dst, const uint16_t* src, int64_t n) {
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) _mm256_storeu_ps(dst + i, simd::load8<2>(src, i));
+  for (; i < n; i++) dst[i] = bf16_to_f32(src[i]);
+}
+
 #endif  // PW_X86
 
 // ---------------------------------------------------------------------------------------------
@@ -473,27 +621,26 @@ RowStep pick_row_step(Isa isa) {
 #endif
 }
 
-// Multi-row steps (index R - 1) for the AVX-512 head dims compiled in; all null otherwise.
+// Multi-row steps (index R - 1) for the x86 head dims compiled in; all null otherwise.
 struct RowsSteps {
   RowsStep fn[4] = {nullptr, nullptr, nullptr, nullptr};
 };
 
 #if PW_X86
 template <int HD, int SRC>
-RowsSteps rows_steps() {
-  return RowsSteps{{rows_step_avx512<HD, 1, SRC>, rows_step_avx512<HD, 2, SRC>, rows_step_avx512<HD, 3, SRC>,
-                    rows_step_avx512<HD, 4, SRC>}};
+RowsSteps rows_steps(Isa isa) {
+  if (isa >= Isa::Avx512)
+    return RowsSteps{{rows_step_avx512<HD, 1, SRC>, rows_step_avx512<HD, 2, SRC>, rows_step_avx512<HD, 3, SRC>,
+                      rows_step_avx512<HD, 4, SRC>}};
+  return RowsSteps{{rows_step_avx2<HD, 1, SRC>, rows_step_avx2<HD, 2, SRC>, rows_step_avx2<HD, 3, SRC>, rows_step_avx2<HD, 4, SRC>}};
 }
 
-#endif  // PW_X86
-
-#if PW_X86
 template <int HD>
-RowsSteps rows_steps_from(int src) {
+RowsSteps rows_steps_from(Isa isa, int src) {
   switch (src) {
-    case kDirectF32: return rows_steps<HD, kDirectF32>();
-    case kDirectBf16: return rows_steps<HD, kDirectBf16>();
-    default: return rows_steps<HD, kStaged>();
+    case kDirectF32: return rows_steps<HD, kDirectF32>(isa);
+    case kDirectBf16: return rows_steps<HD, kDirectBf16>(isa);
+    default: return rows_steps<HD, kStaged>(isa);
   }
 }
 #endif
@@ -506,13 +653,13 @@ RowsSteps pick_rows_steps(Isa isa, int64_t hd, int src) {
   (void)src;
   return RowsSteps{};
 #else
-  if (isa < Isa::Avx512) return RowsSteps{};
+  if (isa < Isa::Avx2) return RowsSteps{};
   switch (hd) {
-    case 32: return rows_steps_from<32>(src);
-    case 64: return rows_steps_from<64>(src);
-    case 80: return rows_steps_from<80>(src);
-    case 96: return rows_steps_from<96>(src);
-    case 128: return rows_steps_from<128>(src);
+    case 32: return rows_steps_from<32>(isa, src);
+    case 64: return rows_steps_from<64>(isa, src);
+    case 80: return rows_steps_from<80>(isa, src);
+    case 96: return rows_steps_from<96>(isa, src);
+    case 128: return rows_steps_from<128>(isa, src);
     default: return RowsSteps{};
   }
 #endif
@@ -671,6 +818,9 @@ void run_item(const AttentionArgs& a, const Item& it, Isa isa, const Item* after
             if (isa >= Isa::Avx512) {
               widen_bf16_avx512(kst + j * hd, ks, static_cast<int64_t>(cnt));
               widen_bf16_avx512(vst + j * hd, vs, static_cast<int64_t>(cnt));
+            } else if (isa >= Isa::Avx2) {
+              widen_bf16_avx2(kst + j * hd, ks, static_cast<int64_t>(cnt));
+              widen_bf16_avx2(vst + j * hd, vs, static_cast<int64_t>(cnt));
             } else
 #endif
             {
@@ -730,6 +880,8 @@ void run_item(const AttentionArgs& a, const Item& it, Isa isa, const Item* after
 #if PW_X86
         if (isa >= Isa::Avx512) {
           finish_avx512(o, acc + r * hd, st[r].l, hd);
+        } else if (isa >= Isa::Avx2) {
+          finish_avx2(o, acc + r * hd, st[r].l, hd);
         } else
 #endif
         {

@@ -159,6 +159,22 @@ PW_AVX2 PW_INLINE float hsum8(__m256 v) {
   return _mm_cvtss_f32(s1);
 }
 
+// Eight hsum8s at once: lane l = hsum8(a[l]), the same tree (each step adds the same pairs), from
+// registers: two 128-bit halves, then pairs 2 apart, then neighbours, each step for all eight.
+PW_AVX2 PW_INLINE __m256 hsum8x8(const __m256* a) {
+  // Step 1, per input: s4[i] = v[i] + v[i + 4]; pair p holds inputs (p, p + 4) in its two halves.
+  __m256 s4[4];
+  for (int p = 0; p < 4; p++)
+    s4[p] = _mm256_add_ps(_mm256_permute2f128_ps(a[p], a[p + 4], 0x20), _mm256_permute2f128_ps(a[p], a[p + 4], 0x31));
+  // Step 2: s2[i] = s4[i] + s4[i + 2]; u[h] lanes: [s2 of in 2h, in 2h + 1 | s2 of in 2h + 4, in 2h + 5].
+  __m256 u[2];
+  for (int h = 0; h < 2; h++)
+    u[h] = _mm256_add_ps(_mm256_shuffle_ps(s4[2 * h], s4[2 * h + 1], _MM_SHUFFLE(1, 0, 1, 0)),
+                         _mm256_shuffle_ps(s4[2 * h], s4[2 * h + 1], _MM_SHUFFLE(3, 2, 3, 2)));
+  // Step 3: s2[0] + s2[1]; lanes in0, in1, in2, in3 | in4 .. in7.
+  return _mm256_add_ps(_mm256_shuffle_ps(u[0], u[1], _MM_SHUFFLE(2, 0, 2, 0)), _mm256_shuffle_ps(u[0], u[1], _MM_SHUFFLE(3, 1, 3, 1)));
+}
+
 PW_AVX2 PW_INLINE __m256i mask8(int64_t n) {  // lanes [0, n) set, n in [0, 8]
   const __m256i idx = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
   return _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(n)), idx);
