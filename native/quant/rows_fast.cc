@@ -776,22 +776,6 @@ PW_AVX2 PW_INLINE void values2(const uint8_t* gb, Decoded& d) {
   }
 }
 
-// decode16's result from the interleaved group block gb; false for a type without an AVX2 decoder.
-PW_AVX2 bool decode16_avx2(int type, const uint8_t* gb, Decoded& d) {
-  switch (type) {
-    case Q8_0: values2<Q8_0, 32, Q8Src2>(gb, d); return true;
-    case Q4_0: values2<Q4_0, 32, Nib32Src2<120>>(gb, d); return true;
-    case Q4_1: values2<Q4_1, 32, Nib32Src2<128>>(gb, d); return true;
-    case IQ4_NL: values2<IQ4_NL, 32, Iq4NlSrc2>(gb, d); return true;
-    case Q5_0: values2<Q5_0, 32, Q5Src2<112>>(gb, d); return true;
-    case Q5_1: values2<Q5_1, 32, Q5Src2<128>>(gb, d); return true;
-    case Q4_K: values2<Q4_K, 256, Q4KSrc2>(gb, d); return true;
-    case Q5_K: values2<Q5_K, 256, Q5KSrc2>(gb, d); return true;
-    case Q6_K: values2<Q6_K, 256, Q6KSrc2>(gb, d); return true;
-    default: return false;
-  }
-}
-
 // ---------------------------------------------------------------------------------------------
 // AVX2 kernels: 16-bit products (vpmaddwd: 16-bit weights times v, pairs summed in int32 without
 // saturation), 4 rows x 4 values per vector; the float steps lane-wise on two halves of 8 rows,
@@ -980,25 +964,36 @@ PW_AVX2 PW_INLINE void rows_pass_avx2(const W& wt, const Decoded& d, const Task&
   }
 }
 
-// A block of a type and its contract's parameters: a decoder (Src2, with its scales) for the
-// streaming path, or none.
-template <int TYPE, int BLOCK, int SUB, bool HAS_MIN, int BATCH, class Src>
-struct Avx2Type {};
+// A block of a type and its contract's parameters: its AVX2 decoder (a Src2 source; void: none,
+// decode16 decodes it) and whether fewer than 4 activation rows stream it from the weights' bytes.
+template <int TYPE, int BLOCK, int SUB, bool HAS_MIN, int BATCH, class Src, bool STREAM>
+struct Avx2Type {
+  static_assert(!STREAM || !std::is_void_v<Src>, "streaming needs a decoder");
+};
 
-// With fewer than 4 activation rows (decode) the block is streamed from the weights' bytes; from 4
-// on, it is decoded into L1 once (decode16_avx2, else decode16) and widened once for the passes
-// (in passes of 4 rows it ran 0.7-1.08x, by the registers it spilled).
-template <int TYPE, int BLOCK, int SUB, bool HAS_MIN, int BATCH, class Src>
-PW_AVX2 void block_avx2(Avx2Type<TYPE, BLOCK, SUB, HAS_MIN, BATCH, Src>, const uint8_t* gb, const TypeInfo& ti, const QuantLinear::Part& part,
-                        const uint8_t* data, int64_t lr, int64_t nr, Decoded& d, Wide& wide, const Task& t, int64_t blk, float* accp) {
-  if constexpr (!std::is_void_v<Src>) {
+// With fewer than 4 activation rows (decode) a streaming type's block is streamed from the
+// weights' bytes; otherwise it is decoded into L1 once (values2, else decode16) and, from 4 rows
+// on, widened once for the passes (in passes of 4 rows it ran 0.7-1.08x, by the registers it
+// spilled).
+template <int TYPE, int BLOCK, int SUB, bool HAS_MIN, int BATCH, class Src, bool STREAM>
+PW_AVX2 void block_avx2(Avx2Type<TYPE, BLOCK, SUB, HAS_MIN, BATCH, Src, STREAM>, const uint8_t* gb, const TypeInfo& ti,
+                        const QuantLinear::Part& part, const uint8_t* data, int64_t lr, int64_t nr, Decoded& d, Wide& wide,
+                        const Task& t, int64_t blk, float* accp) {
+  if constexpr (STREAM) {
     if (gb && t.M < 4) {
       for (int h = 0; h < 2; h++) scales2<TYPE>(gb, h, d);
       rows_pass_avx2<BLOCK, SUB, HAS_MIN, BATCH>(FromSrc<Src>{gb}, d, t, blk, accp);
       return;
     }
   }
-  if (!gb || !decode16_avx2(t.type, gb, d)) decode16(ti, part, data, lr, blk, nr, d);
+  bool decoded = false;
+  if constexpr (!std::is_void_v<Src>) {
+    if (gb) {
+      values2<TYPE, BLOCK, Src>(gb, d);
+      decoded = true;
+    }
+  }
+  if (!decoded) decode16(ti, part, data, lr, blk, nr, d);
   if (t.M >= 4) {
     widen(d, BLOCK / 4, wide);
     rows_pass_avx2<BLOCK, SUB, HAS_MIN, BATCH>(FromWide{wide}, d, t, blk, accp);
@@ -1033,20 +1028,20 @@ PW_AVX2 bool tile16_avx2(const Task& t, const QuantLinear::Part& part, const uin
   TypeInfo ti;
   type_info(t.type, &ti);
   switch (t.type) {
-    case Q8_0: tile16_avx2_t(Avx2Type<Q8_0, 32, 32, false, 1, Q8Src2>{}, ti, t, part, data, lr, nr, out); return true;
-    case Q4_0: tile16_avx2_t(Avx2Type<Q4_0, 32, 32, false, 1, Nib32Src2<120>>{}, ti, t, part, data, lr, nr, out); return true;
-    case Q4_1: tile16_avx2_t(Avx2Type<Q4_1, 32, 32, true, 1, Nib32Src2<128>>{}, ti, t, part, data, lr, nr, out); return true;
-    case IQ4_NL: tile16_avx2_t(Avx2Type<IQ4_NL, 32, 32, false, 1, Iq4NlSrc2>{}, ti, t, part, data, lr, nr, out); return true;
-    case Q5_0: tile16_avx2_t(Avx2Type<Q5_0, 32, 32, false, 1, Q5Src2<112>>{}, ti, t, part, data, lr, nr, out); return true;
-    case Q5_1: tile16_avx2_t(Avx2Type<Q5_1, 32, 32, true, 1, Q5Src2<128>>{}, ti, t, part, data, lr, nr, out); return true;
-    case Q4_K: tile16_avx2_t(Avx2Type<Q4_K, 256, 32, true, k_batch(Q4_K), Q4KSrc2>{}, ti, t, part, data, lr, nr, out); return true;
-    case Q5_K: tile16_avx2_t(Avx2Type<Q5_K, 256, 32, true, k_batch(Q5_K), Q5KSrc2>{}, ti, t, part, data, lr, nr, out); return true;
+    case Q8_0: tile16_avx2_t(Avx2Type<Q8_0, 32, 32, false, 1, Q8Src2, true>{}, ti, t, part, data, lr, nr, out); return true;
+    case Q4_0: tile16_avx2_t(Avx2Type<Q4_0, 32, 32, false, 1, Nib32Src2<120>, true>{}, ti, t, part, data, lr, nr, out); return true;
+    case Q4_1: tile16_avx2_t(Avx2Type<Q4_1, 32, 32, true, 1, Nib32Src2<128>, true>{}, ti, t, part, data, lr, nr, out); return true;
+    case IQ4_NL: tile16_avx2_t(Avx2Type<IQ4_NL, 32, 32, false, 1, Iq4NlSrc2, true>{}, ti, t, part, data, lr, nr, out); return true;
+    case Q5_0: tile16_avx2_t(Avx2Type<Q5_0, 32, 32, false, 1, Q5Src2<112>, true>{}, ti, t, part, data, lr, nr, out); return true;
+    case Q5_1: tile16_avx2_t(Avx2Type<Q5_1, 32, 32, true, 1, Q5Src2<128>, true>{}, ti, t, part, data, lr, nr, out); return true;
+    case Q4_K: tile16_avx2_t(Avx2Type<Q4_K, 256, 32, true, k_batch(Q4_K), Q4KSrc2, true>{}, ti, t, part, data, lr, nr, out); return true;
+    case Q5_K: tile16_avx2_t(Avx2Type<Q5_K, 256, 32, true, k_batch(Q5_K), Q5KSrc2, true>{}, ti, t, part, data, lr, nr, out); return true;
     // Q6_K streamed ran 0.82-0.99x its block decoded into L1 at M = 1 and 2 (in-process A/B, with
     // either prefetch scheme).
-    case Q6_K: tile16_avx2_t(Avx2Type<Q6_K, 256, 16, false, k_batch(Q6_K), void>{}, ti, t, part, data, lr, nr, out); return true;
-    case IQ4_XS: tile16_avx2_t(Avx2Type<IQ4_XS, 256, 32, false, k_batch(IQ4_XS), void>{}, ti, t, part, data, lr, nr, out); return true;
-    case Q2_K: tile16_avx2_t(Avx2Type<Q2_K, 256, 16, true, k_batch(Q2_K), void>{}, ti, t, part, data, lr, nr, out); return true;
-    case Q3_K: tile16_avx2_t(Avx2Type<Q3_K, 256, 16, false, k_batch(Q3_K), void>{}, ti, t, part, data, lr, nr, out); return true;
+    case Q6_K: tile16_avx2_t(Avx2Type<Q6_K, 256, 16, false, k_batch(Q6_K), Q6KSrc2, false>{}, ti, t, part, data, lr, nr, out); return true;
+    case IQ4_XS: tile16_avx2_t(Avx2Type<IQ4_XS, 256, 32, false, k_batch(IQ4_XS), void, false>{}, ti, t, part, data, lr, nr, out); return true;
+    case Q2_K: tile16_avx2_t(Avx2Type<Q2_K, 256, 16, true, k_batch(Q2_K), void, false>{}, ti, t, part, data, lr, nr, out); return true;
+    case Q3_K: tile16_avx2_t(Avx2Type<Q3_K, 256, 16, false, k_batch(Q3_K), void, false>{}, ti, t, part, data, lr, nr, out); return true;
     default: return false;
   }
 }
