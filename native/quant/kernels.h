@@ -103,8 +103,9 @@ inline void row_reference(const Task& t, const QuantLinear::Part& part, const ui
 // scalar kernel does the rest). With t.tiles the AMX kernel runs.
 int rows_fast(Isa isa, const Task& t, const QuantLinear::Part& part, const uint8_t* data, int64_t lr, int64_t nr, float* acc);
 
-// quantize_act_row (act_quant.h) on the family's SIMD units where it has a version (AVX-512),
-// the same bits; returns false where the caller must run the plain one.
+// quantize_act_row (act_quant.h) on the family's SIMD units where it has a version (AVX-512, AVX2),
+// the same bits (AVX2: v, s and the sums; its kernels never read hi and lo); returns false where
+// the caller must run the plain one.
 bool quantize_act_fast(Isa isa, const float* x, int64_t K, const ActRow& r);
 
 // Whether a call of M activation rows runs the AMX kernel of a type with blocks of `block` values
