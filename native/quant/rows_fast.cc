@@ -700,6 +700,12 @@ struct Q4KSrc2 {
     return nibbles2(dw2(gb, 4 + 8 * (sub >> 1) + (qi & 7), h), sub & 1);
   }
 };
+// Bits [at, at + w) of each byte moved to bits [4, 4 + w), the rest cleared: one shift of the
+// 16-bit lanes (what crosses into a neighbouring byte lands outside the mask) and a mask.
+PW_AVX2 PW_INLINE __m256i bits_to4(__m256i g, int at, int mask) {
+  const __m256i sh = at <= 4 ? _mm256_slli_epi16(g, 4 - at) : _mm256_srli_epi16(g, at - 4);
+  return _mm256_and_si256(sh, _mm256_set1_epi8(static_cast<char>(mask)));
+}
 struct Q5KSrc2 {
   const uint8_t* gb;
   int h;
@@ -707,8 +713,7 @@ struct Q5KSrc2 {
   PW_AVX2 PW_INLINE __m256i quad(int qi) const {
     const int sub = qi >> 3, j = qi & 7;
     const __m256i nib = nibbles2(dw2(gb, 12 + 8 * (sub >> 1) + j, h), sub & 1);
-    const __m256i hb = _mm256_and_si256(_mm256_srli_epi16(dw2(gb, 4 + j, h), sub), _mm256_set1_epi8(1));
-    return _mm256_or_si256(nib, _mm256_slli_epi16(hb, 4));
+    return _mm256_or_si256(nib, bits_to4(dw2(gb, 4 + j, h), sub, 0x10));
   }
 };
 struct Q6KSrc2 {  // u = q + 32
@@ -718,8 +723,7 @@ struct Q6KSrc2 {  // u = q + 32
   PW_AVX2 PW_INLINE __m256i quad(int qi) const {
     const int n = qi >> 5, qt = (qi >> 3) & 3, j = qi & 7;
     const __m256i low = nibbles2(dw2(gb, 16 * n + 8 * (qt & 1) + j, h), qt >= 2);
-    const __m256i hb = _mm256_and_si256(_mm256_srli_epi16(dw2(gb, 32 + 8 * n + j, h), 2 * qt), _mm256_set1_epi8(3));
-    return _mm256_or_si256(low, _mm256_slli_epi16(hb, 4));
+    return _mm256_or_si256(low, bits_to4(dw2(gb, 32 + 8 * n + j, h), 2 * qt, 0x30));
   }
 };
 
