@@ -48,9 +48,9 @@ constexpr int kStaged = -1, kDirectF32 = 0, kDirectBf16 = 2;
 constexpr int src_bytes(int src) { return src == kDirectBf16 ? 2 : 4; }
 
 // One chunk of keys. Staged: k and v are [kChunk][head_dim] float32, rows past the chunk's keys
-// zero-filled. Direct (AVX-512 kernels with a compile-time head dim): kb[j] / vb[j] point at key
-// j's row in the pool (a zero row past the chunk's keys), float32 or bf16 widened exactly as it
-// is loaded, so the arithmetic is the staged one without the copy.
+// zero-filled. Direct (the x86 multi-row steps, AVX-512 and AVX2, with a compile-time head dim):
+// kb[j] / vb[j] point at key j's row in the pool (a zero row past the chunk's keys), float32 or
+// bf16 widened exactly as it is loaded, so the arithmetic is the staged one without the copy.
 struct Chunk {
   const float* k;
   const float* v;
@@ -70,6 +70,12 @@ struct RowState {
 };
 
 #if PW_X86
+// A key or value row of the next chunk (direct steps) into L1, line by line.
+template <int HD, int SRC>
+PW_INLINE void prefetch_row(const void* row) {
+  for (int o = 0; o < HD * src_bytes(SRC); o += 64) _mm_prefetch(reinterpret_cast<const char*>(row) + o, _MM_HINT_T0);
+}
+
 // ---------------------------------------------------------------------------------------------
 // AVX-512
 
@@ -129,8 +135,7 @@ PW_AVX512 PW_INLINE void scores16_rows(const float* const* q, const Chunk& ch, i
   for (int p = 0; p < RP; p++) {
     const int j0 = p * KS;
     if (SRC != kStaged && pf) {  // the next chunk's keys (Chunk::kn)
-      for (int j = 0; j < KS; j++)
-        for (int o = 0; o < HD * src_bytes(SRC); o += 64) _mm_prefetch(reinterpret_cast<const char*>(ch.kn[16 * g + j0 + j]) + o, _MM_HINT_T0);
+      for (int j = 0; j < KS; j++) prefetch_row<HD, SRC>(ch.kn[16 * g + j0 + j]);
     }
     __m512 a[R][KS];
     for (int r = 0; r < R; r++)
@@ -263,7 +268,7 @@ PW_AVX512 PW_INLINE void pv_rows(float* const* acc, const Chunk& ch, const float
     __m512 vv[NB];
     if constexpr (SRC != kStaged) {
       if (d0 == 0 && ch.vn) {
-        for (int o = 0; o < HD * src_bytes(SRC); o += 64) _mm_prefetch(reinterpret_cast<const char*>(ch.vn[j]) + o, _MM_HINT_T0);
+        prefetch_row<HD, SRC>(ch.vn[j]);
       }
       for (int i = 0; i < NB; i++) vv[i] = simd::load16<SRC>(ch.vb[j], d0 + 16 * i);
     } else {
@@ -349,7 +354,8 @@ PW_AVX512 void widen_bf16_avx512(float* dst, const uint16_t* src, int64_t n) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// AVX2: dot per key with the 8-lane tree of hsum8.
+// AVX2: dot per key with the 8-lane tree of hsum8 (the one-row step, for any head dim; the
+// multi-row steps below give its bits).
 
 PW_AVX2 PW_INLINE float dot_avx2(const float* q, const float* k, int64_t hd) {
   __m256 acc = _mm256_setzero_ps();
@@ -427,8 +433,7 @@ PW_AVX2 PW_INLINE void scores8_rows(const float* const* q, const Chunk& ch, int 
   for (int p = 0; p < RP; p++) {
     const int j0 = 8 * g + p * KS;
     if (SRC != kStaged && pf) {  // the next chunk's keys (Chunk::kn)
-      for (int j = 0; j < KS; j++)
-        for (int o = 0; o < HD * src_bytes(SRC); o += 64) _mm_prefetch(reinterpret_cast<const char*>(ch.kn[j0 + j]) + o, _MM_HINT_T0);
+      for (int j = 0; j < KS; j++) prefetch_row<HD, SRC>(ch.kn[j0 + j]);
     }
     __m256 a[R][KS];
     for (int r = 0; r < R; r++)
@@ -477,7 +482,7 @@ PW_AVX2 PW_INLINE void pv_rows_avx2(float* const* acc, const Chunk& ch, const fl
   for (int j = lo; j < nvalid; j++) {
     if constexpr (SRC != kStaged) {
       if (d0 == 0 && ch.vn) {
-        for (int o = 0; o < HD * src_bytes(SRC); o += 64) _mm_prefetch(reinterpret_cast<const char*>(ch.vn[j]) + o, _MM_HINT_T0);
+        prefetch_row<HD, SRC>(ch.vn[j]);
       }
     }
     __m256 pj[R];

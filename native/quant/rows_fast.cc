@@ -840,10 +840,26 @@ struct FromSrc {  // streamed: the source's bytes in registers (u = q + the type
   }
 };
 
-// Pair sums p[i] (w0's, w1's) of sub-block si (SUB values from value k0 on) for activation rows
-// m0 .. m0 + MR, the half's weight rows.
+// p, as a value the compiler cannot see through. The rows' activation pointers of a block are
+// formed once per block this way, and its quads read them at constant offsets: otherwise GCC
+// hoisted one address per quad of the unrolled block out of the block loop, kept them on the
+// stack and loaded one per quad.
+template <class T>
+PW_INLINE T* opaque(T* p) {
+  asm("" : "+r"(p));
+  return p;
+}
+
+// The block's activations (its first value) of rows m0 .. m0 + MR.
+template <int MR>
+PW_INLINE void block_acts(const Task& t, int64_t m0, int64_t k0, const int16_t** xv) {
+  for (int i = 0; i < MR; i++) xv[i] = opaque(t.act[m0 + i].v + k0);
+}
+
+// Pair sums p[i] (w0's, w1's) of sub-block si for activation rows xv[i] (the block's values), the
+// half's weight rows.
 template <int SUB, int MR, class W>
-PW_AVX2 PW_INLINE void pair_sums(const W& wt, const Task& t, int64_t m0, int64_t k0, int si, int half, __m256i (*p)[2]) {
+PW_AVX2 PW_INLINE void pair_sums(const W& wt, const int16_t* const* xv, int si, int half, __m256i (*p)[2]) {
   for (int i = 0; i < MR; i++) p[i][0] = p[i][1] = _mm256_setzero_si256();
 #pragma GCC unroll 8
   for (int qd = 0; qd < SUB / 4; qd++) {
@@ -852,7 +868,7 @@ PW_AVX2 PW_INLINE void pair_sums(const W& wt, const Task& t, int64_t m0, int64_t
     wt.w(qi, half, w0, w1);
     for (int i = 0; i < MR; i++) {
       int64_t v4;
-      std::memcpy(&v4, t.act[m0 + i].v + k0 + 4 * qi, 8);
+      std::memcpy(&v4, xv[i] + 4 * qi, 8);
       const __m256i xv = _mm256_set1_epi64x(v4);
       p[i][0] = _mm256_add_epi32(p[i][0], _mm256_madd_epi16(w0, xv));
       p[i][1] = _mm256_add_epi32(p[i][1], _mm256_madd_epi16(w1, xv));
@@ -872,9 +888,11 @@ PW_AVX2 PW_INLINE __m256i reduce_pairs(__m256i p0, __m256i p1) {
 // differ, and none survives into acc.
 template <int MR, bool HAS_MIN, class W>
 PW_AVX2 PW_INLINE void block_rows_avx2(const W& wt, const Decoded& d, const Task& t, int64_t blk, int64_t m0, float* accp) {
+  const int16_t* xv[MR];
+  block_acts<MR>(t, m0, blk * 32, xv);
   for (int half = 0; half < 2; half++) {
     __m256i p[MR][2];
-    pair_sums<32, MR>(wt, t, m0, blk * 32, 0, half, p);
+    pair_sums<32, MR>(wt, xv, 0, half, p);
     const __m256 av = _mm256_load_ps(d.a[0] + 8 * half);
     for (int i = 0; i < MR; i++) {
       const ActRow& x = t.act[m0 + i];
@@ -892,10 +910,10 @@ PW_AVX2 PW_INLINE void block_rows_avx2(const W& wt, const Decoded& d, const Task
 
 // One sub-block's step of block_rows_avx2_k.
 template <int SUB, int MR, bool HAS_MIN, int BATCH, class W>
-PW_AVX2 PW_INLINE void k_sub_avx2(const W& wt, const Decoded& d, const Task& t, int64_t blk, int64_t m0, int half, int si, __m256d (*S)[2],
-                                  __m256i* B, __m256* tm) {
+PW_AVX2 PW_INLINE void k_sub_avx2(const W& wt, const Decoded& d, const Task& t, const int16_t* const* xv, int64_t blk, int64_t m0, int half,
+                                  int si, __m256d (*S)[2], __m256i* B, __m256* tm) {
   __m256i p[MR][2];
-  pair_sums<SUB, MR>(wt, t, m0, blk * 256, si, half, p);
+  pair_sums<SUB, MR>(wt, xv, si, half, p);
   const __m256i isc = _mm256_load_si256(reinterpret_cast<const __m256i*>(d.isc[si] + 8 * half));
   for (int i = 0; i < MR; i++) {
     const ActRow& x = t.act[m0 + i];
@@ -927,6 +945,8 @@ PW_AVX2 PW_INLINE void k_sub_avx2(const W& wt, const Decoded& d, const Task& t, 
 template <int SUB, int MR, bool HAS_MIN, int BATCH, class W>
 PW_AVX2 PW_INLINE void block_rows_avx2_k(const W& wt, const Decoded& d, const Task& t, int64_t blk, int64_t m0, float* accp) {
   static_assert((256 / SUB) % BATCH == 0, "int32 batches of whole sub-blocks");
+  const int16_t* xv[MR];
+  block_acts<MR>(t, m0, blk * 256, xv);
   for (int half = 0; half < 2; half++) {
     __m256d S[MR][2];
     __m256i B[MR];
@@ -939,9 +959,9 @@ PW_AVX2 PW_INLINE void block_rows_avx2_k(const W& wt, const Decoded& d, const Ta
       // Streamed: the whole block unrolled, so each quad's bit fields are constants (as the AVX-512
       // streaming path; a run-time position costs shifts by a register and selects).
 #pragma GCC unroll 16
-      for (int si = 0; si < 256 / SUB; si++) k_sub_avx2<SUB, MR, HAS_MIN, BATCH>(wt, d, t, blk, m0, half, si, S, B, tm);
+      for (int si = 0; si < 256 / SUB; si++) k_sub_avx2<SUB, MR, HAS_MIN, BATCH>(wt, d, t, xv, blk, m0, half, si, S, B, tm);
     } else {
-      for (int si = 0; si < 256 / SUB; si++) k_sub_avx2<SUB, MR, HAS_MIN, BATCH>(wt, d, t, blk, m0, half, si, S, B, tm);
+      for (int si = 0; si < 256 / SUB; si++) k_sub_avx2<SUB, MR, HAS_MIN, BATCH>(wt, d, t, xv, blk, m0, half, si, S, B, tm);
     }
     const __m256 dd = _mm256_load_ps(d.d + 8 * half);
     for (int i = 0; i < MR; i++) {
