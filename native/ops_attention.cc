@@ -368,34 +368,45 @@ PW_AVX2 PW_INLINE float dot_avx2(const float* q, const float* k, int64_t hd) {
   return simd::hsum8(acc);
 }
 
-PW_AVX2 void row_step_avx2(const float* q, float* acc, RowState& st, const Chunk& ch, int lo, int nvalid, int64_t hd,
-                           float scale, float cap) {
-  alignas(32) float s[kChunk];
-  for (int j = 0; j < kChunk; j++) s[j] = j >= lo && j < nvalid ? dot_avx2(q, ch.k + j * hd, hd) * scale : -__builtin_inff();
-  if (cap > 0) {
-    const __m256 capv = _mm256_set1_ps(cap);
-    for (int g = 0; g < kChunk / 8; g++) {
-      const __m256i valid = _mm256_andnot_si256(simd::mask8(std::max(0, std::min(8, lo - 8 * g))), simd::mask8(std::max(0, std::min(8, nvalid - 8 * g))));
-      const __m256 capped = softcap8(_mm256_load_ps(s + 8 * g), capv);
-      _mm256_store_ps(s + 8 * g, _mm256_blendv_ps(_mm256_set1_ps(-__builtin_inff()), capped, _mm256_castsi256_ps(valid)));
-    }
-  }
+// Lanes of key group g (keys [8g, 8g + 8) of a chunk) inside [lo, nvalid): key_mask's AVX2 twin.
+PW_AVX2 PW_INLINE __m256i key_mask8(int lo, int nvalid, int g) {
+  return _mm256_andnot_si256(simd::mask8(std::max(0, std::min(8, lo - 8 * g))), simd::mask8(std::max(0, std::min(8, nvalid - 8 * g))));
+}
+
+// The online-softmax step of one row on its chunk scores s (-inf outside the valid keys): the new
+// max, p = exp(s - max) on the valid lanes, l = l * alpha + sum(p). Returns alpha.
+PW_AVX2 PW_INLINE float softmax_step_avx2(const float* s, const __m256i* valid, RowState& st, float* p) {
   float mc = -__builtin_inff();
   for (int j = 0; j < kChunk; j++) mc = std::max(mc, s[j]);
   const float mnew = std::max(st.m, mc);
   const float alpha = st.m == -__builtin_inff() ? 0.0f : std::exp(st.m - mnew);
   const __m256 mv = _mm256_set1_ps(mnew);
-  alignas(32) float p[kChunk];
   float lc = 0.0f;
   for (int g = 0; g < kChunk / 8; g++) {
-    const __m256i valid = _mm256_andnot_si256(simd::mask8(std::max(0, std::min(8, lo - 8 * g))), simd::mask8(std::max(0, std::min(8, nvalid - 8 * g))));
-    const __m256 e = simd::exp8(_mm256_sub_ps(_mm256_load_ps(s + 8 * g), mv));
-    const __m256 pv = _mm256_and_ps(e, _mm256_castsi256_ps(valid));
+    const __m256 pv = _mm256_and_ps(simd::exp8(_mm256_sub_ps(_mm256_load_ps(s + 8 * g), mv)), _mm256_castsi256_ps(valid[g]));
     _mm256_store_ps(p + 8 * g, pv);
     lc = g == 0 ? simd::hsum8(pv) : lc + simd::hsum8(pv);
   }
   st.l = st.l * alpha + lc;
   st.m = mnew;
+  return alpha;
+}
+
+PW_AVX2 void row_step_avx2(const float* q, float* acc, RowState& st, const Chunk& ch, int lo, int nvalid, int64_t hd,
+                           float scale, float cap) {
+  alignas(32) float s[kChunk];
+  __m256i valid[kChunk / 8];
+  for (int g = 0; g < kChunk / 8; g++) valid[g] = key_mask8(lo, nvalid, g);
+  for (int j = 0; j < kChunk; j++) s[j] = j >= lo && j < nvalid ? dot_avx2(q, ch.k + j * hd, hd) * scale : -__builtin_inff();
+  if (cap > 0) {
+    const __m256 capv = _mm256_set1_ps(cap);
+    for (int g = 0; g < kChunk / 8; g++) {
+      const __m256 capped = softcap8(_mm256_load_ps(s + 8 * g), capv);
+      _mm256_store_ps(s + 8 * g, _mm256_blendv_ps(_mm256_set1_ps(-__builtin_inff()), capped, _mm256_castsi256_ps(valid[g])));
+    }
+  }
+  alignas(32) float p[kChunk];
+  const float alpha = softmax_step_avx2(s, valid, st, p);
   const __m256 av = _mm256_set1_ps(alpha);
   int64_t d = 0;
   for (; d + 32 <= hd; d += 32) {  // four independent chains
@@ -519,7 +530,7 @@ PW_AVX2 void rows_step_avx2(const float* const* q, float* const* acc, RowState* 
   alignas(32) float s[R][kChunk];
   __m256i valid[kChunk / 8];
   for (int g = 0; g < kChunk / 8; g++) {
-    valid[g] = _mm256_andnot_si256(simd::mask8(std::max(0, std::min(8, lo - 8 * g))), simd::mask8(std::max(0, std::min(8, nvalid - 8 * g))));
+    valid[g] = key_mask8(lo, nvalid, g);
     __m256 sg[R];
     if (_mm256_testz_si256(valid[g], valid[g])) {
       for (int r = 0; r < R; r++) sg[r] = ninf;
@@ -531,21 +542,7 @@ PW_AVX2 void rows_step_avx2(const float* const* q, float* const* acc, RowState* 
   }
   float alpha[R];
   alignas(32) float p[R][kChunk];
-  for (int r = 0; r < R; r++) {
-    float mc = -__builtin_inff();
-    for (int j = 0; j < kChunk; j++) mc = std::max(mc, s[r][j]);
-    const float mnew = std::max(st[r]->m, mc);
-    alpha[r] = st[r]->m == -__builtin_inff() ? 0.0f : std::exp(st[r]->m - mnew);
-    const __m256 mv = _mm256_set1_ps(mnew);
-    float lc = 0.0f;
-    for (int g = 0; g < kChunk / 8; g++) {
-      const __m256 pv = _mm256_and_ps(simd::exp8(_mm256_sub_ps(_mm256_load_ps(s[r] + 8 * g), mv)), _mm256_castsi256_ps(valid[g]));
-      _mm256_store_ps(p[r] + 8 * g, pv);
-      lc = g == 0 ? simd::hsum8(pv) : lc + simd::hsum8(pv);
-    }
-    st[r]->l = st[r]->l * alpha[r] + lc;
-    st[r]->m = mnew;
-  }
+  for (int r = 0; r < R; r++) alpha[r] = softmax_step_avx2(s[r], valid, *st[r], p[r]);
   pv_all_avx2<HD, R, 0, SRC>(acc, ch, p, alpha, lo, nvalid);
 }
 
