@@ -4,10 +4,12 @@
  * client can read, and the logs (request ids on every line, one access line per request, JSON).
  */
 import assert from 'node:assert/strict';
+import { readdirSync, readFileSync } from 'node:fs';
 import { after, before, describe, test } from 'node:test';
 import OpenAI from 'openai';
 import { InvalidRequestError } from '../src/errors.js';
 import { createLogger } from '../src/server/log.js';
+import { BACKGROUND_NICE } from '../src/shared/thread-priority.js';
 import { parseChat, parseChatRequest } from '../src/server/request.js';
 import { encodeTexts, renderChatTemplate } from '../src/tokenizer/jobs.js';
 import { TokenizerPool } from '../src/tokenizer/pool.js';
@@ -59,6 +61,17 @@ describe('tokenizer pool', () => {
     }
   });
 
+  test('on Linux the workers run at a lower CPU priority than the event loop', { skip: process.platform !== 'linux' }, async () => {
+    await pool.run(encodeTexts(['hello'], true));
+    // /proc/self/task/TID/stat: the nice value is field 19, counted after the ")" closing the name.
+    const nice = (stat: string) => Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[16]);
+    const niceOf = (tid: string) => nice(readFileSync(`/proc/self/task/${tid}/stat`, 'utf8'));
+    assert.equal(nice(readFileSync('/proc/thread-self/stat', 'utf8')), 0);
+    const lowered = readdirSync('/proc/self/task').filter((tid) => niceOf(tid) === BACKGROUND_NICE);
+    assert.ok(lowered.length >= 1, 'a pool worker thread runs at the background nice value');
+    assert.ok(lowered.length < readdirSync('/proc/self/task').length, 'the other threads do not');
+  });
+
   test('a closed pool refuses work instead of hanging', async () => {
     const p = new TokenizerPool(packTokenizerFiles(files), tok, { workers: 1, inlineChars: 0 });
     await p.close();
@@ -100,7 +113,10 @@ describe('a 200,000-character prompt does not stall the server', () => {
         for await (const _ of res.body!) chunkTimes.push(performance.now());
       }
     })();
-    while (chunkTimes.length < 3) await new Promise((r) => setTimeout(r, 5));
+    // The stream runs for a second before the window opens: its first moments (the route's first
+    // chunks, the collections they bring) stall the event loop by themselves, with no long prompt.
+    const streamStart = performance.now();
+    while (chunkTimes.length < 3 || performance.now() - streamStart < 1000) await new Promise((r) => setTimeout(r, 5));
 
     // truncate_prompt_tokens: the text is long on purpose, so it is tokenized, then cut. The body
     // is written before the window: this client shares the server's event loop.

@@ -4,12 +4,15 @@
  */
 import { parentPort, workerData } from 'node:worker_threads';
 import { serializeError } from '../errors.js';
+import { lowerThreadPriority } from '../shared/thread-priority.js';
 import { runJob, type TokenizerJob } from './jobs.js';
 import type { PoolReply, PoolWorkerData } from './pool.js';
 import { PagewiseTokenizer, unpackTokenizerFiles } from './tokenizer.js';
 
 const port = parentPort;
 if (!port) throw new Error('the tokenizer pool worker must run in a worker thread');
+// Background work: the event loop and the engine come first (see thread-priority.ts).
+lowerThreadPriority();
 // The files are read from the shared bytes; what the tokenizer does not keep of them is garbage.
 const tok = PagewiseTokenizer.fromFiles(unpackTokenizerFiles((workerData as PoolWorkerData).files));
 

@@ -12,7 +12,8 @@
  * exit after a while without work: an idle server holds none. A worker starts in a few hundred
  * milliseconds, on its own thread; the job that started it waits that long, the event loop does not.
  * The files reach the workers as the process's one serialized copy in shared memory, not as an
- * object graph cloned into each.
+ * object graph cloned into each. On Linux the workers run at a lower CPU priority than the event loop
+ * and the engine (thread-priority.ts): on a machine with few cores they take what those leave.
  */
 import type { Worker } from 'node:worker_threads';
 import { deserializeError, PagewiseError, type SerializedError } from '../errors.js';
