@@ -23,8 +23,7 @@
 // on its own (the Src2 decoders, the AVX-512 ones' bit fields), and the products are vpmaddwd of
 // 16-bit weights and the activations' 16-bit v (no hi / lo split). The same two paths: fewer than
 // 4 activation rows stream the block from registers (FromSrc), more decode it into L1 once and
-// widen it to 16 bits once (FromWide); decode16's scalar decode remains for the types without an
-// AVX2 decoder.
+// widen it to 16 bits once (FromWide). Every interleaved type has an AVX2 decoder.
 #include <algorithm>
 #include <cstring>
 #include <type_traits>
@@ -661,12 +660,16 @@ struct Q8Src2 {
   static constexpr int kTo128 = 0;
   PW_AVX2 PW_INLINE __m256i quad(int qi) const { return _mm256_xor_si256(dw2(gb, 1 + qi, h), _mm256_set1_epi8(static_cast<char>(0x80))); }
 };
+// The nibble types' sources also give raw(qi), the bytes whose low (high(qi): high) nibbles are
+// quad qi, so a streamed block can widen them before splitting (FromSrc).
 template <int TO128>  // Q4_0 (q = u - 8), Q4_1 (q = u)
 struct Nib32Src2 {
   const uint8_t* gb;
   int h;
   static constexpr int kTo128 = TO128;
-  PW_AVX2 PW_INLINE __m256i quad(int qi) const { return nibbles2(dw2(gb, 1 + (qi & 3), h), qi >= 4); }
+  PW_AVX2 PW_INLINE __m256i raw(int qi) const { return dw2(gb, 1 + (qi & 3), h); }
+  static constexpr bool high(int qi) { return qi >= 4; }
+  PW_AVX2 PW_INLINE __m256i quad(int qi) const { return nibbles2(raw(qi), high(qi)); }
 };
 struct Iq4NlSrc2 {  // the nibbles through the IQ4 table, + 128
   const uint8_t* gb;
@@ -707,6 +710,35 @@ PW_AVX2 PW_INLINE __m256i bits_to4(__m256i g, int at, int mask) {
   const __m256i sh = at <= 4 ? _mm256_slli_epi16(g, 4 - at) : _mm256_srli_epi16(g, at - 4);
   return _mm256_and_si256(sh, _mm256_set1_epi8(static_cast<char>(mask)));
 }
+struct Iq4XsSrc2 {  // sub-block ib's 16 bytes in dwords 2 + 4 ib .., through the IQ4 table (+ 128)
+  const uint8_t* gb;
+  int h;
+  static constexpr int kTo128 = 0;
+  PW_AVX2 PW_INLINE __m256i quad(int qi) const {
+    const int ib = qi >> 3, r = qi & 7;
+    const __m256i table = _mm256_broadcastsi128_si256(iq4_table());
+    return _mm256_shuffle_epi8(table, nibbles2(dw2(gb, 2 + 4 * ib + (r & 3), h), r >= 4));
+  }
+};
+struct Q2KSrc2 {  // u = q (0..3)
+  const uint8_t* gb;
+  int h;
+  static constexpr int kTo128 = 128;
+  PW_AVX2 PW_INLINE __m256i quad(int qi) const {
+    const __m256i g = dw2(gb, 4 + 8 * (qi >> 5) + (qi & 7), h);
+    return _mm256_and_si256(_mm256_srli_epi16(g, 2 * ((qi >> 3) & 3)), _mm256_set1_epi8(3));
+  }
+};
+struct Q3KSrc2 {  // u = q + 4: Q2_K's 2 bits from qs dwords 8.., plus the hmask bit as 4
+  const uint8_t* gb;
+  int h;
+  static constexpr int kTo128 = 124;
+  PW_AVX2 PW_INLINE __m256i quad(int qi) const {
+    const int n = qi >> 5, j = (qi >> 3) & 3;
+    const __m256i q2 = _mm256_and_si256(_mm256_srli_epi16(dw2(gb, 8 + 8 * n + (qi & 7), h), 2 * j), _mm256_set1_epi8(3));
+    return _mm256_or_si256(q2, bits_to4(dw2(gb, qi & 7, h), 4 * n + j + 2, 0x04));
+  }
+};
 struct Q5KSrc2 {
   const uint8_t* gb;
   int h;
@@ -758,6 +790,32 @@ PW_AVX2 PW_INLINE void scales2(const uint8_t* gb, int h, Decoded& d) {
       }
       _mm256_store_si256(reinterpret_cast<__m256i*>(d.isc[j] + o), sc);
       _mm256_store_ps(d.m[j] + o, _mm256_cvtepi32_ps(mn));
+    }
+  } else if constexpr (TYPE == IQ4_XS) {  // isc = ls - 32
+    const __m256i d0 = dw2(gb, 0, h), sl = dw2(gb, 1, h);
+    _mm256_store_ps(d.d + o, half_lo2(d0));
+    _mm256_store_ps(d.dmin + o, zero);
+    for (int ib = 0; ib < 8; ib++) {
+      const __m256i ls = _mm256_or_si256(bits2(sl, 4 * ib, 15), _mm256_slli_epi32(bits2(d0, 16 + 2 * ib, 3), 4));
+      _mm256_store_si256(reinterpret_cast<__m256i*>(d.isc[ib] + o), _mm256_sub_epi32(ls, _mm256_set1_epi32(32)));
+    }
+  } else if constexpr (TYPE == Q2_K) {  // isc = sc & 15, imn = sc >> 4
+    const __m256i d0 = dw2(gb, 20, h);
+    _mm256_store_ps(d.d + o, half_lo2(d0));
+    _mm256_store_ps(d.dmin + o, half_hi2(d0));
+    for (int j = 0; j < 16; j++) {
+      const __m256i sc = dw2(gb, j / 4, h);
+      _mm256_store_si256(reinterpret_cast<__m256i*>(d.isc[j] + o), bits2(sc, 8 * (j % 4), 15));
+      _mm256_store_ps(d.m[j] + o, _mm256_cvtepi32_ps(bits2(sc, 8 * (j % 4) + 4, 15)));
+    }
+  } else if constexpr (TYPE == Q3_K) {  // isc = sc - 32, the 6-bit sc split in 4 + 2 bits
+    _mm256_store_ps(d.d + o, half_lo2(dw2(gb, 27, h)));
+    _mm256_store_ps(d.dmin + o, zero);
+    for (int j = 0; j < 16; j++) {
+      const int lb = j < 8 ? j : j - 8;  // the byte holding the low 4 bits (its low nibble for j < 8)
+      const __m256i low = bits2(dw2(gb, 24 + lb / 4, h), 8 * (lb % 4) + (j < 8 ? 0 : 4), 15);
+      const __m256i high = bits2(dw2(gb, 26, h), 8 * (j & 3) + 2 * (j >> 2), 3);
+      _mm256_store_si256(reinterpret_cast<__m256i*>(d.isc[j] + o), _mm256_sub_epi32(_mm256_or_si256(low, _mm256_slli_epi32(high, 4)), _mm256_set1_epi32(32)));
     }
   } else {
     static_assert(TYPE == Q6_K, "a type with an AVX2 decoder");
@@ -829,15 +887,38 @@ struct FromWide {  // the same, widened once (Wide): the signed q
     w1 = _mm256_load_si256(reinterpret_cast<const __m256i*>(wd.w[qi][half] + 16));
   }
 };
+template <class Src, class = void>
+struct NibbleSrc : std::false_type {};
+template <class Src>
+struct NibbleSrc<Src, std::void_t<decltype(&Src::raw)>> : std::true_type {};
+
 template <class Src>
 struct FromSrc {  // streamed: the source's bytes in registers (u = q + the type's own offset)
+  using Source = Src;
   const uint8_t* gb;
   static constexpr int kOff = 128 - Src::kTo128;
   static constexpr bool kInLane = true;  // in-lane unpacking: w0 rows 0, 1 | 4, 5; w1 rows 2, 3 | 6, 7
   PW_AVX2 PW_INLINE void w(int qi, int half, __m256i& w0, __m256i& w1) const {
-    const __m256i u = Src{gb, half}.quad(qi);
-    w0 = _mm256_unpacklo_epi8(u, _mm256_setzero_si256());
-    w1 = _mm256_unpackhi_epi8(u, _mm256_setzero_si256());
+    const Src src{gb, half};
+    if constexpr (NibbleSrc<Src>::value) {
+      // Widened first: a 16-bit lane then holds one byte, its high nibble is one shift away and
+      // its low one a mask, and the two quads of a load share its two unpacks (6 ops for the pair
+      // where splitting the bytes first took 7).
+      const __m256i g = src.raw(qi);
+      w0 = _mm256_unpacklo_epi8(g, _mm256_setzero_si256());
+      w1 = _mm256_unpackhi_epi8(g, _mm256_setzero_si256());
+      if (Src::high(qi)) {
+        w0 = _mm256_srli_epi16(w0, 4);
+        w1 = _mm256_srli_epi16(w1, 4);
+      } else {
+        w0 = _mm256_and_si256(w0, _mm256_set1_epi16(0x0F));
+        w1 = _mm256_and_si256(w1, _mm256_set1_epi16(0x0F));
+      }
+    } else {
+      const __m256i u = src.quad(qi);
+      w0 = _mm256_unpacklo_epi8(u, _mm256_setzero_si256());
+      w1 = _mm256_unpackhi_epi8(u, _mm256_setzero_si256());
+    }
   }
 };
 
@@ -857,26 +938,30 @@ PW_INLINE void block_acts(const Task& t, int64_t m0, int64_t k0, const int16_t**
   for (int i = 0; i < MR; i++) xv[i] = opaque(t.act[m0 + i].v + k0);
 }
 
-// Pair sums p[i] (w0's, w1's) of sub-block si for activation rows xv[i] (the block's values), the
-// half's weight rows.
-template <int SUB, int MR, class W>
-PW_AVX2 PW_INLINE void pair_sums(const W& wt, const int16_t* const* xv, int si, int half, __m256i (*p)[2]) {
-  for (int i = 0; i < MR; i++) p[i][0] = p[i][1] = _mm256_setzero_si256();
+// Pair sums p[NH i + h] (w0's, w1's) of sub-block si for activation rows xv[i] (the block's
+// values) and the weight rows of half half0 + h. With NH = 2 both halves' weights meet each
+// broadcast activation quad (one broadcast for 4 products instead of 2).
+template <int SUB, int MR, int NH, class W>
+PW_AVX2 PW_INLINE void pair_sums(const W& wt, const int16_t* const* xv, int si, int half0, __m256i (*p)[2]) {
+  for (int r = 0; r < MR * NH; r++) p[r][0] = p[r][1] = _mm256_setzero_si256();
 #pragma GCC unroll 8
   for (int qd = 0; qd < SUB / 4; qd++) {
     const int qi = si * (SUB / 4) + qd;
-    __m256i w0, w1;
-    wt.w(qi, half, w0, w1);
+    __m256i w[NH][2];
+    for (int h = 0; h < NH; h++) wt.w(qi, half0 + h, w[h][0], w[h][1]);
     for (int i = 0; i < MR; i++) {
       int64_t v4;
       std::memcpy(&v4, xv[i] + 4 * qi, 8);
       const __m256i xq = _mm256_set1_epi64x(v4);
-      p[i][0] = _mm256_add_epi32(p[i][0], _mm256_madd_epi16(w0, xq));
-      p[i][1] = _mm256_add_epi32(p[i][1], _mm256_madd_epi16(w1, xq));
-      // Keeps the sums one running chain each: GCC reassociated the integer adds of an unrolled
-      // block into trees whose partial sums spilled (on streamed and widened blocks 1.1-1.3x
-      // without them; the decoded block's path, FromU, ran 0.8-0.9x with this barrier).
-      if constexpr (!std::is_same_v<W, FromU>) asm("" : "+x"(p[i][0]), "+x"(p[i][1]));
+      for (int h = 0; h < NH; h++) {
+        __m256i* pr = p[NH * i + h];
+        pr[0] = _mm256_add_epi32(pr[0], _mm256_madd_epi16(w[h][0], xq));
+        pr[1] = _mm256_add_epi32(pr[1], _mm256_madd_epi16(w[h][1], xq));
+        // Keeps the sums one running chain each: GCC reassociated the integer adds of an unrolled
+        // block into trees whose partial sums spilled (on streamed and widened blocks 1.1-1.3x
+        // without them; the decoded block's path, FromU, ran 0.8-0.9x with this barrier).
+        if constexpr (!std::is_same_v<W, FromU>) asm("" : "+x"(pr[0]), "+x"(pr[1]));
+      }
     }
   }
 }
@@ -888,144 +973,148 @@ PW_AVX2 PW_INLINE __m256i reduce_pairs(__m256i p0, __m256i p1) {
   return W::kInLane ? h : _mm256_permute4x64_epi64(h, _MM_SHUFFLE(3, 1, 2, 0));
 }
 
-// The 32-value contract for one block, on two halves of 8 weight rows. Without HAS_MIN (the types
-// whose m is always 0) c = a * I skips "- 0 * X", as the AVX-512 kernel: only a zero's sign can
-// differ, and none survives into acc.
-template <int MR, bool HAS_MIN, class W>
+// The 32-value contract for one block, on two halves of 8 weight rows, NH halves a pass. Without
+// HAS_MIN (the types whose m is always 0) c = a * I skips "- 0 * X", as the AVX-512 kernel: only a
+// zero's sign can differ, and none survives into acc.
+template <int MR, int NH, bool HAS_MIN, class W>
 PW_AVX2 PW_INLINE void block_rows_avx2(const W& wt, const Decoded& d, const Task& t, int64_t blk, int64_t m0, float* accp) {
   const int16_t* xv[MR];
   block_acts<MR>(t, m0, blk * 32, xv);
-  for (int half = 0; half < 2; half++) {
-    __m256i p[MR][2];
-    pair_sums<32, MR>(wt, xv, 0, half, p);
-    const __m256 av = _mm256_load_ps(d.a[0] + 8 * half);
+  for (int half0 = 0; half0 < 2; half0 += NH) {
+    __m256i p[MR * NH][2];
+    pair_sums<32, MR, NH>(wt, xv, 0, half0, p);
     for (int i = 0; i < MR; i++) {
       const ActRow& x = t.act[m0 + i];
       const int32_t X = x.sum16[2 * blk] + x.sum16[2 * blk + 1];
-      // I = sum(u v) - off X = sum(q v), exactly.
-      __m256i I = reduce_pairs<W>(p[i][0], p[i][1]);
-      if constexpr (W::kOff != 0) I = _mm256_sub_epi32(I, _mm256_set1_epi32(X * W::kOff));
-      __m256 c = _mm256_mul_ps(av, _mm256_cvtepi32_ps(I));
-      if constexpr (HAS_MIN) c = _mm256_sub_ps(c, _mm256_mul_ps(_mm256_load_ps(d.m[0] + 8 * half), _mm256_cvtepi32_ps(_mm256_set1_epi32(X))));
-      float* a = accp + (m0 + i) * kTileRows + 8 * half;
-      _mm256_store_ps(a, _mm256_add_ps(_mm256_load_ps(a), _mm256_mul_ps(_mm256_set1_ps(x.s[blk]), c)));
+      for (int h = 0; h < NH; h++) {
+        const int half = half0 + h;
+        // I = sum(u v) - off X = sum(q v), exactly.
+        __m256i I = reduce_pairs<W>(p[NH * i + h][0], p[NH * i + h][1]);
+        if constexpr (W::kOff != 0) I = _mm256_sub_epi32(I, _mm256_set1_epi32(X * W::kOff));
+        __m256 c = _mm256_mul_ps(_mm256_load_ps(d.a[0] + 8 * half), _mm256_cvtepi32_ps(I));
+        if constexpr (HAS_MIN) c = _mm256_sub_ps(c, _mm256_mul_ps(_mm256_load_ps(d.m[0] + 8 * half), _mm256_cvtepi32_ps(_mm256_set1_epi32(X))));
+        float* a = accp + (m0 + i) * kTileRows + 8 * half;
+        _mm256_store_ps(a, _mm256_add_ps(_mm256_load_ps(a), _mm256_mul_ps(_mm256_set1_ps(x.s[blk]), c)));
+      }
     }
   }
 }
 
-// One sub-block's step of block_rows_avx2_k.
-template <int SUB, int MR, bool HAS_MIN, int BATCH, class W>
-PW_AVX2 PW_INLINE void k_sub_avx2(const W& wt, const Decoded& d, const Task& t, const int16_t* const* xv, int64_t blk, int64_t m0, int half,
+// One sub-block's step of block_rows_avx2_k (state r = NH i + h: activation row i, half half0 + h).
+template <int SUB, int MR, int NH, bool HAS_MIN, int BATCH, class W>
+PW_AVX2 PW_INLINE void k_sub_avx2(const W& wt, const Decoded& d, const Task& t, const int16_t* const* xv, int64_t blk, int64_t m0, int half0,
                                   int si, __m256d (*S)[2], __m256i* B, __m256* tm) {
-  __m256i p[MR][2];
-  pair_sums<SUB, MR>(wt, xv, si, half, p);
-  const __m256i isc = _mm256_load_si256(reinterpret_cast<const __m256i*>(d.isc[si] + 8 * half));
+  __m256i p[MR * NH][2];
+  pair_sums<SUB, MR, NH>(wt, xv, si, half0, p);
   for (int i = 0; i < MR; i++) {
     const ActRow& x = t.act[m0 + i];
-    __m256i I = reduce_pairs<W>(p[i][0], p[i][1]);
-    if constexpr (W::kOff != 0) {  // I = sum(u v) - off X = sum(q v), exactly
-      const int32_t* s16 = x.sum16 + (blk * 256 + si * SUB) / 16;
-      I = _mm256_sub_epi32(I, _mm256_set1_epi32((SUB == 32 ? s16[0] + s16[1] : s16[0]) * W::kOff));
-    }
-    const __m256i P = _mm256_mullo_epi32(isc, I);
-    B[i] = si % BATCH == 0 ? P : _mm256_add_epi32(B[i], P);
-    if (si % BATCH == BATCH - 1) {
-      S[i][0] = _mm256_add_pd(S[i][0], _mm256_cvtepi32_pd(_mm256_castsi256_si128(B[i])));
-      S[i][1] = _mm256_add_pd(S[i][1], _mm256_cvtepi32_pd(_mm256_extracti128_si256(B[i], 1)));
-    }
-    if constexpr (HAS_MIN) {
-      const __m256 Xf = _mm256_set1_ps(SUB == 32 ? x.sumf32[blk * 8 + si] : x.sumf16[blk * 16 + si]);
-      const __m256 mv = _mm256_load_ps(d.m[si] + 8 * half);
-      tm[i] = si == 0 ? _mm256_mul_ps(Xf, mv) : _mm256_fmadd_ps(Xf, mv, tm[i]);
+    for (int h = 0; h < NH; h++) {
+      const int r = NH * i + h, half = half0 + h;
+      __m256i I = reduce_pairs<W>(p[r][0], p[r][1]);
+      if constexpr (W::kOff != 0) {  // I = sum(u v) - off X = sum(q v), exactly
+        const int32_t* s16 = x.sum16 + (blk * 256 + si * SUB) / 16;
+        I = _mm256_sub_epi32(I, _mm256_set1_epi32((SUB == 32 ? s16[0] + s16[1] : s16[0]) * W::kOff));
+      }
+      const __m256i P = _mm256_mullo_epi32(_mm256_load_si256(reinterpret_cast<const __m256i*>(d.isc[si] + 8 * half)), I);
+      B[r] = si % BATCH == 0 ? P : _mm256_add_epi32(B[r], P);
+      if (si % BATCH == BATCH - 1) {
+        S[r][0] = _mm256_add_pd(S[r][0], _mm256_cvtepi32_pd(_mm256_castsi256_si128(B[r])));
+        S[r][1] = _mm256_add_pd(S[r][1], _mm256_cvtepi32_pd(_mm256_extracti128_si256(B[r], 1)));
+      }
+      if constexpr (HAS_MIN) {
+        const __m256 Xf = _mm256_set1_ps(SUB == 32 ? x.sumf32[blk * 8 + si] : x.sumf16[blk * 16 + si]);
+        const __m256 mv = _mm256_load_ps(d.m[si] + 8 * half);
+        tm[r] = si == 0 ? _mm256_mul_ps(Xf, mv) : _mm256_fmadd_ps(Xf, mv, tm[r]);
+      }
     }
   }
 }
 
 // The super-block contract (kernels.h) on AVX2: each sub-block's I times isc summed in int32 over
 // BATCH sub-blocks (the AVX-512 sources' kBatch: the type's bound keeps that exact), each batch
-// into S exactly (doubles, 4 lanes a register), the min's fma chain, one float epilogue. (Each
-// sub-block's product converted to doubles took as many instructions as its integer sums;
-// multiplying the pair sums by isc before reducing them, with the offset's term apart, ran
-// 0.8-0.95x on Q6_K.)
-template <int SUB, int MR, bool HAS_MIN, int BATCH, class W>
+// into S exactly (doubles, 4 lanes a register), the min's fma chain, one float epilogue; NH halves
+// of 8 weight rows a pass. (Each sub-block's product converted to doubles took as many
+// instructions as its integer sums; multiplying the pair sums by isc before reducing them, with
+// the offset's term apart, ran 0.8-0.95x on Q6_K.)
+template <int SUB, int MR, int NH, bool HAS_MIN, int BATCH, class W>
 PW_AVX2 PW_INLINE void block_rows_avx2_k(const W& wt, const Decoded& d, const Task& t, int64_t blk, int64_t m0, float* accp) {
   static_assert((256 / SUB) % BATCH == 0, "int32 batches of whole sub-blocks");
   const int16_t* xv[MR];
   block_acts<MR>(t, m0, blk * 256, xv);
-  for (int half = 0; half < 2; half++) {
-    __m256d S[MR][2];
-    __m256i B[MR];
-    __m256 tm[MR];
-    for (int i = 0; i < MR; i++) {
-      S[i][0] = S[i][1] = _mm256_setzero_pd();
-      tm[i] = _mm256_setzero_ps();
+  for (int half0 = 0; half0 < 2; half0 += NH) {
+    __m256d S[MR * NH][2];
+    __m256i B[MR * NH];
+    __m256 tm[MR * NH];
+    for (int r = 0; r < MR * NH; r++) {
+      S[r][0] = S[r][1] = _mm256_setzero_pd();
+      tm[r] = _mm256_setzero_ps();
     }
     if constexpr (W::kInLane) {
       // Streamed: the whole block unrolled, so each quad's bit fields are constants (as the AVX-512
       // streaming path; a run-time position costs shifts by a register and selects).
 #pragma GCC unroll 16
-      for (int si = 0; si < 256 / SUB; si++) k_sub_avx2<SUB, MR, HAS_MIN, BATCH>(wt, d, t, xv, blk, m0, half, si, S, B, tm);
+      for (int si = 0; si < 256 / SUB; si++) k_sub_avx2<SUB, MR, NH, HAS_MIN, BATCH>(wt, d, t, xv, blk, m0, half0, si, S, B, tm);
     } else {
-      for (int si = 0; si < 256 / SUB; si++) k_sub_avx2<SUB, MR, HAS_MIN, BATCH>(wt, d, t, xv, blk, m0, half, si, S, B, tm);
+      for (int si = 0; si < 256 / SUB; si++) k_sub_avx2<SUB, MR, NH, HAS_MIN, BATCH>(wt, d, t, xv, blk, m0, half0, si, S, B, tm);
     }
-    const __m256 dd = _mm256_load_ps(d.d + 8 * half);
-    for (int i = 0; i < MR; i++) {
-      const __m256 Sf = _mm256_set_m128(_mm256_cvtpd_ps(S[i][1]), _mm256_cvtpd_ps(S[i][0]));
-      __m256 c;
-      if constexpr (HAS_MIN) c = _mm256_fmsub_ps(dd, Sf, _mm256_mul_ps(_mm256_load_ps(d.dmin + 8 * half), tm[i]));
-      else c = _mm256_mul_ps(dd, Sf);
-      float* a = accp + (m0 + i) * kTileRows + 8 * half;
-      _mm256_store_ps(a, _mm256_fmadd_ps(_mm256_set1_ps(t.act[m0 + i].s[blk * 8]), c, _mm256_load_ps(a)));
-    }
+    for (int i = 0; i < MR; i++)
+      for (int h = 0; h < NH; h++) {
+        const int r = NH * i + h, half = half0 + h;
+        const __m256 dd = _mm256_load_ps(d.d + 8 * half);
+        const __m256 Sf = _mm256_set_m128(_mm256_cvtpd_ps(S[r][1]), _mm256_cvtpd_ps(S[r][0]));
+        __m256 c;
+        if constexpr (HAS_MIN) c = _mm256_fmsub_ps(dd, Sf, _mm256_mul_ps(_mm256_load_ps(d.dmin + 8 * half), tm[r]));
+        else c = _mm256_mul_ps(dd, Sf);
+        float* a = accp + (m0 + i) * kTileRows + 8 * half;
+        _mm256_store_ps(a, _mm256_fmadd_ps(_mm256_set1_ps(t.act[m0 + i].s[blk * 8]), c, _mm256_load_ps(a)));
+      }
   }
 }
 
 // Every activation row against one block, in passes of 2 rows; a widened 256-value block in
 // passes of 4 (each weight load then serves 4 rows: 1.03-1.10x at M = 16-512; the 32-value types
-// ran 0.91-1.05x that way, and before the running chains of pair_sums 4-row passes spilled).
+// ran 0.91-1.05x that way, and before the running chains of pair_sums 4-row passes spilled). A
+// lone row takes both halves of the weight rows in one pass where that measured faster (NH1).
+template <class W>
+constexpr int lone_row_halves() {
+  if constexpr (std::is_same_v<W, FromU>) return 2;
+  else if constexpr (std::is_same_v<W, FromWide>) return 1;
+  else return NibbleSrc<typename W::Source>::value ? 2 : 1;
+}
 template <int BLOCK, int SUB, bool HAS_MIN, int BATCH, class W>
 PW_AVX2 PW_INLINE void rows_pass_avx2(const W& wt, const Decoded& d, const Task& t, int64_t blk, float* accp) {
+  constexpr int NH1 = lone_row_halves<W>();
   int64_t m = 0;
   if constexpr (BLOCK == 256) {
     if constexpr (std::is_same_v<W, FromWide>)
-      for (; m + 4 <= t.M; m += 4) block_rows_avx2_k<SUB, 4, HAS_MIN, BATCH>(wt, d, t, blk, m, accp);
-    for (; m + 2 <= t.M; m += 2) block_rows_avx2_k<SUB, 2, HAS_MIN, BATCH>(wt, d, t, blk, m, accp);
-    for (; m < t.M; m++) block_rows_avx2_k<SUB, 1, HAS_MIN, BATCH>(wt, d, t, blk, m, accp);
+      for (; m + 4 <= t.M; m += 4) block_rows_avx2_k<SUB, 4, 1, HAS_MIN, BATCH>(wt, d, t, blk, m, accp);
+    for (; m + 2 <= t.M; m += 2) block_rows_avx2_k<SUB, 2, 1, HAS_MIN, BATCH>(wt, d, t, blk, m, accp);
+    for (; m < t.M; m++) block_rows_avx2_k<SUB, 1, NH1, HAS_MIN, BATCH>(wt, d, t, blk, m, accp);
   } else {
-    for (; m + 2 <= t.M; m += 2) block_rows_avx2<2, HAS_MIN>(wt, d, t, blk, m, accp);
-    for (; m < t.M; m++) block_rows_avx2<1, HAS_MIN>(wt, d, t, blk, m, accp);
+    for (; m + 2 <= t.M; m += 2) block_rows_avx2<2, 1, HAS_MIN>(wt, d, t, blk, m, accp);
+    for (; m < t.M; m++) block_rows_avx2<1, NH1, HAS_MIN>(wt, d, t, blk, m, accp);
   }
 }
 
-// A block of a type and its contract's parameters: its AVX2 decoder (a Src2 source; void: none,
-// decode16 decodes it) and whether fewer than 4 activation rows stream it from the weights' bytes.
+// A block of a type and its contract's parameters: its AVX2 decoder (a Src2 source) and whether
+// fewer than 4 activation rows stream it from the weights' bytes.
 template <int TYPE, int BLOCK, int SUB, bool HAS_MIN, int BATCH, class Src, bool STREAM>
-struct Avx2Type {
-  static_assert(!STREAM || !std::is_void_v<Src>, "streaming needs a decoder");
-};
+struct Avx2Type {};
 
 // With fewer than 4 activation rows (decode) a streaming type's block is streamed from the
-// weights' bytes; otherwise it is decoded into L1 once (values2, else decode16) and, from 4 rows
-// on, widened once for the passes.
+// weights' bytes; otherwise it is decoded into L1 once (values2) and, from 4 rows on, widened once
+// for the passes.
 template <int TYPE, int BLOCK, int SUB, bool HAS_MIN, int BATCH, class Src, bool STREAM>
-PW_AVX2 void block_avx2(Avx2Type<TYPE, BLOCK, SUB, HAS_MIN, BATCH, Src, STREAM>, const uint8_t* gb, const TypeInfo& ti,
-                        const QuantLinear::Part& part, const uint8_t* data, int64_t lr, int64_t nr, Decoded& d, Wide& wide,
-                        const Task& t, int64_t blk, float* accp) {
+PW_AVX2 void block_avx2(Avx2Type<TYPE, BLOCK, SUB, HAS_MIN, BATCH, Src, STREAM>, const uint8_t* gb, Decoded& d, Wide& wide, const Task& t,
+                        int64_t blk, float* accp) {
   if constexpr (STREAM) {
-    if (gb && t.M < 4) {
+    if (t.M < 4) {
       for (int h = 0; h < 2; h++) scales2<TYPE>(gb, h, d);
       rows_pass_avx2<BLOCK, SUB, HAS_MIN, BATCH>(FromSrc<Src>{gb}, d, t, blk, accp);
       return;
     }
   }
-  bool decoded = false;
-  if constexpr (!std::is_void_v<Src>) {
-    if (gb) {
-      values2<TYPE, BLOCK, Src>(gb, d);
-      decoded = true;
-    }
-  }
-  if (!decoded) decode16(ti, part, data, lr, blk, nr, d);
+  values2<TYPE, BLOCK, Src>(gb, d);
   if (t.M >= 4) {
     widen(d, BLOCK / 4, wide);
     rows_pass_avx2<BLOCK, SUB, HAS_MIN, BATCH>(FromWide{wide}, d, t, blk, accp);
@@ -1035,45 +1124,41 @@ PW_AVX2 void block_avx2(Avx2Type<TYPE, BLOCK, SUB, HAS_MIN, BATCH, Src, STREAM>,
 }
 
 template <class Ty>
-PW_AVX2 void tile16_avx2_t(Ty ty, const TypeInfo& ti, const Task& t, const QuantLinear::Part& part, const uint8_t* data, int64_t lr, int64_t nr,
-                           float* out) {
+PW_AVX2 void tile16_avx2_t(Ty ty, const TypeInfo& ti, const Task& t, const QuantLinear::Part& part, const uint8_t* data, int64_t lr, float* out) {
   Decoded d;  // on the stack: a thread_local costs a __tls_get_addr call per use in an addon
   Wide wide;
   std::fill(out, out + t.M * kTileRows, 0.0f);
   for (int64_t blk = 0; blk < t.K / ti.block; blk++) {
-    const uint8_t* gb = nullptr;
-    if (part.ib) {
-      // The next block into L1. Not also the far one into L2, as the AVX-512 kernels do: on a Zen 3
-      // host that ran M = 1 Q4_K 0.73-0.92x, Q6_K 0.85x (in-process A/B; no prefetch at all:
-      // 0.8-0.9x of this).
-      const GroupAhead a = group_ahead(part, data, lr, blk);
-      if (a.next)
-        for (int c = 0; c < a.lines; c++) _mm_prefetch(reinterpret_cast<const char*>(a.next + 64 * c), _MM_HINT_T0);
-      gb = part.group_block(data, lr / kGroupRows, blk);
-    }
-    block_avx2(ty, gb, ti, part, data, lr, nr, d, wide, t, blk, out);
+    // The next block into L1. Not also the far one into L2, as the AVX-512 kernels do: on a Zen 3
+    // host that ran M = 1 Q4_K 0.73-0.92x, Q6_K 0.85x (in-process A/B; no prefetch at all:
+    // 0.8-0.9x of this).
+    const GroupAhead a = group_ahead(part, data, lr, blk);
+    if (a.next)
+      for (int c = 0; c < a.lines; c++) _mm_prefetch(reinterpret_cast<const char*>(a.next + 64 * c), _MM_HINT_T0);
+    block_avx2(ty, part.group_block(data, lr / kGroupRows, blk), d, wide, t, blk, out);
   }
 }
 
-// false (nothing done) for a type without an AVX2 kernel.
-PW_AVX2 bool tile16_avx2(const Task& t, const QuantLinear::Part& part, const uint8_t* data, int64_t lr, int64_t nr, float* out) {
+// false (nothing done) for a part the AVX2 kernel does not read: every interleaved type has one.
+PW_AVX2 bool tile16_avx2(const Task& t, const QuantLinear::Part& part, const uint8_t* data, int64_t lr, float* out) {
+  if (!part.ib) return false;
   TypeInfo ti;
   type_info(t.type, &ti);
   switch (t.type) {
-    case Q8_0: tile16_avx2_t(Avx2Type<Q8_0, 32, 32, false, 1, Q8Src2, true>{}, ti, t, part, data, lr, nr, out); return true;
-    case Q4_0: tile16_avx2_t(Avx2Type<Q4_0, 32, 32, false, 1, Nib32Src2<120>, true>{}, ti, t, part, data, lr, nr, out); return true;
-    case Q4_1: tile16_avx2_t(Avx2Type<Q4_1, 32, 32, true, 1, Nib32Src2<128>, true>{}, ti, t, part, data, lr, nr, out); return true;
-    case IQ4_NL: tile16_avx2_t(Avx2Type<IQ4_NL, 32, 32, false, 1, Iq4NlSrc2, true>{}, ti, t, part, data, lr, nr, out); return true;
-    case Q5_0: tile16_avx2_t(Avx2Type<Q5_0, 32, 32, false, 1, Q5Src2<112>, true>{}, ti, t, part, data, lr, nr, out); return true;
-    case Q5_1: tile16_avx2_t(Avx2Type<Q5_1, 32, 32, true, 1, Q5Src2<128>, true>{}, ti, t, part, data, lr, nr, out); return true;
-    case Q4_K: tile16_avx2_t(Avx2Type<Q4_K, 256, 32, true, k_batch(Q4_K), Q4KSrc2, true>{}, ti, t, part, data, lr, nr, out); return true;
-    case Q5_K: tile16_avx2_t(Avx2Type<Q5_K, 256, 32, true, k_batch(Q5_K), Q5KSrc2, true>{}, ti, t, part, data, lr, nr, out); return true;
+    case Q8_0: tile16_avx2_t(Avx2Type<Q8_0, 32, 32, false, 1, Q8Src2, true>{}, ti, t, part, data, lr, out); return true;
+    case Q4_0: tile16_avx2_t(Avx2Type<Q4_0, 32, 32, false, 1, Nib32Src2<120>, true>{}, ti, t, part, data, lr, out); return true;
+    case Q4_1: tile16_avx2_t(Avx2Type<Q4_1, 32, 32, true, 1, Nib32Src2<128>, true>{}, ti, t, part, data, lr, out); return true;
+    case IQ4_NL: tile16_avx2_t(Avx2Type<IQ4_NL, 32, 32, false, 1, Iq4NlSrc2, true>{}, ti, t, part, data, lr, out); return true;
+    case Q5_0: tile16_avx2_t(Avx2Type<Q5_0, 32, 32, false, 1, Q5Src2<112>, true>{}, ti, t, part, data, lr, out); return true;
+    case Q5_1: tile16_avx2_t(Avx2Type<Q5_1, 32, 32, true, 1, Q5Src2<128>, true>{}, ti, t, part, data, lr, out); return true;
+    case Q4_K: tile16_avx2_t(Avx2Type<Q4_K, 256, 32, true, k_batch(Q4_K), Q4KSrc2, true>{}, ti, t, part, data, lr, out); return true;
+    case Q5_K: tile16_avx2_t(Avx2Type<Q5_K, 256, 32, true, k_batch(Q5_K), Q5KSrc2, true>{}, ti, t, part, data, lr, out); return true;
     // Q6_K streamed ran 0.82-0.99x its block decoded into L1 at M = 1 and 2 (in-process A/B, with
     // either prefetch scheme).
-    case Q6_K: tile16_avx2_t(Avx2Type<Q6_K, 256, 16, false, k_batch(Q6_K), Q6KSrc2, false>{}, ti, t, part, data, lr, nr, out); return true;
-    case IQ4_XS: tile16_avx2_t(Avx2Type<IQ4_XS, 256, 32, false, k_batch(IQ4_XS), void, false>{}, ti, t, part, data, lr, nr, out); return true;
-    case Q2_K: tile16_avx2_t(Avx2Type<Q2_K, 256, 16, true, k_batch(Q2_K), void, false>{}, ti, t, part, data, lr, nr, out); return true;
-    case Q3_K: tile16_avx2_t(Avx2Type<Q3_K, 256, 16, false, k_batch(Q3_K), void, false>{}, ti, t, part, data, lr, nr, out); return true;
+    case Q6_K: tile16_avx2_t(Avx2Type<Q6_K, 256, 16, false, k_batch(Q6_K), Q6KSrc2, false>{}, ti, t, part, data, lr, out); return true;
+    case IQ4_XS: tile16_avx2_t(Avx2Type<IQ4_XS, 256, 32, false, k_batch(IQ4_XS), Iq4XsSrc2, true>{}, ti, t, part, data, lr, out); return true;
+    case Q2_K: tile16_avx2_t(Avx2Type<Q2_K, 256, 16, true, k_batch(Q2_K), Q2KSrc2, true>{}, ti, t, part, data, lr, out); return true;
+    case Q3_K: tile16_avx2_t(Avx2Type<Q3_K, 256, 16, false, k_batch(Q3_K), Q3KSrc2, true>{}, ti, t, part, data, lr, out); return true;
     default: return false;
   }
 }
@@ -1192,7 +1277,7 @@ int rows_fast(Isa isa, const Task& t, const QuantLinear::Part& part, const uint8
     else tile16(t, part, data, lr, nr, acc);
     return static_cast<int>(nr);
   }
-  if (isa >= Isa::Avx2) return tile16_avx2(t, part, data, lr, nr, acc) ? static_cast<int>(nr) : 0;
+  if (isa >= Isa::Avx2) return tile16_avx2(t, part, data, lr, acc) ? static_cast<int>(nr) : 0;
   return 0;
 }
 
