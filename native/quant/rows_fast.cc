@@ -636,8 +636,8 @@ struct StoreSigned {
 };
 
 // ---------------------------------------------------------------------------------------------
-// AVX2 decoders of the interleaved types: what decode16 computes (u = q + 128 quad-major, the
-// scales lane-wise), from 32-byte loads that hold the same dword of 8 rows (half h: rows 8 h ..
+// AVX2 decoders of the interleaved types: what decode_group_signed computes (the signed q
+// quad-major, the scales lane-wise), from 32-byte loads that hold the same dword of 8 rows (half h: rows 8 h ..
 // 8 h + 7), with the AVX-512 decoders' bit fields. (decode16 decodes each row's block with the
 // scalar decode_block, ~10x the instructions: with it alone, batch-1 decode of a Q4_K_M model read
 // 3-7 % of its bandwidth bound on a Zen 3 host.)
@@ -828,13 +828,18 @@ PW_AVX2 PW_INLINE void scales2(const uint8_t* gb, int h, Decoded& d) {
   }
 }
 
+// The block decoded into d: u = the signed q (as decode_group_signed stores them), so the kernels
+// reading it have no offset term to take off each sub-block's sums, and the scales.
 template <int TYPE, int BLOCK, class Src>
 PW_AVX2 PW_INLINE void values2(const uint8_t* gb, Decoded& d) {
   for (int h = 0; h < 2; h++) {
     const Src src{gb, h};
 #pragma GCC unroll 64
-    for (int qi = 0; qi < BLOCK / 4; qi++)
-      _mm256_store_si256(reinterpret_cast<__m256i*>(&d.u[qi][8 * h]), _mm256_add_epi8(src.quad(qi), _mm256_set1_epi8(static_cast<char>(Src::kTo128))));
+    for (int qi = 0; qi < BLOCK / 4; qi++) {
+      __m256i q = src.quad(qi);
+      if constexpr (Src::kTo128 != 128) q = _mm256_add_epi8(q, _mm256_set1_epi8(static_cast<char>(Src::kTo128 - 128)));
+      _mm256_store_si256(reinterpret_cast<__m256i*>(&d.u[qi][8 * h]), q);
+    }
     scales2<TYPE>(gb, h, d);
   }
 }
@@ -844,8 +849,7 @@ PW_AVX2 PW_INLINE void values2(const uint8_t* gb, Decoded& d) {
 // saturation), 4 rows x 4 values per vector; the float steps lane-wise on two halves of 8 rows,
 // the same operations as the other families.
 
-// A decoded block's q widened to 16 bits once (signed: vpmaddwd multiplies signed words, so no
-// offset term is left for each row and sub-block), for the passes of many activation rows over it
+// A decoded block's q widened to 16 bits once (vpmaddwd multiplies signed words), for the passes of many activation rows over it
 // (widened per pass, the widening took as many instructions as the products): w[qi][half] holds
 // rows 8 half .. 8 half + 3 (16 values), then rows 8 half + 4 .. 8 half + 7.
 struct Wide {
@@ -853,14 +857,12 @@ struct Wide {
 };
 
 PW_AVX2 PW_INLINE void widen(const Decoded& d, int quads, Wide& wd) {
-  const __m128i flip = _mm_set1_epi8(static_cast<char>(0x80));  // u = q + 128 -> q
   for (int qi = 0; qi < quads; qi++)
     for (int half = 0; half < 2; half++) {
       const uint8_t* wq = reinterpret_cast<const uint8_t*>(d.u[qi]) + 32 * half;
-      for (int j = 0; j < 2; j++) {
-        const __m128i q = _mm_xor_si128(_mm_load_si128(reinterpret_cast<const __m128i*>(wq + 16 * j)), flip);
-        _mm256_store_si256(reinterpret_cast<__m256i*>(wd.w[qi][half] + 16 * j), _mm256_cvtepi8_epi16(q));
-      }
+      for (int j = 0; j < 2; j++)
+        _mm256_store_si256(reinterpret_cast<__m256i*>(wd.w[qi][half] + 16 * j),
+                           _mm256_cvtepi8_epi16(_mm_load_si128(reinterpret_cast<const __m128i*>(wq + 16 * j))));
     }
 }
 
@@ -868,17 +870,17 @@ PW_AVX2 PW_INLINE void widen(const Decoded& d, int quads, Wide& wd) {
 // 8 rows as 16-bit u = q + kOff (kOff 0: the signed q), four rows in w0 and four in w1. vpmaddwd
 // against the quad's activations then leaves two pair sums per row, in the lanes kInLane tells
 // (reduce_pairs puts the rows in order).
-struct FromU {  // a block decoded into L1 (u = q + 128), widened here
+struct FromU {  // a block decoded into L1 (values2), widened here
   const Decoded& d;
-  static constexpr int kOff = 128;
+  static constexpr int kOff = 0;
   static constexpr bool kInLane = false;  // w0: rows 0..3 in order, w1: rows 4..7
   PW_AVX2 PW_INLINE void w(int qi, int half, __m256i& w0, __m256i& w1) const {
     const uint8_t* wq = reinterpret_cast<const uint8_t*>(d.u[qi]) + 32 * half;
-    w0 = _mm256_cvtepu8_epi16(_mm_load_si128(reinterpret_cast<const __m128i*>(wq)));
-    w1 = _mm256_cvtepu8_epi16(_mm_load_si128(reinterpret_cast<const __m128i*>(wq + 16)));
+    w0 = _mm256_cvtepi8_epi16(_mm_load_si128(reinterpret_cast<const __m128i*>(wq)));
+    w1 = _mm256_cvtepi8_epi16(_mm_load_si128(reinterpret_cast<const __m128i*>(wq + 16)));
   }
 };
-struct FromWide {  // the same, widened once (Wide): the signed q
+struct FromWide {  // the same, widened once (Wide)
   const Wide& wd;
   static constexpr int kOff = 0;
   static constexpr bool kInLane = false;
