@@ -368,6 +368,42 @@ describe('embeddingQuant', () => {
   });
 });
 
+describe('embeddingPacked', () => {
+  test('rows of a one-part pack are embeddingQuant\'s rows of its table, bit for bit, every type', () => {
+    // 37 rows: two whole groups of 16 and a partial one; two blocks a row.
+    for (const type of SUPPORTED_QUANT_TYPES) {
+      const hidden = 2 * typeInfo(type).blockSize, vocab = 37;
+      const t = randomQuant(type, vocab, hidden, 13);
+      const h = pack1(type, t, vocab, hidden);
+      const ids = new Int32Array([36, 0, 15, 16, 31, 32, 5, 36]);
+      const want = new Float32Array(ids.length * hidden);
+      const got = new Float32Array(ids.length * hidden);
+      nb.embeddingQuant(want, t, type, ids, hidden);
+      nb.embeddingPacked(got, h, ids);
+      bitsEqual(got, want, ggmlTypeName(type));
+      nb.packedLinearFree(h);
+    }
+  });
+  test('checks the pack, ids and out', () => {
+    const K = 256;
+    const w = randomQuant(GgmlType.Q4_K, 4, K, 1);
+    const h = pack1(GgmlType.Q4_K, w, 4, K);
+    const out = new Float32Array(2 * K);
+    assert.throws(() => nb.embeddingPacked(out, h, new Int32Array([4])), RangeError);
+    assert.throws(() => nb.embeddingPacked(out, h, new Int32Array([-1])), RangeError);
+    assert.throws(() => nb.embeddingPacked(out, h, new Int32Array([0, 1, 2])), RangeError);
+    const two = nb.packLinearQuant([{ w, type: GgmlType.Q4_K, n: 4 }, { w, type: GgmlType.Q4_K, n: 4 }], K);
+    assert.throws(() => nb.embeddingPacked(out, two, new Int32Array([0])), /one part/);
+    const gu = nb.packGateUpQuant(w, GgmlType.Q4_K, w, GgmlType.Q4_K, 4, K);
+    assert.throws(() => nb.embeddingPacked(out, gu, new Int32Array([0])), /one part/);
+    const f = nb.packLinear([{ w: new Float32Array(4 * K), n: 4 }], DType.F32, K, MatmulPrecision.F32);
+    assert.throws(() => nb.embeddingPacked(out, f, new Int32Array([0])), TypeError);
+    for (const p of [two, gu, f]) nb.packedLinearFree(p);
+    nb.packedLinearFree(h);
+    assert.throws(() => nb.embeddingPacked(out, h, new Int32Array([0])), /freed/);
+  });
+});
+
 describe('argument validation', () => {
   const K = 256;
   const w = randomQuant(GgmlType.Q4_K, 4, K, 1);

@@ -586,6 +586,12 @@ describe('webgpu kernels', { skip }, () => {
             const tol = Math.max(...Array.from(row, Math.abs)) * 2 ** -22;
             assert.equal(closeTo(got.subarray(t * K, (t + 1) * K), row, 0, tol), null, `${name} K${K}: row ${id}`);
           });
+          // The same rows from a one-part pack of the table (a tied head's): the same bits.
+          const tablePack = gpu!.packLinearQuant([{ w: table, type, n: vocab }], K);
+          const fromPack = onGpu(ids.length * K, (o) => gpu!.embeddingPacked(o, tablePack, ids));
+          assert.ok(bitEqual(fromPack, got), `${name} K${K}: embeddingPacked`);
+          assert.throws(() => gpu!.embeddingPacked(new Float32Array(K), tablePack, Int32Array.of(vocab)), /outside the pack's rows/);
+          gpu!.packedLinearFree(tablePack);
         }
       });
     }

@@ -284,6 +284,27 @@ Napi::Value EmbeddingQuant(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
+Napi::Value EmbeddingPacked(const Napi::CallbackInfo& info) {
+  // embeddingPacked(out, w, ids): rows of a one-part quantized pack
+  const std::string op = "embeddingPacked";
+  need_args(info, op.c_str(), 3);
+  Napi::Env env = info.Env();
+  QuantLinear* p = quant_handle(info[1]);
+  if (!p) type_fail(op + ": w must be a quantized pack (packLinearQuant)");
+  if (p->freed) throw std::runtime_error(op + ": the packed weights have been freed");
+  if (p->gate_up || p->parts.size() != 1) range_fail(op + ": w must be a pack of one part, not " + std::to_string(p->parts.size()) + (p->gate_up ? " (gate/up)" : ""));
+  const Span out = typed(env, info[0], napi_float32_array, op + ": out", "Float32Array");
+  const Span ids = typed(env, info[2], napi_int32_array, op + ": ids", "Int32Array");
+  const int64_t T = static_cast<int64_t>(ids.length), rows = p->parts[0].n;
+  if (static_cast<double>(out.length) < static_cast<double>(T) * static_cast<double>(p->K)) range_fail(op + ": out has " + std::to_string(out.length) + " elements, needs at least ids.length*K");
+  const int32_t* id = static_cast<const int32_t*>(ids.data);
+  for (int64_t t = 0; t < T; t++) {
+    if (id[t] < 0 || id[t] >= rows) range_fail(op + ": ids[" + std::to_string(t) + "] = " + std::to_string(id[t]) + " is outside [0, " + std::to_string(rows) + ")");
+  }
+  quant::embedding_packed(static_cast<float*>(out.data), *p, id, T);
+  return env.Undefined();
+}
+
 Napi::Value DequantizeRows(const Napi::CallbackInfo& info) {
   // dequantizeRows(type, src: Uint8Array, rows, k) -> Float32Array
   const std::string op = "dequantizeRows";
@@ -325,6 +346,7 @@ void InitQuant(Napi::Env env, Napi::Object exports) {
   exports.Set("packLinearQuant", Napi::Function::New<Guard<PackLinearQuant>>(env, "packLinearQuant"));
   exports.Set("packGateUpQuant", Napi::Function::New<Guard<PackGateUpQuant>>(env, "packGateUpQuant"));
   exports.Set("embeddingQuant", Napi::Function::New<Guard<EmbeddingQuant>>(env, "embeddingQuant"));
+  exports.Set("embeddingPacked", Napi::Function::New<Guard<EmbeddingPacked>>(env, "embeddingPacked"));
   exports.Set("dequantizeRows", Napi::Function::New<Guard<DequantizeRows>>(env, "dequantizeRows"));
   exports.Set("quantAmx", Napi::Function::New<Guard<QuantAmx>>(env, "quantAmx"));
 }

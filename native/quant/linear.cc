@@ -174,6 +174,25 @@ void deinterleave_block(int type, const uint8_t* gb, int r, uint8_t* fb) {
   }
 }
 
+void embedding_packed(float* out, const QuantLinear& p, const int32_t* ids, int64_t T) {
+  const QuantLinear::Part& part = p.parts[0];
+  TypeInfo ti;
+  type_info(part.type, &ti);
+  uint8_t fb[kMaxBlock];  // one file block (at most 210 bytes)
+  for (int64_t t = 0; t < T; t++) {
+    const int64_t r = ids[t];
+    float* o = out + t * p.K;
+    if (!part.ib) {
+      dequantize_rows(part.type, p.data + part.offset + static_cast<size_t>(r) * part.row_bytes, 1, p.K, o);
+      continue;
+    }
+    for (int64_t blk = 0; blk < part.nblk; blk++) {
+      deinterleave_block(part.type, part.group_block(p.data, r / kGroupRows, blk), static_cast<int>(r % kGroupRows), fb);
+      dequantize_rows(part.type, fb, 1, ti.block, o + blk * ti.block);
+    }
+  }
+}
+
 void quant_linear_release(QuantLinear& p) {
   if (p.data) aligned_free(p.data, p.bytes);
   p.data = nullptr;

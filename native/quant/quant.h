@@ -98,6 +98,9 @@ void quant_linear(const QuantLinear& p, const float* x, int64_t M, float* const*
 
 // out[t, :] = dequantized row ids[t] of a [vocab, hidden] table of `type`.
 void embedding_quant(float* out, const uint8_t* table, int type, const int32_t* ids, int64_t T, int64_t hidden);
+// The same rows read from a one-part pack of such a table (the same bits): a head tied to the
+// embedding then holds the table once.
+void embedding_packed(float* out, const QuantLinear& p, const int32_t* ids, int64_t T);
 
 }  // namespace quant
 }  // namespace pw

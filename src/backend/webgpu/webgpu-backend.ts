@@ -546,6 +546,22 @@ export class WebGpuBackend implements ComputeBackend {
     this.dispatch(quantKernelNames(type).embedding, [groups(hidden / 32, 64), T, 1], [args([T, hidden, o.off]), { kind: 'data', data: bytesOf(ids, T) }, { kind: 'param', id }, o.b]);
   }
 
+  embeddingPacked(out: Float32Array, w: PackedLinearHandle, ids: Int32Array): void {
+    const p = this.packs.get(w);
+    if (!p) throw new TypeError('not a pack of this backend');
+    if (p.freed) throw new RangeError('pack was freed');
+    const part = p.parts[0]!;
+    if (p.gateUp || p.parts.length !== 1 || part.type === null) throw new RangeError('embeddingPacked needs a pack of one quantized part');
+    checkArray('ids', ids, Int32Array, 0);
+    const T = ids.length;
+    checkArray('out', out, Float32Array, T * p.K);
+    for (let t = 0; t < T; t++) if (!(ids[t]! >= 0 && ids[t]! < part.n)) throw new RangeError(`ids[${t}] = ${ids[t]} is outside the pack's rows [0, ${part.n})`);
+    if (T === 0) return;
+    // The pack's upload is the table embeddingQuant would upload (quantUpload, the same layout).
+    const o = this.output(out);
+    this.dispatch(quantKernelNames(part.type).embedding, [groups(p.K / 32, 64), T, 1], [args([T, p.K, o.off]), { kind: 'data', data: bytesOf(ids, T) }, { kind: 'param', id: part.w }, o.b]);
+  }
+
   packedLinearFree(w: PackedLinearHandle): void {
     const p = this.packs.get(w);
     if (!p) throw new TypeError('not a pack of this backend');

@@ -12,32 +12,45 @@ export const LM_HEAD = 'lm_head';
 /**
  * The [vocab, hidden] token embedding table, kept in its stored dtype (often a view of the mapped
  * file); with `scale`, looked-up rows are multiplied by it (Gemma's √hidden; a head tied to the
- * table still sees the unscaled matrix).
+ * table still sees the unscaled matrix). A quantized table with a head tied to it is packed once
+ * for that head, and the rows are looked up in the pack: the file's copy is never read again, so
+ * its pages, released after loading, do not come back into the process's memory.
  */
 export class Embedding {
   private readonly be: ComputeBackend;
   private readonly scale: number | null;
-  /** Float table (stored dtype) or quantized rows. */
-  private readonly table: { kind: 'float'; data: WeightArray; dtype: DType } | { kind: 'quant'; data: Uint8Array; type: GgmlType };
+  /** Float table (stored dtype), quantized rows, or the tied head's pack of them. */
+  private readonly table:
+    | { kind: 'float'; data: WeightArray; dtype: DType }
+    | { kind: 'quant'; data: Uint8Array; type: GgmlType }
+    | { kind: 'packed'; pack: PackedLinearHandle };
   private readonly hidden: number;
   /** The table as read, for a head tied to it. */
   readonly tensor: WeightTensor;
+  /** The quantized table packed for a tied head (which then uses this pack), else null. */
+  readonly headPack: PackedLinearHandle | null = null;
 
   constructor(b: ModelBuilder, scale: number | null = null) {
-    const { vocabSize, hiddenSize } = b.cfg;
+    const { vocabSize, hiddenSize, tieWordEmbeddings } = b.cfg;
     this.be = b.be;
     this.scale = scale;
     this.hidden = hiddenSize;
     this.tensor = b.tensor(EMBED_TOKENS, [vocabSize, hiddenSize]);
     const t = this.tensor;
     if (t.kind === 'quant') checkQuantOnDevice(b.be, t);
-    this.table = t.kind === 'quant' ? { kind: 'quant', data: t.data, type: t.type } : { kind: 'float', data: t.data, dtype: t.dtype };
+    if (t.kind === 'quant' && tieWordEmbeddings) {
+      this.headPack = b.linears.pack([b.linears.weight(t, null)]);
+      this.table = { kind: 'packed', pack: this.headPack };
+    } else {
+      this.table = t.kind === 'quant' ? { kind: 'quant', data: t.data, type: t.type } : { kind: 'float', data: t.data, dtype: t.dtype };
+    }
   }
 
   /** x[t, :] = table[ids[t], :] for the first T ids. */
   forward(x: Float32Array, ids: Int32Array, T: number): void {
     const t = this.table;
-    if (t.kind === 'quant') this.be.embeddingQuant(x, t.data, t.type, ids.subarray(0, T), this.hidden);
+    if (t.kind === 'packed') this.be.embeddingPacked(x, t.pack, ids.subarray(0, T));
+    else if (t.kind === 'quant') this.be.embeddingQuant(x, t.data, t.type, ids.subarray(0, T), this.hidden);
     else this.be.embedding(x, t.data, t.dtype, ids.subarray(0, T), this.hidden);
     if (this.scale !== null) this.be.scale(x, x, T * this.hidden, this.scale);
   }
@@ -61,7 +74,7 @@ export class LmHead {
     this.be = b.be;
     this.vocab = vocabSize;
     if (tieWordEmbeddings) {
-      this.pack = b.linears.pack([b.linears.weight(embedding.tensor, null)]);
+      this.pack = embedding.headPack ?? b.linears.pack([b.linears.weight(embedding.tensor, null)]);
     } else {
       if (!b.has(`${LM_HEAD}.weight`)) throw new ModelLoadError(`${LM_HEAD}.weight is missing and tie_word_embeddings is false`, { code: 'tensor_missing' });
       this.pack = b.linears.pack([b.linear(LM_HEAD, vocabSize, hiddenSize, false)]);
