@@ -637,10 +637,11 @@ struct StoreSigned {
 
 // ---------------------------------------------------------------------------------------------
 // AVX2 decoders of the interleaved types: what decode_group_signed computes (the signed q
-// quad-major, the scales lane-wise), from 32-byte loads that hold the same dword of 8 rows (half h: rows 8 h ..
-// 8 h + 7), with the AVX-512 decoders' bit fields. (decode16 decodes each row's block with the
-// scalar decode_block, ~10x the instructions: with it alone, batch-1 decode of a Q4_K_M model read
-// 3-7 % of its bandwidth bound on a Zen 3 host.)
+// quad-major, the scales lane-wise), from 32-byte loads that hold the same dword of 8 rows (half
+// h: rows 8 h .. 8 h + 7), with the AVX-512 decoders' bit fields. (decode16 decodes each row's
+// block with the scalar decode_block, ~10x the instructions: with it alone, batch-1 decode of a
+// Q4_K_M model read 3-7 % of its bandwidth bound on a Zen 3 host, and IQ4_XS, Q2_K and Q3_K,
+// before they had decoders here, ran 13-21x slower at M = 1.)
 
 PW_AVX2 PW_INLINE __m256i dw2(const uint8_t* gb, int p, int h) { return _mm256_load_si256(reinterpret_cast<const __m256i*>(gb + 64 * p + 32 * h)); }
 // The f16 in the low (or high) 16 bits of each lane, as float (exact, as f16_to_f32).
@@ -849,9 +850,10 @@ PW_AVX2 PW_INLINE void values2(const uint8_t* gb, Decoded& d) {
 // saturation), 4 rows x 4 values per vector; the float steps lane-wise on two halves of 8 rows,
 // the same operations as the other families.
 
-// A decoded block's q widened to 16 bits once (vpmaddwd multiplies signed words), for the passes of many activation rows over it
-// (widened per pass, the widening took as many instructions as the products): w[qi][half] holds
-// rows 8 half .. 8 half + 3 (16 values), then rows 8 half + 4 .. 8 half + 7.
+// A decoded block's q widened to 16 bits once (vpmaddwd multiplies signed words), for the passes
+// of many activation rows over it (widened per pass, the widening took as many instructions as the
+// products): w[qi][half] holds rows 8 half .. 8 half + 3 (16 values), then rows 8 half + 4 .. 8
+// half + 7.
 struct Wide {
   alignas(32) int16_t w[kMaxBlock / 4][2][32];
 };
@@ -1156,7 +1158,7 @@ PW_AVX2 bool tile16_avx2(const Task& t, const QuantLinear::Part& part, const uin
     case Q4_K: tile16_avx2_t(Avx2Type<Q4_K, 256, 32, true, k_batch(Q4_K), Q4KSrc2, true>{}, ti, t, part, data, lr, out); return true;
     case Q5_K: tile16_avx2_t(Avx2Type<Q5_K, 256, 32, true, k_batch(Q5_K), Q5KSrc2, true>{}, ti, t, part, data, lr, out); return true;
     // Q6_K streamed ran 0.82-0.99x its block decoded into L1 at M = 1 and 2 (in-process A/B, with
-    // either prefetch scheme).
+    // either prefetch scheme), and 0.92-0.94x once a lone row's pass took both halves.
     case Q6_K: tile16_avx2_t(Avx2Type<Q6_K, 256, 16, false, k_batch(Q6_K), Q6KSrc2, false>{}, ti, t, part, data, lr, out); return true;
     case IQ4_XS: tile16_avx2_t(Avx2Type<IQ4_XS, 256, 32, false, k_batch(IQ4_XS), Iq4XsSrc2, true>{}, ti, t, part, data, lr, out); return true;
     case Q2_K: tile16_avx2_t(Avx2Type<Q2_K, 256, 16, true, k_batch(Q2_K), Q2KSrc2, true>{}, ti, t, part, data, lr, out); return true;

@@ -6,8 +6,9 @@
  * out evenly, so every other stream slows while the prompt is tokenized: on a 2-core host (one
  * compute thread, a 200,000-character prompt, test/server-production.test.ts) the other stream
  * got 0.17-0.33 chunks per ms during the tokenization at nice 0 and 0.28-0.58 at nice 10 (three
- * of four runs 0.50 or more), four runs each, interleaved. The price is the long prompt's own wait on a busy machine (its request
- * took 0.38-0.59 s at nice 0, 0.41-0.81 s at nice 10); on idle cores nothing changes.
+ * of four runs 0.50 or more), four runs each, interleaved. The price is the long prompt's own
+ * wait on a busy machine (its request took 0.38-0.59 s at nice 0, 0.41-0.81 s at nice 10); on
+ * idle cores nothing changes.
  *
  * Linux only: there a nice value belongs to a thread (setpriority with a thread id), found through
  * /proc/thread-self. Elsewhere setpriority would lower the whole process, so nothing is done.
