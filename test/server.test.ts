@@ -784,7 +784,10 @@ describe('engine failure', () => {
       assert.equal(noTemplate.status, 400);
       assert.match((noTemplate.json() as { error: { message: string } }).error.message, /chat_template/);
 
-      const long = { prompt: 'Once upon a time', max_tokens: 500, ignore_eos: true };
+      // Eight sequences each (~0.8 s of this model's work on the 2-core host, 500 tokens alone
+      // ~0.3 s): both requests must still be running when the second is admitted, also on a
+      // loaded machine (a lone 500-token stream once finished first there).
+      const long = { prompt: 'Once upon a time', max_tokens: 500, ignore_eos: true, n: 8 };
       const res = await fetch(`${s.url}/v1/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ ...long, stream: true }) });
       const reader = res.body!.getReader();
       await reader.read();
