@@ -63,13 +63,17 @@ describe('tokenizer pool', () => {
 
   test('on Linux the workers run at a lower CPU priority than the event loop', { skip: process.platform !== 'linux' }, async () => {
     await pool.run(encodeTexts(['hello'], true));
-    // /proc/self/task/TID/stat: the nice value is field 19, counted after the ")" closing the name.
+    // /proc/.../stat: the nice value is field 19, counted after the ")" closing the name.
     const nice = (stat: string) => Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[16]);
-    const niceOf = (tid: string) => nice(readFileSync(`/proc/self/task/${tid}/stat`, 'utf8'));
-    assert.equal(nice(readFileSync('/proc/thread-self/stat', 'utf8')), 0);
-    const lowered = readdirSync('/proc/self/task').filter((tid) => niceOf(tid) === BACKGROUND_NICE);
-    assert.ok(lowered.length >= 1, 'a pool worker thread runs at the background nice value');
-    assert.ok(lowered.length < readdirSync('/proc/self/task').length, 'the other threads do not');
+    const niceOf = (path: string) => nice(readFileSync(path, 'utf8'));
+    // The event loop keeps the nice value this process inherited from its parent (whatever the
+    // machine runs the tests at); a worker goes to BACKGROUND_NICE, or stays as low as that.
+    const main = niceOf('/proc/thread-self/stat');
+    assert.equal(main, niceOf(`/proc/${process.ppid}/stat`));
+    const want = Math.max(main, BACKGROUND_NICE);
+    const threads = readdirSync('/proc/self/task').map((tid) => niceOf(`/proc/self/task/${tid}/stat`));
+    assert.ok(threads.includes(want), `a pool worker thread runs at nice ${want}: ${threads.join(', ')}`);
+    if (want > main) assert.ok(threads.some((n) => n !== want), 'the other threads do not');
   });
 
   test('a closed pool refuses work instead of hanging', async () => {

@@ -14,18 +14,22 @@
  * /proc/thread-self. Elsewhere setpriority would lower the whole process, so nothing is done.
  */
 import { readlinkSync } from 'node:fs';
-import { setPriority } from 'node:os';
+import { getPriority, setPriority } from 'node:os';
 
 export const BACKGROUND_NICE = 10;
 
-/** Lowers this thread's priority; returns whether it could. Never throws. */
+/**
+ * Lowers this thread's priority to nice `nice`, or leaves it where a server started at a higher
+ * nice value already put it (never raises it above the event loop's). Returns whether it could.
+ * Never throws.
+ */
 export function lowerThreadPriority(nice = BACKGROUND_NICE): boolean {
   if (process.platform !== 'linux') return false;
   try {
     // "PID/task/TID"
     const tid = Number(readlinkSync('/proc/thread-self').split('/').pop());
     if (!Number.isInteger(tid) || tid <= 0) return false;
-    setPriority(tid, nice);
+    setPriority(tid, Math.max(getPriority(tid), nice));
     return true;
   } catch {
     return false;
