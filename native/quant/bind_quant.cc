@@ -259,6 +259,13 @@ Napi::Value PackedLinearFreeAny(const Napi::CallbackInfo& info) {
   return forward(info, static_cast<Forward*>(info.Data())->free_packed);
 }
 
+// Every id a row of a table of `rows`.
+void check_ids(const std::string& op, const int32_t* id, int64_t T, int64_t rows) {
+  for (int64_t t = 0; t < T; t++) {
+    if (id[t] < 0 || id[t] >= rows) range_fail(op + ": ids[" + std::to_string(t) + "] = " + std::to_string(id[t]) + " is outside [0, " + std::to_string(rows) + ")");
+  }
+}
+
 Napi::Value EmbeddingQuant(const Napi::CallbackInfo& info) {
   // embeddingQuant(out, table: Uint8Array, type, ids, hidden)
   const std::string op = "embeddingQuant";
@@ -276,9 +283,7 @@ Napi::Value EmbeddingQuant(const Napi::CallbackInfo& info) {
   const int64_t T = static_cast<int64_t>(ids.length);
   if (static_cast<double>(out.length) < static_cast<double>(T) * static_cast<double>(hidden)) range_fail(op + ": out has " + std::to_string(out.length) + " elements, needs at least ids.length*hidden");
   const int32_t* id = static_cast<const int32_t*>(ids.data);
-  for (int64_t t = 0; t < T; t++) {
-    if (id[t] < 0 || id[t] >= vocab) range_fail(op + ": ids[" + std::to_string(t) + "] = " + std::to_string(id[t]) + " is outside [0, " + std::to_string(vocab) + ")");
-  }
+  check_ids(op, id, T, vocab);
   if (overlaps(out.data, static_cast<size_t>(T * hidden) * 4, table.data, table.length)) range_fail(op + ": out overlaps table");
   quant::embedding_quant(static_cast<float*>(out.data), static_cast<const uint8_t*>(table.data), info[2].As<Napi::Number>().Int32Value(), id, T, hidden);
   return env.Undefined();
@@ -298,9 +303,7 @@ Napi::Value EmbeddingPacked(const Napi::CallbackInfo& info) {
   const int64_t T = static_cast<int64_t>(ids.length), rows = p->parts[0].n;
   if (static_cast<double>(out.length) < static_cast<double>(T) * static_cast<double>(p->K)) range_fail(op + ": out has " + std::to_string(out.length) + " elements, needs at least ids.length*K");
   const int32_t* id = static_cast<const int32_t*>(ids.data);
-  for (int64_t t = 0; t < T; t++) {
-    if (id[t] < 0 || id[t] >= rows) range_fail(op + ": ids[" + std::to_string(t) + "] = " + std::to_string(id[t]) + " is outside [0, " + std::to_string(rows) + ")");
-  }
+  check_ids(op, id, T, rows);
   quant::embedding_packed(static_cast<float*>(out.data), *p, id, T);
   return env.Undefined();
 }
