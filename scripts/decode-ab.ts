@@ -15,6 +15,7 @@
  * Memory: two copies of the model's weights, and two KV pools of --kv-cache-mib (default 256).
  */
 import { parseArgs } from 'node:util';
+import { median } from '../src/benchmarks/stats.js';
 
 const { values: opts, positionals } = parseArgs({
   allowPositionals: true,
@@ -35,7 +36,8 @@ if (!dirA || !dirB || !opts.model) {
 const pairs = Number(opts.pairs);
 const steps = Number(opts.steps);
 const context = Number(opts.context);
-const median = (a: number[]): number => [...a].sort((x, y) => x - y)[a.length >> 1]!;
+// Steps before the timed turns: the prefill and the first decode steps (buffers sized, code warm).
+const WARM_STEPS = 4;
 
 type Engine = { core: any; tokens: number[] }; // each checkout's own EngineCore (types may differ)
 
@@ -48,10 +50,10 @@ async function load(dir: string): Promise<Engine> {
   const cfg = makeEngineConfig({ model: opts.model, threads: Number(opts.threads), kvCacheMemory: Number(opts['kv-cache-mib']) * 2 ** 20 });
   const core = new EngineCore(createBackend({ threads: cfg.threads, device: 'cpu' }), await resolveModel(cfg.model), cfg);
   const V = core.info.model.vocabSize;
-  // The same prompt for both (a fixed LCG), long enough to outlast every turn.
+  // The same prompt for both (a fixed LCG); the request outlasts every step this engine runs.
   let x = 12345;
   const prompt = Array.from({ length: context }, () => (x = (x * 1103515245 + 12345) % 2 ** 31) % V);
-  const maxTokens = 2 * pairs * steps + 8;
+  const maxTokens = WARM_STEPS + pairs * steps + 8;
   core.commitKvCache(Math.ceil((context + maxTokens) / core.info.config.blockSize + 1) * (core.info.kvCacheBytes / core.info.numBlocks));
   core.addRequest({
     requestId: 'ab',
@@ -68,8 +70,7 @@ function step(e: Engine): void {
 }
 
 const engines = [await load(dirA), await load(dirB)];
-// Prefill (and the first decode steps: buffers sized, code warm) outside the timed turns.
-for (const e of engines) for (let i = 0; i < 4; i++) step(e);
+for (const e of engines) for (let i = 0; i < WARM_STEPS; i++) step(e);
 const t: number[][] = [[], []];
 for (let p = 0; p < pairs; p++)
   for (let j = 0; j < 2; j++) {
