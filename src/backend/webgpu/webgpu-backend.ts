@@ -542,8 +542,14 @@ export class WebGpuBackend implements ComputeBackend {
       id = this.quantUpload(table, type, vocab, hidden);
       this.quantTables.set(table, id);
     }
+    this.quantRows(out, type, id, ids, hidden);
+  }
+
+  /** out[t, :] = dequantized row ids[t] of the uploaded quantized table `table` (checked by the caller). */
+  private quantRows(out: Float32Array, type: GgmlType, table: number, ids: Int32Array, hidden: number): void {
+    const T = ids.length;
     const o = this.output(out);
-    this.dispatch(quantKernelNames(type).embedding, [groups(hidden / 32, 64), T, 1], [args([T, hidden, o.off]), { kind: 'data', data: bytesOf(ids, T) }, { kind: 'param', id }, o.b]);
+    this.dispatch(quantKernelNames(type).embedding, [groups(hidden / 32, 64), T, 1], [args([T, hidden, o.off]), { kind: 'data', data: bytesOf(ids, T) }, { kind: 'param', id: table }, o.b]);
   }
 
   embeddingPacked(out: Float32Array, w: PackedLinearHandle, ids: Int32Array): void {
@@ -558,8 +564,7 @@ export class WebGpuBackend implements ComputeBackend {
     for (let t = 0; t < T; t++) if (!(ids[t]! >= 0 && ids[t]! < part.n)) throw new RangeError(`ids[${t}] = ${ids[t]} is outside the pack's rows [0, ${part.n})`);
     if (T === 0) return;
     // The pack's upload is the table embeddingQuant would upload (quantUpload, the same layout).
-    const o = this.output(out);
-    this.dispatch(quantKernelNames(part.type).embedding, [groups(p.K / 32, 64), T, 1], [args([T, p.K, o.off]), { kind: 'data', data: bytesOf(ids, T) }, { kind: 'param', id: part.w }, o.b]);
+    this.quantRows(out, part.type, part.w, ids, p.K);
   }
 
   packedLinearFree(w: PackedLinearHandle): void {
