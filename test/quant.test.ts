@@ -182,6 +182,42 @@ describe('linearPacked on quantized packs', () => {
     }
   });
 
+  test('Q6_K at its integer bounds (q = -32 or 31, scales -128 or 127, hi = +-32, lo = -128 or 127): every path gives the scalar bits', () => {
+    // The AVX2 kernel sums bytes in 16 bits (rows_fast.cc, q6k_bytes): these inputs reach the
+    // largest sums its bounds allow.
+    const K = 512, N = 37, type = GgmlType.Q6_K;
+    const w = randomQuant(type, N, K, 5, 0.01);
+    const { blockBytes } = typeInfo(type); // ql[128], qh[64], scales[16], d (f16)
+    for (let b = 0; b < w.length / blockBytes; b++) {
+      const o = b * blockBytes;
+      const kind = b % 4; // q = -32 (u = 0) or 31 (u = 63), scales -128 or 127
+      w.fill(kind & 1 ? 0xff : 0, o, o + 192);
+      w.fill(kind & 2 ? 0x7f : 0x80, o + 192, o + 208);
+    }
+    const amax = 3.5;
+    const rows: number[][] = [
+      [-amax], // v = -8191: hi = -32, lo = 1
+      [amax], // v = 8191: hi = 32, lo = -1
+      [-amax, (-7808 / 8191) * amax], // v = -7808: hi = -30, lo = -128
+      [amax, (7807 / 8191) * amax], // v = 7807: hi = 30, lo = 127
+    ];
+    const M = rows.length;
+    const x = new Float32Array(M * K);
+    rows.forEach((pat, m) => {
+      for (let k = 0; k < K; k++) x[m * K + k] = k % 256 === 0 ? pat[0]! : pat[pat.length - 1]!;
+    });
+    const h = pack1(type, w, N, K);
+    let first: Float32Array | undefined;
+    forEachPath((path) => {
+      const full = run(h, x, M, N);
+      if (first) bitsEqual(full, first, `${path} vs scalar`);
+      else first = full;
+      for (let m = 0; m < M; m++) bitsEqual(run(h, x.subarray(m * K, (m + 1) * K), 1, N), full.subarray(m * N, (m + 1) * N), `${path} row ${m} solo`);
+      bitsEqual(run(h, x.subarray(K, 3 * K), 2, N), full.subarray(N, 3 * N), `${path} rows 1, 2 as a pair`);
+    });
+    nb.packedLinearFree(h);
+  });
+
   test('mixed-type parts with bias, accumulate, and a gate/up pair equal their separate parts', () => {
     const K = 512, M = 9;
     const x = randomX(M, K, 77);
@@ -306,9 +342,9 @@ describe('the AMX blocked path', () => {
   });
 
   // Activation rows around the 16-row tiles and the AMX thresholds (10 rows for the 256-value
-  // types, 11 for the others; M = 1 runs the streaming path: solo rows), weight rows not a
-  // multiple of 16, K one block and a few.
-  const Ms = [1, 9, 10, 11, 15, 16, 17, 33, 100];
+  // types, 11 for the others; M below 4 runs the streaming paths, in pairs and a lone row), weight
+  // rows not a multiple of 16, K one block and a few.
+  const Ms = [1, 2, 3, 9, 10, 11, 15, 16, 17, 33, 100];
   for (const type of SUPPORTED_QUANT_TYPES) {
     test(`${ggmlTypeName(type)}: every path gives the scalar bits at awkward sizes, batch = solo`, () => {
       const { blockSize } = typeInfo(type);

@@ -926,6 +926,23 @@ struct FromSrc {  // streamed: the source's bytes in registers (u = q + the type
   }
 };
 
+// The next block into L1 (tile16_avx2_t's GroupAhead), either all at once before the block or
+// spread over the kernel's first pass over it, share `step` of `steps` a sub-block. Spread where
+// that measured faster (spreads_prefetch): issued at once, Q4_K's, Q5_K's and Q6_K's 36 to 53
+// lines held the core's L1 miss buffers (spread, from memory at M = 1 to 3: Q6_K 1.18-1.42x, Q5_K
+// 1.13-1.29x, Q4_K 1.01-1.19x); Q2_K's and Q3_K's 21 and 28 lines ran 0.74-0.98x spread, IQ4_XS
+// even; a 32-value type's block is 5 to 9 lines.
+constexpr bool spreads_prefetch(int type) { return type == Q4_K || type == Q5_K || type == Q6_K; }
+PW_INLINE void prefetch_all(const GroupAhead& a) {
+  if (a.next)
+    for (int c = 0; c < a.lines; c++) _mm_prefetch(reinterpret_cast<const char*>(a.next + 64 * c), _MM_HINT_T0);
+}
+PW_INLINE void prefetch_share(const GroupAhead& a, int step, int steps) {
+  if (!a.next) return;
+  const int per = (a.lines + steps - 1) / steps;
+  for (int c = step * per; c < std::min(a.lines, (step + 1) * per); c++) _mm_prefetch(reinterpret_cast<const char*>(a.next + 64 * c), _MM_HINT_T0);
+}
+
 // p, as a value the compiler cannot see through. The rows' activation pointers of a block are
 // formed once per block this way, and its quads read them at constant offsets: otherwise GCC
 // hoisted one address per quad of the unrolled block out of the block loop, kept them on the
@@ -1041,7 +1058,9 @@ PW_AVX2 PW_INLINE void k_sub_avx2(const W& wt, const Decoded& d, const Task& t, 
 // instructions as its integer sums; multiplying the pair sums by isc before reducing them, with
 // the offset's term apart, ran 0.8-0.95x on Q6_K.)
 template <int SUB, int MR, int NH, bool HAS_MIN, int BATCH, class W>
-PW_AVX2 PW_INLINE void block_rows_avx2_k(const W& wt, const Decoded& d, const Task& t, int64_t blk, int64_t m0, float* accp) {
+PW_AVX2 PW_INLINE void block_rows_avx2_k(const W& wt, const Decoded& d, const Task& t, int64_t blk, int64_t m0, float* accp,
+                                         const GroupAhead* ahead) {
+  constexpr int kSubs = 256 / SUB;
   static_assert((256 / SUB) % BATCH == 0, "int32 batches of whole sub-blocks");
   const int16_t* xv[MR];
   block_acts<MR>(t, m0, blk * 256, xv);
@@ -1057,9 +1076,15 @@ PW_AVX2 PW_INLINE void block_rows_avx2_k(const W& wt, const Decoded& d, const Ta
       // Streamed: the whole block unrolled, so each quad's bit fields are constants (as the AVX-512
       // streaming path; a run-time position costs shifts by a register and selects).
 #pragma GCC unroll 16
-      for (int si = 0; si < 256 / SUB; si++) k_sub_avx2<SUB, MR, NH, HAS_MIN, BATCH>(wt, d, t, xv, blk, m0, half0, si, S, B, tm);
+      for (int si = 0; si < kSubs; si++) {
+        if (ahead) prefetch_share(*ahead, (half0 / NH) * kSubs + si, kSubs * (2 / NH));
+        k_sub_avx2<SUB, MR, NH, HAS_MIN, BATCH>(wt, d, t, xv, blk, m0, half0, si, S, B, tm);
+      }
     } else {
-      for (int si = 0; si < 256 / SUB; si++) k_sub_avx2<SUB, MR, NH, HAS_MIN, BATCH>(wt, d, t, xv, blk, m0, half0, si, S, B, tm);
+      for (int si = 0; si < kSubs; si++) {
+        if (ahead) prefetch_share(*ahead, (half0 / NH) * kSubs + si, kSubs * (2 / NH));
+        k_sub_avx2<SUB, MR, NH, HAS_MIN, BATCH>(wt, d, t, xv, blk, m0, half0, si, S, B, tm);
+      }
     }
     for (int i = 0; i < MR; i++)
       for (int h = 0; h < NH; h++) {
@@ -1085,15 +1110,16 @@ constexpr int lone_row_halves() {
   else if constexpr (std::is_same_v<W, FromWide>) return 1;
   else return NibbleSrc<typename W::Source>::value ? 2 : 1;
 }
+// (ahead: the next block's prefetches to spread over the first pass, or nullptr.)
 template <int BLOCK, int SUB, bool HAS_MIN, int BATCH, class W>
-PW_AVX2 PW_INLINE void rows_pass_avx2(const W& wt, const Decoded& d, const Task& t, int64_t blk, float* accp) {
+PW_AVX2 PW_INLINE void rows_pass_avx2(const W& wt, const Decoded& d, const Task& t, int64_t blk, float* accp, const GroupAhead* ahead) {
   constexpr int NH1 = lone_row_halves<W>();
   int64_t m = 0;
   if constexpr (BLOCK == 256) {
     if constexpr (std::is_same_v<W, FromWide>)
-      for (; m + 4 <= t.M; m += 4) block_rows_avx2_k<SUB, 4, 1, HAS_MIN, BATCH>(wt, d, t, blk, m, accp);
-    for (; m + 2 <= t.M; m += 2) block_rows_avx2_k<SUB, 2, 1, HAS_MIN, BATCH>(wt, d, t, blk, m, accp);
-    for (; m < t.M; m++) block_rows_avx2_k<SUB, 1, NH1, HAS_MIN, BATCH>(wt, d, t, blk, m, accp);
+      for (; m + 4 <= t.M; m += 4) block_rows_avx2_k<SUB, 4, 1, HAS_MIN, BATCH>(wt, d, t, blk, m, accp, m == 0 ? ahead : nullptr);
+    for (; m + 2 <= t.M; m += 2) block_rows_avx2_k<SUB, 2, 1, HAS_MIN, BATCH>(wt, d, t, blk, m, accp, m == 0 ? ahead : nullptr);
+    for (; m < t.M; m++) block_rows_avx2_k<SUB, 1, NH1, HAS_MIN, BATCH>(wt, d, t, blk, m, accp, m == 0 ? ahead : nullptr);
   } else {
     for (; m + 2 <= t.M; m += 2) block_rows_avx2<2, 1, HAS_MIN>(wt, d, t, blk, m, accp);
     for (; m < t.M; m++) block_rows_avx2<1, NH1, HAS_MIN>(wt, d, t, blk, m, accp);
@@ -1110,20 +1136,23 @@ struct Avx2Type {};
 // for the passes.
 template <int TYPE, int BLOCK, int SUB, bool HAS_MIN, int BATCH, class Src, bool STREAM>
 PW_AVX2 void block_avx2(Avx2Type<TYPE, BLOCK, SUB, HAS_MIN, BATCH, Src, STREAM>, const uint8_t* gb, Decoded& d, Wide& wide, const Task& t,
-                        int64_t blk, float* accp) {
+                        int64_t blk, float* accp, const GroupAhead& a) {
+  const GroupAhead* spread = nullptr;
+  if constexpr (spreads_prefetch(TYPE)) spread = &a;
+  else prefetch_all(a);
   if constexpr (STREAM) {
     if (t.M < 4) {
       for (int h = 0; h < 2; h++) scales2<TYPE>(gb, h, d);
-      rows_pass_avx2<BLOCK, SUB, HAS_MIN, BATCH>(FromSrc<Src>{gb}, d, t, blk, accp);
+      rows_pass_avx2<BLOCK, SUB, HAS_MIN, BATCH>(FromSrc<Src>{gb}, d, t, blk, accp, spread);
       return;
     }
   }
   values2<TYPE, BLOCK, Src>(gb, d);
   if (t.M >= 4) {
     widen(d, BLOCK / 4, wide);
-    rows_pass_avx2<BLOCK, SUB, HAS_MIN, BATCH>(FromWide{wide}, d, t, blk, accp);
+    rows_pass_avx2<BLOCK, SUB, HAS_MIN, BATCH>(FromWide{wide}, d, t, blk, accp, spread);
   } else {
-    rows_pass_avx2<BLOCK, SUB, HAS_MIN, BATCH>(FromU{d}, d, t, blk, accp);
+    rows_pass_avx2<BLOCK, SUB, HAS_MIN, BATCH>(FromU{d}, d, t, blk, accp, spread);
   }
 }
 
@@ -1133,13 +1162,10 @@ PW_AVX2 void tile16_avx2_t(Ty ty, const TypeInfo& ti, const Task& t, const Quant
   Wide wide;
   std::fill(out, out + t.M * kTileRows, 0.0f);
   for (int64_t blk = 0; blk < t.K / ti.block; blk++) {
-    // The next block into L1. Not also the far one into L2, as the AVX-512 kernels do: on a Zen 3
-    // host that ran M = 1 Q4_K 0.73-0.92x, Q6_K 0.85x (in-process A/B; no prefetch at all:
-    // 0.8-0.9x of this).
-    const GroupAhead a = group_ahead(part, data, lr, blk);
-    if (a.next)
-      for (int c = 0; c < a.lines; c++) _mm_prefetch(reinterpret_cast<const char*>(a.next + 64 * c), _MM_HINT_T0);
-    block_avx2(ty, part.group_block(data, lr / kGroupRows, blk), d, wide, t, blk, out);
+    // The next block into L1 (block_avx2 issues it: prefetch_all or prefetch_share). Not also the
+    // far one into L2, as the AVX-512 kernels do: on a Zen 3 host that ran M = 1 Q4_K 0.73-0.92x,
+    // Q6_K 0.85x (in-process A/B; no prefetch at all: 0.8-0.9x of this).
+    block_avx2(ty, part.group_block(data, lr / kGroupRows, blk), d, wide, t, blk, out, group_ahead(part, data, lr, blk));
   }
 }
 
