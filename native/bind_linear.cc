@@ -214,6 +214,22 @@ Napi::Value PackedLinearFree(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+Napi::Value EmbeddingPacked(const Napi::CallbackInfo& info) {
+  // embeddingPacked(out, w, ids): rows of a one-part float pack (bind_quant.cc takes quantized ones)
+  Args a(info, "embeddingPacked", 3);
+  auto out = a.f32(0, "out");
+  const PackedLinear& p = packed_arg(info, 1, a.op());
+  if (p.silu_pairs || p.segs.size() != 1) {
+    a.range_fail("w", "must be a pack of one part, not " + std::to_string(p.segs.size()) + (p.silu_pairs ? " (gate/up)" : ""));
+  }
+  auto ids = a.i32(2, "ids");
+  const int64_t T = static_cast<int64_t>(ids.len), rows = p.segs[0].n;
+  a.need_at_least(out, "out", mul_checked(a.op(), "out", {T, p.K}), "ids.length*K");
+  for (int64_t t = 0; t < T; t++) a.need_index("ids", std::to_string(t), ids.data[t], 0, rows);
+  embedding_packed(out.data, p, ids.data, T);
+  return info.Env().Undefined();
+}
+
 }  // namespace
 
 void InitLinear(Napi::Env env, Napi::Object exports) {
@@ -222,6 +238,7 @@ void InitLinear(Napi::Env env, Napi::Object exports) {
   bind<PackGateUp>(env, exports, "packGateUp");
   bind<LinearPacked>(env, exports, "linearPacked");
   bind<PackedLinearFree>(env, exports, "packedLinearFree");
+  bind<EmbeddingPacked>(env, exports, "embeddingPacked");
 }
 
 }  // namespace pw

@@ -69,6 +69,12 @@ bool packed_linear_init(PackedLinear& p, const std::vector<int64_t>& seg_n, int6
 // Copies the [n, K] Hugging Face layout sources (and biases, nullptr for none) into the pack.
 void packed_linear_fill(PackedLinear& p, const std::vector<const void*>& src, const std::vector<const float*>& bias);
 void packed_linear_release(PackedLinear& p);  // idempotent
+// Where row r's elements [kb * P.kb, (kb + 1) * P.kb) of a one-segment plain pack lie (its group's
+// k block kb: ops_linear_packed.cc's layout), in the source's dtype P.dtype.
+const uint8_t* packed_linear_block(const PackedLinear& P, int64_t r, int64_t kb);
+// out[t, :] = row ids[t] of a one-segment plain pack, widened to float: the bits embedding() gives
+// from the table the pack was filled from (a head tied to the embedding holds the table once).
+void embedding_packed(float* out, const PackedLinear& P, const int32_t* ids, int64_t T);
 // outs[s] is segment s's [M, n_s] output (silu pairs: one [M, I] output). accumulate: out += result.
 void linear_packed(const PackedLinear& p, const float* x, int64_t M, float* const* outs, bool accumulate);
 

@@ -160,6 +160,16 @@ void embedding(float* out, const void* table, DType dtype, const int32_t* ids, i
   });
 }
 
+void embedding_packed(float* out, const PackedLinear& P, const int32_t* ids, int64_t T) {
+  const Isa isa = active_isa();
+  const int64_t K = P.K;
+  for_rows(T, K, [&](int64_t b, int64_t e) {
+    for (int64_t t = b; t < e; t++)
+      for (int64_t kb = 0; kb < P.nkb; kb++)
+        widen_row(out + t * K + kb * P.kb, packed_linear_block(P, ids[t], kb), P.dtype, std::min(P.kb, K - kb * P.kb), isa);
+  });
+}
+
 void rmsnorm(float* out, const float* x, const float* weight, int64_t M, int64_t H, float eps) {
   [[maybe_unused]] const Isa isa = active_isa();  // x86 families only
   for_rows(M, H, [&](int64_t b, int64_t e) {

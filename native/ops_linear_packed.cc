@@ -630,6 +630,12 @@ void packed_linear_fill(PackedLinear& P, const std::vector<const void*>& src, co
   }
 }
 
+const uint8_t* packed_linear_block(const PackedLinear& P, int64_t r, int64_t kb) {
+  size_t stride = 0;
+  const uint8_t* g = group_ptr(P, r / kRows, &stride);
+  return g + static_cast<size_t>(kb) * stride + static_cast<size_t>((r % kRows) * P.kb) * P.elem_bytes();
+}
+
 void packed_linear_release(PackedLinear& P) {
   if (P.data) aligned_free(P.data, P.bytes);
   if (P.bias) aligned_free(P.bias, static_cast<size_t>(P.ngroups * kRows) * 4);

@@ -229,6 +229,45 @@ describe('embedding', () => {
     });
   });
 
+  test('embeddingPacked: rows of a one-part float pack are embedding()\'s rows of its table, bit for bit', () => {
+    // Rows around the 4-row groups and 16-row superpanels, K around the 16- and 32-element k blocks.
+    const rand = rng(5);
+    forEachIsa((isa) => {
+      for (const [dtype, precision] of [[DType.F32, MatmulPrecision.F32], [DType.F16, MatmulPrecision.F32], [DType.BF16, MatmulPrecision.F32], [DType.BF16, MatmulPrecision.BF16]] as const) {
+        for (const [vocab, hidden] of [[1, 1], [5, 17], [37, 64], [70, 100]]) {
+          const table = randomWeights(vocab * hidden, dtype, rand, 3);
+          const h = nb.packLinear([{ w: table, n: vocab }], dtype, hidden, precision);
+          const ids = Int32Array.from({ length: 9 }, (_, i) => (i === 0 ? vocab - 1 : Math.floor(rand() * vocab)));
+          const want = new Float32Array(ids.length * hidden);
+          nb.embedding(want, table, dtype, ids, hidden);
+          const got = new Float32Array(ids.length * hidden);
+          nb.embeddingPacked(got, h, ids);
+          assert.ok(
+            got.every((v, i) => Object.is(v, want[i])),
+            `isa=${Isa[isa]} ${DType[dtype]}/${MatmulPrecision[precision]} ${vocab} x ${hidden}`,
+          );
+          nb.packedLinearFree(h);
+        }
+      }
+    });
+  });
+
+  test('embeddingPacked rejects packs of several parts or gate/up, freed packs, bad ids and a short out', () => {
+    const K = 8, w = new Float32Array(4 * K);
+    const h = nb.packLinear([{ w, n: 4 }], DType.F32, K, MatmulPrecision.F32);
+    const out = new Float32Array(2 * K);
+    assert.throws(() => nb.embeddingPacked(out, h, new Int32Array([4])), RangeError);
+    assert.throws(() => nb.embeddingPacked(out, h, new Int32Array([-1])), RangeError);
+    assert.throws(() => nb.embeddingPacked(out, h, new Int32Array([0, 1, 2])), RangeError);
+    const two = nb.packLinear([{ w, n: 4 }, { w, n: 4 }], DType.F32, K, MatmulPrecision.F32);
+    assert.throws(() => nb.embeddingPacked(out, two, new Int32Array([0])), /one part/);
+    const gu = nb.packGateUp(w, w, DType.F32, 4, K, MatmulPrecision.F32);
+    assert.throws(() => nb.embeddingPacked(out, gu, new Int32Array([0])), /one part/);
+    assert.throws(() => nb.embeddingPacked(out, {} as never, new Int32Array([0])), TypeError);
+    for (const p of [h, two, gu]) nb.packedLinearFree(p);
+    assert.throws(() => nb.embeddingPacked(out, h, new Int32Array([0])), /freed/);
+  });
+
   test('rejects bad ids, lengths and dtypes', () => {
     const table = new Float32Array(4 * 8);
     const out = new Float32Array(2 * 8);

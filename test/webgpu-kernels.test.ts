@@ -42,7 +42,7 @@ describe('webgpu kernels', { skip }, () => {
     assert.ok(gpu!.adapter.limits['maxStorageBufferBindingSize']! >= 128 * 1024 * 1024);
   });
 
-  test('embedding (F32, F16, BF16 tables) and row gather equal the CPU exactly', () => {
+  test('embedding (F32, F16, BF16 tables, and from a float pack) and row gather equal the CPU exactly', () => {
     const rand = rng(1);
     for (const dtype of [DType.F32, DType.F16, DType.BF16]) {
       for (const [vocab, hidden] of [[37, 19], [5, 1], [300, 65]] as const) {
@@ -52,6 +52,12 @@ describe('webgpu kernels', { skip }, () => {
         const want = new Float32Array(ids.length * hidden);
         cpu.embedding(want, table, dtype, ids, hidden);
         assert.ok(bitEqual(got, want), `embedding dtype ${dtype} ${vocab}x${hidden}`);
+        // The same rows looked up in a float pack of the table (a tied head's).
+        const pack = gpu!.packLinear([{ w: table, n: vocab }], dtype, hidden, MatmulPrecision.F32);
+        const fromPack = onGpu(ids.length * hidden, (o) => gpu!.embeddingPacked(o, pack, ids));
+        assert.ok(bitEqual(fromPack, want), `embeddingPacked dtype ${dtype} ${vocab}x${hidden}`);
+        assert.throws(() => gpu!.embeddingPacked(new Float32Array(hidden), pack, Int32Array.of(vocab)), /outside the pack's rows/);
+        gpu!.packedLinearFree(pack);
         assert.equal(closeTo(got, embeddingRef(table, dtype, ids, hidden), 0), null);
       }
     }

@@ -222,7 +222,7 @@ QuantLinear* quant_handle(Napi::Value v) {
 
 // The float op of the same name, kept per environment, for handles that are not quantized packs.
 struct Forward {
-  Napi::FunctionReference linear_packed, free_packed;
+  Napi::FunctionReference linear_packed, free_packed, embedding_packed;
 };
 
 Napi::Value forward(const Napi::CallbackInfo& info, Napi::FunctionReference& f) {
@@ -290,12 +290,11 @@ Napi::Value EmbeddingQuant(const Napi::CallbackInfo& info) {
 }
 
 Napi::Value EmbeddingPacked(const Napi::CallbackInfo& info) {
-  // embeddingPacked(out, w, ids): rows of a one-part quantized pack
+  // embeddingPacked(out, w, ids): rows of a one-part quantized pack (EmbeddingPackedAny below)
   const std::string op = "embeddingPacked";
   need_args(info, op.c_str(), 3);
   Napi::Env env = info.Env();
-  QuantLinear* p = quant_handle(info[1]);
-  if (!p) type_fail(op + ": w must be a quantized pack (packLinearQuant)");
+  QuantLinear* p = quant_handle(info[1]);  // a quantized pack: EmbeddingPackedAny checked
   if (p->freed) throw std::runtime_error(op + ": the packed weights have been freed");
   if (p->gate_up || p->parts.size() != 1) range_fail(op + ": w must be a pack of one part, not " + std::to_string(p->parts.size()) + (p->gate_up ? " (gate/up)" : ""));
   const Span out = typed(env, info[0], napi_float32_array, op + ": out", "Float32Array");
@@ -306,6 +305,12 @@ Napi::Value EmbeddingPacked(const Napi::CallbackInfo& info) {
   check_ids(op, id, T, rows);
   quant::embedding_packed(static_cast<float*>(out.data), *p, id, T);
   return env.Undefined();
+}
+
+// embeddingPacked on a quantized pack here, on any other handle the float op (bind_linear.cc).
+Napi::Value EmbeddingPackedAny(const Napi::CallbackInfo& info) {
+  if (info.Length() > 1 && quant_handle(info[1])) return Guard<EmbeddingPacked>(info);
+  return forward(info, static_cast<Forward*>(info.Data())->embedding_packed);
 }
 
 Napi::Value DequantizeRows(const Napi::CallbackInfo& info) {
@@ -343,13 +348,14 @@ void InitQuant(Napi::Env env, Napi::Object exports) {
   auto* fwd = new Forward();
   fwd->linear_packed = Napi::Persistent(exports.Get("linearPacked").As<Napi::Function>());
   fwd->free_packed = Napi::Persistent(exports.Get("packedLinearFree").As<Napi::Function>());
+  fwd->embedding_packed = Napi::Persistent(exports.Get("embeddingPacked").As<Napi::Function>());
   env.AddCleanupHook([fwd]() { delete fwd; });
   exports.Set("linearPacked", Napi::Function::New(env, LinearPackedAny, "linearPacked", fwd));
   exports.Set("packedLinearFree", Napi::Function::New(env, PackedLinearFreeAny, "packedLinearFree", fwd));
   exports.Set("packLinearQuant", Napi::Function::New<Guard<PackLinearQuant>>(env, "packLinearQuant"));
   exports.Set("packGateUpQuant", Napi::Function::New<Guard<PackGateUpQuant>>(env, "packGateUpQuant"));
   exports.Set("embeddingQuant", Napi::Function::New<Guard<EmbeddingQuant>>(env, "embeddingQuant"));
-  exports.Set("embeddingPacked", Napi::Function::New<Guard<EmbeddingPacked>>(env, "embeddingPacked"));
+  exports.Set("embeddingPacked", Napi::Function::New(env, EmbeddingPackedAny, "embeddingPacked", fwd));
   exports.Set("dequantizeRows", Napi::Function::New<Guard<DequantizeRows>>(env, "dequantizeRows"));
   exports.Set("quantAmx", Napi::Function::New<Guard<QuantAmx>>(env, "quantAmx"));
 }

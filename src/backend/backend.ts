@@ -152,10 +152,11 @@ export interface ComputeBackend {
    */
   embeddingQuant(out: Float32Array, table: Uint8Array, type: GgmlType, ids: Int32Array, hidden: number): void;
   /**
-   * out[t, :] = row ids[t] of a one-part quantized pack ({@link packLinearQuant}), dequantized: the
-   * same values as {@link embeddingQuant} over the table it was packed from. A head tied to the
-   * embedding reads its rows from the pack, so the table is held once (reading them from the
-   * mapped file would page the file's copy back in, row by row, over a server's life).
+   * out[t, :] = row ids[t] of a one-part pack: a quantized one ({@link packLinearQuant}) dequantized,
+   * the same values as {@link embeddingQuant} over the table it was packed from; a float one
+   * ({@link packLinear}) widened, the same values as {@link embedding} over its weights. A head
+   * tied to the embedding reads its rows from the pack, so the table is held once (reading them
+   * from the mapped file would page the file's copy back in, row by row, over a server's life).
    */
   embeddingPacked(out: Float32Array, w: PackedLinearHandle, ids: Int32Array): void;
 

@@ -310,9 +310,14 @@ export class WebGpuBackend implements ComputeBackend {
     const vocab = table.length / hidden;
     for (let t = 0; t < T; t++) if (!(ids[t]! >= 0 && ids[t]! < vocab)) throw new RangeError(`ids[${t}] = ${ids[t]} is outside the vocabulary [0, ${vocab})`);
     if (T === 0) return;
+    this.floatRows(out, STORAGE[tableDtype], this.param(table, tableDtype), ids, hidden);
+  }
+
+  /** out[t, :] = row ids[t] of the uploaded float table `table` (checked by the caller), widened. */
+  private floatRows(out: Float32Array, storage: WeightStorage, table: number, ids: Int32Array, hidden: number): void {
+    const T = ids.length;
     const o = this.output(out);
-    const tableId = this.param(table, tableDtype);
-    this.dispatch(GATHER_KERNELS[STORAGE[tableDtype]], [groups(hidden, 64), T, 1], [args([T, hidden, o.off, 0]), { kind: 'data', data: bytesOf(ids, T) }, { kind: 'param', id: tableId }, o.b]);
+    this.dispatch(GATHER_KERNELS[storage], [groups(hidden, 64), T, 1], [args([T, hidden, o.off, 0]), { kind: 'data', data: bytesOf(ids, T) }, { kind: 'param', id: table }, o.b]);
   }
 
   gatherRows(out: Float32Array, x: Float32Array, rows: Int32Array, R: number, H: number): void {
@@ -557,14 +562,16 @@ export class WebGpuBackend implements ComputeBackend {
     if (!p) throw new TypeError('not a pack of this backend');
     if (p.freed) throw new RangeError('pack was freed');
     const part = p.parts[0]!;
-    if (p.gateUp || p.parts.length !== 1 || part.type === null) throw new RangeError('embeddingPacked needs a pack of one quantized part');
+    if (p.gateUp || p.parts.length !== 1) throw new RangeError(`embeddingPacked needs a pack of one part, not ${p.parts.length}${p.gateUp ? ' (gate/up)' : ''}`);
     checkArray('ids', ids, Int32Array, 0);
     const T = ids.length;
     checkArray('out', out, Float32Array, T * p.K);
     for (let t = 0; t < T; t++) if (!(ids[t]! >= 0 && ids[t]! < part.n)) throw new RangeError(`ids[${t}] = ${ids[t]} is outside the pack's rows [0, ${part.n})`);
     if (T === 0) return;
-    // The pack's upload is the table embeddingQuant would upload (quantUpload, the same layout).
-    this.quantRows(out, part.type, part.w, ids, p.K);
+    // The pack's upload is the table embeddingQuant or embedding would upload (quantUpload or
+    // uploadWeight: the same layout).
+    if (part.type !== null) this.quantRows(out, part.type, part.w, ids, p.K);
+    else this.floatRows(out, p.storage, part.w, ids, p.K);
   }
 
   packedLinearFree(w: PackedLinearHandle): void {

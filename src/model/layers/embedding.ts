@@ -2,7 +2,6 @@
 import type { ComputeBackend, DType, PackedLinearHandle, WeightArray } from '../../backend/backend.js';
 import type { GgmlType } from '../../backend/quant.js';
 import { ModelLoadError } from '../../errors.js';
-import type { WeightTensor } from '../loader/weight-source.js';
 import type { ModelBuilder } from './builder.js';
 import { checkQuantOnDevice } from './linear.js';
 
@@ -12,9 +11,11 @@ export const LM_HEAD = 'lm_head';
 /**
  * The [vocab, hidden] token embedding table, kept in its stored dtype (often a view of the mapped
  * file); with `scale`, looked-up rows are multiplied by it (Gemma's √hidden; a head tied to the
- * table still sees the unscaled matrix). A quantized table with a head tied to it is packed once
- * for that head, and the rows are looked up in the pack: the file's copy is never read again, so
- * its pages, released after loading, do not come back into the process's memory.
+ * table still sees the unscaled matrix). A table with a head tied to it is packed once, here, for
+ * that head, and the rows are looked up in the pack wherever it holds the table's own values
+ * (quantized blocks, or floats in the table's dtype; not a float table the head's precision
+ * converts): the file's copy is never read again, so its pages, released after loading, do not come
+ * back into the process's memory row by row.
  */
 export class Embedding {
   private readonly be: ComputeBackend;
@@ -25,9 +26,7 @@ export class Embedding {
     | { kind: 'quant'; data: Uint8Array; type: GgmlType }
     | { kind: 'packed'; pack: PackedLinearHandle };
   private readonly hidden: number;
-  /** The table as read, for a head tied to it. */
-  readonly tensor: WeightTensor;
-  /** The quantized table packed for a tied head (which then uses this pack), else null. */
+  /** The table packed for a tied head (which then uses this pack); null when the head is not tied. */
   readonly headPack: PackedLinearHandle | null = null;
 
   constructor(b: ModelBuilder, scale: number | null = null) {
@@ -35,15 +34,16 @@ export class Embedding {
     this.be = b.be;
     this.scale = scale;
     this.hidden = hiddenSize;
-    this.tensor = b.tensor(EMBED_TOKENS, [vocabSize, hiddenSize]);
-    const t = this.tensor;
+    const t = b.tensor(EMBED_TOKENS, [vocabSize, hiddenSize]);
     if (t.kind === 'quant') checkQuantOnDevice(b.be, t);
-    if (t.kind === 'quant' && tieWordEmbeddings) {
-      this.headPack = b.linears.pack([b.linears.weight(t, null)]);
-      this.table = { kind: 'packed', pack: this.headPack };
-    } else {
-      this.table = t.kind === 'quant' ? { kind: 'quant', data: t.data, type: t.type } : { kind: 'float', data: t.data, dtype: t.dtype };
+    let lookUpInPack = false;
+    if (tieWordEmbeddings) {
+      const w = b.linears.weight(t, null);
+      this.headPack = b.linears.pack([w]);
+      lookUpInPack = w.kind === 'quant' || (t.kind === 'float' && w.dtype === t.dtype);
     }
+    if (lookUpInPack) this.table = { kind: 'packed', pack: this.headPack! };
+    else this.table = t.kind === 'quant' ? { kind: 'quant', data: t.data, type: t.type } : { kind: 'float', data: t.data, dtype: t.dtype };
   }
 
   /** x[t, :] = table[ids[t], :] for the first T ids. */
@@ -70,11 +70,11 @@ export class LmHead {
     embedding: Embedding,
     private readonly softcap: number | null = null,
   ) {
-    const { vocabSize, hiddenSize, tieWordEmbeddings } = b.cfg;
+    const { vocabSize, hiddenSize } = b.cfg;
     this.be = b.be;
     this.vocab = vocabSize;
-    if (tieWordEmbeddings) {
-      this.pack = embedding.headPack ?? b.linears.pack([b.linears.weight(embedding.tensor, null)]);
+    if (embedding.headPack) {
+      this.pack = embedding.headPack; // tied
     } else {
       if (!b.has(`${LM_HEAD}.weight`)) throw new ModelLoadError(`${LM_HEAD}.weight is missing and tie_word_embeddings is false`, { code: 'tensor_missing' });
       this.pack = b.linears.pack([b.linear(LM_HEAD, vocabSize, hiddenSize, false)]);
