@@ -926,16 +926,25 @@ struct FromSrc {  // streamed: the source's bytes in registers (u = q + the type
   }
 };
 
-// The next block into L1 (tile16_avx2_t's GroupAhead), either all at once before the block or
-// spread over the kernel's first pass over it, share `step` of `steps` a sub-block. Spread where
-// that measured faster (spreads_prefetch): issued at once, Q4_K's, Q5_K's and Q6_K's 36 to 53
-// lines held the core's L1 miss buffers (spread, from memory at M = 1 to 3: Q6_K 1.18-1.42x, Q5_K
-// 1.13-1.29x, Q4_K 1.01-1.19x); Q2_K's and Q3_K's 21 and 28 lines ran 0.74-0.98x spread, IQ4_XS
-// even; a 32-value type's block is 5 to 9 lines.
-constexpr bool spreads_prefetch(int type) { return type == Q4_K || type == Q5_K || type == Q6_K; }
-PW_INLINE void prefetch_all(const GroupAhead& a) {
-  if (a.next)
-    for (int c = 0; c < a.lines; c++) _mm_prefetch(reinterpret_cast<const char*>(a.next + 64 * c), _MM_HINT_T0);
+// What a block prefetches for the blocks ahead (tile16_avx2_t's GroupAhead), as measured fastest
+// from memory (kernel-ab, 2 threads):
+//   - Q4_K, Q5_K and Q6_K: the next block's 36 to 53 lines spread over the kernel's first pass
+//     over this one, a share per sub-block (prefetch_share). Issued at once before the block they
+//     held the core's L1 miss buffers: spread, Q6_K ran 1.18-1.42x at M = 1 to 3, Q5_K 1.13-1.29x,
+//     Q4_K 1.01-1.19x.
+//   - The 32-value types: the block ~7 KB ahead (GroupAhead::far) at once, not the next one
+//     (5 to 9 lines, a few hundred bytes ahead: less than the memory's latency at their speed):
+//     M = 1 1.11-1.26x, M = 2 1.02-1.23x (Q4_0, Q4_1, Q5_0, Q8_0).
+//   - Q2_K, Q3_K and IQ4_XS: the next block at once. Spread, Q2_K and Q3_K ran 0.66-0.98x; the
+//     far one, 0.81-1.15x.
+enum class Ahead { Spread, Far, Next };
+constexpr Ahead prefetch_plan(int type, int block) {
+  if (type == Q4_K || type == Q5_K || type == Q6_K) return Ahead::Spread;
+  return block == 32 ? Ahead::Far : Ahead::Next;
+}
+PW_INLINE void prefetch_lines(const uint8_t* p, int lines) {
+  if (p)
+    for (int c = 0; c < lines; c++) _mm_prefetch(reinterpret_cast<const char*>(p + 64 * c), _MM_HINT_T0);
 }
 PW_INLINE void prefetch_share(const GroupAhead& a, int step, int steps) {
   if (!a.next) return;
@@ -1137,9 +1146,9 @@ struct Avx2Type {};
 template <int TYPE, int BLOCK, int SUB, bool HAS_MIN, int BATCH, class Src, bool STREAM>
 PW_AVX2 void block_avx2(Avx2Type<TYPE, BLOCK, SUB, HAS_MIN, BATCH, Src, STREAM>, const uint8_t* gb, Decoded& d, Wide& wide, const Task& t,
                         int64_t blk, float* accp, const GroupAhead& a) {
-  const GroupAhead* spread = nullptr;
-  if constexpr (spreads_prefetch(TYPE)) spread = &a;
-  else prefetch_all(a);
+  constexpr Ahead plan = prefetch_plan(TYPE, BLOCK);
+  const GroupAhead* spread = plan == Ahead::Spread ? &a : nullptr;
+  if constexpr (plan != Ahead::Spread) prefetch_lines(plan == Ahead::Far ? a.far : a.next, a.lines);
   if constexpr (STREAM) {
     if (t.M < 4) {
       for (int h = 0; h < 2; h++) scales2<TYPE>(gb, h, d);
@@ -1162,9 +1171,9 @@ PW_AVX2 void tile16_avx2_t(Ty ty, const TypeInfo& ti, const Task& t, const Quant
   Wide wide;
   std::fill(out, out + t.M * kTileRows, 0.0f);
   for (int64_t blk = 0; blk < t.K / ti.block; blk++) {
-    // The next block into L1 (block_avx2 issues it: prefetch_all or prefetch_share). Not also the
-    // far one into L2, as the AVX-512 kernels do: on a Zen 3 host that ran M = 1 Q4_K 0.73-0.92x,
-    // Q6_K 0.85x (in-process A/B; no prefetch at all: 0.8-0.9x of this).
+    // Blocks ahead into L1 (block_avx2 issues them: prefetch_plan). Not both the next and the far
+    // one, as the AVX-512 kernels do: on a Zen 3 host that ran M = 1 Q4_K 0.73-0.92x, Q6_K 0.85x
+    // (in-process A/B; no prefetch at all: 0.6-0.9x).
     block_avx2(ty, part.group_block(data, lr / kGroupRows, blk), d, wide, t, blk, out, group_ahead(part, data, lr, blk));
   }
 }
