@@ -934,7 +934,7 @@ struct FromSrc {  // streamed: the source's bytes in registers (u = q + the type
 //     Q4_K 1.01-1.19x.
 //   - The 32-value types: the block ~7 KB ahead (GroupAhead::far) at once, not the next one
 //     (5 to 9 lines, a few hundred bytes ahead: less than the memory's latency at their speed):
-//     M = 1 1.11-1.26x, M = 2 1.02-1.23x (Q4_0, Q4_1, Q5_0, Q8_0).
+//     M = 1 1.04-1.47x, M = 2 0.95-1.19x (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, IQ4_NL).
 //   - Q2_K, Q3_K and IQ4_XS: the next block at once. Spread, Q2_K and Q3_K ran 0.66-0.98x; the
 //     far one, 0.81-1.15x.
 enum class Ahead { Spread, Far, Next };
