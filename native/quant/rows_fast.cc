@@ -1030,10 +1030,13 @@ PW_AVX2 PW_INLINE void block_rows_avx2(const W& wt, const Decoded& d, const Task
   }
 }
 
-// One sub-block's step of block_rows_avx2_k (state r = NH i + h: activation row i, half half0 + h).
+// One sub-block's step of block_rows_avx2_k (state r = NH i + h: activation row i, half half0 + h),
+// with its share of the next block's prefetches where `ahead` is given.
 template <int SUB, int MR, int NH, bool HAS_MIN, int BATCH, class W>
 PW_AVX2 PW_INLINE void k_sub_avx2(const W& wt, const Decoded& d, const Task& t, const int16_t* const* xv, int64_t blk, int64_t m0, int half0,
-                                  int si, __m256d (*S)[2], __m256i* B, __m256* tm) {
+                                  int si, __m256d (*S)[2], __m256i* B, __m256* tm, const GroupAhead* ahead) {
+  constexpr int kSubs = 256 / SUB;
+  if (ahead) prefetch_share(*ahead, (half0 / NH) * kSubs + si, kSubs * (2 / NH));
   __m256i p[MR * NH][2];
   pair_sums<SUB, MR, NH>(wt, xv, si, half0, p);
   for (int i = 0; i < MR; i++) {
@@ -1069,7 +1072,6 @@ PW_AVX2 PW_INLINE void k_sub_avx2(const W& wt, const Decoded& d, const Task& t, 
 template <int SUB, int MR, int NH, bool HAS_MIN, int BATCH, class W>
 PW_AVX2 PW_INLINE void block_rows_avx2_k(const W& wt, const Decoded& d, const Task& t, int64_t blk, int64_t m0, float* accp,
                                          const GroupAhead* ahead) {
-  constexpr int kSubs = 256 / SUB;
   static_assert((256 / SUB) % BATCH == 0, "int32 batches of whole sub-blocks");
   const int16_t* xv[MR];
   block_acts<MR>(t, m0, blk * 256, xv);
@@ -1085,15 +1087,9 @@ PW_AVX2 PW_INLINE void block_rows_avx2_k(const W& wt, const Decoded& d, const Ta
       // Streamed: the whole block unrolled, so each quad's bit fields are constants (as the AVX-512
       // streaming path; a run-time position costs shifts by a register and selects).
 #pragma GCC unroll 16
-      for (int si = 0; si < kSubs; si++) {
-        if (ahead) prefetch_share(*ahead, (half0 / NH) * kSubs + si, kSubs * (2 / NH));
-        k_sub_avx2<SUB, MR, NH, HAS_MIN, BATCH>(wt, d, t, xv, blk, m0, half0, si, S, B, tm);
-      }
+      for (int si = 0; si < 256 / SUB; si++) k_sub_avx2<SUB, MR, NH, HAS_MIN, BATCH>(wt, d, t, xv, blk, m0, half0, si, S, B, tm, ahead);
     } else {
-      for (int si = 0; si < kSubs; si++) {
-        if (ahead) prefetch_share(*ahead, (half0 / NH) * kSubs + si, kSubs * (2 / NH));
-        k_sub_avx2<SUB, MR, NH, HAS_MIN, BATCH>(wt, d, t, xv, blk, m0, half0, si, S, B, tm);
-      }
+      for (int si = 0; si < 256 / SUB; si++) k_sub_avx2<SUB, MR, NH, HAS_MIN, BATCH>(wt, d, t, xv, blk, m0, half0, si, S, B, tm, ahead);
     }
     for (int i = 0; i < MR; i++)
       for (int h = 0; h < NH; h++) {

@@ -36,14 +36,16 @@ export class Embedding {
     this.hidden = hiddenSize;
     const t = b.tensor(EMBED_TOKENS, [vocabSize, hiddenSize]);
     if (t.kind === 'quant') checkQuantOnDevice(b.be, t);
-    let lookUpInPack = false;
     if (tieWordEmbeddings) {
       const w = b.linears.weight(t, null);
-      this.headPack = b.linears.pack([w]);
-      lookUpInPack = w.kind === 'quant' || (t.kind === 'float' && w.dtype === t.dtype);
+      const pack = b.linears.pack([w]);
+      this.headPack = pack;
+      if (w.kind === 'quant' || (t.kind === 'float' && w.dtype === t.dtype)) {
+        this.table = { kind: 'packed', pack };
+        return;
+      }
     }
-    if (lookUpInPack) this.table = { kind: 'packed', pack: this.headPack! };
-    else this.table = t.kind === 'quant' ? { kind: 'quant', data: t.data, type: t.type } : { kind: 'float', data: t.data, dtype: t.dtype };
+    this.table = t.kind === 'quant' ? { kind: 'quant', data: t.data, type: t.type } : { kind: 'float', data: t.data, dtype: t.dtype };
   }
 
   /** x[t, :] = table[ids[t], :] for the first T ids. */
