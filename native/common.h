@@ -91,6 +91,11 @@ void parallel_for(int64_t n, FnRef<void(int64_t begin, int64_t end)> fn);
 // (load balancing for items of unequal cost, e.g. causal attention tiles). Same rule: the
 // assignment of items to threads must never change a result.
 void parallel_items(int64_t n, FnRef<void(int64_t item)> fn);
+// Runs fn(begin, end) over contiguous pieces of [0, n) that shrink as the range runs out (guided
+// scheduling), handed out as threads come free: each piece takes 1 / (share · threads) of what is
+// left, at least min_piece. The long first pieces keep each thread's reads one stream; the short
+// last ones let the threads finish together. Same rule as above.
+void parallel_pieces(int64_t n, int64_t share, int64_t min_piece, FnRef<void(int64_t begin, int64_t end)> fn);
 void set_num_threads(int n);
 int num_threads();
 // Runs fn while no pool job runs (none starts until it returns). Not from inside a job.

@@ -208,6 +208,24 @@ void parallel_for(int64_t n, FnRef<void(int64_t begin, int64_t end)> fn) {
   });
 }
 
+void parallel_pieces(int64_t n, int64_t share, int64_t min_piece, FnRef<void(int64_t begin, int64_t end)> fn) {
+  if (n <= 0) return;
+  const int64_t per = std::max<int64_t>(1, share) * (tls_in_pool ? 1 : num_threads());
+  if (per <= 1 || tls_in_pool) {
+    fn(0, n);
+    return;
+  }
+  // The cuts, fixed before any piece runs (a nested call never gets here: tls_in_pool).
+  thread_local std::vector<int64_t> cuts;
+  cuts.assign(1, 0);
+  for (int64_t b = 0; b < n;) {
+    b = std::min(n, b + std::max(std::max<int64_t>(1, min_piece), (n - b + per - 1) / per));
+    cuts.push_back(b);
+  }
+  const int64_t* c = cuts.data();
+  parallel_items(static_cast<int64_t>(cuts.size()) - 1, [&](int64_t i) { fn(c[i], c[i + 1]); });
+}
+
 void set_num_threads(int n) {
   if (n < 1) n = 1;
   Pool& p = pool();

@@ -323,11 +323,12 @@ void quant_linear(const QuantLinear& p, const float* x, int64_t M, float* const*
   if (tiny) {
     run(0, items);
   } else {
-    // Four contiguous pieces per thread, handed out as threads come free: with one piece each, a
-    // thread that joins late (woken, or descheduled on a shared machine) left the caller both
-    // halves of short decode-step ops (measured: the caller ran ~1.8x the other thread's share).
-    const int64_t pieces = std::min<int64_t>(items, 4 * num_threads());
-    parallel_items(pieces, [&](int64_t c) { run(items * c / pieces, items * (c + 1) / pieces); });
+    // Contiguous pieces handed out as threads come free, shrinking as the items run out: with
+    // one piece each, a thread that joins late (woken, or descheduled on a shared machine) left
+    // the caller both halves of short decode-step ops (the caller ran ~1.8x the other thread's
+    // share); with four equal pieces each, the thread that finished first still waited for up to a
+    // piece (~4 % of a llama-1b Q4_K_M decode step's samples waiting, ~2 % with these).
+    parallel_pieces(items, 2, 1, run);
   }
 
   if (p.gate_up) {

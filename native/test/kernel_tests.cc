@@ -22,6 +22,7 @@
 #include <cstdio>
 #include <cstring>
 #include <functional>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -572,6 +573,39 @@ void test_sampling() {
   });
 }
 
+// ---- thread pool: parallel_pieces covers its range once, in shrinking contiguous pieces ----
+
+void test_pool() {
+  g_context = "pool";
+  const int saved = num_threads();
+  for (int threads : {1, 2, 3}) {
+    set_num_threads(threads);
+    for (int64_t n : {int64_t(1), int64_t(2), int64_t(7), int64_t(128), int64_t(1001)})
+      for (int64_t share : {1, 2, 4})
+        for (int64_t min_piece : {1, 3}) {
+          const std::string what = "threads " + std::to_string(threads) + " n " + std::to_string(n) + " share " +
+                                   std::to_string(share) + " min " + std::to_string(min_piece);
+          std::vector<int> hits(static_cast<size_t>(n), 0);
+          std::vector<std::pair<int64_t, int64_t>> pieces;
+          std::mutex mu;
+          parallel_pieces(n, share, min_piece, [&](int64_t b, int64_t e) {
+            std::lock_guard<std::mutex> lk(mu);
+            pieces.emplace_back(b, e);
+            for (int64_t i = b; i < e; i++) hits[static_cast<size_t>(i)]++;
+          });
+          check(std::all_of(hits.begin(), hits.end(), [](int h) { return h == 1; }), what + ": every index once");
+          std::sort(pieces.begin(), pieces.end());
+          const int64_t per = share * threads;
+          check(!pieces.empty() && pieces[0].second - pieces[0].first == (per == 1 ? n : std::min(n, std::max(min_piece, (n + per - 1) / per))),
+                what + ": the first piece");
+          for (size_t i = 1; i + 1 < pieces.size(); i++)
+            check(pieces[i].second - pieces[i].first <= pieces[i - 1].second - pieces[i - 1].first && pieces[i].second - pieces[i].first >= min_piece,
+                  what + ": pieces shrink, none below min_piece but the last");
+        }
+  }
+  set_num_threads(saved);
+}
+
 // ---- machine-limit microbenchmarks: they run on every family (the peak-FLOP loops take seconds
 // under an emulator, so only the bandwidth stream runs here) ----
 
@@ -714,7 +748,7 @@ int main(int argc, char** argv) {
   const std::pair<const char*, void (*)()> suites[] = {
       {"linear", test_linear}, {"linear_packed", test_linear_packed}, {"elementwise", test_elementwise},
       {"attention", test_attention}, {"sampling", test_sampling}, {"quant", test_quant},
-      {"microbench", test_microbench},
+      {"microbench", test_microbench}, {"pool", test_pool},
   };
   for (const auto& [name, fn] : suites) {
     const int before = g_failures;
