@@ -858,14 +858,29 @@ struct Wide {
   alignas(32) int16_t w[kMaxBlock / 4][2][32];
 };
 
+// A 256-value block (SUB: its sub-block size) is widened with each q times its sub-block's isc:
+// the passes then sum isc * q * v straight into a batch's int32 sums (block_rows_avx2_k), with no
+// product by isc and no reduction per sub-block. |isc * q| <= 4096 fits a word for every such
+// type (Q6_K's -128 * -32 the largest), and the sums obey k_batch's bound, being the same products.
+template <int SUB>
 PW_AVX2 PW_INLINE void widen(const Decoded& d, int quads, Wide& wd) {
-  for (int qi = 0; qi < quads; qi++)
-    for (int half = 0; half < 2; half++) {
-      const uint8_t* wq = reinterpret_cast<const uint8_t*>(d.u[qi]) + 32 * half;
-      for (int j = 0; j < 2; j++)
-        _mm256_store_si256(reinterpret_cast<__m256i*>(wd.w[qi][half] + 16 * j),
-                           _mm256_cvtepi8_epi16(_mm_load_si128(reinterpret_cast<const __m128i*>(wq + 16 * j))));
-    }
+  // Words of rows 4 j .. 4 j + 3 of a half, each repeated over its 4 values.
+  const __m256i rep = _mm256_setr_epi8(0, 1, 0, 1, 0, 1, 0, 1, 2, 3, 2, 3, 2, 3, 2, 3, 4, 5, 4, 5, 4, 5, 4, 5, 6, 7, 6, 7, 6, 7, 6, 7);
+  for (int q0 = 0; q0 < quads; q0 += SUB > 0 ? SUB / 4 : quads)
+    for (int half = 0; half < 2; half++)
+      for (int j = 0; j < 2; j++) {
+        __m256i isc = _mm256_setzero_si256();
+        if constexpr (SUB > 0) {
+          const __m128i i32 = _mm_load_si128(reinterpret_cast<const __m128i*>(d.isc[q0 / (SUB / 4)] + 8 * half + 4 * j));
+          isc = _mm256_shuffle_epi8(_mm256_broadcastsi128_si256(_mm_packs_epi32(i32, i32)), rep);
+        }
+        for (int qi = q0; qi < q0 + (SUB > 0 ? SUB / 4 : quads); qi++) {
+          const uint8_t* wq = reinterpret_cast<const uint8_t*>(d.u[qi]) + 32 * half + 16 * j;
+          __m256i w = _mm256_cvtepi8_epi16(_mm_load_si128(reinterpret_cast<const __m128i*>(wq)));
+          if constexpr (SUB > 0) w = _mm256_mullo_epi16(w, isc);
+          _mm256_store_si256(reinterpret_cast<__m256i*>(wd.w[qi][half] + 16 * j), w);
+        }
+      }
 }
 
 // The weights of the AVX2 sums, three ways: w(qi, half, w0, w1) gives value quad qi of the half's
@@ -882,7 +897,7 @@ struct FromU {  // a block decoded into L1 (values2), widened here
     w1 = _mm256_cvtepi8_epi16(_mm_load_si128(reinterpret_cast<const __m128i*>(wq + 16)));
   }
 };
-struct FromWide {  // the same, widened once (Wide)
+struct FromWide {  // the same, widened once (Wide; a 256-value block's q times isc)
   const Wide& wd;
   static constexpr int kOff = 0;
   static constexpr bool kInLane = false;
@@ -1083,7 +1098,32 @@ PW_AVX2 PW_INLINE void block_rows_avx2_k(const W& wt, const Decoded& d, const Ta
       S[r][0] = S[r][1] = _mm256_setzero_pd();
       tm[r] = _mm256_setzero_ps();
     }
-    if constexpr (W::kInLane) {
+    if constexpr (std::is_same_v<W, FromWide>) {
+      // isc is in the weights (widen): a batch's pair sums stay in the registers, one reduction a
+      // batch, S the same exact integer. The m term's chain after them, in the same order.
+      constexpr int kBatches = 256 / SUB / BATCH;
+      for (int b = 0; b < kBatches; b++) {
+        if (ahead) prefetch_share(*ahead, (half0 / NH) * kBatches + b, kBatches * (2 / NH));
+        __m256i p[MR * NH][2];
+        pair_sums<SUB * BATCH, MR, NH>(wt, xv, b, half0, p);
+        for (int r = 0; r < MR * NH; r++) {
+          const __m256i I = reduce_pairs<W>(p[r][0], p[r][1]);
+          S[r][0] = _mm256_add_pd(S[r][0], _mm256_cvtepi32_pd(_mm256_castsi256_si128(I)));
+          S[r][1] = _mm256_add_pd(S[r][1], _mm256_cvtepi32_pd(_mm256_extracti128_si256(I, 1)));
+        }
+      }
+      if constexpr (HAS_MIN)
+        for (int si = 0; si < 256 / SUB; si++)
+          for (int i = 0; i < MR; i++) {
+            const ActRow& x = t.act[m0 + i];
+            const __m256 Xf = _mm256_set1_ps(SUB == 32 ? x.sumf32[blk * 8 + si] : x.sumf16[blk * 16 + si]);
+            for (int h = 0; h < NH; h++) {
+              const int r = NH * i + h;
+              const __m256 mv = _mm256_load_ps(d.m[si] + 8 * (half0 + h));
+              tm[r] = si == 0 ? _mm256_mul_ps(Xf, mv) : _mm256_fmadd_ps(Xf, mv, tm[r]);
+            }
+          }
+    } else if constexpr (W::kInLane) {
       // Streamed: the whole block unrolled, so each quad's bit fields are constants (as the AVX-512
       // streaming path; a run-time position costs shifts by a register and selects).
 #pragma GCC unroll 16
@@ -1154,7 +1194,7 @@ PW_AVX2 void block_avx2(Avx2Type<TYPE, BLOCK, SUB, HAS_MIN, BATCH, Src, STREAM>,
   }
   values2<TYPE, BLOCK, Src>(gb, d);
   if (t.M >= 4) {
-    widen(d, BLOCK / 4, wide);
+    widen<BLOCK == 256 ? SUB : 0>(d, BLOCK / 4, wide);
     rows_pass_avx2<BLOCK, SUB, HAS_MIN, BATCH>(FromWide{wide}, d, t, blk, accp, spread);
   } else {
     rows_pass_avx2<BLOCK, SUB, HAS_MIN, BATCH>(FromU{d}, d, t, blk, accp, spread);
