@@ -210,11 +210,12 @@ void parallel_for(int64_t n, FnRef<void(int64_t begin, int64_t end)> fn) {
 
 void parallel_pieces(int64_t n, int64_t share, int64_t min_piece, FnRef<void(int64_t begin, int64_t end)> fn) {
   if (n <= 0) return;
-  const int64_t per = std::max<int64_t>(1, share) * (tls_in_pool ? 1 : num_threads());
-  if (per <= 1 || tls_in_pool) {
+  const int64_t threads = tls_in_pool ? 1 : num_threads();
+  if (threads <= 1) {
     fn(0, n);
     return;
   }
+  const int64_t per = std::max<int64_t>(1, share) * threads;
   // The cuts, fixed before any piece runs (a nested call never gets here: tls_in_pool).
   thread_local std::vector<int64_t> cuts;
   cuts.assign(1, 0);

@@ -596,8 +596,8 @@ void test_pool() {
           check(std::all_of(hits.begin(), hits.end(), [](int h) { return h == 1; }), what + ": every index once");
           std::sort(pieces.begin(), pieces.end());
           const int64_t per = share * threads;
-          check(!pieces.empty() && pieces[0].second - pieces[0].first == (per == 1 ? n : std::min(n, std::max(min_piece, (n + per - 1) / per))),
-                what + ": the first piece");
+          check(!pieces.empty() && pieces[0].second - pieces[0].first == (threads == 1 ? n : std::min(n, std::max(min_piece, (n + per - 1) / per))),
+                what + ": the first piece (one thread: the whole range)");
           for (size_t i = 1; i + 1 < pieces.size(); i++)
             check(pieces[i].second - pieces[i].first <= pieces[i - 1].second - pieces[i - 1].first && pieces[i].second - pieces[i].first >= min_piece,
                   what + ": pieces shrink, none below min_piece but the last");
