@@ -183,8 +183,8 @@ describe('linearPacked on quantized packs', () => {
   });
 
   test('Q6_K at its integer bounds (q = -32 or 31, scales -128 or 127, hi = +-32, lo = -128 or 127): every path gives the scalar bits', () => {
-    // The AVX2 kernel sums bytes in 16 bits (rows_fast.cc, q6k_bytes): these inputs reach the
-    // largest sums its bounds allow.
+    // These inputs reach the largest sums the kernels' int32 batches allow (kernels.h, k_batch):
+    // the VNNI kernels' byte halves, the AVX2 kernel's isc * q words (rows_fast.cc, widen).
     const K = 512, N = 37, type = GgmlType.Q6_K;
     const w = randomQuant(type, N, K, 5, 0.01);
     const { blockBytes } = typeInfo(type); // ql[128], qh[64], scales[16], d (f16)
@@ -216,6 +216,39 @@ describe('linearPacked on quantized packs', () => {
       bitsEqual(run(h, x.subarray(K, 3 * K), 2, N), full.subarray(N, 3 * N), `${path} rows 1, 2 as a pair`);
     });
     nb.packedLinearFree(h);
+  });
+
+  test('the other 256-value types at their largest |isc · q| against activations of +-8191: every path gives the scalar bits', () => {
+    // Each type's payload set to the extreme its int32 batch was sized for (k_batch: batch * max
+    // |isc · q| * values * 8191 < 2^31): Q4_K sc = 63, q = 15 (a whole block a batch); Q5_K sc = 63,
+    // q = 31 (4 sub-blocks); IQ4_XS isc = -32, q = -127 (2 sub-blocks); Q3_K isc = -32, q = -4.
+    // The half-precision fields keep randomQuant's values.
+    const K = 512, N = 37;
+    const cases: [GgmlType, number][] = [[GgmlType.Q4_K, 0xff], [GgmlType.Q5_K, 0xff], [GgmlType.IQ4_XS, 0], [GgmlType.Q3_K, 0]];
+    const amax = 3.5;
+    const rows: number[][] = [[-amax], [amax], [-amax, (-7808 / 8191) * amax], [amax, (7807 / 8191) * amax]];
+    const M = rows.length;
+    const x = new Float32Array(M * K);
+    rows.forEach((pat, m) => {
+      for (let k = 0; k < K; k++) x[m * K + k] = k % 256 === 0 ? pat[0]! : pat[pat.length - 1]!;
+    });
+    for (const [type, fill] of cases) {
+      const w = randomQuant(type, N, K, 6, 0.01);
+      const { blockBytes } = typeInfo(type);
+      const halves = new Set(type === GgmlType.Q3_K ? [108, 109] : type === GgmlType.IQ4_XS ? [0, 1] : [0, 1, 2, 3]);
+      for (let b = 0; b < w.length / blockBytes; b++)
+        for (let i = 0; i < blockBytes; i++) if (!halves.has(i)) w[b * blockBytes + i] = fill;
+      const h = pack1(type, w, N, K);
+      let first: Float32Array | undefined;
+      forEachPath((path) => {
+        const full = run(h, x, M, N);
+        if (first) bitsEqual(full, first, `${ggmlTypeName(type)} ${path} vs scalar`);
+        else first = full;
+        for (let m = 0; m < M; m++) bitsEqual(run(h, x.subarray(m * K, (m + 1) * K), 1, N), full.subarray(m * N, (m + 1) * N), `${ggmlTypeName(type)} ${path} row ${m} solo`);
+        bitsEqual(run(h, x.subarray(K, 3 * K), 2, N), full.subarray(N, 3 * N), `${ggmlTypeName(type)} ${path} rows 1, 2 as a pair`);
+      });
+      nb.packedLinearFree(h);
+    }
   });
 
   test('mixed-type parts with bias, accumulate, and a gate/up pair equal their separate parts', () => {
