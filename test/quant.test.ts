@@ -182,6 +182,35 @@ describe('linearPacked on quantized packs', () => {
     }
   });
 
+  // Activation rows at the quantizer's extremes (v = 256 hi + lo): each 256-value group's first
+  // value is +-amax, the rest the pattern's last entry.
+  const amax = 3.5;
+  const extremeRows: number[][] = [
+    [-amax], // v = -8191: hi = -32, lo = 1
+    [amax], // v = 8191: hi = 32, lo = -1
+    [-amax, (-7808 / 8191) * amax], // v = -7808: hi = -30, lo = -128
+    [amax, (7807 / 8191) * amax], // v = 7807: hi = 30, lo = 127
+  ];
+  // Packs w and checks, on every path, the scalar path's bits, each row solo and rows 1, 2 as a pair.
+  function extremesOnEveryPath(type: GgmlType, w: Uint8Array, N: number, K: number): void {
+    const M = extremeRows.length;
+    const x = new Float32Array(M * K);
+    extremeRows.forEach((pat, m) => {
+      for (let k = 0; k < K; k++) x[m * K + k] = k % 256 === 0 ? pat[0]! : pat[pat.length - 1]!;
+    });
+    const h = pack1(type, w, N, K);
+    const name = ggmlTypeName(type);
+    let first: Float32Array | undefined;
+    forEachPath((path) => {
+      const full = run(h, x, M, N);
+      if (first) bitsEqual(full, first, `${name} ${path} vs scalar`);
+      else first = full;
+      for (let m = 0; m < M; m++) bitsEqual(run(h, x.subarray(m * K, (m + 1) * K), 1, N), full.subarray(m * N, (m + 1) * N), `${name} ${path} row ${m} solo`);
+      bitsEqual(run(h, x.subarray(K, 3 * K), 2, N), full.subarray(N, 3 * N), `${name} ${path} rows 1, 2 as a pair`);
+    });
+    nb.packedLinearFree(h);
+  }
+
   test('Q6_K at its integer bounds (q = -32 or 31, scales -128 or 127, hi = +-32, lo = -128 or 127): every path gives the scalar bits', () => {
     // These inputs reach the largest sums the kernels' int32 batches allow (kernels.h, k_batch):
     // the VNNI kernels' byte halves, the AVX2 kernel's isc * q words (rows_fast.cc, widen).
@@ -194,28 +223,7 @@ describe('linearPacked on quantized packs', () => {
       w.fill(kind & 1 ? 0xff : 0, o, o + 192);
       w.fill(kind & 2 ? 0x7f : 0x80, o + 192, o + 208);
     }
-    const amax = 3.5;
-    const rows: number[][] = [
-      [-amax], // v = -8191: hi = -32, lo = 1
-      [amax], // v = 8191: hi = 32, lo = -1
-      [-amax, (-7808 / 8191) * amax], // v = -7808: hi = -30, lo = -128
-      [amax, (7807 / 8191) * amax], // v = 7807: hi = 30, lo = 127
-    ];
-    const M = rows.length;
-    const x = new Float32Array(M * K);
-    rows.forEach((pat, m) => {
-      for (let k = 0; k < K; k++) x[m * K + k] = k % 256 === 0 ? pat[0]! : pat[pat.length - 1]!;
-    });
-    const h = pack1(type, w, N, K);
-    let first: Float32Array | undefined;
-    forEachPath((path) => {
-      const full = run(h, x, M, N);
-      if (first) bitsEqual(full, first, `${path} vs scalar`);
-      else first = full;
-      for (let m = 0; m < M; m++) bitsEqual(run(h, x.subarray(m * K, (m + 1) * K), 1, N), full.subarray(m * N, (m + 1) * N), `${path} row ${m} solo`);
-      bitsEqual(run(h, x.subarray(K, 3 * K), 2, N), full.subarray(N, 3 * N), `${path} rows 1, 2 as a pair`);
-    });
-    nb.packedLinearFree(h);
+    extremesOnEveryPath(type, w, N, K);
   });
 
   test('the other 256-value types at their largest |isc · q| against activations of +-8191: every path gives the scalar bits', () => {
@@ -224,30 +232,19 @@ describe('linearPacked on quantized packs', () => {
     // q = 31 (4 sub-blocks); IQ4_XS isc = -32, q = -127 (2 sub-blocks); Q3_K isc = -32, q = -4.
     // The half-precision fields keep randomQuant's values.
     const K = 512, N = 37;
-    const cases: [GgmlType, number][] = [[GgmlType.Q4_K, 0xff], [GgmlType.Q5_K, 0xff], [GgmlType.IQ4_XS, 0], [GgmlType.Q3_K, 0]];
-    const amax = 3.5;
-    const rows: number[][] = [[-amax], [amax], [-amax, (-7808 / 8191) * amax], [amax, (7807 / 8191) * amax]];
-    const M = rows.length;
-    const x = new Float32Array(M * K);
-    rows.forEach((pat, m) => {
-      for (let k = 0; k < K; k++) x[m * K + k] = k % 256 === 0 ? pat[0]! : pat[pat.length - 1]!;
-    });
-    for (const [type, fill] of cases) {
+    const cases: [GgmlType, number, number[]][] = [
+      [GgmlType.Q4_K, 0xff, [0, 1, 2, 3]],
+      [GgmlType.Q5_K, 0xff, [0, 1, 2, 3]],
+      [GgmlType.IQ4_XS, 0, [0, 1]],
+      [GgmlType.Q3_K, 0, [108, 109]],
+    ];
+    for (const [type, fill, halfBytes] of cases) {
       const w = randomQuant(type, N, K, 6, 0.01);
       const { blockBytes } = typeInfo(type);
-      const halves = new Set(type === GgmlType.Q3_K ? [108, 109] : type === GgmlType.IQ4_XS ? [0, 1] : [0, 1, 2, 3]);
+      const keep = new Set(halfBytes);
       for (let b = 0; b < w.length / blockBytes; b++)
-        for (let i = 0; i < blockBytes; i++) if (!halves.has(i)) w[b * blockBytes + i] = fill;
-      const h = pack1(type, w, N, K);
-      let first: Float32Array | undefined;
-      forEachPath((path) => {
-        const full = run(h, x, M, N);
-        if (first) bitsEqual(full, first, `${ggmlTypeName(type)} ${path} vs scalar`);
-        else first = full;
-        for (let m = 0; m < M; m++) bitsEqual(run(h, x.subarray(m * K, (m + 1) * K), 1, N), full.subarray(m * N, (m + 1) * N), `${ggmlTypeName(type)} ${path} row ${m} solo`);
-        bitsEqual(run(h, x.subarray(K, 3 * K), 2, N), full.subarray(N, 3 * N), `${ggmlTypeName(type)} ${path} rows 1, 2 as a pair`);
-      });
-      nb.packedLinearFree(h);
+        for (let i = 0; i < blockBytes; i++) if (!keep.has(i)) w[b * blockBytes + i] = fill;
+      extremesOnEveryPath(type, w, N, K);
     }
   });
 
