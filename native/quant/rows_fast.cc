@@ -866,7 +866,8 @@ template <int SUB>
 PW_AVX2 PW_INLINE void widen(const Decoded& d, int quads, Wide& wd) {
   // Words of rows 4 j .. 4 j + 3 of a half, each repeated over its 4 values.
   const __m256i rep = _mm256_setr_epi8(0, 1, 0, 1, 0, 1, 0, 1, 2, 3, 2, 3, 2, 3, 2, 3, 4, 5, 4, 5, 4, 5, 4, 5, 6, 7, 6, 7, 6, 7, 6, 7);
-  for (int q0 = 0; q0 < quads; q0 += SUB > 0 ? SUB / 4 : quads)
+  const int run = SUB > 0 ? SUB / 4 : quads;  // quads sharing one isc
+  for (int q0 = 0; q0 < quads; q0 += run)
     for (int half = 0; half < 2; half++)
       for (int j = 0; j < 2; j++) {
         __m256i isc = _mm256_setzero_si256();
@@ -874,7 +875,7 @@ PW_AVX2 PW_INLINE void widen(const Decoded& d, int quads, Wide& wd) {
           const __m128i i32 = _mm_load_si128(reinterpret_cast<const __m128i*>(d.isc[q0 / (SUB / 4)] + 8 * half + 4 * j));
           isc = _mm256_shuffle_epi8(_mm256_broadcastsi128_si256(_mm_packs_epi32(i32, i32)), rep);
         }
-        for (int qi = q0; qi < q0 + (SUB > 0 ? SUB / 4 : quads); qi++) {
+        for (int qi = q0; qi < q0 + run; qi++) {
           const uint8_t* wq = reinterpret_cast<const uint8_t*>(d.u[qi]) + 32 * half + 16 * j;
           __m256i w = _mm256_cvtepi8_epi16(_mm_load_si128(reinterpret_cast<const __m128i*>(wq)));
           if constexpr (SUB > 0) w = _mm256_mullo_epi16(w, isc);
@@ -1045,6 +1046,19 @@ PW_AVX2 PW_INLINE void block_rows_avx2(const W& wt, const Decoded& d, const Task
   }
 }
 
+// A batch's exact int32 sums of 8 weight rows added into S (two registers of 4 doubles).
+PW_AVX2 PW_INLINE void add_batch(__m256d* S, __m256i v) {
+  S[0] = _mm256_add_pd(S[0], _mm256_cvtepi32_pd(_mm256_castsi256_si128(v)));
+  S[1] = _mm256_add_pd(S[1], _mm256_cvtepi32_pd(_mm256_extracti128_si256(v, 1)));
+}
+// Sub-block si's step of the m term's fma chain tm (activation row x, the 8 rows of `half`).
+template <int SUB>
+PW_AVX2 PW_INLINE void min_step(const ActRow& x, const Decoded& d, int64_t blk, int si, int half, __m256& tm) {
+  const __m256 Xf = _mm256_set1_ps(SUB == 32 ? x.sumf32[blk * 8 + si] : x.sumf16[blk * 16 + si]);
+  const __m256 mv = _mm256_load_ps(d.m[si] + 8 * half);
+  tm = si == 0 ? _mm256_mul_ps(Xf, mv) : _mm256_fmadd_ps(Xf, mv, tm);
+}
+
 // One sub-block's step of block_rows_avx2_k (state r = NH i + h: activation row i, half half0 + h),
 // with its share of the next block's prefetches where `ahead` is given.
 template <int SUB, int MR, int NH, bool HAS_MIN, int BATCH, class W>
@@ -1065,15 +1079,8 @@ PW_AVX2 PW_INLINE void k_sub_avx2(const W& wt, const Decoded& d, const Task& t, 
       }
       const __m256i P = _mm256_mullo_epi32(_mm256_load_si256(reinterpret_cast<const __m256i*>(d.isc[si] + 8 * half)), I);
       B[r] = si % BATCH == 0 ? P : _mm256_add_epi32(B[r], P);
-      if (si % BATCH == BATCH - 1) {
-        S[r][0] = _mm256_add_pd(S[r][0], _mm256_cvtepi32_pd(_mm256_castsi256_si128(B[r])));
-        S[r][1] = _mm256_add_pd(S[r][1], _mm256_cvtepi32_pd(_mm256_extracti128_si256(B[r], 1)));
-      }
-      if constexpr (HAS_MIN) {
-        const __m256 Xf = _mm256_set1_ps(SUB == 32 ? x.sumf32[blk * 8 + si] : x.sumf16[blk * 16 + si]);
-        const __m256 mv = _mm256_load_ps(d.m[si] + 8 * half);
-        tm[r] = si == 0 ? _mm256_mul_ps(Xf, mv) : _mm256_fmadd_ps(Xf, mv, tm[r]);
-      }
+      if (si % BATCH == BATCH - 1) add_batch(S[r], B[r]);
+      if constexpr (HAS_MIN) min_step<SUB>(x, d, blk, si, half, tm[r]);
     }
   }
 }
@@ -1106,23 +1113,12 @@ PW_AVX2 PW_INLINE void block_rows_avx2_k(const W& wt, const Decoded& d, const Ta
         if (ahead) prefetch_share(*ahead, (half0 / NH) * kBatches + b, kBatches * (2 / NH));
         __m256i p[MR * NH][2];
         pair_sums<SUB * BATCH, MR, NH>(wt, xv, b, half0, p);
-        for (int r = 0; r < MR * NH; r++) {
-          const __m256i I = reduce_pairs<W>(p[r][0], p[r][1]);
-          S[r][0] = _mm256_add_pd(S[r][0], _mm256_cvtepi32_pd(_mm256_castsi256_si128(I)));
-          S[r][1] = _mm256_add_pd(S[r][1], _mm256_cvtepi32_pd(_mm256_extracti128_si256(I, 1)));
-        }
+        for (int r = 0; r < MR * NH; r++) add_batch(S[r], reduce_pairs<W>(p[r][0], p[r][1]));
       }
       if constexpr (HAS_MIN)
         for (int si = 0; si < 256 / SUB; si++)
-          for (int i = 0; i < MR; i++) {
-            const ActRow& x = t.act[m0 + i];
-            const __m256 Xf = _mm256_set1_ps(SUB == 32 ? x.sumf32[blk * 8 + si] : x.sumf16[blk * 16 + si]);
-            for (int h = 0; h < NH; h++) {
-              const int r = NH * i + h;
-              const __m256 mv = _mm256_load_ps(d.m[si] + 8 * (half0 + h));
-              tm[r] = si == 0 ? _mm256_mul_ps(Xf, mv) : _mm256_fmadd_ps(Xf, mv, tm[r]);
-            }
-          }
+          for (int i = 0; i < MR; i++)
+            for (int h = 0; h < NH; h++) min_step<SUB>(t.act[m0 + i], d, blk, si, half0 + h, tm[NH * i + h]);
     } else if constexpr (W::kInLane) {
       // Streamed: the whole block unrolled, so each quad's bit fields are constants (as the AVX-512
       // streaming path; a run-time position costs shifts by a register and selects).
