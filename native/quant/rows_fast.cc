@@ -22,8 +22,8 @@
 // AVX2 (no VNNI): a 32-byte load holds the same 4 bytes of 8 rows, so each half of the group runs
 // on its own (the Src2 decoders, the AVX-512 ones' bit fields), and the products are vpmaddwd of
 // 16-bit weights and the activations' 16-bit v (no hi / lo split). The same two paths: fewer than
-// 4 activation rows stream the block from registers (FromSrc), more decode it into L1 once and
-// widen it to 16 bits once (FromWide). Every interleaved type has an AVX2 decoder.
+// 4 activation rows stream the block from registers (FromSrc), more widen it to 16 bits once, into
+// L1 (FromWide). Every interleaved type has an AVX2 decoder.
 #include <algorithm>
 #include <cstring>
 #include <type_traits>
@@ -830,7 +830,7 @@ PW_AVX2 PW_INLINE void scales2(const uint8_t* gb, int h, Decoded& d) {
 }
 
 // The block decoded into d, and the scales. u = the signed q (as decode_group_signed stores them)
-// for widen and FromU, whose words then need no offset term; with BIASED, u = q + 128 for FromU8.
+// for FromU, whose words then need no offset term; with BIASED, u = q + 128 for FromU8.
 template <int TYPE, int BLOCK, class Src, bool BIASED = false>
 PW_AVX2 PW_INLINE void values2(const uint8_t* gb, Decoded& d) {
   constexpr int kAdd = BIASED ? Src::kTo128 : Src::kTo128 - 128;
@@ -851,38 +851,52 @@ PW_AVX2 PW_INLINE void values2(const uint8_t* gb, Decoded& d) {
 // saturation), 4 rows x 4 values per vector; the float steps lane-wise on two halves of 8 rows,
 // the same operations as the other families.
 
-// A decoded block's q widened to 16 bits once (vpmaddwd multiplies signed words), for the passes
-// of many activation rows over it (widened per pass, the widening took as many instructions as the
-// products): w[qi][half] holds rows 8 half .. 8 half + 3 (16 values), then rows 8 half + 4 .. 8
-// half + 7.
+// A block's q widened to 16 bits once (vpmaddwd multiplies signed words), for the passes of many
+// activation rows over it (widened per pass, the widening took as many instructions as the
+// products). w[qi][half] holds the half's 8 rows as in-lane unpacks leave them: rows 0, 1 | 4, 5
+// (4 values each), then rows 2, 3 | 6, 7 (FromWide: kInLane).
 struct Wide {
   alignas(32) int16_t w[kMaxBlock / 4][2][32];
 };
 
-// A 256-value block (SUB: its sub-block size) is widened with each q times its sub-block's isc:
-// the passes then sum isc * q * v straight into a batch's int32 sums (block_rows_avx2_k), with no
-// product by isc and no reduction per sub-block. |isc * q| <= 4096 fits a word for every such
-// type (Q6_K's -128 * -32 the largest), and the sums obey k_batch's bound, being the same products.
-template <int SUB>
-PW_AVX2 PW_INLINE void widen(const Decoded& d, int quads, Wide& wd) {
-  // Words of rows 4 j .. 4 j + 3 of a half, each repeated over its 4 values.
-  const __m256i rep = _mm256_setr_epi8(0, 1, 0, 1, 0, 1, 0, 1, 2, 3, 2, 3, 2, 3, 2, 3, 4, 5, 4, 5, 4, 5, 4, 5, 6, 7, 6, 7, 6, 7, 6, 7);
-  const int run = SUB > 0 ? SUB / 4 : quads;  // quads sharing one isc
-  for (int q0 = 0; q0 < quads; q0 += run)
-    for (int half = 0; half < 2; half++)
-      for (int j = 0; j < 2; j++) {
-        __m256i isc = _mm256_setzero_si256();
-        if constexpr (SUB > 0) {
-          const __m128i i32 = _mm_load_si128(reinterpret_cast<const __m128i*>(d.isc[q0 / (SUB / 4)] + 8 * half + 4 * j));
-          isc = _mm256_shuffle_epi8(_mm256_broadcastsi128_si256(_mm_packs_epi32(i32, i32)), rep);
-        }
-        for (int qi = q0; qi < q0 + run; qi++) {
-          const uint8_t* wq = reinterpret_cast<const uint8_t*>(d.u[qi]) + 32 * half + 16 * j;
-          __m256i w = _mm256_cvtepi8_epi16(_mm_load_si128(reinterpret_cast<const __m128i*>(wq)));
-          if constexpr (SUB > 0) w = _mm256_mullo_epi16(w, isc);
-          _mm256_store_si256(reinterpret_cast<__m256i*>(wd.w[qi][half] + 16 * j), w);
-        }
+// Widens the block at gb straight from its source's registers (no byte copy in L1 first). A
+// 256-value block (SUB: its sub-block size) is widened with each q times its sub-block's isc (read
+// from d, so scales2 runs first): the passes then sum isc * q * v straight into a batch's int32
+// sums (block_rows_avx2_k), with no product by isc and no reduction per sub-block. |isc * q| <=
+// 4096 fits a word for every such type (Q6_K's -128 * -32 the largest), and the sums obey k_batch's
+// bound, being the same products.
+template <int BLOCK, int SUB, class Src>
+PW_AVX2 PW_INLINE void widen(const uint8_t* gb, const Decoded& d, Wide& wd) {
+  // isc of rows 0, 1 | 4, 5 (rep0) and 2, 3 | 6, 7 (rep1), each word over its row's 4 values, from
+  // the half's 8 isc packed to words in each lane.
+  const __m256i rep0 = _mm256_setr_epi8(0, 1, 0, 1, 0, 1, 0, 1, 2, 3, 2, 3, 2, 3, 2, 3, 0, 1, 0, 1, 0, 1, 0, 1, 2, 3, 2, 3, 2, 3, 2, 3);
+  const __m256i rep1 = _mm256_setr_epi8(4, 5, 4, 5, 4, 5, 4, 5, 6, 7, 6, 7, 6, 7, 6, 7, 4, 5, 4, 5, 4, 5, 4, 5, 6, 7, 6, 7, 6, 7, 6, 7);
+  constexpr int kRun = SUB > 0 ? SUB / 4 : BLOCK / 4;  // quads sharing one isc
+  // Types whose q is never negative (Q4_K, Q5_K, Q2_K, Q4_1, Q5_1) widen with zeros.
+  constexpr bool kUnsigned = Src::kTo128 == 128;
+  for (int h = 0; h < 2; h++) {
+    const Src src{gb, h};
+    __m256i isc0 = _mm256_setzero_si256(), isc1 = isc0;
+#pragma GCC unroll 64
+    for (int qi = 0; qi < BLOCK / 4; qi++) {
+      if (SUB > 0 && qi % kRun == 0) {
+        const __m256i i32 = _mm256_load_si256(reinterpret_cast<const __m256i*>(d.isc[qi / kRun] + 8 * h));
+        const __m256i i16 = _mm256_packs_epi32(i32, i32);
+        isc0 = _mm256_shuffle_epi8(i16, rep0);
+        isc1 = _mm256_shuffle_epi8(i16, rep1);
       }
+      __m256i q = src.quad(qi);
+      if constexpr (Src::kTo128 != 128) q = _mm256_add_epi8(q, _mm256_set1_epi8(static_cast<char>(Src::kTo128 - 128)));
+      const __m256i sign = kUnsigned ? _mm256_setzero_si256() : _mm256_cmpgt_epi8(_mm256_setzero_si256(), q);
+      __m256i w0 = _mm256_unpacklo_epi8(q, sign), w1 = _mm256_unpackhi_epi8(q, sign);
+      if constexpr (SUB > 0) {
+        w0 = _mm256_mullo_epi16(w0, isc0);
+        w1 = _mm256_mullo_epi16(w1, isc1);
+      }
+      _mm256_store_si256(reinterpret_cast<__m256i*>(wd.w[qi][h]), w0);
+      _mm256_store_si256(reinterpret_cast<__m256i*>(wd.w[qi][h] + 16), w1);
+    }
+  }
 }
 
 // The weights of the AVX2 sums, four ways: w(qi, half, w0, w1) gives value quad qi of the half's
@@ -912,10 +926,10 @@ struct FromU8 {
     w1 = _mm256_unpackhi_epi8(u, _mm256_setzero_si256());
   }
 };
-struct FromWide {  // the same, widened once (Wide; a 256-value block's q times isc)
+struct FromWide {  // widened once (Wide; a 256-value block's q times isc)
   const Wide& wd;
   static constexpr int kOff = 0;
-  static constexpr bool kInLane = false;
+  static constexpr bool kInLane = true;
   PW_AVX2 PW_INLINE void w(int qi, int half, __m256i& w0, __m256i& w1) const {
     w0 = _mm256_load_si256(reinterpret_cast<const __m256i*>(wd.w[qi][half]));
     w1 = _mm256_load_si256(reinterpret_cast<const __m256i*>(wd.w[qi][half] + 16));
@@ -1189,8 +1203,8 @@ template <int TYPE, int BLOCK, int SUB, bool HAS_MIN, int BATCH, class Src, bool
 struct Avx2Type {};
 
 // With fewer than 4 activation rows (decode) a streaming type's block is streamed from the
-// weights' bytes; otherwise it is decoded into L1 once (values2) and, from 4 rows on, widened once
-// for the passes.
+// weights' bytes, another type's decoded into L1 (values2); from 4 rows on, the block is widened
+// once for the passes.
 template <int TYPE, int BLOCK, int SUB, bool HAS_MIN, int BATCH, class Src, bool STREAM>
 PW_AVX2 void block_avx2(Avx2Type<TYPE, BLOCK, SUB, HAS_MIN, BATCH, Src, STREAM>, const uint8_t* gb, Decoded& d, Wide& wide, const Task& t,
                         int64_t blk, float* accp, const GroupAhead& a) {
@@ -1205,8 +1219,8 @@ PW_AVX2 void block_avx2(Avx2Type<TYPE, BLOCK, SUB, HAS_MIN, BATCH, Src, STREAM>,
     }
   }
   if (t.M >= 4) {
-    values2<TYPE, BLOCK, Src>(gb, d);
-    widen<BLOCK == 256 ? SUB : 0>(d, BLOCK / 4, wide);
+    for (int h = 0; h < 2; h++) scales2<TYPE>(gb, h, d);
+    widen<BLOCK, BLOCK == 256 ? SUB : 0, Src>(gb, d, wide);
     rows_pass_avx2<BLOCK, SUB, HAS_MIN, BATCH>(FromWide{wide}, d, t, blk, accp, spread);
   } else if (t.M == 1) {
     values2<TYPE, BLOCK, Src, true>(gb, d);
