@@ -829,11 +829,11 @@ PW_AVX2 PW_INLINE void scales2(const uint8_t* gb, int h, Decoded& d) {
   }
 }
 
-// The block decoded into d, and the scales. u = the signed q (as decode_group_signed stores them)
-// for FromU, whose words then need no offset term; with BIASED, u = q + 128 for FromU8.
-template <int TYPE, int BLOCK, class Src, bool BIASED = false>
+// The block decoded into d: u = the signed q (as decode_group_signed stores them), so the kernels
+// reading it have no offset term to take off each sub-block's sums, and the scales.
+template <int TYPE, int BLOCK, class Src>
 PW_AVX2 PW_INLINE void values2(const uint8_t* gb, Decoded& d) {
-  constexpr int kAdd = BIASED ? Src::kTo128 : Src::kTo128 - 128;
+  constexpr int kAdd = Src::kTo128 - 128;
   for (int h = 0; h < 2; h++) {
     const Src src{gb, h};
 #pragma GCC unroll 64
@@ -903,27 +903,19 @@ PW_AVX2 PW_INLINE void widen(const uint8_t* gb, const Decoded& d, Wide& wd) {
 // 8 rows as 16-bit u = q + kOff (kOff 0: the signed q), four rows in w0 and four in w1. vpmaddwd
 // against the quad's activations then leaves two pair sums per row, in the lanes kInLane tells
 // (reduce_pairs puts the rows in order).
-struct FromU {  // a block decoded into L1 (values2), widened here (2 or 3 activation rows)
+// A block decoded into L1 (values2), widened here by in-lane unpacks with the sign from a compare:
+// M = 1 1.09-1.13x, M = 2-3 1.01-1.06x its widening by sign-extending 16-byte loads (which cross
+// lanes, slow on Zen 3), and level with unpacking q + 128 and taking the offset's term off each
+// sub-block's sums.
+struct FromU {
   const Decoded& d;
   static constexpr int kOff = 0;
-  static constexpr bool kInLane = false;  // w0: rows 0..3 in order, w1: rows 4..7
-  PW_AVX2 PW_INLINE void w(int qi, int half, __m256i& w0, __m256i& w1) const {
-    const uint8_t* wq = reinterpret_cast<const uint8_t*>(d.u[qi]) + 32 * half;
-    w0 = _mm256_cvtepi8_epi16(_mm_load_si128(reinterpret_cast<const __m128i*>(wq)));
-    w1 = _mm256_cvtepi8_epi16(_mm_load_si128(reinterpret_cast<const __m128i*>(wq + 16)));
-  }
-};
-// The same block stored as u = q + 128 (values2<..., true>) and widened by in-lane unpacks, the
-// offset's term off each sub-block's sums: for a lone activation row 1.09-1.13x FromU (whose
-// sign-extending loads cross lanes), for 2 or 3 rows 0.94-0.96x (the offset term per row).
-struct FromU8 {
-  const Decoded& d;
-  static constexpr int kOff = 128;
   static constexpr bool kInLane = true;  // as FromSrc
   PW_AVX2 PW_INLINE void w(int qi, int half, __m256i& w0, __m256i& w1) const {
-    const __m256i u = _mm256_load_si256(reinterpret_cast<const __m256i*>(reinterpret_cast<const uint8_t*>(d.u[qi]) + 32 * half));
-    w0 = _mm256_unpacklo_epi8(u, _mm256_setzero_si256());
-    w1 = _mm256_unpackhi_epi8(u, _mm256_setzero_si256());
+    const __m256i q = _mm256_load_si256(reinterpret_cast<const __m256i*>(reinterpret_cast<const uint8_t*>(d.u[qi]) + 32 * half));
+    const __m256i sign = _mm256_cmpgt_epi8(_mm256_setzero_si256(), q);
+    w0 = _mm256_unpacklo_epi8(q, sign);
+    w1 = _mm256_unpackhi_epi8(q, sign);
   }
 };
 struct FromWide {  // widened once (Wide; a 256-value block's q times isc)
@@ -1033,9 +1025,9 @@ PW_AVX2 PW_INLINE void pair_sums(const W& wt, const int16_t* const* xv, int si, 
         pr[1] = _mm256_add_epi32(pr[1], _mm256_madd_epi16(w[h][1], xq));
         // Keeps the sums one running chain each: GCC reassociated the integer adds of an unrolled
         // block into trees whose partial sums spilled (on streamed and widened blocks 1.1-1.3x
-        // without them; the decoded block's paths ran slower with this barrier: FromU 0.8-0.9x,
-        // FromU8 0.93x).
-        if constexpr (!std::is_same_v<W, FromU> && !std::is_same_v<W, FromU8>) asm("" : "+x"(pr[0]), "+x"(pr[1]));
+        // without them; the decoded block's path, FromU, ran slower with this barrier: 0.8-0.9x
+        // when it widened by sign-extending loads, 0.93x by unpacks).
+        if constexpr (!std::is_same_v<W, FromU>) asm("" : "+x"(pr[0]), "+x"(pr[1]));
       }
     }
   }
@@ -1148,10 +1140,10 @@ PW_AVX2 PW_INLINE void block_rows_avx2_k(const W& wt, const Decoded& d, const Ta
         for (int si = 0; si < 256 / SUB; si++)
           for (int i = 0; i < MR; i++)
             for (int h = 0; h < NH; h++) min_step<SUB>(t.act[m0 + i], d, blk, si, half0 + h, tm[NH * i + h]);
-    } else if constexpr (W::kInLane && !std::is_same_v<W, FromU8>) {
+    } else if constexpr (W::kInLane && !std::is_same_v<W, FromU>) {
       // Streamed: the whole block unrolled, so each quad's bit fields are constants (as the AVX-512
       // streaming path; a run-time position costs shifts by a register and selects). A decoded
-      // block has no bit fields: FromU8 unrolled so ran 0.68-0.73x.
+      // block has no bit fields: FromU unrolled so ran 0.68-0.73x.
 #pragma GCC unroll 16
       for (int si = 0; si < 256 / SUB; si++) k_sub_avx2<SUB, MR, NH, HAS_MIN, BATCH>(wt, d, t, xv, blk, m0, half0, si, S, B, tm, ahead);
     } else {
@@ -1177,7 +1169,7 @@ PW_AVX2 PW_INLINE void block_rows_avx2_k(const W& wt, const Decoded& d, const Ta
 // lone row takes both halves of the weight rows in one pass where that measured faster (NH1).
 template <class W>
 constexpr int lone_row_halves() {
-  if constexpr (std::is_same_v<W, FromU> || std::is_same_v<W, FromU8>) return 2;
+  if constexpr (std::is_same_v<W, FromU>) return 2;
   else if constexpr (std::is_same_v<W, FromWide>) return 1;
   else return NibbleSrc<typename W::Source>::value ? 2 : 1;
 }
@@ -1222,9 +1214,6 @@ PW_AVX2 void block_avx2(Avx2Type<TYPE, BLOCK, SUB, HAS_MIN, BATCH, Src, STREAM>,
     for (int h = 0; h < 2; h++) scales2<TYPE>(gb, h, d);
     widen<BLOCK, BLOCK == 256 ? SUB : 0, Src>(gb, d, wide);
     rows_pass_avx2<BLOCK, SUB, HAS_MIN, BATCH>(FromWide{wide}, d, t, blk, accp, spread);
-  } else if (t.M == 1) {
-    values2<TYPE, BLOCK, Src, true>(gb, d);
-    rows_pass_avx2<BLOCK, SUB, HAS_MIN, BATCH>(FromU8{d}, d, t, blk, accp, spread);
   } else {
     values2<TYPE, BLOCK, Src>(gb, d);
     rows_pass_avx2<BLOCK, SUB, HAS_MIN, BATCH>(FromU{d}, d, t, blk, accp, spread);
