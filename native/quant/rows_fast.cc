@@ -854,7 +854,7 @@ PW_AVX2 PW_INLINE void values2(const uint8_t* gb, Decoded& d) {
 // A block's q widened to 16 bits once (vpmaddwd multiplies signed words), for the passes of many
 // activation rows over it (widened per pass, the widening took as many instructions as the
 // products). w[qi][half] holds the half's 8 rows as in-lane unpacks leave them: rows 0, 1 | 4, 5
-// (4 values each), then rows 2, 3 | 6, 7 (FromWide: kInLane).
+// (4 values each), then rows 2, 3 | 6, 7 (the order of every weight provider below).
 struct Wide {
   alignas(32) int16_t w[kMaxBlock / 4][2][32];
 };
@@ -899,10 +899,11 @@ PW_AVX2 PW_INLINE void widen(const uint8_t* gb, const Decoded& d, Wide& wd) {
   }
 }
 
-// The weights of the AVX2 sums, four ways: w(qi, half, w0, w1) gives value quad qi of the half's
-// 8 rows as 16-bit u = q + kOff (kOff 0: the signed q), four rows in w0 and four in w1. vpmaddwd
-// against the quad's activations then leaves two pair sums per row, in the lanes kInLane tells
-// (reduce_pairs puts the rows in order).
+// The weights of the AVX2 sums, three ways: w(qi, half, w0, w1) gives value quad qi of the half's
+// 8 rows as 16-bit u = q + kOff (kOff 0: the signed q), as in-lane unpacks leave them: rows 0, 1 |
+// 4, 5 in w0, rows 2, 3 | 6, 7 in w1. vpmaddwd against the quad's activations then leaves two pair
+// sums per row, which reduce_pairs adds with the rows in order.
+//
 // A block decoded into L1 (values2), widened here by in-lane unpacks with the sign from a compare:
 // M = 1 1.09-1.13x, M = 2-3 1.01-1.06x its widening by sign-extending 16-byte loads (which cross
 // lanes, slow on Zen 3), and level with unpacking q + 128 and taking the offset's term off each
@@ -910,7 +911,6 @@ PW_AVX2 PW_INLINE void widen(const uint8_t* gb, const Decoded& d, Wide& wd) {
 struct FromU {
   const Decoded& d;
   static constexpr int kOff = 0;
-  static constexpr bool kInLane = true;  // as FromSrc
   PW_AVX2 PW_INLINE void w(int qi, int half, __m256i& w0, __m256i& w1) const {
     const __m256i q = _mm256_load_si256(reinterpret_cast<const __m256i*>(reinterpret_cast<const uint8_t*>(d.u[qi]) + 32 * half));
     const __m256i sign = _mm256_cmpgt_epi8(_mm256_setzero_si256(), q);
@@ -921,7 +921,6 @@ struct FromU {
 struct FromWide {  // widened once (Wide; a 256-value block's q times isc)
   const Wide& wd;
   static constexpr int kOff = 0;
-  static constexpr bool kInLane = true;
   PW_AVX2 PW_INLINE void w(int qi, int half, __m256i& w0, __m256i& w1) const {
     w0 = _mm256_load_si256(reinterpret_cast<const __m256i*>(wd.w[qi][half]));
     w1 = _mm256_load_si256(reinterpret_cast<const __m256i*>(wd.w[qi][half] + 16));
@@ -937,7 +936,6 @@ struct FromSrc {  // streamed: the source's bytes in registers (u = q + the type
   using Source = Src;
   const uint8_t* gb;
   static constexpr int kOff = 128 - Src::kTo128;
-  static constexpr bool kInLane = true;  // in-lane unpacking: w0 rows 0, 1 | 4, 5; w1 rows 2, 3 | 6, 7
   PW_AVX2 PW_INLINE void w(int qi, int half, __m256i& w0, __m256i& w1) const {
     const Src src{gb, half};
     if constexpr (NibbleSrc<Src>::value) {
@@ -1033,12 +1031,9 @@ PW_AVX2 PW_INLINE void pair_sums(const W& wt, const int16_t* const* xv, int si, 
   }
 }
 
-// A row's two pair sums of each weight row, added: the 8 rows in order.
-template <class W>
-PW_AVX2 PW_INLINE __m256i reduce_pairs(__m256i p0, __m256i p1) {
-  const __m256i h = _mm256_hadd_epi32(p0, p1);
-  return W::kInLane ? h : _mm256_permute4x64_epi64(h, _MM_SHUFFLE(3, 1, 2, 0));
-}
+// A row's two pair sums of each weight row, added: the 8 rows in order (w0's rows 0, 1 | 4, 5 and
+// w1's 2, 3 | 6, 7 interleave so in each lane).
+PW_AVX2 PW_INLINE __m256i reduce_pairs(__m256i p0, __m256i p1) { return _mm256_hadd_epi32(p0, p1); }
 
 // The 32-value contract for one block, on two halves of 8 weight rows, NH halves a pass. Without
 // HAS_MIN (the types whose m is always 0) c = a * I skips "- 0 * X", as the AVX-512 kernel: only a
@@ -1056,7 +1051,7 @@ PW_AVX2 PW_INLINE void block_rows_avx2(const W& wt, const Decoded& d, const Task
       for (int h = 0; h < NH; h++) {
         const int half = half0 + h;
         // I = sum(u v) - off X = sum(q v), exactly.
-        __m256i I = reduce_pairs<W>(p[NH * i + h][0], p[NH * i + h][1]);
+        __m256i I = reduce_pairs(p[NH * i + h][0], p[NH * i + h][1]);
         if constexpr (W::kOff != 0) I = _mm256_sub_epi32(I, _mm256_set1_epi32(X * W::kOff));
         __m256 c = _mm256_mul_ps(_mm256_load_ps(d.a[0] + 8 * half), _mm256_cvtepi32_ps(I));
         if constexpr (HAS_MIN) c = _mm256_sub_ps(c, _mm256_mul_ps(_mm256_load_ps(d.m[0] + 8 * half), _mm256_cvtepi32_ps(_mm256_set1_epi32(X))));
@@ -1093,7 +1088,7 @@ PW_AVX2 PW_INLINE void k_sub_avx2(const W& wt, const Decoded& d, const Task& t, 
     const ActRow& x = t.act[m0 + i];
     for (int h = 0; h < NH; h++) {
       const int r = NH * i + h, half = half0 + h;
-      __m256i I = reduce_pairs<W>(p[r][0], p[r][1]);
+      __m256i I = reduce_pairs(p[r][0], p[r][1]);
       if constexpr (W::kOff != 0) {  // I = sum(u v) - off X = sum(q v), exactly
         const int32_t* s16 = x.sum16 + (blk * 256 + si * SUB) / 16;
         I = _mm256_sub_epi32(I, _mm256_set1_epi32((SUB == 32 ? s16[0] + s16[1] : s16[0]) * W::kOff));
@@ -1134,13 +1129,13 @@ PW_AVX2 PW_INLINE void block_rows_avx2_k(const W& wt, const Decoded& d, const Ta
         if (ahead) prefetch_share(*ahead, (half0 / NH) * kBatches + b, kBatches * (2 / NH));
         __m256i p[MR * NH][2];
         pair_sums<SUB * BATCH, MR, NH>(wt, xv, b, half0, p);
-        for (int r = 0; r < MR * NH; r++) add_batch(S[r], reduce_pairs<W>(p[r][0], p[r][1]));
+        for (int r = 0; r < MR * NH; r++) add_batch(S[r], reduce_pairs(p[r][0], p[r][1]));
       }
       if constexpr (HAS_MIN)
         for (int si = 0; si < 256 / SUB; si++)
           for (int i = 0; i < MR; i++)
             for (int h = 0; h < NH; h++) min_step<SUB>(t.act[m0 + i], d, blk, si, half0 + h, tm[NH * i + h]);
-    } else if constexpr (W::kInLane && !std::is_same_v<W, FromU>) {
+    } else if constexpr (!std::is_same_v<W, FromU>) {
       // Streamed: the whole block unrolled, so each quad's bit fields are constants (as the AVX-512
       // streaming path; a run-time position costs shifts by a register and selects). A decoded
       // block has no bit fields: FromU unrolled so ran 0.68-0.73x.
