@@ -58,7 +58,7 @@ Napi::Value PagedAttention(const Napi::CallbackInfo& info) {
     // With a window, blocks wholly before the first query's window are never read (they may be freed).
     const int64_t first_key = window > 0 ? std::max<int64_t>(0, len - (q1 - q0) - window + 1) : 0;
     for (int64_t b = first_key / c.block_size; b < nb; b++) {
-      a.need_index("blockTables", std::to_string(s) + ", " + std::to_string(b), row[b], 0, c.num_blocks,
+      a.need_index("blockTables", {s, b}, row[b], 0, c.num_blocks,
                    "is not a block id in");
     }
   }

@@ -23,7 +23,7 @@ Napi::Value Embedding(const Napi::CallbackInfo& info) {
   const int64_t T = static_cast<int64_t>(ids.len);
   a.need_at_least(out, "out", mul_checked(a.op(), "out", {T, hidden}), "ids.length*hidden");
   for (int64_t t = 0; t < T; t++) {
-    a.need_index("ids", std::to_string(t), ids.data[t], 0, vocab);
+    a.need_index("ids", {t}, ids.data[t], 0, vocab);
   }
   embedding(out.data, table.data, dt, ids.data, T, hidden);
   return info.Env().Undefined();

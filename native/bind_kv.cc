@@ -115,7 +115,7 @@ Napi::Value KvCacheWrite(const Napi::CallbackInfo& info) {
   a.need_at_least(slots, "slotMapping", static_cast<size_t>(T), "T");
   const int64_t ns = c.num_slots();
   for (int64_t t = 0; t < T; t++) {
-    a.need_index("slotMapping", std::to_string(t), slots.data[t], -1, ns);
+    a.need_index("slotMapping", {t}, slots.data[t], -1, ns);
   }
   kv_cache_write(c, layer, k.data, v.data, slots.data, T);
   return info.Env().Undefined();
@@ -131,8 +131,8 @@ Napi::Value KvCacheCopyBlocks(const Napi::CallbackInfo& info) {
     a.range_fail("dst", "has " + std::to_string(dst.len) + " elements, src has " + std::to_string(src.len));
   }
   for (size_t i = 0; i < src.len; i++) {
-    a.need_index("src", std::to_string(i), src.data[i], 0, c.num_blocks, "is not a block id in");
-    a.need_index("dst", std::to_string(i), dst.data[i], 0, c.num_blocks, "is not a block id in");
+    a.need_index("src", {static_cast<int64_t>(i)}, src.data[i], 0, c.num_blocks, "is not a block id in");
+    a.need_index("dst", {static_cast<int64_t>(i)}, dst.data[i], 0, c.num_blocks, "is not a block id in");
   }
   kv_cache_copy_blocks(c, src.data, dst.data, static_cast<int64_t>(src.len));
   return info.Env().Undefined();

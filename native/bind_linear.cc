@@ -5,6 +5,7 @@
 
 #include "binding.h"
 #include "ops.h"
+#include "quant/bind_quant.h"
 
 namespace pw {
 namespace {
@@ -43,14 +44,38 @@ Napi::Value Linear(const Napi::CallbackInfo& info) {
 
 const napi_type_tag kPackedTag = {0x7061676577697365ull, 0x706b6c696e656172ull};  // "pagewise" "pklinear"
 
-PackedLinear& packed_arg(const Napi::CallbackInfo& info, size_t i, const char* op) {
+// A packed-weights handle of either kind: float (packLinear, packGateUp) or quantized
+// (packLinearQuant, packGateUpQuant, bind_quant.cc). The ops that run packs read their arguments
+// once, here, and hand the pack to its kind's kernel.
+struct AnyPack {
+  PackedLinear* f = nullptr;
+  quant::QuantLinear* q = nullptr;
+  bool freed() const { return q ? q->freed : f->freed; }
+  int64_t K() const { return q ? q->K : f->K; }
+  bool gate_up() const { return q ? q->gate_up : f->silu_pairs; }
+  // Output arrays a call fills, and the columns of output s.
+  size_t outputs() const { return q ? (q->gate_up ? 1 : q->parts.size()) : f->segs.size(); }
+  int64_t n(size_t s) const { return q ? q->parts[s].n : f->segs[s].n; }
+  size_t parts() const { return q ? q->parts.size() : f->segs.size(); }
+};
+
+AnyPack any_pack(const Napi::CallbackInfo& info, size_t i, const char* op) {
   Napi::Value v = info[i];
-  if (!v.IsExternal() || !v.As<Napi::External<PackedLinear>>().CheckTypeTag(&kPackedTag)) {
-    type_error(std::string(op) + ": w must be a handle returned by packLinear or packGateUp");
+  AnyPack p;
+  if ((p.q = quant_pack(v)) == nullptr) {
+    if (!v.IsExternal() || !v.As<Napi::External<PackedLinear>>().CheckTypeTag(&kPackedTag)) {
+      type_error(std::string(op) + ": w must be a handle returned by packLinear, packGateUp, packLinearQuant or packGateUpQuant");
+    }
+    p.f = v.As<Napi::External<PackedLinear>>().Data();
   }
-  PackedLinear* p = v.As<Napi::External<PackedLinear>>().Data();
-  if (p->freed) plain_error(std::string(op) + ": the packed weights have been freed");
-  return *p;
+  return p;
+}
+
+// A live pack (not yet freed), for the ops that run one.
+AnyPack live_pack(const Napi::CallbackInfo& info, size_t i, const char* op) {
+  const AnyPack p = any_pack(info, i, op);
+  if (p.freed()) plain_error(std::string(op) + ": the packed weights have been freed");
+  return p;
 }
 
 MatmulPrecision precision_arg(const Args& a, size_t i, DType dt) {
@@ -163,18 +188,18 @@ Napi::Value PackGateUp(const Napi::CallbackInfo& info) {
 Napi::Value LinearPacked(const Napi::CallbackInfo& info) {
   // linearPacked(w, x, M, outs, accumulate)
   Args a(info, "linearPacked", 5);
-  PackedLinear& p = packed_arg(info, 0, a.op());
+  const AnyPack p = live_pack(info, 0, a.op());
   auto x = a.f32(1, "x");
   const int64_t M = a.integer(2, "M", 0, kMaxDim);
   if (!info[3].IsArray()) a.type_fail("outs", "must be an array of Float32Array");
   const bool accumulate = a.boolean(4, "accumulate");
   Napi::Array arr = info[3].As<Napi::Array>();
-  const size_t nout = p.segs.size();
+  const size_t nout = p.outputs();
   if (arr.Length() != nout) {
     a.range_fail("outs", "has " + std::to_string(arr.Length()) + " arrays, the packed weights have " + std::to_string(nout) +
                              " output" + (nout == 1 ? "" : "s"));
   }
-  const size_t nx = mul_checked(a.op(), "x", {M, p.K});
+  const size_t nx = mul_checked(a.op(), "x", {M, p.K()});
   a.need_at_least(x, "x", nx, "M*K");
   float* outs[64];
   size_t out_bytes[64];
@@ -182,7 +207,7 @@ Napi::Value LinearPacked(const Napi::CallbackInfo& info) {
     Napi::Value v = arr.Get(static_cast<uint32_t>(s));
     View<float> o;
     if (!typed_view(info.Env(), v, napi_float32_array, &o)) a.type_fail("outs", "[" + std::to_string(s) + "] must be a Float32Array");
-    const size_t need = mul_checked(a.op(), "out", {M, p.segs[s].n});
+    const size_t need = mul_checked(a.op(), "out", {M, p.n(s)});
     if (o.len < need) {
       a.range_fail("outs", "[" + std::to_string(s) + "] has " + std::to_string(o.len) + " elements, needs at least M*n = " +
                                std::to_string(need));
@@ -196,37 +221,37 @@ Napi::Value LinearPacked(const Napi::CallbackInfo& info) {
       }
     }
   }
-  linear_packed(p, x.data, M, outs, accumulate);
+  if (p.q) quant::quant_linear(*p.q, x.data, M, outs, accumulate);
+  else linear_packed(*p.f, x.data, M, outs, accumulate);
   return info.Env().Undefined();
 }
 
 Napi::Value PackedLinearFree(const Napi::CallbackInfo& info) {
   Args a(info, "packedLinearFree", 1);
-  Napi::Value v = info[0];
-  if (!v.IsExternal() || !v.As<Napi::External<PackedLinear>>().CheckTypeTag(&kPackedTag)) {
-    type_error("packedLinearFree: w must be a handle returned by packLinear or packGateUp");
-  }
-  PackedLinear* p = v.As<Napi::External<PackedLinear>>().Data();
-  if (!p->freed) {
-    Napi::MemoryManagement::AdjustExternalMemory(info.Env(), -static_cast<int64_t>(p->bytes));
-    packed_linear_release(*p);  // the finalizer deletes the struct
+  const AnyPack p = any_pack(info, 0, a.op());
+  if (p.q) {
+    quant_pack_free(info.Env(), *p.q);
+  } else if (!p.f->freed) {
+    Napi::MemoryManagement::AdjustExternalMemory(info.Env(), -static_cast<int64_t>(p.f->bytes));
+    packed_linear_release(*p.f);  // the finalizer deletes the struct
   }
   return info.Env().Undefined();
 }
 
 Napi::Value EmbeddingPacked(const Napi::CallbackInfo& info) {
-  // embeddingPacked(out, w, ids): rows of a one-part float pack (bind_quant.cc takes quantized ones)
+  // embeddingPacked(out, w, ids): rows of a one-part pack, float or quantized
   Args a(info, "embeddingPacked", 3);
   auto out = a.f32(0, "out");
-  const PackedLinear& p = packed_arg(info, 1, a.op());
-  if (p.silu_pairs || p.segs.size() != 1) {
-    a.range_fail("w", "must be a pack of one part, not " + std::to_string(p.segs.size()) + (p.silu_pairs ? " (gate/up)" : ""));
+  const AnyPack p = live_pack(info, 1, a.op());
+  if (p.gate_up() || p.parts() != 1) {
+    a.range_fail("w", "must be a pack of one part, not " + std::to_string(p.parts()) + (p.gate_up() ? " (gate/up)" : ""));
   }
   auto ids = a.i32(2, "ids");
-  const int64_t T = static_cast<int64_t>(ids.len), rows = p.segs[0].n;
-  a.need_at_least(out, "out", mul_checked(a.op(), "out", {T, p.K}), "ids.length*K");
-  for (int64_t t = 0; t < T; t++) a.need_index("ids", std::to_string(t), ids.data[t], 0, rows);
-  embedding_packed(out.data, p, ids.data, T);
+  const int64_t T = static_cast<int64_t>(ids.len), rows = p.n(0);
+  a.need_at_least(out, "out", mul_checked(a.op(), "out", {T, p.K()}), "ids.length*K");
+  for (int64_t t = 0; t < T; t++) a.need_index("ids", {t}, ids.data[t], 0, rows);
+  if (p.q) quant::embedding_packed(out.data, *p.q, ids.data, T);
+  else embedding_packed(out.data, *p.f, ids.data, T);
   return info.Env().Undefined();
 }
 

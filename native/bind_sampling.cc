@@ -108,11 +108,11 @@ Napi::Value DrawRows(const Napi::CallbackInfo& info) {
   a.need_exactly(out, "out", count, "rows.length");
   const int64_t nrows = static_cast<int64_t>(logits.len) / n;
   for (size_t i = 0; i < count; i++) {
-    const std::string at = std::to_string(i);
-    a.need_index("rows", at, rows.data[i], 0, nrows, "is not a row of logits, rows are");
+    const int64_t at = static_cast<int64_t>(i);
+    a.need_index("rows", {at}, rows.data[i], 0, nrows, "is not a row of logits, rows are");
     const double t = inv_t.data[i], u = us.data[i];
-    if (!(t >= 0) || !std::isfinite(t)) a.range_fail("invTemperature", "[" + at + "] = " + num(t) + " must be finite and >= 0");
-    if (t > 0 && !(u >= 0 && u < 1)) a.range_fail("u", "[" + at + "] = " + num(u) + " must be in [0, 1)");
+    if (!(t >= 0) || !std::isfinite(t)) a.range_fail("invTemperature", "[" + std::to_string(at) + "] = " + num(t) + " must be finite and >= 0");
+    if (t > 0 && !(u >= 0 && u < 1)) a.range_fail("u", "[" + std::to_string(at) + "] = " + num(u) + " must be in [0, 1)");
   }
   draw_rows(logits.data, n, rows.data, inv_t.data, us.data, out.data, static_cast<int64_t>(count));
   return info.Env().Undefined();

@@ -143,14 +143,17 @@ class Args {
     range_error(std::string(op_) + ": " + name + " " + why);
   }
 
-  double number(size_t i, const char* name) const {
-    Napi::Value v = info_[i];
+  // The readers take the argument's index, or (…_value) a value found inside one (an element or a
+  // property), named as the message should show it.
+  double number(size_t i, const char* name) const { return number_value(info_[i], name); }
+  double number_value(Napi::Value v, const char* name) const {
     if (!v.IsNumber()) type_fail(name, "must be a number");
     return v.As<Napi::Number>().DoubleValue();
   }
 
-  int64_t integer(size_t i, const char* name, int64_t lo, int64_t hi) const {
-    const double d = number(i, name);
+  int64_t integer(size_t i, const char* name, int64_t lo, int64_t hi) const { return integer_value(info_[i], name, lo, hi); }
+  int64_t integer_value(Napi::Value v, const char* name, int64_t lo, int64_t hi) const {
+    const double d = number_value(v, name);
     if (!std::isfinite(d) || d != std::floor(d)) type_fail(name, "must be an integer, got " + num(d));
     if (d < static_cast<double>(lo) || d > static_cast<double>(hi)) {
       range_fail(name, "must be in [" + std::to_string(lo) + ", " + std::to_string(hi) + "], got " + num(d));
@@ -172,8 +175,12 @@ class Args {
 
   template <typename T, napi_typedarray_type Kind>
   View<T> typed(size_t i, const char* name, const char* type_name) const {
+    return typed_value<T, Kind>(info_[i], name, type_name);
+  }
+  template <typename T, napi_typedarray_type Kind>
+  View<T> typed_value(Napi::Value v, const char* name, const char* type_name) const {
     View<T> out;
-    if (!typed_view(info_.Env(), info_[i], Kind, &out)) type_fail(name, std::string("must be a ") + type_name);
+    if (!typed_view(info_.Env(), v, Kind, &out)) type_fail(name, std::string("must be a ") + type_name);
     return out;
   }
 
@@ -181,6 +188,7 @@ class Args {
   View<double> f64(size_t i, const char* name) const { return typed<double, napi_float64_array>(i, name, "Float64Array"); }
   View<int32_t> i32(size_t i, const char* name) const { return typed<int32_t, napi_int32_array>(i, name, "Int32Array"); }
   View<uint16_t> u16(size_t i, const char* name) const { return typed<uint16_t, napi_uint16_array>(i, name, "Uint16Array"); }
+  View<uint8_t> u8(size_t i, const char* name) const { return typed<uint8_t, napi_uint8_array>(i, name, "Uint8Array"); }
 
   bool is_nullish(size_t i) const {
     Napi::Value v = info_[i];
@@ -220,13 +228,18 @@ class Args {
     }
   }
 
-  // An index into an array of `size` elements: "name[where] = v is out of range [lo, size)".
-  void need_index(const char* name, const std::string& where, int64_t v, int64_t lo, int64_t size,
+  // An index into an array of `size` elements: "name[where] = v is out of range [lo, size)", where
+  // is the element's position (one or two numbers), formatted only when the check fails (these run
+  // per element on every call).
+  void need_index(const char* name, std::initializer_list<int64_t> where, int64_t v, int64_t lo, int64_t size,
                   const char* what = "is out of range") const {
-    if (v < lo || v >= size) {
-      range_fail(name, "[" + where + "] = " + std::to_string(v) + " " + what + " [" + std::to_string(lo) + ", " +
-                           std::to_string(size) + ")");
-    }
+    if (v < lo || v >= size) index_fail(name, where, v, lo, size, what);
+  }
+  [[noreturn]] void index_fail(const char* name, std::initializer_list<int64_t> where, int64_t v, int64_t lo, int64_t size,
+                               const char* what) const {
+    std::string at;
+    for (int64_t w : where) at += (at.empty() ? "" : ", ") + std::to_string(w);
+    range_fail(name, "[" + at + "] = " + std::to_string(v) + " " + what + " [" + std::to_string(lo) + ", " + std::to_string(size) + ")");
   }
 
   const char* op() const { return op_; }

@@ -2,8 +2,14 @@
 #pragma once
 #include <napi.h>
 
+#include "quant.h"
+
 namespace pw {
-// Adds packLinearQuant, packGateUpQuant, embeddingQuant and dequantizeRows, and wraps
-// linearPacked / packedLinearFree (already in exports) so they also take quantized packs.
+// The quantized pack a handle holds (packLinearQuant, packGateUpQuant), nullptr for any other value.
+quant::QuantLinear* quant_pack(Napi::Value v);
+// packedLinearFree of a quantized pack: its weights go now (the handle's finalizer deletes it).
+void quant_pack_free(Napi::Env env, quant::QuantLinear& p);
+// Adds packLinearQuant, packGateUpQuant, embeddingQuant, dequantizeRows and quantAmx.
+// linearPacked, embeddingPacked and packedLinearFree (bind_linear.cc) take quantized packs too.
 void InitQuant(Napi::Env env, Napi::Object exports);
 }  // namespace pw
