@@ -681,18 +681,23 @@ struct Iq4NlSrc2 {  // the nibbles through the IQ4 table, + 128
     return _mm256_shuffle_epi8(table, Nib32Src2<0>{gb, h}.quad(qi));
   }
 };
-template <int TO128>  // Q5_0 (q = u - 16), Q5_1 (q = u): Q5Src's bit test, by compare
+template <int TO128>  // Q5_0 (q = u - 16), Q5_1 (q = u): the high bits from qh
 struct Q5Src2 {
   const uint8_t* gb;
   int h;
   static constexpr int kTo128 = TO128;
   PW_AVX2 PW_INLINE __m256i quad(int qi) const {
     const __m256i nib = nibbles2(dw2(gb, 2 + (qi & 3), h), qi >= 4);
+    // Each row's qh byte holding quad qi's 4 bits, in the quad's 4 bytes; for an even quad (the
+    // byte's low nibble) moved up 4 bits, so the quad's bit k is bit 4 + k of byte k either way
+    // (the bits a 16-bit shift carries in from the byte below stay under bit 4). Byte k's bit
+    // alone, then min(., 16): 16 where it is set, 0 where not.
     const __m256i copy = _mm256_add_epi8(_mm256_broadcastsi128_si256(_mm_setr_epi8(0, 0, 0, 0, 4, 4, 4, 4, 8, 8, 8, 8, 12, 12, 12, 12)),
                                          _mm256_set1_epi8(static_cast<char>(qi >> 1)));
-    const __m256i sel = _mm256_set1_epi32(qi & 1 ? static_cast<int>(0x80402010u) : 0x08040201);
-    const __m256i set = _mm256_cmpeq_epi8(_mm256_and_si256(_mm256_shuffle_epi8(dw2(gb, 1, h), copy), sel), sel);
-    return _mm256_add_epi8(nib, _mm256_and_si256(set, _mm256_set1_epi8(16)));
+    __m256i b = _mm256_shuffle_epi8(dw2(gb, 1, h), copy);
+    if (!(qi & 1)) b = _mm256_slli_epi16(b, 4);
+    const __m256i bit = _mm256_and_si256(b, _mm256_set1_epi32(static_cast<int>(0x80402010u)));
+    return _mm256_add_epi8(nib, _mm256_min_epu8(bit, _mm256_set1_epi8(16)));
   }
 };
 struct Q4KSrc2 {
