@@ -23,6 +23,9 @@ void rope(float* q, float* k, const float* cos_sin, int64_t T, int64_t n_heads, 
 void silu_mul(float* out, const float* gate, const float* up, int64_t M, int64_t I, int64_t gate_stride,
               int64_t up_stride);
 void add(float* out, const float* a, const float* b, int64_t n);
+// One row's out[i] = silu(g[i]) * u[i] (accumulate: out[i] += that), on the calling thread: each
+// value the same bits as silu_mul gives it, wherever it sits in the row.
+void silu_mul_row(float* out, const float* g, const float* u, int64_t n, bool accumulate);
 
 // ---- linear (ops_linear.cc) ----
 // out[M,N] = x[M,K] . w[N,K]^T (+ bias). precision BF16 requires dtype BF16.

@@ -255,22 +255,35 @@ void rope(float* q, float* k, const float* cos_sin, int64_t T, int64_t n_heads, 
   });
 }
 
+namespace {
+void silu_mul_row_isa(Isa isa, float* o, const float* g, const float* u, int64_t n) {
+#if PW_X86
+  if (isa >= Isa::Avx512) return silu_mul_row_avx512(o, g, u, n);
+  if (isa == Isa::Avx2) return silu_mul_row_avx2(o, g, u, n);
+#endif
+  (void)isa;
+  silu_mul_row_scalar(o, g, u, n);
+}
+}  // namespace
+
 void silu_mul(float* out, const float* gate, const float* up, int64_t M, int64_t I, int64_t gate_stride,
               int64_t up_stride) {
-  [[maybe_unused]] const Isa isa = active_isa();  // x86 families only
+  const Isa isa = active_isa();
   for_rows(M, I * 4, [&](int64_t b, int64_t e) {
-    for (int64_t m = b; m < e; m++) {
-      const float* g = gate + m * gate_stride;
-      const float* u = up + m * up_stride;
-      float* o = out + m * I;
-#if PW_X86
-      if (isa >= Isa::Avx512) silu_mul_row_avx512(o, g, u, I);
-      else if (isa == Isa::Avx2) silu_mul_row_avx2(o, g, u, I);
-      else
-#endif
-        silu_mul_row_scalar(o, g, u, I);
-    }
+    for (int64_t m = b; m < e; m++) silu_mul_row_isa(isa, out + m * I, gate + m * gate_stride, up + m * up_stride, I);
   });
+}
+
+void silu_mul_row(float* out, const float* g, const float* u, int64_t n, bool accumulate) {
+  const Isa isa = active_isa();
+  if (!accumulate) return silu_mul_row_isa(isa, out, g, u, n);
+  // As silu_mul into a temporary, then add: the product rounded to float before the sum.
+  float tmp[256];
+  for (int64_t i0 = 0; i0 < n; i0 += 256) {
+    const int64_t c = std::min<int64_t>(256, n - i0);
+    silu_mul_row_isa(isa, tmp, g + i0, u + i0, c);
+    for (int64_t i = 0; i < c; i++) out[i0 + i] = out[i0 + i] + tmp[i];
+  }
 }
 
 void add(float* out, const float* a, const float* b, int64_t n) {

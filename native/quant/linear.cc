@@ -266,15 +266,9 @@ void quant_linear(const QuantLinear& p, const float* x, int64_t M, float* const*
   if (M * K >= (int64_t(1) << 16)) parallel_for(M, prep);
   else prep(0, M);
 
-  // Gate/up: both products into scratch, then siluMul (and add): the same bits as two linear
-  // ops followed by those elementwise ops.
-  thread_local Scratch gu_buf;
-  float* gu = nullptr;
-  if (p.gate_up) {
-    const size_t I = static_cast<size_t>(p.parts[0].n);
-    gu = gu_buf.get<float>(static_cast<size_t>(M) * I * 3);
-  }
-  // Work items: a group of 16 rows of one part.
+  // Work items: a group of 16 rows of one part; for gate/up, the same 16 rows of both parts,
+  // whose products the item's thread then turns into silu(gate) * up (and adds): the same bits as
+  // two linear ops followed by siluMul (and add), with no [M, I] scratch and no serial pass after.
   struct Item {
     int part;
     int64_t row0;
@@ -283,30 +277,40 @@ void quant_linear(const QuantLinear& p, const float* x, int64_t M, float* const*
   item_list.clear();
   int64_t total = 0;
   for (size_t i = 0; i < p.parts.size(); i++) {
-    for (int64_t r = 0; r < p.parts[i].n; r += kGroupRows) item_list.push_back(Item{static_cast<int>(i), r});
+    if (!p.gate_up || i == 0)
+      for (int64_t r = 0; r < p.parts[i].n; r += kGroupRows) item_list.push_back(Item{static_cast<int>(i), r});
     total += p.parts[i].n;
   }
   const Item* item_of = item_list.data();
   const int64_t items = static_cast<int64_t>(item_list.size());
+  // acc[m * kGroupRows + i] = output (m, lr + i) of the part's rows lr .. lr + nr.
+  auto group = [&](const QuantLinear::Part& part, int64_t lr, int64_t nr, float* acc) {
+    Task t{part.type, K, M, act, tiles, tiles_k};
+    const int done = rows_fast(isa, t, part, p.data, lr, nr, acc);
+    for (int64_t i = done; i < nr; i++) row_scalar(t, part, p.data, lr + i, acc + i);
+  };
   auto run = [&](int64_t ib, int64_t ie) {
     thread_local Scratch accv;
-    float* acc = accv.get<float>(static_cast<size_t>(M) * kGroupRows);
+    float* acc = accv.get<float>(static_cast<size_t>(M) * kGroupRows * (p.gate_up ? 2 : 1));
     for (int64_t it = ib; it < ie; it++) {
       const size_t pi = static_cast<size_t>(item_of[it].part);
       const QuantLinear::Part& part = p.parts[pi];
       const int64_t lr = item_of[it].row0;
       const int64_t nr = std::min<int64_t>(kGroupRows, part.n - lr);
-      Task t{part.type, K, M, act, tiles, tiles_k};
-      const int done = rows_fast(isa, t, part, p.data, lr, nr, acc);
-      for (int64_t i = done; i < nr; i++) row_scalar(t, part, p.data, lr + i, acc + i);
-      // acc[m * kGroupRows + i] is output (m, lr + i).
+      group(part, lr, nr, acc);
+      if (p.gate_up) {
+        float* acc_up = acc + M * kGroupRows;
+        group(p.parts[1], lr, nr, acc_up);
+        for (int64_t m = 0; m < M; m++) silu_mul_row(outs[0] + m * part.n + lr, acc + m * kGroupRows, acc_up + m * kGroupRows, nr, accumulate);
+        continue;
+      }
       const float* bias = part.bias.empty() ? nullptr : part.bias.data() + lr;
       for (int64_t m = 0; m < M; m++) {
         const float* a = acc + m * kGroupRows;
-        float* o = p.gate_up ? gu + (pi * M + m) * p.parts[0].n + lr : outs[pi] + m * part.n + lr;
+        float* o = outs[pi] + m * part.n + lr;
         // One plain loop per case (the compiler vectorizes these; the per-value branches of one
         // loop for all cases took ~8 % of a batch-32 step): o = a (+ bias) (+ o before).
-        if (accumulate && !p.gate_up) {
+        if (accumulate) {
           if (bias)
             for (int64_t i = 0; i < nr; i++) o[i] = o[i] + (a[i] + bias[i]);
           else
@@ -329,19 +333,6 @@ void quant_linear(const QuantLinear& p, const float* x, int64_t M, float* const*
     // share); with four equal pieces each, the thread that finished first still waited for up to a
     // piece (~4 % of a llama-1b Q4_K_M decode step's samples waiting, ~2 % with these).
     parallel_pieces(items, 2, 1, run);
-  }
-
-  if (p.gate_up) {
-    const int64_t I = p.parts[0].n;
-    float* g = gu;
-    float* u = gu + M * I;
-    if (accumulate) {
-      float* tmp = gu + 2 * M * I;
-      silu_mul(tmp, g, u, M, I, I, I);
-      add(outs[0], outs[0], tmp, M * I);
-    } else {
-      silu_mul(outs[0], g, u, M, I, I, I);
-    }
   }
 }
 
