@@ -838,13 +838,12 @@ PW_AVX2 PW_INLINE void scales2(const uint8_t* gb, int h, Decoded& d) {
 // reading it have no offset term to take off each sub-block's sums, and the scales.
 template <int TYPE, int BLOCK, class Src>
 PW_AVX2 PW_INLINE void values2(const uint8_t* gb, Decoded& d) {
-  constexpr int kAdd = Src::kTo128 - 128;
   for (int h = 0; h < 2; h++) {
     const Src src{gb, h};
 #pragma GCC unroll 64
     for (int qi = 0; qi < BLOCK / 4; qi++) {
       __m256i q = src.quad(qi);
-      if constexpr (kAdd % 256 != 0) q = _mm256_add_epi8(q, _mm256_set1_epi8(static_cast<char>(kAdd)));
+      if constexpr (Src::kTo128 != 128) q = _mm256_add_epi8(q, _mm256_set1_epi8(static_cast<char>(Src::kTo128 - 128)));
       _mm256_store_si256(reinterpret_cast<__m256i*>(&d.u[qi][8 * h]), q);
     }
     scales2<TYPE>(gb, h, d);
