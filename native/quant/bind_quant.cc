@@ -36,6 +36,14 @@ void check_k(const Args& a, const TypeInfo& ti, int64_t K, const char* name) {
 
 size_t row_bytes(const TypeInfo& ti, int64_t K) { return static_cast<size_t>(K / ti.block) * ti.bytes; }
 
+// v holds exactly `rows` rows of K values of the type (`rows_name`: how the message names the
+// count). Load-time checks: the message's shape is built eagerly.
+void need_rows(const Args& a, const View<uint8_t>& v, const char* name, const TypeInfo& ti, int64_t rows, const char* rows_name,
+               int64_t K) {
+  const std::string shape = std::string(rows_name) + " rows of " + std::to_string(K) + " " + ti.name + " values";
+  a.need_exactly(v, name, mul_checked(a.op(), name, {rows, static_cast<int64_t>(row_bytes(ti, K))}), shape.c_str());
+}
+
 Napi::Value make_pack(Napi::Env env, const char* op, int64_t K, bool gate_up, const std::vector<int>& types,
                       const std::vector<int64_t>& ns, const std::vector<const uint8_t*>& src,
                       const std::vector<const float*>& bias) {
@@ -81,10 +89,7 @@ Napi::Value PackLinearQuant(const Napi::CallbackInfo& info) {
     if (total > kMaxDim) a.range_fail("parts", "have more than 2^31 - 1 rows in all");
     check_k(a, ti, K, w.c_str());
     const auto data = a.typed_value<uint8_t, napi_uint8_array>(o.Get("w"), (w + ".w").c_str(), "Uint8Array");
-    const double want = static_cast<double>(row_bytes(ti, K)) * static_cast<double>(n);
-    if (static_cast<double>(data.len) != want) {
-      a.range_fail((w + ".w").c_str(), "has " + std::to_string(data.len) + " bytes, n rows of K " + ti.name + " values take " + std::to_string(static_cast<long long>(want)));
-    }
+    need_rows(a, data, (w + ".w").c_str(), ti, n, "n", K);
     const float* b = nullptr;
     Napi::Value bv = o.Get("bias");
     if (!bv.IsUndefined() && !bv.IsNull()) {
@@ -111,8 +116,8 @@ Napi::Value PackGateUpQuant(const Napi::CallbackInfo& info) {
   check_k(a, tu, K, "up");
   const auto g = a.u8(0, "gate");
   const auto u = a.u8(2, "up");
-  if (static_cast<double>(g.len) != static_cast<double>(row_bytes(tg, K)) * static_cast<double>(I)) a.range_fail("gate", "has " + std::to_string(g.len) + " bytes, not I rows of K values");
-  if (static_cast<double>(u.len) != static_cast<double>(row_bytes(tu, K)) * static_cast<double>(I)) a.range_fail("up", "has " + std::to_string(u.len) + " bytes, not I rows of K values");
+  need_rows(a, g, "gate", tg, I, "I", K);
+  need_rows(a, u, "up", tu, I, "I", K);
   const int gt = info[1].As<Napi::Number>().Int32Value(), ut = info[3].As<Napi::Number>().Int32Value();
   return make_pack(info.Env(), a.op(), K, true, {gt, ut}, {I, I}, {g.data, u.data}, {nullptr, nullptr});
 }
@@ -146,8 +151,7 @@ Napi::Value DequantizeRows(const Napi::CallbackInfo& info) {
   const int64_t rows = a.integer(2, "rows", 0, kMaxDim);
   const int64_t k = a.integer(3, "k", 1, kMaxDim);
   check_k(a, ti, k, "k");
-  const double want = static_cast<double>(row_bytes(ti, k)) * static_cast<double>(rows);
-  if (static_cast<double>(src.len) != want) a.range_fail("src", "has " + std::to_string(src.len) + " bytes, rows x k values take " + std::to_string(static_cast<long long>(want)));
+  need_rows(a, src, "src", ti, rows, "rows", k);
   if (static_cast<double>(rows) * static_cast<double>(k) > static_cast<double>(int64_t(1) << 30)) a.range_fail("rows", "* k is too large");
   Napi::Float32Array out = Napi::Float32Array::New(info.Env(), static_cast<size_t>(rows * k));
   quant::dequantize_rows(info[0].As<Napi::Number>().Int32Value(), src.data, rows, k, out.Data());
